@@ -1,0 +1,291 @@
+"""One sandbox container: its hardened configuration (pure) and the live handle.
+
+A live :class:`Box` is created, attached and started ahead of demand; the agent inside
+(PID 1) announces itself with a ready frame. Jobs go in over the attached stdin and
+frames come back over stdout, so a run needs no engine call at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from aiodocker.stream import Stream
+
+from . import _agent
+from ._dockerfile import AGENT_PATH
+from ._engine import (
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_POOL,
+    LABEL_VERSION,
+    Engine,
+    owner_identity,
+)
+from ._errors import EngineError, SandboxError
+from ._version import __version__
+
+log = logging.getLogger("sandboxkit")
+
+SANDBOX_UID = 65534
+READY_TIMEOUT = 60.0
+CLEANUP_TIMEOUT = 15.0
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What cannot change once a container exists (the pool key, with the image)."""
+
+    image: str
+    runtime: str = "runc"
+    disk_mb: int = 64
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container-level limits that can be changed in place before a run."""
+
+    memory_mb: int = 256
+    pids: int = 64
+    cpus: float = 1.0
+
+
+def container_config(
+    shape: Shape,
+    resources: Resources,
+    labels: Mapping[str, str],
+    env: Mapping[str, str],
+) -> dict[str, Any]:
+    """The engine's create body: every DESIGN §4 default, nothing loosened."""
+    mem = resources.memory_mb * 1024 * 1024
+    tmpfs_opts = f"rw,exec,nosuid,nodev,size={shape.disk_mb}m"
+    host: dict[str, Any] = {
+        "NetworkMode": "bridge" if shape.network else "none",
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "ReadonlyRootfs": True,
+        "Tmpfs": {
+            "/work": f"{tmpfs_opts},uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755",
+            "/tmp": f"{tmpfs_opts},mode=1777",
+        },
+        "ShmSize": 16 * 1024 * 1024,
+        "Memory": mem,
+        "MemorySwap": mem,  # equal: no swap
+        "PidsLimit": resources.pids,
+        "NanoCpus": int(resources.cpus * 1e9),
+        "Ulimits": [
+            {"Name": "nofile", "Soft": 1024, "Hard": 1024},
+            {"Name": "core", "Soft": 0, "Hard": 0},
+        ],
+        "LogConfig": {"Type": "none"},  # a flood never reaches the host's disk
+        "Runtime": shape.runtime,
+        "AutoRemove": True,  # when the agent exits (its stdin closed), the engine removes it
+        "Init": False,  # the agent is PID 1 and reaps
+        "IpcMode": "private",
+        "Privileged": False,
+    }
+    return {
+        "Image": shape.image,
+        "Cmd": ["python3", "-I", AGENT_PATH],
+        "User": f"{SANDBOX_UID}:{SANDBOX_UID}",
+        "WorkingDir": "/work",
+        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "Labels": dict(labels),
+        "Hostname": "sandbox",
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        "StdinOnce": True,  # our attach closing = EOF for the agent = the container ends
+        "Tty": False,
+        "NetworkDisabled": not shape.network,
+        "StopSignal": "SIGKILL",
+        "HostConfig": host,
+    }
+
+
+class Box:
+    """A started container with its agent, driven through the attached streams."""
+
+    def __init__(
+        self, engine: Engine, cid: str, stream: Stream, shape: Shape, resources: Resources
+    ) -> None:
+        self.engine = engine
+        self.cid = cid
+        self.shape = shape
+        self.resources = resources
+        self.created = time.monotonic()
+        self._stream = stream
+        self._reader = _agent.FrameReader()
+        self._frames: list[tuple[bytes, bytes]] = []
+        self._eof = False
+        self._closed = False
+        self.agent_stderr = bytearray()
+        self.busy = False
+
+    # ------------------------------------------------------------------ life cycle
+    @classmethod
+    async def start(
+        cls,
+        engine: Engine,
+        shape: Shape,
+        resources: Resources,
+        env: Mapping[str, str],
+        pool_id: str,
+    ) -> Box:
+        labels = {
+            LABEL_MANAGED: "1",
+            LABEL_OWNER: owner_identity(),
+            LABEL_POOL: pool_id,
+            LABEL_VERSION: __version__,
+        }
+        name = f"sandboxkit-{pool_id}-{os.getpid()}-{next(_names)}"
+        config = container_config(shape, resources, labels, env)
+        try:
+            cid = await engine.create(config, name=name)
+        except BaseException:
+            # cancelled mid-request, the engine may still have made it: remove by name
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                await _quiet_remove(engine, name)
+            raise
+        box: Box | None = None
+        try:
+            stream = await engine.attach(cid)
+            box = cls(engine, cid, stream, shape, resources)
+            await engine.start(cid)
+            with anyio.fail_after(READY_TIMEOUT):
+                kind, payload = await box.recv()
+            if kind != _agent.READY:
+                raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                if box is not None:
+                    await box.destroy()
+                else:
+                    await _quiet_remove(engine, cid)
+            if isinstance(exc, TimeoutError):
+                raise SandboxError(
+                    f"the sandbox did not become ready within {READY_TIMEOUT:.0f}s"
+                ) from exc
+            raise
+        return box
+
+    @property
+    def alive(self) -> bool:
+        if self._eof or self._closed:
+            return False
+        queue = getattr(self._stream, "_queue", None)
+        return not (queue is not None and queue.at_eof())
+
+    async def destroy(self) -> None:
+        """Close the attach stream (so the kill never waits on unread output), then remove."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+            with contextlib.suppress(Exception):
+                await self._stream.close()
+            await _quiet_remove(self.engine, self.cid)
+
+    # ------------------------------------------------------------------ protocol
+    async def send(self, kind: bytes, payload: bytes = b"") -> None:
+        if self._closed:
+            raise SandboxError("the sandbox is closed")
+        try:
+            await self._stream.write_in(_agent.pack(kind, payload))
+        except Exception as exc:  # noqa: BLE001 - a closed transport, a reset socket
+            raise SandboxError(f"the sandbox's input closed: {exc}") from exc
+
+    async def send_json(self, kind: bytes, obj: object) -> None:
+        await self.send(kind, json.dumps(obj).encode())
+
+    async def recv(self) -> tuple[bytes, bytes]:
+        """The next frame from the agent; SandboxError when the container is gone."""
+        while not self._frames:
+            if self._eof:
+                raise SandboxError(self._gone_message())
+            try:
+                msg = await self._stream.read_out()
+            except Exception as exc:  # noqa: BLE001
+                self._eof = True
+                raise SandboxError(f"lost the sandbox's output stream: {exc}") from exc
+            if msg is None:
+                self._eof = True
+                continue
+            if msg.stream == 2:
+                self.agent_stderr += msg.data
+                del self.agent_stderr[:-4096]
+                continue
+            try:
+                self._frames.extend(self._reader.feed(msg.data))
+            except ValueError as exc:
+                self._eof = True
+                raise SandboxError(f"sandbox protocol fault: {exc}") from exc
+        return self._frames.pop(0)
+
+    def _gone_message(self) -> str:
+        tail = self.agent_stderr.decode(errors="replace").strip()[-500:]
+        return "the sandbox container ended unexpectedly" + (f": {tail}" if tail else "")
+
+    async def call(self, op: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """A file operation: one job frame, one reply frame."""
+        await self.send_json(_agent.JOB, op)
+        kind, payload = await self.recv()
+        if kind == _agent.FAULT:
+            raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
+        if kind != _agent.REPLY:
+            raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
+        header, _, data = payload.partition(b"\0")
+        return json.loads(header), data
+
+    async def frames(self) -> AsyncIterator[tuple[bytes, bytes]]:
+        while True:
+            yield await self.recv()
+
+    # ------------------------------------------------------------------ resources
+    async def set_resources(self, wanted: Resources) -> None:
+        """Change memory (and memory+swap) in place when a run asks for other limits."""
+        if wanted == self.resources:
+            return
+        body: dict[str, Any] = {}
+        if wanted.memory_mb != self.resources.memory_mb:
+            mem = wanted.memory_mb * 1024 * 1024
+            body.update(Memory=mem, MemorySwap=mem)
+            # cgroup v1 refuses Memory above MemorySwap; raise swap first when growing
+        if wanted.pids != self.resources.pids:
+            body["PidsLimit"] = wanted.pids
+        if wanted.cpus != self.resources.cpus:
+            body["NanoCpus"] = int(wanted.cpus * 1e9)
+        try:
+            async with self.engine.docker._query(
+                f"containers/{self.cid}/update",
+                method="POST",
+                data=json.dumps(body),
+                headers={"content-type": "application/json"},
+            ):
+                pass
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"could not change the sandbox's limits: {exc}") from exc
+        self.resources = wanted
+
+
+async def _quiet_remove(engine: Engine, cid: str) -> None:
+    try:
+        await engine.remove(cid)
+    except Exception as exc:  # noqa: BLE001 - the reaper catches what this misses
+        log.warning("could not remove container %s: %s", cid[:12], exc)
+
+
+def encode_files(files: Mapping[str, bytes]) -> dict[str, str]:
+    return {path: base64.b64encode(data).decode() for path, data in files.items()}

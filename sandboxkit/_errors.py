@@ -1,0 +1,64 @@
+"""Exceptions: sandboxkit or the engine failed. The user's code failing is a status.
+
+    SandboxkitError
+    ├── InvalidInput            bad arguments, raised before any container is touched
+    │   ├── UnknownLanguage
+    │   └── InvalidPath
+    ├── EngineError             the Docker engine failed or did not answer
+    │   └── EngineUnavailable   no engine reachable at all
+    ├── ImageError              an image could not be found, bootstrapped or built
+    ├── PoolError
+    │   ├── PoolClosed
+    │   └── PoolTimeout         no warm container within the acquire timeout
+    └── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
+"""
+
+from __future__ import annotations
+
+
+class SandboxkitError(Exception):
+    """Root of every error sandboxkit raises."""
+
+
+class InvalidInput(SandboxkitError, ValueError):
+    """An argument is wrong; nothing was started."""
+
+
+class UnknownLanguage(InvalidInput):
+    """The language is neither built in nor registered."""
+
+
+class InvalidPath(InvalidInput):
+    """A file path is empty, absolute, has NUL bytes or escapes the workdir."""
+
+
+class EngineError(SandboxkitError):
+    """The Docker engine refused or failed a call."""
+
+
+class EngineUnavailable(EngineError):
+    """No Docker engine answers."""
+
+
+class ImageError(SandboxkitError):
+    """An image could not be prepared."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message + (f"\n--- build log (tail) ---\n{log_tail}" if log_tail else ""))
+        self.log_tail = log_tail
+
+
+class PoolError(SandboxkitError):
+    """The warm pool cannot serve."""
+
+
+class PoolClosed(PoolError):
+    """The pool was closed."""
+
+
+class PoolTimeout(PoolError):
+    """No sandbox became free within the acquire timeout."""
+
+
+class SandboxError(SandboxkitError):
+    """A sandbox broke down during a run (not the user's code: the machinery)."""

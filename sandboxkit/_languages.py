@@ -1,0 +1,156 @@
+"""Language specs: what an image holds and how a program is compiled and run.
+
+A spec is data. The Dockerfile is generated from it (``_dockerfile``), so a user adds a
+language, or extends a built-in one (Python plus numpy), with the same model.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._errors import InvalidInput, UnknownLanguage
+
+_NAME = re.compile(r"^[a-z][a-z0-9_+.-]{0,31}$")
+_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.:~=_<>!,-]*$")
+
+
+class LanguageSpec(BaseModel):
+    """How to build an image for a language and compile/run one source file in it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="lower-case name, also the image name")
+    aliases: tuple[str, ...] = ()
+    packages: tuple[str, ...] = Field((), description="Debian packages to install")
+    pip_packages: tuple[str, ...] = Field((), description="PyPI packages (Python images)")
+    setup: tuple[str, ...] = Field((), description="extra shell steps run as root at build")
+    source_file: str = Field(description="file name the source is written to in the workdir")
+    compile: tuple[str, ...] | None = Field(None, description="compile argv, run in the workdir")
+    run: tuple[str, ...] = Field(description="run argv, run in the workdir")
+    env: dict[str, str] = Field(default_factory=dict)
+    version_command: tuple[str, ...] | None = Field(
+        None, description="argv printing the toolchain version"
+    )
+    preload: Literal["python"] | None = Field(
+        None,
+        description="run the program inside the agent's already-loaded interpreter "
+        "(one fork per run, no interpreter start-up); only for Python",
+    )
+    compile_memory_mb: int = Field(1024, ge=64, le=65536)
+    compile_time: float = Field(60.0, gt=0, le=3600)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"language name {v!r} must match {_NAME.pattern}")
+        return v
+
+    @field_validator("packages", "pip_packages")
+    @classmethod
+    def _check_packages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not _PACKAGE.match(p):
+                raise ValueError(f"package name {p!r} is not a plain package name")
+        return v
+
+    @field_validator("source_file")
+    @classmethod
+    def _check_source(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith(".") or "\0" in v:
+            raise ValueError(f"source_file {v!r} must be a plain file name")
+        return v
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile is not None
+
+    def extend(self, name: str, **changes: object) -> LanguageSpec:
+        """A new spec based on this one: tuples given in ``changes`` are appended."""
+        data = self.model_dump()
+        data["name"] = name
+        data["aliases"] = ()
+        for key, value in changes.items():
+            if key in ("packages", "pip_packages", "setup") and isinstance(value, (list, tuple)):
+                data[key] = tuple(data[key]) + tuple(value)
+            else:
+                data[key] = value
+        return LanguageSpec.model_validate(data)
+
+
+_BASE_ENV = {
+    "HOME": "/work",
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TMPDIR": "/tmp",
+}
+
+PYTHON = LanguageSpec(
+    name="python",
+    aliases=("py", "python3"),
+    packages=("python3",),
+    source_file="main.py",
+    run=("python3", "main.py"),
+    env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "0", "PYTHONIOENCODING": "utf-8"},
+    version_command=("python3", "--version"),
+    preload="python",
+)
+
+BUILTIN: tuple[LanguageSpec, ...] = (PYTHON,)
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._specs: dict[str, LanguageSpec] = {}
+        self._aliases: dict[str, str] = {}
+
+    def register(self, spec: LanguageSpec, *, replace: bool = False) -> None:
+        with self._lock:
+            if spec.name in self._specs and not replace:
+                raise InvalidInput(
+                    f"language {spec.name!r} is already registered; pass replace=True to swap it"
+                )
+            self._specs[spec.name] = spec
+            for alias in spec.aliases:
+                self._aliases[alias] = spec.name
+
+    def get(self, name: str) -> LanguageSpec:
+        if not isinstance(name, str):
+            raise InvalidInput(f"language must be a str, not {type(name).__name__}")
+        key = name.strip().lower()
+        key = self._aliases.get(key, key)
+        try:
+            return self._specs[key]
+        except KeyError:
+            known = ", ".join(sorted(self._specs))
+            raise UnknownLanguage(
+                f"unknown language {name!r}; known: {known}. "
+                "Register your own with sandboxkit.register_language(LanguageSpec(...))."
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+
+REGISTRY = _Registry()
+for _spec in BUILTIN:
+    REGISTRY.register(_spec)
+
+
+def register_language(spec: LanguageSpec, *, replace: bool = False) -> None:
+    """Make ``spec`` usable by name in every run."""
+    REGISTRY.register(spec, replace=replace)
+
+
+def get_language(name: str) -> LanguageSpec:
+    return REGISTRY.get(name)
+
+
+def language_env(spec: LanguageSpec) -> dict[str, str]:
+    return {**_BASE_ENV, **spec.env}

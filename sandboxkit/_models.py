@@ -1,0 +1,82 @@
+"""Public data models: limits in, results and events out. Frozen, strict, documented."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._errors import InvalidInput
+
+Status = Literal["ok", "error", "timeout", "oom", "output_limit", "compile_error"]
+EventKind = Literal["stdout", "stderr", "exit"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: object) -> None:
+        # nonsense in is a SandboxkitError (InvalidInput is also a ValueError)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidInput(f"invalid {type(self).__name__}: {exc}") from None
+
+
+class Limits(_Frozen):
+    """Resource limits of one run. Every limit is on by default."""
+
+    time: float = Field(10.0, gt=0, le=3600, description="wall-clock seconds")
+    cpu_time: float | None = Field(
+        None, gt=0, le=3600, description="CPU seconds (RLIMIT_CPU); default: the wall limit"
+    )
+    memory_mb: int = Field(256, ge=16, le=65536, description="memory and memory+swap, MB")
+    pids: int = Field(64, ge=8, le=4096, description="processes and threads in the sandbox")
+    output_bytes: int = Field(
+        1_000_000, ge=1, le=64_000_000, description="bytes kept per stream; more is dropped"
+    )
+    file_size_mb: int = Field(64, ge=1, le=4096, description="largest file written (RLIMIT_FSIZE)")
+    open_files: int = Field(256, ge=16, le=65536, description="open descriptors (RLIMIT_NOFILE)")
+    disk_mb: int = Field(64, ge=1, le=16384, description="size of the workdir and /tmp tmpfs")
+    cpus: float = Field(1.0, gt=0, le=64, description="CPU quota, in cores")
+
+    @model_validator(mode="after")
+    def _finite(self) -> Limits:
+        for name in ("time", "cpu_time", "cpus"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite")
+        return self
+
+    @property
+    def cpu_seconds(self) -> int:
+        """The RLIMIT_CPU value: whole seconds, at least the wall limit, rounded up."""
+        return max(1, math.ceil(self.cpu_time if self.cpu_time is not None else self.time))
+
+
+class RunResult(_Frozen):
+    """What one run of the user's program did. Failures of the code are statuses."""
+
+    status: Status
+    exit_code: int | None = None
+    signal: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    duration: float = Field(0.0, description="wall seconds of the user's program")
+    cpu_time: float | None = Field(None, description="CPU seconds of the user's program")
+    memory_mb: float | None = Field(None, description="peak resident memory, MB")
+    language: str = "python"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Event(_Frozen):
+    """One streamed event: a chunk of output, or the final ``exit`` with the result."""
+
+    kind: EventKind
+    data: str = ""
+    result: RunResult | None = None

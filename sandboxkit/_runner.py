@@ -1,0 +1,184 @@
+"""Host side of a run: the job sent to the agent, the frames read back, the verdict.
+
+The agent enforces the wall limit itself (it kills every process of the run and reports
+``timeout``); the host keeps a backstop deadline a little later and, if the agent has not
+answered by then, kills the whole container and still reports ``timeout`` with the
+output read so far. Both paths keep partial output.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from . import _agent
+from ._container import Box, Resources, encode_files
+from ._errors import SandboxError
+from ._languages import LanguageSpec, language_env
+from ._models import Event, Limits, RunResult, Status
+
+HOST_GRACE = 3.0  # seconds the host waits past the agent's own deadline
+
+
+def resources_for(limits: Limits) -> Resources:
+    return Resources(memory_mb=limits.memory_mb, pids=limits.pids, cpus=limits.cpus)
+
+
+def rlimits(limits: Limits) -> dict[str, int]:
+    return {
+        "cpu": limits.cpu_seconds,
+        "fsize": limits.file_size_mb * 1024 * 1024,
+        "nofile": limits.open_files,
+        "core": 0,
+    }
+
+
+def run_job(
+    spec: LanguageSpec,
+    argv: tuple[str, ...],
+    limits: Limits,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    stdin: bytes | None = None,
+    interactive: bool = False,
+    keep_processes: bool = False,
+    inline_python: bool = False,
+) -> dict[str, Any]:
+    """The job frame for one program run."""
+    return {
+        "op": "run",
+        "argv": list(argv),
+        "python_inline": inline_python,
+        "files": encode_files(files or {}),
+        "stdin": None if stdin is None else encode_files({"s": stdin})["s"],
+        "interactive": interactive,
+        "keep_processes": keep_processes,
+        "time": limits.time,
+        "output_bytes": limits.output_bytes,
+        "rlimits": rlimits(limits),
+        "env": language_env(spec),
+        "cwd": "/work",
+    }
+
+
+@dataclass
+class _Collected:
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+
+
+def verdict(exit_info: Mapping[str, Any]) -> Status:
+    """Status from the agent's exit report. OOM first: it explains the other symptoms."""
+    if exit_info.get("oom_kills", 0) > 0:
+        return "oom"
+    reason = exit_info.get("reason")
+    if reason == "output_limit":
+        return "output_limit"
+    if reason in ("timeout", "cpu_timeout"):
+        return "timeout"
+    if exit_info.get("exit_code") == 0 and exit_info.get("signal") is None:
+        return "ok"
+    return "error"
+
+
+def _text(data: bytes | bytearray) -> str:
+    return bytes(data).decode("utf-8", errors="replace")
+
+
+async def execute(
+    box: Box,
+    job: dict[str, Any],
+    limits: Limits,
+    language: str,
+    *,
+    status_on_failure: Status | None = None,
+) -> AsyncIterator[Event]:
+    """Send ``job`` to ``box`` and yield output events, then the ``exit`` event.
+
+    ``status_on_failure`` turns a failing exit into another status (``compile_error``).
+    If the backstop deadline passes, the box is destroyed and the run reports timeout;
+    if the consumer stops early (break, cancel), the box is destroyed too.
+    """
+    keep = limits.output_bytes
+    got = _Collected()
+    decoders = {
+        _agent.STDOUT: codecs.getincrementaldecoder("utf-8")(errors="replace"),
+        _agent.STDERR: codecs.getincrementaldecoder("utf-8")(errors="replace"),
+    }
+    host_truncated = False
+    started = time.monotonic()
+    finished = False
+    try:
+        await box.send_json(_agent.JOB, job)
+        deadline = started + limits.time + HOST_GRACE
+        exit_info: dict[str, Any] | None = None
+        while exit_info is None:
+            remaining = deadline - time.monotonic()
+            kind: bytes | None = None
+            payload = b""
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    kind, payload = await box.recv()
+            if kind is None:
+                # the agent did not end the run in time: kill the container from here
+                await box.destroy()
+                exit_info = {"reason": "timeout", "exit_code": None, "signal": 9,
+                             "wall": time.monotonic() - started}
+                break
+            if kind in (_agent.STDOUT, _agent.STDERR):
+                buf = got.stdout if kind == _agent.STDOUT else got.stderr
+                room = keep - len(buf)
+                if room < len(payload):
+                    host_truncated = True
+                    payload = payload[: max(room, 0)]
+                if payload:
+                    buf += payload
+                    text = decoders[kind].decode(payload)
+                    if text:
+                        yield Event(kind="stdout" if kind == _agent.STDOUT else "stderr", data=text)
+            elif kind == _agent.EXIT:
+                exit_info = json.loads(payload)
+            elif kind == _agent.FAULT:
+                raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
+            else:
+                raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
+        for k, dec in decoders.items():
+            tail = dec.decode(b"", final=True)
+            if tail:
+                yield Event(kind="stdout" if k == _agent.STDOUT else "stderr", data=tail)
+        status = verdict(exit_info)
+        if status == "error" and status_on_failure is not None:
+            status = status_on_failure
+        rss = exit_info.get("max_rss_kb")
+        result = RunResult(
+            status=status,
+            exit_code=exit_info.get("exit_code"),
+            signal=exit_info.get("signal"),
+            stdout=_text(got.stdout),
+            stderr=_text(got.stderr),
+            truncated=bool(
+                host_truncated
+                or exit_info.get("truncated_stdout")
+                or exit_info.get("truncated_stderr")
+            ),
+            duration=float(exit_info.get("wall") or 0.0),
+            cpu_time=exit_info.get("cpu"),
+            memory_mb=round(rss / 1024, 2) if rss else None,
+            language=language,
+        )
+        finished = True
+        yield Event(kind="exit", result=result)
+    except SandboxError:
+        finished = True
+        await box.destroy()
+        raise
+    finally:
+        if not finished:
+            # the consumer left mid-run (break, cancel, error): nothing may keep running
+            await box.destroy()

@@ -1,0 +1,241 @@
+"""``Sandbox``: one-shot runs (``Sandbox.run``/``Sandbox.stream`` on the class) and
+sessions (``async with Sandbox(...) as sb``: one container kept for several runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+import anyio
+
+from ._container import Box
+from ._default import default_pool
+from ._errors import InvalidInput, SandboxError
+from ._languages import get_language
+from ._models import Event, Limits, RunResult
+from ._pool import WarmPool
+from ._sandbox_pool import SandboxPool, run_program
+from ._validate import check_code, check_files, check_limits, check_path, check_stdin
+
+R = TypeVar("R")
+
+MAX_READ_BYTES = 64 * 1024 * 1024
+
+
+class _ClassOrInstance(Generic[R]):
+    """``Sandbox.run(...)`` is a one-shot run; ``sandbox.run(...)`` runs in the session."""
+
+    def __init__(self, on_class: Callable[..., R], on_instance: Callable[..., R]) -> None:
+        self._on_class = on_class
+        self._on_instance = on_instance
+        functools.update_wrapper(self, on_class)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Callable[..., R]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Any]) -> Callable[..., R]: ...
+    def __get__(self, obj: object | None, owner: type[Any]) -> Callable[..., R]:
+        if obj is None:
+            return self._on_class
+        return functools.partial(self._on_instance, obj)
+
+
+async def _oneshot_run(
+    code: str,
+    *,
+    language: str = "python",
+    stdin: str | bytes | None = None,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits | None = None,
+    pool: SandboxPool | None = None,
+) -> RunResult:
+    """Run ``code`` in a fresh sandbox from the (default) pool and return its result."""
+    get_language(language)  # bad input fails before any engine work
+    target = pool or await default_pool()
+    return await target.run(code, language=language, stdin=stdin, files=files, limits=limits)
+
+
+async def _oneshot_stream(
+    code: str,
+    *,
+    language: str = "python",
+    stdin: str | bytes | None = None,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits | None = None,
+    pool: SandboxPool | None = None,
+) -> AsyncIterator[Event]:
+    """Run ``code`` once; yield ``stdout``/``stderr`` chunks as written, then ``exit``."""
+    get_language(language)
+    target = pool or await default_pool()
+    async for event in target.stream(
+        code, language=language, stdin=stdin, files=files, limits=limits
+    ):
+        yield event
+
+
+class Sandbox:
+    """A session: one sandbox kept for several runs; files persist between them.
+
+    ::
+
+        async with Sandbox(language="python") as sb:
+            await sb.write_file("in.csv", b"a,b\\n1,2\\n")
+            result = await sb.run("print(open('in.csv').read())")
+
+    Processes a run leaves behind are stopped before the next run unless
+    ``keep_processes=True``. An idle session is reclaimed after ``idle_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        language: str = "python",
+        *,
+        limits: Limits | None = None,
+        pool: SandboxPool | None = None,
+        keep_processes: bool = False,
+        idle_timeout: float | None = 600.0,
+    ) -> None:
+        self.spec = get_language(language)
+        self.limits = check_limits(limits)
+        self.keep_processes = keep_processes
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise InvalidInput("idle_timeout must be > 0 or None")
+        self.idle_timeout = idle_timeout
+        self._pool = pool
+        self._box: Box | None = None
+        self._warm: WarmPool | None = None
+        self._lock = asyncio.Lock()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._reclaimed = False
+
+    run = _ClassOrInstance(_oneshot_run, lambda self, *a, **k: self._run(*a, **k))
+    stream = _ClassOrInstance(_oneshot_stream, lambda self, *a, **k: self._stream(*a, **k))
+
+    # ------------------------------------------------------------------ life cycle
+    async def __aenter__(self) -> Sandbox:
+        pool = self._pool or await default_pool()
+        self._pool = pool
+        self._warm = await pool._warm_pool(self.spec, self.limits)
+        self._box = await self._warm.acquire(pool.acquire_timeout)
+        pool._sessions.add(self._box)
+        self._touch()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        box, self._box = self._box, None
+        if box is not None and self._warm is not None and self._pool is not None:
+            self._pool._sessions.discard(box)
+            with anyio.CancelScope(shield=True):
+                await self._warm.release(box)
+
+    def _touch(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        if self.idle_timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._idle_handle = loop.call_later(self.idle_timeout, self._reclaim)
+
+    def _reclaim(self) -> None:
+        if self._lock.locked():
+            self._touch()  # mid-run: not idle
+            return
+        self._reclaimed = True
+        asyncio.get_running_loop().create_task(self.aclose())
+
+    def _live_box(self) -> Box:
+        if self._box is None:
+            why = "reclaimed after being idle" if self._reclaimed else "not open"
+            raise SandboxError(f"this session is {why}; use `async with Sandbox(...)`")
+        if not self._box.alive:
+            raise SandboxError("this session's sandbox has ended (killed after a timeout?)")
+        return self._box
+
+    # ------------------------------------------------------------------ runs
+    async def _run(
+        self,
+        code: str,
+        *,
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        result: RunResult | None = None
+        async for event in self._stream(code, stdin=stdin, files=files, limits=limits):
+            if event.kind == "exit":
+                result = event.result
+        assert result is not None
+        return result
+
+    async def _stream(
+        self,
+        code: str,
+        *,
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> AsyncIterator[Event]:
+        code = check_code(code)
+        data = check_stdin(stdin)
+        all_files = check_files(files)
+        lim = check_limits(limits) if limits is not None else self.limits
+        if lim.disk_mb != self.limits.disk_mb:
+            raise InvalidInput("disk_mb is fixed for a session; set it in Sandbox(limits=...)")
+        all_files[self.spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+        async with self._lock:
+            box = self._live_box()
+            try:
+                async for event in run_program(
+                    box, self.spec, lim, all_files, data, keep_processes=self.keep_processes
+                ):
+                    yield event
+            finally:
+                self._touch()
+
+    # ------------------------------------------------------------------ files
+    async def write_file(self, path: str, data: bytes | str, *, executable: bool = False) -> None:
+        """Write ``data`` to ``path`` (relative to the workdir), creating directories."""
+        clean = check_files({check_path(path): data})
+        async with self._lock:
+            box = self._live_box()
+            ((rel, content),) = clean.items()
+            import base64
+
+            reply, _ = await box.call(
+                {"op": "write", "path": rel, "data": base64.b64encode(content).decode(),
+                 "mode": 0o755 if executable else 0o644}
+            )
+            self._touch()
+        if not reply.get("ok"):
+            raise InvalidInput(f"cannot write {path!r}: {reply.get('error')}")
+
+    async def read_file(self, path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
+        """The bytes of a regular file in the workdir (symlinks and devices refused)."""
+        rel = check_path(path)
+        async with self._lock:
+            box = self._live_box()
+            reply, data = await box.call({"op": "read", "path": rel, "max_bytes": max_bytes})
+            self._touch()
+        if not reply.get("ok"):
+            raise InvalidInput(f"cannot read {path!r}: {reply.get('error')}")
+        return data
+
+    async def list_files(self) -> list[dict[str, Any]]:
+        """Entries under the workdir: ``path``, ``type`` (file/dir/symlink/other), ``size``."""
+        async with self._lock:
+            box = self._live_box()
+            reply, _ = await box.call({"op": "list"})
+            self._touch()
+        return list(reply.get("entries", []))

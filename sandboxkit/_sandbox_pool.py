@@ -1,0 +1,265 @@
+"""``SandboxPool``: the runtime object that owns the engine connection, images, warm
+pools and background work. ``Sandbox.run`` uses a process-wide default one."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Literal
+
+import anyio
+
+from ._container import Box, Resources, Shape
+from ._engine import LABEL_POOL, Engine
+from ._errors import InvalidInput, PoolClosed, SandboxkitError
+from ._images import ensure_image
+from ._languages import LanguageSpec, get_language, language_env
+from ._models import Event, Limits, RunResult
+from ._pool import WarmPool
+from ._runner import execute, resources_for, run_job
+from ._validate import check_code, check_files, check_limits, check_stdin
+
+Runtime = Literal["runc", "runsc"]
+
+
+class SandboxPool:
+    """Warm sandboxes for some languages, and everything needed to run code in them.
+
+    ::
+
+        async with SandboxPool(languages=["python"], size=4) as pool:
+            result = await pool.run("print(1)")
+    """
+
+    def __init__(
+        self,
+        languages: Sequence[str] = ("python",),
+        *,
+        size: int = 2,
+        max_size: int | None = None,
+        acquire_timeout: float = 60.0,
+        limits: Limits | None = None,
+        runtime: Runtime = "runc",
+        network: bool = False,
+        max_idle_age: float = 300.0,
+        docker_url: str | None = None,
+        on_build_line: Callable[[str], None] | None = None,
+    ) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 256:
+            raise InvalidInput(f"size must be an int from 0 to 256, not {size!r}")
+        if max_size is None:
+            max_size = max(2 * size, size + 4)
+        if not isinstance(max_size, int) or max_size < max(size, 1) or max_size > 1024:
+            raise InvalidInput(f"max_size must be an int >= size and >= 1, not {max_size!r}")
+        if not acquire_timeout > 0:
+            raise InvalidInput("acquire_timeout must be > 0")
+        if runtime not in ("runc", "runsc"):
+            raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
+        self.languages = [get_language(name).name for name in languages]
+        self.size = size
+        self.max_size = max_size
+        self.acquire_timeout = acquire_timeout
+        self.limits = check_limits(limits)
+        self.runtime: Runtime = runtime
+        self.network = network
+        self.max_idle_age = max_idle_age
+        self.engine = Engine(docker_url)
+        self.pool_id = secrets.token_hex(4)
+        self._on_build_line = on_build_line
+        self._pools: dict[Shape, WarmPool] = {}
+        self._tags: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._sessions: set[Box] = set()
+
+    # ------------------------------------------------------------------ life cycle
+    async def __aenter__(self) -> SandboxPool:
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Build missing images and warm every language's pool; first failure raises."""
+        await self.engine.info()  # an unreachable engine fails here, with what to do
+        for name in self.languages:
+            await self._warm_pool(get_language(name), self.limits)
+        await asyncio.gather(*(p.warm_up() for p in self._pools.values()))
+
+    async def aclose(self) -> None:
+        """Destroy every sandbox this pool made; shielded from cancellation, bounded."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            pools = list(self._pools.values())
+            await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+            sessions = list(self._sessions)
+            await asyncio.gather(*(b.destroy() for b in sessions), return_exceptions=True)
+            with anyio.move_on_after(15):
+                await self._sweep()
+            await self.engine.close()
+
+    async def _sweep(self) -> None:
+        """Last resort: remove anything still labelled with this pool's id."""
+        try:
+            for c in await self.engine.list_containers({LABEL_POOL: self.pool_id}):
+                await self.engine.remove(str(c["Id"]))
+        except SandboxkitError:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def health(self) -> dict[str, dict[str, int]]:
+        return {f"{s.image}@{s.runtime}/{s.disk_mb}m": p.health() for s, p in self._pools.items()}
+
+    # ------------------------------------------------------------------ internals
+    async def image_for(self, spec: LanguageSpec) -> str:
+        tag = self._tags.get(spec.name)
+        if tag is None:
+            tag = await ensure_image(self.engine, spec, self._on_build_line)
+            self._tags[spec.name] = tag
+        return tag
+
+    def _shape(self, tag: str, limits: Limits) -> Shape:
+        return Shape(image=tag, runtime=self.runtime, disk_mb=limits.disk_mb, network=self.network)
+
+    async def _warm_pool(self, spec: LanguageSpec, limits: Limits) -> WarmPool:
+        if self._closed:
+            raise PoolClosed("this SandboxPool is closed; create a new one")
+        tag = await self.image_for(spec)
+        shape = self._shape(tag, limits)
+        async with self._lock:
+            pool = self._pools.get(shape)
+            if pool is None:
+                # warm pools for the pool's own limits; other disk sizes start on demand
+                size = self.size if limits.disk_mb == self.limits.disk_mb else 0
+                create_for = self._container_resources(spec, self.limits)
+                pool = WarmPool(
+                    self.engine, shape, create_for, language_env(spec), self.pool_id,
+                    size=size, max_size=self.max_size, max_idle_age=self.max_idle_age,
+                )
+                self._pools[shape] = pool
+        return pool
+
+    @staticmethod
+    def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:
+        run = resources_for(limits)
+        if spec.compiled:
+            return Resources(
+                memory_mb=max(run.memory_mb, spec.compile_memory_mb),
+                pids=max(run.pids, 64),
+                cpus=run.cpus,
+            )
+        return run
+
+    @asynccontextmanager
+    async def lease(self, spec: LanguageSpec, limits: Limits) -> AsyncIterator[Box]:
+        """A warm sandbox for the caller alone; destroyed (and replaced) afterwards."""
+        pool = await self._warm_pool(spec, limits)
+        box = await pool.acquire(self.acquire_timeout)
+        try:
+            yield box
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(box)
+
+    # ------------------------------------------------------------------ runs
+    async def run(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        """Run ``code`` once in a fresh sandbox; the user's failures are statuses."""
+        result: RunResult | None = None
+        async for event in self.stream(
+            code, language=language, stdin=stdin, files=files, limits=limits
+        ):
+            if event.kind == "exit":
+                result = event.result
+        assert result is not None
+        return result
+
+    async def stream(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run ``code`` once, yielding output chunks as written, then the ``exit`` event."""
+        code = check_code(code)
+        spec = get_language(language)
+        data = check_stdin(stdin)
+        all_files = check_files(files)
+        lim = check_limits(limits) if limits is not None else self.limits
+        if spec.source_file in all_files:
+            raise InvalidInput(f"files may not replace the source file {spec.source_file!r}")
+        all_files[spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+        async with self.lease(spec, lim) as box:
+            async for event in run_program(box, spec, lim, all_files, data):
+                yield event
+
+
+async def run_program(
+    box: Box,
+    spec: LanguageSpec,
+    limits: Limits,
+    files: dict[str, bytes],
+    stdin: bytes | None,
+    *,
+    interactive: bool = False,
+    keep_processes: bool = False,
+) -> AsyncIterator[Event]:
+    """Compile (if the language needs it) and run, in ``box``; yields events."""
+    if spec.compile is not None:
+        compile_limits = Limits(
+            time=spec.compile_time,
+            memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
+            pids=max(limits.pids, 64),
+            output_bytes=max(limits.output_bytes, 1_000_000),
+            disk_mb=limits.disk_mb,
+            file_size_mb=max(limits.file_size_mb, 256),
+        )
+        await box.set_resources(resources_for(compile_limits))
+        job = run_job(spec, spec.compile, compile_limits, files=files)
+        compiled: RunResult | None = None
+        async for event in execute(
+            box, job, compile_limits, spec.name, status_on_failure="compile_error"
+        ):
+            if event.kind == "exit":
+                compiled = event.result
+        assert compiled is not None
+        if compiled.status != "ok":
+            # a compiler that fails, times out or blows its memory is a compile error
+            yield Event(kind="exit", result=compiled.model_copy(update={"status": "compile_error"}))
+            return
+        files = {}
+    await box.set_resources(resources_for(limits))
+    job = run_job(
+        spec, spec.run, limits, files=files, stdin=stdin, interactive=interactive,
+        keep_processes=keep_processes, inline_python=spec.preload == "python",
+    )
+    async for event in execute(box, job, limits, spec.name):
+        yield event

@@ -1,0 +1,89 @@
+"""Input checks that run before any container is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._errors import InvalidInput, InvalidPath
+from ._models import Limits
+
+MAX_FILES = 1000
+MAX_FILES_BYTES = 64 * 1024 * 1024
+MAX_CODE_BYTES = 16 * 1024 * 1024
+
+
+def check_path(path: object) -> str:
+    """A relative path inside the workdir, normalised; anything else is InvalidPath."""
+    if not isinstance(path, str):
+        raise InvalidPath(f"file path must be a str, not {type(path).__name__}")
+    if not path or not path.strip():
+        raise InvalidPath("file path is empty")
+    if "\0" in path:
+        raise InvalidPath(f"file path {path!r} contains a NUL byte")
+    if path.startswith("/"):
+        raise InvalidPath(f"file path {path!r} is absolute; give a path relative to the workdir")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts:
+        raise InvalidPath(f"file path {path!r} names the workdir itself")
+    if ".." in parts:
+        raise InvalidPath(f"file path {path!r} escapes the workdir ('..')")
+    if any(len(p.encode()) > 255 for p in parts) or len(path.encode()) > 4096:
+        raise InvalidPath(f"file path {path[:80]!r}... is too long")
+    return "/".join(parts)
+
+
+def check_files(files: Mapping[str, Any] | None) -> dict[str, bytes]:
+    if files is None:
+        return {}
+    if not isinstance(files, Mapping):
+        raise InvalidInput("files must be a mapping of relative path -> bytes")
+    if len(files) > MAX_FILES:
+        raise InvalidInput(f"at most {MAX_FILES} files per run")
+    out: dict[str, bytes] = {}
+    total = 0
+    for path, data in files.items():
+        clean = check_path(path)
+        if isinstance(data, str):
+            data = data.encode()
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidInput(f"content of {path!r} must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+        total += len(data)
+        if clean in out:
+            raise InvalidInput(f"file {path!r} given twice")
+        out[clean] = data
+    if total > MAX_FILES_BYTES:
+        raise InvalidInput(f"files add up to {total} bytes, over the {MAX_FILES_BYTES}-byte cap")
+    return out
+
+
+def check_code(code: object) -> str:
+    if not isinstance(code, str):
+        raise InvalidInput(f"code must be a str, not {type(code).__name__}")
+    if len(code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
+        raise InvalidInput(f"code is over the {MAX_CODE_BYTES}-byte cap")
+    return code
+
+
+def check_stdin(stdin: object) -> bytes | None:
+    if stdin is None:
+        return None
+    if isinstance(stdin, str):
+        return stdin.encode()
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return bytes(stdin)
+    raise InvalidInput(f"stdin must be str or bytes, not {type(stdin).__name__}")
+
+
+def check_limits(limits: object) -> Limits:
+    if limits is None:
+        return Limits()
+    if isinstance(limits, Limits):
+        return limits
+    if isinstance(limits, Mapping):
+        try:
+            return Limits.model_validate(dict(limits))
+        except ValueError as exc:
+            raise InvalidInput(f"invalid limits: {exc}") from exc
+    raise InvalidInput(f"limits must be sandboxkit.Limits, not {type(limits).__name__}")

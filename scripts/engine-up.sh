@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers. Use the one that runs; otherwise, as root on
+# Debian/Ubuntu, install docker.io, runsc (gVisor) and debootstrap from the distribution,
+# register the runsc runtime, start dockerd in the background and wait for it.
+set -euo pipefail
+
+log() { printf '[engine-up] %s\n' "$*" >&2; }
+
+if docker info >/dev/null 2>&1; then
+    log "engine answers: $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
+    exit 0
+fi
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    cat >&2 <<'MSG'
+[engine-up] No Docker engine answers and this script can only install one as root on
+Debian/Ubuntu. Install and start it yourself, then run this again:
+    sudo apt-get install docker.io runsc debootstrap && sudo systemctl start docker
+and make sure your user may use it (e.g. `sudo usermod -aG docker $USER`, then log in again).
+MSG
+    exit 1
+fi
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v runsc >/dev/null 2>&1 || missing+=(runsc)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]} from the distribution"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Register gVisor. This runsc build cannot set up a sandbox network here, hence --network=none.
+mkdir -p /etc/docker
+if [ ! -s /etc/docker/daemon.json ] && command -v runsc >/dev/null 2>&1; then
+    cat > /etc/docker/daemon.json <<JSON
+{
+  "runtimes": {
+    "runsc": {"path": "$(command -v runsc)", "runtimeArgs": ["--network=none"]}
+  }
+}
+JSON
+fi
+
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+        systemctl start docker || true
+    fi
+fi
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+    log "starting dockerd in the background (log: /var/log/sandboxkit-dockerd.log)"
+    pgrep -x containerd >/dev/null 2>&1 || true
+    nohup setsid dockerd >/var/log/sandboxkit-dockerd.log 2>&1 </dev/null &
+fi
+
+for _ in $(seq 1 120); do
+    if docker info >/dev/null 2>&1; then
+        log "engine up: $(docker version --format '{{.Server.Version}}')"
+        exit 0
+    fi
+    sleep 0.5
+done
+log "dockerd did not answer within 60s; its log ends with:"
+tail -n 30 /var/log/sandboxkit-dockerd.log >&2 || true
+exit 1

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh Debian/Ubuntu machine: a running Docker engine, a venv with
+# sandboxkit installed, the base image (bootstrapped offline from the apt mirror when no
+# registry answers) and the Python image. Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/engine-up.sh
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+.venv/bin/sandboxkit images bootstrap
+.venv/bin/sandboxkit images build --quiet python
