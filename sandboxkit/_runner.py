@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import anyio
 
 from . import _agent
 from ._container import Box, Resources, encode_files
-from ._errors import SandboxError
+from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
 from ._models import Event, Limits, RunResult, Status
 
@@ -49,12 +49,14 @@ def run_job(
     interactive: bool = False,
     keep_processes: bool = False,
     inline_python: bool = False,
+    kernel: bool = False,
 ) -> dict[str, Any]:
     """The job frame for one program run."""
     return {
         "op": "run",
         "argv": list(argv),
         "python_inline": inline_python,
+        "kernel": kernel,
         "files": encode_files(files or {}),
         "stdin": None if stdin is None else encode_files({"s": stdin})["s"],
         "interactive": interactive,
@@ -87,6 +89,18 @@ def verdict(exit_info: Mapping[str, Any]) -> Status:
     return "error"
 
 
+async def _raise_if_engine_down(box: Box, cause: BaseException) -> None:
+    """A container lost mid-run: EngineError if the engine itself stopped answering."""
+    try:
+        with anyio.fail_after(5):
+            await box.engine.info()
+    except (SandboxkitError, TimeoutError) as exc:
+        raise EngineError(
+            f"the Docker engine went away during the run ({exc}); the run was lost. "
+            "Retry once the engine is back (`sandboxkit doctor` checks it)."
+        ) from cause
+
+
 def _text(data: bytes | bytearray) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
@@ -98,6 +112,7 @@ async def execute(
     language: str,
     *,
     status_on_failure: Status | None = None,
+    on_sent: Callable[[], None] | None = None,
 ) -> AsyncIterator[Event]:
     """Send ``job`` to ``box`` and yield output events, then the ``exit`` event.
 
@@ -114,8 +129,12 @@ async def execute(
     host_truncated = False
     started = time.monotonic()
     finished = False
+    sent = False
     try:
         await box.send_json(_agent.JOB, job)
+        sent = True
+        if on_sent is not None:
+            on_sent()
         deadline = started + limits.time + HOST_GRACE
         exit_info: dict[str, Any] | None = None
         while exit_info is None:
@@ -174,10 +193,22 @@ async def execute(
         )
         finished = True
         yield Event(kind="exit", result=result)
-    except SandboxError:
+    except SandboxError as exc:
         finished = True
+        gone = sent and not box.alive
         await box.destroy()
-        raise
+        if not gone:
+            raise
+        await _raise_if_engine_down(box, exc)
+        # The engine is fine, yet the container ended mid-run. Only the user's program can
+        # reach its supervisor (same uid: prlimit, signals), so this is the program's
+        # failure, reported as a status like any other crash, never as an exception.
+        note = "sandboxkit: the sandbox ended during the run (its supervisor was killed)\n"
+        yield Event(kind="exit", result=RunResult(
+            status=status_on_failure or "error", exit_code=None, signal=None,
+            stdout=_text(got.stdout), stderr=_text(got.stderr) + note,
+            truncated=host_truncated, duration=time.monotonic() - started, language=language,
+        ))
     finally:
         if not finished:
             # the consumer left mid-run (break, cancel, error): nothing may keep running

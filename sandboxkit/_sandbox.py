@@ -17,6 +17,7 @@ from ._errors import InvalidInput, SandboxError
 from ._languages import get_language
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
+from ._process import Process
 from ._sandbox_pool import SandboxPool, run_program
 from ._validate import check_code, check_files, check_limits, check_path, check_stdin
 
@@ -76,6 +77,21 @@ async def _oneshot_stream(
         yield event
 
 
+async def _oneshot_start(
+    code: str,
+    *,
+    language: str = "python",
+    stdin: str | bytes | None = None,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits | None = None,
+    pool: SandboxPool | None = None,
+) -> Process:
+    """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
+    get_language(language)
+    target = pool or await default_pool()
+    return await target.start(code, language=language, stdin=stdin, files=files, limits=limits)
+
+
 class Sandbox:
     """A session: one sandbox kept for several runs; files persist between them.
 
@@ -87,6 +103,9 @@ class Sandbox:
 
     Processes a run leaves behind are stopped before the next run unless
     ``keep_processes=True``. An idle session is reclaimed after ``idle_timeout`` seconds.
+    ``keep_state=True`` (Python) keeps one interpreter between runs, as a notebook kernel
+    does: variables and imports persist, and a run's last expression is printed. A run
+    that times out or exits restarts the kernel with a fresh state.
     """
 
     def __init__(
@@ -96,9 +115,13 @@ class Sandbox:
         limits: Limits | None = None,
         pool: SandboxPool | None = None,
         keep_processes: bool = False,
+        keep_state: bool = False,
         idle_timeout: float | None = 600.0,
     ) -> None:
         self.spec = get_language(language)
+        if keep_state and self.spec.preload != "python":
+            raise InvalidInput("keep_state is available for Python sessions only")
+        self.keep_state = keep_state
         self.limits = check_limits(limits)
         self.keep_processes = keep_processes
         if idle_timeout is not None and not idle_timeout > 0:
@@ -112,6 +135,7 @@ class Sandbox:
         self._reclaimed = False
 
     run = _ClassOrInstance(_oneshot_run, lambda self, *a, **k: self._run(*a, **k))
+    start = _ClassOrInstance(_oneshot_start, lambda self, *a, **k: self._start(*a, **k))
     stream = _ClassOrInstance(_oneshot_stream, lambda self, *a, **k: self._stream(*a, **k))
 
     # ------------------------------------------------------------------ life cycle
@@ -198,11 +222,50 @@ class Sandbox:
             box = self._live_box()
             try:
                 async for event in run_program(
-                    box, self.spec, lim, all_files, data, keep_processes=self.keep_processes
+                    box, self.spec, lim, all_files, data,
+                    keep_processes=self.keep_processes, keep_state=self.keep_state,
                 ):
                     yield event
             finally:
                 self._touch()
+
+    async def _start(
+        self,
+        code: str,
+        *,
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> Process:
+        """Start ``code`` in this session with stdin open; the session waits for it."""
+        code = check_code(code)
+        data = check_stdin(stdin)
+        all_files = check_files(files)
+        lim = check_limits(limits) if limits is not None else self.limits
+        all_files[self.spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+        await self._lock.acquire()
+        try:
+            box = self._live_box()
+        except BaseException:
+            self._lock.release()
+            raise
+        async def done() -> None:
+            self._lock.release()
+            self._touch()
+
+        proc = Process(box, on_close=done)
+        try:
+            await proc._begin(
+                lambda sent: run_program(
+                    box, self.spec, lim, all_files, data, interactive=True,
+                    keep_processes=self.keep_processes, keep_state=self.keep_state,
+                    on_sent=sent,
+                )
+            )
+        except BaseException:
+            await done()
+            raise
+        return proc
 
     # ------------------------------------------------------------------ files
     async def write_file(self, path: str, data: bytes | str, *, executable: bool = False) -> None:

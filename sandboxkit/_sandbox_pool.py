@@ -4,6 +4,7 @@ pools and background work. ``Sandbox.run`` uses a process-wide default one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,8 +20,12 @@ from ._images import ensure_image
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
+from ._process import Process
+from ._reaper import reap
 from ._runner import execute, resources_for, run_job
 from ._validate import check_code, check_files, check_limits, check_stdin
+
+log = logging.getLogger("sandboxkit")
 
 Runtime = Literal["runc", "runsc"]
 
@@ -74,11 +79,12 @@ class SandboxPool:
         self._lock = asyncio.Lock()
         self._closed = False
         self._sessions: set[Box] = set()
+        self._reaped = False  # orphans of crashed owners are removed once, at first use
 
     # ------------------------------------------------------------------ life cycle
     async def __aenter__(self) -> SandboxPool:
         try:
-            await self.start()
+            await self.warm_up()
         except BaseException:
             await self.aclose()
             raise
@@ -92,7 +98,7 @@ class SandboxPool:
     ) -> None:
         await self.aclose()
 
-    async def start(self) -> None:
+    async def warm_up(self) -> None:
         """Build missing images and warm every language's pool; first failure raises."""
         await self.engine.info()  # an unreachable engine fails here, with what to do
         for name in self.languages:
@@ -142,6 +148,9 @@ class SandboxPool:
     async def _warm_pool(self, spec: LanguageSpec, limits: Limits) -> WarmPool:
         if self._closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
+        if not self._reaped:
+            self._reaped = True
+            await self._reap_orphans()
         tag = await self.image_for(spec)
         shape = self._shape(tag, limits)
         async with self._lock:
@@ -157,13 +166,21 @@ class SandboxPool:
                 self._pools[shape] = pool
         return pool
 
+    async def _reap_orphans(self) -> None:
+        """Remove sandboxes of crashed owners (one list call when there are none)."""
+        with anyio.move_on_after(10):
+            try:
+                await reap(self.engine)
+            except SandboxkitError as exc:
+                log.warning("sandboxkit: reaping orphaned sandboxes failed: %s", exc)
+
     @staticmethod
     def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:
         run = resources_for(limits)
         if spec.compiled:
             return Resources(
                 memory_mb=max(run.memory_mb, spec.compile_memory_mb),
-                pids=max(run.pids, 64),
+                pids=max(run.pids, spec.compile_pids),
                 cpus=run.cpus,
             )
         return run
@@ -199,6 +216,20 @@ class SandboxPool:
         assert result is not None
         return result
 
+    async def start(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> Process:
+        """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
+        return await start_process(
+            self, code, language=language, stdin=stdin, files=files, limits=limits
+        )
+
     async def stream(
         self,
         code: str,
@@ -222,6 +253,31 @@ class SandboxPool:
                 yield event
 
 
+async def start_process(
+    pool: SandboxPool,
+    code: str,
+    *,
+    language: str = "python",
+    stdin: str | bytes | None = None,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits | None = None,
+) -> Process:
+    """A one-shot run with its stdin kept open; the sandbox is freed when it closes."""
+    code = check_code(code)
+    spec = get_language(language)
+    data = check_stdin(stdin)
+    all_files = check_files(files)
+    lim = check_limits(limits) if limits is not None else pool.limits
+    all_files[spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+    warm = await pool._warm_pool(spec, lim)
+    box = await warm.acquire(pool.acquire_timeout)
+    proc = Process(box, on_close=lambda: warm.release(box))
+    await proc._begin(
+        lambda sent: run_program(box, spec, lim, all_files, data, interactive=True, on_sent=sent)
+    )
+    return proc
+
+
 async def run_program(
     box: Box,
     spec: LanguageSpec,
@@ -231,13 +287,15 @@ async def run_program(
     *,
     interactive: bool = False,
     keep_processes: bool = False,
+    keep_state: bool = False,
+    on_sent: Callable[[], None] | None = None,
 ) -> AsyncIterator[Event]:
     """Compile (if the language needs it) and run, in ``box``; yields events."""
     if spec.compile is not None:
         compile_limits = Limits(
             time=spec.compile_time,
             memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
-            pids=max(limits.pids, 64),
+            pids=max(limits.pids, spec.compile_pids),
             output_bytes=max(limits.output_bytes, 1_000_000),
             disk_mb=limits.disk_mb,
             file_size_mb=max(limits.file_size_mb, 256),
@@ -260,6 +318,7 @@ async def run_program(
     job = run_job(
         spec, spec.run, limits, files=files, stdin=stdin, interactive=interactive,
         keep_processes=keep_processes, inline_python=spec.preload == "python",
+        kernel=keep_state,
     )
-    async for event in execute(box, job, limits, spec.name):
+    async for event in execute(box, job, limits, spec.name, on_sent=on_sent):
         yield event

@@ -1,0 +1,144 @@
+"""Streaming, interactive stdin, sessions and files (real Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import sandboxkit as sk
+
+pytestmark = pytest.mark.docker
+
+
+async def test_first_chunk_arrives_before_the_second_is_written(pool: sk.SandboxPool) -> None:
+    code = "import time\nprint('a', flush=True)\ntime.sleep(1.5)\nprint('b', flush=True)"
+    t0 = time.monotonic()
+    seen: list[tuple[str, float]] = []
+    last = None
+    async for ev in pool.stream(code):
+        seen.append((ev.kind, time.monotonic() - t0))
+        last = ev
+    first_stdout = next(t for k, t in seen if k == "stdout")
+    assert seen[-1][1] - first_stdout > 1.0
+    assert last is not None and last.kind == "exit" and last.result is not None
+    assert last.result.stdout == "a\nb\n"
+
+
+async def test_multibyte_characters_split_across_reads(pool: sk.SandboxPool) -> None:
+    code = (
+        "import sys, time\n"
+        "b = 'é€😀'.encode()\n"
+        "for i in range(len(b)):\n"
+        "    sys.stdout.buffer.write(b[i:i+1]); sys.stdout.flush(); time.sleep(0.01)\n"
+    )
+    chunks = [ev.data async for ev in pool.stream(code) if ev.kind == "stdout"]
+    assert "".join(chunks) == "é€😀"
+    assert all("\ufffd" not in c for c in chunks)
+
+
+async def test_breaking_out_of_a_stream_frees_the_container(pool: sk.SandboxPool) -> None:
+    async for ev in pool.stream("import time\nwhile True:\n    print('x', flush=True); time.sleep(0.05)"):
+        if ev.kind == "stdout":
+            break
+    await asyncio.sleep(0)  # let the generator finalise
+    for _ in range(100):  # the abandoned generator is finalised by the event loop
+        if not _busy(pool):
+            break
+        await asyncio.sleep(0.1)
+    assert not _busy(pool)
+
+
+def _busy(pool: sk.SandboxPool) -> int:
+    return sum(h["busy"] for h in pool.health().values())
+
+
+async def test_cancelling_a_run_frees_the_container(pool: sk.SandboxPool) -> None:
+    task = asyncio.ensure_future(pool.run("import time; time.sleep(30)"))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not _busy(pool)
+
+
+async def test_interactive_stdin(pool: sk.SandboxPool) -> None:
+    code = "name = input('name? ')\nprint('hi', name)\nprint(input('again? '))"
+    async with await pool.start(code) as proc:
+        async for ev in proc:
+            if ev.kind == "stdout" and "name?" in ev.data:
+                await proc.write("Ada\n")
+            if ev.kind == "stdout" and "again?" in ev.data:
+                await proc.write("bye\n")
+                await proc.close_stdin()
+    assert proc.result is not None
+    assert proc.result.stdout == "name? hi Ada\nagain? bye\n" and proc.result.status == "ok"
+
+
+async def test_session_files_and_leftover_processes(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        await sb.write_file("in/data.txt", b"abc")
+        r1 = await sb.run(
+            "import subprocess\n"
+            "open('out.txt','w').write(open('in/data.txt').read().upper())\n"
+            "subprocess.Popen(['sleep', '1000'])\n"
+        )
+        assert r1.status == "ok"
+        r2 = await sb.run(
+            "import os\n"
+            "procs = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()))]\n"
+            "print(os.path.exists('out.txt'), procs)"
+        )
+        assert r2.stdout == "True []\n"
+        assert await sb.read_file("out.txt") == b"ABC"
+        names = {e["path"] for e in await sb.list_files()}
+        assert {"in", "in/data.txt", "out.txt", "main.py"} <= names
+
+
+async def test_session_keeps_python_state(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool, keep_state=True) as sb:
+        assert (await sb.run("import math\nx = 41")).status == "ok"
+        assert (await sb.run("x += 1\nx")).stdout == "42\n"
+        bad = await sb.run("raise KeyError('k')")
+        assert bad.status == "error" and "KeyError" in bad.stderr
+        assert (await sb.run("print(x, round(math.pi, 2))")).stdout == "42 3.14\n"
+        assert (await sb.run("print(input())", stdin="typed\n")).stdout == "typed\n"
+        slow = await sb.run("import time; time.sleep(5)", limits=sk.Limits(time=1))
+        assert slow.status == "timeout"
+        fresh = await sb.run("print('x' in globals())")
+        assert fresh.stdout == "False\n"  # a timed-out kernel restarts clean
+
+
+@pytest.mark.parametrize(
+    "setup, path",
+    [
+        ("import os; os.symlink('/etc/passwd', 'link')", "link"),
+        ("import os; os.mkfifo('fifo')", "fifo"),
+        ("import os; os.makedirs('d'); os.symlink('/etc', 'd2')", "d2/passwd"),
+    ],
+)
+async def test_hostile_files_are_refused_without_blocking(
+    pool: sk.SandboxPool, setup: str, path: str
+) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        assert (await sb.run(setup)).status == "ok"
+        with pytest.raises(sk.InvalidInput):
+            await asyncio.wait_for(sb.read_file(path), 10)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "", "a\0b"])
+async def test_hostile_paths_rejected(pool: sk.SandboxPool, bad: str) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        with pytest.raises(sk.InvalidPath):
+            await sb.write_file(bad, b"x")
+        with pytest.raises(sk.InvalidPath):
+            await sb.read_file(bad)
+
+
+async def test_idle_session_is_reclaimed(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool, idle_timeout=0.5) as sb:
+        assert (await sb.run("print(1)")).stdout == "1\n"
+        await asyncio.sleep(1.5)
+        with pytest.raises(sk.SandboxError, match="idle"):
+            await sb.run("print(2)")
