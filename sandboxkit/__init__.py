@@ -6,6 +6,7 @@
 
 from ._default import aclose
 from ._errors import (
+    CheckerError,
     EngineError,
     EngineUnavailable,
     ImageError,
@@ -18,6 +19,14 @@ from ._errors import (
     SandboxkitError,
     UnknownLanguage,
 )
+from ._judge import judge
+from ._judge_models import (
+    CheckerProgram,
+    FloatTolerance,
+    JudgeReport,
+    TestCase,
+    TestResult,
+)
 from ._languages import LanguageSpec, get_language, register_language
 from ._models import Event, Limits, RunResult
 from ._sandbox import Sandbox
@@ -25,12 +34,16 @@ from ._sandbox_pool import SandboxPool
 from ._version import __version__
 
 __all__ = [
+    "CheckerError",
+    "CheckerProgram",
     "EngineError",
     "EngineUnavailable",
     "Event",
+    "FloatTolerance",
     "ImageError",
     "InvalidInput",
     "InvalidPath",
+    "JudgeReport",
     "LanguageSpec",
     "Limits",
     "PoolClosed",
@@ -41,9 +54,12 @@ __all__ = [
     "SandboxError",
     "SandboxPool",
     "SandboxkitError",
+    "TestCase",
+    "TestResult",
     "UnknownLanguage",
     "__version__",
     "aclose",
     "get_language",
+    "judge",
     "register_language",
 ]

@@ -10,7 +10,8 @@
     ├── PoolError
     │   ├── PoolClosed
     │   └── PoolTimeout         no warm container within the acquire timeout
-    └── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
+    ├── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
+    └── CheckerError            a judge's checker program failed (not the submission)
 """
 
 from __future__ import annotations
@@ -62,3 +63,7 @@ class PoolTimeout(PoolError):
 
 class SandboxError(SandboxkitError):
     """A sandbox broke down during a run (not the user's code: the machinery)."""
+
+
+class CheckerError(SandboxkitError):
+    """A judge's checker program did not compile, crashed or gave up (testlib exit 3)."""

@@ -1,0 +1,320 @@
+"""``judge()``: compile once, run every test as a fresh process in one sandbox, check.
+
+Why one sandbox and not one per test: container churn costs ~100 ms and tops out near
+8 per second, while a fresh process in an already-started sandbox costs a few ms. The
+agent kills every process a run leaves behind before the next run starts, so tests do
+not share processes; files the program writes in its workdir do persist between the
+tests of one submission (the same author's program, so nothing leaks between users).
+
+The submission's sandbox never holds the expected output: a checker program runs in a
+sandbox of its own, fed ``input.txt expected.txt output.txt``.
+
+If a run ends its sandbox (a hung program the host had to kill with the container),
+the next test leases a fresh sandbox and compiles again; the judge never marks the
+remaining tests without running them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from ._checkers import BUILTIN, Compare, float_tolerance
+from ._container import Box
+from ._errors import CheckerError, InvalidInput, SandboxError
+from ._judge_models import (
+    Checker,
+    CheckerProgram,
+    FloatTolerance,
+    JudgeReport,
+    TestCase,
+    TestResult,
+    Verdict,
+)
+from ._languages import LanguageSpec, get_language
+from ._models import Limits, RunResult
+from ._runner import execute, resources_for, run_job
+from ._sandbox_pool import SandboxPool
+from ._validate import check_code, check_limits
+
+MAX_TESTS = 10_000
+CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
+
+
+def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
+    """Limits of the compile step: the compiler needs more than the program (as in
+    ``run_program``)."""
+    return Limits(
+        time=spec.compile_time,
+        memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
+        pids=max(limits.pids, getattr(spec, "compile_pids", 64)),
+        output_bytes=max(limits.output_bytes, 1_000_000),
+        disk_mb=limits.disk_mb,
+        file_size_mb=max(limits.file_size_mb, 256),
+    )
+
+
+async def _result_of(box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec,
+                     **kw: Any) -> RunResult:
+    result: RunResult | None = None
+    async for event in execute(box, job, limits, spec.name, **kw):
+        if event.kind == "exit":
+            result = event.result
+    assert result is not None
+    return result
+
+
+class _Program:
+    """One source, compiled once in a leased sandbox, then run many times."""
+
+    def __init__(self, pool: SandboxPool, spec: LanguageSpec, limits: Limits, source: str):
+        self.pool = pool
+        self.spec = spec
+        self.limits = limits
+        self.source = source.encode("utf-8", errors="surrogateescape")
+        self._lease: AsyncExitStack | None = None
+        self._box: Box | None = None
+        self.compiled: RunResult | None = None
+
+    async def open(self) -> RunResult | None:
+        """Lease a sandbox and compile; the compiler's result, or None (interpreted)."""
+        await self.aclose()
+        stack = AsyncExitStack()
+        self._lease = stack
+        box = await stack.enter_async_context(self.pool.lease(self.spec, self.limits))
+        self._box = box
+        self.compiled = None
+        if self.spec.compile is not None:
+            lim = compile_limits(self.spec, self.limits)
+            await box.set_resources(resources_for(lim))
+            job = run_job(self.spec, self.spec.compile, lim,
+                          files={self.spec.source_file: self.source})
+            self.compiled = await _result_of(box, job, lim, self.spec,
+                                             status_on_failure="compile_error")
+            if self.compiled.status != "ok":
+                # a compiler that fails, times out or blows its memory: compile error
+                self.compiled = self.compiled.model_copy(update={"status": "compile_error"})
+                return self.compiled
+        await box.set_resources(resources_for(self.limits))
+        return self.compiled
+
+    async def run(
+        self,
+        stdin: bytes | None,
+        *,
+        files: dict[str, bytes] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> RunResult:
+        """A fresh process of the program; re-leases (and recompiles) a dead sandbox."""
+        if self._box is None or not self._box.alive:
+            compiled = await self.open()
+            if compiled is not None and compiled.status != "ok":
+                # the same source compiled before; now it does not: the machinery failed
+                raise SandboxError(
+                    f"recompiling {self.spec.name} in a fresh sandbox failed: "
+                    f"{(compiled.stdout + compiled.stderr)[-500:]}"
+                )
+        assert self._box is not None
+        all_files = dict(files or {})
+        if self.spec.compile is None:
+            # interpreted: send the source with every run, so a run that rewrote or
+            # deleted it cannot change the next test
+            all_files[self.spec.source_file] = self.source
+        job = run_job(
+            self.spec, self.spec.run + args, self.limits, files=all_files, stdin=stdin,
+            inline_python=self.spec.preload == "python",
+        )
+        return await _result_of(self._box, job, self.limits, self.spec)
+
+    async def aclose(self) -> None:
+        lease, self._lease, self._box = self._lease, None, None
+        if lease is not None:
+            await lease.aclose()
+
+
+def _run_verdict(result: RunResult) -> Verdict | None:
+    """The verdict a run earns by itself; None when it ran cleanly (checker decides)."""
+    if result.status == "timeout":
+        return "TLE"
+    if result.status == "oom":
+        return "MLE"
+    if result.status == "output_limit" or result.truncated:
+        return "OLE"
+    if result.status == "compile_error":
+        return "CE"
+    if result.status == "error":
+        return "RE"
+    return None
+
+
+def _compare_for(checker: object) -> Compare | None:
+    if checker is None:
+        return BUILTIN["tokens"]
+    if isinstance(checker, str):
+        try:
+            return BUILTIN[checker]
+        except KeyError:
+            raise InvalidInput(
+                f"unknown checker {checker!r}; use one of {sorted(BUILTIN)}, "
+                "sandboxkit.FloatTolerance(eps), a CheckerProgram or a callable"
+            ) from None
+    if isinstance(checker, FloatTolerance):
+        return float_tolerance(checker.tolerance)
+    if isinstance(checker, CheckerProgram) or callable(checker):
+        return None
+    raise InvalidInput(f"checker must be a name, FloatTolerance, CheckerProgram or callable, "
+                       f"not {type(checker).__name__}")
+
+
+def _check_tests(tests: object) -> list[TestCase]:
+    if isinstance(tests, (str, bytes)) or not isinstance(tests, Sequence):
+        raise InvalidInput("tests must be a list of sandboxkit.TestCase")
+    if len(tests) > MAX_TESTS:
+        raise InvalidInput(f"at most {MAX_TESTS} tests per judge() call")
+    out: list[TestCase] = []
+    for i, t in enumerate(tests):
+        if isinstance(t, TestCase):
+            out.append(t)
+        elif isinstance(t, dict):
+            out.append(TestCase(**t))
+        else:
+            raise InvalidInput(f"tests[{i}] must be a sandboxkit.TestCase, not {type(t).__name__}")
+    return out
+
+
+def _as_bytes(data: str | bytes) -> bytes:
+    return data if isinstance(data, bytes) else data.encode("utf-8", errors="surrogateescape")
+
+
+def _as_text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+
+
+async def judge(
+    source: str,
+    *,
+    language: str = "python",
+    tests: Sequence[TestCase],
+    limits: Limits | None = None,
+    checker: Checker | None = None,
+    stop_on_failure: bool = False,
+    pool: SandboxPool | None = None,
+) -> JudgeReport:
+    """Compile ``source`` once and run it on every test, each as a fresh process.
+
+    ::
+
+        report = await sk.judge(src, language="cpp",
+                                tests=[sk.TestCase(input="1 2\\n", expected="3\\n")],
+                                limits=sk.Limits(time=1.0, memory_mb=256))
+        report.verdict  # "AC" | "WA" | "TLE" | "MLE" | "RE" | "CE" | "OLE"
+
+    ``checker``: ``"tokens"`` (default), ``"exact"``, ``"lines"``,
+    ``FloatTolerance(eps)``, a callable ``(input, expected, output) -> bool`` (may be
+    async), or a sandboxed ``CheckerProgram``. The submission's failures are verdicts;
+    an exception means sandboxkit, the engine or the checker failed.
+    """
+    code = check_code(source)
+    spec = get_language(language)
+    cases = _check_tests(tests)
+    compare = _compare_for(checker)
+    if not isinstance(stop_on_failure, bool):
+        raise InvalidInput("stop_on_failure must be a bool")
+    if pool is None:
+        from ._default import default_pool
+
+        pool = await default_pool()
+    lim = check_limits(limits) if limits is not None else pool.limits
+
+    program = _Program(pool, spec, lim, code)
+    checker_prog: _Program | None = None
+    try:
+        compiled = await program.open()
+        if compiled is not None and compiled.status != "ok":
+            return JudgeReport(
+                verdict="CE", language=spec.name, total_tests=len(cases),
+                compile_output=compiled.stdout + compiled.stderr,
+                compile_time=compiled.duration,
+            )
+        if isinstance(checker, CheckerProgram):
+            checker_prog = await _open_checker(pool, checker)
+        results: list[TestResult] = []
+        for index, case in enumerate(cases):
+            run = await program.run(_as_bytes(case.input))
+            verdict = _run_verdict(run)
+            message = ""
+            if verdict is None:
+                if case.expected is None:
+                    verdict = "AC"
+                elif checker_prog is not None:
+                    verdict, message = await _program_check(checker_prog, index, case, run)
+                elif compare is not None:
+                    verdict = "AC" if compare(case.expected, run.stdout) else "WA"
+                else:
+                    verdict = await _callable_check(checker, case, run)
+            results.append(TestResult(
+                index=index, name=case.name, verdict=verdict, time=run.cpu_time,
+                wall=run.duration, memory_mb=run.memory_mb, exit_code=run.exit_code,
+                signal=run.signal, stdout=run.stdout, stderr=run.stderr,
+                truncated=run.truncated, checker_message=message,
+            ))
+            if stop_on_failure and verdict != "AC":
+                break
+        overall: Verdict = next((r.verdict for r in results if r.verdict != "AC"), "AC")
+        return JudgeReport(
+            verdict=overall, tests=tuple(results), language=spec.name, total_tests=len(cases),
+            compile_output=(compiled.stdout + compiled.stderr) if compiled else "",
+            compile_time=compiled.duration if compiled else None,
+        )
+    finally:
+        await program.aclose()
+        if checker_prog is not None:
+            await checker_prog.aclose()
+
+
+async def _open_checker(pool: SandboxPool, checker: CheckerProgram) -> _Program:
+    prog = _Program(pool, get_language(checker.language), checker.limits,
+                    check_code(checker.source))
+    try:
+        compiled = await prog.open()
+    except BaseException:
+        await prog.aclose()
+        raise
+    if compiled is not None and compiled.status != "ok":
+        await prog.aclose()
+        raise CheckerError(
+            "the checker program does not compile; fix it and judge again:\n"
+            + (compiled.stdout + compiled.stderr)[-2000:]
+        )
+    return prog
+
+
+async def _program_check(
+    prog: _Program, index: int, case: TestCase, run: RunResult
+) -> tuple[Verdict, str]:
+    files = {
+        "input.txt": _as_bytes(case.input),
+        "expected.txt": _as_bytes(case.expected or ""),
+        "output.txt": run.stdout.encode("utf-8", errors="surrogateescape"),
+    }
+    res = await prog.run(None, files=files, args=CHECKER_FILES)
+    message = (res.stdout + res.stderr).strip()
+    if res.status == "ok":
+        return "AC", message
+    if res.status == "error" and res.exit_code in (1, 2):
+        return "WA", message
+    raise CheckerError(
+        f"the checker program failed on test {index} (status {res.status}, exit code "
+        f"{res.exit_code}, signal {res.signal}); testlib's exit 3 means the checker itself "
+        f"found a problem. Its output: {message[-1000:]}"
+    )
+
+
+async def _callable_check(checker: object, case: TestCase, run: RunResult) -> Verdict:
+    assert callable(checker)
+    outcome = checker(_as_text(case.input), case.expected or "", run.stdout)
+    if inspect.isawaitable(outcome):
+        outcome = await outcome
+    return "AC" if outcome else "WA"

@@ -1,0 +1,283 @@
+"""The autojudge: verdicts on real Docker, checkers (pure and sandboxed), bad input."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+import sandboxkit as sk
+from sandboxkit import _checkers
+
+# ---------------------------------------------------------------- pure checkers
+
+
+def test_tokens_checker_ignores_whitespace() -> None:
+    assert _checkers.tokens("1 2\n3\n", "1\n2   3")
+    assert not _checkers.tokens("1 2 3", "1 2")
+    assert not _checkers.tokens("abc", "ABC")
+
+
+def test_exact_checker() -> None:
+    assert _checkers.exact("3\n", "3\n")
+    assert not _checkers.exact("3\n", "3")
+    assert not _checkers.exact("3\n", "3 \n")
+
+
+def test_lines_checker_ignores_trailing_space_and_blank_lines() -> None:
+    assert _checkers.lines("a b\nc\n", "a b  \nc\n\n\n")
+    assert _checkers.lines("a\r\nb", "a\nb\n")
+    assert not _checkers.lines("a b\nc", "a  b\nc")  # inner spacing matters
+    assert not _checkers.lines("a\nb", "a\n\nb")  # inner blank lines matter
+
+
+def test_float_tolerance_checker() -> None:
+    eq = _checkers.float_tolerance(1e-6)
+    assert eq("0.333333333", "0.3333335")  # absolute
+    assert eq("1000000000", "1000000000.5")  # relative
+    assert not eq("1.0", "1.001")
+    assert eq("yes 1.5", "yes 1.5000001")
+    assert not eq("yes 1.5", "no 1.5")
+    assert not eq("1 2", "1")
+    assert eq("nan inf", "nan inf")
+    assert not eq("inf", "-inf")
+
+
+def test_float_tolerance_model() -> None:
+    assert sk.FloatTolerance(1e-3).tolerance == 1e-3
+    assert sk.FloatTolerance().tolerance == 1e-6
+    with pytest.raises(sk.InvalidInput):
+        sk.FloatTolerance(-1.0)
+
+
+# ---------------------------------------------------------------- bad input (no Docker)
+
+
+async def test_bad_input_fails_before_any_container() -> None:
+    ok = [sk.TestCase(input="", expected="")]
+    with pytest.raises(sk.UnknownLanguage):
+        await sk.judge("x", language="cobol-85", tests=ok)
+    with pytest.raises(sk.InvalidInput):
+        await sk.judge("x", tests="1 2")  # type: ignore[arg-type]
+    with pytest.raises(sk.InvalidInput):
+        await sk.judge("x", tests=[42])  # type: ignore[list-item]
+    with pytest.raises(sk.InvalidInput):
+        await sk.judge("x", tests=ok, checker="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(sk.InvalidInput):
+        await sk.judge(b"x", tests=ok)  # type: ignore[arg-type]
+    with pytest.raises(sk.InvalidInput):
+        sk.TestCase(input=5)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- python verdicts
+
+AB = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+BRANCHY_PY = """
+import sys
+what = sys.stdin.readline().strip()
+if what == "ok":
+    print(42)
+elif what == "wrong":
+    print(41)
+elif what == "crash":
+    raise SystemExit(3)
+elif what == "loop":
+    while True:
+        pass
+elif what == "hog":
+    chunks = []
+    while True:
+        chunks.append(bytearray(16 * 1024 * 1024))
+elif what == "flood":
+    sys.stdout.write("x" * 20000)
+"""
+
+
+@pytest.mark.docker
+async def test_python_ab_accepted(pool: sk.SandboxPool) -> None:
+    tests = [sk.TestCase(input=f"{i} {i * 3}\n", expected=f"{i * 4}\n") for i in range(5)]
+    report = await sk.judge(AB, tests=tests, pool=pool)
+    assert report.verdict == "AC"
+    assert [t.verdict for t in report.tests] == ["AC"] * 5
+    assert report.passed == 5 and report.total_tests == 5
+    first = report.tests[0]
+    assert first.stdout == "0\n" and first.exit_code == 0 and first.signal is None
+    assert first.time is not None and first.time >= 0
+    assert first.wall > 0 and first.memory_mb is not None and first.memory_mb > 0
+
+
+@pytest.mark.docker
+async def test_python_every_verdict_in_one_sandbox(pool: sk.SandboxPool) -> None:
+    names = ["ok", "wrong", "crash", "loop", "ok", "hog", "flood", "ok"]
+    tests = [sk.TestCase(input=n + "\n", expected="42\n", name=n) for n in names]
+    limits = sk.Limits(time=1.5, memory_mb=96, output_bytes=1000)
+    report = await sk.judge(BRANCHY_PY, tests=tests, limits=limits, pool=pool)
+    got = [t.verdict for t in report.tests]
+    assert got == ["AC", "WA", "RE", "TLE", "AC", "MLE", "OLE", "AC"], report
+    assert report.verdict == "WA"  # the first non-AC in test order
+    assert report.tests[2].exit_code == 3
+    assert report.tests[6].truncated and len(report.tests[6].stdout) == 1000
+    assert [t.name for t in report.tests] == names
+
+
+@pytest.mark.docker
+async def test_stop_on_failure(pool: sk.SandboxPool) -> None:
+    tests = [sk.TestCase(input="ok\n", expected="42"), sk.TestCase(input="crash\n", expected="42"),
+             sk.TestCase(input="ok\n", expected="42")]
+    report = await sk.judge(BRANCHY_PY, tests=tests, stop_on_failure=True, pool=pool)
+    assert report.verdict == "RE"
+    assert [t.verdict for t in report.tests] == ["AC", "RE"]
+    assert report.total_tests == 3
+
+
+@pytest.mark.docker
+async def test_each_test_is_a_fresh_process(pool: sk.SandboxPool) -> None:
+    # a program that deletes its own source and leaves a background process behind:
+    # the next test still runs and finds no leftover
+    code = (
+        "import os, subprocess, sys\n"
+        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))\n"
+        "subprocess.Popen(['sleep', '60'])\n"
+        "os.remove(__file__)\n"
+    )
+    tests = [sk.TestCase(input="", expected=None) for _ in range(3)]
+    report = await sk.judge(code, tests=tests, pool=pool)
+    assert report.verdict == "AC", report
+    # the agent and this program: the sleeper of the previous test is gone
+    counts = {t.stdout.strip() for t in report.tests}
+    assert counts == {report.tests[0].stdout.strip()}
+
+
+# ---------------------------------------------------------------- checkers end to end
+
+
+@pytest.mark.docker
+async def test_builtin_checkers_through_judge(pool: sk.SandboxPool) -> None:
+    code = "print('1   2 ')\nprint()\n"
+    case = [sk.TestCase(input="", expected="1 2\n")]
+    assert (await sk.judge(code, tests=case, pool=pool)).verdict == "AC"
+    assert (await sk.judge(code, tests=case, checker="exact", pool=pool)).verdict == "WA"
+    assert (await sk.judge(code, tests=case, checker="lines", pool=pool)).verdict == "WA"
+    spaced = [sk.TestCase(input="", expected="1   2\n")]
+    assert (await sk.judge(code, tests=spaced, checker="lines", pool=pool)).verdict == "AC"
+    pi = [sk.TestCase(input="", expected="3.14159265")]
+    prog = "print(3.1415927)"
+    assert (await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-6),
+                           pool=pool)).verdict == "AC"
+    assert (await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-9),
+                           pool=pool)).verdict == "WA"
+
+
+@pytest.mark.docker
+async def test_callable_checkers(pool: sk.SandboxPool) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    def any_divisor(inp: str, expected: str, output: str) -> bool:
+        seen.append((inp, expected, output))
+        n, d = int(inp), int(output)
+        return 1 < d < n and n % d == 0
+
+    async def async_never(inp: str, expected: str, output: str) -> bool:
+        return False
+
+    code = "n = int(input())\nprint(next(d for d in range(2, n) if n % d == 0))\n"
+    tests = [sk.TestCase(input="91\n", expected="7 or 13"), sk.TestCase(input="15\n", expected="")]
+    report = await sk.judge(code, tests=tests, checker=any_divisor, pool=pool)
+    assert report.verdict == "AC"
+    assert seen[0] == ("91\n", "7 or 13", "7\n")
+    report = await sk.judge(code, tests=tests, checker=async_never, pool=pool)
+    assert [t.verdict for t in report.tests] == ["WA", "WA"]
+
+
+CHECKER_PY = """
+import sys
+inp, exp, out = (open(p).read() for p in sys.argv[1:4])
+a, b = map(int, inp.split())
+got = out.split()
+if len(got) != 1:
+    print("expected one number, got", len(got)); sys.exit(2)
+if int(got[0]) != a + b:
+    print("wrong sum", got[0]); sys.exit(1)
+if exp.strip() == "fail":
+    print("bad test data"); sys.exit(3)
+print("ok")
+"""
+
+
+@pytest.mark.docker
+async def test_checker_program_is_sandboxed_and_testlib_style(pool: sk.SandboxPool) -> None:
+    checker = sk.CheckerProgram(source=CHECKER_PY, language="python")
+    wrong = "a, b = map(int, input().split())\nprint(a + b + (a == 2))\n"
+    tests = [sk.TestCase(input="1 2\n", expected="3"), sk.TestCase(input="2 2\n", expected="4")]
+    report = await sk.judge(wrong, tests=tests, checker=checker, pool=pool)
+    assert [t.verdict for t in report.tests] == ["AC", "WA"]
+    assert report.tests[0].checker_message == "ok"
+    assert report.tests[1].checker_message == "wrong sum 5"
+    # the submission's sandbox never holds the expected output
+    peek = "import os\nprint(sorted(os.listdir('.')))\n"
+    seen = await sk.judge(peek, tests=[sk.TestCase(input="1 2", expected="x")],
+                          checker=lambda i, e, o: "expected" not in o, pool=pool)
+    assert seen.verdict == "AC", seen.tests[0].stdout
+    with pytest.raises(sk.CheckerError, match="exit code 3"):
+        await sk.judge(AB, tests=[sk.TestCase(input="1 2", expected="fail")],
+                       checker=checker, pool=pool)
+    with pytest.raises(sk.CheckerError, match="does not compile"):
+        await sk.judge(AB, tests=tests, pool=pool,
+                       checker=sk.CheckerProgram(source="int main( {", language="cpp"))
+
+
+# ---------------------------------------------------------------- C++ (compiled once)
+
+BRANCHY_CPP = r"""
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <vector>
+int main() {
+    char what[32] = {0};
+    if (scanf("%31s", what) != 1) return 5;
+    long long a, b;
+    if (!strcmp(what, "ok")) { scanf("%lld %lld", &a, &b); printf("%lld\n", a + b); }
+    else if (!strcmp(what, "wrong")) printf("-1\n");
+    else if (!strcmp(what, "segv")) { volatile int *p = nullptr; *p = 1; }
+    else if (!strcmp(what, "loop")) { volatile unsigned long x = 0; for (;;) x++; }
+    else if (!strcmp(what, "hog")) {
+        std::vector<char*> v;
+        for (;;) { char *c = (char*)malloc(1 << 24); memset(c, 1, 1 << 24); v.push_back(c); }
+    }
+    else if (!strcmp(what, "flood")) {
+        for (int i = 0; i < 100000; i++) fputs("0123456789", stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+async def cpp_pool() -> AsyncIterator[sk.SandboxPool]:
+    async with sk.SandboxPool(languages=["cpp"], size=1) as p:
+        yield p
+
+
+@pytest.mark.docker
+async def test_cpp_compiled_once_every_verdict(cpp_pool: sk.SandboxPool) -> None:
+    names = ["ok", "wrong", "segv", "loop", "ok", "hog", "flood", "ok"]
+    tests = [sk.TestCase(input=f"{n} 20 22\n", expected="42\n", name=n) for n in names]
+    limits = sk.Limits(time=1.0, memory_mb=64, output_bytes=10_000)
+    report = await sk.judge(BRANCHY_CPP, language="cpp", tests=tests, limits=limits,
+                            pool=cpp_pool)
+    assert [t.verdict for t in report.tests] == [
+        "AC", "WA", "RE", "TLE", "AC", "MLE", "OLE", "AC"], report
+    assert report.verdict == "WA"
+    assert report.tests[2].signal == 11
+    assert report.compile_time is not None and report.compile_time > 0
+
+
+@pytest.mark.docker
+async def test_cpp_compile_error(cpp_pool: sk.SandboxPool) -> None:
+    report = await sk.judge("int main() { return undeclared; }", language="cpp",
+                            tests=[sk.TestCase(input="", expected="")], pool=cpp_pool)
+    assert report.verdict == "CE"
+    assert report.tests == ()
+    assert "undeclared" in report.compile_output
