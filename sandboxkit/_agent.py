@@ -233,7 +233,7 @@ class _Child:
         self.out_fds: dict[int, bytes] = {}
 
 
-def _child_setup(job: dict, fds: tuple[int, int, int]) -> None:
+def _child_setup(job: dict[str, Any], fds: tuple[int, int, int]) -> None:
     """In the forked child: limits, stdio, session; then exec or run preloaded Python."""
     import resource
 
@@ -293,11 +293,13 @@ def _run_python_inline(argv: list[str], env: dict[str, str]) -> None:
     script = argv[1]
     sys.argv = argv[1:]
     sys.path[0:0] = [os.path.dirname(os.path.abspath(script))]
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.open(0, "rb", closefd=False), encoding="utf-8")
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(  # type: ignore[misc]
+        io.open(0, "rb", closefd=False), encoding="utf-8"
+    )
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(  # type: ignore[misc]
         io.open(1, "wb", closefd=False), encoding="utf-8", errors="strict"
     )
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(  # type: ignore[misc]
         io.open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace",
         line_buffering=True,
     )
@@ -345,7 +347,8 @@ def _report_exception() -> None:
     user_tb = tb.tb_next if tb is not None else None
     if value is not None:
         value.__traceback__ = user_tb
-    sys.excepthook(etype, value, user_tb)
+    if value is not None:
+        sys.excepthook(etype, value, user_tb)
 
 
 def _fresh_stdio() -> None:
@@ -452,7 +455,7 @@ class Agent:
     def __init__(self) -> None:
         self.sel = selectors.DefaultSelector()
         self.reader = FrameReader()
-        self.jobs: list[dict] = []
+        self.jobs: list[dict[str, Any]] = []
         self.stdin_eof = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -524,7 +527,7 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - report, never die
                 _send_json(FAULT, {"error": f"{type(exc).__name__}: {exc}"})
 
-    def _dispatch(self, job: dict) -> None:
+    def _dispatch(self, job: dict[str, Any]) -> None:
         op = job.get("op")
         if op == "run":
             self._run(job)
@@ -573,7 +576,7 @@ class Agent:
             except InterruptedError:
                 continue
 
-    def _run(self, job: dict) -> None:
+    def _run(self, job: dict[str, Any]) -> None:
         files = job.get("files") or {}
         for rel, b64 in files.items():
             _write_file(rel, base64.b64decode(b64), 0o755 if rel in job.get("executable", []) else 0o644)
@@ -654,9 +657,9 @@ class Agent:
                 if not keep:
                     # leftovers (daemons, a background writer holding stdout) end with the run
                     self._kill_others(spare=self.kernel_pid)
-            if status is not None and (not open_out or (keep and now - exited_at > 0.05)):
+            if exited_at is not None and (not open_out or (keep and now - exited_at > 0.05)):
                 break
-            if status is not None and now - exited_at > 2.0:
+            if exited_at is not None and now - exited_at > 2.0:
                 break  # a pipe held open by something we cannot kill: do not hang
             timeout = 0.05 if status is not None else max(0.0, wall - (now - started))
             for key, ev in self.sel.select(timeout):

@@ -165,7 +165,7 @@ class Box:
             box = cls(engine, cid, stream, shape, resources)
             await engine.start(cid)
             with anyio.fail_after(READY_TIMEOUT):
-                kind, payload = await box.recv()
+                kind, _payload = await box.recv()
             if kind != _agent.READY:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
         except BaseException as exc:
@@ -204,7 +204,7 @@ class Box:
             raise SandboxError("the sandbox is closed")
         try:
             await self._stream.write_in(_agent.pack(kind, payload))
-        except Exception as exc:  # noqa: BLE001 - a closed transport, a reset socket
+        except Exception as exc:
             raise SandboxError(f"the sandbox's input closed: {exc}") from exc
 
     async def send_json(self, kind: bytes, obj: object) -> None:
@@ -217,7 +217,7 @@ class Box:
                 raise SandboxError(self._gone_message())
             try:
                 msg = await self._stream.read_out()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._eof = True
                 raise SandboxError(f"lost the sandbox's output stream: {exc}") from exc
             if msg is None:
@@ -275,7 +275,7 @@ class Box:
                 headers={"content-type": "application/json"},
             ):
                 pass
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise EngineError(f"could not change the sandbox's limits: {exc}") from exc
         self.resources = wanted
 
@@ -283,7 +283,7 @@ class Box:
 async def _quiet_remove(engine: Engine, cid: str) -> None:
     try:
         await engine.remove(cid)
-    except Exception as exc:  # noqa: BLE001 - the reaper catches what this misses
+    except Exception as exc:
         log.warning("could not remove container %s: %s", cid[:12], exc)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 
 from ._engine import LABEL_OWNER, LABEL_POOL, Engine, owner_identity
@@ -56,10 +57,8 @@ async def _reap_owned(pool_id: str | None = None) -> None:
 def _reap_owned_sync() -> None:
     """Remove every container this process made, from a private event loop."""
     def work() -> None:
-        try:
+        with contextlib.suppress(Exception):  # at exit there is no one to tell
             asyncio.run(_reap_owned())
-        except Exception:  # noqa: BLE001 - at exit there is no one to tell
-            pass
 
     thread = threading.Thread(target=work, name="sandboxkit-exit-cleanup")
     thread.start()

@@ -75,8 +75,10 @@ class Engine:
         if self._docker is None:
             try:
                 self._docker = aiodocker.Docker(url=self._url)
-            except Exception as exc:  # noqa: BLE001 - aiodocker raises ValueError etc.
-                raise EngineUnavailable(f"cannot reach a Docker engine: {exc}. {HOW_TO_START}") from exc
+            except Exception as exc:
+                raise EngineUnavailable(
+                    f"cannot reach a Docker engine: {exc}. {HOW_TO_START}"
+                ) from exc
         return self._docker
 
     async def close(self) -> None:
@@ -153,7 +155,9 @@ class Engine:
                 text = chunk.get("stream") or chunk.get("status") or ""
                 if chunk.get("error"):
                     tail.append(str(chunk["error"]))
-                    raise ImageError(f"building {tag} failed: {chunk['error']}", "".join(tail[-40:]))
+                    raise ImageError(
+                        f"building {tag} failed: {chunk['error']}", "".join(tail[-40:])
+                    )
                 if text:
                     tail.append(text)
                     del tail[:-200]
@@ -266,7 +270,7 @@ class Engine:
         return []
 
     async def events(self, filters: Mapping[str, list[str]]) -> AsyncIterator[dict[str, Any]]:
-        subscriber = self.docker.events.subscribe(filters=dict(filters))
+        subscriber = self.docker.events.subscribe(filters=dict(filters))  # type: ignore[no-untyped-call]
         while True:
             event = await subscriber.get()
             if event is None:

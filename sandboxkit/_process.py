@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
@@ -114,10 +115,8 @@ class Process:
         with anyio.CancelScope(shield=True):
             try:
                 if self.result is None and self._box.alive:
-                    try:
+                    with contextlib.suppress(SandboxError):
                         await self.kill()
-                    except SandboxError:
-                        pass
                 if self._task is not None:
                     with anyio.move_on_after(DRAIN_TIMEOUT):
                         await asyncio.wait({self._task})

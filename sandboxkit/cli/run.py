@@ -56,7 +56,7 @@ def run(
                                       + (f", signal {r.signal}" if r.signal else "")
                                       + (" (output truncated)" if r.truncated else ""))
                     if r.exit_code is not None:
-                        return r.exit_code
+                        return int(r.exit_code)
                     return 128 + (r.signal or 0) if r.signal else 1
             return 1
         finally:
