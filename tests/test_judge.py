@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,24 @@ async def test_cpp_compile_error(cpp_pool: sk.SandboxPool) -> None:
     assert report.verdict == "CE"
     assert report.tests == ()
     assert "undeclared" in report.compile_output
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.mark.docker
+def test_cli_judge_prints_a_verdict_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sandboxkit.cli import app
+
+    for name, inp, out in (("1", "1 2", "3"), ("2", "5 5", "10"), ("10", "2 2", "5")):
+        (tmp_path / f"{name}.in").write_text(inp + "\n")
+        (tmp_path / f"{name}.out").write_text(out + "\n")
+    src = tmp_path / "ab.py"
+    src.write_text(AB)
+    result = CliRunner().invoke(app, ["judge", str(src), "--tests", str(tmp_path)])
+    assert result.exit_code == 1, result.output  # test 10 expects a wrong sum
+    assert "WA (2/3 passed)" in result.output
+    lines = [ln for ln in result.output.splitlines() if "AC" in ln or "WA" in ln]
+    assert [ln.split()[1] for ln in lines[1:]] == ["1", "2", "10"]  # natural order

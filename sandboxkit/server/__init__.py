@@ -1,0 +1,39 @@
+"""``sandboxkit serve``: an HTTP API compatible with Judge0 CE 1.13.1, so Judge0 clients
+(the official ``judge0`` Python package among them) work unchanged.
+
+    from sandboxkit.server import Settings, serve
+    serve(host="127.0.0.1", port=2358, settings=Settings(db_path="judge0.sqlite3"))
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .._errors import InvalidInput
+from ._app import Settings, create_app
+
+__all__ = ["Settings", "create_app", "is_loopback", "serve"]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str = "127.0.0.1", port: int = 2358, settings: Settings | None = None,
+          log_level: str = "info") -> None:
+    """Run the server until interrupted. Beyond loopback an auth token is required."""
+    import uvicorn
+
+    cfg = settings or Settings()
+    if not is_loopback(host) and not cfg.auth_token:
+        raise InvalidInput(
+            f"binding {host} exposes the API beyond this machine: set an auth token "
+            "(--auth-token or SANDBOXKIT_AUTH_TOKEN), which clients send as X-Auth-Token"
+        )
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level,
+                proxy_headers=False, server_header=False)
