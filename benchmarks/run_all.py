@@ -1,0 +1,234 @@
+"""sandboxkit benchmarks, side by side with their baselines, in one run (~3-5 minutes).
+
+    .venv/bin/python benchmarks/run_all.py [--quick]     (or: nox -s bench)
+
+What is measured (DESIGN §6, issue 7):
+  * warm ``pool.run("print(1)")`` latency p50/p90 against the host's own interpreter
+    (``sys.executable -c 'print(1)'``), epicbox (same image), raw ``docker exec`` into a
+    running container, and raw API create+start+wait+remove;
+  * one-shot throughput at concurrency 8 against the engine's raw create/start/remove rate;
+  * runs per second inside one sandbox (a session) against host subprocesses;
+  * host memory per warm (idle) container;
+  * the warm latency again under gVisor (``runsc``), when that runtime works here.
+
+Latency samples are interleaved (sandboxkit, host, docker exec in one loop) and each is
+taken with the pool settled (refills and removals finished), so machine noise hits every
+path alike and the pool is measured warm, as it would be between requests. The targets
+are benchmarks, not tests: a MISS is printed, never raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _baselines as base
+import _memory
+from _stats import Latency, Report, ms, ratio, time_calls
+
+import sandboxkit as sk
+from sandboxkit._languages import get_language
+
+CODE = "print(1)"
+
+
+async def settle(pool: sk.SandboxPool, timeout: float = 30.0) -> None:
+    """Wait until background refills and removals are done and every pool is full."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = any(
+            wp._tasks or wp.state.idle < wp.state.size for wp in pool._pools.values()
+        )
+        if not busy:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def checked_run(pool: sk.SandboxPool) -> None:
+    result = await pool.run(CODE)
+    if result.status != "ok" or result.stdout != "1\n":
+        raise RuntimeError(f"sandboxkit run went wrong: {result!r}")
+
+
+async def latency_section(
+    pool: sk.SandboxPool, raw: base.RawDocker, n: int, n_slow: int, report: Report
+) -> tuple[Latency, Latency, Latency | None]:
+    warm = Latency("sandboxkit warm pool.run")
+    host = Latency(f"host {Path(sys.executable).name} -c (subprocess)")
+    dexec = Latency("raw docker exec (API) into a running container")
+    target = await raw.exec_target()
+    for _ in range(3):  # first-use costs (imports, connection pool) are not the steady state
+        await settle(pool)
+        await checked_run(pool)
+        await raw.exec_once(target)
+        base.host_python_once()
+    for _ in range(n):
+        await settle(pool)
+        await asyncio.sleep(0.02)
+        t0 = time.perf_counter()
+        await checked_run(pool)
+        warm.samples.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        base.host_python_once()
+        host.samples.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await raw.exec_once(target)
+        dexec.samples.append(time.perf_counter() - t0)
+    await raw._remove(target.id)
+
+    await settle(pool)
+    api = Latency("raw API create+start+wait+remove")
+    api.samples = await time_calls(n_slow, raw.one_shot)
+
+    epic: Latency | None = None
+    module = base.epicbox_setup(raw.image)
+    if module is not None:
+        epic = Latency("epicbox.run (same image)")
+        base.epicbox_once(module)
+        for _ in range(n_slow):
+            await settle(pool)
+            t0 = time.perf_counter()
+            base.epicbox_once(module)
+            epic.samples.append(time.perf_counter() - t0)
+
+    report.section(f"Latency of print(1), {n} samples (epicbox/raw API: {n_slow})")
+    report.row(f"{'path':52} {'p50':>11} {'p90':>11} {'p50 vs sandboxkit':>18}")
+    rows = [warm, host, dexec, api] + ([epic] if epic else [])
+    for lat in rows:
+        report.row(f"{lat.name:52} {ms(lat.p50)} {ms(lat.p90)} {ratio(lat.p50, warm.p50):>18}")
+    if epic is None:
+        report.row("epicbox: not installed (pip install epicbox 'urllib3<2'); skipped")
+    return warm, host, epic
+
+
+async def throughput_section(
+    pool: sk.SandboxPool, raw: base.RawDocker, n: int, report: Report
+) -> tuple[float, float]:
+    await settle(pool)
+    ours = await base.concurrent_rate(n, 8, lambda: checked_run(pool))
+    await settle(pool)
+    churn = await base.concurrent_rate(n, 8, raw.churn_one)
+    await settle(pool)
+    report.section(f"One-shot throughput at concurrency 8, {n} runs")
+    report.row(f"sandboxkit pool.run (fresh container each)     {ours:7.1f} runs/s")
+    report.row(f"raw engine create+start+remove (idle container) {churn:6.1f} containers/s")
+    report.row(f"ratio                                          {ratio(ours, churn)}")
+    return ours, churn
+
+
+async def session_section(pool: sk.SandboxPool, n: int, report: Report) -> tuple[float, float]:
+    await settle(pool)
+    async with sk.Sandbox(pool=pool) as sb:
+        for _ in range(3):
+            await sb.run(CODE)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            result = await sb.run(CODE)
+            if result.stdout != "1\n":
+                raise RuntimeError(f"session run went wrong: {result!r}")
+        ours = n / (time.perf_counter() - t0)
+    host = base.host_rate(n)
+    report.section(f"Runs inside one sandbox (session, sequential), {n} runs")
+    report.row(f"sandboxkit session sb.run                   {ours:7.1f} runs/s")
+    name = f"host subprocess {Path(sys.executable).name} -c 'print(1)'"
+    report.row(f"{name:44}{host:7.1f} runs/s")
+    report.row(f"ratio                                       {ratio(ours, host)}")
+    return ours, host
+
+
+async def memory_section(pool: sk.SandboxPool, report: Report) -> None:
+    await settle(pool)
+    report.section("Host memory per idle warm container (runc)")
+    if not _memory.visible():
+        report.row("engine processes not visible from here; skipped")
+        return
+    rows = []
+    for wp in pool._pools.values():
+        for box in list(wp._idle):
+            info = await pool.engine.inspect(box.cid)
+            if info is not None:
+                rows.append(_memory.container_memory(info))
+    if not rows:
+        report.row("no idle container to measure")
+        return
+
+    def avg(key: str) -> str:
+        vals = [r[key] for r in rows if r[key] is not None]
+        return f"{sum(vals) / len(vals):6.1f} MiB" if vals else "   n/a"
+
+    report.row(f"memory cgroup usage (kernel's charge)      {avg('cgroup_mib')}"
+               f"   (mean of {len(rows)} containers)")
+    report.row(f"agent (PID 1) proportional set size        {avg('agent_pss_mib')}")
+    report.row(f"containerd-shim proportional set size      {avg('shim_pss_mib')}")
+
+
+async def runsc_section(n: int, report: Report) -> Latency | None:
+    report.section("Warm latency under gVisor (runsc)")
+    try:
+        async with sk.SandboxPool(languages=["python"], size=2, runtime="runsc") as pool:
+            await settle(pool)
+            await checked_run(pool)
+            lat = Latency("sandboxkit warm pool.run, runsc")
+            for _ in range(n):
+                await settle(pool)
+                t0 = time.perf_counter()
+                await checked_run(pool)
+                lat.samples.append(time.perf_counter() - t0)
+    except sk.SandboxkitError as exc:
+        report.row(f"skipped: runsc does not work here ({exc})")
+        return None
+    report.row(f"{lat.name:52} {ms(lat.p50)} {ms(lat.p90)}   ({n} samples)")
+    return lat
+
+
+async def main(quick: bool) -> None:
+    n, n_slow, n_tp, n_sess, n_runsc = (15, 4, 24, 30, 8) if quick else (40, 10, 48, 100, 20)
+    report = Report()
+    started = time.perf_counter()
+    async with sk.SandboxPool(languages=["python"], size=4, max_size=8) as pool:
+        image = await pool.image_for(get_language("python"))
+        raw = base.RawDocker(image)
+        try:
+            warm, host, epic = await latency_section(pool, raw, n, n_slow, report)
+            ours_tp, churn = await throughput_section(pool, raw, n_tp, report)
+            sess, host_rate = await session_section(pool, n_sess, report)
+            await memory_section(pool, report)
+        finally:
+            await raw.close()
+    runsc = await runsc_section(n_runsc, report)
+
+    report.target(
+        "warm p50 <= 1.0x host interpreter start", warm.p50 <= host.p50,
+        f"{ms(warm.p50).strip()} vs {ms(host.p50).strip()} ({ratio(warm.p50, host.p50).strip()})",
+    )
+    if epic is None:
+        report.target(">= 20x faster than epicbox", None, "epicbox not installed")
+    else:
+        report.target(
+            ">= 20x faster than epicbox", epic.p50 >= 20 * warm.p50,
+            f"{ratio(epic.p50, warm.p50).strip()} faster",
+        )
+    report.target(
+        "one-shot throughput >= 0.8x raw churn", ours_tp >= 0.8 * churn,
+        f"{ours_tp:.1f} vs {churn:.1f} per s ({ratio(ours_tp, churn).strip()})",
+    )
+    report.target(
+        "runs in one sandbox >= 0.5x host subprocess rate", sess >= 0.5 * host_rate,
+        f"{sess:.0f} vs {host_rate:.0f} per s ({ratio(sess, host_rate).strip()})",
+    )
+    if runsc is not None:
+        report.row(f"runsc p50 vs runc p50: {ratio(runsc.p50, warm.p50).strip()}")
+    report.print()
+    took = time.perf_counter() - started
+    print(f"\n(benchmark took {took:.0f}s; host python {sys.version.split()[0]})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer samples (~1 minute)")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,222 @@
+"""The warm pool: pure bookkeeping (``PoolState``) and its behaviour on real Docker.
+
+Real-Docker tests make their own small pools (not the shared ``pool`` fixture) because
+they kill containers, exhaust pools and close them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+
+import pytest
+from conftest import containers_of_pool
+
+import sandboxkit as sk
+from sandboxkit._container import Box
+from sandboxkit._languages import get_language, register_language
+from sandboxkit._pool import PoolState, WarmPool
+
+PY = get_language("python")
+
+
+# --------------------------------------------------------------------------- PoolState
+
+
+@pytest.mark.parametrize(("size", "max_size"), [(-1, 4), (3, 2), (0, 0)])
+def test_state_rejects_bad_sizes(size: int, max_size: int) -> None:
+    with pytest.raises(ValueError, match="size"):
+        PoolState(size=size, max_size=max_size)
+
+
+def test_state_fills_to_size_from_empty() -> None:
+    assert PoolState(size=3, max_size=5).to_start() == 3
+
+
+def test_state_counts_starting_and_idle_towards_size() -> None:
+    assert PoolState(size=3, max_size=5, idle=2, starting=1).to_start() == 0
+    assert PoolState(size=3, max_size=5, idle=1, starting=1).to_start() == 1
+
+
+def test_state_starts_one_per_waiter_within_max_size() -> None:
+    # 4 callers wait, 3 sandboxes busy: 3 + 4 wanted, but only 2 more fit under 5
+    state = PoolState(size=3, max_size=5, busy=3, waiters=4)
+    assert state.total == 3
+    assert state.to_start() == 2
+
+
+def test_state_never_exceeds_max_size_nor_goes_negative() -> None:
+    assert PoolState(size=2, max_size=2, busy=2, waiters=9).to_start() == 0
+    assert PoolState(size=1, max_size=4, idle=4).to_start() == 0
+
+
+def test_state_size_zero_starts_only_on_demand() -> None:
+    assert PoolState(size=0, max_size=3).to_start() == 0
+    assert PoolState(size=0, max_size=3, waiters=2).to_start() == 2
+
+
+def test_state_backoff_doubles_and_is_capped() -> None:
+    state = PoolState(size=1, max_size=1)
+    seen = []
+    for failures in range(0, 12):
+        state.failures_in_a_row = failures
+        seen.append(state.backoff())
+    assert seen[0] == 0.0
+    assert seen[1] == pytest.approx(0.2)
+    assert seen[2] == pytest.approx(0.4)
+    assert seen[3] == pytest.approx(0.8)
+    assert all(b <= 10.0 for b in seen)
+    assert seen[-1] == 10.0
+    assert seen == sorted(seen)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"size": -1},
+        {"size": 257},
+        {"size": "2"},
+        {"size": True},
+        {"size": 4, "max_size": 3},
+        {"size": 0, "max_size": 0},
+        {"acquire_timeout": 0},
+        {"runtime": "kata"},
+    ],
+)
+def test_pool_arguments_are_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(sk.InvalidInput):
+        sk.SandboxPool(**kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- real Docker
+
+
+def _warm(pool: sk.SandboxPool) -> WarmPool:
+    (wp,) = pool._pools.values()
+    return wp
+
+
+async def _until(cond: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.docker
+async def test_refill_starts_several_at_once_within_max_size() -> None:
+    async with sk.SandboxPool(size=0, max_size=3) as pool:
+        wp = await pool._warm_pool(PY, pool.limits)
+        wp.state.size = 3  # as if configured with size=3: one refill starts all three
+        wp._refill()
+        assert wp.state.starting == 3
+        wp._refill()  # nothing more: three already on the way
+        assert wp.state.starting == 3
+        seen_total = []
+
+        async def one() -> None:
+            seen_total.append(wp.state.total)
+            result = await pool.run("print(2 + 2)")
+            assert result.stdout == "4\n"
+            seen_total.append(wp.state.total)
+
+        await asyncio.gather(*(one() for _ in range(6)))
+        assert max(seen_total) <= 3
+
+
+@pytest.mark.docker
+async def test_warm_up_failure_surfaces_from_async_with() -> None:
+    # an image that builds but whose agent exits at once (site runs a .pth file's import
+    # lines even under -I): no sandbox can ever become ready
+    quit_at_start = "echo 'import os; os._exit(3)' > /usr/lib/python3/dist-packages/zz-quit.pth"
+    broken = PY.extend("pybroken-pooltest", setup=[quit_at_start])
+    register_language(broken, replace=True)
+    pool = sk.SandboxPool(languages=["pybroken-pooltest"], size=1)
+    with pytest.raises(sk.SandboxError, match=r"ended unexpectedly|ready"):
+        async with pool:
+            pytest.fail("a pool that cannot start a sandbox must not open")
+    assert pool.closed
+    assert containers_of_pool(pool.pool_id) == []
+
+
+@pytest.mark.docker
+async def test_dead_idle_sandbox_is_replaced() -> None:
+    async with sk.SandboxPool(size=2) as pool:
+        wp = _warm(pool)
+        victim: Box = wp._idle[0]  # the next one acquire would hand out
+        subprocess.run(["docker", "kill", victim.cid], capture_output=True, check=True)
+        await _until(lambda: not victim.alive)
+        async with pool.lease(PY, pool.limits) as box:
+            assert box.cid != victim.cid
+            assert box.alive
+        result = await pool.run("print('alive')")
+        assert result.status == "ok" and result.stdout == "alive\n"
+        await _until(lambda: victim.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
+
+
+@pytest.mark.docker
+async def test_too_old_idle_sandbox_is_replaced() -> None:
+    async with sk.SandboxPool(size=1, max_idle_age=0.5) as pool:
+        wp = _warm(pool)
+        old = wp._idle[0]
+        await asyncio.sleep(0.8)
+        async with pool.lease(PY, pool.limits) as box:
+            assert box.cid != old.cid
+            assert time.monotonic() - box.created < 60
+        await _until(lambda: old.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
+
+
+@pytest.mark.docker
+async def test_exhausted_pool_times_out_with_pool_timeout() -> None:
+    async with sk.SandboxPool(size=1, max_size=1, acquire_timeout=1.0) as pool:
+        async with pool.lease(PY, pool.limits):
+            t0 = time.monotonic()
+            with pytest.raises(sk.PoolTimeout, match="max_size"):
+                await pool.run("print(1)")
+            assert time.monotonic() - t0 >= 0.9
+        # once the lease ends, the pool serves again
+        result = await pool.run("print(1)")
+        assert result.stdout == "1\n"
+
+
+@pytest.mark.docker
+async def test_closing_drains_every_container() -> None:
+    pool = sk.SandboxPool(size=2)
+    async with pool:
+        assert len(containers_of_pool(pool.pool_id)) >= 2
+        await pool.run("print(1)")
+        session = sk.Sandbox(pool=pool)
+        await session.__aenter__()  # still open when the pool closes
+        held = pool.lease(PY, pool.limits)
+        await held.__aenter__()
+    assert containers_of_pool(pool.pool_id) == []
+    with pytest.raises(sk.PoolClosed):
+        await pool.run("print(1)")
+    # letting go of what was held after the close is harmless and makes nothing new
+    await held.__aexit__(None, None, None)
+    await session.aclose()
+    assert containers_of_pool(pool.pool_id) == []
+
+
+@pytest.mark.docker
+async def test_each_container_serves_exactly_one_run() -> None:
+    code = (
+        "import os\n"
+        "print(os.path.exists('/tmp/mark'), os.path.exists('mark'))\n"
+        "open('/tmp/mark', 'w').write('x'); open('mark', 'w').write('x')\n"
+    )
+    async with sk.SandboxPool(size=1) as pool:
+        for _ in range(3):
+            result = await pool.run(code)
+            assert result.status == "ok", result
+            assert result.stdout == "False False\n"
+        async with pool.lease(PY, pool.limits) as first:
+            pass
+        async with pool.lease(PY, pool.limits) as second:
+            assert second.cid != first.cid
+        await _until(lambda: first.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
