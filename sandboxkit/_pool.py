@@ -82,6 +82,7 @@ class WarmPool:
         self.max_idle_age = max_idle_age
         self.state = PoolState(size=size, max_size=max_size)
         self._idle: collections.deque[Box] = collections.deque()
+        self._leased: set[Box] = set()  # handed out, not yet released: closing kills them too
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -133,16 +134,21 @@ class WarmPool:
         if box.busy:
             box.busy = False
             self.state.busy -= 1
+        self._leased.discard(box)
         self._spawn(box.destroy(), "sandboxkit-destroy")
         self._refill()
 
     # ------------------------------------------------------------------ public
     async def warm_up(self) -> None:
-        """Start ``size`` sandboxes and wait for them; the first failure is raised."""
+        """Start ``size`` sandboxes and wait for them; the first failure is raised.
+
+        At once, not after the retries: a pool that cannot start a sandbox while opening
+        is misconfigured (image, runtime, engine), and the caller should hear it now.
+        """
         self._refill()
         async with self._changed:
             while self.state.idle < self.state.size:
-                if self.last_error is not None and self.state.starting == 0:
+                if self.last_error is not None:
                     raise self.last_error
                 if self._closed:
                     raise PoolClosed("the pool was closed while warming up")
@@ -164,6 +170,7 @@ class WarmPool:
                         if box.alive and not too_old:
                             box.busy = True
                             self.state.busy += 1
+                            self._leased.add(box)
                             return box
                         self._spawn(box.destroy(), "sandboxkit-destroy")
                     if self._closed:
@@ -195,7 +202,7 @@ class WarmPool:
         with anyio.CancelScope(shield=True):
             async with self._changed:
                 self._closed = True
-                idle = list(self._idle)
+                idle = list(self._idle) + list(self._leased)
                 self._idle.clear()
                 self.state.idle = 0
                 self._changed.notify_all()
