@@ -303,3 +303,25 @@ def test_cli_judge_prints_a_verdict_table(tmp_path: Path) -> None:
     assert "WA (2/3 passed)" in result.output
     lines = [ln for ln in result.output.splitlines() if "AC" in ln or "WA" in ln]
     assert [ln.split()[1] for ln in lines[1:]] == ["1", "2", "10"]  # natural order
+
+
+@pytest.mark.docker
+async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
+    cpp_pool: sk.SandboxPool,
+) -> None:
+    # what happens after the host had to kill a hung sandbox: the next test leases a
+    # fresh one and compiles again, instead of failing the rest
+    from sandboxkit._judge import _Program
+
+    prog = _Program(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
+    try:
+        compiled = await prog.open()
+        assert compiled is not None and compiled.status == "ok"
+        first = prog._box
+        assert first is not None
+        assert (await prog.run(b"ok 1 2\n")).stdout == "3\n"
+        await first.destroy()
+        again = await prog.run(b"ok 2 2\n")
+        assert again.stdout == "4\n" and prog._box is not first
+    finally:
+        await prog.aclose()

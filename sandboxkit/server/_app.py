@@ -159,7 +159,9 @@ class Judge0Service:
             await self.store.update(token, changes)
 
     async def _judge(self, record: dict[str, Any]) -> dict[str, Any]:
-        language = available_languages()[record["language_id"]][0]
+        language = available_languages().get(record["language_id"], ("",))[0]
+        if not language:
+            return result_fields(None, record, f"language {record['language_id']} is gone")
         limits = Limits(
             time=float(record["wall_time_limit"]),
             cpu_time=float(record["cpu_time_limit"]) + float(record["cpu_extra_time"]),
@@ -178,6 +180,9 @@ class Judge0Service:
         except SandboxkitError as exc:
             error = str(exc)
             log.warning("internal error judging %s: %s", record["token"], exc)
+        except Exception as exc:  # a bug: report Internal Error, never leave it Processing
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("bug while judging %s", record["token"])
         return result_fields(report, record, error)
 
 
