@@ -8,12 +8,14 @@ import asyncio
 import glob
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 
-from ._dockerfile import BASE_IMAGE, build_context
+from ._dockerfile import BASE_IMAGE, BuildContext, build_context
 from ._engine import LABEL_MANAGED, Engine
-from ._errors import EngineError, ImageError
+from ._errors import ImageError
 from ._languages import LanguageSpec
 
 SUITE = "bookworm"
@@ -30,6 +32,14 @@ def _lock(tag: str) -> asyncio.Lock:
     return lock
 
 
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def debian_mirror(sources_dir: str = "/etc/apt") -> str | None:
     """The Debian mirror this machine's apt uses for ``bookworm`` (never hard-coded).
 
@@ -39,11 +49,13 @@ def debian_mirror(sources_dir: str = "/etc/apt") -> str | None:
     if override:
         return override
     candidates: list[tuple[str, list[str]]] = []
-    one_line = [f"{sources_dir}/sources.list", *sorted(glob.glob(f"{sources_dir}/sources.list.d/*.list"))]
+    one_line = [
+        f"{sources_dir}/sources.list",
+        *sorted(glob.glob(f"{sources_dir}/sources.list.d/*.list")),
+    ]
     for path in one_line:
-        try:
-            text = open(path).read()
-        except OSError:
+        text = _read_text(path)
+        if text is None:
             continue
         for line in text.splitlines():
             parts = line.split("#", 1)[0].split()
@@ -52,9 +64,8 @@ def debian_mirror(sources_dir: str = "/etc/apt") -> str | None:
                 if len(rest) >= 2:
                     candidates.append((rest[0], [rest[1]]))
     for path in sorted(glob.glob(f"{sources_dir}/sources.list.d/*.sources")):
-        try:
-            text = open(path).read()
-        except OSError:
+        text = _read_text(path)
+        if text is None:
             continue
         for stanza in text.split("\n\n"):
             fields: dict[str, str] = {}
@@ -70,6 +81,62 @@ def debian_mirror(sources_dir: str = "/etc/apt") -> str | None:
         if SUITE in suites:
             return uri.rstrip("/")
     return None
+
+
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _pip_config_cert() -> str | None:
+    """pip's configured ``cert`` (``pip config get global.cert``), if pip is here."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "get", "global.cert"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = out.stdout.strip()
+    return value if out.returncode == 0 and value else None
+
+
+def build_ca_bundle() -> bytes | None:
+    """The CA bundle pip trusts inside image builds, or None.
+
+    HTTPS from a build may pass a proxy whose CA the host trusts and a fresh image does
+    not. In order: ``SANDBOXKIT_BUILD_CA`` (a path; ``none`` turns this off), then pip's
+    own setting (``PIP_CERT``, ``pip config get global.cert``), then the system bundle.
+    Used only for specs with pip packages, and only in a throw-away builder stage.
+    """
+    explicit = os.environ.get("SANDBOXKIT_BUILD_CA")
+    if explicit is not None and explicit.strip().lower() in ("", "none", "0", "off"):
+        return None
+    candidates = [explicit] if explicit else [
+        os.environ.get("PIP_CERT"), _pip_config_cert(), SYSTEM_CA_BUNDLE,
+    ]
+    for path in candidates:
+        if not path:
+            continue
+        try:
+            with open(os.path.expanduser(path), "rb") as f:
+                return f.read()
+        except OSError as exc:
+            if explicit:
+                raise ImageError(
+                    f"SANDBOXKIT_BUILD_CA={explicit!r} cannot be read ({exc.strerror}); "
+                    "point it at a PEM CA bundle, or set it to 'none'"
+                ) from None
+    return None
+
+
+def context_for(spec: LanguageSpec) -> BuildContext:
+    """The build context (and so the tag) of ``spec`` on this machine."""
+    ca = build_ca_bundle() if spec.pip_packages else None
+    return build_context(spec, ca_bundle=ca)
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 async def _run(*argv: str) -> tuple[int, str]:
@@ -98,7 +165,9 @@ async def bootstrap_base(
             "(or `sudo bash scripts/engine-up.sh`), then `sandboxkit images bootstrap`"
         )
     if os.geteuid() != 0:
-        raise ImageError("bootstrapping the base image needs root: `sudo sandboxkit images bootstrap`")
+        raise ImageError(
+            "bootstrapping the base image needs root: `sudo sandboxkit images bootstrap`"
+        )
     work = tempfile.mkdtemp(prefix="sandboxkit-rootfs-")
     try:
         root = os.path.join(work, "rootfs")
@@ -107,8 +176,9 @@ async def bootstrap_base(
         if code != 0:
             raise ImageError(f"debootstrap failed (exit {code})", log[-3000:])
         # the image has no apt sources of its own beyond the mirror it came from
-        with open(os.path.join(root, "etc/apt/sources.list"), "w") as f:
-            f.write(f"deb {mirror} {SUITE} main\n")
+        await asyncio.to_thread(
+            _write_text, os.path.join(root, "etc/apt/sources.list"), f"deb {mirror} {SUITE} main\n"
+        )
         tar_path = os.path.join(work, "rootfs.tar")
         say("packing the root filesystem")
         code, log = await _run("tar", "--numeric-owner", "-C", root, "-cf", tar_path, ".")
@@ -123,7 +193,8 @@ async def bootstrap_base(
 async def _try_pull(engine: Engine, tag: str) -> bool:
     try:
         await asyncio.wait_for(engine.docker.images.pull(REGISTRY_BASE), 60)
-        await engine.docker.images.tag(REGISTRY_BASE, tag.rpartition(":")[0], tag=tag.rpartition(":")[2])
+        repo, _, version = tag.rpartition(":")
+        await engine.docker.images.tag(REGISTRY_BASE, repo, tag=version)
         return True
     except Exception:  # noqa: BLE001 - no registry: bootstrap instead
         return False
@@ -146,8 +217,12 @@ async def ensure_base(
 async def ensure_image(
     engine: Engine, spec: LanguageSpec, on_line: Callable[[str], None] | None = None
 ) -> str:
-    """The tag of ``spec``'s image, building it (and the base) only when missing."""
-    ctx = build_context(spec)
+    """The tag of ``spec``'s image, building it (and the base) only when missing.
+
+    Callers asking for the same tag at the same time wait for one build. A failed build
+    raises ImageError carrying the tail of the build log.
+    """
+    ctx = await asyncio.to_thread(context_for, spec) if spec.pip_packages else build_context(spec)
     async with _lock(ctx.tag):
         if await engine.image_exists(ctx.tag):
             return ctx.tag
@@ -157,6 +232,11 @@ async def ensure_image(
                 ctx.tag, ctx.dockerfile, ctx.files, on_line,
                 labels={LABEL_MANAGED: "1", "org.sandboxkit.language": spec.name},
             )
-        except EngineError:
-            raise
+        except ImageError as exc:
+            first = str(exc).split("\n", 1)[0]
+            raise ImageError(
+                f"{first}. The {spec.name!r} spec's packages or setup steps failed to "
+                "install: fix them (see the build log below) and build again",
+                exc.log_tail,
+            ) from exc
     return ctx.tag

@@ -41,7 +41,11 @@ class LanguageSpec(BaseModel):
         "(one fork per run, no interpreter start-up); only for Python",
     )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
-    compile_time: float = Field(60.0, gt=0, le=3600)
+    compile_time: float = Field(30.0, gt=0, le=3600)
+    compile_pids: int = Field(
+        64, ge=8, le=4096,
+        description="processes and threads while compiling (Go, javac and rustc use many)",
+    )
 
     @field_validator("name")
     @classmethod
@@ -101,7 +105,129 @@ PYTHON = LanguageSpec(
     preload="python",
 )
 
-BUILTIN: tuple[LanguageSpec, ...] = (PYTHON,)
+JAVASCRIPT = LanguageSpec(
+    name="javascript",
+    aliases=("js", "node", "nodejs"),
+    packages=("nodejs",),
+    source_file="main.js",
+    run=("node", "main.js"),
+    version_command=("node", "--version"),
+)
+
+# Debian has no @types/node: a tiny ambient declaration lets Node programs type-check
+# (require, process, any module import) without shipping npm packages.
+_TS_TYPES = "/opt/sandboxkit/ts-types"
+_TS_NODE_GLOBALS = (
+    "require", "module", "exports", "process", "Buffer", "console", "global",
+    "setTimeout", "clearTimeout", "setInterval", "clearInterval", "setImmediate",
+    "clearImmediate", "queueMicrotask", "TextEncoder", "TextDecoder", "URL",
+    "URLSearchParams", "structuredClone",
+)
+_TS_NODE_DTS = (
+    " ".join(f"declare var {g}: any;" for g in _TS_NODE_GLOBALS)
+    + " declare var __dirname: string; declare var __filename: string; declare module '*';"
+)
+
+TYPESCRIPT = LanguageSpec(
+    name="typescript",
+    aliases=("ts",),
+    packages=("nodejs", "node-typescript"),
+    setup=(
+        f"mkdir -p {_TS_TYPES}/node && printf '%s\\n' \"{_TS_NODE_DTS}\" "
+        f"> {_TS_TYPES}/node/index.d.ts",
+    ),
+    source_file="main.ts",
+    compile=(
+        "tsc", "--target", "es2020", "--lib", "es2020", "--module", "commonjs", "--strict",
+        "--esModuleInterop", "--skipLibCheck", "--pretty", "false",
+        "--typeRoots", _TS_TYPES, "--types", "node", "main.ts",
+    ),
+    run=("node", "main.js"),
+    version_command=("tsc", "--version"),
+)
+
+C = LanguageSpec(
+    name="c",
+    packages=("gcc", "libc6-dev"),
+    source_file="main.c",
+    compile=("gcc", "-O2", "-pipe", "-o", "main", "main.c", "-lm"),
+    run=("./main",),
+    version_command=("gcc", "--version"),
+)
+
+CPP = LanguageSpec(
+    name="cpp",
+    aliases=("c++", "cxx"),
+    packages=("g++", "libc6-dev"),
+    source_file="main.cpp",
+    compile=("g++", "-O2", "-pipe", "-std=c++17", "-o", "main", "main.cpp", "-lm"),
+    run=("./main",),
+    version_command=("g++", "--version"),
+)
+
+# A small container: the serial collector (no GC threads), no perf-data file in /tmp,
+# and a heap bounded by the container's memory so a heap bomb ends in OutOfMemoryError.
+_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
+        "-Xshare:auto")
+
+JAVA = LanguageSpec(
+    name="java",
+    packages=("default-jdk-headless",),
+    source_file="Main.java",
+    compile=("javac", *(f"-J{f}" for f in _JVM), "-encoding", "UTF-8", "Main.java"),
+    run=("java", *_JVM, "-XX:MaxRAMPercentage=60", "-Xss64m", "-cp", ".", "Main"),
+    version_command=("javac", "-version"),
+    compile_pids=128,
+)
+
+GO = LanguageSpec(
+    name="go",
+    aliases=("golang",),
+    packages=("golang-go",),
+    source_file="main.go",
+    compile=("go", "build", "-o", "main", "main.go"),
+    run=("./main",),
+    # the root filesystem is read-only: build cache and GOPATH live in the tmpfs
+    env={
+        "GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "CGO_ENABLED": "0",
+        "GO111MODULE": "off", "GOFLAGS": "-buildvcs=false",
+    },
+    version_command=("go", "version"),
+    compile_pids=256,
+)
+
+RUST = LanguageSpec(
+    name="rust",
+    aliases=("rs",),
+    packages=("rustc",),
+    source_file="main.rs",
+    compile=("rustc", "--edition", "2021", "-O", "-o", "main", "main.rs"),
+    run=("./main",),
+    version_command=("rustc", "--version"),
+    compile_pids=128,
+)
+
+RUBY = LanguageSpec(
+    name="ruby",
+    aliases=("rb",),
+    packages=("ruby",),
+    source_file="main.rb",
+    run=("ruby", "main.rb"),
+    version_command=("ruby", "--version"),
+)
+
+BASH = LanguageSpec(
+    name="bash",
+    aliases=("sh", "shell"),
+    packages=("bash", "coreutils"),
+    source_file="main.sh",
+    run=("bash", "main.sh"),
+    version_command=("bash", "--version"),
+)
+
+BUILTIN: tuple[LanguageSpec, ...] = (
+    PYTHON, JAVASCRIPT, TYPESCRIPT, C, CPP, JAVA, GO, RUST, RUBY, BASH,
+)
 
 
 class _Registry:

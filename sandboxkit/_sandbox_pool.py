@@ -310,8 +310,15 @@ async def run_program(
                 compiled = event.result
         assert compiled is not None
         if compiled.status != "ok":
-            # a compiler that fails, times out or blows its memory is a compile error
-            yield Event(kind="exit", result=compiled.model_copy(update={"status": "compile_error"}))
+            # a compiler that fails, times out or blows its memory is a compile error;
+            # all it printed is diagnostics, reported in stderr (tsc writes to stdout)
+            diagnostics = compiled.stderr + compiled.stdout
+            if compiled.status in ("timeout", "oom"):
+                what = (f"its {compile_limits.time:g} s time limit" if compiled.status == "timeout"
+                        else f"its {compile_limits.memory_mb} MB memory limit")
+                diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n"
+            yield Event(kind="exit", result=compiled.model_copy(
+                update={"status": "compile_error", "stdout": "", "stderr": diagnostics}))
             return
         files = {}
     await box.set_resources(resources_for(limits))

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
-from .._dockerfile import BASE_IMAGE, build_context
+from .._dockerfile import BASE_IMAGE
 from .._engine import Engine
-from .._images import bootstrap_base, ensure_image
-from .._languages import REGISTRY, get_language
+from .._errors import ImageError
+from .._images import bootstrap_base, context_for, ensure_image
+from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 
 app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True)
 
+LANGUAGE_LABEL = "org.sandboxkit.language"
+
 
 @app.command()
 def bootstrap(
-    force: bool = typer.Option(False, "--force", help="rebuild even if the base exists"),
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if the base exists")] = False,
 ) -> None:
     """Build the base image from this machine's Debian mirror (no registry needed)."""
 
@@ -34,42 +41,111 @@ def bootstrap(
     run_async(go())
 
 
+class _Progress:
+    """Build output: a spinner with the latest line on a terminal, plain lines otherwise.
+
+    ``Step n/m`` lines are always kept on screen, so a terminal shows where a build is
+    and a CI log shows everything.
+    """
+
+    def __init__(self, quiet: bool, prefix: str = "") -> None:
+        self.quiet = quiet
+        self.prefix = prefix
+        spin = not quiet and not prefix and console.is_terminal
+        self.status = console.status("") if spin else None
+
+    def __enter__(self) -> _Progress:
+        if self.status is not None:
+            self.status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+    def line(self, text: str) -> None:
+        if self.quiet or not text.strip():
+            return
+        if self.status is None or text.startswith("Step "):
+            console.print(f"  {self.prefix}{text}", markup=False, highlight=False)
+        if self.status is not None:
+            self.status.update(text[:120], spinner="dots")
+
+
 @app.command()
 def build(
-    languages: list[str] = typer.Argument(None, help="languages (default: all)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    languages: Annotated[
+        list[str] | None, typer.Argument(help="languages to build (default: all)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no build output")] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=8, help="images built at the same time")
+    ] = 1,
 ) -> None:
     """Build the images of LANGUAGES (only what is missing or changed)."""
     names = languages or REGISTRY.names()
 
+    async def one(engine: Engine, spec: LanguageSpec, gate: asyncio.Semaphore) -> bool:
+        async with gate:
+            console.print(f"[bold]{spec.name}[/bold] → {context_for(spec).tag}")
+            started = time.monotonic()
+            try:
+                # parallel builds interleave: prefix their lines, no spinner
+                with _Progress(quiet, prefix=f"{spec.name}: " if jobs > 1 else "") as progress:
+                    tag = await ensure_image(engine, spec, progress.line)
+            except ImageError as exc:
+                console.print(f"  [red]{spec.name} failed[/red]: {exc}")
+                return False
+            took = time.monotonic() - started
+            console.print(f"  [green]ready[/green] {tag} ({took:.1f} s)")
+            return True
+
     async def go() -> None:
+        specs = [get_language(name) for name in names]  # unknown names fail before any build
         engine = Engine()
         try:
-            for name in names:
-                spec = get_language(name)
-                console.print(f"[bold]{spec.name}[/bold] → {build_context(spec).tag}")
-                on_line = None if quiet else (lambda line: console.print(f"  {line}", markup=False, highlight=False))
-                tag = await ensure_image(engine, spec, on_line)
-                console.print(f"  [green]ready[/green] {tag}")
+            gate = asyncio.Semaphore(jobs)
+            done = await asyncio.gather(*(one(engine, spec, gate) for spec in specs))
         finally:
             await engine.close()
+        failed = [spec.name for spec, ok in zip(specs, done, strict=True) if not ok]
+        if failed:
+            raise ImageError(
+                f"could not build: {', '.join(failed)} (see the log above); fix the specs "
+                "or the package mirror and run `sandboxkit images build` again"
+            )
 
     run_async(go())
 
 
+async def _current_tags() -> set[str]:
+    return {context_for(get_language(n)).tag for n in REGISTRY.names()} | {BASE_IMAGE}
+
+
 @app.command("list")
 def list_() -> None:
-    """List sandboxkit images, marking the ones current specs use."""
+    """List sandboxkit images; "stale" ones no current spec uses."""
 
     async def go() -> None:
         engine = Engine()
         try:
-            current = {build_context(get_language(n)).tag for n in REGISTRY.names()}
-            table = Table("image", "size", "current")
+            current = await _current_tags()
+            known = set(REGISTRY.names())
+            table = Table()
+            table.add_column("image", no_wrap=True)
+            table.add_column("size", no_wrap=True, justify="right")
+            table.add_column("state", no_wrap=True)
             for img in await engine.list_images("sandboxkit/*"):
+                language = (img.get("Labels") or {}).get(LANGUAGE_LABEL, "")
                 for tag in img.get("RepoTags") or []:
-                    mark = "yes" if tag in current or tag == BASE_IMAGE else "stale"
-                    table.add_row(tag, f"{img.get('Size', 0) / 1e6:.0f} MB", mark)
+                    if tag in current:
+                        state = "current"
+                    elif language in known:
+                        state = "stale"
+                    else:
+                        state = "custom"
+                    size = f"{img.get('Size', 0) / 1e6:.0f} MB"
+                    table.add_row(tag, size, state)
             console.print(table)
         finally:
             await engine.close()
@@ -78,18 +154,33 @@ def list_() -> None:
 
 
 @app.command()
-def prune() -> None:
-    """Remove sandboxkit images that no current spec uses."""
+def prune(
+    unknown: Annotated[
+        bool,
+        typer.Option(
+            "--unknown",
+            help="also remove images of languages not registered here (user-defined specs)",
+        ),
+    ] = False,
+) -> None:
+    """Remove sandboxkit images that no current spec uses (keeps the base)."""
 
     async def go() -> None:
         engine = Engine()
         try:
-            current = {build_context(get_language(n)).tag for n in REGISTRY.names()}
+            current = await _current_tags()
+            known = set(REGISTRY.names())
+            removed = 0
             for img in await engine.list_images("sandboxkit/*"):
+                language = (img.get("Labels") or {}).get(LANGUAGE_LABEL, "")
+                if not language or (language not in known and not unknown):
+                    continue
                 for tag in img.get("RepoTags") or []:
-                    if tag not in current and tag != BASE_IMAGE:
+                    if tag not in current:
                         await engine.remove_image(tag)
                         console.print(f"removed {tag}")
+                        removed += 1
+            console.print(f"{removed} image(s) removed")
         finally:
             await engine.close()
 
