@@ -20,7 +20,7 @@ from sandboxkit import ImageError
 from sandboxkit._dockerfile import CA_FILE, build_context, render
 from sandboxkit._engine import Engine
 from sandboxkit._images import build_ca_bundle, context_for, ensure_image
-from sandboxkit._languages import BASH, BUILTIN, PYTHON, LanguageSpec
+from sandboxkit._languages import BASH, BUILTIN, PYTHON, REGISTRY, LanguageSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SANDBOXKIT_UPDATE_GOLDEN", "") not in ("", "0")
@@ -172,7 +172,9 @@ async def test_failed_build_raises_with_the_log_tail(engine: Engine) -> None:
 
 
 @pytest.mark.docker
-async def test_pip_package_with_the_hosts_ca_bundle(engine: Engine) -> None:
+async def test_pip_package_with_the_hosts_ca_bundle(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """pip inside the build trusts the host's CA (a TLS-intercepting proxy here); the CA
     is not in any layer of the final image."""
     import sandboxkit as sk
@@ -184,7 +186,7 @@ async def test_pip_package_with_the_hosts_ca_bundle(engine: Engine) -> None:
         capture_output=True, text=True, check=True,
     ).stdout
     assert CA_FILE not in history and "PIP_CERT" not in history
-    sk.register_language(spec, replace=True)
+    monkeypatch.setitem(REGISTRY._specs, spec.name, spec)  # registered for this test only
     async with sk.SandboxPool(languages=[], size=0) as pool:
         r = await pool.run("import attrs; print(attrs.__name__)", language="python-attrs")
     assert (r.status, r.stdout) == ("ok", "attrs\n"), r.stderr

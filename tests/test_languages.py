@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._languages import BUILTIN, CPP, get_language
+from sandboxkit._languages import BUILTIN, CPP, REGISTRY, get_language
 
 pytestmark = pytest.mark.docker
 
@@ -156,7 +156,9 @@ async def test_include_dev_zero_is_a_bounded_compile_error(lp: sk.SandboxPool) -
 
 
 @pytest.mark.hostile
-async def test_template_explosion_is_a_bounded_compile_error(lp: sk.SandboxPool) -> None:
+async def test_template_explosion_is_a_bounded_compile_error(
+    lp: sk.SandboxPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # every level doubles the type: memory and time grow as 2**60 without limits
     code = (
         "template<class A, class B> struct P {};\n"
@@ -165,9 +167,8 @@ async def test_template_explosion_is_a_bounded_compile_error(lp: sk.SandboxPool)
         "int main() { X<60, int>::type p; return p; }\n"
     )
     # the same image (only the compile limits differ): it ends on its memory or time cap
-    sk.register_language(
-        CPP.extend("cpp-tight", compile_time=10.0, compile_memory_mb=256), replace=True
-    )
+    tight = CPP.extend("cpp-tight", compile_time=10.0, compile_memory_mb=256)
+    monkeypatch.setitem(REGISTRY._specs, tight.name, tight)  # registered for this test only
     r = await lp.run(code, language="cpp-tight")
     assert r.status == "compile_error", r
     assert "compilation stopped" in r.stderr and "limit" in r.stderr, r.stderr
