@@ -35,25 +35,12 @@ from ._judge_models import (
 )
 from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
-from ._runner import execute, resources_for, run_job
+from ._runner import compile_limits, execute, resources_for, run_job
 from ._sandbox_pool import SandboxPool
 from ._validate import check_code, check_limits
 
 MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
-
-
-def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
-    """Limits of the compile step: the compiler needs more than the program (as in
-    ``run_program``)."""
-    return Limits(
-        time=spec.compile_time,
-        memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
-        pids=max(limits.pids, getattr(spec, "compile_pids", 64)),
-        output_bytes=max(limits.output_bytes, 1_000_000),
-        disk_mb=limits.disk_mb,
-        file_size_mb=max(limits.file_size_mb, 256),
-    )
 
 
 async def _result_of(box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec,
