@@ -1,0 +1,1 @@
+"""The adversarial suite: hostile programs, each checked against the same invariants."""
