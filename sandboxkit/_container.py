@@ -22,7 +22,7 @@ import anyio
 from aiodocker.stream import Stream
 
 from . import _agent
-from ._dockerfile import AGENT_PATH
+from ._dockerfile import AGENT_PYC
 from ._engine import (
     LABEL_MANAGED,
     LABEL_OWNER,
@@ -97,7 +97,7 @@ def container_config(
     }
     return {
         "Image": shape.image,
-        "Cmd": ["python3", "-I", AGENT_PATH],
+        "Cmd": ["python3", "-I", AGENT_PYC],
         "User": f"{SANDBOX_UID}:{SANDBOX_UID}",
         "WorkingDir": "/work",
         "Env": [f"{k}={v}" for k, v in sorted(env.items())],

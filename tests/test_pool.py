@@ -131,9 +131,12 @@ async def test_refill_starts_several_at_once_within_max_size() -> None:
 
 @pytest.mark.docker
 async def test_warm_up_failure_surfaces_from_async_with() -> None:
-    # an image that builds but whose agent exits at once (site runs a .pth file's import
-    # lines even under -I): no sandbox can ever become ready
-    quit_at_start = "echo 'import os; os._exit(3)' > /usr/lib/python3/dist-packages/zz-quit.pth"
+    # an image that builds (as root) but whose agent, as the sandbox user, exits at once
+    # (site runs a .pth file's import lines even under -I): no sandbox can become ready
+    quit_at_start = (
+        "echo 'import os; os.getuid() == 65534 and os._exit(3)'"
+        " > /usr/lib/python3/dist-packages/zz-quit.pth"
+    )
     broken = PY.extend("pybroken-pooltest", setup=[quit_at_start])
     register_language(broken, replace=True)
     pool = sk.SandboxPool(languages=["pybroken-pooltest"], size=1)
