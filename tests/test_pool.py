@@ -164,10 +164,10 @@ async def test_dead_idle_sandbox_is_replaced() -> None:
 
 @pytest.mark.docker
 async def test_too_old_idle_sandbox_is_replaced() -> None:
-    async with sk.SandboxPool(size=1, max_idle_age=0.5) as pool:
+    async with sk.SandboxPool(size=1, max_idle_age=60) as pool:
         wp = _warm(pool)
         old = wp._idle[0]
-        await asyncio.sleep(0.8)
+        old.created -= 61  # as if it had idled a minute (no sleeping, no timing race)
         async with pool.lease(PY, pool.limits) as box:
             assert box.cid != old.cid
             assert time.monotonic() - box.created < 60
