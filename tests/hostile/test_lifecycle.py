@@ -53,7 +53,7 @@ async def test_outliving_processes_do_not_hold_the_call(
 ) -> None:
     # the wall limit is long: a call that waited for the leftovers would time out
     r = await check(hostile_pool, OUTLIVERS[name], "ok", limits=sk.Limits(time=30))
-    assert r.stdout.startswith("main done\n")
+    assert "main done\n" in r.stdout
 
 
 @pytest.mark.parametrize("name", sorted(OUTLIVERS))
