@@ -85,6 +85,7 @@ class WarmPool:
         self._leased: set[Box] = set()  # handed out, not yet released: closing kills them too
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._janitor: asyncio.Task[None] | None = None
         self._closed = False
         self.last_error: BaseException | None = None
 
@@ -97,6 +98,10 @@ class WarmPool:
     def _refill(self) -> None:
         if self._closed:
             return
+        if self._janitor is None:
+            self._janitor = asyncio.get_running_loop().create_task(
+                self._tend(), name="sandboxkit-janitor"
+            )
         for _ in range(self.state.to_start()):
             self.state.starting += 1
             self._spawn(self._start_one(), "sandboxkit-warm")
@@ -115,19 +120,51 @@ class WarmPool:
             self.state.failures_in_a_row += 1
             log.warning("sandboxkit: starting a sandbox failed: %s", exc)
         finally:
-            self.state.starting -= 1
-        async with self._changed:
-            if box is not None:
-                if self._closed:
-                    self._spawn(box.destroy(), "sandboxkit-destroy")
-                else:
-                    self.state.failures_in_a_row = 0
-                    self.last_error = None
-                    self._idle.append(box)
-                    self.state.idle += 1
-            self._changed.notify_all()
+            if box is None:
+                self.state.starting -= 1
+        # a started box leaves "starting" in the same step it joins "idle": counted in
+        # neither while this waits for the lock, a refill could go past max_size
+        counted = box is None
+        try:
+            async with self._changed:
+                if box is not None:
+                    self.state.starting -= 1
+                    counted = True
+                    if self._closed:
+                        self._spawn(box.destroy(), "sandboxkit-destroy")
+                    else:
+                        self.state.failures_in_a_row = 0
+                        self.last_error = None
+                        self._idle.append(box)
+                        self.state.idle += 1
+                self._changed.notify_all()
+        finally:
+            if not counted and box is not None:  # cancelled while waiting for the lock
+                self.state.starting -= 1
+                self._spawn(box.destroy(), "sandboxkit-destroy")
         if box is None and not self._closed and self.state.failures_in_a_row < 5:
             self._refill()
+
+    async def _tend(self) -> None:
+        """Replace idle sandboxes that died or will soon be too old, in the background.
+
+        Otherwise the first caller after a quiet spell would find every idle sandbox
+        expired and wait for a container to be created on its request path.
+        """
+        period = max(0.5, min(30.0, self.max_idle_age / 4))
+        while not self._closed:
+            await asyncio.sleep(period)
+            async with self._changed:
+                now = time.monotonic()
+                fresh: collections.deque[Box] = collections.deque()
+                for box in self._idle:
+                    if box.alive and now - box.created < max(self.max_idle_age - period, period):
+                        fresh.append(box)
+                    else:
+                        self.state.idle -= 1
+                        self._spawn(box.destroy(), "sandboxkit-destroy")
+                self._idle = fresh
+                self._refill()
 
     def discard(self, box: Box) -> None:
         """A used (or broken) sandbox: destroy it in the background and refill."""
@@ -202,6 +239,8 @@ class WarmPool:
         with anyio.CancelScope(shield=True):
             async with self._changed:
                 self._closed = True
+                if self._janitor is not None:
+                    self._janitor.cancel()
                 idle = list(self._idle) + list(self._leased)
                 self._idle.clear()
                 self.state.idle = 0

@@ -175,6 +175,24 @@ async def test_too_old_idle_sandbox_is_replaced() -> None:
 
 
 @pytest.mark.docker
+async def test_idle_sandboxes_are_tended_in_the_background() -> None:
+    # no caller comes: dead and expiring idle sandboxes are still replaced, so the next
+    # caller finds a live one without waiting for a container to be created
+    async with sk.SandboxPool(size=2, max_idle_age=4) as pool:  # checked every second
+        wp = _warm(pool)
+        dead, aged = list(wp._idle)
+        subprocess.run(["docker", "kill", dead.cid], capture_output=True, check=True)
+        aged.created -= 3
+        await _until(
+            lambda: wp.state.idle == 2
+            and not {dead, aged} & set(wp._idle)
+            and all(b.alive for b in wp._idle)
+        )
+        await _until(lambda: not {dead.cid[:12], aged.cid[:12]}
+                     & set(containers_of_pool(pool.pool_id)))
+
+
+@pytest.mark.docker
 async def test_exhausted_pool_times_out_with_pool_timeout() -> None:
     async with sk.SandboxPool(size=1, max_size=1, acquire_timeout=1.0) as pool:
         async with pool.lease(PY, pool.limits):
