@@ -236,12 +236,21 @@ class _Child:
         self.out_fds: dict[int, bytes] = {}
 
 
+# signals the agent ignores (all that can be, but SIGCHLD, which it handles)
+_SHIELDED = tuple(
+    s for s in signal.valid_signals()
+    if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)
+)
+
+
 def _child_setup(job: dict[str, Any], fds: tuple[int, int, int]) -> None:
     """In the forked child: limits, stdio, session; then exec or run preloaded Python."""
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGCHLD, *_SHIELDED):
         try:
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
+            # as a fresh Python would have them: SIGPIPE and SIGXFSZ ignored (exec resets)
+            keep = sig in (signal.SIGPIPE, signal.SIGXFSZ)
+            signal.signal(sig, signal.SIG_IGN if keep else signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     os.setsid()
@@ -830,9 +839,14 @@ def main() -> None:
         # kill(-1) from anywhere but a container's PID 1 would hit the whole host
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
     _make_undumpable()
-    # user code runs as the same uid and may signal PID 1; the kernel drops signals PID 1
-    # has no handler for, but Python installs one for SIGINT (KeyboardInterrupt): drop it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
+    # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
+    # init at all: ignore every signal that can be ignored (runs get the defaults back).
+    for sig in _SHIELDED:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
     try:
         os.makedirs(WORKDIR, exist_ok=True)
     except OSError:

@@ -43,6 +43,15 @@ _names = itertools.count()
 
 
 @dataclass(frozen=True)
+class Resources:
+    """Container-level limits that can be changed in place before a run."""
+
+    memory_mb: int = 256
+    pids: int = 64
+    cpus: float = 1.0
+
+
+@dataclass(frozen=True)
 class Shape:
     """What cannot change once a container exists (the pool key, with the image)."""
 
@@ -50,15 +59,9 @@ class Shape:
     runtime: str = "runc"
     disk_mb: int = 64
     network: bool = False
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Container-level limits that can be changed in place before a run."""
-
-    memory_mb: int = 256
-    pids: int = 64
-    cpus: float = 1.0
+    # gVisor (runsc) cannot change a live container's limits: there they are fixed at
+    # creation and part of the pool key; under runc they are updated in place per run
+    fixed: Resources | None = None
 
 
 def container_config(
@@ -257,6 +260,11 @@ class Box:
     async def set_resources(self, wanted: Resources) -> None:
         """Change memory (and memory+swap) in place when a run asks for other limits."""
         if wanted == self.resources:
+            return
+        if self.shape.fixed is not None:
+            # runsc refuses `docker update`: the container keeps the limits it was made with
+            # (the run's own under runsc, keyed by them; a compiled language's run keeps
+            # the compile step's allowance)
             return
         body: dict[str, Any] = {}
         if wanted.memory_mb != self.resources.memory_mb:

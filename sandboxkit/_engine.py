@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -268,6 +269,25 @@ class Engine:
         except Exception as exc:
             raise _map(exc, "list containers") from exc
         return []
+
+    async def had_oom(self, cid: str, since: float) -> bool:
+        """Whether the engine saw an OOM kill in ``cid`` since ``since`` (epoch seconds).
+
+        Works after the container is gone (the engine keeps recent events): the verdict
+        of a sandbox that died whole, as under gVisor where the OOM killer takes the
+        sandbox's kernel rather than one process.
+        """
+        params = {
+            "since": f"{since - 1:.3f}",
+            "until": f"{time.time():.3f}",
+            "filters": json.dumps({"container": [cid], "event": ["oom"]}),
+        }
+        try:
+            async with self.docker._query("events", params=params) as resp:
+                body = await resp.text()
+        except Exception as exc:
+            raise _map(exc, "list events") from exc
+        return '"oom"' in body
 
     async def events(self, filters: Mapping[str, list[str]]) -> AsyncIterator[dict[str, Any]]:
         subscriber = self.docker.events.subscribe(filters=dict(filters))  # type: ignore[no-untyped-call]

@@ -23,6 +23,8 @@ from ._errors import PoolClosed, PoolTimeout, SandboxkitError
 
 log = logging.getLogger("sandboxkit")
 
+RETRY_AFTER = 5.0  # seconds after five failed starts before a caller may trigger a retry
+
 
 @dataclass
 class PoolState:
@@ -88,6 +90,7 @@ class WarmPool:
         self._janitor: asyncio.Task[None] | None = None
         self._closed = False
         self.last_error: BaseException | None = None
+        self._failed_at = 0.0  # when the last start failed (monotonic)
 
     # ------------------------------------------------------------------ background
     def _spawn(self, coro: object, name: str) -> None:
@@ -117,6 +120,7 @@ class WarmPool:
             raise
         except Exception as exc:  # noqa: BLE001 - remembered, surfaced to callers
             self.last_error = exc
+            self._failed_at = time.monotonic()
             self.state.failures_in_a_row += 1
             log.warning("sandboxkit: starting a sandbox failed: %s", exc)
         finally:
@@ -212,8 +216,13 @@ class WarmPool:
                         self._spawn(box.destroy(), "sandboxkit-destroy")
                     if self._closed:
                         raise PoolClosed("the sandbox pool was closed")
-                    if self.state.failures_in_a_row >= 5 and self.last_error is not None:
-                        raise self.last_error
+                    if (self.state.failures_in_a_row >= 5 and self.last_error is not None
+                            and not self.state.starting):
+                        if time.monotonic() - self._failed_at < RETRY_AFTER:
+                            raise self.last_error
+                        # refilling stopped after five failures in a row; time has passed
+                        # (an engine restart?): try again instead of failing forever
+                        self.state.failures_in_a_row = 4
                     self._refill()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

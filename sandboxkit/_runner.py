@@ -204,8 +204,16 @@ async def execute(
         # reach its supervisor (same uid: prlimit, signals), so this is the program's
         # failure, reported as a status like any other crash, never as an exception.
         note = "sandboxkit: the sandbox ended during the run (its supervisor was killed)\n"
+        oom = False
+        with anyio.move_on_after(5):
+            try:
+                since = time.time() - (time.monotonic() - started)
+                oom = await box.engine.had_oom(box.cid, since)
+            except SandboxkitError:
+                pass
+        lost: Status = "oom" if oom else status_on_failure or "error"
         yield Event(kind="exit", result=RunResult(
-            status=status_on_failure or "error", exit_code=None, signal=None,
+            status=lost, exit_code=None, signal=9 if oom else None,
             stdout=_text(got.stdout), stderr=_text(got.stderr) + note,
             truncated=host_truncated, duration=time.monotonic() - started, language=language,
         ))

@@ -142,8 +142,10 @@ class SandboxPool:
             self._tags[spec.name] = tag
         return tag
 
-    def _shape(self, tag: str, limits: Limits) -> Shape:
-        return Shape(image=tag, runtime=self.runtime, disk_mb=limits.disk_mb, network=self.network)
+    def _shape(self, tag: str, limits: Limits, spec: LanguageSpec) -> Shape:
+        fixed = self._container_resources(spec, limits) if self.runtime == "runsc" else None
+        return Shape(image=tag, runtime=self.runtime, disk_mb=limits.disk_mb,
+                     network=self.network, fixed=fixed)
 
     async def _warm_pool(self, spec: LanguageSpec, limits: Limits) -> WarmPool:
         if self._closed:
@@ -152,13 +154,13 @@ class SandboxPool:
             self._reaped = True
             await self._reap_orphans()
         tag = await self.image_for(spec)
-        shape = self._shape(tag, limits)
+        shape = self._shape(tag, limits, spec)
         async with self._lock:
             pool = self._pools.get(shape)
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
-                size = self.size if limits.disk_mb == self.limits.disk_mb else 0
-                create_for = self._container_resources(spec, self.limits)
+                size = self.size if shape == self._shape(tag, self.limits, spec) else 0
+                create_for = shape.fixed or self._container_resources(spec, self.limits)
                 pool = WarmPool(
                     self.engine, shape, create_for, language_env(spec), self.pool_id,
                     size=size, max_size=self.max_size, max_idle_age=self.max_idle_age,

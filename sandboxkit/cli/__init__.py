@@ -16,7 +16,7 @@ app.add_typer(images.app, name="images")
 app.command("run")(run.run)
 app.command("doctor")(doctor.doctor)
 
-for _optional in ("judge", "serve"):
+for _optional in ("judge", "serve", "reap"):
     try:
         _module = __import__(f"{__name__}.{_optional}", fromlist=["register"])
     except ImportError:
