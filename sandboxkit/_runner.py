@@ -30,6 +30,18 @@ def resources_for(limits: Limits) -> Resources:
     return Resources(memory_mb=limits.memory_mb, pids=limits.pids, cpus=limits.cpus)
 
 
+def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
+    """Limits of a compile step: the compiler may need more than the program it builds."""
+    return Limits(
+        time=spec.compile_time,
+        memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
+        pids=max(limits.pids, spec.compile_pids),
+        output_bytes=max(limits.output_bytes, 1_000_000),
+        disk_mb=limits.disk_mb,
+        file_size_mb=max(limits.file_size_mb, 256),
+    )
+
+
 def rlimits(limits: Limits) -> dict[str, int]:
     return {
         "cpu": limits.cpu_seconds,

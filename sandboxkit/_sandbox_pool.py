@@ -22,7 +22,7 @@ from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
 from ._reaper import reap
-from ._runner import execute, resources_for, run_job
+from ._runner import compile_limits, execute, resources_for, run_job
 from ._validate import check_code, check_files, check_limits, check_stdin
 
 log = logging.getLogger("sandboxkit")
@@ -294,19 +294,12 @@ async def run_program(
 ) -> AsyncIterator[Event]:
     """Compile (if the language needs it) and run, in ``box``; yields events."""
     if spec.compile is not None:
-        compile_limits = Limits(
-            time=spec.compile_time,
-            memory_mb=max(limits.memory_mb, spec.compile_memory_mb),
-            pids=max(limits.pids, spec.compile_pids),
-            output_bytes=max(limits.output_bytes, 1_000_000),
-            disk_mb=limits.disk_mb,
-            file_size_mb=max(limits.file_size_mb, 256),
-        )
-        await box.set_resources(resources_for(compile_limits))
-        job = run_job(spec, spec.compile, compile_limits, files=files)
+        build_limits = compile_limits(spec, limits)
+        await box.set_resources(resources_for(build_limits))
+        job = run_job(spec, spec.compile, build_limits, files=files)
         compiled: RunResult | None = None
         async for event in execute(
-            box, job, compile_limits, spec.name, status_on_failure="compile_error"
+            box, job, build_limits, spec.name, status_on_failure="compile_error"
         ):
             if event.kind == "exit":
                 compiled = event.result
@@ -316,8 +309,8 @@ async def run_program(
             # all it printed is diagnostics, reported in stderr (tsc writes to stdout)
             diagnostics = compiled.stderr + compiled.stdout
             if compiled.status in ("timeout", "oom"):
-                what = (f"its {compile_limits.time:g} s time limit" if compiled.status == "timeout"
-                        else f"its {compile_limits.memory_mb} MB memory limit")
+                what = (f"its {build_limits.time:g} s time limit" if compiled.status == "timeout"
+                        else f"its {build_limits.memory_mb} MB memory limit")
                 diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n"
             yield Event(kind="exit", result=compiled.model_copy(
                 update={"status": "compile_error", "stdout": "", "stderr": diagnostics}))

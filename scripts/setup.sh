@@ -14,4 +14,4 @@ fi
 .venv/bin/python -m pip install -q -e '.[dev]'
 
 .venv/bin/sandboxkit images bootstrap
-.venv/bin/sandboxkit images build --quiet python
+.venv/bin/sandboxkit images build --quiet -j 2   # every built-in language; only what is missing
