@@ -67,18 +67,25 @@ async def latency_section(
         await checked_run(pool)
         await raw.exec_once(target)
         base.host_python_once()
-    for _ in range(n):
-        await settle(pool)
-        await asyncio.sleep(0.02)
-        t0 = time.perf_counter()
-        await checked_run(pool)
-        warm.samples.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+
+    async def host_once() -> None:
         base.host_python_once()
-        host.samples.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        await raw.exec_once(target)
-        dexec.samples.append(time.perf_counter() - t0)
+
+    paths = [
+        (warm, lambda: checked_run(pool)),
+        (host, host_once),
+        (dexec, lambda: raw.exec_once(target)),
+    ]
+    for i in range(n):
+        # settled: refills done and removals returned; the pause lets the engine finish
+        # what it does after a removal returns (unmounts, cgroup teardown)
+        await settle(pool)
+        await asyncio.sleep(0.2)
+        k = i % len(paths)  # rotate who goes first, so no path always meets leftovers
+        for lat, call in paths[k:] + paths[:k]:
+            t0 = time.perf_counter()
+            await call()
+            lat.samples.append(time.perf_counter() - t0)
     await raw._remove(target.id)
 
     await settle(pool)
