@@ -120,7 +120,7 @@ class Engine:
 
     async def list_images(self, reference: str) -> list[dict[str, Any]]:
         try:
-            images = await self.docker.images.list(filters=json.dumps({"reference": [reference]}))
+            images = await self.docker.images.list(filters={"reference": [reference]})
         except Exception as exc:
             raise _map(exc, "list images") from exc
         return list(images)

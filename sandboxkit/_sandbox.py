@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
@@ -19,7 +21,16 @@ from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
 from ._sandbox_pool import SandboxPool, run_program
-from ._validate import check_code, check_files, check_limits, check_path, check_stdin
+from ._transfer import collect_local, store_local
+from ._validate import (
+    MAX_FILES,
+    MAX_FILES_BYTES,
+    check_code,
+    check_files,
+    check_limits,
+    check_path,
+    check_stdin,
+)
 
 R = TypeVar("R")
 
@@ -294,6 +305,37 @@ class Sandbox:
         if not reply.get("ok"):
             raise InvalidInput(f"cannot read {path!r}: {reply.get('error')}")
         return data
+
+    async def write_dir(self, local_dir: str | os.PathLike[str], dest: str = ".") -> int:
+        """Copy the regular files under a host directory into ``dest`` in the workdir."""
+        files = await asyncio.to_thread(collect_local, local_dir)
+        prefix = "" if dest in (".", "") else check_path(dest) + "/"
+        for rel, data in files.items():
+            await self.write_file(prefix + rel, data)
+        return len(files)
+
+    async def read_dir(self, src: str, local_dir: str | os.PathLike[str]) -> list[Path]:
+        """Copy the regular files under ``src`` (``"."``: the whole workdir) to the host.
+
+        Symlinks, FIFOs and devices in the sandbox are skipped; names are checked so that
+        nothing lands outside ``local_dir``; counts and sizes are capped.
+        """
+        prefix = "" if src in (".", "") else check_path(src) + "/"
+        wanted = [
+            e for e in await self.list_files()
+            if e["type"] == "file" and str(e["path"]).startswith(prefix)
+        ]
+        if len(wanted) > MAX_FILES:
+            raise InvalidInput(f"{src!r} holds more than {MAX_FILES} files")
+        files: dict[str, bytes] = {}
+        total = 0
+        for entry in wanted:
+            data = await self.read_file(str(entry["path"]))
+            total += len(data)
+            if total > MAX_FILES_BYTES:
+                raise InvalidInput(f"{src!r} holds more than {MAX_FILES_BYTES} bytes")
+            files[str(entry["path"])[len(prefix):]] = data
+        return await asyncio.to_thread(store_local, local_dir, files)
 
     async def list_files(self) -> list[dict[str, Any]]:
         """Entries under the workdir: ``path``, ``type`` (file/dir/symlink/other), ``size``."""

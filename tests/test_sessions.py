@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,28 @@ async def test_idle_session_is_reclaimed(pool: sk.SandboxPool) -> None:
         await asyncio.sleep(1.5)
         with pytest.raises(sk.SandboxError, match="idle"):
             await sb.run("print(2)")
+
+
+async def test_directories_in_and_out(pool: sk.SandboxPool, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "a.txt").write_text("alpha")
+    (src / "b.bin").write_bytes(b"\x00\x01")
+    (src / "escape").symlink_to("/etc/passwd")  # a host symlink is not followed
+    async with sk.Sandbox(pool=pool) as sb:
+        assert await sb.write_dir(src, "in") == 2
+        r = await sb.run(
+            "import os, shutil\n"
+            "shutil.copytree('in', 'out')\n"
+            "open('out/pkg/new.txt', 'w').write(open('in/pkg/a.txt').read().upper())\n"
+            "os.symlink('/etc/shadow', 'out/link')\n"
+            "os.mkfifo('out/fifo')\n"
+        )
+        assert r.status == "ok", r.stderr
+        written = await sb.read_dir("out", tmp_path / "back")
+    back = tmp_path / "back"
+    assert sorted(p.relative_to(back).as_posix() for p in written) == [
+        "b.bin", "pkg/a.txt", "pkg/new.txt"
+    ]
+    assert (back / "pkg" / "new.txt").read_text() == "ALPHA"
+    assert not (back / "link").exists() and not (back / "fifo").exists()
