@@ -16,7 +16,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
-    session.run("ruff", "format", "--check", "sandboxkit")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session

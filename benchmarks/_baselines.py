@@ -22,9 +22,7 @@ NO_NETWORK = {"NetworkMode": "none"}
 
 def host_python_once() -> None:
     """The host starting its own interpreter (``sys.executable``, never a version shim)."""
-    out = subprocess.run(
-        [sys.executable, "-c", "print(1)"], capture_output=True, check=True
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True, check=True).stdout
     assert out == b"1\n", out
 
 
@@ -86,8 +84,13 @@ class RawDocker:
 
     async def _create(self, cmd: list[str]) -> aiodocker.containers.DockerContainer:
         c = await self.docker.containers.create(
-            config={"Image": self.image, "Cmd": cmd, "User": "65534:65534",
-                    "NetworkDisabled": True, "HostConfig": dict(NO_NETWORK)}
+            config={
+                "Image": self.image,
+                "Cmd": cmd,
+                "User": "65534:65534",
+                "NetworkDisabled": True,
+                "HostConfig": dict(NO_NETWORK),
+            }
         )
         self.made.add(c.id)
         return c

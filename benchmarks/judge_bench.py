@@ -29,8 +29,9 @@ def cases(n: int) -> list[sk.TestCase]:
 
 async def timed_judge(pool: sk.SandboxPool, n: int) -> tuple[float, sk.JudgeReport]:
     t0 = time.perf_counter()
-    report = await sk.judge(AB, language="cpp", tests=cases(n), pool=pool,
-                            limits=sk.Limits(time=2.0, memory_mb=256))
+    report = await sk.judge(
+        AB, language="cpp", tests=cases(n), pool=pool, limits=sk.Limits(time=2.0, memory_mb=256)
+    )
     elapsed = time.perf_counter() - t0
     assert report.verdict == "AC", report
     return elapsed, report
@@ -76,13 +77,17 @@ async def main(n: int, repeat: int) -> None:
     print(f"A+B in C++, {n} tests, median of {repeat} (2-core machine shared with others)")
     print(f"  judge, 1 test (lease + compile + run)   : {t1 * 1000:8.1f} ms")
     print(f"  judge, {n} tests                          : {tn * 1000:8.1f} ms")
-    print(f"  cost per extra test, (T{n} - T1)/{n - 1}        : {extra * 1000:8.2f} ms"
-          f"   (goal <= 5 ms, limit 25 ms: {'OK' if extra <= 0.025 else 'OVER'})")
+    print(
+        f"  cost per extra test, (T{n} - T1)/{n - 1}        : {extra * 1000:8.2f} ms"
+        f"   (goal <= 5 ms, limit 25 ms: {'OK' if extra <= 0.025 else 'OVER'})"
+    )
     print(f"  one test step timed from the host        : {step * 1000:8.2f} ms (median)")
     inside = statistics.median(per_test_runs)
     print(f"  program wall time inside, per test       : {inside * 1000:8.2f} ms")
-    print(f"  {n} one-shot runs (sandbox+compile+run)   : {total_oneshot * 1000:8.1f} ms"
-          f"   ({statistics.median(oneshot) * 1000:.1f} ms each, median)")
+    print(
+        f"  {n} one-shot runs (sandbox+compile+run)   : {total_oneshot * 1000:8.1f} ms"
+        f"   ({statistics.median(oneshot) * 1000:.1f} ms each, median)"
+    )
     print(f"  judge vs one-shot, {n} tests             : {total_oneshot / tn:8.1f}x faster")
 
 

@@ -41,9 +41,7 @@ async def settle(pool: sk.SandboxPool, timeout: float = 30.0) -> None:
     """Wait until background refills and removals are done and every pool is full."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = any(
-            wp._tasks or wp.state.idle < wp.state.size for wp in pool._pools.values()
-        )
+        busy = any(wp._tasks or wp.state.idle < wp.state.size for wp in pool._pools.values())
         if not busy:
             return
         await asyncio.sleep(0.02)
@@ -124,7 +122,7 @@ async def throughput_section(
     per = max(8, n // rounds)
     t_ours = t_churn = 0.0
     for i in range(rounds):
-        for which in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for which in (0, 1) if i % 2 == 0 else (1, 0):
             await settle(pool)
             t0 = time.perf_counter()
             if which == 0:
@@ -137,8 +135,10 @@ async def throughput_section(
     n = per * rounds
     ours, churn = n / t_ours, n / t_churn
     report.section(f"One-shot throughput at concurrency 8, {n} runs")
-    report.row(f"sandboxkit pool.run (fresh container each)     {ours:7.1f} runs/s"
-               "  (until the pool is full again)")
+    report.row(
+        f"sandboxkit pool.run (fresh container each)     {ours:7.1f} runs/s"
+        "  (until the pool is full again)"
+    )
     report.row(f"raw engine create+start+remove (idle container) {churn:6.1f} containers/s")
     report.row(f"ratio                                          {ratio(ours, churn)}")
     return ours, churn
@@ -184,8 +184,10 @@ async def memory_section(pool: sk.SandboxPool, report: Report) -> None:
         vals = [r[key] for r in rows if r[key] is not None]
         return f"{sum(vals) / len(vals):6.1f} MiB" if vals else "   n/a"
 
-    report.row(f"memory cgroup usage (kernel's charge)      {avg('cgroup_mib')}"
-               f"   (mean of {len(rows)} containers)")
+    report.row(
+        f"memory cgroup usage (kernel's charge)      {avg('cgroup_mib')}"
+        f"   (mean of {len(rows)} containers)"
+    )
     report.row(f"agent (PID 1) proportional set size        {avg('agent_pss_mib')}")
     report.row(f"containerd-shim proportional set size      {avg('shim_pss_mib')}")
 
@@ -226,22 +228,26 @@ async def main(quick: bool) -> None:
     runsc = await runsc_section(n_runsc, report)
 
     report.target(
-        "warm p50 <= 1.0x host interpreter start", warm.p50 <= host.p50,
+        "warm p50 <= 1.0x host interpreter start",
+        warm.p50 <= host.p50,
         f"{ms(warm.p50).strip()} vs {ms(host.p50).strip()} ({ratio(warm.p50, host.p50).strip()})",
     )
     if epic is None:
         report.target(">= 20x faster than epicbox", None, "epicbox not installed")
     else:
         report.target(
-            ">= 20x faster than epicbox", epic.p50 >= 20 * warm.p50,
+            ">= 20x faster than epicbox",
+            epic.p50 >= 20 * warm.p50,
             f"{ratio(epic.p50, warm.p50).strip()} faster",
         )
     report.target(
-        "one-shot throughput >= 0.8x raw churn", ours_tp >= 0.8 * churn,
+        "one-shot throughput >= 0.8x raw churn",
+        ours_tp >= 0.8 * churn,
         f"{ours_tp:.1f} vs {churn:.1f} per s ({ratio(ours_tp, churn).strip()})",
     )
     report.target(
-        "runs in one sandbox >= 0.5x host subprocess rate", sess >= 0.5 * host_rate,
+        "runs in one sandbox >= 0.5x host subprocess rate",
+        sess >= 0.5 * host_rate,
         f"{sess:.0f} vs {host_rate:.0f} per s ({ratio(sess, host_rate).strip()})",
     )
     if runsc is not None:

@@ -30,23 +30,46 @@ class Hostile:
 
 
 HOSTILE = {
-    "fork-bomb": Hostile("import os\nwhile True:\n    try:\n        os.fork()\n"
-                         "    except OSError:\n        pass\n", "timeout", sk.Limits(time=2)),
-    "memory-bomb": Hostile("b = []\nwhile True:\n    b.append(bytearray(10**7))\n", "oom",
-                           sk.Limits(memory_mb=64, time=20)),
-    "flood": Hostile("while True:\n    print('y' * 1000)\n", "output_limit",
-                     sk.Limits(output_bytes=10_000, time=20)),
+    "fork-bomb": Hostile(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        "timeout",
+        sk.Limits(time=2),
+    ),
+    "memory-bomb": Hostile(
+        "b = []\nwhile True:\n    b.append(bytearray(10**7))\n",
+        "oom",
+        sk.Limits(memory_mb=64, time=20),
+    ),
+    "flood": Hostile(
+        "while True:\n    print('y' * 1000)\n",
+        "output_limit",
+        sk.Limits(output_bytes=10_000, time=20),
+    ),
     "spin": Hostile("while True:\n    pass\n", "timeout", sk.Limits(time=1)),
-    "daemon": Hostile("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
-                      "    time.sleep(1000)\nprint('main done')\n", "ok", sk.Limits(time=20),
-                      "main done"),
+    "daemon": Hostile(
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        "    time.sleep(1000)\nprint('main done')\n",
+        "ok",
+        sk.Limits(time=20),
+        "main done",
+    ),
     "self-kill": Hostile("import os\nos.kill(os.getpid(), 9)\n", "error", sk.Limits()),
-    "kill-pid1": Hostile("import os, signal\nfor s in signal.valid_signals():\n    try:\n"
-                         "        os.kill(1, s)\n    except OSError:\n        pass\n"
-                         "print('alive')\n", "ok", sk.Limits(), "alive"),
-    "fd-exhaustion": Hostile("fds = []\ntry:\n    while True:\n"
-                             "        fds.append(open('/dev/null'))\nexcept OSError:\n"
-                             "    print('emfile')\n", "ok", sk.Limits(), "emfile"),
+    "kill-pid1": Hostile(
+        "import os, signal\nfor s in signal.valid_signals():\n    try:\n"
+        "        os.kill(1, s)\n    except OSError:\n        pass\n"
+        "print('alive')\n",
+        "ok",
+        sk.Limits(),
+        "alive",
+    ),
+    "fd-exhaustion": Hostile(
+        "fds = []\ntry:\n    while True:\n"
+        "        fds.append(open('/dev/null'))\nexcept OSError:\n"
+        "    print('emfile')\n",
+        "ok",
+        sk.Limits(),
+        "emfile",
+    ),
 }
 
 
@@ -68,8 +91,9 @@ async def soak(runs: int, concurrency: int, runtime: str) -> int:
     names = sorted(HOSTILE)
     sem = asyncio.Semaphore(concurrency)
     started = time.monotonic()
-    async with sk.SandboxPool(size=min(concurrency, 8), max_size=concurrency + 4,
-                              runtime=runtime, acquire_timeout=300) as pool:  # type: ignore[arg-type]
+    async with sk.SandboxPool(
+        size=min(concurrency, 8), max_size=concurrency + 4, runtime=runtime, acquire_timeout=300
+    ) as pool:  # type: ignore[arg-type]
         pool_id = pool.pool_id
 
         async def one(i: int) -> None:
@@ -84,8 +108,9 @@ async def soak(runs: int, concurrency: int, runtime: str) -> int:
                         if r.status != h.status or not r.stdout.startswith(h.stdout_prefix):
                             wrong.append(f"#{i} {name}: {r.status} {r.stdout[:80]!r}")
                     else:
-                        r = await pool.run(f"import sys\nprint({i} * int(sys.stdin.read()))",
-                                           stdin=f"{i}\n")
+                        r = await pool.run(
+                            f"import sys\nprint({i} * int(sys.stdin.read()))", stdin=f"{i}\n"
+                        )
                         benign_lat.append(time.monotonic() - t)
                         if (r.status, r.stdout, r.stderr) != ("ok", f"{i * i}\n", ""):
                             wrong.append(f"#{i} benign: {r.status} {r.stdout[:80]!r}")
@@ -106,12 +131,16 @@ async def soak(runs: int, concurrency: int, runtime: str) -> int:
         await engine.close()
 
     n_hostile = sum(len(v) for v in hostile_lat.values())
-    print(f"soak: {runs} runs, {concurrency} at a time, runtime {runtime}: "
-          f"{len(benign_lat)} benign + {n_hostile} hostile in {elapsed:.1f}s "
-          f"({runs / elapsed:.1f} runs/s)")
-    print(f"benign latency: p50 {percentile(benign_lat, 50) * 1000:.0f} ms, "
-          f"p99 {percentile(benign_lat, 99) * 1000:.0f} ms, "
-          f"max {max(benign_lat, default=float('nan')) * 1000:.0f} ms")
+    print(
+        f"soak: {runs} runs, {concurrency} at a time, runtime {runtime}: "
+        f"{len(benign_lat)} benign + {n_hostile} hostile in {elapsed:.1f}s "
+        f"({runs / elapsed:.1f} runs/s)"
+    )
+    print(
+        f"benign latency: p50 {percentile(benign_lat, 50) * 1000:.0f} ms, "
+        f"p99 {percentile(benign_lat, 99) * 1000:.0f} ms, "
+        f"max {max(benign_lat, default=float('nan')) * 1000:.0f} ms"
+    )
     for name, lat in sorted(hostile_lat.items()):
         print(f"  hostile {name:14} x{len(lat):<3} p50 {percentile(lat, 50) * 1000:6.0f} ms")
     print(f"wrong: {len(wrong)}   lost: {len(lost)}   leaked: {len(leaked)}")

@@ -11,7 +11,9 @@ async def main() -> None:
         "print(f'hello from {platform.node()}, uid {os.getuid()}, six times seven is', 6 * 7)\n"
     )
     print(result.stdout, end="")
-    print(f"status={result.status} exit_code={result.exit_code} took {result.duration * 1000:.1f} ms")
+    print(
+        f"status={result.status} exit_code={result.exit_code} took {result.duration * 1000:.1f} ms"
+    )
     await sk.aclose()
 
 

@@ -1,7 +1,7 @@
 """sandboxkit: run untrusted code in hardened, pre-started Docker containers.
 
-    import sandboxkit as sk
-    result = await sk.Sandbox.run("print(6 * 7)")
+import sandboxkit as sk
+result = await sk.Sandbox.run("print(6 * 7)")
 """
 
 from ._default import aclose

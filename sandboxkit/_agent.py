@@ -211,9 +211,12 @@ def _list_files(max_entries: int) -> list[dict[str, object]]:
             except OSError:
                 continue
             kind = (
-                "dir" if stat.S_ISDIR(st.st_mode)
-                else "file" if stat.S_ISREG(st.st_mode)
-                else "symlink" if stat.S_ISLNK(st.st_mode)
+                "dir"
+                if stat.S_ISDIR(st.st_mode)
+                else "file"
+                if stat.S_ISREG(st.st_mode)
+                else "symlink"
+                if stat.S_ISLNK(st.st_mode)
                 else "other"
             )
             entries.append(
@@ -238,8 +241,7 @@ class _Child:
 
 # signals the agent ignores (all that can be, but SIGCHLD, which it handles)
 _SHIELDED = tuple(
-    s for s in signal.valid_signals()
-    if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)
 )
 
 
@@ -268,7 +270,7 @@ def _child_setup(job: dict[str, Any], fds: tuple[int, int, int]) -> None:
         try:
             resource.setrlimit(res, (value, value))
         except (ValueError, OSError):
-            soft, hard = resource.getrlimit(res)
+            _soft, hard = resource.getrlimit(res)
             resource.setrlimit(res, (min(value, hard) if hard >= 0 else value, hard))
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -310,7 +312,9 @@ def _run_python_inline(argv: list[str], env: dict[str, str]) -> None:
         io.open(1, "wb", closefd=False), encoding="utf-8", errors="strict"
     )
     sys.stderr = sys.__stderr__ = io.TextIOWrapper(  # type: ignore[misc]
-        io.open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace",
+        io.open(2, "wb", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
         line_buffering=True,
     )
     main = types.ModuleType("__main__")
@@ -368,7 +372,9 @@ def _fresh_stdio() -> None:
     sys.stdin = io.TextIOWrapper(io.open(0, "rb", closefd=False), encoding="utf-8")
     sys.stdout = io.TextIOWrapper(io.open(1, "wb", closefd=False), encoding="utf-8")
     sys.stderr = io.TextIOWrapper(
-        io.open(2, "wb", closefd=False), encoding="utf-8", errors="backslashreplace",
+        io.open(2, "wb", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
         line_buffering=True,
     )
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr  # type: ignore[misc]
@@ -420,7 +426,7 @@ def _kernel_loop(sock_fd: int, env: dict[str, str]) -> None:
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
-                except BaseException:  # noqa: BLE001, S110
+                except BaseException:  # noqa: BLE001
                     pass
             c = exc.code
             os._exit(c & 0xFF if isinstance(c, int) else (0 if c is None else 1))
@@ -430,7 +436,7 @@ def _kernel_loop(sock_fd: int, env: dict[str, str]) -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except BaseException:  # noqa: BLE001, S110
+            except BaseException:  # noqa: BLE001
                 pass
         null = os.open("/dev/null", os.O_RDWR)
         for target in (0, 1, 2):
@@ -580,7 +586,7 @@ class Agent:
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(-1, 0)
+                os.waitpid(-1, 0)
             except ChildProcessError:
                 return
             except InterruptedError:
@@ -589,7 +595,9 @@ class Agent:
     def _run(self, job: dict[str, Any]) -> None:
         files = job.get("files") or {}
         for rel, b64 in files.items():
-            _write_file(rel, base64.b64decode(b64), 0o755 if rel in job.get("executable", []) else 0o644)
+            _write_file(
+                rel, base64.b64decode(b64), 0o755 if rel in job.get("executable", []) else 0o644
+            )
         stdin_data = base64.b64decode(job["stdin"]) if job.get("stdin") is not None else b""
         interactive = bool(job.get("interactive"))
         limit_out = int(job.get("output_bytes", 1_000_000))
@@ -672,7 +680,7 @@ class Agent:
             if exited_at is not None and now - exited_at > 2.0:
                 break  # a pipe held open by something we cannot kill: do not hang
             timeout = 0.05 if status is not None else max(0.0, wall - (now - started))
-            for key, ev in self.sel.select(timeout):
+            for key, _events in self.sel.select(timeout):
                 tag = key.data
                 if tag == "host":
                     self._pump_host()
@@ -763,7 +771,13 @@ class Agent:
                 exit_code = os.waitstatus_to_exitcode(status)
         cpu = rusage_cpu
         cpu_limit = (job.get("rlimits") or {}).get("cpu")
-        if reason is None and signum in (signal.SIGXCPU, signal.SIGKILL) and cpu_limit and cpu is not None and cpu >= cpu_limit - 0.05:
+        if (
+            reason is None
+            and signum in (signal.SIGXCPU, signal.SIGKILL)
+            and cpu_limit
+            and cpu is not None
+            and cpu >= cpu_limit - 0.05
+        ):
             reason = "cpu_timeout"
         _send_json(
             EXIT,

@@ -56,6 +56,7 @@ async def _reap_owned(pool_id: str | None = None) -> None:
 
 def _reap_owned_sync() -> None:
     """Remove every container this process made, from a private event loop."""
+
     def work() -> None:
         with contextlib.suppress(Exception):  # at exit there is no one to tell
             asyncio.run(_reap_owned())

@@ -87,7 +87,7 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
         )
     lines += [
         f"COPY agent.py {AGENT_PATH}",
-        f"RUN python3 -I -c \"import py_compile; "
+        f'RUN python3 -I -c "import py_compile; '
         f"py_compile.compile('{AGENT_PATH}', cfile='{AGENT_PYC}', doraise=True)\" \\\n"
         " && mkdir -p /work && chmod 1777 /work",
         "WORKDIR /work",

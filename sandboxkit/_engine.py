@@ -177,7 +177,7 @@ class Engine:
         """``docker import``: a root filesystem tarball becomes image ``tag``."""
         repo, _, version = tag.rpartition(":")
         try:
-            with open(tar_path, "rb") as f:
+            with open(tar_path, "rb") as f:  # noqa: ASYNC230 - aiohttp reads it off-loop
                 async with self.docker._query(
                     "images/create",
                     method="POST",

@@ -1,17 +1,17 @@
 """Exceptions: sandboxkit or the engine failed. The user's code failing is a status.
 
-    SandboxkitError
-    ├── InvalidInput            bad arguments, raised before any container is touched
-    │   ├── UnknownLanguage
-    │   └── InvalidPath
-    ├── EngineError             the Docker engine failed or did not answer
-    │   └── EngineUnavailable   no engine reachable at all
-    ├── ImageError              an image could not be found, bootstrapped or built
-    ├── PoolError
-    │   ├── PoolClosed
-    │   └── PoolTimeout         no warm container within the acquire timeout
-    ├── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
-    └── CheckerError            a judge's checker program failed (not the submission)
+SandboxkitError
+├── InvalidInput            bad arguments, raised before any container is touched
+│   ├── UnknownLanguage
+│   └── InvalidPath
+├── EngineError             the Docker engine failed or did not answer
+│   └── EngineUnavailable   no engine reachable at all
+├── ImageError              an image could not be found, bootstrapped or built
+├── PoolError
+│   ├── PoolClosed
+│   └── PoolTimeout         no warm container within the acquire timeout
+├── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
+└── CheckerError            a judge's checker program failed (not the submission)
 """
 
 from __future__ import annotations

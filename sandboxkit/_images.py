@@ -91,7 +91,10 @@ def _pip_config_cert() -> str | None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "config", "get", "global.cert"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -110,9 +113,15 @@ def build_ca_bundle() -> bytes | None:
     explicit = os.environ.get("SANDBOXKIT_BUILD_CA")
     if explicit is not None and explicit.strip().lower() in ("", "none", "0", "off"):
         return None
-    candidates = [explicit] if explicit else [
-        os.environ.get("PIP_CERT"), _pip_config_cert(), SYSTEM_CA_BUNDLE,
-    ]
+    candidates = (
+        [explicit]
+        if explicit
+        else [
+            os.environ.get("PIP_CERT"),
+            _pip_config_cert(),
+            SYSTEM_CA_BUNDLE,
+        ]
+    )
     for path in candidates:
         if not path:
             continue
@@ -201,8 +210,11 @@ async def _try_pull(engine: Engine, tag: str) -> bool:
 
 
 async def ensure_base(
-    engine: Engine, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None,
-    *, allow_pull: bool | None = None,
+    engine: Engine,
+    tag: str = BASE_IMAGE,
+    on_line: Callable[[str], None] | None = None,
+    *,
+    allow_pull: bool | None = None,
 ) -> None:
     async with _lock(tag):
         if await engine.image_exists(tag):
@@ -229,7 +241,10 @@ async def ensure_image(
         await ensure_base(engine, on_line=on_line)
         try:
             await engine.build(
-                ctx.tag, ctx.dockerfile, ctx.files, on_line,
+                ctx.tag,
+                ctx.dockerfile,
+                ctx.files,
+                on_line,
                 labels={LABEL_MANAGED: "1", "org.sandboxkit.language": spec.name},
             )
         except ImageError as exc:

@@ -43,8 +43,9 @@ MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
 
 
-async def _result_of(box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec,
-                     **kw: Any) -> RunResult:
+async def _result_of(
+    box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec, **kw: Any
+) -> RunResult:
     result: RunResult | None = None
     async for event in execute(box, job, limits, spec.name, **kw):
         if event.kind == "exit":
@@ -76,10 +77,12 @@ class _Program:
         if self.spec.compile is not None:
             lim = compile_limits(self.spec, self.limits)
             await box.set_resources(resources_for(lim))
-            job = run_job(self.spec, self.spec.compile, lim,
-                          files={self.spec.source_file: self.source})
-            self.compiled = await _result_of(box, job, lim, self.spec,
-                                             status_on_failure="compile_error")
+            job = run_job(
+                self.spec, self.spec.compile, lim, files={self.spec.source_file: self.source}
+            )
+            self.compiled = await _result_of(
+                box, job, lim, self.spec, status_on_failure="compile_error"
+            )
             if self.compiled.status != "ok":
                 # a compiler that fails, times out or blows its memory: compile error
                 self.compiled = self.compiled.model_copy(update={"status": "compile_error"})
@@ -110,7 +113,11 @@ class _Program:
             # deleted it cannot change the next test
             all_files[self.spec.source_file] = self.source
         job = run_job(
-            self.spec, self.spec.run + args, self.limits, files=all_files, stdin=stdin,
+            self.spec,
+            self.spec.run + args,
+            self.limits,
+            files=all_files,
+            stdin=stdin,
             inline_python=self.spec.preload == "python",
         )
         return await _result_of(self._box, job, self.limits, self.spec)
@@ -151,8 +158,10 @@ def _compare_for(checker: object) -> Compare | None:
         return float_tolerance(checker.tolerance)
     if isinstance(checker, CheckerProgram) or callable(checker):
         return None
-    raise InvalidInput(f"checker must be a name, FloatTolerance, CheckerProgram or callable, "
-                       f"not {type(checker).__name__}")
+    raise InvalidInput(
+        f"checker must be a name, FloatTolerance, CheckerProgram or callable, "
+        f"not {type(checker).__name__}"
+    )
 
 
 def _check_tests(tests: object) -> list[TestCase]:
@@ -221,7 +230,9 @@ async def judge(
         compiled = await program.open()
         if compiled is not None and compiled.status != "ok":
             return JudgeReport(
-                verdict="CE", language=spec.name, total_tests=len(cases),
+                verdict="CE",
+                language=spec.name,
+                total_tests=len(cases),
                 compile_output=compiled.stdout + compiled.stderr,
                 compile_time=compiled.duration,
             )
@@ -241,17 +252,30 @@ async def judge(
                     verdict = "AC" if compare(case.expected, run.stdout) else "WA"
                 else:
                     verdict = await _callable_check(checker, case, run)
-            results.append(TestResult(
-                index=index, name=case.name, verdict=verdict, time=run.cpu_time,
-                wall=run.duration, memory_mb=run.memory_mb, exit_code=run.exit_code,
-                signal=run.signal, stdout=run.stdout, stderr=run.stderr,
-                truncated=run.truncated, checker_message=message,
-            ))
+            results.append(
+                TestResult(
+                    index=index,
+                    name=case.name,
+                    verdict=verdict,
+                    time=run.cpu_time,
+                    wall=run.duration,
+                    memory_mb=run.memory_mb,
+                    exit_code=run.exit_code,
+                    signal=run.signal,
+                    stdout=run.stdout,
+                    stderr=run.stderr,
+                    truncated=run.truncated,
+                    checker_message=message,
+                )
+            )
             if stop_on_failure and verdict != "AC":
                 break
         overall: Verdict = next((r.verdict for r in results if r.verdict != "AC"), "AC")
         return JudgeReport(
-            verdict=overall, tests=tuple(results), language=spec.name, total_tests=len(cases),
+            verdict=overall,
+            tests=tuple(results),
+            language=spec.name,
+            total_tests=len(cases),
             compile_output=(compiled.stdout + compiled.stderr) if compiled else "",
             compile_time=compiled.duration if compiled else None,
         )
@@ -262,8 +286,9 @@ async def judge(
 
 
 async def _open_checker(pool: SandboxPool, checker: CheckerProgram) -> _Program:
-    prog = _Program(pool, get_language(checker.language), checker.limits,
-                    check_code(checker.source))
+    prog = _Program(
+        pool, get_language(checker.language), checker.limits, check_code(checker.source)
+    )
     try:
         compiled = await prog.open()
     except BaseException:

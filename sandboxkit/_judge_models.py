@@ -68,9 +68,7 @@ class CheckerProgram(_Frozen):
     )
 
 
-Checker = (
-    Literal["tokens", "exact", "lines"] | FloatTolerance | CheckerProgram | CheckerFunction
-)
+Checker = Literal["tokens", "exact", "lines"] | FloatTolerance | CheckerProgram | CheckerFunction
 
 
 class TestResult(_Frozen):

@@ -43,7 +43,9 @@ class LanguageSpec(BaseModel):
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
     compile_pids: int = Field(
-        64, ge=8, le=4096,
+        64,
+        ge=8,
+        le=4096,
         description="processes and threads while compiling (Go, javac and rustc use many)",
     )
 
@@ -118,10 +120,25 @@ JAVASCRIPT = LanguageSpec(
 # (require, process, any module import) without shipping npm packages.
 _TS_TYPES = "/opt/sandboxkit/ts-types"
 _TS_NODE_GLOBALS = (
-    "require", "module", "exports", "process", "Buffer", "console", "global",
-    "setTimeout", "clearTimeout", "setInterval", "clearInterval", "setImmediate",
-    "clearImmediate", "queueMicrotask", "TextEncoder", "TextDecoder", "URL",
-    "URLSearchParams", "structuredClone",
+    "require",
+    "module",
+    "exports",
+    "process",
+    "Buffer",
+    "console",
+    "global",
+    "setTimeout",
+    "clearTimeout",
+    "setInterval",
+    "clearInterval",
+    "setImmediate",
+    "clearImmediate",
+    "queueMicrotask",
+    "TextEncoder",
+    "TextDecoder",
+    "URL",
+    "URLSearchParams",
+    "structuredClone",
 )
 _TS_NODE_DTS = (
     " ".join(f"declare var {g}: any;" for g in _TS_NODE_GLOBALS)
@@ -138,9 +155,23 @@ TYPESCRIPT = LanguageSpec(
     ),
     source_file="main.ts",
     compile=(
-        "tsc", "--target", "es2020", "--lib", "es2020", "--module", "commonjs", "--strict",
-        "--esModuleInterop", "--skipLibCheck", "--pretty", "false",
-        "--typeRoots", _TS_TYPES, "--types", "node", "main.ts",
+        "tsc",
+        "--target",
+        "es2020",
+        "--lib",
+        "es2020",
+        "--module",
+        "commonjs",
+        "--strict",
+        "--esModuleInterop",
+        "--skipLibCheck",
+        "--pretty",
+        "false",
+        "--typeRoots",
+        _TS_TYPES,
+        "--types",
+        "node",
+        "main.ts",
     ),
     run=("node", "main.js"),
     version_command=("tsc", "--version"),
@@ -167,8 +198,7 @@ CPP = LanguageSpec(
 
 # A small container: the serial collector (no GC threads), no perf-data file in /tmp,
 # and a heap bounded by the container's memory so a heap bomb ends in OutOfMemoryError.
-_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
-        "-Xshare:auto")
+_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto")
 
 JAVA = LanguageSpec(
     name="java",
@@ -189,8 +219,11 @@ GO = LanguageSpec(
     run=("./main",),
     # the root filesystem is read-only: build cache and GOPATH live in the tmpfs
     env={
-        "GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "CGO_ENABLED": "0",
-        "GO111MODULE": "off", "GOFLAGS": "-buildvcs=false",
+        "GOCACHE": "/tmp/go-cache",
+        "GOPATH": "/tmp/go",
+        "CGO_ENABLED": "0",
+        "GO111MODULE": "off",
+        "GOFLAGS": "-buildvcs=false",
     },
     version_command=("go", "version"),
     compile_pids=256,
@@ -226,7 +259,16 @@ BASH = LanguageSpec(
 )
 
 BUILTIN: tuple[LanguageSpec, ...] = (
-    PYTHON, JAVASCRIPT, TYPESCRIPT, C, CPP, JAVA, GO, RUST, RUBY, BASH,
+    PYTHON,
+    JAVASCRIPT,
+    TYPESCRIPT,
+    C,
+    CPP,
+    JAVA,
+    GO,
+    RUST,
+    RUBY,
+    BASH,
 )
 
 

@@ -216,8 +216,11 @@ class WarmPool:
                         self._spawn(box.destroy(), "sandboxkit-destroy")
                     if self._closed:
                         raise PoolClosed("the sandbox pool was closed")
-                    if (self.state.failures_in_a_row >= 5 and self.last_error is not None
-                            and not self.state.starting):
+                    if (
+                        self.state.failures_in_a_row >= 5
+                        and self.last_error is not None
+                        and not self.state.starting
+                    ):
                         if time.monotonic() - self._failed_at < RETRY_AFTER:
                             raise self.last_error
                         # refilling stopped after five failures in a row; time has passed

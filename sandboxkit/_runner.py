@@ -159,8 +159,12 @@ async def execute(
             if kind is None:
                 # the agent did not end the run in time: kill the container from here
                 await box.destroy()
-                exit_info = {"reason": "timeout", "exit_code": None, "signal": 9,
-                             "wall": time.monotonic() - started}
+                exit_info = {
+                    "reason": "timeout",
+                    "exit_code": None,
+                    "signal": 9,
+                    "wall": time.monotonic() - started,
+                }
                 break
             if kind in (_agent.STDOUT, _agent.STDERR):
                 buf = got.stdout if kind == _agent.STDOUT else got.stderr
@@ -224,11 +228,19 @@ async def execute(
             except SandboxkitError:
                 pass
         lost: Status = "oom" if oom else status_on_failure or "error"
-        yield Event(kind="exit", result=RunResult(
-            status=lost, exit_code=None, signal=9 if oom else None,
-            stdout=_text(got.stdout), stderr=_text(got.stderr) + note,
-            truncated=host_truncated, duration=time.monotonic() - started, language=language,
-        ))
+        yield Event(
+            kind="exit",
+            result=RunResult(
+                status=lost,
+                exit_code=None,
+                signal=9 if oom else None,
+                stdout=_text(got.stdout),
+                stderr=_text(got.stderr) + note,
+                truncated=host_truncated,
+                duration=time.monotonic() - started,
+                language=language,
+            ),
+        )
     finally:
         if not finished:
             # the consumer left mid-run (break, cancel, error): nothing may keep running

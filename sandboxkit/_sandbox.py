@@ -233,8 +233,13 @@ class Sandbox:
             box = self._live_box()
             try:
                 async for event in run_program(
-                    box, self.spec, lim, all_files, data,
-                    keep_processes=self.keep_processes, keep_state=self.keep_state,
+                    box,
+                    self.spec,
+                    lim,
+                    all_files,
+                    data,
+                    keep_processes=self.keep_processes,
+                    keep_state=self.keep_state,
                 ):
                     yield event
             finally:
@@ -260,6 +265,7 @@ class Sandbox:
         except BaseException:
             self._lock.release()
             raise
+
         async def done() -> None:
             self._lock.release()
             self._touch()
@@ -268,8 +274,14 @@ class Sandbox:
         try:
             await proc._begin(
                 lambda sent: run_program(
-                    box, self.spec, lim, all_files, data, interactive=True,
-                    keep_processes=self.keep_processes, keep_state=self.keep_state,
+                    box,
+                    self.spec,
+                    lim,
+                    all_files,
+                    data,
+                    interactive=True,
+                    keep_processes=self.keep_processes,
+                    keep_state=self.keep_state,
                     on_sent=sent,
                 )
             )
@@ -288,8 +300,12 @@ class Sandbox:
             import base64
 
             reply, _ = await box.call(
-                {"op": "write", "path": rel, "data": base64.b64encode(content).decode(),
-                 "mode": 0o755 if executable else 0o644}
+                {
+                    "op": "write",
+                    "path": rel,
+                    "data": base64.b64encode(content).decode(),
+                    "mode": 0o755 if executable else 0o644,
+                }
             )
             self._touch()
         if not reply.get("ok"):
@@ -322,7 +338,8 @@ class Sandbox:
         """
         prefix = "" if src in (".", "") else check_path(src) + "/"
         wanted = [
-            e for e in await self.list_files()
+            e
+            for e in await self.list_files()
             if e["type"] == "file" and str(e["path"]).startswith(prefix)
         ]
         if len(wanted) > MAX_FILES:
@@ -334,7 +351,7 @@ class Sandbox:
             total += len(data)
             if total > MAX_FILES_BYTES:
                 raise InvalidInput(f"{src!r} holds more than {MAX_FILES_BYTES} bytes")
-            files[str(entry["path"])[len(prefix):]] = data
+            files[str(entry["path"])[len(prefix) :]] = data
         return await asyncio.to_thread(store_local, local_dir, files)
 
     async def list_files(self) -> list[dict[str, Any]]:

@@ -144,8 +144,13 @@ class SandboxPool:
 
     def _shape(self, tag: str, limits: Limits, spec: LanguageSpec) -> Shape:
         fixed = self._container_resources(spec, limits) if self.runtime == "runsc" else None
-        return Shape(image=tag, runtime=self.runtime, disk_mb=limits.disk_mb,
-                     network=self.network, fixed=fixed)
+        return Shape(
+            image=tag,
+            runtime=self.runtime,
+            disk_mb=limits.disk_mb,
+            network=self.network,
+            fixed=fixed,
+        )
 
     async def _warm_pool(self, spec: LanguageSpec, limits: Limits) -> WarmPool:
         if self._closed:
@@ -162,8 +167,14 @@ class SandboxPool:
                 size = self.size if shape == self._shape(tag, self.limits, spec) else 0
                 create_for = shape.fixed or self._container_resources(spec, self.limits)
                 pool = WarmPool(
-                    self.engine, shape, create_for, language_env(spec), self.pool_id,
-                    size=size, max_size=self.max_size, max_idle_age=self.max_idle_age,
+                    self.engine,
+                    shape,
+                    create_for,
+                    language_env(spec),
+                    self.pool_id,
+                    size=size,
+                    max_size=self.max_size,
+                    max_idle_age=self.max_idle_age,
                 )
                 self._pools[shape] = pool
         return pool
@@ -309,17 +320,30 @@ async def run_program(
             # all it printed is diagnostics, reported in stderr (tsc writes to stdout)
             diagnostics = compiled.stderr + compiled.stdout
             if compiled.status in ("timeout", "oom"):
-                what = (f"its {build_limits.time:g} s time limit" if compiled.status == "timeout"
-                        else f"its {build_limits.memory_mb} MB memory limit")
+                what = (
+                    f"its {build_limits.time:g} s time limit"
+                    if compiled.status == "timeout"
+                    else f"its {build_limits.memory_mb} MB memory limit"
+                )
                 diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n"
-            yield Event(kind="exit", result=compiled.model_copy(
-                update={"status": "compile_error", "stdout": "", "stderr": diagnostics}))
+            yield Event(
+                kind="exit",
+                result=compiled.model_copy(
+                    update={"status": "compile_error", "stdout": "", "stderr": diagnostics}
+                ),
+            )
             return
         files = {}
     await box.set_resources(resources_for(limits))
     job = run_job(
-        spec, spec.run, limits, files=files, stdin=stdin, interactive=interactive,
-        keep_processes=keep_processes, inline_python=spec.preload == "python",
+        spec,
+        spec.run,
+        limits,
+        files=files,
+        stdin=stdin,
+        interactive=interactive,
+        keep_processes=keep_processes,
+        inline_python=spec.preload == "python",
         kernel=keep_state,
     )
     async for event in execute(box, job, limits, spec.name, on_sent=on_sent):

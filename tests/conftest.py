@@ -22,12 +22,15 @@ async def pool() -> AsyncIterator[sk.SandboxPool]:
 def containers_of_pool(pool_id: str) -> list[str]:
     out = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label={LABEL_POOL}={pool_id}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.split()
 
 
 def running_container_ids() -> set[str]:
-    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True, check=True
+    )
     return set(out.stdout.split())

@@ -38,16 +38,35 @@ async def wait_none_owned(engine: Engine, owner: str, timeout: float = 60) -> No
 
 
 def python(code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
-                            stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
 
 
 def start_labelled_container(owner: str) -> str:
     """A plain long-lived container carrying sandboxkit's labels (not from a pool)."""
     out = subprocess.run(
-        ["docker", "run", "-d", "--rm", "--network", "none", "--label", f"{LABEL_MANAGED}=1",
-         "--label", f"{LABEL_OWNER}={owner}", "sandboxkit/base:bookworm", "sleep", "600"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "run",
+            "-d",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            f"{LABEL_MANAGED}=1",
+            "--label",
+            f"{LABEL_OWNER}={owner}",
+            "sandboxkit/base:bookworm",
+            "sleep",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 
@@ -141,8 +160,9 @@ async def test_foreign_hosts_and_unlabelled_owners_are_never_touched() -> None:
 
 @pytest.mark.parametrize("ending", ["returns", "exception", "sys.exit"])
 async def test_default_pool_leaves_nothing_when_the_process_exits(ending: str) -> None:
-    tail = {"returns": "", "exception": "raise RuntimeError('boom')",
-            "sys.exit": "sys.exit(3)"}[ending]
+    tail = {"returns": "", "exception": "raise RuntimeError('boom')", "sys.exit": "sys.exit(3)"}[
+        ending
+    ]
     child = python(f"""
         import asyncio, sys
         import sandboxkit as sk

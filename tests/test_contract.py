@@ -24,8 +24,9 @@ async def test_stdin(pool: sk.SandboxPool) -> None:
 
 async def test_no_stdin_is_eof_at_once(pool: sk.SandboxPool) -> None:
     t = time.monotonic()
-    r = await pool.run("try:\n    input()\nexcept EOFError:\n    print('eof')",
-                       limits=sk.Limits(time=5))
+    r = await pool.run(
+        "try:\n    input()\nexcept EOFError:\n    print('eof')", limits=sk.Limits(time=5)
+    )
     assert r.stdout == "eof\n" and r.status == "ok"
     assert time.monotonic() - t < 4
 
@@ -48,8 +49,9 @@ async def test_stderr_is_separate(pool: sk.SandboxPool) -> None:
 
 async def test_timeout_keeps_partial_output(pool: sk.SandboxPool) -> None:
     t = time.monotonic()
-    r = await pool.run("import time\nprint('before', flush=True)\ntime.sleep(60)",
-                       limits=sk.Limits(time=1))
+    r = await pool.run(
+        "import time\nprint('before', flush=True)\ntime.sleep(60)", limits=sk.Limits(time=1)
+    )
     assert r.status == "timeout" and r.stdout == "before\n"
     assert time.monotonic() - t < 6
 
@@ -60,15 +62,17 @@ async def test_cpu_bound_timeout(pool: sk.SandboxPool) -> None:
 
 
 async def test_oom(pool: sk.SandboxPool) -> None:
-    r = await pool.run("b=[]\nwhile True: b.append(bytearray(10**7))",
-                       limits=sk.Limits(memory_mb=64, time=20))
+    r = await pool.run(
+        "b=[]\nwhile True: b.append(bytearray(10**7))", limits=sk.Limits(memory_mb=64, time=20)
+    )
     assert r.status == "oom"
 
 
 async def test_oom_of_a_child_process_is_oom(pool: sk.SandboxPool) -> None:
     code = (
         "import subprocess, sys\n"
-        "p = subprocess.run([sys.executable, '-c', 'b=[]\\nwhile True: b.append(bytearray(10**7))'])\n"
+        "bomb = 'b=[]\\nwhile True: b.append(bytearray(10**7))'\n"
+        "p = subprocess.run([sys.executable, '-c', bomb])\n"
         "print('child ended', p.returncode)\n"
     )
     r = await pool.run(code, limits=sk.Limits(memory_mb=64, time=20))
@@ -87,14 +91,17 @@ async def test_segfault_signal(pool: sk.SandboxPool) -> None:
 
 
 async def test_output_truncated(pool: sk.SandboxPool) -> None:
-    r = await pool.run("import sys; sys.stdout.write('x'*5000)", limits=sk.Limits(output_bytes=1000))
+    r = await pool.run(
+        "import sys; sys.stdout.write('x'*5000)", limits=sk.Limits(output_bytes=1000)
+    )
     assert r.truncated and r.stdout == "x" * 1000 and r.status == "ok"
 
 
 async def test_flood_is_stopped(pool: sk.SandboxPool) -> None:
     t = time.monotonic()
-    r = await pool.run("while True: print('y' * 1000)",
-                       limits=sk.Limits(output_bytes=10_000, time=30))
+    r = await pool.run(
+        "while True: print('y' * 1000)", limits=sk.Limits(output_bytes=10_000, time=30)
+    )
     assert r.status == "output_limit" and r.truncated and len(r.stdout) == 10_000
     assert time.monotonic() - t < 20
 
@@ -105,8 +112,10 @@ async def test_invalid_utf8_is_replaced(pool: sk.SandboxPool) -> None:
 
 
 async def test_files(pool: sk.SandboxPool) -> None:
-    r = await pool.run("print(open('data.txt').read() + open('sub/dir/x.bin','rb').read().hex())",
-                       files={"data.txt": b"payload", "sub/dir/x.bin": b"\x00\x01"})
+    r = await pool.run(
+        "print(open('data.txt').read() + open('sub/dir/x.bin','rb').read().hex())",
+        files={"data.txt": b"payload", "sub/dir/x.bin": b"\x00\x01"},
+    )
     assert r.stdout.strip() == "payload0001"
 
 

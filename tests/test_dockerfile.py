@@ -124,7 +124,9 @@ async def engine() -> AsyncIterator[Engine]:
 def _image(tag: str) -> dict[str, str]:
     out = subprocess.run(
         ["docker", "image", "inspect", "--format", "{{.Id}} {{.Created}}", tag],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     image_id, created = out.stdout.split()
     return {"id": image_id, "created": created}
@@ -183,7 +185,9 @@ async def test_pip_package_with_the_hosts_ca_bundle(
     tag = await ensure_image(engine, spec)
     history = subprocess.run(
         ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert CA_FILE not in history and "PIP_CERT" not in history
     monkeypatch.setitem(REGISTRY._specs, spec.name, spec)  # registered for this test only

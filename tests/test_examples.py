@@ -35,6 +35,8 @@ def test_no_container_outlives_its_process() -> None:
     owner = proc.stdout.strip().splitlines()[-1]
     left = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label={LABEL_OWNER}={owner}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert left == []

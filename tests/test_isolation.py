@@ -12,7 +12,7 @@ import sandboxkit as sk
 
 pytestmark = pytest.mark.docker
 
-FACTS = r'''
+FACTS = r"""
 import json, os, resource, socket
 status = dict(l.split(":\t", 1) for l in open("/proc/self/status") if ":\t" in l)
 def read(p):
@@ -55,13 +55,17 @@ print(json.dumps({
     "pid1": open("/proc/1/cmdline", "rb").read().decode().split("\0"),
     "hostname": socket.gethostname(),
 }))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 async def facts(pool: sk.SandboxPool) -> dict:
-    r = await pool.run(FACTS, limits=sk.Limits(time=20, memory_mb=128, pids=48,
-                                                file_size_mb=8, open_files=100, disk_mb=32))
+    r = await pool.run(
+        FACTS,
+        limits=sk.Limits(
+            time=20, memory_mb=128, pids=48, file_size_mb=8, open_files=100, disk_mb=32
+        ),
+    )
     assert r.status == "ok", r
     return dict(json.loads(r.stdout))
 
@@ -125,8 +129,9 @@ async def test_hostname_is_neutral(facts: dict) -> None:
 
 async def test_engine_side_of_a_live_sandbox(pool: sk.SandboxPool) -> None:
     async with pool.lease(sk.get_language("python"), pool.limits) as box:
-        out = subprocess.run(["docker", "inspect", box.cid], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", box.cid], capture_output=True, text=True, check=True
+        ).stdout
     (info,) = json.loads(out)
     host = info["HostConfig"]
     assert host["LogConfig"]["Type"] == "none"

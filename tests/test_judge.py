@@ -124,8 +124,11 @@ async def test_python_every_verdict_in_one_sandbox(pool: sk.SandboxPool) -> None
 
 @pytest.mark.docker
 async def test_stop_on_failure(pool: sk.SandboxPool) -> None:
-    tests = [sk.TestCase(input="ok\n", expected="42"), sk.TestCase(input="crash\n", expected="42"),
-             sk.TestCase(input="ok\n", expected="42")]
+    tests = [
+        sk.TestCase(input="ok\n", expected="42"),
+        sk.TestCase(input="crash\n", expected="42"),
+        sk.TestCase(input="ok\n", expected="42"),
+    ]
     report = await sk.judge(BRANCHY_PY, tests=tests, stop_on_failure=True, pool=pool)
     assert report.verdict == "RE"
     assert [t.verdict for t in report.tests] == ["AC", "RE"]
@@ -164,10 +167,12 @@ async def test_builtin_checkers_through_judge(pool: sk.SandboxPool) -> None:
     assert (await sk.judge(code, tests=spaced, checker="lines", pool=pool)).verdict == "AC"
     pi = [sk.TestCase(input="", expected="3.14159265")]
     prog = "print(3.1415927)"
-    assert (await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-6),
-                           pool=pool)).verdict == "AC"
-    assert (await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-9),
-                           pool=pool)).verdict == "WA"
+    assert (
+        await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-6), pool=pool)
+    ).verdict == "AC"
+    assert (
+        await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-9), pool=pool)
+    ).verdict == "WA"
 
 
 @pytest.mark.docker
@@ -217,15 +222,24 @@ async def test_checker_program_is_sandboxed_and_testlib_style(pool: sk.SandboxPo
     assert report.tests[1].checker_message == "wrong sum 5"
     # the submission's sandbox never holds the expected output
     peek = "import os\nprint(sorted(os.listdir('.')))\n"
-    seen = await sk.judge(peek, tests=[sk.TestCase(input="1 2", expected="x")],
-                          checker=lambda i, e, o: "expected" not in o, pool=pool)
+    seen = await sk.judge(
+        peek,
+        tests=[sk.TestCase(input="1 2", expected="x")],
+        checker=lambda i, e, o: "expected" not in o,
+        pool=pool,
+    )
     assert seen.verdict == "AC", seen.tests[0].stdout
     with pytest.raises(sk.CheckerError, match="exit code 3"):
-        await sk.judge(AB, tests=[sk.TestCase(input="1 2", expected="fail")],
-                       checker=checker, pool=pool)
+        await sk.judge(
+            AB, tests=[sk.TestCase(input="1 2", expected="fail")], checker=checker, pool=pool
+        )
     with pytest.raises(sk.CheckerError, match="does not compile"):
-        await sk.judge(AB, tests=tests, pool=pool,
-                       checker=sk.CheckerProgram(source="int main( {", language="cpp"))
+        await sk.judge(
+            AB,
+            tests=tests,
+            pool=pool,
+            checker=sk.CheckerProgram(source="int main( {", language="cpp"),
+        )
 
 
 # ---------------------------------------------------------------- C++ (compiled once)
@@ -266,10 +280,17 @@ async def test_cpp_compiled_once_every_verdict(cpp_pool: sk.SandboxPool) -> None
     names = ["ok", "wrong", "segv", "loop", "ok", "hog", "flood", "ok"]
     tests = [sk.TestCase(input=f"{n} 20 22\n", expected="42\n", name=n) for n in names]
     limits = sk.Limits(time=1.0, memory_mb=64, output_bytes=10_000)
-    report = await sk.judge(BRANCHY_CPP, language="cpp", tests=tests, limits=limits,
-                            pool=cpp_pool)
+    report = await sk.judge(BRANCHY_CPP, language="cpp", tests=tests, limits=limits, pool=cpp_pool)
     assert [t.verdict for t in report.tests] == [
-        "AC", "WA", "RE", "TLE", "AC", "MLE", "OLE", "AC"], report
+        "AC",
+        "WA",
+        "RE",
+        "TLE",
+        "AC",
+        "MLE",
+        "OLE",
+        "AC",
+    ], report
     assert report.verdict == "WA"
     assert report.tests[2].signal == 11
     assert report.compile_time is not None and report.compile_time > 0
@@ -277,8 +298,12 @@ async def test_cpp_compiled_once_every_verdict(cpp_pool: sk.SandboxPool) -> None
 
 @pytest.mark.docker
 async def test_cpp_compile_error(cpp_pool: sk.SandboxPool) -> None:
-    report = await sk.judge("int main() { return undeclared; }", language="cpp",
-                            tests=[sk.TestCase(input="", expected="")], pool=cpp_pool)
+    report = await sk.judge(
+        "int main() { return undeclared; }",
+        language="cpp",
+        tests=[sk.TestCase(input="", expected="")],
+        pool=cpp_pool,
+    )
     assert report.verdict == "CE"
     assert report.tests == ()
     assert "undeclared" in report.compile_output

@@ -24,8 +24,8 @@ HELLO = {
     "typescript": 'const greeting: string = "Hello, world!";\nconsole.log(greeting);',
     "c": '#include <stdio.h>\nint main(void) { puts("Hello, world!"); return 0; }',
     "cpp": '#include <iostream>\nint main() { std::cout << "Hello, world!" << std::endl; }',
-    "java": 'public class Main {\n  public static void main(String[] args) {\n'
-            '    System.out.println("Hello, world!");\n  }\n}',
+    "java": "public class Main {\n  public static void main(String[] args) {\n"
+    '    System.out.println("Hello, world!");\n  }\n}',
     "go": 'package main\nimport "fmt"\nfunc main() { fmt.Println("Hello, world!") }',
     "rust": 'fn main() { println!("Hello, world!"); }',
     "ruby": 'puts "Hello, world!"',
@@ -36,20 +36,20 @@ HELLO = {
 ECHO_EXIT_3 = {
     "python": "import sys\nsys.stdout.write(sys.stdin.read())\nsys.exit(3)",
     "javascript": 'process.stdout.write(require("fs").readFileSync(0, "utf8"));\n'
-                  "process.exitCode = 3;",
+    "process.exitCode = 3;",
     "typescript": 'import * as fs from "fs";\nconst data: string = fs.readFileSync(0, "utf8");\n'
-                  "process.stdout.write(data);\nprocess.exitCode = 3;",
+    "process.stdout.write(data);\nprocess.exitCode = 3;",
     "c": "#include <stdio.h>\nint main(void) { int c; while ((c = getchar()) != EOF) "
-         "putchar(c); return 3; }",
+    "putchar(c); return 3; }",
     "cpp": "#include <iostream>\nint main() { std::string l; while (std::getline(std::cin, l)) "
-           'std::cout << l << "\\n"; return 3; }',
+    'std::cout << l << "\\n"; return 3; }',
     "java": "public class Main {\n  public static void main(String[] args) throws Exception {\n"
-            "    System.in.transferTo(System.out);\n    System.out.flush();\n"
-            "    System.exit(3);\n  }\n}",
+    "    System.in.transferTo(System.out);\n    System.out.flush();\n"
+    "    System.exit(3);\n  }\n}",
     "go": 'package main\nimport ("io"; "os")\nfunc main() { io.Copy(os.Stdout, os.Stdin); '
-          "os.Exit(3) }",
+    "os.Exit(3) }",
     "rust": "use std::io;\nfn main() { io::copy(&mut io::stdin(), &mut io::stdout()).unwrap(); "
-            "std::process::exit(3); }",
+    "std::process::exit(3); }",
     "ruby": "$stdout.write($stdin.read)\nexit 3",
     "bash": "cat\nexit 3",
 }
@@ -60,9 +60,9 @@ COMPILE_ERROR = {
     "c": "int main(void) { return undefined_name; }",
     "cpp": "int main() { return undefined_name; }",
     "java": "public class Main {\n  public static void main(String[] a) {\n"
-            "    System.out.println(undefined_name);\n  }\n}",
+    "    System.out.println(undefined_name);\n  }\n}",
     "go": "package main\nfunc main() { println(undefined_name) }",
-    "rust": "fn main() { println!(\"{}\", undefined_name); }",
+    "rust": 'fn main() { println!("{}", undefined_name); }',
 }
 
 BUSY_LOOP = {
@@ -72,7 +72,7 @@ BUSY_LOOP = {
     "c": "int main(void) { volatile unsigned long i = 0; for (;;) i++; }",
     "cpp": "int main() { volatile unsigned long i = 0; for (;;) i++; }",
     "java": "public class Main {\n  public static void main(String[] a) {\n"
-            "    long i = 0;\n    while (true) { i++; }\n  }\n}",
+    "    long i = 0;\n    while (true) { i++; }\n  }\n}",
     "go": "package main\nfunc main() { for {} }",
     "rust": "fn main() { loop {} }",
     "ruby": "loop { }",
@@ -90,7 +90,16 @@ async def lp() -> AsyncIterator[sk.SandboxPool]:
 
 def test_ten_builtins_with_versions() -> None:
     assert set(LANGUAGES) == {
-        "python", "javascript", "typescript", "c", "cpp", "java", "go", "rust", "ruby", "bash"
+        "python",
+        "javascript",
+        "typescript",
+        "c",
+        "cpp",
+        "java",
+        "go",
+        "rust",
+        "ruby",
+        "bash",
     }
     for name in LANGUAGES:
         assert get_language(name).version_command
@@ -178,10 +187,13 @@ async def test_template_explosion_is_a_bounded_compile_error(
 @pytest.mark.parametrize(
     ("language", "code"),
     [
-        ("java", "import java.util.*;\npublic class Main {\n"
-                 "  public static void main(String[] a) {\n"
-                 "    List<long[]> keep = new ArrayList<>();\n"
-                 "    while (true) keep.add(new long[1 << 20]);\n  }\n}"),
+        (
+            "java",
+            "import java.util.*;\npublic class Main {\n"
+            "  public static void main(String[] a) {\n"
+            "    List<long[]> keep = new ArrayList<>();\n"
+            "    while (true) keep.add(new long[1 << 20]);\n  }\n}",
+        ),
         ("javascript", "const keep = [];\nwhile (true) keep.push(new Array(1 << 20).fill(1.5));"),
     ],
     ids=["jvm", "node"],

@@ -184,12 +184,15 @@ async def test_idle_sandboxes_are_tended_in_the_background() -> None:
         subprocess.run(["docker", "kill", dead.cid], capture_output=True, check=True)
         aged.created -= 3
         await _until(
-            lambda: wp.state.idle == 2
-            and not {dead, aged} & set(wp._idle)
-            and all(b.alive for b in wp._idle)
+            lambda: (
+                wp.state.idle == 2
+                and not {dead, aged} & set(wp._idle)
+                and all(b.alive for b in wp._idle)
+            )
         )
-        await _until(lambda: not {dead.cid[:12], aged.cid[:12]}
-                     & set(containers_of_pool(pool.pool_id)))
+        await _until(
+            lambda: not {dead.cid[:12], aged.cid[:12]} & set(containers_of_pool(pool.pool_id))
+        )
 
 
 @pytest.mark.docker

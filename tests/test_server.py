@@ -38,9 +38,20 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.headers = {"X-Auth-Token": token} if token else {}
-        args = [sys.executable, "-c", "from sandboxkit.cli import app; app()", "serve",
-                "--port", str(self.port), "--db", str(db), "--workers", "2",
-                "--log-level", "warning"]
+        args = [
+            sys.executable,
+            "-c",
+            "from sandboxkit.cli import app; app()",
+            "serve",
+            "--port",
+            str(self.port),
+            "--db",
+            str(db),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ]
         if token:
             args += ["--auth-token", token]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -61,8 +72,7 @@ class Server:
             time.sleep(0.2)
 
     def client(self) -> judge0.Client:
-        return judge0.Client(self.url, dict(self.headers),
-                             retry_strategy=judge0.MaxWaitTime(120))
+        return judge0.Client(self.url, dict(self.headers), retry_strategy=judge0.MaxWaitTime(120))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -106,31 +116,46 @@ def test_info_routes(server: Server) -> None:
 
 def test_official_client_verdicts(server: Server) -> None:
     client = server.client()
-    ok = judge0.run(client=client, source_code="print(input()[::-1])", stdin="abc",
-                    expected_output="cba", language=judge0.PYTHON)
+    ok = judge0.run(
+        client=client,
+        source_code="print(input()[::-1])",
+        stdin="abc",
+        expected_output="cba",
+        language=judge0.PYTHON,
+    )
     assert ok.status == judge0.Status.ACCEPTED, ok
     assert ok.stdout == "cba\n" and ok.time is not None and ok.memory is not None
     assert ok.created_at is not None and ok.finished_at is not None
 
-    wrong = judge0.run(client=client, source_code="print(1)", expected_output="2",
-                       language=judge0.PYTHON)
+    wrong = judge0.run(
+        client=client, source_code="print(1)", expected_output="2", language=judge0.PYTHON
+    )
     assert wrong.status == judge0.Status.WRONG_ANSWER
 
-    nzec = judge0.run(client=client, source_code="import sys\nprint('x', file=sys.stderr)\n1/0",
-                      language=judge0.PYTHON)
+    nzec = judge0.run(
+        client=client,
+        source_code="import sys\nprint('x', file=sys.stderr)\n1/0",
+        language=judge0.PYTHON,
+    )
     assert nzec.status == judge0.Status.RUNTIME_ERROR_NZEC, nzec
     assert nzec.exit_code == 1 and "ZeroDivisionError" in (nzec.stderr or "")
 
-    tle = judge0.run(client=client, source_code="while True:\n    pass\n",
-                     language=judge0.PYTHON, cpu_time_limit=1, wall_time_limit=2)
+    tle = judge0.run(
+        client=client,
+        source_code="while True:\n    pass\n",
+        language=judge0.PYTHON,
+        cpu_time_limit=1,
+        wall_time_limit=2,
+    )
     assert tle.status == judge0.Status.TIME_LIMIT_EXCEEDED, tle
 
     ce = judge0.run(client=client, source_code="int main( {", language=judge0.CPP)
     assert ce.status == judge0.Status.COMPILATION_ERROR, ce
     assert "error" in (ce.compile_output or "")
 
-    segv = judge0.run(client=client, language=judge0.CPP,
-                      source_code="int main(){ volatile int *p = 0; *p = 1; }")
+    segv = judge0.run(
+        client=client, language=judge0.CPP, source_code="int main(){ volatile int *p = 0; *p = 1; }"
+    )
     assert segv.status == judge0.Status.RUNTIME_ERROR_SIGSEGV, segv
 
 
@@ -139,25 +164,46 @@ def test_official_client_batch_of_test_cases(server: Server) -> None:
     code = "a, b = map(int, input().split())\nprint(a + b)\n"
     cases = [("1 2", "3"), ("2 2", "5"), ("10 -3", "7")]
     subs = judge0.run(client=client, source_code=code, language=judge0.PYTHON, test_cases=cases)
-    assert [s.status for s in subs] == [judge0.Status.ACCEPTED, judge0.Status.WRONG_ANSWER,
-                                        judge0.Status.ACCEPTED]
+    assert [s.status for s in subs] == [
+        judge0.Status.ACCEPTED,
+        judge0.Status.WRONG_ANSWER,
+        judge0.Status.ACCEPTED,
+    ]
     assert [s.stdout for s in subs] == ["3\n", "4\n", "7\n"]
 
 
 def test_wait_true_and_plain_text(server: Server) -> None:
-    r = httpx.post(server.url + "/submissions?wait=true", json={
-        "source_code": "print(input().upper())", "language_id": 71, "stdin": "hey",
-        "expected_output": "HEY  \n\n"})
+    r = httpx.post(
+        server.url + "/submissions?wait=true",
+        json={
+            "source_code": "print(input().upper())",
+            "language_id": 71,
+            "stdin": "hey",
+            "expected_output": "HEY  \n\n",
+        },
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["status"] == {"id": 3, "description": "Accepted"}
     assert body["stdout"] == "HEY\n" and set(body) == {
-        "token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
-    got = httpx.get(f"{server.url}/submissions/{body['token']}",
-                    params={"fields": "stdout,language,status", "base64_encoded": "true"}).json()
-    assert got == {"stdout": base64.b64encode(b"HEY\n").decode(),
-                   "language": {"id": 71, "name": "Python (3)"},
-                   "status": {"id": 3, "description": "Accepted"}}
+        "token",
+        "time",
+        "memory",
+        "stdout",
+        "stderr",
+        "compile_output",
+        "message",
+        "status",
+    }
+    got = httpx.get(
+        f"{server.url}/submissions/{body['token']}",
+        params={"fields": "stdout,language,status", "base64_encoded": "true"},
+    ).json()
+    assert got == {
+        "stdout": base64.b64encode(b"HEY\n").decode(),
+        "language": {"id": 71, "name": "Python (3)"},
+        "status": {"id": 3, "description": "Accepted"},
+    }
 
 
 def test_bad_requests_get_judge0_error_shapes(server: Server) -> None:
@@ -184,20 +230,27 @@ def test_bad_requests_get_judge0_error_shapes(server: Server) -> None:
     assert r.status_code == 400 and "error" in r.json()
     r = httpx.get(server.url + "/submissions/x", params={"fields": "stdout,bogus"})
     assert r.status_code == 400 and r.json() == {"error": "invalid fields: [bogus]"}
-    r = httpx.post(server.url + "/submissions/batch", json={"submissions": [
-        {"source_code": "print(1)", "language_id": 71}, {"language_id": 71}]})
+    r = httpx.post(
+        server.url + "/submissions/batch",
+        json={"submissions": [{"source_code": "print(1)", "language_id": 71}, {"language_id": 71}]},
+    )
     assert r.status_code == 201
     assert "token" in r.json()[0] and r.json()[1] == {"source_code": ["can't be blank"]}
 
 
 def test_restart_keeps_tokens_and_runs_queued_work(server: Server, db: Path) -> None:
-    r = httpx.post(server.url + "/submissions?wait=true",
-                   json={"source_code": "print(7)", "language_id": 71})
+    r = httpx.post(
+        server.url + "/submissions?wait=true", json={"source_code": "print(7)", "language_id": 71}
+    )
     done = r.json()["token"]
     server.stop()
     # a submission accepted but not yet run when the server went down
-    record, errors = parse_submission({"source_code": "print(8)", "language_id": 71},
-                                      b64=False, max_source_bytes=1 << 20, max_io_bytes=1 << 20)
+    record, errors = parse_submission(
+        {"source_code": "print(8)", "language_id": 71},
+        b64=False,
+        max_source_bytes=1 << 20,
+        max_io_bytes=1 << 20,
+    )
     assert record is not None and not errors
     store = Store(db)
     import anyio
@@ -212,8 +265,9 @@ def test_restart_keeps_tokens_and_runs_queued_work(server: Server, db: Path) -> 
         assert r.status_code == 200 and r.json()["stdout"] == "7\n"
         deadline = time.monotonic() + 60
         while True:
-            got = httpx.get(f"{again.url}/submissions/{record['token']}",
-                            headers=again.headers).json()
+            got = httpx.get(
+                f"{again.url}/submissions/{record['token']}", headers=again.headers
+            ).json()
             if got["status"]["id"] > 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)

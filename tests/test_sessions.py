@@ -40,7 +40,9 @@ async def test_multibyte_characters_split_across_reads(pool: sk.SandboxPool) -> 
 
 
 async def test_breaking_out_of_a_stream_frees_the_container(pool: sk.SandboxPool) -> None:
-    async for ev in pool.stream("import time\nwhile True:\n    print('x', flush=True); time.sleep(0.05)"):
+    async for ev in pool.stream(
+        "import time\nwhile True:\n    print('x', flush=True); time.sleep(0.05)"
+    ):
         if ev.kind == "stdout":
             break
     await asyncio.sleep(0)  # let the generator finalise
@@ -88,7 +90,8 @@ async def test_session_files_and_leftover_processes(pool: sk.SandboxPool) -> Non
         assert r1.status == "ok"
         r2 = await sb.run(
             "import os\n"
-            "procs = [p for p in os.listdir('/proc') if p.isdigit() and p not in ('1', str(os.getpid()))]\n"
+            "me = ('1', str(os.getpid()))\n"
+            "procs = [p for p in os.listdir('/proc') if p.isdigit() and p not in me]\n"
             "print(os.path.exists('out.txt'), procs)"
         )
         assert r2.stdout == "True []\n"
@@ -164,7 +167,9 @@ async def test_directories_in_and_out(pool: sk.SandboxPool, tmp_path: Path) -> N
         written = await sb.read_dir("out", tmp_path / "back")
     back = tmp_path / "back"
     assert sorted(p.relative_to(back).as_posix() for p in written) == [
-        "b.bin", "pkg/a.txt", "pkg/new.txt"
+        "b.bin",
+        "pkg/a.txt",
+        "pkg/new.txt",
     ]
     assert (back / "pkg" / "new.txt").read_text() == "ALPHA"
     assert not (back / "link").exists() and not (back / "fifo").exists()

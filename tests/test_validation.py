@@ -10,8 +10,16 @@ from sandboxkit._validate import check_path
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"time": -1}, {"time": 0}, {"memory_mb": 0}, {"memory_mb": 10**9}, {"pids": 1},
-     {"output_bytes": 0}, {"time": float("inf")}, {"bogus": 1}],
+    [
+        {"time": -1},
+        {"time": 0},
+        {"memory_mb": 0},
+        {"memory_mb": 10**9},
+        {"pids": 1},
+        {"output_bytes": 0},
+        {"time": float("inf")},
+        {"bogus": 1},
+    ],
 )
 def test_limits_reject_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(sk.InvalidInput):
@@ -51,7 +59,7 @@ async def test_non_str_code_rejected() -> None:
 
 async def test_unreachable_engine_says_what_to_do() -> None:
     pool = sk.SandboxPool(languages=["python"], docker_url="unix:///nonexistent.sock")
-    with pytest.raises(sk.EngineUnavailable, match="engine-up.sh"):
+    with pytest.raises(sk.EngineUnavailable, match=r"engine-up\.sh"):
         async with pool:
             pass
 

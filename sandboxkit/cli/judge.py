@@ -16,8 +16,15 @@ from .._models import Limits
 from ._common import console, run_async
 from .run import guess_language
 
-_COLORS = {"AC": "green", "WA": "red", "TLE": "yellow", "MLE": "magenta", "RE": "red",
-           "CE": "red", "OLE": "yellow"}
+_COLORS = {
+    "AC": "green",
+    "WA": "red",
+    "TLE": "yellow",
+    "MLE": "magenta",
+    "RE": "red",
+    "CE": "red",
+    "OLE": "yellow",
+}
 
 
 def _natural(path: Path) -> list[object]:
@@ -28,41 +35,54 @@ def load_tests(directory: Path) -> list[TestCase]:
     """Pairs ``NAME.in`` / ``NAME.out`` (``.ans`` also accepted), in natural order."""
     tests: list[TestCase] = []
     for inp in sorted(directory.glob("*.in"), key=_natural):
-        out = next((p for p in (inp.with_suffix(".out"), inp.with_suffix(".ans")) if p.exists()),
-                   None)
+        out = next(
+            (p for p in (inp.with_suffix(".out"), inp.with_suffix(".ans")) if p.exists()), None
+        )
         if out is None:
             raise typer.BadParameter(f"{inp.name} has no matching .out file", param_hint="--tests")
-        tests.append(TestCase(input=inp.read_bytes().decode("utf-8", "replace"),
-                              expected=out.read_text(errors="replace"), name=inp.stem))
+        tests.append(
+            TestCase(
+                input=inp.read_bytes().decode("utf-8", "replace"),
+                expected=out.read_text(errors="replace"),
+                name=inp.stem,
+            )
+        )
     if not tests:
         raise typer.BadParameter(f"no *.in files in {directory}", param_hint="--tests")
     return tests
 
 
 def render(report: JudgeReport) -> Table:
-    table = Table(title=f"{report.language}: {report.verdict} "
-                        f"({report.passed}/{report.total_tests} passed)")
+    table = Table(
+        title=f"{report.language}: {report.verdict} ({report.passed}/{report.total_tests} passed)"
+    )
     for col in ("test", "verdict", "CPU s", "wall s", "memory MB", "exit"):
         table.add_column(col, justify="right" if col != "verdict" else "left")
     for t in report.tests:
         color = _COLORS.get(t.verdict, "white")
-        exit_text = f"sig {t.signal}" if t.signal else ("" if t.exit_code is None
-                                                        else str(t.exit_code))
-        table.add_row(t.name or str(t.index), f"[{color}]{t.verdict}[/{color}]",
-                      "" if t.time is None else f"{t.time:.3f}", f"{t.wall:.3f}",
-                      "" if t.memory_mb is None else f"{t.memory_mb:.1f}", exit_text)
+        exit_text = (
+            f"sig {t.signal}" if t.signal else ("" if t.exit_code is None else str(t.exit_code))
+        )
+        table.add_row(
+            t.name or str(t.index),
+            f"[{color}]{t.verdict}[/{color}]",
+            "" if t.time is None else f"{t.time:.3f}",
+            f"{t.wall:.3f}",
+            "" if t.memory_mb is None else f"{t.memory_mb:.1f}",
+            exit_text,
+        )
     return table
 
 
 def judge(
     source: Path = typer.Argument(..., exists=True, dir_okay=False, help="source file"),
-    tests: Path = typer.Option(..., "--tests", exists=True, file_okay=False,
-                               help="directory of N.in / N.out pairs"),
+    tests: Path = typer.Option(
+        ..., "--tests", exists=True, file_okay=False, help="directory of N.in / N.out pairs"
+    ),
     lang: str | None = typer.Option(None, "--lang", "-l", help="language (default: by extension)"),
     time: float = typer.Option(2.0, "--time", help="wall-clock limit per test, seconds"),
     memory: int = typer.Option(256, "--memory", help="memory limit, MB"),
-    checker: str = typer.Option("tokens", "--checker",
-                                help="tokens | exact | lines | float:EPS"),
+    checker: str = typer.Option("tokens", "--checker", help="tokens | exact | lines | float:EPS"),
     stop: bool = typer.Option(False, "--stop-on-failure", help="stop at the first failure"),
 ) -> None:
     """Compile SOURCE once and run it on every test; print a verdict table.
@@ -74,8 +94,9 @@ def judge(
         try:
             check = FloatTolerance(float(checker.split(":", 1)[1]))
         except ValueError:
-            raise typer.BadParameter("use float:EPS, e.g. float:1e-6",
-                                     param_hint="--checker") from None
+            raise typer.BadParameter(
+                "use float:EPS, e.g. float:1e-6", param_hint="--checker"
+            ) from None
     elif checker not in ("tokens", "exact", "lines"):
         raise typer.BadParameter("tokens, exact, lines or float:EPS", param_hint="--checker")
 
@@ -83,9 +104,14 @@ def judge(
 
     async def go() -> JudgeReport:
         try:
-            return await run_judge(code, language=language, tests=cases,
-                                   limits=Limits(time=time, memory_mb=memory),
-                                   checker=check, stop_on_failure=stop)  # type: ignore[arg-type]
+            return await run_judge(
+                code,
+                language=language,
+                tests=cases,
+                limits=Limits(time=time, memory_mb=memory),
+                checker=check,  # type: ignore[arg-type]  # validated just above
+                stop_on_failure=stop,
+            )
         finally:
             await aclose()
 

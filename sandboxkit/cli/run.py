@@ -14,9 +14,19 @@ from .._sandbox import Sandbox
 from ._common import console, run_async
 
 _EXTENSIONS = {
-    ".py": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript",
-    ".c": "c", ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".java": "java", ".go": "go",
-    ".rs": "rust", ".rb": "ruby", ".sh": "bash",
+    ".py": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".ts": "typescript",
+    ".c": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".java": "java",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".sh": "bash",
 }
 
 
@@ -52,9 +62,11 @@ def run(
                 elif ev.result is not None:
                     r = ev.result
                     if r.status != "ok":
-                        console.print(f"[yellow]sandboxkit:[/yellow] status {r.status}"
-                                      + (f", signal {r.signal}" if r.signal else "")
-                                      + (" (output truncated)" if r.truncated else ""))
+                        console.print(
+                            f"[yellow]sandboxkit:[/yellow] status {r.status}"
+                            + (f", signal {r.signal}" if r.signal else "")
+                            + (" (output truncated)" if r.truncated else "")
+                        )
                     if r.exit_code is not None:
                         return int(r.exit_code)
                     return 128 + (r.signal or 0) if r.signal else 1

@@ -12,25 +12,38 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
     port: int = typer.Option(2358, "--port", help="TCP port (Judge0's is 2358)"),
     auth_token: str | None = typer.Option(
-        None, "--auth-token", envvar="SANDBOXKIT_AUTH_TOKEN",
+        None,
+        "--auth-token",
+        envvar="SANDBOXKIT_AUTH_TOKEN",
         help="require this X-Auth-Token on every request (mandatory beyond loopback)",
     ),
-    db: str = typer.Option("sandboxkit-judge0.sqlite3", "--db",
-                           help="SQLite file keeping the submissions across restarts"),
-    workers: int = typer.Option(2, "--workers", min=1, max=64,
-                                help="submissions judged at the same time"),
-    warm: list[str] = typer.Option(["python"], "--warm",
-                                   help="languages kept warm (others start on demand)"),
-    pool_size: int = typer.Option(1, "--pool-size", min=0, max=64,
-                                  help="warm sandboxes per language"),
+    db: str = typer.Option(
+        "sandboxkit-judge0.sqlite3",
+        "--db",
+        help="SQLite file keeping the submissions across restarts",
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, max=64, help="submissions judged at the same time"
+    ),
+    warm: list[str] = typer.Option(
+        ["python"], "--warm", help="languages kept warm (others start on demand)"
+    ),
+    pool_size: int = typer.Option(
+        1, "--pool-size", min=0, max=64, help="warm sandboxes per language"
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve an HTTP API compatible with Judge0 CE 1.13.1."""
     from ..server import Settings
     from ..server import serve as run_server
 
-    settings = Settings(db_path=db, auth_token=auth_token or None, workers=workers,
-                        warm_languages=tuple(warm), pool_size=pool_size)
+    settings = Settings(
+        db_path=db,
+        auth_token=auth_token or None,
+        workers=workers,
+        warm_languages=tuple(warm),
+        pool_size=pool_size,
+    )
     try:
         run_server(host=host, port=port, settings=settings, log_level=log_level)
     except SandboxkitError as exc:

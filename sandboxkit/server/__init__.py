@@ -24,8 +24,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str = "127.0.0.1", port: int = 2358, settings: Settings | None = None,
-          log_level: str = "info") -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 2358,
+    settings: Settings | None = None,
+    log_level: str = "info",
+) -> None:
     """Run the server until interrupted. Beyond loopback an auth token is required."""
     import uvicorn
 
@@ -35,5 +39,11 @@ def serve(host: str = "127.0.0.1", port: int = 2358, settings: Settings | None =
             f"binding {host} exposes the API beyond this machine: set an auth token "
             "(--auth-token or SANDBOXKIT_AUTH_TOKEN), which clients send as X-Auth-Token"
         )
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level=log_level,
-                proxy_headers=False, server_header=False)
+    uvicorn.run(
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+    )

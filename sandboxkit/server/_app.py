@@ -103,8 +103,11 @@ def serialize(record: dict[str, Any], fields: tuple[str, ...], b64: bool) -> dic
             out[name] = _encode(value, b64) if value else None
         elif name in DECIMAL_FIELDS:
             value = record.get(name)
-            out[name] = None if value is None else (
-                f"{value:.3f}" if name in ("time", "wall_time") else str(float(value)))
+            out[name] = (
+                None
+                if value is None
+                else (f"{value:.3f}" if name in ("time", "wall_time") else str(float(value)))
+            )
         else:
             out[name] = record.get(name)
     return out
@@ -124,13 +127,15 @@ class Judge0Service:
 
     async def start(self) -> None:
         if self.pool is None:
-            self.pool = SandboxPool(languages=self.settings.warm_languages,
-                                    size=self.settings.pool_size)
+            self.pool = SandboxPool(
+                languages=self.settings.warm_languages, size=self.settings.pool_size
+            )
             await self.pool.__aenter__()  # warms the pool; closes it again on failure
         for token in await self.store.unfinished():
             self.queue.put_nowait(token)
-        self._tasks = [asyncio.create_task(self._worker())
-                       for _ in range(max(1, self.settings.workers))]
+        self._tasks = [
+            asyncio.create_task(self._worker()) for _ in range(max(1, self.settings.workers))
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -175,8 +180,14 @@ class Judge0Service:
         error: str | None = None
         try:
             assert self.pool is not None
-            report = await judge(record["source_code"], language=language, tests=[test],
-                                 limits=limits, checker="lines", pool=self.pool)
+            report = await judge(
+                record["source_code"],
+                language=language,
+                tests=[test],
+                limits=limits,
+                checker="lines",
+                pool=self.pool,
+            )
         except SandboxkitError as exc:
             error = str(exc)
             log.warning("internal error judging %s: %s", record["token"], exc)
@@ -199,8 +210,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await service.stop()
 
-    app = FastAPI(title="sandboxkit (Judge0 CE compatible)", version=__version__,
-                  lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="sandboxkit (Judge0 CE compatible)",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.service = service
 
     @app.middleware("http")
@@ -222,8 +239,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/about")
     async def about() -> dict[str, Any]:
-        return {"version": VERSION, "homepage": None, "source_code": None,
-                "maintainer": f"sandboxkit {__version__}"}
+        return {
+            "version": VERSION,
+            "homepage": None,
+            "source_code": None,
+            "maintainer": f"sandboxkit {__version__}",
+        }
 
     @app.get("/config_info")
     async def config_info() -> dict[str, Any]:
@@ -247,12 +268,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if lid not in langs:
             return _error(404, f"language with id {language_id} doesn't exist")
         spec = get_language(langs[lid][0])
-        return JSONResponse({
-            "id": lid, "name": langs[lid][1], "is_archived": False,
-            "source_file": spec.source_file,
-            "compile_cmd": " ".join(spec.compile) if spec.compile else None,
-            "run_cmd": " ".join(spec.run),
-        })
+        return JSONResponse(
+            {
+                "id": lid,
+                "name": langs[lid][1],
+                "is_archived": False,
+                "source_file": spec.source_file,
+                "compile_cmd": " ".join(spec.compile) if spec.compile else None,
+                "run_cmd": " ".join(spec.run),
+            }
+        )
 
     async def _body(request: Request) -> Any:
         try:
@@ -269,8 +294,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(body, JSONResponse):
             return body
         b64 = _flag(request, "base64_encoded")
-        record, errors = parse_submission(body, b64=b64, max_source_bytes=cfg.max_source_bytes,
-                                          max_io_bytes=cfg.max_io_bytes)
+        record, errors = parse_submission(
+            body, b64=b64, max_source_bytes=cfg.max_source_bytes, max_io_bytes=cfg.max_io_bytes
+        )
         if record is None:
             return JSONResponse(errors, status_code=422)
         await service.store.insert([record])
@@ -293,15 +319,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _error(400, "there should be at least one submission in a batch")
         limit = CONFIG["max_submission_batch_size"]
         if len(items) > limit:
-            return _error(400, f"number of submissions in a batch should be less than or "
-                               f"equal to {limit}")
+            return _error(
+                400, f"number of submissions in a batch should be less than or equal to {limit}"
+            )
         b64 = _flag(request, "base64_encoded")
         answer: list[dict[str, Any]] = []
         good: list[dict[str, Any]] = []
         for item in items:
-            record, errors = parse_submission(item, b64=b64,
-                                              max_source_bytes=cfg.max_source_bytes,
-                                              max_io_bytes=cfg.max_io_bytes)
+            record, errors = parse_submission(
+                item, b64=b64, max_source_bytes=cfg.max_source_bytes, max_io_bytes=cfg.max_io_bytes
+            )
             if record is None:
                 answer.append(errors)
             else:
@@ -323,13 +350,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return _error(400, "there should be at least one submission in a batch")
         limit = CONFIG["max_submission_batch_size"]
         if len(tokens) > limit:
-            return _error(400, f"number of submissions in a batch should be less than or "
-                               f"equal to {limit}")
+            return _error(
+                400, f"number of submissions in a batch should be less than or equal to {limit}"
+            )
         found = await service.store.get_many(tokens)
         b64 = _flag(request, "base64_encoded")
-        return JSONResponse({"submissions": [
-            serialize(found[t], fields, b64) if t in found else None for t in tokens
-        ]})
+        return JSONResponse(
+            {
+                "submissions": [
+                    serialize(found[t], fields, b64) if t in found else None for t in tokens
+                ]
+            }
+        )
 
     @app.get("/submissions/{token}")
     async def show(token: str, request: Request) -> Response:

@@ -98,25 +98,61 @@ CONFIG: dict[str, Any] = {
 # Every attribute a submission has (the serializer's names: ``*_id`` columns appear as
 # ``status`` and ``language`` objects). ``fields=*`` returns them all.
 ALL_FIELDS = (
-    "source_code", "language", "stdin", "expected_output", "stdout", "status",
-    "created_at", "finished_at", "time", "memory", "stderr", "token", "number_of_runs",
-    "cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit",
-    "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
-    "enable_per_process_and_thread_memory_limit", "max_file_size", "compile_output",
-    "exit_code", "exit_signal", "message", "wall_time", "compiler_options",
-    "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
-    "additional_files", "enable_network",
+    "source_code",
+    "language",
+    "stdin",
+    "expected_output",
+    "stdout",
+    "status",
+    "created_at",
+    "finished_at",
+    "time",
+    "memory",
+    "stderr",
+    "token",
+    "number_of_runs",
+    "cpu_time_limit",
+    "cpu_extra_time",
+    "wall_time_limit",
+    "memory_limit",
+    "stack_limit",
+    "max_processes_and_or_threads",
+    "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit",
+    "max_file_size",
+    "compile_output",
+    "exit_code",
+    "exit_signal",
+    "message",
+    "wall_time",
+    "compiler_options",
+    "command_line_arguments",
+    "redirect_stderr_to_stdout",
+    "callback_url",
+    "additional_files",
+    "enable_network",
 )
-DEFAULT_FIELDS = ("token", "time", "memory", "stdout", "stderr", "compile_output",
-                  "message", "status")
-TEXT_FIELDS = frozenset({"source_code", "stdin", "expected_output", "stdout", "stderr",
-                         "compile_output", "message"})
-DECIMAL_FIELDS = frozenset({"time", "wall_time", "cpu_time_limit", "cpu_extra_time",
-                            "wall_time_limit"})
+DEFAULT_FIELDS = (
+    "token",
+    "time",
+    "memory",
+    "stdout",
+    "stderr",
+    "compile_output",
+    "message",
+    "status",
+)
+TEXT_FIELDS = frozenset(
+    {"source_code", "stdin", "expected_output", "stdout", "stderr", "compile_output", "message"}
+)
+DECIMAL_FIELDS = frozenset(
+    {"time", "wall_time", "cpu_time_limit", "cpu_extra_time", "wall_time_limit"}
+)
 
 
-def result_fields(report: JudgeReport | None, record: dict[str, Any],
-                  error: str | None = None) -> dict[str, Any]:
+def result_fields(
+    report: JudgeReport | None, record: dict[str, Any], error: str | None = None
+) -> dict[str, Any]:
     """The result attributes of a finished submission, from our judge report."""
     if report is None:
         return {"status_id": INTERNAL_ERROR, "message": error or "internal error"}
@@ -124,8 +160,12 @@ def result_fields(report: JudgeReport | None, record: dict[str, Any],
         return {"status_id": 6, "compile_output": report.compile_output or None}
     t = report.tests[0]
     out: dict[str, Any] = {
-        "stdout": t.stdout, "stderr": t.stderr, "exit_code": t.exit_code,
-        "exit_signal": t.signal, "time": t.time, "wall_time": t.wall,
+        "stdout": t.stdout,
+        "stderr": t.stderr,
+        "exit_code": t.exit_code,
+        "exit_signal": t.signal,
+        "time": t.time,
+        "wall_time": t.wall,
         "memory": math.ceil((t.memory_mb or 0.0) * 1024),
         "compile_output": report.compile_output or None,
     }
@@ -144,8 +184,9 @@ def result_fields(report: JudgeReport | None, record: dict[str, Any],
     elif verdict == "MLE":
         out.update(status_id=12, message="Memory limit exceeded")
     elif t.signal is not None:
-        out.update(status_id=SIGNAL_STATUS.get(t.signal, 12),
-                   message=f"Caught fatal signal {t.signal}")
+        out.update(
+            status_id=SIGNAL_STATUS.get(t.signal, 12), message=f"Caught fatal signal {t.signal}"
+        )
     else:
         out.update(status_id=11, message=f"Exited with error status {t.exit_code}")
     if record.get("redirect_stderr_to_stdout"):

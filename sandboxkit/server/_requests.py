@@ -21,8 +21,12 @@ _NUMERIC = (
     ("wall_time_limit", "wall_time_limit", "max_wall_time_limit", False),
     ("memory_limit", "memory_limit", "max_memory_limit", True),
     ("stack_limit", "stack_limit", "max_stack_limit", True),
-    ("max_processes_and_or_threads", "max_processes_and_or_threads",
-     "max_max_processes_and_or_threads", True),
+    (
+        "max_processes_and_or_threads",
+        "max_processes_and_or_threads",
+        "max_max_processes_and_or_threads",
+        True,
+    ),
     ("max_file_size", "max_file_size", "max_max_file_size", True),
     ("number_of_runs", "number_of_runs", "max_number_of_runs", True),
 )
@@ -32,8 +36,11 @@ _NOT_ALLOWED = {
     "additional_files": "additional files are not allowed",
     "callback_url": "callbacks are not allowed",
 }
-_BOOLEANS = ("enable_per_process_and_thread_time_limit",
-             "enable_per_process_and_thread_memory_limit", "enable_network")
+_BOOLEANS = (
+    "enable_per_process_and_thread_time_limit",
+    "enable_per_process_and_thread_memory_limit",
+    "enable_network",
+)
 
 
 def now() -> str:
@@ -65,8 +72,9 @@ def _text(value: Any, field: str, b64: bool, errors: Errors) -> str | None:
     return raw.decode("utf-8", errors="surrogateescape")
 
 
-def _number(value: Any, field: str, maximum: float, integer: bool,
-            errors: Errors) -> float | int | None:
+def _number(
+    value: Any, field: str, maximum: float, integer: bool, errors: Errors
+) -> float | int | None:
     if isinstance(value, bool):
         errors.setdefault(field, []).append("is not a number")
         return None
@@ -115,8 +123,9 @@ def parse_submission(
     else:
         try:
             language_id = int(raw_lang)
-            if isinstance(raw_lang, bool) or (isinstance(raw_lang, float)
-                                              and raw_lang != language_id):
+            if isinstance(raw_lang, bool) or (
+                isinstance(raw_lang, float) and raw_lang != language_id
+            ):
                 raise ValueError
         except (TypeError, ValueError):
             language_id = None
@@ -154,9 +163,22 @@ def parse_submission(
     if errors:
         return None, errors
     record.update(
-        token=str(uuid.uuid4()), source_code=source, language_id=language_id, stdin=stdin,
-        expected_output=expected, status_id=IN_QUEUE, created_at=now(), finished_at=None,
-        stdout=None, stderr=None, compile_output=None, message=None, exit_code=None,
-        exit_signal=None, time=None, wall_time=None, memory=None,
+        token=str(uuid.uuid4()),
+        source_code=source,
+        language_id=language_id,
+        stdin=stdin,
+        expected_output=expected,
+        status_id=IN_QUEUE,
+        created_at=now(),
+        finished_at=None,
+        stdout=None,
+        stderr=None,
+        compile_output=None,
+        message=None,
+        exit_code=None,
+        exit_signal=None,
+        time=None,
+        wall_time=None,
+        memory=None,
     )
     return record, {}

@@ -59,8 +59,13 @@ async def settle(pool: sk.SandboxPool, timeout: float = SETTLE_TIMEOUT) -> None:
         present = await containers(pool)
         v = view(pool)
         leaked = present - v.idle - v.sessions
-        done = (not leaked and v.starting == 0 and v.busy == len(v.sessions) and v.full
-                and v.idle <= present)
+        done = (
+            not leaked
+            and v.starting == 0
+            and v.busy == len(v.sessions)
+            and v.full
+            and v.idle <= present
+        )
         if done:
             return
         if time.monotonic() > deadline:
@@ -86,8 +91,10 @@ async def canary(pool: sk.SandboxPool) -> None:
 
 
 def short(r: sk.RunResult) -> str:
-    return (f"status={r.status} exit={r.exit_code} signal={r.signal} "
-            f"stdout={r.stdout[-300:]!r} stderr={r.stderr[-600:]!r}")
+    return (
+        f"status={r.status} exit={r.exit_code} signal={r.signal} "
+        f"stdout={r.stdout[-300:]!r} stderr={r.stderr[-600:]!r}"
+    )
 
 
 async def check(

@@ -23,9 +23,19 @@ def runsc_available() -> bool:
     """gVisor is usable here: the engine knows runsc and a container starts under it."""
     try:
         out = subprocess.run(
-            ["docker", "run", "--rm", "--runtime", "runsc", "--network", "none",
-             "sandboxkit/base:bookworm", "true"],
-            capture_output=True, timeout=120,
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--runtime",
+                "runsc",
+                "--network",
+                "none",
+                "sandboxkit/base:bookworm",
+                "true",
+            ],
+            capture_output=True,
+            timeout=120,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

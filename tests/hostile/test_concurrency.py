@@ -24,11 +24,14 @@ async def test_no_cross_talk_between_simultaneous_runs(hostile_pool: sk.SandboxP
         "print(me, open('data').read(), seen)\n"
         "print(me, file=sys.stderr)\n"
     )
-    results = await asyncio.gather(*(
-        hostile_pool.run(code, stdin=n + "\n", files={"data": n.encode()},
-                         limits=sk.Limits(time=30))
-        for n in nonces
-    ))
+    results = await asyncio.gather(
+        *(
+            hostile_pool.run(
+                code, stdin=n + "\n", files={"data": n.encode()}, limits=sk.Limits(time=30)
+            )
+            for n in nonces
+        )
+    )
     for n, r in zip(nonces, results, strict=True):
         assert r.status == "ok", r
         assert r.stdout == f"{n} {n} {sorted(['data', 'main.py', n])}\n"
@@ -38,9 +41,13 @@ async def test_no_cross_talk_between_simultaneous_runs(hostile_pool: sk.SandboxP
 
 
 async def test_benign_neighbour_during_a_fork_bomb(hostile_pool: sk.SandboxPool) -> None:
-    bomb = asyncio.create_task(hostile_pool.run(
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-        limits=sk.Limits(time=4)))
+    bomb = asyncio.create_task(
+        hostile_pool.run(
+            "import os\nwhile True:\n    try:\n        os.fork()\n"
+            "    except OSError:\n        pass\n",
+            limits=sk.Limits(time=4),
+        )
+    )
     await asyncio.sleep(1.0)
     neighbours = [await hostile_pool.run(f"print(sum(range({i} * 1000)))") for i in range(5)]
     assert [r.stdout for r in neighbours] == [f"{sum(range(i * 1000))}\n" for i in range(5)]
@@ -56,7 +63,7 @@ async def test_cancellation_mid_run_leaves_no_container(
     codes = {
         "running": "import time\nprint('started', flush=True)\ntime.sleep(100)\n",
         "streaming": "import time\nwhile True:\n    print('tick', flush=True)\n"
-                     "    time.sleep(0.01)\n",
+        "    time.sleep(0.01)\n",
         "flooding": "print('started', flush=True)\nwhile True:\n    print('x' * 10000)\n",
     }
     started = asyncio.Event()
@@ -81,8 +88,9 @@ async def test_cancellation_mid_run_leaves_no_container(
 async def test_breaking_out_of_a_stream_leaves_no_container(
     hostile_pool: sk.SandboxPool,
 ) -> None:
-    agen = hostile_pool.stream("while True:\n    print('tick', flush=True)\n",
-                               limits=sk.Limits(time=60))
+    agen = hostile_pool.stream(
+        "while True:\n    print('tick', flush=True)\n", limits=sk.Limits(time=60)
+    )
     async for ev in agen:
         if ev.kind == "stdout":
             break
@@ -92,10 +100,9 @@ async def test_breaking_out_of_a_stream_leaves_no_container(
 
 
 async def test_timeouts_of_many_simultaneous_runs(hostile_pool: sk.SandboxPool) -> None:
-    results = await asyncio.gather(*(
-        hostile_pool.run("while True:\n    pass\n", limits=sk.Limits(time=2))
-        for _ in range(6)
-    ))
+    results = await asyncio.gather(
+        *(hostile_pool.run("while True:\n    pass\n", limits=sk.Limits(time=2)) for _ in range(6))
+    )
     assert [r.status for r in results] == ["timeout"] * 6
     await settle(hostile_pool)
     await canary(hostile_pool)

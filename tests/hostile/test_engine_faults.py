@@ -61,8 +61,9 @@ async def test_in_flight_run_whose_container_is_killed_ends_promptly(
     result: list[sk.RunResult] = []
 
     async def consume() -> None:
-        async for ev in hostile_pool.stream("import time\nprint('up', flush=True)\n"
-                                            "time.sleep(100)\n", limits=lim):
+        async for ev in hostile_pool.stream(
+            "import time\nprint('up', flush=True)\ntime.sleep(100)\n", limits=lim
+        ):
             if ev.kind == "stdout":
                 started.set()
             if ev.result is not None:
@@ -111,31 +112,39 @@ async def run_when_back(pool: sk.SandboxPool, timeout: float = 120) -> sk.RunRes
             await asyncio.sleep(1)
 
 
-@pytest.mark.skipif(not ENGINE_FAULTS, reason="restarts the Docker engine: set "
-                    "SANDBOXKIT_ENGINE_FAULTS=1 on a machine of your own")
+@pytest.mark.skipif(
+    not ENGINE_FAULTS,
+    reason="restarts the Docker engine: set SANDBOXKIT_ENGINE_FAULTS=1 on a machine of your own",
+)
 async def test_engine_restart_during_runs() -> None:
     async with sk.SandboxPool(size=2) as pool:
         lim = sk.Limits(time=30)
-        runs = [asyncio.create_task(pool.run("import time\ntime.sleep(100)\n", limits=lim))
-                for _ in range(3)]
+        runs = [
+            asyncio.create_task(pool.run("import time\ntime.sleep(100)\n", limits=lim))
+            for _ in range(3)
+        ]
         await asyncio.sleep(2)
         t = time.monotonic()
         await asyncio.to_thread(restart_engine)
         outcomes = await asyncio.wait_for(
-            asyncio.gather(*runs, return_exceptions=True), lim.time + HOST_GRACE + GRACE)
+            asyncio.gather(*runs, return_exceptions=True), lim.time + HOST_GRACE + GRACE
+        )
         assert time.monotonic() - t <= lim.time + HOST_GRACE + GRACE
         for o in outcomes:
             # the engine's fault is an exception that says so; never a hang, never "ok"
             assert isinstance(o, sk.SandboxkitError) or (
-                isinstance(o, sk.RunResult) and o.status in ("error", "timeout")), o
+                isinstance(o, sk.RunResult) and o.status in ("error", "timeout")
+            ), o
         await wait_engine(pool)
         r = await run_when_back(pool)
         assert (r.status, r.stdout) == ("ok", "back\n")
         await settle(pool)
 
 
-@pytest.mark.skipif(not ENGINE_FAULTS, reason="restarts the Docker engine: set "
-                    "SANDBOXKIT_ENGINE_FAULTS=1 on a machine of your own")
+@pytest.mark.skipif(
+    not ENGINE_FAULTS,
+    reason="restarts the Docker engine: set SANDBOXKIT_ENGINE_FAULTS=1 on a machine of your own",
+)
 async def test_engine_restart_while_the_pool_is_idle() -> None:
     async with sk.SandboxPool(size=2) as pool:
         await settle(pool)

@@ -15,8 +15,17 @@ from ._invariants import check, settle
 
 pytestmark = [pytest.mark.docker, pytest.mark.hostile]
 
-REJECTED = ["a/../../x", "../x", "/etc/passwd", "a/../../../etc/shadow", "", "x\0y", "..",
-            "./../x", "a" * 300]
+REJECTED = [
+    "a/../../x",
+    "../x",
+    "/etc/passwd",
+    "a/../../../etc/shadow",
+    "",
+    "x\0y",
+    "..",
+    "./../x",
+    "a" * 300,
+]
 
 
 @pytest.mark.parametrize("name", REJECTED)
@@ -29,12 +38,24 @@ async def test_escaping_file_names_are_rejected_before_any_container(
 
 
 async def test_odd_but_valid_names_are_accepted(hostile_pool: sk.SandboxPool) -> None:
-    names = ["new\nline.txt", "ünïcødé/ファイル.txt", "sp ace", "-rf", "*", "$(id)", "a\tb",
-             ".hidden", "x/./y", "emoji-\U0001f600"]
+    names = [
+        "new\nline.txt",
+        "ünïcødé/ファイル.txt",
+        "sp ace",
+        "-rf",
+        "*",
+        "$(id)",
+        "a\tb",
+        ".hidden",
+        "x/./y",
+        "emoji-\U0001f600",
+    ]
     files = {n: n.encode() for n in names}
-    code = ("import os, json\nout = {}\nfor root, _, fs in os.walk('.'):\n    for f in fs:\n"
-            "        p = os.path.relpath(os.path.join(root, f))\n"
-            "        out[p] = open(p, 'rb').read().decode()\nprint(json.dumps(out))\n")
+    code = (
+        "import os, json\nout = {}\nfor root, _, fs in os.walk('.'):\n    for f in fs:\n"
+        "        p = os.path.relpath(os.path.join(root, f))\n"
+        "        out[p] = open(p, 'rb').read().decode()\nprint(json.dumps(out))\n"
+    )
     r = await check(hostile_pool, code, "ok", files=files)
     seen = json.loads(r.stdout)
     for n in names:
@@ -56,8 +77,13 @@ def _tar(members: list[tuple[str, bytes, bytes | None]]) -> bytes:
 
 
 async def test_hostile_archives_stay_inside(hostile_pool: sk.SandboxPool) -> None:
-    slip = _tar([("../../../../tmp/slipped", b"x", None), ("/etc/cron.d/evil", b"x", None),
-                 ("link", b"", b"/etc/shadow")])
+    slip = _tar(
+        [
+            ("../../../../tmp/slipped", b"x", None),
+            ("/etc/cron.d/evil", b"x", None),
+            ("link", b"", b"/etc/shadow"),
+        ]
+    )
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("../../escape.txt", b"x")
@@ -74,8 +100,13 @@ async def test_hostile_archives_stay_inside(hostile_pool: sk.SandboxPool) -> Non
         "try:\n    zipfile.ZipFile('z.zip').extractall('/work/z')\n"
         "except OSError as e:\n    print('zip', e.errno)\n"
     )
-    r = await check(hostile_pool, code, ("ok", "error", "oom"),
-                    files={"slip.tar": slip, "z.zip": zbuf.getvalue()}, limits=sk.Limits(time=30))
+    r = await check(
+        hostile_pool,
+        code,
+        ("ok", "error", "oom"),
+        files={"slip.tar": slip, "z.zip": zbuf.getvalue()},
+        limits=sk.Limits(time=30),
+    )
     assert "True" not in r.stdout.splitlines()
 
 
@@ -97,8 +128,10 @@ async def test_symlinks_and_fifos_in_a_session(hostile_pool: sk.SandboxPool) -> 
             await sb.read_file("sparse")  # 1 GiB (sparse): over the read cap, not read
         names = {e.path if hasattr(e, "path") else e["path"] for e in await sb.list_files()}
         assert {"passwd", "root", "fifo", "sparse"} <= names
-        r = await sb.run("import os\nprint(os.path.exists('/tmp/planted'), "
-                         "open('/etc/passwd').read().count('evil'))\n")
+        r = await sb.run(
+            "import os\nprint(os.path.exists('/tmp/planted'), "
+            "open('/etc/passwd').read().count('evil'))\n"
+        )
         assert r.stdout == "False 0\n"
     await settle(hostile_pool)
 
@@ -106,7 +139,9 @@ async def test_symlinks_and_fifos_in_a_session(hostile_pool: sk.SandboxPool) -> 
 async def test_many_and_large_input_files(hostile_pool: sk.SandboxPool) -> None:
     files = {f"d{i % 10}/f{i}": bytes([i % 256]) * 100 for i in range(900)}
     files["big.bin"] = b"\xff" * (20 << 20)
-    code = ("import os\nn = sum(len(fs) for _, _, fs in os.walk('.'))\n"
-            "print(n, os.path.getsize('big.bin'))\n")
+    code = (
+        "import os\nn = sum(len(fs) for _, _, fs in os.walk('.'))\n"
+        "print(n, os.path.getsize('big.bin'))\n"
+    )
     r = await check(hostile_pool, code, "ok", files=files, limits=sk.Limits(time=30))
     assert r.stdout == f"{len(files) + 1} {20 << 20}\n"

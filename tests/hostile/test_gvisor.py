@@ -17,14 +17,20 @@ SUBSET = {
     "memory-bomb": (MEMORY_BOMBS["append-loop"], "oom", sk.Limits(memory_mb=96, time=20)),
     "self-sigkill": ("import os\nos.kill(os.getpid(), 9)\n", "error", None),
     "daemon": (OUTLIVERS["double-fork-daemon"], "ok", sk.Limits(time=30)),
-    "background-writer": (OUTLIVERS["background-writer-holding-stdout"], "ok",
-                          sk.Limits(time=30)),
+    "background-writer": (OUTLIVERS["background-writer-holding-stdout"], "ok", sk.Limits(time=30)),
     "kill-pid1": (PID1_ATTACKS["every-signal-to-1"], "ok", None),
-    "flood": ("while True:\n    print('y' * 1000)\n", "output_limit",
-              sk.Limits(output_bytes=10_000, time=20)),
+    "flood": (
+        "while True:\n    print('y' * 1000)\n",
+        "output_limit",
+        sk.Limits(output_bytes=10_000, time=20),
+    ),
     "timeout": ("while True:\n    pass\n", "timeout", sk.Limits(time=2)),
-    "network": ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), 2)\n"
-                "except OSError as e:\n    print('refused', e.errno)\n", "ok", None),
+    "network": (
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), 2)\n"
+        "except OSError as e:\n    print('refused', e.errno)\n",
+        "ok",
+        None,
+    ),
     "caps": ("print(open('/proc/self/status').read().count('0000000000000000'))\n", "ok", None),
 }
 

@@ -34,8 +34,9 @@ async def test_host_environment_never_reaches_the_sandbox() -> None:
             r = await check(pool, code, "ok")
             assert name not in r.stdout and value not in r.stdout
             async with pool.lease(sk.get_language("python"), pool.limits) as box:
-                inspected = subprocess.run(["docker", "inspect", box.cid], capture_output=True,
-                                           text=True, check=True).stdout
+                inspected = subprocess.run(
+                    ["docker", "inspect", box.cid], capture_output=True, text=True, check=True
+                ).stdout
             assert name not in inspected and value not in inspected
             await settle(pool)
     finally:
@@ -61,7 +62,7 @@ async def test_engine_socket_is_absent(hostile_pool: sk.SandboxPool) -> None:
 
 
 async def test_no_host_mounts(hostile_pool: sk.SandboxPool) -> None:
-    code = ("import json\nprint(json.dumps([l.split()[:4] for l in open('/proc/mounts')]))\n")
+    code = "import json\nprint(json.dumps([l.split()[:4] for l in open('/proc/mounts')]))\n"
     r = await check(hostile_pool, code, "ok")
     mounts = json.loads(r.stdout)
     points = {m[1]: m for m in mounts}
@@ -75,9 +76,13 @@ async def test_no_host_mounts(hostile_pool: sk.SandboxPool) -> None:
 
 
 WRITES = {
-    "/etc/passwd": "append", "/usr/bin/python3": "append", "/etc/hostname": "append",
-    "/etc/hosts": "append", "/opt/sandboxkit/agent.py": "append",
-    "/proc/sys/kernel/hostname": "write", "/proc/sys/net/ipv4/ip_forward": "write",
+    "/etc/passwd": "append",
+    "/usr/bin/python3": "append",
+    "/etc/hostname": "append",
+    "/etc/hosts": "append",
+    "/opt/sandboxkit/agent.py": "append",
+    "/proc/sys/kernel/hostname": "write",
+    "/proc/sys/net/ipv4/ip_forward": "write",
     "/sys/kernel/mm/transparent_hugepage/enabled": "write",
     "/sys/fs/cgroup/memory/memory.limit_in_bytes": "write",
     "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes": "write",
@@ -116,8 +121,25 @@ async def test_masked_kernel_interfaces(hostile_pool: sk.SandboxPool) -> None:
     r = await check(hostile_pool, code, "ok")
     lines = r.stdout.splitlines()
     for line in lines[:-1]:
-        assert line.startswith(("refused", "read /proc/keys 0", "read /proc/timer_list 0",
-                                "dir /sys/firmware []")), line
+        assert line.startswith(
+            ("refused", "read /proc/keys 0", "read /proc/timer_list 0", "dir /sys/firmware []")
+        ), line
     devices = set(json.loads(lines[-1].replace("'", '"')))
-    assert devices <= {"console", "core", "fd", "full", "mqueue", "null", "ptmx", "pts",
-                       "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}
+    assert devices <= {
+        "console",
+        "core",
+        "fd",
+        "full",
+        "mqueue",
+        "null",
+        "ptmx",
+        "pts",
+        "random",
+        "shm",
+        "stderr",
+        "stdin",
+        "stdout",
+        "tty",
+        "urandom",
+        "zero",
+    }

@@ -15,15 +15,18 @@ SMALL = sk.Limits(output_bytes=CAP, time=20)
 
 FLOODS = {
     "stdout-print": ("while True:\n    print('y' * 1000)\n", "stdout"),
-    "stderr-print": ("import sys\nwhile True:\n    print('e' * 1000, file=sys.stderr)\n",
-                     "stderr"),
-    "both": ("import sys\nwhile True:\n    print('y' * 999)\n"
-             "    print('e' * 999, file=sys.stderr)\n", "both"),
+    "stderr-print": ("import sys\nwhile True:\n    print('e' * 1000, file=sys.stderr)\n", "stderr"),
+    "both": (
+        "import sys\nwhile True:\n    print('y' * 999)\n    print('e' * 999, file=sys.stderr)\n",
+        "both",
+    ),
     "raw-write": ("import os\nwhile True:\n    os.write(1, b'z' * 65536)\n", "stdout"),
     "child-yes": ("import subprocess\nsubprocess.run(['yes'])\n", "stdout"),
     "one-enormous-line": ("import sys\nsys.stdout.write('L' * (50 << 20))\n", "stdout"),
-    "no-newline-binary": ("import os\nwhile True:\n    os.write(2, bytes(range(256)) * 256)\n",
-                          "stderr"),
+    "no-newline-binary": (
+        "import os\nwhile True:\n    os.write(2, bytes(range(256)) * 256)\n",
+        "stderr",
+    ),
 }
 
 
@@ -38,8 +41,13 @@ async def test_flood_is_cut_and_stopped(hostile_pool: sk.SandboxPool, name: str)
 
 
 async def test_flood_in_bash(hostile_pool: sk.SandboxPool) -> None:
-    r = await check(hostile_pool, "while :; do echo flood; done\n", "output_limit",
-                    language="bash", limits=SMALL)
+    r = await check(
+        hostile_pool,
+        "while :; do echo flood; done\n",
+        "output_limit",
+        language="bash",
+        limits=SMALL,
+    )
     assert r.truncated and len(r.stdout) == CAP
 
 
@@ -53,13 +61,19 @@ async def test_line_over_the_cap_but_under_the_flood_threshold(
 
 INVALID_UTF8 = {
     "random-bytes": ("import os, sys\nsys.stdout.buffer.write(bytes(range(256)) * 4)\n", None),
-    "lone-continuation": ("import sys\nsys.stdout.buffer.write(b'a\\x80b\\xc3')\n",
-                          "a\ufffdb\ufffd"),
-    "split-character": ("import os, time\nos.write(1, b'\\xe2\\x82')\ntime.sleep(0.2)\n"
-                        "os.write(1, b'\\xac!')\n", "\u20ac!"),
+    "lone-continuation": (
+        "import sys\nsys.stdout.buffer.write(b'a\\x80b\\xc3')\n",
+        "a\ufffdb\ufffd",
+    ),
+    "split-character": (
+        "import os, time\nos.write(1, b'\\xe2\\x82')\ntime.sleep(0.2)\nos.write(1, b'\\xac!')\n",
+        "\u20ac!",
+    ),
     "surrogates-print": ("print('\\udcff')\n", None),
-    "overlong-nul": ("import sys\nsys.stdout.buffer.write(b'\\xc0\\x80\\x00end')\n",
-                     "\ufffd\ufffd\x00end"),
+    "overlong-nul": (
+        "import sys\nsys.stdout.buffer.write(b'\\xc0\\x80\\x00end')\n",
+        "\ufffd\ufffd\x00end",
+    ),
 }
 
 
@@ -75,14 +89,25 @@ async def test_invalid_utf8_never_raises(hostile_pool: sk.SandboxPool, name: str
 CLOSED = {
     "close-fds-then-exit": ("import os\nos.close(1)\nos.close(2)\n", "ok", None),
     "close-then-print": ("import sys\nsys.stdout.close()\nprint('x')\n", "error", None),
-    "close-then-sleep": ("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\n", "ok",
-                         None),
-    "close-stdin-read": ("import os\nos.close(0)\ntry:\n    input()\n"
-                         "except (OSError, ValueError, EOFError, RuntimeError) as e:\n"
-                         "    print(type(e).__name__)\n", "ok", None),
+    "close-then-sleep": (
+        "import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\n",
+        "ok",
+        None,
+    ),
+    "close-stdin-read": (
+        "import os\nos.close(0)\ntry:\n    input()\n"
+        "except (OSError, ValueError, EOFError, RuntimeError) as e:\n"
+        "    print(type(e).__name__)\n",
+        "ok",
+        None,
+    ),
     "absent-stdin-read-all": ("import sys\nprint(len(sys.stdin.buffer.read()))\n", "ok", "0\n"),
-    "write-to-stdin": ("import os\ntry:\n    os.write(0, b'x')\n    print('wrote')\n"
-                       "except OSError as e:\n    print('refused', e.errno)\n", "ok", None),
+    "write-to-stdin": (
+        "import os\ntry:\n    os.write(0, b'x')\n    print('wrote')\n"
+        "except OSError as e:\n    print('refused', e.errno)\n",
+        "ok",
+        None,
+    ),
 }
 
 
@@ -95,14 +120,16 @@ async def test_closed_and_absent_streams(hostile_pool: sk.SandboxPool, name: str
 
 
 async def test_closed_stdout_in_c_dies_of_nothing(hostile_pool: sk.SandboxPool) -> None:
-    code = ("#include <unistd.h>\n#include <stdio.h>\n"
-            "int main(void) { close(1); return printf(\"x\\n\") < 0 ? 0 : 0; }\n")
+    code = (
+        "#include <unistd.h>\n#include <stdio.h>\n"
+        'int main(void) { close(1); return printf("x\\n") < 0 ? 0 : 0; }\n'
+    )
     await check(hostile_pool, code, "ok", language="c")
 
 
 async def test_sigpipe_default_for_exec_programs(hostile_pool: sk.SandboxPool) -> None:
     # `yes | head` ends because yes dies of SIGPIPE, as in any shell
-    code = "yes | head -n 2\necho \"${PIPESTATUS[@]}\"\n"
+    code = 'yes | head -n 2\necho "${PIPESTATUS[@]}"\n'
     r = await check(hostile_pool, code, "ok", language="bash", limits=sk.Limits(time=10))
     assert r.stdout == "y\ny\n141 0\n" and r.stderr == ""
 
@@ -124,7 +151,10 @@ EXITS = [
 
 @pytest.mark.parametrize(("code", "status", "exit_code", "signal"), EXITS)
 async def test_exit_codes_and_signals(
-    hostile_pool: sk.SandboxPool, code: str, status: str, exit_code: int | None,
+    hostile_pool: sk.SandboxPool,
+    code: str,
+    status: str,
+    exit_code: int | None,
     signal: int | None,
 ) -> None:
     r = await check(hostile_pool, code, status)
@@ -134,6 +164,7 @@ async def test_exit_codes_and_signals(
 async def test_exit_codes_in_bash_and_c(hostile_pool: sk.SandboxPool) -> None:
     r = await check(hostile_pool, "exit 42\n", "error", language="bash")
     assert r.exit_code == 42
-    r = await check(hostile_pool, "int main(void) { return *(volatile int *)0; }\n", "error",
-                    language="c")
+    r = await check(
+        hostile_pool, "int main(void) { return *(volatile int *)0; }\n", "error", language="c"
+    )
     assert r.signal == 11

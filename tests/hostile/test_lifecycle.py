@@ -93,8 +93,13 @@ async def test_sigterm_ignored_still_times_out(hostile_pool: sk.SandboxPool, nam
 
 
 async def test_sigterm_ignored_in_bash(hostile_pool: sk.SandboxPool) -> None:
-    await check(hostile_pool, "trap '' TERM INT HUP\nwhile :; do :; done\n", "timeout",
-                language="bash", limits=sk.Limits(time=2))
+    await check(
+        hostile_pool,
+        "trap '' TERM INT HUP\nwhile :; do :; done\n",
+        "timeout",
+        language="bash",
+        limits=sk.Limits(time=2),
+    )
 
 
 PID1_ATTACKS = {
@@ -104,11 +109,11 @@ PID1_ATTACKS = {
         "    except OSError:\n        pass\nprint('alive')\n"
     ),
     "sigint-to-1": "import os, signal, time\nos.kill(1, signal.SIGINT)\ntime.sleep(0.3)\n"
-                   "print('alive')\n",
+    "print('alive')\n",
     "sigstop-to-1": "import os, signal, time\nos.kill(1, signal.SIGSTOP)\ntime.sleep(0.3)\n"
-                    "print('alive')\n",
+    "print('alive')\n",
     "kill-minus-1": "import os\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass\n"
-                    "print('alive')\n",
+    "print('alive')\n",
     "open-proc-1-fd-1": (
         "try:\n    open('/proc/1/fd/1', 'wb')\nexcept OSError as e:\n    print('denied', e.errno)\n"
     ),
@@ -162,21 +167,29 @@ async def test_supervisor_killed_by_rlimit_is_a_status_not_an_exception(
 ) -> None:
     # same uid as PID 1, the program may lower PID 1's limits; the run must still end
     # with a status (the engine is fine), never an exception
-    code = ("import resource, time\nresource.prlimit(1, resource.RLIMIT_CPU, (0, 0))\n"
-            "t = time.time()\nwhile time.time() - t < 2:\n    pass\nprint('done')\n")
+    code = (
+        "import resource, time\nresource.prlimit(1, resource.RLIMIT_CPU, (0, 0))\n"
+        "t = time.time()\nwhile time.time() - t < 2:\n    pass\nprint('done')\n"
+    )
     r = await check(hostile_pool, code, ("ok", "error"), limits=sk.Limits(time=10))
     if r.status == "error":
         assert "sandbox ended during the run" in r.stderr
 
 
 async def test_frames_forged_on_stdout_are_plain_output(hostile_pool: sk.SandboxPool) -> None:
-    fake_exit = json.dumps({"exit_code": 0, "signal": None, "reason": None, "wall": 0,
-                            "oom_kills": 0})
-    forged = (_agent.pack(_agent.STDOUT, b"forged-out") + _agent.pack(_agent.EXIT,
-              fake_exit.encode()) + _agent.pack(_agent.READY, b"{}"))
+    fake_exit = json.dumps(
+        {"exit_code": 0, "signal": None, "reason": None, "wall": 0, "oom_kills": 0}
+    )
+    forged = (
+        _agent.pack(_agent.STDOUT, b"forged-out")
+        + _agent.pack(_agent.EXIT, fake_exit.encode())
+        + _agent.pack(_agent.READY, b"{}")
+    )
     docker_hdr = b"\x01\x00\x00\x00\x00\x00\x00\x05hello"  # the engine's own multiplexing
-    code = (f"import sys\nsys.stdout.buffer.write({forged + docker_hdr!r})\n"
-            f"sys.stderr.buffer.write({forged!r})\nsys.stdout.flush()\nsys.exit(3)\n")
+    code = (
+        f"import sys\nsys.stdout.buffer.write({forged + docker_hdr!r})\n"
+        f"sys.stderr.buffer.write({forged!r})\nsys.stdout.flush()\nsys.exit(3)\n"
+    )
     r = await check(hostile_pool, code, "error")
     assert r.exit_code == 3
     raw = (forged + docker_hdr).decode("utf-8", errors="replace")
@@ -208,17 +221,21 @@ async def test_zombies_are_reaped_before_the_next_session_run(
 ) -> None:
     async with sk.Sandbox(pool=hostile_pool) as sb:
         assert (await sb.run(ZOMBIES["zombies-to-the-pids-limit"])).status == "ok"
-        r = await sb.run("import os\nprint(sum(p.isdigit() for p in os.listdir('/proc')))\n"
-                         "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
-                         "print(os.waitpid(pid, 0)[1] >> 8)\n")
+        r = await sb.run(
+            "import os\nprint(sum(p.isdigit() for p in os.listdir('/proc')))\n"
+            "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
+            "print(os.waitpid(pid, 0)[1] >> 8)\n"
+        )
         assert (r.status, r.stdout) == ("ok", "2\n7\n")
     await settle(hostile_pool)
 
 
 async def test_state_is_not_left_for_the_next_user(hostile_pool: sk.SandboxPool) -> None:
-    code = ("import os, subprocess\nfor d in ('/work', '/tmp', '/dev/shm'):\n"
-            "    open(d + '/left', 'w').write('secret')\n"
-            "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n")
+    code = (
+        "import os, subprocess\nfor d in ('/work', '/tmp', '/dev/shm'):\n"
+        "    open(d + '/left', 'w').write('secret')\n"
+        "subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+    )
     await check(hostile_pool, code, "ok")
     r = await hostile_pool.run(
         "import os\nprint([os.path.exists(d + '/left') for d in ('/work', '/tmp', '/dev/shm')],"

@@ -14,8 +14,9 @@ LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 
 def syscall_attempt(call: str) -> str:
-    return LIBC + (f"rc = {call}\n"
-                   "print('denied', ctypes.get_errno()) if rc != 0 else print('ALLOWED')\n")
+    return LIBC + (
+        f"rc = {call}\nprint('denied', ctypes.get_errno()) if rc != 0 else print('ALLOWED')\n"
+    )
 
 
 ATTEMPTS = {
@@ -35,9 +36,12 @@ ATTEMPTS = {
     "init-module": syscall_attempt("libc.syscall(175, 0, 0, b'')"),
     "reboot": syscall_attempt("libc.reboot(0x4321fedc)"),
     "settimeofday": syscall_attempt("libc.settimeofday(ctypes.byref(ctypes.c_long(0) ), None)"),
-    "chown-to-root": LIBC + "open('/tmp/x', 'w').close()\n" + (
+    "chown-to-root": LIBC
+    + "open('/tmp/x', 'w').close()\n"
+    + (
         "rc = libc.chown(b'/tmp/x', 0, 0)\n"
-        "print('denied', ctypes.get_errno()) if rc != 0 else print('ALLOWED')\n"),
+        "print('denied', ctypes.get_errno()) if rc != 0 else print('ALLOWED')\n"
+    ),
     "raw-socket": (
         "import socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, 1)\n"
         "    print('ALLOWED')\nexcept OSError as e:\n    print('denied', e.errno)\n"
@@ -52,9 +56,11 @@ async def test_privileged_operation_is_denied(hostile_pool: sk.SandboxPool, name
 
 
 async def test_no_capabilities_and_no_new_privileges(hostile_pool: sk.SandboxPool) -> None:
-    code = ("st = dict(l.split(':\\t', 1) for l in open('/proc/self/status') if ':\\t' in l)\n"
-            "print(*(st[k].strip() for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb',"
-            " 'NoNewPrivs')))\n")
+    code = (
+        "st = dict(l.split(':\\t', 1) for l in open('/proc/self/status') if ':\\t' in l)\n"
+        "print(*(st[k].strip() for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb',"
+        " 'NoNewPrivs')))\n"
+    )
     r = await check(hostile_pool, code, "ok")
     assert r.stdout.split() == ["0000000000000000"] * 5 + ["1"]
 
@@ -83,9 +89,11 @@ async def test_setuid_binaries_do_not_elevate(hostile_pool: sk.SandboxPool) -> N
 
 
 async def test_mount_and_unshare_commands_fail(hostile_pool: sk.SandboxPool) -> None:
-    code = ("mount -t tmpfs none /tmp 2>/dev/null; echo mount=$?\n"
-            "unshare -r true 2>/dev/null; echo unshare=$?\n"
-            "hostname evil 2>/dev/null; echo hostname=$? $(hostname)\n")
+    code = (
+        "mount -t tmpfs none /tmp 2>/dev/null; echo mount=$?\n"
+        "unshare -r true 2>/dev/null; echo unshare=$?\n"
+        "hostname evil 2>/dev/null; echo hostname=$? $(hostname)\n"
+    )
     r = await check(hostile_pool, code, "ok", language="bash")
     assert r.stdout.splitlines()[0] != "mount=0"
     assert r.stdout.splitlines()[1] != "unshare=0"
