@@ -25,11 +25,11 @@ from ._transfer import collect_local, store_local
 from ._validate import (
     MAX_FILES,
     MAX_FILES_BYTES,
-    check_code,
+    RunInput,
     check_files,
     check_limits,
     check_path,
-    check_stdin,
+    prepare_run,
 )
 
 R = TypeVar("R")
@@ -222,28 +222,30 @@ class Sandbox:
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
     ) -> AsyncIterator[Event]:
-        code = check_code(code)
-        data = check_stdin(stdin)
-        all_files = check_files(files)
-        lim = check_limits(limits) if limits is not None else self.limits
-        if lim.disk_mb != self.limits.disk_mb:
-            raise InvalidInput("disk_mb is fixed for a session; set it in Sandbox(limits=...)")
-        all_files[self.spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+        job = self._prepare(code, stdin, files, limits)
         async with self._lock:
             box = self._live_box()
             try:
                 async for event in run_program(
                     box,
                     self.spec,
-                    lim,
-                    all_files,
-                    data,
+                    job.limits,
+                    job.files,
+                    job.stdin,
                     keep_processes=self.keep_processes,
                     keep_state=self.keep_state,
                 ):
                     yield event
             finally:
                 self._touch()
+
+    def _prepare(
+        self, code: object, stdin: object, files: Mapping[str, bytes] | None, limits: object
+    ) -> RunInput:
+        job = prepare_run(self.spec.source_file, code, stdin, files, limits, self.limits)
+        if job.limits.disk_mb != self.limits.disk_mb:
+            raise InvalidInput("disk_mb is fixed for a session; set it in Sandbox(limits=...)")
+        return job
 
     async def _start(
         self,
@@ -254,11 +256,7 @@ class Sandbox:
         limits: Limits | None = None,
     ) -> Process:
         """Start ``code`` in this session with stdin open; the session waits for it."""
-        code = check_code(code)
-        data = check_stdin(stdin)
-        all_files = check_files(files)
-        lim = check_limits(limits) if limits is not None else self.limits
-        all_files[self.spec.source_file] = code.encode("utf-8", errors="surrogateescape")
+        job = self._prepare(code, stdin, files, limits)
         await self._lock.acquire()
         try:
             box = self._live_box()
@@ -276,9 +274,9 @@ class Sandbox:
                 lambda sent: run_program(
                     box,
                     self.spec,
-                    lim,
-                    all_files,
-                    data,
+                    job.limits,
+                    job.files,
+                    job.stdin,
                     interactive=True,
                     keep_processes=self.keep_processes,
                     keep_state=self.keep_state,

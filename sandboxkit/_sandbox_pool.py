@@ -23,7 +23,7 @@ from ._pool import WarmPool
 from ._process import Process
 from ._reaper import reap
 from ._runner import compile_limits, execute, resources_for, run_job
-from ._validate import check_code, check_files, check_limits, check_stdin
+from ._validate import check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
 
@@ -253,16 +253,10 @@ class SandboxPool:
         limits: Limits | None = None,
     ) -> AsyncIterator[Event]:
         """Run ``code`` once, yielding output chunks as written, then the ``exit`` event."""
-        code = check_code(code)
         spec = get_language(language)
-        data = check_stdin(stdin)
-        all_files = check_files(files)
-        lim = check_limits(limits) if limits is not None else self.limits
-        if spec.source_file in all_files:
-            raise InvalidInput(f"files may not replace the source file {spec.source_file!r}")
-        all_files[spec.source_file] = code.encode("utf-8", errors="surrogateescape")
-        async with self.lease(spec, lim) as box:
-            async for event in run_program(box, spec, lim, all_files, data):
+        job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
+        async with self.lease(spec, job.limits) as box:
+            async for event in run_program(box, spec, job.limits, job.files, job.stdin):
                 yield event
 
 
@@ -276,17 +270,15 @@ async def start_process(
     limits: Limits | None = None,
 ) -> Process:
     """A one-shot run with its stdin kept open; the sandbox is freed when it closes."""
-    code = check_code(code)
     spec = get_language(language)
-    data = check_stdin(stdin)
-    all_files = check_files(files)
-    lim = check_limits(limits) if limits is not None else pool.limits
-    all_files[spec.source_file] = code.encode("utf-8", errors="surrogateescape")
-    warm = await pool._warm_pool(spec, lim)
+    job = prepare_run(spec.source_file, code, stdin, files, limits, pool.limits)
+    warm = await pool._warm_pool(spec, job.limits)
     box = await warm.acquire(pool.acquire_timeout)
     proc = Process(box, on_close=lambda: warm.release(box))
     await proc._begin(
-        lambda sent: run_program(box, spec, lim, all_files, data, interactive=True, on_sent=sent)
+        lambda sent: run_program(
+            box, spec, job.limits, job.files, job.stdin, interactive=True, on_sent=sent
+        )
     )
     return proc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidInput, InvalidPath
@@ -87,3 +88,31 @@ def check_limits(limits: object) -> Limits:
         except ValueError as exc:
             raise InvalidInput(f"invalid limits: {exc}") from exc
     raise InvalidInput(f"limits must be sandboxkit.Limits, not {type(limits).__name__}")
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A run's checked input: the files to place (the source among them), stdin, limits."""
+
+    files: dict[str, bytes]
+    stdin: bytes | None
+    limits: Limits
+
+
+def prepare_run(
+    source_file: str,
+    code: object,
+    stdin: object,
+    files: Mapping[str, Any] | None,
+    limits: object,
+    default_limits: Limits,
+) -> RunInput:
+    """Check everything a run is given, before any container is touched."""
+    text = check_code(code)
+    data = check_stdin(stdin)
+    all_files = check_files(files)
+    lim = check_limits(limits) if limits is not None else default_limits
+    if source_file in all_files:
+        raise InvalidInput(f"files may not replace the source file {source_file!r}")
+    all_files[source_file] = text.encode("utf-8", errors="surrogateescape")
+    return RunInput(all_files, data, lim)
