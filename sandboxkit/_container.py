@@ -39,6 +39,7 @@ log = logging.getLogger("sandboxkit")
 SANDBOX_UID = 65534
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0
+EXIT_GRACE = 3.0
 _names = itertools.count()
 
 
@@ -199,6 +200,13 @@ class Box:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
             with contextlib.suppress(Exception):
                 await self._stream.close()
+            # Closing our end is EOF on the agent's stdin (StdinOnce): it kills every
+            # process, exits, and the engine removes the container (AutoRemove). Waiting
+            # for that is cheaper for the engine than a forced kill + remove; the forced
+            # path remains for an agent that does not go in time.
+            with anyio.move_on_after(EXIT_GRACE):
+                if await self.engine.wait_removed(self.cid):
+                    return
             await _quiet_remove(self.engine, self.cid)
 
     # ------------------------------------------------------------------ protocol

@@ -18,12 +18,14 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.stream import Stream
+from aiodocker.types import SENTINEL
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
 )
+from yarl import URL
 
 from ._errors import EngineError, EngineUnavailable, ImageError
 
@@ -211,12 +213,31 @@ class Engine:
 
     async def attach(self, cid: str) -> Stream:
         """Open the container's stdin/stdout/stderr (before start, so nothing is missed)."""
-        stream = self.container(cid).attach(stdin=True, stdout=True, stderr=True)
+        url = URL(f"containers/{cid}/attach").with_query(
+            {"detachKeys": "", "logs": 0, "stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+
+        async def setup() -> tuple[URL, bytes | None, bool]:
+            # what aiodocker's attach() does, less the inspect call it makes to learn
+            # whether a TTY is on: ours never have one, and each sandbox saves a round trip
+            return url, None, False
+
+        stream = Stream(self.docker, setup, self.docker._resolve_long_running_timeout(SENTINEL))
         try:
             await stream.__aenter__()
         except Exception as exc:
             raise _map(exc, "attach to a container") from exc
         return stream
+
+    async def wait_removed(self, cid: str) -> bool:
+        """Wait until the engine has removed ``cid`` (True), or report it cannot (False)."""
+        try:
+            await self.container(cid).wait(condition="removed")
+        except aiodocker.DockerError as exc:
+            return exc.status == 404  # already gone
+        except Exception:  # noqa: BLE001 - the caller falls back to a forced remove
+            return False
+        return True
 
     async def update_memory(self, cid: str, memory_bytes: int) -> None:
         try:
