@@ -35,7 +35,7 @@ from ._judge_models import (
 )
 from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
-from ._runner import compile_limits, execute, resources_for, run_job
+from ._runner import compile_limits, execute, final_result, resources_for, run_job
 from ._sandbox_pool import SandboxPool
 from ._validate import check_code, check_limits
 
@@ -46,12 +46,7 @@ CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
 async def _result_of(
     box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec, **kw: Any
 ) -> RunResult:
-    result: RunResult | None = None
-    async for event in execute(box, job, limits, spec.name, **kw):
-        if event.kind == "exit":
-            result = event.result
-    assert result is not None
-    return result
+    return await final_result(execute(box, job, limits, spec.name, **kw))
 
 
 class _Program:

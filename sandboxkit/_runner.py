@@ -87,6 +87,17 @@ class _Collected:
     stderr: bytearray = field(default_factory=bytearray)
 
 
+async def final_result(events: AsyncIterator[Event]) -> RunResult:
+    """Drain a run's events and return the result its ``exit`` event carries."""
+    result: RunResult | None = None
+    async for event in events:
+        if event.kind == "exit":
+            result = event.result
+    if result is None:
+        raise SandboxError("the run ended without a result")
+    return result
+
+
 def verdict(exit_info: Mapping[str, Any]) -> Status:
     """Status from the agent's exit report. OOM first: it explains the other symptoms."""
     if exit_info.get("oom_kills", 0) > 0:

@@ -20,6 +20,7 @@ from ._languages import get_language
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
+from ._runner import final_result
 from ._sandbox_pool import SandboxPool, run_program
 from ._transfer import collect_local, store_local
 from ._validate import (
@@ -207,12 +208,7 @@ class Sandbox:
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
     ) -> RunResult:
-        result: RunResult | None = None
-        async for event in self._stream(code, stdin=stdin, files=files, limits=limits):
-            if event.kind == "exit":
-                result = event.result
-        assert result is not None
-        return result
+        return await final_result(self._stream(code, stdin=stdin, files=files, limits=limits))
 
     async def _stream(
         self,

@@ -22,7 +22,7 @@ from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
 from ._reaper import reap
-from ._runner import compile_limits, execute, resources_for, run_job
+from ._runner import compile_limits, execute, final_result, resources_for, run_job
 from ._validate import check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
@@ -220,14 +220,9 @@ class SandboxPool:
         limits: Limits | None = None,
     ) -> RunResult:
         """Run ``code`` once in a fresh sandbox; the user's failures are statuses."""
-        result: RunResult | None = None
-        async for event in self.stream(
-            code, language=language, stdin=stdin, files=files, limits=limits
-        ):
-            if event.kind == "exit":
-                result = event.result
-        assert result is not None
-        return result
+        return await final_result(
+            self.stream(code, language=language, stdin=stdin, files=files, limits=limits)
+        )
 
     async def start(
         self,
@@ -300,13 +295,9 @@ async def run_program(
         build_limits = compile_limits(spec, limits)
         await box.set_resources(resources_for(build_limits))
         job = run_job(spec, spec.compile, build_limits, files=files)
-        compiled: RunResult | None = None
-        async for event in execute(
-            box, job, build_limits, spec.name, status_on_failure="compile_error"
-        ):
-            if event.kind == "exit":
-                compiled = event.result
-        assert compiled is not None
+        compiled = await final_result(
+            execute(box, job, build_limits, spec.name, status_on_failure="compile_error")
+        )
         if compiled.status != "ok":
             # a compiler that fails, times out or blows its memory is a compile error;
             # all it printed is diagnostics, reported in stderr (tsc writes to stdout)
