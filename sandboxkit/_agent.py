@@ -325,7 +325,9 @@ def _run_python_inline(argv: list[str], env: dict[str, str]) -> None:
     try:
         with open(script, "rb") as f:
             source = f.read()
-        exec(compile(source, script, "exec"), main.__dict__)  # noqa: S102 - that is the job
+        # dont_inherit: the agent's own `from __future__` must not change the user's code
+        code_obj = compile(source, script, "exec", dont_inherit=True)
+        exec(code_obj, main.__dict__)  # noqa: S102 - that is the job
     except SystemExit as exc:
         c = exc.code
         if c is None:
@@ -415,10 +417,12 @@ def _kernel_loop(sock_fd: int, env: dict[str, str]) -> None:
             last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
             if last is not None:
                 tree.body.pop()
-            exec(compile(tree, path, "exec"), main.__dict__)  # noqa: S102 - that is the job
+            cell = compile(tree, path, "exec", dont_inherit=True)
+            exec(cell, main.__dict__)  # noqa: S102 - that is the job
             if last is not None:
                 value = eval(  # noqa: S307 - the user's own expression
-                    compile(ast.Expression(last.value), path, "eval"), main.__dict__
+                    compile(ast.Expression(last.value), path, "eval", dont_inherit=True),
+                    main.__dict__,
                 )
                 if value is not None:
                     print(repr(value))

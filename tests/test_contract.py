@@ -138,3 +138,24 @@ async def test_sequential_runs_do_not_share_state(pool: sk.SandboxPool) -> None:
     await pool.run("open('/work/secret','w').write('mine'); open('/tmp/t','w').write('x')")
     r = await pool.run("import os; print(os.listdir('/work'), os.path.exists('/tmp/t'))")
     assert r.stdout == "['main.py'] False\n"
+
+
+async def test_preloaded_python_behaves_like_python3_main_py(pool: sk.SandboxPool) -> None:
+    # the agent's own `from __future__ import annotations` must not leak into user code
+    r = await pool.run("def f(x: int) -> int: return x\nprint(f.__annotations__['x'] is int)")
+    assert r.stdout == "True\n"
+    r = await pool.run(
+        "from __future__ import annotations\n"
+        "def f(x: int) -> int: return x\n"
+        "print(f.__annotations__['x'])\n"
+    )
+    assert r.stdout == "int\n"
+    r = await pool.run(
+        "import multiprocessing as mp, pickle, sys\n"
+        "class A: pass\n"
+        "def sq(x): return x * x\n"
+        "if __name__ == '__main__':\n"
+        "    with mp.Pool(2) as p: print(p.map(sq, range(4)))\n"
+        "    print(type(pickle.loads(pickle.dumps(A()))).__name__, sys.argv)\n"
+    )
+    assert r.stdout == "[0, 1, 4, 9]\nA ['main.py']\n", r.stderr

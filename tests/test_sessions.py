@@ -173,3 +173,9 @@ async def test_directories_in_and_out(pool: sk.SandboxPool, tmp_path: Path) -> N
     ]
     assert (back / "pkg" / "new.txt").read_text() == "ALPHA"
     assert not (back / "link").exists() and not (back / "fifo").exists()
+
+
+async def test_kernel_cells_do_not_inherit_agent_future_flags(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool, keep_state=True) as sb:
+        r = await sb.run("def f(x: int): return x\nf.__annotations__['x'] is int")
+        assert r.stdout == "True\n"
