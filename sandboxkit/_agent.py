@@ -347,8 +347,11 @@ def _run_python_inline(argv: list[str], env: dict[str, str]) -> None:
     except Exception:  # noqa: BLE001
         pass
     for stream in (sys.stdout, sys.stderr):
+        # as the interpreter's own exit: closed streams are skipped, and stdout that
+        # cannot be flushed (a closed pipe) makes the exit status 120
         try:
-            stream.flush()
+            if stream is not None and not stream.closed:
+                stream.flush()
         except BaseException:  # noqa: BLE001
             if stream is sys.stdout:
                 code = code or 120
