@@ -186,6 +186,11 @@ class Box:
         return box
 
     @property
+    def closed(self) -> bool:
+        """Whether sandboxkit has destroyed (or is destroying) this box."""
+        return self._closed
+
+    @property
     def alive(self) -> bool:
         if self._eof or self._closed:
             return False

@@ -47,8 +47,10 @@ class Process:
         sent = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._pump(factory(sent.set)))
         waiter = asyncio.ensure_future(sent.wait())
-        await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
+        try:
+            await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
 
     async def _pump(self, events: AsyncIterator[Event]) -> None:
         try:
@@ -98,6 +100,15 @@ class Process:
         if self.result is None:
             raise SandboxError("the run ended without a result")
         return self.result
+
+    def __del__(self) -> None:
+        # A Process dropped without aclose() (or `async with`) still gives its sandbox
+        # back: the run ends by its own limits, then this schedules the cleanup.
+        if self._on_close is None or self._task is None:
+            return
+        loop = self._task.get_loop()
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.aclose()))
 
     async def __aenter__(self) -> Process:
         return self

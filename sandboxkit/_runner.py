@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,12 +136,15 @@ async def execute(
     *,
     status_on_failure: Status | None = None,
     on_sent: Callable[[], None] | None = None,
-) -> AsyncIterator[Event]:
+    salvage: bool = False,
+) -> AsyncGenerator[Event, None]:
     """Send ``job`` to ``box`` and yield output events, then the ``exit`` event.
 
     ``status_on_failure`` turns a failing exit into another status (``compile_error``).
-    If the backstop deadline passes, the box is destroyed and the run reports timeout;
-    if the consumer stops early (break, cancel), the box is destroyed too.
+    If the backstop deadline passes, the box is destroyed and the run reports timeout.
+    If the consumer stops early (break, cancel), the program is stopped: with
+    ``salvage`` (sessions) by killing it and reading its run to the end, so the box stays
+    usable; otherwise, or if that fails, by destroying the box.
     """
     keep = limits.output_bytes
     got = _Collected()
@@ -158,6 +161,8 @@ async def execute(
         sent = True
         if on_sent is not None:
             on_sent()
+        # the clock starts once the job is with the agent: uploading files is not run time
+        started = time.monotonic()
         deadline = started + limits.time + HOST_GRACE
         exit_info: dict[str, Any] | None = None
         while exit_info is None:
@@ -222,6 +227,12 @@ async def execute(
         yield Event(kind="exit", result=result)
     except SandboxError as exc:
         finished = True
+        if box.closed:
+            # sandboxkit itself closed it (pool closed, session reclaimed): not the user
+            raise SandboxError(
+                "the sandbox was closed by sandboxkit during the run "
+                "(its pool or session was closed)"
+            ) from exc
         gone = sent and not box.alive
         await box.destroy()
         if not gone:
@@ -253,6 +264,23 @@ async def execute(
             ),
         )
     finally:
-        if not finished:
-            # the consumer left mid-run (break, cancel, error): nothing may keep running
+        # the consumer left mid-run (break, cancel, error): nothing may keep running
+        if not finished and not (salvage and sent and await _stop_and_drain(box)):
             await box.destroy()
+
+
+SALVAGE_TIMEOUT = 5.0
+
+
+async def _stop_and_drain(box: Box) -> bool:
+    """Kill the running program and read its run to the end; whether the box survived."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(SALVAGE_TIMEOUT):
+        try:
+            await box.send(_agent.KILL)
+            while True:
+                kind, _payload = await box.recv()
+                if kind in (_agent.EXIT, _agent.FAULT):
+                    return box.alive
+        except SandboxError:
+            return False
+    return False

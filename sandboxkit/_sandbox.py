@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -79,14 +80,14 @@ async def _oneshot_stream(
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
     pool: SandboxPool | None = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run ``code`` once; yield ``stdout``/``stderr`` chunks as written, then ``exit``."""
     get_language(language)
     target = pool or await default_pool()
-    async for event in target.stream(
-        code, language=language, stdin=stdin, files=files, limits=limits
-    ):
-        yield event
+    events = target.stream(code, language=language, stdin=stdin, files=files, limits=limits)
+    async with aclosing(events):
+        async for event in events:
+            yield event
 
 
 async def _oneshot_start(
@@ -217,21 +218,26 @@ class Sandbox:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         job = self._prepare(code, stdin, files, limits)
         async with self._lock:
             box = self._live_box()
+            events = run_program(
+                box,
+                self.spec,
+                job.limits,
+                job.files,
+                job.stdin,
+                keep_processes=self.keep_processes,
+                keep_state=self.keep_state,
+                salvage=True,
+            )
             try:
-                async for event in run_program(
-                    box,
-                    self.spec,
-                    job.limits,
-                    job.files,
-                    job.stdin,
-                    keep_processes=self.keep_processes,
-                    keep_state=self.keep_state,
-                ):
-                    yield event
+                # closed before the lock is let go: an abandoned run is over when the
+                # next one starts (killed, read to its end, the sandbox kept)
+                async with aclosing(events):
+                    async for event in events:
+                        yield event
             finally:
                 self._touch()
 
@@ -277,10 +283,11 @@ class Sandbox:
                     keep_processes=self.keep_processes,
                     keep_state=self.keep_state,
                     on_sent=sent,
+                    salvage=True,
                 )
             )
         except BaseException:
-            await done()
+            await proc.aclose()  # stops the run and calls done(), releasing the lock
             raise
         return proc
 

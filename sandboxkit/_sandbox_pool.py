@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Literal
 
@@ -246,13 +246,15 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Run ``code`` once, yielding output chunks as written, then the ``exit`` event."""
         spec = get_language(language)
         job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
         async with self.lease(spec, job.limits) as box:
-            async for event in run_program(box, spec, job.limits, job.files, job.stdin):
-                yield event
+            events = run_program(box, spec, job.limits, job.files, job.stdin)
+            async with aclosing(events):  # a consumer leaving early stops the run now
+                async for event in events:
+                    yield event
 
 
 async def start_process(
@@ -270,11 +272,15 @@ async def start_process(
     warm = await pool._warm_pool(spec, job.limits)
     box = await warm.acquire(pool.acquire_timeout)
     proc = Process(box, on_close=lambda: warm.release(box))
-    await proc._begin(
-        lambda sent: run_program(
-            box, spec, job.limits, job.files, job.stdin, interactive=True, on_sent=sent
+    try:
+        await proc._begin(
+            lambda sent: run_program(
+                box, spec, job.limits, job.files, job.stdin, interactive=True, on_sent=sent
+            )
         )
-    )
+    except BaseException:
+        await proc.aclose()  # stops the run and releases the sandbox (cancelled, failed)
+        raise
     return proc
 
 
@@ -289,14 +295,25 @@ async def run_program(
     keep_processes: bool = False,
     keep_state: bool = False,
     on_sent: Callable[[], None] | None = None,
-) -> AsyncIterator[Event]:
-    """Compile (if the language needs it) and run, in ``box``; yields events."""
+    salvage: bool = False,
+) -> AsyncGenerator[Event, None]:
+    """Compile (if the language needs it) and run, in ``box``; yields events.
+
+    ``salvage`` (sessions): a run abandoned midway is killed and the box kept.
+    """
     if spec.compile is not None:
         build_limits = compile_limits(spec, limits)
         await box.set_resources(resources_for(build_limits))
         job = run_job(spec, spec.compile, build_limits, files=files)
         compiled = await final_result(
-            execute(box, job, build_limits, spec.name, status_on_failure="compile_error")
+            execute(
+                box,
+                job,
+                build_limits,
+                spec.name,
+                status_on_failure="compile_error",
+                salvage=salvage,
+            )
         )
         if compiled.status != "ok":
             # a compiler that fails, times out or blows its memory is a compile error;
@@ -329,5 +346,7 @@ async def run_program(
         inline_python=spec.preload == "python",
         kernel=keep_state,
     )
-    async for event in execute(box, job, limits, spec.name, on_sent=on_sent):
-        yield event
+    events = execute(box, job, limits, spec.name, on_sent=on_sent, salvage=salvage)
+    async with aclosing(events):
+        async for event in events:
+            yield event

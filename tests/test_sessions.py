@@ -179,3 +179,40 @@ async def test_kernel_cells_do_not_inherit_agent_future_flags(pool: sk.SandboxPo
     async with sk.Sandbox(pool=pool, keep_state=True) as sb:
         r = await sb.run("def f(x: int): return x\nf.__annotations__['x'] is int")
         assert r.stdout == "True\n"
+
+
+async def test_breaking_out_of_a_session_stream_keeps_the_session_right(
+    pool: sk.SandboxPool,
+) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        for _ in range(3):
+            async for _ev in sb.stream(
+                "import time\nprint('OLD-1', flush=True)\ntime.sleep(2)\nprint('OLD-2')"
+            ):
+                break
+            r = await sb.run("print('NEW')")
+            assert (r.status, r.stdout) == ("ok", "NEW\n")
+
+
+async def test_cancelled_start_releases_its_sandbox(pool: sk.SandboxPool) -> None:
+    busy_before = _busy(pool)
+    with pytest.raises(asyncio.TimeoutError):
+        # the compile step outlasts the wait: cancelled while the job is being set up
+        await asyncio.wait_for(
+            pool.start("import time; time.sleep(30)", limits=sk.Limits(time=30)), 0.0001
+        )
+    for _ in range(100):
+        if _busy(pool) == busy_before:
+            break
+        await asyncio.sleep(0.1)
+    assert _busy(pool) == busy_before
+
+
+async def test_closing_a_session_mid_run_is_an_error_of_sandboxkit(pool: sk.SandboxPool) -> None:
+    sb = sk.Sandbox(pool=pool)
+    await sb.__aenter__()
+    task = asyncio.ensure_future(sb.run("import time; time.sleep(30)"))
+    await asyncio.sleep(1.0)
+    await sb.aclose()
+    with pytest.raises(sk.SandboxError, match="closed by sandboxkit"):
+        await task
