@@ -147,7 +147,7 @@ def _safe_path(rel: str) -> str:
     return os.path.join(WORKDIR, *parts)
 
 
-def _open_beneath(rel: str, flags: int, mode: int = 0o644) -> int:
+def _open_beneath(rel: str, flags: int, mode: int = 0o644, replace: bool = False) -> int:
     """Open a workdir path without following any symlink on the way (no escape)."""
     path = _safe_path(rel)
     parts = os.path.relpath(path, WORKDIR).split("/")
@@ -162,13 +162,27 @@ def _open_beneath(rel: str, flags: int, mode: int = 0o644) -> int:
             nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
             os.close(dirfd)
             dirfd = nxt
+        if replace:
+            # a run's own files: a symlink, FIFO, device or directory the user's code left
+            # where they go is replaced, never followed or opened
+            try:
+                st = os.lstat(parts[-1], dir_fd=dirfd)
+                if stat.S_ISDIR(st.st_mode):
+                    import shutil
+
+                    # fd-based, no symlink followed (dir_fd: Python 3.11, as in every image)
+                    shutil.rmtree(parts[-1], dir_fd=dirfd)  # type: ignore[call-arg]
+                elif not stat.S_ISREG(st.st_mode):
+                    os.unlink(parts[-1], dir_fd=dirfd)
+            except FileNotFoundError:
+                pass
         return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=dirfd)
     finally:
         os.close(dirfd)
 
 
-def _write_file(rel: str, data: bytes, mode: int = 0o644) -> None:
-    fd = _open_beneath(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def _write_file(rel: str, data: bytes, mode: int = 0o644, replace: bool = False) -> None:
+    fd = _open_beneath(rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, replace)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ValueError(f"{rel!r} is not a regular file")
@@ -492,6 +506,7 @@ class Agent:
         self.pending_stdin: list[bytes] = []
         self.close_stdin_after = False
         self.kill_requested = False
+        self.exit_sent = False
         self.kernel_pid = 0
         self.kernel_sock: object = None
 
@@ -553,7 +568,11 @@ class Agent:
     def _dispatch(self, job: dict[str, Any]) -> None:
         op = job.get("op")
         if op == "run":
-            self._run(job)
+            self.exit_sent = False
+            try:
+                self._run(job)
+            except Exception as exc:  # noqa: BLE001 - the run ends with a status, not a fault
+                self._abort_run(f"{type(exc).__name__}: {exc}")
         elif op == "write":
             try:
                 _write_file(job["path"], base64.b64decode(job["data"]), int(job.get("mode", 0o644)))
@@ -574,6 +593,26 @@ class Agent:
             _reply({"ok": True})
         else:
             _reply({"ok": False, "error": f"unknown op {op!r}"})
+
+    def _abort_run(self, why: str) -> None:
+        """The run could not be carried out (its files could not be placed, descriptors
+        ran out after the user lowered our limits...): stop what it started, release its
+        pipes and still end it with one EXIT frame, so the host reports a status."""
+        self._kill_others(spare=self.kernel_pid)
+        for key in list(self.sel.get_map().values()):
+            if key.data in ("out", "in", "kernel"):
+                self.sel.unregister(key.fileobj)
+                if key.data != "kernel":
+                    try:
+                        os.close(key.fd)
+                    except OSError:
+                        pass
+        if self.exit_sent:
+            os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())
+            return
+        _send(STDERR, f"sandboxkit: the run could not be carried out: {why}\n".encode())
+        _send_json(EXIT, {"exit_code": None, "signal": None, "reason": "setup", "wall": 0.0})
+        self.exit_sent = True
 
     def _reap_orphans(self) -> None:
         while True:
@@ -602,9 +641,8 @@ class Agent:
     def _run(self, job: dict[str, Any]) -> None:
         files = job.get("files") or {}
         for rel, b64 in files.items():
-            _write_file(
-                rel, base64.b64decode(b64), 0o755 if rel in job.get("executable", []) else 0o644
-            )
+            mode = 0o755 if rel in job.get("executable", []) else 0o644
+            _write_file(rel, base64.b64decode(b64), mode, replace=True)
         stdin_data = base64.b64decode(job["stdin"]) if job.get("stdin") is not None else b""
         interactive = bool(job.get("interactive"))
         limit_out = int(job.get("output_bytes", 1_000_000))
@@ -719,7 +757,10 @@ class Agent:
                     except OSError:
                         answer = b""
                     if answer and status is None:
-                        status = (int(json.loads(answer)["exit_code"]) & 0xFF) << 8
+                        try:  # the kernel is user code: its answer is not trusted
+                            status = (int(json.loads(answer)["exit_code"]) & 0xFF) << 8
+                        except (ValueError, KeyError, TypeError):
+                            os.kill(pid, signal.SIGKILL)  # a broken kernel: restart it
                     elif not answer:
                         self.sel.unregister(key.fd)
                 elif tag == "out":
@@ -786,20 +827,19 @@ class Agent:
             and cpu >= cpu_limit - 0.05
         ):
             reason = "cpu_timeout"
-        _send_json(
-            EXIT,
-            {
-                "exit_code": exit_code,
-                "signal": signum,
-                "reason": reason,
-                "wall": wall_time,
-                "cpu": cpu,
-                "max_rss_kb": max_rss,
-                "oom_kills": _oom_kills() - oom_before,
-                "truncated_stdout": truncated[out_r],
-                "truncated_stderr": truncated[err_r],
-            },
-        )
+        report = {
+            "exit_code": exit_code,
+            "signal": signum,
+            "reason": reason,
+            "wall": wall_time,
+            "cpu": cpu,
+            "max_rss_kb": max_rss,
+            "oom_kills": _oom_kills() - oom_before,
+            "truncated_stdout": truncated[out_r],
+            "truncated_stderr": truncated[err_r],
+        }
+        _send_json(EXIT, report)
+        self.exit_sent = True
 
     def _kill_all_but_pipes(self) -> None:
         try:

@@ -12,32 +12,31 @@ from ._engine import LABEL_OWNER, LABEL_POOL, Engine, owner_identity
 from ._sandbox_pool import SandboxPool
 
 _lock = threading.Lock()
-_default: SandboxPool | None = None
-_default_loop: asyncio.AbstractEventLoop | None = None
+# one default pool per event loop: threads that each run their own loop do not take
+# each other's pools away
+_defaults: dict[asyncio.AbstractEventLoop, SandboxPool] = {}
 
 
 async def default_pool() -> SandboxPool:
-    global _default, _default_loop
     loop = asyncio.get_running_loop()
     with _lock:
-        pool, pool_loop = _default, _default_loop
-        if pool is not None and pool_loop is loop and not pool.closed:
+        pool = _defaults.get(loop)
+        if pool is not None and not pool.closed:
             return pool
-        # a pool from an earlier (finished) event loop cannot be used from this one
-        _default = SandboxPool(languages=(), size=2)
-        _default_loop = loop
-        fresh = _default
-    if pool is not None and (pool_loop is None or pool_loop.is_closed()):
-        # its loop is gone, so it cannot close itself: remove its containers from here
-        await _reap_owned(pool.pool_id)
+        # pools of finished loops cannot close themselves: collect them for reaping
+        orphans = [p for lp, p in _defaults.items() if lp.is_closed()]
+        for lp in [lp for lp in _defaults if lp.is_closed()]:
+            del _defaults[lp]
+        fresh = _defaults[loop] = SandboxPool(languages=(), size=2)
+    for orphan in orphans:
+        await _reap_owned(orphan.pool_id)
     return fresh
 
 
 async def aclose() -> None:
-    """Close the default pool (its warm sandboxes are removed now, not at exit)."""
-    global _default, _default_loop
+    """Close this event loop's default pool (its sandboxes are removed now, not at exit)."""
     with _lock:
-        pool, _default, _default_loop = _default, None, None
+        pool = _defaults.pop(asyncio.get_running_loop(), None)
     if pool is not None:
         await pool.aclose()
 
@@ -68,5 +67,5 @@ def _reap_owned_sync() -> None:
 
 @atexit.register
 def _close_at_exit() -> None:
-    if _default is not None:
+    if _defaults:
         _reap_owned_sync()

@@ -87,6 +87,30 @@ class _Collected:
     stderr: bytearray = field(default_factory=bytearray)
 
 
+BIG_JOB = 1 << 20
+
+
+def _job_size(job: Mapping[str, Any]) -> int:
+    files = job.get("files") or {}
+    return sum(len(v) for v in files.values()) + len(job.get("stdin") or "")
+
+
+async def encode_job(job: Mapping[str, Any]) -> bytes:
+    """The job frame's payload; a large one is encoded off the event loop."""
+    if _job_size(job) < BIG_JOB:
+        return json.dumps(job).encode()
+    return await anyio.to_thread.run_sync(lambda: json.dumps(job).encode())
+
+
+async def build_job(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``run_job`` off the event loop when its files and stdin are large (base64 work)."""
+    files = kwargs.get("files") or {}
+    size = sum(len(v) for v in files.values()) + len(kwargs.get("stdin") or b"")
+    if size < BIG_JOB:
+        return run_job(*args, **kwargs)
+    return await anyio.to_thread.run_sync(lambda: run_job(*args, **kwargs))
+
+
 async def final_result(events: AsyncIterator[Event]) -> RunResult:
     """Drain a run's events and return the result its ``exit`` event carries."""
     result: RunResult | None = None
@@ -157,7 +181,7 @@ async def execute(
     finished = False
     sent = False
     try:
-        await box.send_json(_agent.JOB, job)
+        await box.send(_agent.JOB, await encode_job(job))
         sent = True
         if on_sent is not None:
             on_sent()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from pathlib import Path
@@ -145,6 +146,8 @@ class Sandbox:
         self._warm: WarmPool | None = None
         self._lock = asyncio.Lock()
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._reclaim_task: asyncio.Task[None] | None = None
+        self._last_used = time.monotonic()
         self._reclaimed = False
 
     run = _ClassOrInstance(_oneshot_run, lambda self, *a, **k: self._run(*a, **k))
@@ -179,6 +182,7 @@ class Sandbox:
                 await self._warm.release(box)
 
     def _touch(self) -> None:
+        self._last_used = time.monotonic()
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         if self.idle_timeout is not None:
@@ -186,11 +190,16 @@ class Sandbox:
             self._idle_handle = loop.call_later(self.idle_timeout, self._reclaim)
 
     def _reclaim(self) -> None:
-        if self._lock.locked():
-            self._touch()  # mid-run: not idle
-            return
-        self._reclaimed = True
-        asyncio.get_running_loop().create_task(self.aclose())
+        self._reclaim_task = asyncio.get_running_loop().create_task(self._reclaim_if_idle())
+
+    async def _reclaim_if_idle(self) -> None:
+        # under the lock, so a run that started meanwhile finishes first and counts as use
+        async with self._lock:
+            idle_for = time.monotonic() - self._last_used
+            if self._box is None or self.idle_timeout is None or idle_for < self.idle_timeout:
+                return
+            self._reclaimed = True
+            await self.aclose()
 
     def _live_box(self) -> Box:
         if self._box is None:

@@ -15,14 +15,14 @@ import anyio
 
 from ._container import Box, Resources, Shape
 from ._engine import LABEL_POOL, Engine
-from ._errors import InvalidInput, PoolClosed, SandboxkitError
+from ._errors import EngineError, InvalidInput, PoolClosed, SandboxkitError
 from ._images import ensure_image
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
 from ._reaper import reap
-from ._runner import compile_limits, execute, final_result, resources_for, run_job
+from ._runner import build_job, compile_limits, execute, final_result, resources_for
 from ._validate import check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
@@ -304,7 +304,7 @@ async def run_program(
     if spec.compile is not None:
         build_limits = compile_limits(spec, limits)
         await box.set_resources(resources_for(build_limits))
-        job = run_job(spec, spec.compile, build_limits, files=files)
+        job = await build_job(spec, spec.compile, build_limits, files=files)
         compiled = await final_result(
             execute(
                 box,
@@ -334,8 +334,27 @@ async def run_program(
             )
             return
         files = {}
-    await box.set_resources(resources_for(limits))
-    job = run_job(
+    try:
+        await box.set_resources(resources_for(limits))
+    except EngineError as exc:
+        if limits.memory_mb >= box.resources.memory_mb:
+            raise
+        # lowering the limit fails when the sandbox already holds more (files in /work
+        # and /tmp count as memory): the run cannot fit in what it asked for
+        yield Event(
+            kind="exit",
+            result=RunResult(
+                status="oom",
+                stderr=(
+                    f"sandboxkit: this sandbox already holds more than {limits.memory_mb} MB "
+                    "(files in /work and /tmp count as memory); free some or ask for more\n"
+                    f"({exc})\n"
+                ),
+                language=spec.name,
+            ),
+        )
+        return
+    job = await build_job(
         spec,
         spec.run,
         limits,

@@ -29,7 +29,12 @@ def check_path(path: object) -> str:
         raise InvalidPath(f"file path {path!r} names the workdir itself")
     if ".." in parts:
         raise InvalidPath(f"file path {path!r} escapes the workdir ('..')")
-    if any(len(p.encode()) > 255 for p in parts) or len(path.encode()) > 4096:
+    try:
+        # names read back from a sandbox may carry undecodable bytes (surrogateescape)
+        sizes = [len(p.encode("utf-8", "surrogateescape")) for p in parts]
+    except UnicodeEncodeError:
+        raise InvalidPath(f"file path {path[:80]!r} is not valid text") from None
+    if any(size > 255 for size in sizes) or sum(sizes) + len(sizes) > 4096:
         raise InvalidPath(f"file path {path[:80]!r}... is too long")
     return "/".join(parts)
 
@@ -54,6 +59,15 @@ def check_files(files: Mapping[str, Any] | None) -> dict[str, bytes]:
         if clean in out:
             raise InvalidInput(f"file {path!r} given twice")
         out[clean] = data
+    # a path cannot be both a file and a directory holding other files
+    names = set(out)
+    for clean in out:
+        parts = clean.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in names:
+                raise InvalidInput(
+                    f"{'/'.join(parts[:i])!r} is given as a file and as a directory of {clean!r}"
+                )
     if total > MAX_FILES_BYTES:
         raise InvalidInput(f"files add up to {total} bytes, over the {MAX_FILES_BYTES}-byte cap")
     return out
@@ -62,19 +76,30 @@ def check_files(files: Mapping[str, Any] | None) -> dict[str, bytes]:
 def check_code(code: object) -> str:
     if not isinstance(code, str):
         raise InvalidInput(f"code must be a str, not {type(code).__name__}")
-    if len(code.encode("utf-8", errors="surrogatepass")) > MAX_CODE_BYTES:
+    if len(_utf8(code, "code")) > MAX_CODE_BYTES:
         raise InvalidInput(f"code is over the {MAX_CODE_BYTES}-byte cap")
     return code
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid text (lone surrogate at {exc.start})") from None
 
 
 def check_stdin(stdin: object) -> bytes | None:
     if stdin is None:
         return None
     if isinstance(stdin, str):
-        return stdin.encode()
-    if isinstance(stdin, (bytes, bytearray, memoryview)):
-        return bytes(stdin)
-    raise InvalidInput(f"stdin must be str or bytes, not {type(stdin).__name__}")
+        data = _utf8(stdin, "stdin")
+    elif isinstance(stdin, (bytes, bytearray, memoryview)):
+        data = bytes(stdin)
+    else:
+        raise InvalidInput(f"stdin must be str or bytes, not {type(stdin).__name__}")
+    if len(data) > MAX_FILES_BYTES:
+        raise InvalidInput(f"stdin is over the {MAX_FILES_BYTES}-byte cap")
+    return data
 
 
 def check_limits(limits: object) -> Limits:
@@ -112,7 +137,16 @@ def prepare_run(
     data = check_stdin(stdin)
     all_files = check_files(files)
     lim = check_limits(limits) if limits is not None else default_limits
-    if source_file in all_files:
+    if source_file in all_files or any(p.startswith(source_file + "/") for p in all_files):
         raise InvalidInput(f"files may not replace the source file {source_file!r}")
-    all_files[source_file] = text.encode("utf-8", errors="surrogateescape")
+    all_files[source_file] = _utf8(text, "code")
+    size = sum(len(d) for d in all_files.values()) + len(data or b"")
+    if size > MAX_FILES_BYTES:
+        raise InvalidInput(
+            f"code, files and stdin add up to {size} bytes, over the {MAX_FILES_BYTES}-byte cap"
+        )
+    if size - len(data or b"") > lim.disk_mb * 1024 * 1024:
+        raise InvalidInput(
+            f"the files do not fit the {lim.disk_mb} MB workdir; raise Limits(disk_mb=...)"
+        )
     return RunInput(all_files, data, lim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -216,3 +217,47 @@ async def test_closing_a_session_mid_run_is_an_error_of_sandboxkit(pool: sk.Sand
     await sb.aclose()
     with pytest.raises(sk.SandboxError, match="closed by sandboxkit"):
         await task
+
+
+async def test_a_session_run_cannot_make_the_next_call_raise(
+    pool: sk.SandboxPool, tmp_path: Path
+) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        # the source file replaced by a symlink: replaced again, never followed
+        await sb.run("import os; os.remove('main.py'); os.symlink('/etc/passwd', 'main.py')")
+        assert (await sb.run("print('fine')")).stdout == "fine\n"
+        # ... or by a directory
+        await sb.run("import os; os.remove('main.py'); os.makedirs('main.py/x')")
+        assert (await sb.run("print('fine')")).stdout == "fine\n"
+        # files that cannot be placed (a symlinked directory on the way): a status
+        await sb.run("import os; os.symlink('/tmp', 'sub')")
+        blocked = await sb.run("print('x')", files={"sub/x": b"1"})
+        assert blocked.status == "error" and "could not be carried out" in blocked.stderr
+        # a file name that is not UTF-8 comes back with its bytes
+        await sb.run("open(b'/work/bad\\xff', 'w')")
+        written = await sb.read_dir(".", tmp_path)
+        assert (tmp_path / os.fsdecode(b"bad\xff")) in written
+        # memory already held (tmpfs files count) above a lower limit asked for later
+        await sb.run("open('/tmp/blob', 'wb').write(b'x' * 60_000_000)")
+        r = await sb.run("print(1)", limits=sk.Limits(memory_mb=32))
+        assert r.status == "oom" and "already holds" in r.stderr
+        assert (await sb.run("print('still usable')")).stdout == "still usable\n"
+
+
+async def test_a_kernel_cell_forging_its_answer_breaks_only_itself(
+    pool: sk.SandboxPool,
+) -> None:
+    async with sk.Sandbox(pool=pool, keep_state=True) as sb:
+        await sb.run("x = 1")
+        r = await sb.run(
+            "import socket, time\nsocket.socket(fileno=3).send(b'not json')\ntime.sleep(0.5)"
+        )
+        assert r.status == "error"
+        assert (await sb.run("print('after')")).stdout == "after\n"
+
+
+async def test_idle_reclaim_never_cuts_a_run_short(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool, idle_timeout=0.5) as sb:
+        r = await sb.run("import time; time.sleep(1.5); print('done')")
+        assert r.stdout == "done\n"
+        assert (await sb.run("print('next')")).stdout == "next\n"

@@ -68,3 +68,47 @@ def test_all_is_sorted_and_complete() -> None:
     assert sk.__all__ == sorted(sk.__all__)
     for name in sk.__all__:
         assert hasattr(sk, name)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"files": {"a": b"1", "a/b": b"2"}},  # a file and a directory at once
+        {"files": {"main.py/x": b""}},  # under the source file
+        {"files": {"big": b"x" * (2 * 1024 * 1024)}, "limits": sk.Limits(disk_mb=1)},
+        {"stdin": "\ud800"},  # a lone surrogate is not text
+        {"stdin": b"x" * (65 * 1024 * 1024)},
+    ],
+)
+async def test_run_input_refused_before_any_container(kwargs: dict[str, object]) -> None:
+    pool = sk.SandboxPool(languages=[], docker_url="unix:///nonexistent.sock")
+    with pytest.raises(sk.InvalidInput):
+        await pool.run("print(1)", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(sk.InvalidInput):
+        await pool.run("print('\ud800')")
+    await pool.aclose()
+
+
+def test_default_pools_are_per_event_loop() -> None:
+    import asyncio
+    import threading
+
+    from sandboxkit import _default
+
+    seen: list[object] = []
+
+    def in_thread() -> None:
+        async def go() -> None:
+            seen.append(await _default.default_pool())
+            await sk.aclose()
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=in_thread) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 2 and seen[0] is not seen[1]
+    assert all(p.closed for p in seen)  # type: ignore[attr-defined]
+    assert not _default._defaults
