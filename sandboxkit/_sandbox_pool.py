@@ -161,6 +161,8 @@ class SandboxPool:
         tag = await self.image_for(spec)
         shape = self._shape(tag, limits, spec)
         async with self._lock:
+            if self._closed:  # closed while the image was being prepared
+                raise PoolClosed("this SandboxPool is closed; create a new one")
             pool = self._pools.get(shape)
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
