@@ -121,6 +121,16 @@ def _make_undumpable() -> None:
         pass
 
 
+def _toolchain() -> str | None:
+    """The toolchain's own version line, recorded in the image when it was built."""
+    try:
+        with open("/opt/sandboxkit/version", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return None
+    return lines[0][:200] if lines else None
+
+
 def _oom_kills() -> int:
     """OOM kills counted by this container's memory cgroup (v1 or v2)."""
     for path, key in (
@@ -551,7 +561,7 @@ class Agent:
                     pass
 
     def serve(self) -> None:
-        _send_json(READY, {"python": sys.version.split()[0], "pid": os.getpid()})
+        _send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
         while True:
             while not self.jobs and not self.stdin_eof:
                 self._wait_host(None)

@@ -137,6 +137,7 @@ class Box:
         self._closed = False
         self.agent_stderr = bytearray()
         self.busy = False
+        self.toolchain: str | None = None
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -169,9 +170,11 @@ class Box:
             box = cls(engine, cid, stream, shape, resources)
             await engine.start(cid)
             with anyio.fail_after(READY_TIMEOUT):
-                kind, _payload = await box.recv()
+                kind, payload = await box.recv()
             if kind != _agent.READY:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
+            ready = json.loads(payload)
+            box.toolchain = ready.get("toolchain") if isinstance(ready, dict) else None
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 if box is not None:

@@ -90,6 +90,7 @@ class WarmPool:
         self._janitor: asyncio.Task[None] | None = None
         self._closed = False
         self.last_error: BaseException | None = None
+        self.toolchain: str | None = None  # as the image's agent reports it
         self._failed_at = 0.0  # when the last start failed (monotonic)
 
     # ------------------------------------------------------------------ background
@@ -139,6 +140,7 @@ class WarmPool:
                     else:
                         self.state.failures_in_a_row = 0
                         self.last_error = None
+                        self.toolchain = box.toolchain or self.toolchain
                         self._idle.append(box)
                         self.state.idle += 1
                 self._changed.notify_all()

@@ -211,6 +211,17 @@ class SandboxPool:
             with anyio.CancelScope(shield=True):
                 await pool.release(box)
 
+    async def toolchain_version(self, language: str) -> str:
+        """The version line of ``language``'s toolchain (``python3 --version`` and the
+        like), read in its image when it was built and reported by a started sandbox."""
+        spec = get_language(language)
+        warm = await self._warm_pool(spec, self.limits)
+        if warm.toolchain is None:
+            box = await warm.acquire(self.acquire_timeout)
+            warm.toolchain = box.toolchain
+            await warm.release(box)
+        return warm.toolchain or "unknown"
+
     # ------------------------------------------------------------------ runs
     async def run(
         self,

@@ -107,6 +107,12 @@ def test_ten_builtins_with_versions() -> None:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+async def test_toolchain_version_is_reported(lp: sk.SandboxPool, language: str) -> None:
+    version = await lp.toolchain_version(language)
+    assert version != "unknown" and any(ch.isdigit() for ch in version), version
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 async def test_hello_world(lp: sk.SandboxPool, language: str) -> None:
     r = await lp.run(HELLO[language], language=language)
     assert (r.status, r.stdout, r.exit_code, r.signal) == ("ok", "Hello, world!\n", 0, None), (
