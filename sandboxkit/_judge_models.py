@@ -81,7 +81,12 @@ class TestResult(_Frozen):
     verdict: Verdict
     time: float | None = Field(None, description="CPU seconds (user + system)")
     wall: float = Field(0.0, description="wall-clock seconds")
-    memory_mb: float | None = Field(None, description="peak resident memory, MB")
+    memory_mb: float | None = Field(
+        None,
+        description="peak resident memory, MB (the kernel's ru_maxrss). An upper bound: a "
+        "program the supervisor forks and execs counts at least the fork's copy of the "
+        "supervisor (~9 MB). Memory verdicts come from the cgroup's OOM count, not this.",
+    )
     exit_code: int | None = None
     signal: int | None = None
     stdout: str = ""

@@ -66,7 +66,12 @@ class RunResult(_Frozen):
     truncated: bool = False
     duration: float = Field(0.0, description="wall seconds of the user's program")
     cpu_time: float | None = Field(None, description="CPU seconds of the user's program")
-    memory_mb: float | None = Field(None, description="peak resident memory, MB")
+    memory_mb: float | None = Field(
+        None,
+        description="peak resident memory, MB (the kernel's ru_maxrss). An upper bound: a "
+        "program the supervisor forks and execs counts at least the fork's copy of the "
+        "supervisor (~9 MB). Memory verdicts come from the cgroup's OOM count, not this.",
+    )
     language: str = "python"
 
     @property
