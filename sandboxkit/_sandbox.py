@@ -23,7 +23,7 @@ from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process
 from ._runner import final_result
-from ._sandbox_pool import SandboxPool, run_program
+from ._sandbox_pool import Runtime, SandboxPool, check_runtime, run_program
 from ._transfer import collect_local, store_local
 from ._validate import (
     MAX_FILES,
@@ -66,11 +66,15 @@ async def _oneshot_run(
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
     pool: SandboxPool | None = None,
+    runtime: Runtime | None = None,
 ) -> RunResult:
     """Run ``code`` in a fresh sandbox from the (default) pool and return its result."""
     get_language(language)  # bad input fails before any engine work
+    check_runtime(runtime)
     target = pool or await default_pool()
-    return await target.run(code, language=language, stdin=stdin, files=files, limits=limits)
+    return await target.run(
+        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+    )
 
 
 async def _oneshot_stream(
@@ -81,11 +85,15 @@ async def _oneshot_stream(
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
     pool: SandboxPool | None = None,
+    runtime: Runtime | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run ``code`` once; yield ``stdout``/``stderr`` chunks as written, then ``exit``."""
     get_language(language)
+    check_runtime(runtime)
     target = pool or await default_pool()
-    events = target.stream(code, language=language, stdin=stdin, files=files, limits=limits)
+    events = target.stream(
+        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+    )
     async with aclosing(events):
         async for event in events:
             yield event
@@ -99,11 +107,15 @@ async def _oneshot_start(
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
     pool: SandboxPool | None = None,
+    runtime: Runtime | None = None,
 ) -> Process:
     """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
     get_language(language)
+    check_runtime(runtime)
     target = pool or await default_pool()
-    return await target.start(code, language=language, stdin=stdin, files=files, limits=limits)
+    return await target.start(
+        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+    )
 
 
 class Sandbox:
@@ -131,11 +143,13 @@ class Sandbox:
         keep_processes: bool = False,
         keep_state: bool = False,
         idle_timeout: float | None = 600.0,
+        runtime: Runtime | None = None,
     ) -> None:
         self.spec = get_language(language)
         if keep_state and self.spec.preload != "python":
             raise InvalidInput("keep_state is available for Python sessions only")
         self.keep_state = keep_state
+        self.runtime = check_runtime(runtime)
         self.limits = check_limits(limits)
         self.keep_processes = keep_processes
         if idle_timeout is not None and not idle_timeout > 0:
@@ -158,7 +172,7 @@ class Sandbox:
     async def __aenter__(self) -> Sandbox:
         pool = self._pool or await default_pool()
         self._pool = pool
-        self._warm = await pool._warm_pool(self.spec, self.limits)
+        self._warm = await pool._warm_pool(self.spec, self.limits, self.runtime)
         self._box = await self._warm.acquire(pool.acquire_timeout)
         pool._sessions.add(self._box)
         self._touch()

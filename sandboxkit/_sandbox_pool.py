@@ -30,6 +30,13 @@ log = logging.getLogger("sandboxkit")
 Runtime = Literal["runc", "runsc"]
 
 
+def check_runtime(runtime: object) -> Runtime | None:
+    """``None`` (the pool's), ``"runc"`` or ``"runsc"``; anything else is refused up front."""
+    if runtime is None or runtime == "runc" or runtime == "runsc":
+        return runtime
+    raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
+
+
 class SandboxPool:
     """Warm sandboxes for some languages, and everything needed to run code in them.
 
@@ -61,8 +68,7 @@ class SandboxPool:
             raise InvalidInput(f"max_size must be an int >= size and >= 1, not {max_size!r}")
         if not acquire_timeout > 0:
             raise InvalidInput("acquire_timeout must be > 0")
-        if runtime not in ("runc", "runsc"):
-            raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
+        check_runtime(runtime)
         self.languages = [get_language(name).name for name in languages]
         self.size = size
         self.max_size = max_size
@@ -142,24 +148,29 @@ class SandboxPool:
             self._tags[spec.name] = tag
         return tag
 
-    def _shape(self, tag: str, limits: Limits, spec: LanguageSpec) -> Shape:
-        fixed = self._container_resources(spec, limits) if self.runtime == "runsc" else None
+    def _shape(
+        self, tag: str, limits: Limits, spec: LanguageSpec, runtime: Runtime | None = None
+    ) -> Shape:
+        runtime = runtime or self.runtime
+        fixed = self._container_resources(spec, limits) if runtime == "runsc" else None
         return Shape(
             image=tag,
-            runtime=self.runtime,
+            runtime=runtime,
             disk_mb=limits.disk_mb,
             network=self.network,
             fixed=fixed,
         )
 
-    async def _warm_pool(self, spec: LanguageSpec, limits: Limits) -> WarmPool:
+    async def _warm_pool(
+        self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
+    ) -> WarmPool:
         if self._closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
         if not self._reaped:
             self._reaped = True
             await self._reap_orphans()
         tag = await self.image_for(spec)
-        shape = self._shape(tag, limits, spec)
+        shape = self._shape(tag, limits, spec, runtime)
         async with self._lock:
             if self._closed:  # closed while the image was being prepared
                 raise PoolClosed("this SandboxPool is closed; create a new one")
@@ -201,9 +212,11 @@ class SandboxPool:
         return run
 
     @asynccontextmanager
-    async def lease(self, spec: LanguageSpec, limits: Limits) -> AsyncIterator[Box]:
+    async def lease(
+        self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
+    ) -> AsyncIterator[Box]:
         """A warm sandbox for the caller alone; destroyed (and replaced) afterwards."""
-        pool = await self._warm_pool(spec, limits)
+        pool = await self._warm_pool(spec, limits, check_runtime(runtime))
         box = await pool.acquire(self.acquire_timeout)
         try:
             yield box
@@ -231,10 +244,15 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        runtime: Runtime | None = None,
     ) -> RunResult:
-        """Run ``code`` once in a fresh sandbox; the user's failures are statuses."""
+        """Run ``code`` once in a fresh sandbox; the user's failures are statuses.
+
+        ``runtime`` overrides the pool's for this run (``"runsc"``: gVisor)."""
         return await final_result(
-            self.stream(code, language=language, stdin=stdin, files=files, limits=limits)
+            self.stream(
+                code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+            )
         )
 
     async def start(
@@ -245,10 +263,17 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        runtime: Runtime | None = None,
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
         return await start_process(
-            self, code, language=language, stdin=stdin, files=files, limits=limits
+            self,
+            code,
+            language=language,
+            stdin=stdin,
+            files=files,
+            limits=limits,
+            runtime=runtime,
         )
 
     async def stream(
@@ -259,11 +284,12 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        runtime: Runtime | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Run ``code`` once, yielding output chunks as written, then the ``exit`` event."""
         spec = get_language(language)
         job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
-        async with self.lease(spec, job.limits) as box:
+        async with self.lease(spec, job.limits, check_runtime(runtime)) as box:
             events = run_program(box, spec, job.limits, job.files, job.stdin)
             async with aclosing(events):  # a consumer leaving early stops the run now
                 async for event in events:
@@ -278,11 +304,12 @@ async def start_process(
     stdin: str | bytes | None = None,
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
+    runtime: Runtime | None = None,
 ) -> Process:
     """A one-shot run with its stdin kept open; the sandbox is freed when it closes."""
     spec = get_language(language)
     job = prepare_run(spec.source_file, code, stdin, files, limits, pool.limits)
-    warm = await pool._warm_pool(spec, job.limits)
+    warm = await pool._warm_pool(spec, job.limits, check_runtime(runtime))
     box = await warm.acquire(pool.acquire_timeout)
     proc = Process(box, on_close=lambda: warm.release(box))
     try:

@@ -159,3 +159,18 @@ async def test_preloaded_python_behaves_like_python3_main_py(pool: sk.SandboxPoo
         "    print(type(pickle.loads(pickle.dumps(A()))).__name__, sys.argv)\n"
     )
     assert r.stdout == "[0, 1, 4, 9]\nA ['main.py']\n", r.stderr
+
+
+async def test_runtime_selectable_per_run(pool: sk.SandboxPool) -> None:
+    import shutil
+
+    if shutil.which("runsc") is None:
+        pytest.skip("runsc (gVisor) is not installed here")
+    code = "import platform; print(platform.release())"
+    host_kernel = (await pool.run(code)).stdout
+    gvisor_kernel = (await pool.run(code, runtime="runsc")).stdout
+    assert host_kernel != gvisor_kernel  # gVisor answers with its own kernel
+    async with sk.Sandbox(pool=pool, runtime="runsc") as sb:
+        assert (await sb.run(code)).stdout == gvisor_kernel
+    with pytest.raises(sk.InvalidInput):
+        await pool.run(code, runtime="kata")  # type: ignore[arg-type]
