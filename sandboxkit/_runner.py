@@ -39,6 +39,7 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
         output_bytes=max(limits.output_bytes, 1_000_000),
         disk_mb=limits.disk_mb,
         file_size_mb=max(limits.file_size_mb, 256),
+        cpus=limits.cpus,
     )
 
 

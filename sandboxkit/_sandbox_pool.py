@@ -202,14 +202,8 @@ class SandboxPool:
 
     @staticmethod
     def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:
-        run = resources_for(limits)
-        if spec.compiled:
-            return Resources(
-                memory_mb=max(run.memory_mb, spec.compile_memory_mb),
-                pids=max(run.pids, spec.compile_pids),
-                cpus=run.cpus,
-            )
-        return run
+        """What a container is made with: room for the compile step when there is one."""
+        return resources_for(compile_limits(spec, limits) if spec.compiled else limits)
 
     @asynccontextmanager
     async def lease(
@@ -229,10 +223,8 @@ class SandboxPool:
         like), read in its image when it was built and reported by a started sandbox."""
         spec = get_language(language)
         warm = await self._warm_pool(spec, self.limits)
-        if warm.toolchain is None:
-            box = await warm.acquire(self.acquire_timeout)
-            warm.toolchain = box.toolchain
-            await warm.release(box)
+        if warm.toolchain is None:  # no sandbox started yet: start one (it records it)
+            await warm.release(await warm.acquire(self.acquire_timeout))
         return warm.toolchain or "unknown"
 
     # ------------------------------------------------------------------ runs
