@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from aiodocker.stream import Stream
 
-from . import _agent
+from . import _protocol as wire
 from ._dockerfile import AGENT_PYC
 from ._engine import (
     LABEL_MANAGED,
@@ -131,7 +131,7 @@ class Box:
         self.resources = resources
         self.created = time.monotonic()
         self._stream = stream
-        self._reader = _agent.FrameReader()
+        self._reader = wire.FrameReader()
         self._frames: list[tuple[bytes, bytes]] = []
         self._eof = False
         self._closed = False
@@ -171,7 +171,7 @@ class Box:
             await engine.start(cid)
             with anyio.fail_after(READY_TIMEOUT):
                 kind, payload = await box.recv()
-            if kind != _agent.READY:
+            if kind != wire.READY:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
             ready = json.loads(payload)
             box.toolchain = ready.get("toolchain") if isinstance(ready, dict) else None
@@ -222,7 +222,7 @@ class Box:
         if self._closed:
             raise SandboxError("the sandbox is closed")
         try:
-            await self._stream.write_in(_agent.pack(kind, payload))
+            await self._stream.write_in(wire.pack(kind, payload))
         except Exception as exc:
             raise SandboxError(f"the sandbox's input closed: {exc}") from exc
 
@@ -259,11 +259,11 @@ class Box:
 
     async def call(self, op: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """A file operation: one job frame, one reply frame."""
-        await self.send_json(_agent.JOB, op)
+        await self.send_json(wire.JOB, op)
         kind, payload = await self.recv()
-        if kind == _agent.FAULT:
+        if kind == wire.FAULT:
             raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
-        if kind != _agent.REPLY:
+        if kind != wire.REPLY:
             raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
         header, _, data = payload.partition(b"\0")
         return json.loads(header), data

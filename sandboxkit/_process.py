@@ -9,7 +9,7 @@ from types import TracebackType
 
 import anyio
 
-from . import _agent
+from . import _protocol as wire
 from ._container import Box
 from ._errors import SandboxError
 from ._models import Event, RunResult
@@ -67,17 +67,17 @@ class Process:
         """Send ``data`` to the program's stdin."""
         if self.result is not None:
             raise SandboxError("the program has ended; its stdin is closed")
-        await self._box.send(_agent.STDIN, data.encode() if isinstance(data, str) else bytes(data))
+        await self._box.send(wire.STDIN, data.encode() if isinstance(data, str) else bytes(data))
 
     async def close_stdin(self) -> None:
         """End-of-file on the program's stdin."""
         if self.result is None:
-            await self._box.send(_agent.CLOSE_STDIN)
+            await self._box.send(wire.CLOSE_STDIN)
 
     async def kill(self) -> None:
         """Stop the program and everything it started (status ``error``, signal 9)."""
         if self.result is None:
-            await self._box.send(_agent.KILL)
+            await self._box.send(wire.KILL)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from . import _agent
+from . import _protocol as wire
 from ._container import Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
@@ -174,15 +174,15 @@ async def execute(
     keep = limits.output_bytes
     got = _Collected()
     decoders = {
-        _agent.STDOUT: codecs.getincrementaldecoder("utf-8")(errors="replace"),
-        _agent.STDERR: codecs.getincrementaldecoder("utf-8")(errors="replace"),
+        wire.STDOUT: codecs.getincrementaldecoder("utf-8")(errors="replace"),
+        wire.STDERR: codecs.getincrementaldecoder("utf-8")(errors="replace"),
     }
     host_truncated = False
     started = time.monotonic()
     finished = False
     sent = False
     try:
-        await box.send(_agent.JOB, await encode_job(job))
+        await box.send(wire.JOB, await encode_job(job))
         sent = True
         if on_sent is not None:
             on_sent()
@@ -207,8 +207,8 @@ async def execute(
                     "wall": time.monotonic() - started,
                 }
                 break
-            if kind in (_agent.STDOUT, _agent.STDERR):
-                buf = got.stdout if kind == _agent.STDOUT else got.stderr
+            if kind in (wire.STDOUT, wire.STDERR):
+                buf = got.stdout if kind == wire.STDOUT else got.stderr
                 room = keep - len(buf)
                 if room < len(payload):
                     host_truncated = True
@@ -217,17 +217,17 @@ async def execute(
                     buf += payload
                     text = decoders[kind].decode(payload)
                     if text:
-                        yield Event(kind="stdout" if kind == _agent.STDOUT else "stderr", data=text)
-            elif kind == _agent.EXIT:
+                        yield Event(kind="stdout" if kind == wire.STDOUT else "stderr", data=text)
+            elif kind == wire.EXIT:
                 exit_info = json.loads(payload)
-            elif kind == _agent.FAULT:
+            elif kind == wire.FAULT:
                 raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
             else:
                 raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
         for k, dec in decoders.items():
             tail = dec.decode(b"", final=True)
             if tail:
-                yield Event(kind="stdout" if k == _agent.STDOUT else "stderr", data=tail)
+                yield Event(kind="stdout" if k == wire.STDOUT else "stderr", data=tail)
         status = verdict(exit_info)
         if status == "error" and status_on_failure is not None:
             status = status_on_failure
@@ -301,10 +301,10 @@ async def _stop_and_drain(box: Box) -> bool:
     """Kill the running program and read its run to the end; whether the box survived."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(SALVAGE_TIMEOUT):
         try:
-            await box.send(_agent.KILL)
+            await box.send(wire.KILL)
             while True:
                 kind, _payload = await box.recv()
-                if kind in (_agent.EXIT, _agent.FAULT):
+                if kind in (wire.EXIT, wire.FAULT):
                     return box.alive
         except SandboxError:
             return False

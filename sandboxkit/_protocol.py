@@ -1,0 +1,124 @@
+"""The wire protocol between the host and the in-sandbox agent. Standard library only:
+the same file is copied into every image and imported by the host, so both sides share
+one definition.
+
+A frame, both directions: one byte ``kind``, a big-endian u32 ``length``, ``payload``.
+
+host → agent:  J job (JSON)   I stdin bytes   C close stdin   K kill the running program
+agent → host:  R ready (JSON) O stdout bytes  E stderr bytes  X run finished (JSON)
+               D reply (JSON header, then raw data after a NUL)  Z agent error (text)
+
+The JSON shapes are :class:`RunJob`, the file jobs, :class:`Ready`, :class:`ExitReport`
+and :class:`Reply`; they are typing-only (the agent must not import ``typing``: it costs
+~3 ms of every sandbox's start).
+"""
+
+from __future__ import annotations
+
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypedDict, Union
+
+    class RLimits(TypedDict):
+        cpu: int
+        fsize: int
+        nofile: int
+        core: int
+
+    class RunJob(TypedDict, total=False):
+        """Run one program: files are written first, then ``argv`` runs in ``cwd``."""
+
+        op: Literal["run"]
+        argv: list[str]
+        files: dict[str, str]  # path -> base64
+        stdin: str | None  # base64; None: EOF at once (unless interactive)
+        interactive: bool  # stdin stays open for STDIN/CLOSE_STDIN frames
+        keep_processes: bool  # leftovers of the previous run are not killed
+        python_inline: bool  # run the source in the pre-loaded interpreter
+        kernel: bool  # a session's persistent interpreter
+        time: float  # wall seconds
+        output_bytes: int  # kept per stream
+        rlimits: RLimits
+        env: dict[str, str]
+        cwd: str
+
+    class WriteJob(TypedDict):
+        op: Literal["write"]
+        path: str
+        data: str  # base64
+        mode: int
+
+    class ReadJob(TypedDict):
+        op: Literal["read"]
+        path: str
+        max_bytes: int
+
+    class ListJob(TypedDict, total=False):
+        op: Literal["list"]
+        max_entries: int
+
+    FileJob = Union[WriteJob, ReadJob, ListJob]
+
+    class Ready(TypedDict, total=False):
+        python: str
+        toolchain: str | None
+
+    class ExitReport(TypedDict, total=False):
+        """The end of a run, as the agent saw it."""
+
+        exit_code: int | None
+        signal: int | None
+        reason: Literal["exit", "timeout", "cpu_timeout", "output_limit", "setup", "killed"]
+        wall: float
+        cpu: float | None
+        max_rss_kb: int | None
+        oom_kills: int
+        truncated_stdout: bool
+        truncated_stderr: bool
+
+    class FileEntryWire(TypedDict):
+        path: str
+        type: Literal["file", "dir", "symlink", "other"]
+        size: int
+
+    class Reply(TypedDict, total=False):
+        ok: bool
+        error: str
+        entries: list[FileEntryWire]
+
+
+HEADER = struct.Struct(">BI")
+MAX_FRAME = 256 * 1024 * 1024
+
+# host → agent
+JOB, STDIN, CLOSE_STDIN, KILL = b"J", b"I", b"C", b"K"
+# agent → host
+READY, STDOUT, STDERR, EXIT, REPLY, FAULT = b"R", b"O", b"E", b"X", b"D", b"Z"
+
+
+def pack(kind: bytes, payload: bytes = b"") -> bytes:
+    """One frame: kind byte, u32 length, payload."""
+    return HEADER.pack(kind[0], len(payload)) + payload
+
+
+class FrameReader:
+    """Incremental frame parser: feed bytes, take complete ``(kind, payload)`` frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buf += data
+        frames: list[tuple[bytes, bytes]] = []
+        while len(self._buf) >= HEADER.size:
+            kind, length = HEADER.unpack_from(self._buf)
+            if length > MAX_FRAME:
+                raise ValueError(f"frame of {length} bytes exceeds the protocol maximum")
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            frames.append((bytes((kind,)), bytes(self._buf[HEADER.size : end])))
+            del self._buf[:end]
+        return frames
