@@ -13,7 +13,7 @@ async def main() -> None:
         print("total of column b:", r.stdout.strip())
         await sb.run("open('out.txt', 'w').write(f'{total}\\n')")
         print("out.txt:", (await sb.read_file("out.txt")).decode().strip())
-        print("files:", [e["path"] for e in await sb.list_files()])
+        print("files:", [e.path for e in await sb.list_files()])
 
         # a program that asks questions, answered while it runs
         async with await sb.start("print('sum is', int(input('a? ')) + int(input('b? ')))") as proc:

@@ -16,8 +16,10 @@ from ._errors import (
     PoolError,
     PoolTimeout,
     SandboxError,
+    SandboxFileError,
     SandboxkitError,
     UnknownLanguage,
+    UsageError,
 )
 from ._judge import judge
 from ._judge_models import (
@@ -26,11 +28,14 @@ from ._judge_models import (
     JudgeReport,
     TestCase,
     TestResult,
+    Verdict,
 )
 from ._languages import LanguageSpec, get_language, register_language
-from ._models import Event, Limits, RunResult
+from ._models import Event, FileEntry, Limits, RunResult, Status
+from ._process import Process
 from ._sandbox import Sandbox
-from ._sandbox_pool import SandboxPool
+from ._sandbox_pool import Runtime, SandboxPool
+from ._stream import EventStream
 from ._version import __version__
 
 __all__ = [
@@ -39,6 +44,8 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "Event",
+    "EventStream",
+    "FileEntry",
     "FloatTolerance",
     "ImageError",
     "InvalidInput",
@@ -49,14 +56,20 @@ __all__ = [
     "PoolClosed",
     "PoolError",
     "PoolTimeout",
+    "Process",
     "RunResult",
+    "Runtime",
     "Sandbox",
     "SandboxError",
+    "SandboxFileError",
     "SandboxPool",
     "SandboxkitError",
+    "Status",
     "TestCase",
     "TestResult",
     "UnknownLanguage",
+    "UsageError",
+    "Verdict",
     "__version__",
     "aclose",
     "get_language",

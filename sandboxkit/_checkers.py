@@ -1,6 +1,7 @@
 """The built-in output checkers: pure functions, no I/O.
 
-Each takes ``(expected, output)`` and returns whether the output is accepted. The
+Each takes ``(expected, output)``, text or bytes, and returns whether the output is
+accepted; ``exact`` compares bytes, the others the UTF-8 text. The
 default compares whitespace-separated tokens, which is what most judges do; ``lines``
 is Judge0's rule (trailing whitespace of each line and trailing blank lines ignored).
 """
@@ -10,26 +11,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-Compare = Callable[[str, str], bool]
+Output = str | bytes
+Compare = Callable[[Output, Output], bool]
 
 
-def tokens(expected: str, output: str) -> bool:
+def _text(data: Output) -> str:
+    return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+
+
+def _bytes(data: Output) -> bytes:
+    return data if isinstance(data, bytes) else data.encode("utf-8", errors="surrogateescape")
+
+
+def tokens(expected: Output, output: Output) -> bool:
     """Equal as whitespace-separated tokens (spacing and line breaks do not matter)."""
-    return expected.split() == output.split()
+    return _text(expected).split() == _text(output).split()
 
 
-def exact(expected: str, output: str) -> bool:
-    """Byte-for-byte (after decoding) equal."""
-    return expected == output
+def exact(expected: Output, output: Output) -> bool:
+    """Byte-for-byte equal."""
+    return _bytes(expected) == _bytes(output)
 
 
 def _strip_lines(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()).rstrip()
 
 
-def lines(expected: str, output: str) -> bool:
+def lines(expected: Output, output: Output) -> bool:
     """Equal line by line, ignoring trailing whitespace and trailing blank lines."""
-    return _strip_lines(expected) == _strip_lines(output)
+    return _strip_lines(_text(expected)) == _strip_lines(_text(output))
 
 
 def _number(token: str) -> float | None:
@@ -42,8 +52,8 @@ def _number(token: str) -> float | None:
 def float_tolerance(tolerance: float) -> Compare:
     """Tokens equal, except numbers, which may differ by ``tolerance`` (abs or rel)."""
 
-    def compare(expected: str, output: str) -> bool:
-        want, got = expected.split(), output.split()
+    def compare(expected: Output, output: Output) -> bool:
+        want, got = _text(expected).split(), _text(output).split()
         if len(want) != len(got):
             return False
         for w, g in zip(want, got, strict=True):

@@ -74,6 +74,10 @@ class Engine:
         self._docker: aiodocker.Docker | None = None
 
     @property
+    def url(self) -> str:
+        return self._url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    @property
     def docker(self) -> aiodocker.Docker:
         if self._docker is None:
             try:

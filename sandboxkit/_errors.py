@@ -11,6 +11,8 @@ SandboxkitError
 │   ├── PoolClosed
 │   └── PoolTimeout         no warm container within the acquire timeout
 ├── SandboxError            the sandbox broke mid-run (its agent vanished, a protocol fault)
+├── SandboxFileError        a file operation inside a session's sandbox failed
+├── UsageError              an object used out of order (opened twice, used after close)
 └── CheckerError            a judge's checker program failed (not the submission)
 """
 
@@ -63,6 +65,23 @@ class PoolTimeout(PoolError):
 
 class SandboxError(SandboxkitError):
     """A sandbox broke down during a run (not the user's code: the machinery)."""
+
+
+class SandboxFileError(SandboxkitError):
+    """A file operation in the sandbox failed: missing, not a regular file, too large.
+
+    The sandbox is fine and the session stays usable; ``path`` and ``reason`` say what.
+    """
+
+    def __init__(self, operation: str, path: str, reason: str) -> None:
+        super().__init__(f"cannot {operation} {path!r} in the sandbox: {reason}")
+        self.operation = operation
+        self.path = path
+        self.reason = reason
+
+
+class UsageError(SandboxkitError, RuntimeError):
+    """An object was used out of order: opened twice, or used before it was opened."""
 
 
 class CheckerError(SandboxkitError):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
 
 from ._checkers import BUILTIN, Compare, float_tolerance
 from ._container import Box
@@ -35,18 +34,12 @@ from ._judge_models import (
 )
 from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
-from ._runner import compile_limits, execute, final_result, resources_for, run_job
+from ._runner import compile_source, final_result, fit_run_limits, run_step
 from ._sandbox_pool import SandboxPool
 from ._validate import check_code, check_limits
 
 MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
-
-
-async def _result_of(
-    box: Box, job: dict[str, Any], limits: Limits, spec: LanguageSpec, **kw: Any
-) -> RunResult:
-    return await final_result(execute(box, job, limits, spec.name, **kw))
 
 
 class _Program:
@@ -66,23 +59,15 @@ class _Program:
         await self.aclose()
         stack = AsyncExitStack()
         self._lease = stack
-        box = await stack.enter_async_context(self.pool.lease(self.spec, self.limits))
+        box = await stack.enter_async_context(self.pool.checkout(self.spec, self.limits))
         self._box = box
-        self.compiled = None
-        if self.spec.compile is not None:
-            lim = compile_limits(self.spec, self.limits)
-            await box.set_resources(resources_for(lim))
-            job = run_job(
-                self.spec, self.spec.compile, lim, files={self.spec.source_file: self.source}
-            )
-            self.compiled = await _result_of(
-                box, job, lim, self.spec, status_on_failure="compile_error"
-            )
-            if self.compiled.status != "ok":
-                # a compiler that fails, times out or blows its memory: compile error
-                self.compiled = self.compiled.model_copy(update={"status": "compile_error"})
-                return self.compiled
-        await box.set_resources(resources_for(self.limits))
+        sources = {self.spec.source_file: self.source}
+        self.compiled = await compile_source(box, self.spec, self.limits, sources)
+        if self.compiled is not None and self.compiled.status != "ok":
+            return self.compiled
+        unfit = await fit_run_limits(box, self.spec, self.limits)
+        if unfit is not None:  # a fresh sandbox always fits; if not, the machinery failed
+            raise SandboxError(unfit.stderr)
         return self.compiled
 
     async def run(
@@ -107,15 +92,9 @@ class _Program:
             # interpreted: send the source with every run, so a run that rewrote or
             # deleted it cannot change the next test
             all_files[self.spec.source_file] = self.source
-        job = run_job(
-            self.spec,
-            self.spec.run + args,
-            self.limits,
-            files=all_files,
-            stdin=stdin,
-            inline_python=self.spec.preload == "python",
+        return await final_result(
+            run_step(self._box, self.spec, self.limits, files=all_files, stdin=stdin, args=args)
         )
-        return await _result_of(self._box, job, self.limits, self.spec)
 
     async def aclose(self) -> None:
         lease, self._lease, self._box = self._lease, None, None
@@ -244,7 +223,7 @@ async def judge(
                 elif checker_prog is not None:
                     verdict, message = await _program_check(checker_prog, index, case, run)
                 elif compare is not None:
-                    verdict = "AC" if compare(case.expected, run.stdout) else "WA"
+                    verdict = "AC" if compare(case.expected, run.stdout_bytes) else "WA"
                 else:
                     verdict = await _callable_check(checker, case, run)
             results.append(
@@ -259,6 +238,8 @@ async def judge(
                     signal=run.signal,
                     stdout=run.stdout,
                     stderr=run.stderr,
+                    stdout_bytes=run.stdout_bytes,
+                    stderr_bytes=run.stderr_bytes,
                     truncated=run.truncated,
                     checker_message=message,
                 )
@@ -304,7 +285,7 @@ async def _program_check(
     files = {
         "input.txt": _as_bytes(case.input),
         "expected.txt": _as_bytes(case.expected or ""),
-        "output.txt": run.stdout.encode("utf-8", errors="surrogateescape"),
+        "output.txt": run.stdout_bytes,
     }
     res = await prog.run(None, files=files, args=CHECKER_FILES)
     message = (res.stdout + res.stderr).strip()
@@ -321,7 +302,7 @@ async def _program_check(
 
 async def _callable_check(checker: object, case: TestCase, run: RunResult) -> Verdict:
     assert callable(checker)
-    outcome = checker(_as_text(case.input), case.expected or "", run.stdout)
+    outcome = checker(_as_text(case.input), _as_text(case.expected or ""), run.stdout)
     if inspect.isawaitable(outcome):
         outcome = await outcome
     return "AC" if outcome else "WA"

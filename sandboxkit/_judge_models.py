@@ -29,7 +29,9 @@ class TestCase(_Frozen):
     __test__ = False  # not a pytest class
 
     input: str | bytes = Field("", description="bytes fed to the program's stdin")
-    expected: str | None = Field(None, description="the expected output; None: not checked")
+    expected: str | bytes | None = Field(
+        None, description="the expected output (bytes: compared exactly); None: not checked"
+    )
     name: str | None = Field(None, description="a label for reports (e.g. the file stem)")
 
 
@@ -91,6 +93,8 @@ class TestResult(_Frozen):
     signal: int | None = None
     stdout: str = ""
     stderr: str = ""
+    stdout_bytes: bytes = Field(b"", description="the exact bytes kept of stdout")
+    stderr_bytes: bytes = Field(b"", description="the exact bytes kept of stderr")
     truncated: bool = False
     checker_message: str = Field("", description="what a checker program printed")
 

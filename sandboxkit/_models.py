@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ._errors import InvalidInput
 
+#: How a run ended. Every failure of the user's code is one of these, never an exception.
 Status = Literal["ok", "error", "timeout", "oom", "output_limit", "compile_error"]
 EventKind = Literal["stdout", "stderr", "exit"]
+FileType = Literal["file", "dir", "symlink", "other"]
 
 
 class _Frozen(BaseModel):
@@ -55,14 +57,25 @@ class Limits(_Frozen):
         return max(1, math.ceil(self.cpu_time if self.cpu_time is not None else self.time))
 
 
+def _decoded(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
 class RunResult(_Frozen):
-    """What one run of the user's program did. Failures of the code are statuses."""
+    """What one run of the user's program did. Failures of the code are statuses.
+
+    ``stdout_bytes``/``stderr_bytes`` are exactly what the program wrote (up to
+    ``Limits.output_bytes`` per stream); ``stdout``/``stderr`` are their UTF-8 views,
+    with invalid sequences replaced. Give either form when building one by hand.
+    """
 
     status: Status
     exit_code: int | None = None
     signal: int | None = None
     stdout: str = ""
     stderr: str = ""
+    stdout_bytes: bytes = Field(b"", description="the exact bytes kept of stdout")
+    stderr_bytes: bytes = Field(b"", description="the exact bytes kept of stderr")
     truncated: bool = False
     duration: float = Field(0.0, description="wall seconds of the user's program")
     cpu_time: float | None = Field(None, description="CPU seconds of the user's program")
@@ -73,6 +86,20 @@ class RunResult(_Frozen):
         "supervisor (~9 MB). Memory verdicts come from the cgroup's OOM count, not this.",
     )
     language: str = "python"
+    engine: str | None = Field(None, description="URL of the engine that ran it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both_forms(cls, data: Any) -> Any:
+        # one of text or bytes given: derive the other, so the two never disagree
+        if isinstance(data, dict):
+            for name in ("stdout", "stderr"):
+                raw, text = data.get(f"{name}_bytes"), data.get(name)
+                if raw is not None and text is None:
+                    data = {**data, name: _decoded(bytes(raw))}
+                elif text is not None and raw is None and isinstance(text, str):
+                    data = {**data, f"{name}_bytes": text.encode("utf-8", "surrogateescape")}
+        return data
 
     @property
     def ok(self) -> bool:
@@ -80,8 +107,21 @@ class RunResult(_Frozen):
 
 
 class Event(_Frozen):
-    """One streamed event: a chunk of output, or the final ``exit`` with the result."""
+    """One streamed event: a chunk of output, or the final ``exit`` with the result.
+
+    ``data_bytes`` is the chunk exactly as written; ``data`` its text, decoded
+    incrementally (a character split between chunks appears whole in the later one).
+    """
 
     kind: EventKind
     data: str = ""
+    data_bytes: bytes = b""
     result: RunResult | None = None
+
+
+class FileEntry(_Frozen):
+    """One entry under a session's workdir, as ``Sandbox.list_files`` reports it."""
+
+    path: str = Field(description="relative to the workdir")
+    type: FileType
+    size: int = Field(0, description="bytes (files); 0 for the others")

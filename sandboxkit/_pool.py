@@ -19,7 +19,7 @@ import anyio
 
 from ._container import Box, Resources, Shape
 from ._engine import Engine
-from ._errors import PoolClosed, PoolTimeout, SandboxkitError
+from ._errors import PoolClosed, PoolTimeout
 
 log = logging.getLogger("sandboxkit")
 
@@ -275,7 +275,3 @@ class WarmPool:
             "busy": self.state.busy,
             "size": self.state.size,
         }
-
-
-def is_sandboxkit_error(exc: BaseException) -> bool:
-    return isinstance(exc, SandboxkitError)

@@ -34,7 +34,7 @@ class Process:
     first event is read is never lost and output is collected even while nobody iterates.
     """
 
-    def __init__(self, box: Box, on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, box: Box, on_close: Callable[[], Awaitable[object]] | None = None) -> None:
         self._box = box
         self._on_close = on_close
         self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
@@ -43,7 +43,7 @@ class Process:
         self.result: RunResult | None = None
 
     async def _begin(self, factory: EventsFactory) -> None:
-        """Start driving the run; return once its job is with the agent."""
+        """Start driving the run; return once its job is with the agent (see launch)."""
         sent = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._pump(factory(sent.set)))
         waiter = asyncio.ensure_future(sent.wait())
@@ -138,3 +138,18 @@ class Process:
                 if self._on_close is not None:
                     on_close, self._on_close = self._on_close, None
                     await on_close()
+
+
+async def launch(
+    box: Box, factory: EventsFactory, on_close: Callable[[], Awaitable[object]]
+) -> Process:
+    """A :class:`Process` driving ``factory``'s run in ``box``; ``on_close`` frees the box.
+
+    If starting fails or is cancelled, the run is stopped and ``on_close`` called."""
+    proc = Process(box, on_close=on_close)
+    try:
+        await proc._begin(factory)
+    except BaseException:
+        await proc.aclose()
+        raise
+    return proc

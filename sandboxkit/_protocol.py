@@ -19,7 +19,7 @@ import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, TypedDict, Union
+    from typing import Literal, TypedDict
 
     class RLimits(TypedDict):
         cpu: int
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         op: Literal["list"]
         max_entries: int
 
-    FileJob = Union[WriteJob, ReadJob, ListJob]
+    FileJob = WriteJob | ReadJob | ListJob
 
     class Ready(TypedDict, total=False):
         python: str

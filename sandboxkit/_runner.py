@@ -1,4 +1,5 @@
-"""Host side of a run: the job sent to the agent, the frames read back, the verdict.
+"""Host side of a run: the job sent to the agent, the frames read back, the status;
+and the one compile-then-run policy every kind of run shares.
 
 The agent enforces the wall limit itself (it kills every process of the run and reports
 ``timeout``); the host keeps a backstop deadline a little later and, if the agent has not
@@ -8,12 +9,13 @@ output read so far. Both paths keep partial output.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -21,7 +23,10 @@ from . import _protocol as wire
 from ._container import Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
-from ._models import Event, Limits, RunResult, Status
+from ._models import Event, EventKind, Limits, RunResult, Status
+
+if TYPE_CHECKING:
+    from ._protocol import ExitReport, RLimits, RunJob
 
 HOST_GRACE = 3.0  # seconds the host waits past the agent's own deadline
 
@@ -43,7 +48,7 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
     )
 
 
-def rlimits(limits: Limits) -> dict[str, int]:
+def rlimits(limits: Limits) -> RLimits:
     return {
         "cpu": limits.cpu_seconds,
         "fsize": limits.file_size_mb * 1024 * 1024,
@@ -52,7 +57,7 @@ def rlimits(limits: Limits) -> dict[str, int]:
     }
 
 
-def run_job(
+def make_job(
     spec: LanguageSpec,
     argv: tuple[str, ...],
     limits: Limits,
@@ -61,17 +66,16 @@ def run_job(
     stdin: bytes | None = None,
     interactive: bool = False,
     keep_processes: bool = False,
-    inline_python: bool = False,
     kernel: bool = False,
-) -> dict[str, Any]:
-    """The job frame for one program run."""
+) -> RunJob:
+    """The job frame for one program run (a pre-loaded Python runs the source inline)."""
     return {
         "op": "run",
         "argv": list(argv),
-        "python_inline": inline_python,
+        "python_inline": spec.preload == "python",
         "kernel": kernel,
         "files": encode_files(files or {}),
-        "stdin": None if stdin is None else encode_files({"s": stdin})["s"],
+        "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
         "interactive": interactive,
         "keep_processes": keep_processes,
         "time": limits.time,
@@ -82,34 +86,29 @@ def run_job(
     }
 
 
-@dataclass
-class _Collected:
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
-
-
 BIG_JOB = 1 << 20
 
 
-def _job_size(job: Mapping[str, Any]) -> int:
-    files = job.get("files") or {}
-    return sum(len(v) for v in files.values()) + len(job.get("stdin") or "")
+async def encode_job(
+    spec: LanguageSpec,
+    argv: tuple[str, ...],
+    limits: Limits,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    stdin: bytes | None = None,
+    **options: bool,
+) -> bytes:
+    """:func:`make_job` as the frame's payload; a large one is built off the event loop
+    (base64 and JSON of megabytes would stall every other run)."""
 
-
-async def encode_job(job: Mapping[str, Any]) -> bytes:
-    """The job frame's payload; a large one is encoded off the event loop."""
-    if _job_size(job) < BIG_JOB:
+    def build() -> bytes:
+        job = make_job(spec, argv, limits, files=files, stdin=stdin, **options)
         return json.dumps(job).encode()
-    return await anyio.to_thread.run_sync(lambda: json.dumps(job).encode())
 
-
-async def build_job(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``run_job`` off the event loop when its files and stdin are large (base64 work)."""
-    files = kwargs.get("files") or {}
-    size = sum(len(v) for v in files.values()) + len(kwargs.get("stdin") or b"")
+    size = sum(len(v) for v in (files or {}).values()) + len(stdin or b"")
     if size < BIG_JOB:
-        return run_job(*args, **kwargs)
-    return await anyio.to_thread.run_sync(lambda: run_job(*args, **kwargs))
+        return build()
+    return await anyio.to_thread.run_sync(build)
 
 
 async def final_result(events: AsyncIterator[Event]) -> RunResult:
@@ -123,7 +122,7 @@ async def final_result(events: AsyncIterator[Event]) -> RunResult:
     return result
 
 
-def verdict(exit_info: Mapping[str, Any]) -> Status:
+def status_of(exit_info: ExitReport) -> Status:
     """Status from the agent's exit report. OOM first: it explains the other symptoms."""
     if exit_info.get("oom_kills", 0) > 0:
         return "oom"
@@ -149,13 +148,86 @@ async def _raise_if_engine_down(box: Box, cause: BaseException) -> None:
         ) from cause
 
 
-def _text(data: bytes | bytearray) -> str:
-    return bytes(data).decode("utf-8", errors="replace")
+class _Output:
+    """The output of one run as it arrives: kept up to the cap, decoded incrementally."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.raw = {wire.STDOUT: bytearray(), wire.STDERR: bytearray()}
+        self.truncated = False
+        self._decoders = {
+            kind: codecs.getincrementaldecoder("utf-8")(errors="replace") for kind in self.raw
+        }
+
+    def add(self, kind: bytes, payload: bytes) -> Event | None:
+        buf = self.raw[kind]
+        room = self.keep - len(buf)
+        if room < len(payload):
+            self.truncated = True
+            payload = payload[: max(room, 0)]
+        if not payload:
+            return None
+        buf += payload
+        return Event(
+            kind=_EVENT_KIND[kind], data=self._decoders[kind].decode(payload), data_bytes=payload
+        )
+
+    def tails(self) -> list[Event]:
+        """Text still held by the decoders (a character cut by the end of the output)."""
+        out = []
+        for kind, decoder in self._decoders.items():
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                out.append(Event(kind=_EVENT_KIND[kind], data=tail))
+        return out
+
+    @property
+    def stdout(self) -> bytes:
+        return bytes(self.raw[wire.STDOUT])
+
+    @property
+    def stderr(self) -> bytes:
+        return bytes(self.raw[wire.STDERR])
+
+
+_EVENT_KIND: dict[bytes, EventKind] = {wire.STDOUT: "stdout", wire.STDERR: "stderr"}
+
+
+def result_of(
+    exit_info: ExitReport,
+    output: _Output,
+    language: str,
+    engine: str | None,
+    *,
+    status_on_failure: Status | None = None,
+) -> RunResult:
+    """The result of a run from the agent's exit report and the output kept."""
+    status = status_of(exit_info)
+    if status == "error" and status_on_failure is not None:
+        status = status_on_failure
+    rss = exit_info.get("max_rss_kb")
+    return RunResult(
+        status=status,
+        exit_code=exit_info.get("exit_code"),
+        signal=exit_info.get("signal"),
+        stdout_bytes=output.stdout,
+        stderr_bytes=output.stderr,
+        truncated=bool(
+            output.truncated
+            or exit_info.get("truncated_stdout")
+            or exit_info.get("truncated_stderr")
+        ),
+        duration=float(exit_info.get("wall") or 0.0),
+        cpu_time=exit_info.get("cpu"),
+        memory_mb=round(rss / 1024, 2) if rss else None,
+        language=language,
+        engine=engine,
+    )
 
 
 async def execute(
     box: Box,
-    job: dict[str, Any],
+    job: bytes,
     limits: Limits,
     language: str,
     *,
@@ -163,7 +235,7 @@ async def execute(
     on_sent: Callable[[], None] | None = None,
     salvage: bool = False,
 ) -> AsyncGenerator[Event, None]:
-    """Send ``job`` to ``box`` and yield output events, then the ``exit`` event.
+    """Send ``job`` (from :func:`encode_job`) to ``box``; yield output, then ``exit``.
 
     ``status_on_failure`` turns a failing exit into another status (``compile_error``).
     If the backstop deadline passes, the box is destroyed and the run reports timeout.
@@ -171,25 +243,20 @@ async def execute(
     ``salvage`` (sessions) by killing it and reading its run to the end, so the box stays
     usable; otherwise, or if that fails, by destroying the box.
     """
-    keep = limits.output_bytes
-    got = _Collected()
-    decoders = {
-        wire.STDOUT: codecs.getincrementaldecoder("utf-8")(errors="replace"),
-        wire.STDERR: codecs.getincrementaldecoder("utf-8")(errors="replace"),
-    }
-    host_truncated = False
+    output = _Output(limits.output_bytes)
+    engine = box.engine.url
     started = time.monotonic()
     finished = False
     sent = False
     try:
-        await box.send(wire.JOB, await encode_job(job))
+        await box.send(wire.JOB, job)
         sent = True
         if on_sent is not None:
             on_sent()
         # the clock starts once the job is with the agent: uploading files is not run time
         started = time.monotonic()
         deadline = started + limits.time + HOST_GRACE
-        exit_info: dict[str, Any] | None = None
+        exit_info: ExitReport | None = None
         while exit_info is None:
             remaining = deadline - time.monotonic()
             kind: bytes | None = None
@@ -206,48 +273,19 @@ async def execute(
                     "signal": 9,
                     "wall": time.monotonic() - started,
                 }
-                break
-            if kind in (wire.STDOUT, wire.STDERR):
-                buf = got.stdout if kind == wire.STDOUT else got.stderr
-                room = keep - len(buf)
-                if room < len(payload):
-                    host_truncated = True
-                    payload = payload[: max(room, 0)]
-                if payload:
-                    buf += payload
-                    text = decoders[kind].decode(payload)
-                    if text:
-                        yield Event(kind="stdout" if kind == wire.STDOUT else "stderr", data=text)
+            elif kind in _EVENT_KIND:
+                event = output.add(kind, payload)
+                if event is not None:
+                    yield event
             elif kind == wire.EXIT:
                 exit_info = json.loads(payload)
             elif kind == wire.FAULT:
                 raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
             else:
                 raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
-        for k, dec in decoders.items():
-            tail = dec.decode(b"", final=True)
-            if tail:
-                yield Event(kind="stdout" if k == wire.STDOUT else "stderr", data=tail)
-        status = verdict(exit_info)
-        if status == "error" and status_on_failure is not None:
-            status = status_on_failure
-        rss = exit_info.get("max_rss_kb")
-        result = RunResult(
-            status=status,
-            exit_code=exit_info.get("exit_code"),
-            signal=exit_info.get("signal"),
-            stdout=_text(got.stdout),
-            stderr=_text(got.stderr),
-            truncated=bool(
-                host_truncated
-                or exit_info.get("truncated_stdout")
-                or exit_info.get("truncated_stderr")
-            ),
-            duration=float(exit_info.get("wall") or 0.0),
-            cpu_time=exit_info.get("cpu"),
-            memory_mb=round(rss / 1024, 2) if rss else None,
-            language=language,
-        )
+        for event in output.tails():
+            yield event
+        result = result_of(exit_info, output, language, engine, status_on_failure=status_on_failure)
         finished = True
         yield Event(kind="exit", result=result)
     except SandboxError as exc:
@@ -266,7 +304,7 @@ async def execute(
         # The engine is fine, yet the container ended mid-run. Only the user's program can
         # reach its supervisor (same uid: prlimit, signals), so this is the program's
         # failure, reported as a status like any other crash, never as an exception.
-        note = "sandboxkit: the sandbox ended during the run (its supervisor was killed)\n"
+        note = b"sandboxkit: the sandbox ended during the run (its supervisor was killed)\n"
         oom = False
         with anyio.move_on_after(5):
             try:
@@ -281,11 +319,12 @@ async def execute(
                 status=lost,
                 exit_code=None,
                 signal=9 if oom else None,
-                stdout=_text(got.stdout),
-                stderr=_text(got.stderr) + note,
-                truncated=host_truncated,
+                stdout_bytes=output.stdout,
+                stderr_bytes=output.stderr + note,
+                truncated=output.truncated,
                 duration=time.monotonic() - started,
                 language=language,
+                engine=engine,
             ),
         )
     finally:
@@ -309,3 +348,140 @@ async def _stop_and_drain(box: Box) -> bool:
         except SandboxError:
             return False
     return False
+
+
+# --------------------------------------------------------------------------- the policy
+# One compile-then-run policy for one-shot runs, sessions, start() and the judge.
+
+
+async def compile_source(
+    box: Box,
+    spec: LanguageSpec,
+    limits: Limits,
+    files: Mapping[str, bytes],
+    *,
+    salvage: bool = False,
+) -> RunResult | None:
+    """Compile in ``box`` with the compile step's limits: the compiler's result, status
+    ``ok`` or ``compile_error``; ``None`` for a language with no compile step.
+
+    A compiler that fails, times out or blows its memory is a compile error; all it
+    printed is diagnostics, reported in stderr (tsc writes to stdout)."""
+    if spec.compile is None:
+        return None
+    build_limits = compile_limits(spec, limits)
+    await box.set_resources(resources_for(build_limits))
+    job = await encode_job(spec, spec.compile, build_limits, files=files)
+    compiled = await final_result(
+        execute(
+            box, job, build_limits, spec.name, status_on_failure="compile_error", salvage=salvage
+        )
+    )
+    if compiled.status == "ok":
+        return compiled
+    diagnostics = compiled.stderr_bytes + compiled.stdout_bytes
+    if compiled.status in ("timeout", "oom"):
+        what = (
+            f"its {build_limits.time:g} s time limit"
+            if compiled.status == "timeout"
+            else f"its {build_limits.memory_mb} MB memory limit"
+        )
+        diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n".encode()
+    kept = compiled.model_dump(exclude={"stdout", "stderr", "stdout_bytes", "stderr_bytes"})
+    return RunResult(**{**kept, "status": "compile_error", "stderr_bytes": diagnostics})
+
+
+async def fit_run_limits(box: Box, spec: LanguageSpec, limits: Limits) -> RunResult | None:
+    """Give ``box`` the run's own limits. ``None`` when done, else the ``oom`` result:
+    lowering memory fails when the sandbox already holds more (files in /work and /tmp
+    count as memory), so the run cannot fit in what it asked for."""
+    try:
+        await box.set_resources(resources_for(limits))
+    except EngineError as exc:
+        if limits.memory_mb >= box.resources.memory_mb:
+            raise
+        return RunResult(
+            status="oom",
+            stderr=(
+                f"sandboxkit: this sandbox already holds more than {limits.memory_mb} MB "
+                "(files in /work and /tmp count as memory); free some or ask for more\n"
+                f"({exc})\n"
+            ),
+            language=spec.name,
+            engine=box.engine.url,
+        )
+    return None
+
+
+async def run_step(
+    box: Box,
+    spec: LanguageSpec,
+    limits: Limits,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    stdin: bytes | None = None,
+    args: tuple[str, ...] = (),
+    interactive: bool = False,
+    keep_processes: bool = False,
+    kernel: bool = False,
+    on_sent: Callable[[], None] | None = None,
+    salvage: bool = False,
+) -> AsyncGenerator[Event, None]:
+    """Run the (compiled) program once in ``box``, which already has the run's limits."""
+    job = await encode_job(
+        spec,
+        spec.run + args,
+        limits,
+        files=files,
+        stdin=stdin,
+        interactive=interactive,
+        keep_processes=keep_processes,
+        kernel=kernel,
+    )
+    events = execute(box, job, limits, spec.name, on_sent=on_sent, salvage=salvage)
+    async with aclosing(events):
+        async for event in events:
+            yield event
+
+
+async def run_program(
+    box: Box,
+    spec: LanguageSpec,
+    limits: Limits,
+    files: dict[str, bytes],
+    stdin: bytes | None,
+    *,
+    interactive: bool = False,
+    keep_processes: bool = False,
+    kernel: bool = False,
+    on_sent: Callable[[], None] | None = None,
+    salvage: bool = False,
+) -> AsyncGenerator[Event, None]:
+    """Compile (if the language needs it), then run, in ``box``; yields events.
+
+    ``salvage`` (sessions): a run abandoned midway is killed and the box kept.
+    """
+    failed = await compile_source(box, spec, limits, files, salvage=salvage)
+    if failed is not None and failed.status == "ok":
+        files = {}  # the sources went into the build
+        failed = None
+    if failed is None:
+        failed = await fit_run_limits(box, spec, limits)
+    if failed is not None:
+        yield Event(kind="exit", result=failed)
+        return
+    events = run_step(
+        box,
+        spec,
+        limits,
+        files=files,
+        stdin=stdin,
+        interactive=interactive,
+        keep_processes=keep_processes,
+        kernel=kernel,
+        on_sent=on_sent,
+        salvage=salvage,
+    )
+    async with aclosing(events):
+        async for event in events:
+            yield event

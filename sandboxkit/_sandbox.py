@@ -1,29 +1,37 @@
-"""``Sandbox``: one-shot runs (``Sandbox.run``/``Sandbox.stream`` on the class) and
-sessions (``async with Sandbox(...) as sb``: one container kept for several runs)."""
+"""``Sandbox``: one-shot runs (``Sandbox.run``/``stream``/``start`` on the class) and
+sessions (``async with Sandbox(...) as sb``: one container kept for several runs).
+
+Why a descriptor: ``Sandbox.run(code)`` and ``sb.run(code)`` are the two forms the
+contract promises, with different parameters (a session's language is fixed). The
+descriptor's overloaded ``__get__`` gives each form its own real signature, so a user's
+type checker sees ``language=`` on the class and flags it on a session."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import enum
 import functools
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Concatenate, Generic, TypeVar, overload
 
 import anyio
+from typing_extensions import Never, ParamSpec
 
 from ._container import Box
 from ._default import default_pool
-from ._errors import InvalidInput, SandboxError
+from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
 from ._languages import get_language
-from ._models import Event, Limits, RunResult
-from ._pool import WarmPool
-from ._process import Process
-from ._runner import final_result
-from ._sandbox_pool import Runtime, SandboxPool, check_runtime, run_program
+from ._models import Event, FileEntry, Limits, RunResult
+from ._process import Process, launch
+from ._runner import final_result, run_program
+from ._sandbox_pool import Runtime, SandboxPool, check_runtime
+from ._stream import EventStream
 from ._transfer import collect_local, store_local
 from ._validate import (
     MAX_FILES,
@@ -35,24 +43,33 @@ from ._validate import (
     prepare_run,
 )
 
-R = TypeVar("R")
+ClassP = ParamSpec("ClassP")
+ClassR = TypeVar("ClassR")
+SessionP = ParamSpec("SessionP")
+SessionR = TypeVar("SessionR")
 
 MAX_READ_BYTES = 64 * 1024 * 1024
 
 
-class _ClassOrInstance(Generic[R]):
+class _ClassOrInstance(Generic[ClassP, ClassR, SessionP, SessionR]):
     """``Sandbox.run(...)`` is a one-shot run; ``sandbox.run(...)`` runs in the session."""
 
-    def __init__(self, on_class: Callable[..., R], on_instance: Callable[..., R]) -> None:
+    def __init__(
+        self,
+        on_class: Callable[ClassP, ClassR],
+        on_instance: Callable[Concatenate[Sandbox, SessionP], SessionR],
+    ) -> None:
         self._on_class = on_class
         self._on_instance = on_instance
-        functools.update_wrapper(self, on_class)  # type: ignore[arg-type]
+        self.__doc__ = on_class.__doc__
 
     @overload
-    def __get__(self, obj: None, owner: type[Any]) -> Callable[..., R]: ...
+    def __get__(self, obj: None, owner: type[Any]) -> Callable[ClassP, ClassR]: ...
     @overload
-    def __get__(self, obj: object, owner: type[Any]) -> Callable[..., R]: ...
-    def __get__(self, obj: object | None, owner: type[Any]) -> Callable[..., R]:
+    def __get__(self, obj: Sandbox, owner: type[Any]) -> Callable[SessionP, SessionR]: ...
+    def __get__(
+        self, obj: Sandbox | None, owner: type[Any]
+    ) -> Callable[ClassP, ClassR] | Callable[SessionP, SessionR]:
         if obj is None:
             return self._on_class
         return functools.partial(self._on_instance, obj)
@@ -77,7 +94,7 @@ async def _oneshot_run(
     )
 
 
-async def _oneshot_stream(
+def _oneshot_stream(
     code: str,
     *,
     language: str = "python",
@@ -86,17 +103,24 @@ async def _oneshot_stream(
     limits: Limits | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
-) -> AsyncGenerator[Event, None]:
-    """Run ``code`` once; yield ``stdout``/``stderr`` chunks as written, then ``exit``."""
+) -> EventStream:
+    """Run ``code`` once: ``stdout``/``stderr`` chunks as written, then ``exit``.
+
+    ``async with Sandbox.stream(code) as events: async for ev in events: ...`` frees the
+    sandbox when the block ends; plain ``async for`` works too."""
     get_language(language)
     check_runtime(runtime)
-    target = pool or await default_pool()
-    events = target.stream(
-        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
-    )
-    async with aclosing(events):
-        async for event in events:
-            yield event
+
+    async def events() -> AsyncGenerator[Event, None]:
+        target = pool or await default_pool()
+        inner = target.stream(
+            code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+        )
+        async with inner:
+            async for event in inner:
+                yield event
+
+    return EventStream(events())
 
 
 async def _oneshot_start(
@@ -118,6 +142,25 @@ async def _oneshot_start(
     )
 
 
+def _refuse(unexpected: Mapping[str, object], language: str, method: str) -> None:
+    """Keywords a session call does not take: ``language`` says why, others as Python."""
+    for name, value in unexpected.items():
+        if name == "language":
+            if value == language:
+                continue
+            raise InvalidInput(
+                f"this session runs {language}; a session's language is fixed, open "
+                f"another Sandbox(language={value!r}) for it"
+            )
+        raise TypeError(f"Sandbox.{method}() got an unexpected keyword argument {name!r}")
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class Sandbox:
     """A session: one sandbox kept for several runs; files persist between them.
 
@@ -127,11 +170,23 @@ class Sandbox:
             await sb.write_file("in.csv", b"a,b\\n1,2\\n")
             result = await sb.run("print(open('in.csv').read())")
 
-    Processes a run leaves behind are stopped before the next run unless
-    ``keep_processes=True``. An idle session is reclaimed after ``idle_timeout`` seconds.
-    ``keep_state=True`` (Python) keeps one interpreter between runs, as a notebook kernel
-    does: variables and imports persist, and a run's last expression is printed. A run
-    that times out or exits restarts the kernel with a fresh state.
+    On the class, ``Sandbox.run``/``stream``/``start`` are one-shot runs in a fresh
+    sandbox each. A session is opened once (``async with`` or :meth:`open`) and done
+    after :meth:`aclose`.
+
+    Args:
+        language: the session's language, fixed for its life.
+        limits: default limits of its runs (``disk_mb`` is fixed for the session).
+        pool: the :class:`SandboxPool` to take the sandbox from (default: the
+            process-wide one).
+        keep_processes: leave processes a run started running into the next run
+            (by default they are stopped when a run ends).
+        keep_state: (Python) keep one interpreter between runs, as a notebook kernel
+            does: variables and imports persist, and a run's last expression is
+            printed. A run that times out or exits restarts it with a fresh state.
+        idle_timeout: seconds without use after which the sandbox is reclaimed
+            (``None``: never).
+        runtime: the OCI runtime, ``"runc"`` or ``"runsc"`` (default: the pool's).
     """
 
     def __init__(
@@ -156,27 +211,44 @@ class Sandbox:
             raise InvalidInput("idle_timeout must be > 0 or None")
         self.idle_timeout = idle_timeout
         self._pool = pool
+        self._state = _State.NEW
+        self._lease: AsyncExitStack | None = None
         self._box: Box | None = None
-        self._warm: WarmPool | None = None
         self._lock = asyncio.Lock()
         self._idle_handle: asyncio.TimerHandle | None = None
         self._reclaim_task: asyncio.Task[None] | None = None
         self._last_used = time.monotonic()
         self._reclaimed = False
 
-    run = _ClassOrInstance(_oneshot_run, lambda self, *a, **k: self._run(*a, **k))
-    start = _ClassOrInstance(_oneshot_start, lambda self, *a, **k: self._start(*a, **k))
-    stream = _ClassOrInstance(_oneshot_stream, lambda self, *a, **k: self._stream(*a, **k))
+    @property
+    def language(self) -> str:
+        return self.spec.name
 
     # ------------------------------------------------------------------ life cycle
-    async def __aenter__(self) -> Sandbox:
+    async def open(self) -> Sandbox:
+        """Take a sandbox for this session; returns the session itself."""
+        if self._state is not _State.NEW:
+            raise UsageError(
+                "this Sandbox was already opened; a session is opened once "
+                "(create a new Sandbox for another)"
+            )
+        self._state = _State.OPEN
         pool = self._pool or await default_pool()
         self._pool = pool
-        self._warm = await pool._warm_pool(self.spec, self.limits, self.runtime)
-        self._box = await self._warm.acquire(pool.acquire_timeout)
-        pool._sessions.add(self._box)
+        lease = AsyncExitStack()
+        try:
+            self._box = await lease.enter_async_context(
+                pool.checkout(self.spec, self.limits, self.runtime)
+            )
+        except BaseException:
+            self._state = _State.CLOSED
+            raise
+        self._lease = lease
         self._touch()
         return self
+
+    async def __aenter__(self) -> Sandbox:
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -187,13 +259,15 @@ class Sandbox:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Give the sandbox back (it is destroyed); shielded. Closing twice is fine."""
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSED
         if self._idle_handle is not None:
             self._idle_handle.cancel()
-        box, self._box = self._box, None
-        if box is not None and self._warm is not None and self._pool is not None:
-            self._pool._sessions.discard(box)
+        lease, self._lease, self._box = self._lease, None, None
+        if lease is not None:
             with anyio.CancelScope(shield=True):
-                await self._warm.release(box)
+                await lease.aclose()
 
     def _touch(self) -> None:
         self._last_used = time.monotonic()
@@ -217,8 +291,13 @@ class Sandbox:
 
     def _live_box(self) -> Box:
         if self._box is None:
-            why = "reclaimed after being idle" if self._reclaimed else "not open"
-            raise SandboxError(f"this session is {why}; use `async with Sandbox(...)`")
+            if self._reclaimed:
+                why = "was reclaimed after being idle"
+            elif self._state is _State.CLOSED:
+                why = "is closed"
+            else:
+                why = "is not open"
+            raise SandboxError(f"this session {why}; use `async with Sandbox(...)`")
         if not self._box.alive:
             raise SandboxError("this session's sandbox has ended (killed after a timeout?)")
         return self._box
@@ -226,21 +305,38 @@ class Sandbox:
     # ------------------------------------------------------------------ runs
     async def _run(
         self,
+        /,
         code: str,
         *,
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        **unexpected: Never,
     ) -> RunResult:
-        return await final_result(self._stream(code, stdin=stdin, files=files, limits=limits))
+        """Run ``code`` in this session and return its result."""
+        _refuse(unexpected, self.language, "run")
+        return await final_result(self._events(code, stdin, files, limits))
 
-    async def _stream(
+    def _stream(
+        self,
+        /,
+        code: str,
+        *,
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        **unexpected: Never,
+    ) -> EventStream:
+        """Run ``code`` in this session, streaming its events (``async with`` it)."""
+        _refuse(unexpected, self.language, "stream")
+        return EventStream(self._events(code, stdin, files, limits))
+
+    async def _events(
         self,
         code: str,
-        *,
-        stdin: str | bytes | None = None,
-        files: Mapping[str, bytes] | None = None,
-        limits: Limits | None = None,
+        stdin: str | bytes | None,
+        files: Mapping[str, bytes] | None,
+        limits: Limits | None,
     ) -> AsyncGenerator[Event, None]:
         job = self._prepare(code, stdin, files, limits)
         async with self._lock:
@@ -252,7 +348,7 @@ class Sandbox:
                 job.files,
                 job.stdin,
                 keep_processes=self.keep_processes,
-                keep_state=self.keep_state,
+                kernel=self.keep_state,
                 salvage=True,
             )
             try:
@@ -274,13 +370,16 @@ class Sandbox:
 
     async def _start(
         self,
+        /,
         code: str,
         *,
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        **unexpected: Never,
     ) -> Process:
         """Start ``code`` in this session with stdin open; the session waits for it."""
+        _refuse(unexpected, self.language, "start")
         job = self._prepare(code, stdin, files, limits)
         await self._lock.acquire()
         try:
@@ -293,57 +392,56 @@ class Sandbox:
             self._lock.release()
             self._touch()
 
-        proc = Process(box, on_close=done)
-        try:
-            await proc._begin(
-                lambda sent: run_program(
-                    box,
-                    self.spec,
-                    job.limits,
-                    job.files,
-                    job.stdin,
-                    interactive=True,
-                    keep_processes=self.keep_processes,
-                    keep_state=self.keep_state,
-                    on_sent=sent,
-                    salvage=True,
-                )
-            )
-        except BaseException:
-            await proc.aclose()  # stops the run and calls done(), releasing the lock
-            raise
-        return proc
+        return await launch(
+            box,
+            lambda sent: run_program(
+                box,
+                self.spec,
+                job.limits,
+                job.files,
+                job.stdin,
+                interactive=True,
+                keep_processes=self.keep_processes,
+                kernel=self.keep_state,
+                on_sent=sent,
+                salvage=True,
+            ),
+            on_close=done,
+        )
+
+    run = _ClassOrInstance(_oneshot_run, _run)
+    stream = _ClassOrInstance(_oneshot_stream, _stream)
+    start = _ClassOrInstance(_oneshot_start, _start)
 
     # ------------------------------------------------------------------ files
+    async def _file_op(self, op: dict[str, Any], what: str, path: str) -> tuple[Any, bytes]:
+        async with self._lock:
+            box = self._live_box()
+            reply, data = await box.call(op)
+            self._touch()
+        if not reply.get("ok"):
+            raise SandboxFileError(what, path, str(reply.get("error") or "refused"))
+        return reply, data
+
     async def write_file(self, path: str, data: bytes | str, *, executable: bool = False) -> None:
         """Write ``data`` to ``path`` (relative to the workdir), creating directories."""
         clean = check_files({check_path(path): data})
-        async with self._lock:
-            box = self._live_box()
-            ((rel, content),) = clean.items()
-            import base64
-
-            reply, _ = await box.call(
-                {
-                    "op": "write",
-                    "path": rel,
-                    "data": base64.b64encode(content).decode(),
-                    "mode": 0o755 if executable else 0o644,
-                }
-            )
-            self._touch()
-        if not reply.get("ok"):
-            raise InvalidInput(f"cannot write {path!r}: {reply.get('error')}")
+        ((rel, content),) = clean.items()
+        op = {
+            "op": "write",
+            "path": rel,
+            "data": base64.b64encode(content).decode(),
+            "mode": 0o755 if executable else 0o644,
+        }
+        await self._file_op(op, "write", path)
 
     async def read_file(self, path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
-        """The bytes of a regular file in the workdir (symlinks and devices refused)."""
+        """The bytes of a regular file in the workdir (symlinks and devices refused);
+        ``SandboxFileError`` when it is missing, not a regular file or too large."""
         rel = check_path(path)
-        async with self._lock:
-            box = self._live_box()
-            reply, data = await box.call({"op": "read", "path": rel, "max_bytes": max_bytes})
-            self._touch()
-        if not reply.get("ok"):
-            raise InvalidInput(f"cannot read {path!r}: {reply.get('error')}")
+        _, data = await self._file_op(
+            {"op": "read", "path": rel, "max_bytes": max_bytes}, "read", path
+        )
         return data
 
     async def write_dir(self, local_dir: str | os.PathLike[str], dest: str = ".") -> int:
@@ -362,26 +460,24 @@ class Sandbox:
         """
         prefix = "" if src in (".", "") else check_path(src) + "/"
         wanted = [
-            e
-            for e in await self.list_files()
-            if e["type"] == "file" and str(e["path"]).startswith(prefix)
+            e for e in await self.list_files() if e.type == "file" and e.path.startswith(prefix)
         ]
         if len(wanted) > MAX_FILES:
             raise InvalidInput(f"{src!r} holds more than {MAX_FILES} files")
         files: dict[str, bytes] = {}
         total = 0
         for entry in wanted:
-            data = await self.read_file(str(entry["path"]))
+            data = await self.read_file(entry.path)
             total += len(data)
             if total > MAX_FILES_BYTES:
                 raise InvalidInput(f"{src!r} holds more than {MAX_FILES_BYTES} bytes")
-            files[str(entry["path"])[len(prefix) :]] = data
+            files[entry.path[len(prefix) :]] = data
         return await asyncio.to_thread(store_local, local_dir, files)
 
-    async def list_files(self) -> list[dict[str, Any]]:
-        """Entries under the workdir: ``path``, ``type`` (file/dir/symlink/other), ``size``."""
-        async with self._lock:
-            box = self._live_box()
-            reply, _ = await box.call({"op": "list"})
-            self._touch()
-        return list(reply.get("entries", []))
+    async def list_files(self) -> list[FileEntry]:
+        """Every entry under the workdir: its path, type (file/dir/symlink/other), size."""
+        reply, _ = await self._file_op({"op": "list"}, "list", ".")
+        return [
+            FileEntry(path=str(e["path"]), type=e["type"], size=int(e.get("size") or 0))
+            for e in reply.get("entries", [])
+        ]

@@ -1,13 +1,16 @@
-"""``SandboxPool``: the runtime object that owns the engine connection, images, warm
-pools and background work. ``Sandbox.run`` uses a process-wide default one."""
+"""``SandboxPool``: owns the engine connection, images, warm pools and their background
+work, and hands out sandboxes through one lease (:meth:`SandboxPool.checkout`) that
+one-shot runs, sessions, ``start()`` and the judge all use. ``Sandbox.run`` uses a
+process-wide default pool."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Literal
 
@@ -15,18 +18,20 @@ import anyio
 
 from ._container import Box, Resources, Shape
 from ._engine import LABEL_POOL, Engine
-from ._errors import EngineError, InvalidInput, PoolClosed, SandboxkitError
+from ._errors import InvalidInput, PoolClosed, SandboxkitError, UsageError
 from ._images import ensure_image
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
-from ._process import Process
+from ._process import Process, launch
 from ._reaper import reap
-from ._runner import build_job, compile_limits, execute, final_result, resources_for
+from ._runner import compile_limits, final_result, resources_for, run_program
+from ._stream import EventStream
 from ._validate import check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
 
+#: The OCI runtime a sandbox's container runs under: runc, or gVisor's runsc.
 Runtime = Literal["runc", "runsc"]
 
 
@@ -37,6 +42,12 @@ def check_runtime(runtime: object) -> Runtime | None:
     raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
 
 
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class SandboxPool:
     """Warm sandboxes for some languages, and everything needed to run code in them.
 
@@ -44,6 +55,24 @@ class SandboxPool:
 
         async with SandboxPool(languages=["python"], size=4) as pool:
             result = await pool.run("print(1)")
+
+    ``async with`` (or :meth:`open` … :meth:`aclose`) builds missing images and waits
+    for the warm sandboxes; a pool that is never opened still works, warming each
+    language on its first run. A pool is opened once; after :meth:`aclose` it is done.
+
+    Args:
+        languages: languages to warm when the pool opens (others warm on first use).
+        size: idle sandboxes kept started per language (0: start one per run).
+        max_size: most sandboxes per language at once, idle and busy (default
+            ``max(2 * size, size + 4)``); a run beyond it waits up to ``acquire_timeout``.
+        acquire_timeout: seconds a run waits for a free sandbox before ``PoolTimeout``.
+        limits: the default :class:`Limits` of runs that give none.
+        runtime: the OCI runtime of its containers: ``"runc"``, or ``"runsc"`` (gVisor).
+        network: give sandboxes a bridge network (off by default: only ``lo``).
+        max_idle_age: seconds an idle sandbox is kept before it is replaced.
+        docker_url: the engine (``unix://``/``tcp://``; default ``DOCKER_HOST`` or the
+            local socket).
+        on_build_line: called with each line of image build output.
     """
 
     def __init__(
@@ -68,7 +97,8 @@ class SandboxPool:
             raise InvalidInput(f"max_size must be an int >= size and >= 1, not {max_size!r}")
         if not acquire_timeout > 0:
             raise InvalidInput("acquire_timeout must be > 0")
-        check_runtime(runtime)
+        if check_runtime(runtime) is None:
+            raise InvalidInput("runtime must be 'runc' or 'runsc'")
         self.languages = [get_language(name).name for name in languages]
         self.size = size
         self.max_size = max_size
@@ -83,18 +113,30 @@ class SandboxPool:
         self._pools: dict[Shape, WarmPool] = {}
         self._tags: dict[str, str] = {}
         self._lock = asyncio.Lock()
-        self._closed = False
-        self._sessions: set[Box] = set()
+        self._state = _State.NEW
         self._reaped = False  # orphans of crashed owners are removed once, at first use
 
     # ------------------------------------------------------------------ life cycle
-    async def __aenter__(self) -> SandboxPool:
+    async def open(self) -> SandboxPool:
+        """Build missing images and warm every language's pool; the first failure
+        raises (and closes the pool). Returns the pool itself."""
+        if self._state is _State.OPEN:
+            raise UsageError("this SandboxPool is already open; open it once")
+        if self._state is _State.CLOSED:
+            raise PoolClosed("this SandboxPool is closed; create a new one")
+        self._state = _State.OPEN
         try:
-            await self.warm_up()
+            await self.engine.info()  # an unreachable engine fails here, with what to do
+            for name in self.languages:
+                await self._warm_pool(get_language(name), self.limits)
+            await asyncio.gather(*(p.warm_up() for p in self._pools.values()))
         except BaseException:
             await self.aclose()
             raise
         return self
+
+    async def __aenter__(self) -> SandboxPool:
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -104,23 +146,15 @@ class SandboxPool:
     ) -> None:
         await self.aclose()
 
-    async def warm_up(self) -> None:
-        """Build missing images and warm every language's pool; first failure raises."""
-        await self.engine.info()  # an unreachable engine fails here, with what to do
-        for name in self.languages:
-            await self._warm_pool(get_language(name), self.limits)
-        await asyncio.gather(*(p.warm_up() for p in self._pools.values()))
-
     async def aclose(self) -> None:
-        """Destroy every sandbox this pool made; shielded from cancellation, bounded."""
-        if self._closed:
+        """Destroy every sandbox this pool made; shielded from cancellation, bounded.
+        Closing twice is fine."""
+        if self._state is _State.CLOSED:
             return
-        self._closed = True
+        self._state = _State.CLOSED
         with anyio.CancelScope(shield=True):
             pools = list(self._pools.values())
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
-            sessions = list(self._sessions)
-            await asyncio.gather(*(b.destroy() for b in sessions), return_exceptions=True)
             with anyio.move_on_after(15):
                 await self._sweep()
             await self.engine.close()
@@ -135,13 +169,15 @@ class SandboxPool:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._state is _State.CLOSED
 
     def health(self) -> dict[str, dict[str, int]]:
+        """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
         return {f"{s.image}@{s.runtime}/{s.disk_mb}m": p.health() for s, p in self._pools.items()}
 
     # ------------------------------------------------------------------ internals
     async def image_for(self, spec: LanguageSpec) -> str:
+        """The tag of ``spec``'s image, built first if it is missing."""
         tag = self._tags.get(spec.name)
         if tag is None:
             tag = await ensure_image(self.engine, spec, self._on_build_line)
@@ -164,7 +200,7 @@ class SandboxPool:
     async def _warm_pool(
         self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
     ) -> WarmPool:
-        if self._closed:
+        if self.closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
         if not self._reaped:
             self._reaped = True
@@ -172,7 +208,7 @@ class SandboxPool:
         tag = await self.image_for(spec)
         shape = self._shape(tag, limits, spec, runtime)
         async with self._lock:
-            if self._closed:  # closed while the image was being prepared
+            if self.closed:  # closed while the image was being prepared
                 raise PoolClosed("this SandboxPool is closed; create a new one")
             pool = self._pools.get(shape)
             if pool is None:
@@ -206,10 +242,11 @@ class SandboxPool:
         return resources_for(compile_limits(spec, limits) if spec.compiled else limits)
 
     @asynccontextmanager
-    async def lease(
+    async def checkout(
         self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
     ) -> AsyncIterator[Box]:
-        """A warm sandbox for the caller alone; destroyed (and replaced) afterwards."""
+        """The one lease: a warm sandbox for the caller alone, destroyed (and replaced)
+        when the block ends. Every run, session, ``start()`` and judge goes through it."""
         pool = await self._warm_pool(spec, limits, check_runtime(runtime))
         box = await pool.acquire(self.acquire_timeout)
         try:
@@ -224,7 +261,8 @@ class SandboxPool:
         spec = get_language(language)
         warm = await self._warm_pool(spec, self.limits)
         if warm.toolchain is None:  # no sandbox started yet: start one (it records it)
-            await warm.release(await warm.acquire(self.acquire_timeout))
+            async with self.checkout(spec, self.limits):
+                pass
         return warm.toolchain or "unknown"
 
     # ------------------------------------------------------------------ runs
@@ -242,10 +280,42 @@ class SandboxPool:
 
         ``runtime`` overrides the pool's for this run (``"runsc"``: gVisor)."""
         return await final_result(
-            self.stream(
-                code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
-            )
+            self._events(code, language, stdin, files, limits, check_runtime(runtime))
         )
+
+    def stream(
+        self,
+        code: str,
+        *,
+        language: str = "python",
+        stdin: str | bytes | None = None,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        runtime: Runtime | None = None,
+    ) -> EventStream:
+        """Run ``code`` once, yielding output chunks as written, then the ``exit`` event.
+        Use as ``async with pool.stream(...) as events`` to free the sandbox on exit."""
+        get_language(language)  # bad input fails here, not at the first event
+        return EventStream(
+            self._events(code, language, stdin, files, limits, check_runtime(runtime))
+        )
+
+    async def _events(
+        self,
+        code: str,
+        language: str,
+        stdin: str | bytes | None,
+        files: Mapping[str, bytes] | None,
+        limits: Limits | None,
+        runtime: Runtime | None,
+    ) -> AsyncGenerator[Event, None]:
+        spec = get_language(language)
+        job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
+        async with self.checkout(spec, job.limits, runtime) as box:
+            events = run_program(box, spec, job.limits, job.files, job.stdin)
+            async with aclosing(events):  # a consumer leaving early stops the run now
+                async for event in events:
+                    yield event
 
     async def start(
         self,
@@ -258,146 +328,16 @@ class SandboxPool:
         runtime: Runtime | None = None,
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
-        return await start_process(
-            self,
-            code,
-            language=language,
-            stdin=stdin,
-            files=files,
-            limits=limits,
-            runtime=runtime,
-        )
-
-    async def stream(
-        self,
-        code: str,
-        *,
-        language: str = "python",
-        stdin: str | bytes | None = None,
-        files: Mapping[str, bytes] | None = None,
-        limits: Limits | None = None,
-        runtime: Runtime | None = None,
-    ) -> AsyncGenerator[Event, None]:
-        """Run ``code`` once, yielding output chunks as written, then the ``exit`` event."""
         spec = get_language(language)
         job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
-        async with self.lease(spec, job.limits, check_runtime(runtime)) as box:
-            events = run_program(box, spec, job.limits, job.files, job.stdin)
-            async with aclosing(events):  # a consumer leaving early stops the run now
-                async for event in events:
-                    yield event
-
-
-async def start_process(
-    pool: SandboxPool,
-    code: str,
-    *,
-    language: str = "python",
-    stdin: str | bytes | None = None,
-    files: Mapping[str, bytes] | None = None,
-    limits: Limits | None = None,
-    runtime: Runtime | None = None,
-) -> Process:
-    """A one-shot run with its stdin kept open; the sandbox is freed when it closes."""
-    spec = get_language(language)
-    job = prepare_run(spec.source_file, code, stdin, files, limits, pool.limits)
-    warm = await pool._warm_pool(spec, job.limits, check_runtime(runtime))
-    box = await warm.acquire(pool.acquire_timeout)
-    proc = Process(box, on_close=lambda: warm.release(box))
-    try:
-        await proc._begin(
+        lease = AsyncExitStack()
+        box = await lease.enter_async_context(
+            self.checkout(spec, job.limits, check_runtime(runtime))
+        )
+        return await launch(
+            box,
             lambda sent: run_program(
                 box, spec, job.limits, job.files, job.stdin, interactive=True, on_sent=sent
-            )
-        )
-    except BaseException:
-        await proc.aclose()  # stops the run and releases the sandbox (cancelled, failed)
-        raise
-    return proc
-
-
-async def run_program(
-    box: Box,
-    spec: LanguageSpec,
-    limits: Limits,
-    files: dict[str, bytes],
-    stdin: bytes | None,
-    *,
-    interactive: bool = False,
-    keep_processes: bool = False,
-    keep_state: bool = False,
-    on_sent: Callable[[], None] | None = None,
-    salvage: bool = False,
-) -> AsyncGenerator[Event, None]:
-    """Compile (if the language needs it) and run, in ``box``; yields events.
-
-    ``salvage`` (sessions): a run abandoned midway is killed and the box kept.
-    """
-    if spec.compile is not None:
-        build_limits = compile_limits(spec, limits)
-        await box.set_resources(resources_for(build_limits))
-        job = await build_job(spec, spec.compile, build_limits, files=files)
-        compiled = await final_result(
-            execute(
-                box,
-                job,
-                build_limits,
-                spec.name,
-                status_on_failure="compile_error",
-                salvage=salvage,
-            )
-        )
-        if compiled.status != "ok":
-            # a compiler that fails, times out or blows its memory is a compile error;
-            # all it printed is diagnostics, reported in stderr (tsc writes to stdout)
-            diagnostics = compiled.stderr + compiled.stdout
-            if compiled.status in ("timeout", "oom"):
-                what = (
-                    f"its {build_limits.time:g} s time limit"
-                    if compiled.status == "timeout"
-                    else f"its {build_limits.memory_mb} MB memory limit"
-                )
-                diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n"
-            yield Event(
-                kind="exit",
-                result=compiled.model_copy(
-                    update={"status": "compile_error", "stdout": "", "stderr": diagnostics}
-                ),
-            )
-            return
-        files = {}
-    try:
-        await box.set_resources(resources_for(limits))
-    except EngineError as exc:
-        if limits.memory_mb >= box.resources.memory_mb:
-            raise
-        # lowering the limit fails when the sandbox already holds more (files in /work
-        # and /tmp count as memory): the run cannot fit in what it asked for
-        yield Event(
-            kind="exit",
-            result=RunResult(
-                status="oom",
-                stderr=(
-                    f"sandboxkit: this sandbox already holds more than {limits.memory_mb} MB "
-                    "(files in /work and /tmp count as memory); free some or ask for more\n"
-                    f"({exc})\n"
-                ),
-                language=spec.name,
             ),
+            on_close=lease.aclose,
         )
-        return
-    job = await build_job(
-        spec,
-        spec.run,
-        limits,
-        files=files,
-        stdin=stdin,
-        interactive=interactive,
-        keep_processes=keep_processes,
-        inline_python=spec.preload == "python",
-        kernel=keep_state,
-    )
-    events = execute(box, job, limits, spec.name, on_sent=on_sent, salvage=salvage)
-    async with aclosing(events):
-        async for event in events:
-            yield event

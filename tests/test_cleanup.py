@@ -86,7 +86,7 @@ async def test_sigkill_during_20_runs_leaves_nothing() -> None:
 
         async def main():
             pool = sk.SandboxPool(size=2, max_size=24, acquire_timeout=120)
-            await pool.warm_up()
+            await pool.open()
             started = []
             await asyncio.gather(*(one(pool, started) for _ in range(20)))
 

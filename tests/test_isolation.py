@@ -128,7 +128,7 @@ async def test_hostname_is_neutral(facts: dict) -> None:
 
 
 async def test_engine_side_of_a_live_sandbox(pool: sk.SandboxPool) -> None:
-    async with pool.lease(sk.get_language("python"), pool.limits) as box:
+    async with pool.checkout(sk.get_language("python"), pool.limits) as box:
         out = subprocess.run(
             ["docker", "inspect", box.cid], capture_output=True, text=True, check=True
         ).stdout

@@ -154,7 +154,7 @@ async def test_dead_idle_sandbox_is_replaced() -> None:
         victim: Box = wp._idle[0]  # the next one acquire would hand out
         subprocess.run(["docker", "kill", victim.cid], capture_output=True, check=True)
         await _until(lambda: not victim.alive)
-        async with pool.lease(PY, pool.limits) as box:
+        async with pool.checkout(PY, pool.limits) as box:
             assert box.cid != victim.cid
             assert box.alive
         result = await pool.run("print('alive')")
@@ -168,7 +168,7 @@ async def test_too_old_idle_sandbox_is_replaced() -> None:
         wp = _warm(pool)
         old = wp._idle[0]
         old.created -= 61  # as if it had idled a minute (no sleeping, no timing race)
-        async with pool.lease(PY, pool.limits) as box:
+        async with pool.checkout(PY, pool.limits) as box:
             assert box.cid != old.cid
             assert time.monotonic() - box.created < 60
         await _until(lambda: old.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
@@ -198,7 +198,7 @@ async def test_idle_sandboxes_are_tended_in_the_background() -> None:
 @pytest.mark.docker
 async def test_exhausted_pool_times_out_with_pool_timeout() -> None:
     async with sk.SandboxPool(size=1, max_size=1, acquire_timeout=1.0) as pool:
-        async with pool.lease(PY, pool.limits):
+        async with pool.checkout(PY, pool.limits):
             t0 = time.monotonic()
             with pytest.raises(sk.PoolTimeout, match="max_size"):
                 await pool.run("print(1)")
@@ -216,7 +216,7 @@ async def test_closing_drains_every_container() -> None:
         await pool.run("print(1)")
         session = sk.Sandbox(pool=pool)
         await session.__aenter__()  # still open when the pool closes
-        held = pool.lease(PY, pool.limits)
+        held = pool.checkout(PY, pool.limits)
         await held.__aenter__()
     assert containers_of_pool(pool.pool_id) == []
     with pytest.raises(sk.PoolClosed):
@@ -239,8 +239,8 @@ async def test_each_container_serves_exactly_one_run() -> None:
             result = await pool.run(code)
             assert result.status == "ok", result
             assert result.stdout == "False False\n"
-        async with pool.lease(PY, pool.limits) as first:
+        async with pool.checkout(PY, pool.limits) as first:
             pass
-        async with pool.lease(PY, pool.limits) as second:
+        async with pool.checkout(PY, pool.limits) as second:
             assert second.cid != first.cid
         await _until(lambda: first.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))

@@ -97,7 +97,7 @@ async def test_session_files_and_leftover_processes(pool: sk.SandboxPool) -> Non
         )
         assert r2.stdout == "True []\n"
         assert await sb.read_file("out.txt") == b"ABC"
-        names = {e["path"] for e in await sb.list_files()}
+        names = {e.path for e in await sb.list_files()}
         assert {"in", "in/data.txt", "out.txt", "main.py"} <= names
 
 
@@ -128,8 +128,10 @@ async def test_hostile_files_are_refused_without_blocking(
 ) -> None:
     async with sk.Sandbox(pool=pool) as sb:
         assert (await sb.run(setup)).status == "ok"
-        with pytest.raises(sk.InvalidInput):
+        with pytest.raises(sk.SandboxFileError) as caught:
             await asyncio.wait_for(sb.read_file(path), 10)
+        assert caught.value.path == path and caught.value.operation == "read"
+        assert (await sb.run("print('still usable')")).stdout == "still usable\n"
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "", "a\0b"])
@@ -211,7 +213,7 @@ async def test_cancelled_start_releases_its_sandbox(pool: sk.SandboxPool) -> Non
 
 async def test_closing_a_session_mid_run_is_an_error_of_sandboxkit(pool: sk.SandboxPool) -> None:
     sb = sk.Sandbox(pool=pool)
-    await sb.__aenter__()
+    await sb.open()
     task = asyncio.ensure_future(sb.run("import time; time.sleep(30)"))
     await asyncio.sleep(1.0)
     await sb.aclose()

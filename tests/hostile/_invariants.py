@@ -39,7 +39,7 @@ def view(pool: sk.SandboxPool) -> PoolView:
     warm = list(pool._pools.values())
     return PoolView(
         idle={b.cid for w in warm for b in w._idle},
-        sessions={b.cid for b in pool._sessions},
+        sessions={b.cid for w in warm for b in w._leased},
         starting=sum(w.state.starting for w in warm),
         busy=sum(w.state.busy for w in warm),
         full=all(w.state.idle >= w.state.size for w in warm),

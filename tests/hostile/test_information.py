@@ -33,7 +33,7 @@ async def test_host_environment_never_reaches_the_sandbox() -> None:
             )
             r = await check(pool, code, "ok")
             assert name not in r.stdout and value not in r.stdout
-            async with pool.lease(sk.get_language("python"), pool.limits) as box:
+            async with pool.checkout(sk.get_language("python"), pool.limits) as box:
                 inspected = subprocess.run(
                     ["docker", "inspect", box.cid], capture_output=True, text=True, check=True
                 ).stdout
