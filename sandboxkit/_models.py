@@ -16,7 +16,10 @@ FileType = Literal["file", "dir", "symlink", "other"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # bytes (exact output) travel as base64 in JSON: they need not be valid UTF-8
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
     def __init__(self, **data: object) -> None:
         # nonsense in is a SandboxkitError (InvalidInput is also a ValueError)
