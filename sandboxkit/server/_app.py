@@ -131,13 +131,10 @@ class Judge0Service:
 
     async def start(self) -> None:
         if self.pool is None:
-            pool = SandboxPool(languages=self.settings.warm_languages, size=self.settings.pool_size)
-            try:
-                await pool.open()  # warms it: a missing image or engine fails start-up
-            except BaseException:
-                await pool.aclose()
-                raise
-            self.pool = pool
+            # warms it (a missing engine or image fails start-up); closes itself on failure
+            self.pool = await SandboxPool(
+                languages=self.settings.warm_languages, size=self.settings.pool_size
+            ).open()
         for token in await self.store.unfinished():
             self.queue.put_nowait(token)
         self._tasks = [
