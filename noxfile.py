@@ -1,8 +1,8 @@
-"""nox sessions: tests, lint, typecheck, bench."""
+"""nox sessions: tests, core, lint, typecheck, bench."""
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "core", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -10,6 +10,13 @@ nox.options.reuse_existing_virtualenvs = True
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The core install alone (no extras): imports stay light, the command names extras."""
+    session.install("-e", ".", "pytest", "pytest-asyncio", "pytest-timeout")
+    session.run("pytest", "tests/test_extras.py", *session.posargs)
 
 
 @nox.session

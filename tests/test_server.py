@@ -41,7 +41,7 @@ class Server:
         args = [
             sys.executable,
             "-c",
-            "from sandboxkit.cli import app; app()",
+            "from sandboxkit._cli_entry import main; main()",  # the console script's entry
             "serve",
             "--port",
             str(self.port),
@@ -204,6 +204,37 @@ def test_wait_true_and_plain_text(server: Server) -> None:
         "language": {"id": 71, "name": "Python (3)"},
         "status": {"id": 3, "description": "Accepted"},
     }
+
+
+def test_base64_output_is_byte_exact(server: Server) -> None:
+    # bytes that are not UTF-8 come back exactly in base64 mode, as their UTF-8 view in text
+    code = (
+        "import sys\n"
+        "sys.stdout.buffer.write(bytes([0xFE, 0xFF, 0x00, 0x80]))\n"
+        "sys.stdout.flush()\n"
+        "sys.stderr.buffer.write(bytes([0xC3, 0x28]))\n"
+    )
+    out, err = b"\xfe\xff\x00\x80", b"\xc3("
+    post = (
+        server.url + "/submissions?wait=true&base64_encoded=true&fields=token,stdout,stderr,status"
+    )
+    src = base64.b64encode(code.encode()).decode()
+    body = httpx.post(post, json={"source_code": src, "language_id": 71}).json()
+    assert body["status"]["id"] == 3, body
+    assert base64.b64decode(body["stdout"]) == out
+    assert base64.b64decode(body["stderr"]) == err
+    plain = httpx.get(
+        f"{server.url}/submissions/{body['token']}", params={"fields": "stdout,stderr"}
+    ).json()
+    assert plain == {
+        "stdout": out.decode("utf-8", "replace"),
+        "stderr": err.decode("utf-8", "replace"),
+    }
+
+    merged = httpx.post(
+        post, json={"source_code": src, "language_id": 71, "redirect_stderr_to_stdout": True}
+    ).json()
+    assert base64.b64decode(merged["stdout"]) == out + err and merged["stderr"] is None
 
 
 def test_bad_requests_get_judge0_error_shapes(server: Server) -> None:

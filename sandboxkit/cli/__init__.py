@@ -1,10 +1,12 @@
-"""The ``sandboxkit`` command line (typer). Each command group lives in its own module."""
+"""The ``sandboxkit`` command line (typer; the ``cli`` extra). Each command group lives
+in its own module. The console script enters through ``sandboxkit._cli_entry``, which
+names the extra to install when typer is missing."""
 
 from __future__ import annotations
 
 import typer
 
-from . import doctor, images, run
+from . import doctor, images, judge, reap, run, serve
 
 app = typer.Typer(
     name="sandboxkit",
@@ -15,12 +17,8 @@ app = typer.Typer(
 app.add_typer(images.app, name="images")
 app.command("run")(run.run)
 app.command("doctor")(doctor.doctor)
-
-for _optional in ("judge", "serve", "reap"):
-    try:
-        _module = __import__(f"{__name__}.{_optional}", fromlist=["register"])
-    except ImportError:
-        continue
-    _module.register(app)
+judge.register(app)
+serve.register(app)  # the server's packages are imported when `serve` runs
+reap.register(app)
 
 __all__ = ["app"]

@@ -1,9 +1,11 @@
-"""``sandboxkit serve``: the Judge0-compatible HTTP API."""
+"""``sandboxkit serve``: the Judge0-compatible HTTP API (the ``server`` extra, imported
+only when the command runs, so the rest of the command line works without it)."""
 
 from __future__ import annotations
 
 import typer
 
+from .._cli_entry import install_hint, missing_extra
 from .._errors import SandboxkitError
 from ._common import console
 
@@ -34,8 +36,16 @@ def serve(
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve an HTTP API compatible with Judge0 CE 1.13.1."""
-    from ..server import Settings
-    from ..server import serve as run_server
+    try:
+        import uvicorn  # noqa: F401  # imported by run_server; checked here, before binding
+
+        from ..server import Settings
+        from ..server import serve as run_server
+    except ImportError as exc:
+        if not missing_extra(exc, "server"):
+            raise
+        typer.echo(install_hint("server", "sandboxkit serve"), err=True)
+        raise typer.Exit(1) from None
 
     settings = Settings(
         db_path=db,

@@ -82,9 +82,13 @@ def _requested_fields(request: Request) -> tuple[str, ...] | JSONResponse:
 
 
 def _encode(value: str, b64: bool) -> str:
-    if not b64:
-        return value.encode("utf-8", "replace").decode("utf-8")
-    return base64.b64encode(value.encode("utf-8", "surrogateescape")).decode()
+    """A stored text field for the answer. Stored text keeps exact bytes (invalid UTF-8
+    as surrogate escapes): base64 gives those bytes back, plain text their UTF-8 view."""
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # another lone surrogate, sent as JSON text
+        raw = value.encode("utf-8", "replace")
+    return base64.b64encode(raw).decode() if b64 else raw.decode("utf-8", "replace")
 
 
 def serialize(record: dict[str, Any], fields: tuple[str, ...], b64: bool) -> dict[str, Any]:
@@ -127,10 +131,10 @@ class Judge0Service:
 
     async def start(self) -> None:
         if self.pool is None:
-            self.pool = SandboxPool(
+            # warms it (a missing engine or image fails start-up); closes itself on failure
+            self.pool = await SandboxPool(
                 languages=self.settings.warm_languages, size=self.settings.pool_size
-            )
-            await self.pool.__aenter__()  # warms the pool; closes it again on failure
+            ).open()
         for token in await self.store.unfinished():
             self.queue.put_nowait(token)
         self._tasks = [

@@ -150,6 +150,12 @@ DECIMAL_FIELDS = frozenset(
 )
 
 
+def stored_text(data: bytes) -> str:
+    """Program output as a record keeps it: a str (the store is JSON) that still holds the
+    exact bytes, invalid UTF-8 as surrogate escapes (the serializer encodes it back)."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def result_fields(
     report: JudgeReport | None, record: dict[str, Any], error: str | None = None
 ) -> dict[str, Any]:
@@ -160,8 +166,8 @@ def result_fields(
         return {"status_id": 6, "compile_output": report.compile_output or None}
     t = report.tests[0]
     out: dict[str, Any] = {
-        "stdout": t.stdout,
-        "stderr": t.stderr,
+        "stdout": stored_text(t.stdout_bytes),
+        "stderr": stored_text(t.stderr_bytes),
         "exit_code": t.exit_code,
         "exit_signal": t.signal,
         "time": t.time,
@@ -190,5 +196,5 @@ def result_fields(
     else:
         out.update(status_id=11, message=f"Exited with error status {t.exit_code}")
     if record.get("redirect_stderr_to_stdout"):
-        out["stdout"], out["stderr"] = (t.stdout + t.stderr), ""
+        out["stdout"], out["stderr"] = stored_text(t.stdout_bytes + t.stderr_bytes), ""
     return out
