@@ -13,7 +13,10 @@ import sandboxkit as sk
 pytestmark = pytest.mark.docker
 
 RAW = b"\xfe\xff\x00\x80"
-WRITE_RAW = "import sys; sys.stdout.buffer.write(bytes([0xfe, 0xff, 0, 0x80])); sys.stderr.buffer.write(b'\\xc3')"
+WRITE_RAW = (
+    "import sys; sys.stdout.buffer.write(bytes([0xfe, 0xff, 0, 0x80]));"
+    " sys.stderr.buffer.write(b'\\xc3')"
+)
 
 
 def busy(pool: sk.SandboxPool) -> int:
@@ -117,7 +120,7 @@ async def test_file_entries_and_file_errors(pool: sk.SandboxPool) -> None:
         entries = {e.path: e for e in await sb.list_files()}
         assert entries["d/a.txt"] == sk.FileEntry(path="d/a.txt", type="file", size=3)
         assert entries["d"].type == "dir"
-        with pytest.raises(sk.SandboxFileError, match="missing.txt") as caught:
+        with pytest.raises(sk.SandboxFileError, match=r"missing\.txt") as caught:
             await sb.read_file("missing.txt")
         assert caught.value.operation == "read" and caught.value.path == "missing.txt"
         assert await sb.read_file("d/a.txt") == b"abc"  # the session is still fine
