@@ -55,3 +55,51 @@ def test_stream_refuses_bad_input_at_call_time() -> None:
         pass
     else:
         raise AssertionError("an unknown language was accepted")
+
+
+def test_output_is_kept_to_the_cap_and_decoded_across_chunks() -> None:
+    from sandboxkit import _protocol as wire
+    from sandboxkit._runner import _Output
+
+    out = _Output(keep=5)
+    first = out.add(wire.STDOUT, "π".encode()[:1])  # half a character
+    second = out.add(wire.STDOUT, "π".encode()[1:] + b"abcdef")
+    assert first is not None and first.data == "" and first.data_bytes == b"\xcf"
+    assert second is not None and second.data == "πabc" and second.data_bytes == b"\x80abc"
+    assert out.add(wire.STDOUT, b"more") is None  # past the cap: dropped, flagged
+    assert out.truncated and out.stdout == "πabc".encode()
+
+
+def test_status_of_an_exit_report() -> None:
+    from sandboxkit._runner import status_of
+
+    assert status_of({"exit_code": 0, "signal": None}) == "ok"
+    assert status_of({"exit_code": 1}) == "error"
+    assert status_of({"exit_code": None, "signal": 9, "reason": "timeout"}) == "timeout"
+    assert status_of({"exit_code": None, "signal": 24, "reason": "cpu_timeout"}) == "timeout"
+    assert status_of({"exit_code": 0, "reason": "output_limit"}) == "output_limit"
+    # an OOM kill explains the other symptoms, so it wins
+    assert status_of({"exit_code": None, "signal": 9, "reason": "timeout", "oom_kills": 1}) == "oom"
+
+
+def test_result_of_carries_bytes_and_engine() -> None:
+    from sandboxkit import _protocol as wire
+    from sandboxkit._runner import _Output, result_of
+
+    out = _Output(keep=100)
+    out.add(wire.STDOUT, b"\xfe1")
+    out.add(wire.STDERR, b"e")
+    r = result_of(
+        {"exit_code": 2, "wall": 0.5, "max_rss_kb": 2048, "truncated_stderr": True},
+        out,
+        "python",
+        "unix:///x.sock",
+        status_on_failure="compile_error",
+    )
+    assert (r.status, r.exit_code, r.duration, r.memory_mb) == ("compile_error", 2, 0.5, 2.0)
+    assert (r.stdout_bytes, r.stderr, r.truncated, r.engine) == (
+        b"\xfe1",
+        "e",
+        True,
+        "unix:///x.sock",
+    )
