@@ -40,8 +40,8 @@ HOW_TO_START = (
 )
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
-# where engines listen when DOCKER_HOST does not say (the order aiodocker searches)
-_SOCKETS = ("/run/docker.sock", "/var/run/docker.sock", "~/.docker/run/docker.sock")
+# where engines listen when DOCKER_HOST does not say: the docker CLI's default first
+_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "~/.docker/run/docker.sock")
 _CANNOT_CONNECT = 900  # aiodocker's status for "could not connect"
 _BUILD_LOG_TAIL = 40  # lines of a build's log an ImageError carries
 
@@ -53,9 +53,9 @@ def resolve_url(url: str | None = None) -> str:
     env = os.environ.get("DOCKER_HOST")
     if env:
         return env
-    for path in _SOCKETS:
-        if Path(path).expanduser().is_socket():
-            return f"unix://{Path(path).expanduser()}"
+    for path in (Path(p).expanduser() for p in _SOCKETS):
+        if path.is_socket():
+            return f"unix://{path}"
     return DEFAULT_URL
 
 
