@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import sandboxkit as sk
-from sandboxkit._engine import LABEL_POOL
+from sandboxkit._labels import LABEL_POOL
 
 
 @dataclass(frozen=True)

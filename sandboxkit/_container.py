@@ -1,4 +1,4 @@
-"""One sandbox container: its hardened configuration (pure) and the live handle.
+"""One sandbox container: its engine-neutral spec (pure) and the live handle.
 
 A live :class:`Box` is created, attached and started ahead of demand; the agent inside
 (PID 1) announces itself with a ready frame. Jobs go in over the attached stdin and
@@ -14,29 +14,23 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from aiodocker.stream import Stream
 
 from . import _protocol as wire
+from ._backends import STREAM_STDERR, AttachedStream, Backend, ContainerSpec
 from ._dockerfile import AGENT_PYC
-from ._engine import (
-    LABEL_MANAGED,
-    LABEL_OWNER,
-    LABEL_POOL,
-    LABEL_VERSION,
-    Engine,
-    owner_identity,
-)
-from ._errors import EngineError, SandboxError
+from ._errors import SandboxError
+from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
 from ._version import __version__
 
 log = logging.getLogger("sandboxkit")
 
 SANDBOX_UID = 65534
+WORKDIR = "/work"
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0
 EXIT_GRACE = 3.0
@@ -65,65 +59,41 @@ class Shape:
     fixed: Resources | None = None
 
 
-def container_config(
+def container_spec(
     shape: Shape,
     resources: Resources,
     labels: Mapping[str, str],
     env: Mapping[str, str],
-) -> dict[str, Any]:
-    """The engine's create body: every DESIGN §4 default, nothing loosened."""
-    mem = resources.memory_mb * 1024 * 1024
-    tmpfs_opts = f"rw,exec,nosuid,nodev,size={shape.disk_mb}m"
-    host: dict[str, Any] = {
-        "NetworkMode": "bridge" if shape.network else "none",
-        "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
-        "ReadonlyRootfs": True,
-        "Tmpfs": {
-            "/work": f"{tmpfs_opts},uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755",
-            "/tmp": f"{tmpfs_opts},mode=1777",
-        },
-        "ShmSize": 16 * 1024 * 1024,
-        "Memory": mem,
-        "MemorySwap": mem,  # equal: no swap
-        "PidsLimit": resources.pids,
-        "NanoCpus": int(resources.cpus * 1e9),
-        "Ulimits": [
-            {"Name": "nofile", "Soft": 1024, "Hard": 1024},
-            {"Name": "core", "Soft": 0, "Hard": 0},
-        ],
-        "LogConfig": {"Type": "none"},  # a flood never reaches the host's disk
-        "Runtime": shape.runtime,
-        "AutoRemove": True,  # when the agent exits (its stdin closed), the engine removes it
-        "Init": False,  # the agent is PID 1 and reaps
-        "IpcMode": "private",
-        "Privileged": False,
-    }
-    return {
-        "Image": shape.image,
-        "Cmd": ["python3", "-I", AGENT_PYC],
-        "User": f"{SANDBOX_UID}:{SANDBOX_UID}",
-        "WorkingDir": "/work",
-        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
-        "Labels": dict(labels),
-        "Hostname": "sandbox",
-        "AttachStdin": True,
-        "AttachStdout": True,
-        "AttachStderr": True,
-        "OpenStdin": True,
-        "StdinOnce": True,  # our attach closing = EOF for the agent = the container ends
-        "Tty": False,
-        "NetworkDisabled": not shape.network,
-        "StopSignal": "SIGKILL",
-        "HostConfig": host,
-    }
+    name: str,
+) -> ContainerSpec:
+    """A sandbox with sandboxkit's agent as PID 1; the backend applies DESIGN §4 to it."""
+    return ContainerSpec(
+        name=name,
+        image=shape.image,
+        command=("python3", "-I", AGENT_PYC),
+        uid=SANDBOX_UID,
+        workdir=WORKDIR,
+        env=dict(env),
+        labels=dict(labels),
+        memory_mb=resources.memory_mb,
+        pids=resources.pids,
+        cpus=resources.cpus,
+        disk_mb=shape.disk_mb,
+        runtime=shape.runtime,
+        network=shape.network,
+    )
 
 
 class Box:
     """A started container with its agent, driven through the attached streams."""
 
     def __init__(
-        self, engine: Engine, cid: str, stream: Stream, shape: Shape, resources: Resources
+        self,
+        engine: Backend,
+        cid: str,
+        stream: AttachedStream,
+        shape: Shape,
+        resources: Resources,
     ) -> None:
         self.engine = engine
         self.cid = cid
@@ -143,7 +113,7 @@ class Box:
     @classmethod
     async def start(
         cls,
-        engine: Engine,
+        engine: Backend,
         shape: Shape,
         resources: Resources,
         env: Mapping[str, str],
@@ -156,9 +126,8 @@ class Box:
             LABEL_VERSION: __version__,
         }
         name = f"sandboxkit-{pool_id}-{os.getpid()}-{next(_names)}"
-        config = container_config(shape, resources, labels, env)
         try:
-            cid = await engine.create(config, name=name)
+            cid = await engine.create(container_spec(shape, resources, labels, env, name))
         except BaseException:
             # cancelled mid-request, the engine may still have made it: remove by name
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
@@ -195,10 +164,7 @@ class Box:
 
     @property
     def alive(self) -> bool:
-        if self._eof or self._closed:
-            return False
-        queue = getattr(self._stream, "_queue", None)
-        return not (queue is not None and queue.at_eof())
+        return not (self._eof or self._closed or self._stream.at_eof)
 
     async def destroy(self) -> None:
         """Close the attach stream (so the kill never waits on unread output), then remove."""
@@ -222,7 +188,7 @@ class Box:
         if self._closed:
             raise SandboxError("the sandbox is closed")
         try:
-            await self._stream.write_in(wire.pack(kind, payload))
+            await self._stream.write(wire.pack(kind, payload))
         except Exception as exc:
             raise SandboxError(f"the sandbox's input closed: {exc}") from exc
 
@@ -235,19 +201,20 @@ class Box:
             if self._eof:
                 raise SandboxError(self._gone_message())
             try:
-                msg = await self._stream.read_out()
+                chunk = await self._stream.read()
             except Exception as exc:
                 self._eof = True
                 raise SandboxError(f"lost the sandbox's output stream: {exc}") from exc
-            if msg is None:
+            if chunk is None:
                 self._eof = True
                 continue
-            if msg.stream == 2:
-                self.agent_stderr += msg.data
+            stream, data = chunk
+            if stream == STREAM_STDERR:
+                self.agent_stderr += data
                 del self.agent_stderr[:-4096]
                 continue
             try:
-                self._frames.extend(self._reader.feed(msg.data))
+                self._frames.extend(self._reader.feed(data))
             except ValueError as exc:
                 self._eof = True
                 raise SandboxError(f"sandbox protocol fault: {exc}") from exc
@@ -268,13 +235,9 @@ class Box:
         header, _, data = payload.partition(b"\0")
         return json.loads(header), data
 
-    async def frames(self) -> AsyncIterator[tuple[bytes, bytes]]:
-        while True:
-            yield await self.recv()
-
     # ------------------------------------------------------------------ resources
     async def set_resources(self, wanted: Resources) -> None:
-        """Change memory (and memory+swap) in place when a run asks for other limits."""
+        """Change memory, pids and CPUs in place when a run asks for other limits."""
         if wanted == self.resources:
             return
         if self.shape.fixed is not None:
@@ -282,29 +245,17 @@ class Box:
             # (the run's own under runsc, keyed by them; a compiled language's run keeps
             # the compile step's allowance)
             return
-        body: dict[str, Any] = {}
-        if wanted.memory_mb != self.resources.memory_mb:
-            mem = wanted.memory_mb * 1024 * 1024
-            body.update(Memory=mem, MemorySwap=mem)
-            # cgroup v1 refuses Memory above MemorySwap; raise swap first when growing
-        if wanted.pids != self.resources.pids:
-            body["PidsLimit"] = wanted.pids
-        if wanted.cpus != self.resources.cpus:
-            body["NanoCpus"] = int(wanted.cpus * 1e9)
-        try:
-            async with self.engine.docker._query(
-                f"containers/{self.cid}/update",
-                method="POST",
-                data=json.dumps(body),
-                headers={"content-type": "application/json"},
-            ):
-                pass
-        except Exception as exc:
-            raise EngineError(f"could not change the sandbox's limits: {exc}") from exc
+        have = self.resources
+        await self.engine.update_resources(
+            self.cid,
+            memory_mb=wanted.memory_mb if wanted.memory_mb != have.memory_mb else None,
+            pids=wanted.pids if wanted.pids != have.pids else None,
+            cpus=wanted.cpus if wanted.cpus != have.cpus else None,
+        )
         self.resources = wanted
 
 
-async def _quiet_remove(engine: Engine, cid: str) -> None:
+async def _quiet_remove(engine: Backend, cid: str) -> None:
     try:
         await engine.remove(cid)
     except Exception as exc:  # noqa: BLE001 - the reaper catches what this misses

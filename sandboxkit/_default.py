@@ -8,7 +8,8 @@ import atexit
 import contextlib
 import threading
 
-from ._engine import LABEL_OWNER, LABEL_POOL, Engine, owner_identity
+from ._backends import connect
+from ._labels import LABEL_OWNER, LABEL_POOL, owner_identity
 from ._sandbox_pool import SandboxPool
 
 _lock = threading.Lock()
@@ -42,7 +43,7 @@ async def aclose() -> None:
 
 
 async def _reap_owned(pool_id: str | None = None) -> None:
-    engine = Engine()
+    engine = connect()
     labels = {LABEL_OWNER: owner_identity()}
     if pool_id is not None:
         labels[LABEL_POOL] = pool_id

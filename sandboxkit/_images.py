@@ -13,9 +13,10 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+from ._backends import Backend
 from ._dockerfile import BASE_IMAGE, BuildContext, build_context
-from ._engine import LABEL_MANAGED, Engine
 from ._errors import ImageError
+from ._labels import LABEL_LANGUAGE, LABEL_MANAGED
 from ._languages import LanguageSpec
 
 SUITE = "bookworm"
@@ -157,7 +158,7 @@ async def _run(*argv: str) -> tuple[int, str]:
 
 
 async def bootstrap_base(
-    engine: Engine, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None
+    engine: Backend, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None
 ) -> None:
     """Build the base image from the host's Debian mirror: debootstrap minbase + import."""
     say = on_line or (lambda _line: None)
@@ -199,18 +200,16 @@ async def bootstrap_base(
         await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-async def _try_pull(engine: Engine, tag: str) -> bool:
+async def _try_pull(engine: Backend, tag: str) -> bool:
     try:
-        await asyncio.wait_for(engine.docker.images.pull(REGISTRY_BASE), 60)
-        repo, _, version = tag.rpartition(":")
-        await engine.docker.images.tag(REGISTRY_BASE, repo, tag=version)
+        await asyncio.wait_for(engine.pull(REGISTRY_BASE, tag), 60)
         return True
     except Exception:  # noqa: BLE001 - no registry: bootstrap instead
         return False
 
 
 async def ensure_base(
-    engine: Engine,
+    engine: Backend,
     tag: str = BASE_IMAGE,
     on_line: Callable[[str], None] | None = None,
     *,
@@ -227,7 +226,7 @@ async def ensure_base(
 
 
 async def ensure_image(
-    engine: Engine, spec: LanguageSpec, on_line: Callable[[str], None] | None = None
+    engine: Backend, spec: LanguageSpec, on_line: Callable[[str], None] | None = None
 ) -> str:
     """The tag of ``spec``'s image, building it (and the base) only when missing.
 
@@ -245,7 +244,7 @@ async def ensure_image(
                 ctx.dockerfile,
                 ctx.files,
                 on_line,
-                labels={LABEL_MANAGED: "1", "org.sandboxkit.language": spec.name},
+                labels={LABEL_MANAGED: "1", LABEL_LANGUAGE: spec.name},
             )
         except ImageError as exc:
             first = str(exc).split("\n", 1)[0]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from ._backends import Backend
 from ._container import Box, Resources, Shape
-from ._engine import Engine
 from ._errors import PoolClosed, PoolTimeout
 
 log = logging.getLogger("sandboxkit")
@@ -66,7 +66,7 @@ class WarmPool:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Backend,
         shape: Shape,
         resources: Resources,
         env: Mapping[str, str],

@@ -1,7 +1,7 @@
 """Crash-proof cleanup: remove sandboxes whose owning process is gone.
 
 Every container carries ``org.sandboxkit.owner = host:pid:start-ticks``
-(:func:`._engine.owner_identity`). The start time (in clock ticks since boot, from
+(:func:`._labels.owner_identity`). The start time (in clock ticks since boot, from
 ``/proc/PID/stat``) makes the identity survive PID reuse: a new process that happens to
 get the same PID has another start time, so its predecessor's containers still read as
 orphaned. Containers of live owners, and of owners on another host (whose liveness this
@@ -20,7 +20,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from ._engine import LABEL_MANAGED, LABEL_OWNER, Engine, owner_alive
+from ._backends import Backend
+from ._labels import LABEL_MANAGED, LABEL_OWNER, owner_alive
 
 log = logging.getLogger("sandboxkit")
 
@@ -42,7 +43,7 @@ def orphaned(labels: dict[str, str]) -> bool:
     return not owner_alive(owner)
 
 
-async def reap(engine: Engine, *, dry_run: bool = False) -> ReapReport:
+async def reap(engine: Backend, *, dry_run: bool = False) -> ReapReport:
     """Remove every sandboxkit container whose owning process no longer runs here."""
     report = ReapReport()
     doomed: list[str] = []

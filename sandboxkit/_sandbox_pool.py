@@ -16,10 +16,11 @@ from typing import Literal
 
 import anyio
 
+from ._backends import connect
 from ._container import Box, Resources, Shape
-from ._engine import LABEL_POOL, Engine
 from ._errors import InvalidInput, PoolClosed, SandboxkitError, UsageError
 from ._images import ensure_image
+from ._labels import LABEL_POOL
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
@@ -107,7 +108,7 @@ class SandboxPool:
         self.runtime: Runtime = runtime
         self.network = network
         self.max_idle_age = max_idle_age
-        self.engine = Engine(docker_url)
+        self.engine = connect(docker_url)
         self.pool_id = secrets.token_hex(4)
         self._on_build_line = on_build_line
         self._pools: dict[Shape, WarmPool] = {}

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._engine import LABEL_POOL
+from sandboxkit._labels import LABEL_POOL
 
 
 @pytest.fixture(scope="session")

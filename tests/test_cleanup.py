@@ -14,7 +14,8 @@ import time
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._engine import LABEL_MANAGED, LABEL_OWNER, Engine
+from sandboxkit._backends import Backend, connect
+from sandboxkit._labels import LABEL_MANAGED, LABEL_OWNER
 from sandboxkit._reaper import reap
 
 pytestmark = pytest.mark.docker
@@ -26,11 +27,11 @@ def identity_of(pid: int) -> str:
     return f"{os.uname().nodename}:{pid}:{start}"
 
 
-async def owned_by(engine: Engine, owner: str) -> list[str]:
+async def owned_by(engine: Backend, owner: str) -> list[str]:
     return [str(c["Id"]) for c in await engine.list_containers({LABEL_OWNER: owner})]
 
 
-async def wait_none_owned(engine: Engine, owner: str, timeout: float = 60) -> None:
+async def wait_none_owned(engine: Backend, owner: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while (left := await owned_by(engine, owner)) and time.monotonic() < deadline:
         await asyncio.sleep(0.25)
@@ -92,7 +93,7 @@ async def test_sigkill_during_20_runs_leaves_nothing() -> None:
 
         asyncio.run(main())
     """)
-    engine = Engine()
+    engine = connect()
     try:
         owner = identity_of(child.pid)
         assert child.stdout is not None
@@ -114,7 +115,7 @@ async def test_sigkill_during_20_runs_leaves_nothing() -> None:
 
 async def test_reaper_keeps_live_owners_and_removes_dead_ones(pool: sk.SandboxPool) -> None:
     sleeper = subprocess.Popen(["sleep", "600"])
-    engine = Engine()
+    engine = connect()
     made: list[str] = []
     try:
         live = identity_of(sleeper.pid)
@@ -147,7 +148,7 @@ async def test_reaper_keeps_live_owners_and_removes_dead_ones(pool: sk.SandboxPo
 
 
 async def test_foreign_hosts_and_unlabelled_owners_are_never_touched() -> None:
-    engine = Engine()
+    engine = connect()
     cid = start_labelled_container("some-other-host:1:1")
     try:
         report = await reap(engine)
@@ -176,7 +177,7 @@ async def test_default_pool_leaves_nothing_when_the_process_exits(ending: str) -
 
         asyncio.run(main())
     """)
-    engine = Engine()
+    engine = connect()
     try:
         owner = identity_of(child.pid)
         out, _ = await asyncio.to_thread(child.communicate, timeout=180)
@@ -198,7 +199,7 @@ async def test_cli_reap(pool: sk.SandboxPool) -> None:
     assert out.returncode == 0 and "would remove" in out.stderr, out.stderr
     out = subprocess.run([cli, "reap"], capture_output=True, text=True, check=False)
     assert out.returncode == 0 and "kept" in out.stderr, out.stderr
-    engine = Engine()
+    engine = connect()
     try:
         assert await engine.inspect(cid) is None
     finally:

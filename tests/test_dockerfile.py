@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from sandboxkit import ImageError
+from sandboxkit._backends import Backend, connect
 from sandboxkit._dockerfile import CA_FILE, build_context, render
-from sandboxkit._engine import Engine
 from sandboxkit._images import build_ca_bundle, context_for, ensure_image
 from sandboxkit._languages import BASH, BUILTIN, PYTHON, REGISTRY, LanguageSpec
 
@@ -115,8 +115,8 @@ def test_extend_appends_packages_and_keeps_the_rest() -> None:
 
 # ---------------------------------------------------------------- real Docker builds
 @pytest.fixture(scope="module")
-async def engine() -> AsyncIterator[Engine]:
-    e = Engine()
+async def engine() -> AsyncIterator[Backend]:
+    e = connect()
     yield e
     await e.close()
 
@@ -137,7 +137,7 @@ def _remove(tag: str) -> None:
 
 
 @pytest.mark.docker
-async def test_unchanged_spec_is_not_rebuilt(engine: Engine) -> None:
+async def test_unchanged_spec_is_not_rebuilt(engine: Backend) -> None:
     tag = await ensure_image(engine, BASH)
     before = _image(tag)
     lines: list[str] = []
@@ -147,7 +147,7 @@ async def test_unchanged_spec_is_not_rebuilt(engine: Engine) -> None:
 
 
 @pytest.mark.docker
-async def test_concurrent_requests_build_once(engine: Engine) -> None:
+async def test_concurrent_requests_build_once(engine: Backend) -> None:
     marker = secrets.token_hex(4)
     spec = BASH.extend(f"bash-once-{marker}", setup=(f"echo built-{marker}",))
     logs: list[list[str]] = [[] for _ in range(4)]
@@ -163,7 +163,7 @@ async def test_concurrent_requests_build_once(engine: Engine) -> None:
 
 
 @pytest.mark.docker
-async def test_failed_build_raises_with_the_log_tail(engine: Engine) -> None:
+async def test_failed_build_raises_with_the_log_tail(engine: Backend) -> None:
     spec = BASH.extend("bash-broken", packages=("sandboxkit-no-such-package",))
     with pytest.raises(ImageError) as info:
         await ensure_image(engine, spec)
@@ -175,7 +175,7 @@ async def test_failed_build_raises_with_the_log_tail(engine: Engine) -> None:
 
 @pytest.mark.docker
 async def test_pip_package_with_the_hosts_ca_bundle(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """pip inside the build trusts the host's CA (a TLS-intercepting proxy here); the CA
     is not in any layer of the final image."""

@@ -7,8 +7,8 @@ import shutil
 import typer
 from rich.table import Table
 
+from .._backends import HOW_TO_START, connect
 from .._dockerfile import BASE_IMAGE, build_context
-from .._engine import HOW_TO_START, Engine
 from .._errors import SandboxkitError
 from .._images import debian_mirror
 from .._languages import REGISTRY, get_language
@@ -21,7 +21,7 @@ def doctor() -> None:
     async def go() -> bool:
         table = Table("check", "state", "what to do")
         ok = True
-        engine = Engine()
+        engine = connect()
         try:
             try:
                 version = await engine.version()

@@ -9,16 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .._backends import Backend, connect
 from .._dockerfile import BASE_IMAGE
-from .._engine import Engine
 from .._errors import ImageError
 from .._images import bootstrap_base, context_for, ensure_image
+from .._labels import LABEL_LANGUAGE
 from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 
 app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True)
-
-LANGUAGE_LABEL = "org.sandboxkit.language"
 
 
 @app.command()
@@ -28,7 +27,7 @@ def bootstrap(
     """Build the base image from this machine's Debian mirror (no registry needed)."""
 
     async def go() -> None:
-        engine = Engine()
+        engine = connect()
         try:
             if not force and await engine.image_exists(BASE_IMAGE):
                 console.print(f"{BASE_IMAGE} is present")
@@ -85,7 +84,7 @@ def build(
     """Build the images of LANGUAGES (only what is missing or changed)."""
     names = languages or REGISTRY.names()
 
-    async def one(engine: Engine, spec: LanguageSpec, gate: asyncio.Semaphore) -> bool:
+    async def one(engine: Backend, spec: LanguageSpec, gate: asyncio.Semaphore) -> bool:
         async with gate:
             console.print(f"[bold]{spec.name}[/bold] → {context_for(spec).tag}")
             started = time.monotonic()
@@ -102,7 +101,7 @@ def build(
 
     async def go() -> None:
         specs = [get_language(name) for name in names]  # unknown names fail before any build
-        engine = Engine()
+        engine = connect()
         try:
             gate = asyncio.Semaphore(jobs)
             done = await asyncio.gather(*(one(engine, spec, gate) for spec in specs))
@@ -127,7 +126,7 @@ def list_() -> None:
     """List sandboxkit images; "stale" ones no current spec uses."""
 
     async def go() -> None:
-        engine = Engine()
+        engine = connect()
         try:
             current = await _current_tags()
             known = set(REGISTRY.names())
@@ -136,7 +135,7 @@ def list_() -> None:
             table.add_column("size", no_wrap=True, justify="right")
             table.add_column("state", no_wrap=True)
             for img in await engine.list_images("sandboxkit/*"):
-                language = (img.get("Labels") or {}).get(LANGUAGE_LABEL, "")
+                language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
                 for tag in img.get("RepoTags") or []:
                     if tag in current:
                         state = "current"
@@ -166,13 +165,13 @@ def prune(
     """Remove sandboxkit images that no current spec uses (keeps the base)."""
 
     async def go() -> None:
-        engine = Engine()
+        engine = connect()
         try:
             current = await _current_tags()
             known = set(REGISTRY.names())
             removed = 0
             for img in await engine.list_images("sandboxkit/*"):
-                language = (img.get("Labels") or {}).get(LANGUAGE_LABEL, "")
+                language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
                 if not language or (language not in known and not unknown):
                     continue
                 for tag in img.get("RepoTags") or []:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .._engine import Engine
+from .._backends import connect
 from .._reaper import ReapReport, reap
 from ._common import console, run_async
 
@@ -15,7 +15,7 @@ def reap_command(
     """Remove sandbox containers whose owning process is gone (live owners' are kept)."""
 
     async def go() -> ReapReport:
-        engine = Engine()
+        engine = connect()
         try:
             return await reap(engine, dry_run=dry_run)
         finally:

@@ -1,0 +1,418 @@
+"""The engine seam without an engine: error mapping, URL resolution, the import fence,
+and a Box driven through an in-memory AttachedStream."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import socket
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import aiodocker
+import aiohttp
+import pytest
+
+import sandboxkit as sk
+from sandboxkit import _protocol as wire
+from sandboxkit._backends import (
+    STREAM_STDERR,
+    STREAM_STDOUT,
+    AttachedStream,
+    Backend,
+    ContainerSpec,
+    DockerBackend,
+    connect,
+)
+from sandboxkit._backends import docker as dk
+from sandboxkit._container import Box, Resources, Shape, container_spec
+from sandboxkit._labels import LABEL_OWNER, owner_alive, owner_identity
+
+PACKAGE = Path(sk.__file__).parent
+
+
+# ---------------------------------------------------------------- error mapping
+def mapped(exc: Exception, what: str = "start a container", **kw: Any) -> BaseException:
+    with pytest.raises(BaseException) as info, dk.map_errors(what, **kw):
+        raise exc
+    assert info.value is exc or info.value.__cause__ is exc
+    return info.value
+
+
+def connector_error() -> aiohttp.ClientConnectorError:
+    key = types.SimpleNamespace(host="localhost", port=2375, ssl=True, is_ssl=False)
+    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiodocker.DockerError(900, "Cannot connect to Docker Engine via unix:///x.sock"),
+        connector_error(),
+        FileNotFoundError(2, "No such file or directory"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+)
+def test_no_engine_is_unavailable_and_says_what_to_do(exc: Exception) -> None:
+    err = mapped(exc)
+    assert type(err) is sk.EngineUnavailable
+    assert str(err).startswith("no Docker engine answers (")
+    assert "engine-up.sh" in str(err) and "DOCKER_HOST" in str(err)
+
+
+def test_a_refusal_is_an_engine_error_with_status_and_message() -> None:
+    err = mapped(aiodocker.DockerError(409, "name already in use"), "create a container")
+    assert type(err) is sk.EngineError
+    assert str(err) == "Docker engine refused to create a container: [409] name already in use"
+
+
+def test_anything_else_is_an_engine_error_naming_it() -> None:
+    err = mapped(RuntimeError("transport closed"), "list images")
+    assert type(err) is sk.EngineError
+    assert str(err) == "Docker engine failed to list images: RuntimeError: transport closed"
+
+
+def test_a_refused_build_is_an_image_error_with_the_log_tail() -> None:
+    log = [f"line {i}\n" for i in range(100)]
+    err = mapped(aiodocker.DockerError(500, "bad context"), "build x:1", build_log=log)
+    assert isinstance(err, sk.ImageError)
+    assert err.log_tail == "".join(log[-40:])
+    assert "[500] bad context" in str(err) and "build log" in str(err)
+
+
+def test_sandboxkit_errors_and_cancellation_pass_through() -> None:
+    own = sk.ImageError("building x failed: boom", "tail")
+    assert mapped(own) is own
+    with pytest.raises(asyncio.CancelledError), dk.map_errors("start a container"):
+        raise asyncio.CancelledError
+
+
+def test_absent_swallows_only_its_statuses() -> None:
+    with dk.map_errors("inspect a container"), dk.absent(404):
+        raise aiodocker.DockerError(404, "no such container")
+    with (
+        pytest.raises(sk.EngineError, match=r"\[500\]"),
+        dk.map_errors("inspect a container"),
+        dk.absent(404),
+    ):
+        raise aiodocker.DockerError(500, "boom")
+
+
+async def test_idempotent_calls_retry_transient_errors_only() -> None:
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise aiodocker.DockerError(900, "Cannot connect")
+        return "ok"
+
+    # a lambda returning a coroutine, as the backend passes them
+    assert await dk._idempotent(lambda: flaky()) == "ok" and len(calls) == 3
+
+    refused: list[int] = []
+
+    async def refuses() -> None:
+        refused.append(1)
+        raise aiodocker.DockerError(409, "conflict")
+
+    with pytest.raises(aiodocker.DockerError):
+        await dk._idempotent(refuses)
+    assert len(refused) == 1
+
+
+async def test_an_absent_engine_fails_every_call_with_what_to_do() -> None:
+    backend = DockerBackend("unix:///nonexistent/docker.sock")
+    try:
+        for call in (backend.info(), backend.image_exists("x:1"), backend.inspect("c")):
+            with pytest.raises(sk.EngineUnavailable, match=r"engine-up\.sh"):
+                await call
+        assert await backend.wait_removed("c") is False  # the caller falls back
+    finally:
+        await backend.close()
+
+
+# ---------------------------------------------------------------- URL resolution
+def test_url_from_the_argument_then_docker_host_then_the_socket(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.2:2375")
+    assert connect("unix:///srv/docker.sock").url == "unix:///srv/docker.sock"
+    assert connect().url == "tcp://10.0.0.2:2375"
+    monkeypatch.delenv("DOCKER_HOST")
+    monkeypatch.setattr(dk, "_SOCKETS", (str(tmp_path / "absent.sock"),))
+    assert connect().url == dk.DEFAULT_URL == "unix:///var/run/docker.sock"
+    path = tmp_path / "d.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        monkeypatch.setattr(dk, "_SOCKETS", (str(tmp_path / "absent.sock"), str(path)))
+        assert connect().url == f"unix://{path}"
+
+
+def test_tls_engines_are_spoken_to_over_https() -> None:
+    plain = DockerBackend("tcp://h:2375")
+    tls = DockerBackend("tcp://h:2376", ca_cert="ca.pem", client_cert="c.pem", client_key="k.pem")
+    assert plain._client_url() == "tcp://h:2375"
+    assert (tls.url, tls._client_url()) == ("tcp://h:2376", "https://h:2376")
+
+
+def test_tags_split_at_the_last_colon_after_the_last_slash() -> None:
+    assert dk.split_tag("sandboxkit/base:bookworm") == ("sandboxkit/base", "bookworm")
+    assert dk.split_tag("registry:5000/base") == ("registry:5000/base", "latest")
+    assert dk.split_tag("base") == ("base", "latest")
+
+
+# ---------------------------------------------------------------- the import fence
+def test_only_the_docker_backend_imports_aiodocker_or_aiohttp() -> None:
+    fenced = {"aiodocker", "aiohttp"}
+    importers: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in fenced:
+                    importers.setdefault(path.relative_to(PACKAGE).as_posix(), set()).add(name)
+    assert set(importers) == {"_backends/docker.py"}, importers
+
+
+# ---------------------------------------------------------------- the create body
+def test_the_docker_create_body_keeps_every_isolation_default() -> None:
+    spec = container_spec(
+        Shape(image="img:1", runtime="runsc", disk_mb=32, network=True),
+        Resources(memory_mb=128, pids=32, cpus=0.5),
+        {"a": "1"},
+        {"B": "2", "A": "1"},
+        "sandboxkit-p-1-0",
+    )
+    body = dk.create_body(spec)
+    host = body.pop("HostConfig")
+    assert body == {
+        "Image": "img:1",
+        "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
+        "User": "65534:65534",
+        "WorkingDir": "/work",
+        "Env": ["A=1", "B=2"],
+        "Labels": {"a": "1"},
+        "Hostname": "sandbox",
+        "AttachStdin": True,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "OpenStdin": True,
+        "StdinOnce": True,
+        "Tty": False,
+        "NetworkDisabled": False,
+        "StopSignal": "SIGKILL",
+    }
+    assert host == {
+        "NetworkMode": "bridge",
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "ReadonlyRootfs": True,
+        "Tmpfs": {
+            "/work": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",
+            "/tmp": "rw,exec,nosuid,nodev,size=32m,mode=1777",
+        },
+        "ShmSize": 16777216,
+        "Memory": 134217728,
+        "MemorySwap": 134217728,
+        "PidsLimit": 32,
+        "NanoCpus": 500000000,
+        "Ulimits": [
+            {"Name": "nofile", "Soft": 1024, "Hard": 1024},
+            {"Name": "core", "Soft": 0, "Hard": 0},
+        ],
+        "LogConfig": {"Type": "none"},
+        "Runtime": "runsc",
+        "AutoRemove": True,
+        "Init": False,
+        "IpcMode": "private",
+        "Privileged": False,
+    }
+    closed = dk.create_body(container_spec(Shape(image="i"), Resources(), {}, {}, "n"))
+    assert closed["NetworkDisabled"] is True and closed["HostConfig"]["NetworkMode"] == "none"
+
+
+def test_an_update_body_carries_only_what_changes() -> None:
+    assert dk.update_body() == {}
+    assert dk.update_body(pids=10) == {"PidsLimit": 10}
+    assert dk.update_body(memory_mb=1, cpus=2.0) == {
+        "Memory": 1048576,
+        "MemorySwap": 1048576,
+        "NanoCpus": 2000000000,
+    }
+
+
+# ---------------------------------------------------------------- labels
+def test_this_process_is_alive_and_a_reused_pid_is_not() -> None:
+    me = owner_identity()
+    assert owner_alive(me)
+    host, pid, start = me.rsplit(":", 2)
+    assert not owner_alive(f"{host}:{pid}:{int(start) + 1}")
+    assert owner_alive(f"another-host-{host}:{pid}:0")  # never ours to judge
+    assert not owner_alive("garbage")
+    assert LABEL_OWNER == "org.sandboxkit.owner"
+
+
+# ---------------------------------------------------------------- Box on a fake engine
+class FakeStream:
+    """An AttachedStream in memory: the test plays the agent and the engine."""
+
+    def __init__(self) -> None:
+        self.chunks: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self.pending = 0  # chunks not read yet
+        self.ended = False  # the engine closed the output
+        self.written = bytearray()
+        self.closed = False
+
+    def _put(self, stream: int, data: bytes) -> None:
+        self.pending += 1
+        self.chunks.put_nowait((stream, data))
+
+    def agent_sends(self, kind: bytes, payload: bytes = b"", split: int = 3) -> None:
+        frame = wire.pack(kind, payload)
+        for i in range(0, len(frame), split):  # frames arrive cut at any byte
+            self._put(STREAM_STDOUT, frame[i : i + split])
+
+    def agent_exits(self, stderr: bytes = b"") -> None:
+        if stderr:
+            self._put(STREAM_STDERR, stderr)
+        self.ended = True
+        self.chunks.put_nowait(None)
+
+    def frames_received(self) -> list[tuple[bytes, bytes]]:
+        return wire.FrameReader().feed(bytes(self.written))
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            raise sk.EngineError("Docker engine failed to take a container's input")
+        self.written += data
+
+    async def read(self) -> tuple[int, bytes] | None:
+        chunk = await self.chunks.get()
+        if chunk is not None:
+            self.pending -= 1
+        return chunk
+
+    async def close(self) -> None:
+        self.closed = True
+
+    @property
+    def at_eof(self) -> bool:
+        return self.ended and self.pending == 0
+
+
+class FakeBackend:
+    """Just enough of a Backend for a Box's life: the container is a FakeStream."""
+
+    url = "fake://"
+
+    def __init__(self, removed_in_time: bool = True) -> None:
+        self.stream = FakeStream()
+        self.specs: list[ContainerSpec] = []
+        self.updates: list[dict[str, Any]] = []
+        self.removed: list[str] = []
+        self.removed_in_time = removed_in_time
+
+    async def create(self, spec: ContainerSpec) -> str:
+        self.specs.append(spec)
+        return "c0ffee"
+
+    async def attach(self, cid: str) -> AttachedStream:
+        return self.stream
+
+    async def start(self, cid: str) -> None:
+        self.stream.agent_sends(wire.READY, json.dumps({"toolchain": "Python 3.11"}).encode())
+
+    async def update_resources(self, cid: str, **limits: Any) -> None:
+        self.updates.append(limits)
+
+    async def wait_removed(self, cid: str) -> bool:
+        return self.removed_in_time
+
+    async def remove(self, cid: str) -> None:
+        self.removed.append(cid)
+
+    async def list_containers(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+        return []
+
+
+async def started(backend: FakeBackend) -> Box:
+    return await Box.start(
+        cast(Backend, backend), Shape(image="img:1"), Resources(), {"LANG": "C"}, "p1"
+    )
+
+
+async def test_a_box_starts_talks_and_ends_over_the_stream() -> None:
+    backend = FakeBackend()
+    box = await started(backend)
+    assert (box.cid, box.toolchain, box.alive) == ("c0ffee", "Python 3.11", True)
+    [spec] = backend.specs
+    assert spec.image == "img:1" and spec.env == {"LANG": "C"}
+    assert spec.labels["org.sandboxkit.pool"] == "p1" and spec.name.startswith("sandboxkit-p1-")
+
+    stream = backend.stream
+    stream.agent_sends(wire.REPLY, b'{"ok": true}\0DATA')
+    assert await box.call({"op": "read", "path": "a"}) == ({"ok": True}, b"DATA")
+    assert stream.frames_received() == [(wire.JOB, b'{"op": "read", "path": "a"}')]
+
+    stream.agent_exits(stderr=b"agent: killed\n")
+    with pytest.raises(sk.SandboxError, match="ended unexpectedly: agent: killed"):
+        await box.recv()
+    assert not box.alive and not box.closed
+
+    await box.destroy()
+    assert box.closed and stream.closed and backend.removed == []  # it went by itself
+    with pytest.raises(sk.SandboxError, match="closed"):
+        await box.send(wire.JOB)
+
+
+async def test_alive_turns_false_once_the_output_ended_and_was_read() -> None:
+    backend = FakeBackend()
+    box = await started(backend)
+    backend.stream.agent_sends(wire.STDOUT, b"last words")
+    backend.stream.agent_exits()
+    assert box.alive  # output still to read
+    assert await box.recv() == (wire.STDOUT, b"last words")
+    assert not box.alive  # nothing left, and the engine closed the stream
+
+
+async def test_set_resources_sends_only_the_changed_limits() -> None:
+    backend = FakeBackend()
+    box = await started(backend)
+    await box.set_resources(Resources())  # unchanged: no engine call
+    await box.set_resources(Resources(memory_mb=512))
+    await box.set_resources(Resources(memory_mb=512, pids=8, cpus=0.5))
+    assert backend.updates == [
+        {"memory_mb": 512, "pids": None, "cpus": None},
+        {"memory_mb": None, "pids": 8, "cpus": 0.5},
+    ]
+    assert box.resources == Resources(memory_mb=512, pids=8, cpus=0.5)
+    await box.destroy()
+
+
+async def test_a_box_whose_agent_does_not_go_is_removed() -> None:
+    backend = FakeBackend(removed_in_time=False)
+    box = await started(backend)
+    await box.destroy()
+    await box.destroy()  # once only
+    assert backend.removed == ["c0ffee"]
+
+
+async def test_a_box_whose_agent_is_not_ready_is_removed() -> None:
+    backend = FakeBackend()
+
+    async def start(cid: str) -> None:
+        backend.stream.agent_sends(wire.FAULT, b"no python")
+
+    backend.start = start  # type: ignore[method-assign]
+    with pytest.raises(sk.SandboxError, match="instead of ready"):
+        await started(backend)
+    assert backend.stream.closed
