@@ -41,7 +41,17 @@ class Limits(_Frozen):
     output_bytes: int = Field(
         1_000_000, ge=1, le=64_000_000, description="bytes kept per stream; more is dropped"
     )
-    file_size_mb: int = Field(64, ge=1, le=4096, description="largest file written (RLIMIT_FSIZE)")
+    file_size_mb: float = Field(
+        64, gt=0, le=4096, description="largest file written, MB (RLIMIT_FSIZE); 0.5 = 512 KB"
+    )
+    stack_mb: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="stack of the main thread, MB (RLIMIT_STACK). 64, as Judge0's default "
+        "stack_limit: deep recursion accepted there is accepted here (Linux's own 8 MB "
+        "is not); it is address space, counted against memory only as it is used",
+    )
     open_files: int = Field(256, ge=16, le=65536, description="open descriptors (RLIMIT_NOFILE)")
     disk_mb: int = Field(64, ge=1, le=16384, description="size of the workdir and /tmp tmpfs")
     cpus: float = Field(1.0, gt=0, le=64, description="CPU quota, in cores")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         fsize: int
         nofile: int
         core: int
+        stack: int
 
     class RunJob(TypedDict, total=False):
         """Run one program: files are written first, then ``argv`` runs in ``cwd``."""

@@ -44,6 +44,7 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
         output_bytes=max(limits.output_bytes, 1_000_000),
         disk_mb=limits.disk_mb,
         file_size_mb=max(limits.file_size_mb, 256),
+        stack_mb=max(limits.stack_mb, 64),
         cpus=limits.cpus,
     )
 
@@ -51,7 +52,8 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
 def rlimits(limits: Limits) -> RLimits:
     return {
         "cpu": limits.cpu_seconds,
-        "fsize": limits.file_size_mb * 1024 * 1024,
+        "fsize": int(limits.file_size_mb * 1024 * 1024),
+        "stack": limits.stack_mb * 1024 * 1024,
         "nofile": limits.open_files,
         "core": 0,
     }
