@@ -50,6 +50,13 @@ class LanguageSpec(BaseModel):
         description="where compiler options go in ``compile`` (an index; None: the end, "
         "for ``sh -c 'script \"$@\"' sh`` wrappers)",
     )
+    min_file_size_mb: float = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="the runtime's own floor for RLIMIT_FSIZE (the Erlang VM's JIT maps "
+        "its code through a memfd, which that limit counts); a lower limit is raised to it",
+    )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
     compile_pids: int = Field(

@@ -18,6 +18,10 @@ _JDK = ("default-jdk-headless",)  # the java image's package: its layer is reuse
 _GCC = ("gcc", "libc6-dev")  # the c image's packages
 _JAVA_OPTS = " ".join((*_JVM, "-XX:MaxRAMPercentage=60", "-Xss64m"))
 
+# OTP 25's JIT maps its code through a memfd that RLIMIT_FSIZE counts: below ~16 MB the
+# VM dies of SIGXFSZ before the program starts (Judge0's OTP 22 had no JIT)
+_BEAM_FSIZE = 32.0
+
 PLAINTEXT = LanguageSpec(
     name="plaintext",
     aliases=("text", "plain-text"),
@@ -49,7 +53,7 @@ ASSEMBLY = LanguageSpec(
 CLANG_C = LanguageSpec(
     name="clang",
     aliases=("clang-c",),
-    packages=("clang", "libc6-dev", "libstdc++-12-dev"),
+    base_packages=("clang", "libc6-dev", "libstdc++-12-dev"),
     source_file="main.c",
     compile=("clang", "-O2", "-o", "a.out", "main.c", "-lm"),
     run=("./a.out",),
@@ -105,6 +109,7 @@ ELIXIR = LanguageSpec(
     source_file="script.exs",
     run=("elixir", "script.exs"),
     env={"ERL_AFLAGS": "+S 1:1 +A 1"},
+    min_file_size_mb=_BEAM_FSIZE,
     version_command=("elixir", "--version"),
 )
 
@@ -116,6 +121,7 @@ ERLANG = LanguageSpec(
     # as Judge0: escript skips the first line, so the module starts on the second
     run=("sh", "-c", "sed -i '1s/^/\\n/' main.erl && exec escript main.erl \"$@\"", "sh"),
     env={"ERL_AFLAGS": "+S 1:1 +A 1"},
+    min_file_size_mb=_BEAM_FSIZE,
     version_command=(
         "erl",
         "-noshell",
@@ -217,22 +223,28 @@ COBOL = LanguageSpec(
     version_command=("cobc", "--version"),
 )
 
+# As Judge0: clang (for @autoreleasepool and the other Objective-C 2.0 syntax) over
+# GNUstep's Foundation, built for GCC's Objective-C runtime; clang's layer is reused.
+_GNUSTEP_FLAGS = (
+    "-fobjc-runtime=gcc",
+    "-fconstant-string-class=NSConstantString",
+    "-fobjc-exceptions",
+    "-D_NATIVE_OBJC_EXCEPTIONS",
+    "-I/usr/include/GNUstep",
+    "-I/usr/lib/gcc/x86_64-linux-gnu/12/include",
+    "-w",
+)
 OBJECTIVE_C = LanguageSpec(
     name="objective-c",
     aliases=("objc", "objectivec"),
-    base_packages=_GCC,
-    packages=("gobjc", "gnustep-make", "libgnustep-base-dev"),
+    base_packages=("clang", "libc6-dev", "libstdc++-12-dev"),
+    packages=("libgnustep-base-dev", "libobjc-12-dev"),
     source_file="main.m",
-    compile=(
-        "sh",
-        "-c",
-        'gcc $(gnustep-config --objc-flags) -w -o a.out main.m "$@" $(gnustep-config --base-libs)',
-        "sh",
-    ),
-    compile_options_at=None,
+    compile=("clang", *_GNUSTEP_FLAGS, "-o", "a.out", "main.m", "-lgnustep-base", "-lobjc"),
+    compile_options_at=len(_GNUSTEP_FLAGS) + 1,
     run=("./a.out",),
     env={"GNUSTEP_USER_ROOT": "/tmp/GNUstep"},
-    version_command=("gcc", "--version"),
+    version_command=("clang", "--version"),
 )
 
 R = LanguageSpec(

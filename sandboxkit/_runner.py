@@ -59,6 +59,13 @@ def rlimits(limits: Limits) -> RLimits:
     }
 
 
+def _floor_fsize(limits: RLimits, spec: LanguageSpec) -> RLimits:
+    floor = int(spec.min_file_size_mb * 1024 * 1024)
+    if limits["fsize"] < floor:
+        return {**limits, "fsize": floor}
+    return limits
+
+
 def make_job(
     spec: LanguageSpec,
     argv: tuple[str, ...],
@@ -82,7 +89,7 @@ def make_job(
         "keep_processes": keep_processes,
         "time": limits.time,
         "output_bytes": limits.output_bytes,
-        "rlimits": rlimits(limits),
+        "rlimits": _floor_fsize(rlimits(limits), spec),
         "env": language_env(spec),
         "cwd": "/work",
     }

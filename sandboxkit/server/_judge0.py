@@ -66,7 +66,7 @@ LANGUAGES: dict[int, tuple[str, str]] = {
     76: ("clang-cpp", "C++ (Clang 14.0.6)"),
     77: ("cobol", "COBOL (GnuCOBOL 3.1.2)"),
     78: ("kotlin", "Kotlin (1.3.31)"),
-    79: ("objective-c", "Objective-C (GCC 12.2.0, GNUstep)"),
+    79: ("objective-c", "Objective-C (Clang 14.0.6)"),
     80: ("r", "R (4.2.2)"),
     81: ("scala", "Scala (2.11.12)"),
     82: ("sqlite", "SQL (SQLite 3.40.1)"),
