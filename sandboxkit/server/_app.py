@@ -22,8 +22,8 @@ from json import JSONDecodeError
 from typing import Any
 from urllib.parse import parse_qsl
 
-import aiohttp
 import anyio
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -250,21 +250,18 @@ class Judge0Service:
             payload = serialize(record, DEFAULT_FIELDS, True)
         except NotUtf8:  # cannot happen in base64 mode; kept for the type checker
             return
-        timeout = aiohttp.ClientTimeout(total=self.settings.callback_timeout)
         delay = 0.5
-        for attempt in range(1, max(1, self.settings.callback_tries) + 1):
-            try:
-                async with (
-                    aiohttp.ClientSession(timeout=timeout) as http,
-                    http.put(url, json=payload) as response,
-                ):
-                    if response.status < 400:
+        async with httpx.AsyncClient(timeout=self.settings.callback_timeout) as http:
+            for attempt in range(1, max(1, self.settings.callback_tries) + 1):
+                try:
+                    response = await http.put(url, json=payload)
+                    if response.status_code < 400:
                         return
-                    log.warning("callback %s answered %s", url, response.status)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                log.warning("callback %s failed (try %d): %s", url, attempt, exc)
-            await asyncio.sleep(delay)
-            delay *= 2
+                    log.warning("callback %s answered %s", url, response.status_code)
+                except httpx.HTTPError as exc:
+                    log.warning("callback %s failed (try %d): %s", url, attempt, exc)
+                await asyncio.sleep(delay)
+                delay *= 2
 
     async def _pool_for(self, record: dict[str, Any]) -> SandboxPool:
         if not record.get("enable_network"):
