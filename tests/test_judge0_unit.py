@@ -134,7 +134,7 @@ def test_numeric_edges_are_accepted() -> None:
 
 
 def test_compiler_options_only_for_compiled_languages() -> None:
-    record, errors = parse(
+    record, _errors = parse(
         {"source_code": "int main(){}", "language_id": 50, "compiler_options": "-O0 -DX='a b'"}
     )
     assert record is not None and record["compiler_options"] == "-O0 -DX='a b'"
