@@ -12,12 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -27,6 +22,7 @@ from typing import Any
 import httpx
 import judge0
 import pytest
+from judge0_server import Server, free_port
 
 import sandboxkit as sk
 from sandboxkit.server._judge0 import LANGUAGES
@@ -34,72 +30,6 @@ from sandboxkit.server._judge0 import LANGUAGES
 pytestmark = pytest.mark.docker
 
 ADMIN = "admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, db: Path, *extra: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.headers: dict[str, str] = {}
-        args = [
-            sys.executable,
-            "-c",
-            "from sandboxkit._cli_entry import main; main()",
-            "serve",
-            "--port",
-            str(self.port),
-            "--db",
-            str(db),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-            *extra,
-        ]
-        if "--auth-token" in extra:
-            self.headers = {"X-Auth-Token": extra[extra.index("--auth-token") + 1]}
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"sandboxkit serve exited: {out}")
-            try:
-                if httpx.get(self.url + "/about", headers=self.headers, timeout=2).is_success:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("sandboxkit serve did not answer within 180 s")
-            time.sleep(0.2)
-
-    def client(self) -> judge0.Client:
-        return judge0.Client(self.url, dict(self.headers), retry_strategy=judge0.MaxWaitTime(300))
-
-    def submit(self, body: dict[str, Any], query: str = "", **kw: Any) -> httpx.Response:
-        return httpx.post(
-            f"{self.url}/submissions?wait=true&{query}",
-            json=body,
-            headers=self.headers,
-            timeout=300,
-            **kw,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -458,7 +388,7 @@ def test_callback_arrives_and_is_retried(server: Server) -> None:
 
 
 def test_failing_callback_keeps_the_result(server: Server) -> None:
-    port = _free_port()  # nobody listens there
+    port = free_port()  # nobody listens there
     r = server.submit(
         {
             "source_code": "print(8)",
