@@ -22,6 +22,8 @@ AGENT_PYC = "/opt/sandboxkit/agent.pyc"
 VERSION_PATH = "/opt/sandboxkit/version"
 CA_FILE = "sandboxkit-build-ca.pem"
 FORMAT_VERSION = "2"
+# in every image: the agent's interpreter, and an NSS module resolving localhost
+ALWAYS = ("python3", "libnss-myhostname")
 
 
 def agent_source() -> bytes:
@@ -69,11 +71,11 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
         f"FROM {base} AS toolchain",
         "ENV DEBIAN_FRONTEND=noninteractive",
     ]
-    layers = [sorted({"python3", *extra, *spec.packages})]
+    layers = [sorted({*ALWAYS, *extra, *spec.packages})]
     if spec.base_packages:
         # the shared runtime first, rendered exactly as an image holding only it (a JVM
         # image's own layer), so the engine's build cache reuses that layer
-        shared = sorted({"python3", *spec.base_packages})
+        shared = sorted({*ALWAYS, *spec.base_packages})
         layers = [shared, sorted({*extra, *spec.packages} - set(shared))]
     for packages in layers:
         if packages:
@@ -98,7 +100,10 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
         f"COPY agent.py {AGENT_PATH}",
         f'RUN python3 -I -c "import py_compile; '
         f"py_compile.compile('{AGENT_PATH}', cfile='{AGENT_PYC}', doraise=True)\" \\\n"
-        " && mkdir -p /work && chmod 1777 /work",
+        " && mkdir -p /work && chmod 1777 /work \\\n"
+        # a sandbox without network gets an empty /etc/hosts from the engine: resolve
+        # localhost (and the container's own name) without it, as every Judge0 box does
+        " && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf",
         "WORKDIR /work",
         f'LABEL org.sandboxkit.language="{spec.name}" org.sandboxkit.format="{FORMAT_VERSION}"',
     ]

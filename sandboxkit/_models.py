@@ -11,6 +11,8 @@ from ._errors import InvalidInput
 
 #: How a run ended. Every failure of the user's code is one of these, never an exception.
 Status = Literal["ok", "error", "timeout", "oom", "output_limit", "compile_error"]
+#: Which limit ended a run, when one did (``RunResult.ended_by``).
+EndedBy = Literal["wall_time", "cpu_time", "memory", "output", "file_size"]
 EventKind = Literal["stdout", "stderr", "exit"]
 FileType = Literal["file", "dir", "symlink", "other"]
 
@@ -100,6 +102,12 @@ class RunResult(_Frozen):
     )
     language: str = "python"
     engine: str | None = Field(None, description="URL of the engine that ran it")
+    ended_by: EndedBy | None = Field(
+        None,
+        description="the limit that ended the run: wall_time, cpu_time, memory, output "
+        "(a flood past output_bytes), file_size (RLIMIT_FSIZE's SIGXFSZ); None when the "
+        "program ended by itself",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -23,12 +23,13 @@ from . import _protocol as wire
 from ._container import Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
-from ._models import Event, EventKind, Limits, RunResult, Status
+from ._models import EndedBy, Event, EventKind, Limits, RunResult, Status
 
 if TYPE_CHECKING:
     from ._protocol import ExitReport, RLimits, RunJob
 
 HOST_GRACE = 3.0  # seconds the host waits past the agent's own deadline
+SIGXFSZ = 25
 
 
 def resources_for(limits: Limits) -> Resources:
@@ -131,6 +132,22 @@ async def final_result(events: AsyncIterator[Event]) -> RunResult:
     return result
 
 
+def ended_by(exit_info: ExitReport) -> EndedBy | None:
+    """Which limit ended the run, from the agent's exit report (OOM first, as status)."""
+    if exit_info.get("oom_kills", 0) > 0:
+        return "memory"
+    reason = exit_info.get("reason")
+    if reason == "timeout":
+        return "wall_time"
+    if reason == "cpu_timeout":
+        return "cpu_time"
+    if reason == "output_limit":
+        return "output"
+    if exit_info.get("signal") == SIGXFSZ:
+        return "file_size"
+    return None
+
+
 def status_of(exit_info: ExitReport) -> Status:
     """Status from the agent's exit report. OOM first: it explains the other symptoms."""
     if exit_info.get("oom_kills", 0) > 0:
@@ -231,6 +248,7 @@ def result_of(
         memory_mb=round(rss / 1024, 2) if rss else None,
         language=language,
         engine=engine,
+        ended_by=ended_by(exit_info),
     )
 
 
@@ -326,6 +344,7 @@ async def execute(
             kind="exit",
             result=RunResult(
                 status=lost,
+                ended_by="memory" if oom else None,
                 exit_code=None,
                 signal=9 if oom else None,
                 stdout_bytes=output.stdout,

@@ -2,12 +2,13 @@
 FROM sandboxkit/base:bookworm AS toolchain
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends octave python3 \
+ && apt-get install -y --no-install-recommends libnss-myhostname octave python3 \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && octave-cli --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
 COPY agent.py /opt/sandboxkit/agent.py
 RUN python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
- && mkdir -p /work && chmod 1777 /work
+ && mkdir -p /work && chmod 1777 /work \
+ && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
 WORKDIR /work
 LABEL org.sandboxkit.language="octave" org.sandboxkit.format="2"
