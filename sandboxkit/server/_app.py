@@ -665,14 +665,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    @app.get("/submissions/{token}")
-    async def show(token: str, request: Request) -> Response:
+    async def _one(
+        token: str, request: Request
+    ) -> tuple[dict[str, Any], tuple[str, ...]] | Response:
+        """The stored submission and the fields asked for, or the error answer."""
         fields = _requested_fields(request)
         if isinstance(fields, JSONResponse):
             return fields
         record = await service.store.get(token)
         if record is None:
             return _error(404, f"submission with token {token} not found")
+        return record, fields
+
+    @app.get("/submissions/{token}")
+    async def show(token: str, request: Request) -> Response:
+        found = await _one(token, request)
+        if isinstance(found, Response):
+            return found
+        record, fields = found
         return JSONResponse(serialize(record, fields, _flag(request, "base64_encoded")))
 
     @app.delete("/submissions/{token}")
@@ -681,12 +691,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return Response(status_code=403)
         if not cfg.enable_submission_delete:
             return _error(400, "delete not allowed")
-        fields = _requested_fields(request)
-        if isinstance(fields, JSONResponse):
-            return fields
-        record = await service.store.get(token)
-        if record is None:
-            return _error(404, f"submission with token {token} not found")
+        found = await _one(token, request)
+        if isinstance(found, Response):
+            return found
+        record, fields = found
         sid = record["status_id"]
         if sid in (1, 2):
             return _error(
