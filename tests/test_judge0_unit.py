@@ -274,3 +274,18 @@ def test_plain_text_of_non_utf8_output_is_refused() -> None:
     with pytest.raises(NotUtf8):
         serialize(record, ("stdout",), False)
     assert serialize(record, ("stdout",), True)["stdout"] == base64.b64encode(b"\xfe\xff").decode()
+
+
+def test_a_kill_past_the_cpu_limit_is_a_time_limit() -> None:
+    record = ok(cpu_time_limit=0.5)
+    killed = JudgeReport(
+        verdict="RE",
+        tests=(TestResult(index=0, verdict="RE", time=0.8, wall=1.0, signal=9),),
+        language="python",
+        total_tests=1,
+    )
+    assert result_fields(killed, record)["status_id"] == 5
+    early = killed.model_copy(
+        update={"tests": (TestResult(index=0, verdict="RE", time=0.1, wall=0.2, signal=9),)}
+    )
+    assert result_fields(early, record)["status_id"] == 12

@@ -254,8 +254,11 @@ def result_fields(
             if judge0_equal(expected.encode("utf-8", "surrogateescape"), t.stdout_bytes)
             else "WA"
         )
-    if verdict in ("AC", "WA") and t.time is not None and t.time > cpu_limit:
-        verdict = "TLE"  # Judge0 counts CPU time past the limit (not the extra) as TLE
+    over_cpu = t.time is not None and t.time > cpu_limit
+    if over_cpu and (verdict in ("AC", "WA") or (verdict == "RE" and t.signal in (9, 24))):
+        # Judge0 counts CPU time past the limit (not the extra) as TLE, and so is a kill
+        # (RLIMIT_CPU's SIGXCPU/SIGKILL) of a program already past it
+        verdict = "TLE"
     if verdict == "AC":
         out["status_id"] = 3
     elif verdict == "WA":
