@@ -89,9 +89,6 @@ def make_job(
         "interactive": interactive,
         "keep_processes": keep_processes,
         "time": limits.time,
-        # CPU seconds of the whole run (every process), enforced by the agent to the
-        # ~10 ms; RLIMIT_CPU (whole seconds, per process) stays as the backstop
-        "cpu_time": limits.cpu_time if limits.cpu_time is not None else limits.time,
         "output_bytes": limits.output_bytes,
         "rlimits": _floor_fsize(rlimits(limits), spec),
         "env": language_env(spec),
