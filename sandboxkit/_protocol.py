@@ -19,7 +19,7 @@ import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal, TypedDict, Union
+    from typing import Literal, TypedDict
 
     class RLimits(TypedDict):
         cpu: int
@@ -55,22 +55,24 @@ if TYPE_CHECKING:
         path: str
         max_bytes: int
 
-    class ListJob(TypedDict, total=False):
+    class ListJob(TypedDict):
         op: Literal["list"]
-        max_entries: int
 
-    FileJob = Union[WriteJob, ReadJob, ListJob]
+    FileJob = WriteJob | ReadJob | ListJob
 
     class Ready(TypedDict, total=False):
         python: str
         toolchain: str | None
+
+    # why a run ended other than by itself (None: it did)
+    Reason = Literal["timeout", "cpu_timeout", "output_limit", "setup", "killed"]
 
     class ExitReport(TypedDict, total=False):
         """The end of a run, as the agent saw it."""
 
         exit_code: int | None
         signal: int | None
-        reason: Literal["exit", "timeout", "cpu_timeout", "output_limit", "setup", "killed"]
+        reason: Reason | None
         wall: float
         cpu: float | None
         max_rss_kb: int | None
