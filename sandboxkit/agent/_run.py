@@ -93,7 +93,7 @@ class Run:
         self.flood = self.limit_out * 4 + FLOOD_SLACK
         self.keep = bool(job.get("keep_processes"))
         self.interactive = bool(job.get("interactive"))
-        self.kernel = agent.kernel if job.get("kernel") else None
+        self.kernel = agent.session_kernel() if job.get("kernel") else None
         self.pid = 0
         self.status: int | None = None  # as wait() gives it
         self.rusage: struct_rusage | None = None
@@ -201,7 +201,7 @@ class Run:
         self._close_stdin()
         if not self.keep:
             # leftovers (daemons, a background writer holding stdout) end with the run
-            _procs.kill_all(spare=self.agent.kernel.pid)
+            _procs.kill_all(spare=self.agent.kernel_pid)
 
     def _drained(self, now: float) -> bool:
         assert self.exited_at is not None
@@ -260,7 +260,7 @@ class Run:
                 return
             if pid == self.pid:
                 self.status, self.rusage = status, rusage
-            if pid == kernel.pid:
+            if kernel is not None and pid == kernel.pid:
                 self._unwatch_kernel()
                 kernel.forget()
 
@@ -337,7 +337,7 @@ class Run:
         """The run could not be carried out (its files could not be placed, descriptors
         ran out after the user lowered our limits...): stop what it started, release its
         pipes and still end it with one EXIT frame, so the host reports a status."""
-        _procs.kill_all(spare=self.agent.kernel.pid)
+        _procs.kill_all(spare=self.agent.kernel_pid)
         self._release()
         if self.reported:
             os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())
