@@ -303,32 +303,41 @@ def test_frames_sent_behind_a_queued_job_belong_to_it(agent: Agent) -> None:
     assert agent.outcome()[2]["reason"] == "killed"
 
 
+# prints whether the process whose pid is in ./pid has ended, waiting for a kill to land
+ENDED = """\
+import os, sys, time
+def state(pid):
+    try:
+        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return 'gone'
+pid = int(sys.argv[1]) if len(sys.argv) > 1 else int(open('pid').read())  # the daemon's
+deadline = time.monotonic() + (5 if 'wait' in sys.argv else 0)
+while state(pid) not in ('Z', 'gone') and time.monotonic() < deadline:
+    time.sleep(0.01)
+print('dead' if state(pid) in ('Z', 'gone') else 'alive')
+"""
+
+
 def test_leftovers_are_killed_after_a_run(agent: Agent) -> None:
     t = time.monotonic()
     out, _err, _report = agent.run(["/bin/sh", "-c", "sleep 100 & echo $!"])
     assert time.monotonic() - t < 2  # the leftover holding stdout does not hold the run
-    (agent.workdir / "pid").write_bytes(out)
-    argv, job = python(LIVE)
-    assert agent.run(argv, **job)[0] == b"dead\n"
+    argv, job = python(ENDED)
+    assert agent.run([*argv, str(int(out)), "wait"], **job)[0] == b"dead\n"
     code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
     argv, job = python(code)
     assert json.loads(agent.run(argv, **job)[0])[0] == 1  # the agent is PID 1
 
 
-LIVE = (
-    "import os\npid = open('pid').read().strip()\ntry:\n"
-    "    state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
-    "except OSError:\n    state = 'gone'\nprint('dead' if state in ('Z', 'gone') else 'alive')"
-)
-
-
 def test_keep_processes_spares_leftovers(agent: Agent) -> None:
     daemon = ["/bin/sh", "-c", "sleep 100 >/dev/null 2>&1 & echo $! > pid"]
     assert agent.run(daemon, keep_processes=True)[2]["exit_code"] == 0
-    argv, job = python(LIVE)
-    assert agent.run(argv, keep_processes=True, **job)[0] == b"alive\n"
+    argv, job = python(ENDED)
+    assert agent.run(argv, keep_processes=True, **job)[0] == b"alive\n"  # pid from ./pid
     assert agent.run(["/bin/true"])[2]["exit_code"] == 0  # leftovers end with this run
-    assert agent.run(argv, **job)[0] == b"dead\n"
+    pid = (agent.workdir / "pid").read_text().strip()
+    assert agent.run([*argv, pid, "wait"], **job)[0] == b"dead\n"
 
 
 def test_run_files_replace_what_the_program_left(agent: Agent, tmp_path: Path) -> None:
@@ -452,3 +461,29 @@ def test_unknown_op_and_a_broken_job(agent: Agent) -> None:
     kind, payload = agent.recv()
     assert kind == wire.FAULT and "KeyError" in json.loads(payload)["error"]
     assert agent.run(["/bin/echo", "still here"])[0] == b"still here\n"
+
+
+def test_a_kernel_that_died_between_runs_is_started_anew(agent: Agent) -> None:
+    (agent.workdir / "ended.py").write_text(ENDED)
+    killer = (
+        "import os, subprocess, sys\nx = 1\nsubprocess.Popen(['sh', '-c', "
+        "f'sleep 0.1; kill -9 {os.getpid()}; {sys.executable} ended.py {os.getpid()} wait "
+        "> killed'])\nprint(os.getpid())"
+    )
+    argv, job = python(killer, kernel=True, keep_processes=True)
+    first = agent.run(argv, **job)[0]
+    deadline = time.monotonic() + 10
+    while b"dead" not in _read(agent.workdir / "killed") and time.monotonic() < deadline:
+        time.sleep(0.02)  # the kernel is killed while no run is going on
+    argv, job = python("import os\nprint(os.getpid(), 'x' in globals())", kernel=True)
+    out, err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 0, err
+    pid, had_x = out.split()
+    assert pid != first.strip() and had_x == b"False"  # a fresh kernel, a fresh namespace
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

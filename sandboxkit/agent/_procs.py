@@ -65,15 +65,17 @@ def kill_and_reap(timeout: float = 2.0) -> None:
             continue
 
 
-def reap() -> None:
+def reap() -> list[int]:
     """Collect every child that has ended (orphans re-parented to PID 1 included)."""
+    pids: list[int] = []
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return pids
         if pid == 0:
-            return
+            return pids
+        pids.append(pid)
 
 
 def oom_kills() -> int:
