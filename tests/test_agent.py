@@ -127,6 +127,16 @@ class Agent:
         header, _, data = payload.partition(b"\0")
         return json.loads(header), data
 
+    def childless(self, timeout: float = 5.0) -> bool:
+        """Whether the agent comes to have no child process (all ended and reaped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (agent,) = _children(self.proc.pid)  # unshare's one child: the agent
+            if not _children(agent):
+                return True
+            time.sleep(0.01)
+        return False
+
     def close(self) -> int:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
@@ -136,6 +146,10 @@ class Agent:
             self.proc.kill()  # unshare --kill-child takes the namespace with it
             self.proc.wait()
             raise
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def run_job(argv: list[str], **job: Any) -> dict[str, Any]:
@@ -319,15 +333,25 @@ print('dead' if state(pid) in ('Z', 'gone') else 'alive')
 """
 
 
-def test_leftovers_are_killed_after_a_run(agent: Agent) -> None:
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        "sleep 100 & echo $!",
+        "sleep 100 >/dev/null 2>&1 &",  # killed after the run's pipes closed
+        "sh -c 'while :; do echo bg; sleep 0.01; done' & echo started",
+    ],
+    ids=["holding-stdout", "detached", "writer-with-children"],
+)
+def test_leftovers_are_killed_and_reaped_after_a_run(agent: Agent, leftover: str) -> None:
     t = time.monotonic()
-    out, _err, _report = agent.run(["/bin/sh", "-c", "sleep 100 & echo $!"])
+    agent.run(["/bin/sh", "-c", leftover])
     assert time.monotonic() - t < 2  # the leftover holding stdout does not hold the run
-    argv, job = python(ENDED)
-    assert agent.run([*argv, str(int(out)), "wait"], **job)[0] == b"dead\n"
-    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
-    argv, job = python(code)
-    assert json.loads(agent.run(argv, **job)[0])[0] == 1  # the agent is PID 1
+    assert agent.childless()
+
+
+def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:
+    agent.run(["/bin/sh", "-c", "sleep 0.2 >/dev/null 2>&1 &"], keep_processes=True)
+    assert agent.childless()  # it ends while the agent waits for the next job
 
 
 def test_keep_processes_spares_leftovers(agent: Agent) -> None:

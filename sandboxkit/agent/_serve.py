@@ -86,7 +86,8 @@ class Agent:
             while not self.queue and not self.stdin_eof:
                 for key, _events in self.sel.select(None):
                     key.data()
-                if self.kernel is not None and self.kernel.pid in reap():
+                ended = reap()
+                if self.kernel is not None and self.kernel.pid in ended:
                     self.kernel.forget()  # it died between runs: the next cell starts anew
             if not self.queue:
                 # the host closed our stdin: the container ends, nothing outlives it
