@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from ._inline import exit_status, flush_stdio, forget_agent, fresh_stdio, new_main, report_exception
+from ._inline import exit_status, flush_stdio, fresh_stdio, new_main, report_exception
 from ._procs import prepare_child
 
 TYPE_CHECKING = False
@@ -86,7 +86,6 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
     import ast
     import socket
 
-    forget_agent()
     os.environ.clear()
     os.environ.update(env)
     sock = socket.socket(fileno=sock_fd)
