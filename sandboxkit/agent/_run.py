@@ -119,6 +119,7 @@ class Run:
         self.open: set[_Output] = set()
         self.oom_before = 0
         self.cpu_before = 0.0
+        self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
 
     def execute(self) -> None:
@@ -198,14 +199,14 @@ class Run:
         """End the program early: kill every process (the kernel too), note why."""
         if self.reason is None and self.status is None:
             self.reason = reason
-            _procs.kill_all()
+            self.killed = _procs.kill_all() or self.killed
 
     def _exited(self, now: float) -> None:
         self.exited_at = now
         self._close_stdin()
         if not self.keep:
             # leftovers (daemons, a background writer holding stdout) end with the run
-            _procs.kill_all(spare=self.agent.kernel.pid)
+            self.killed = _procs.kill_all(spare=self.agent.kernel.pid) or self.killed
 
     def _drained(self, now: float) -> bool:
         assert self.exited_at is not None
@@ -296,7 +297,17 @@ class Run:
             self.close_output(out)
         self._unwatch_kernel()
 
+    def _settle(self) -> None:
+        """Reap the killed until none is left (bounded): a SIGKILLed process takes a moment
+        to die, and the next run must not see it, nor the host find it alive."""
+        deadline = time.monotonic() + DRAIN
+        while _procs.others(spare=self.agent.kernel.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            self._reap()
+
     def _report(self) -> None:
+        if self.killed:
+            self._settle()
         kernel_alive = self.kernel is not None and self.kernel.pid != 0
         self._release()
         rusage = self.rusage
