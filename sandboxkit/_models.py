@@ -36,7 +36,11 @@ class Limits(_Frozen):
 
     time: float = Field(10.0, gt=0, le=3600, description="wall-clock seconds")
     cpu_time: float | None = Field(
-        None, gt=0, le=3600, description="CPU seconds (RLIMIT_CPU); default: the wall limit"
+        None,
+        gt=0,
+        le=3600,
+        description="CPU seconds of the whole run, every process together, to ~10 ms "
+        "(RLIMIT_CPU a second later as a backstop); default: the wall limit",
     )
     memory_mb: int = Field(256, ge=16, le=65536, description="memory and memory+swap, MB")
     pids: int = Field(64, ge=8, le=4096, description="processes and threads in the sandbox")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         kernel: bool  # a session's persistent interpreter
         time: float  # wall seconds
         output_bytes: int  # kept per stream
+        cpu_time: float  # CPU seconds of all the run's processes together
         rlimits: RLimits
         env: dict[str, str]
         cwd: str

@@ -52,7 +52,7 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
 
 def rlimits(limits: Limits) -> RLimits:
     return {
-        "cpu": limits.cpu_seconds,
+        "cpu": limits.cpu_seconds + 1,
         "fsize": int(limits.file_size_mb * 1024 * 1024),
         "stack": limits.stack_mb * 1024 * 1024,
         "nofile": limits.open_files,
@@ -90,6 +90,9 @@ def make_job(
         "keep_processes": keep_processes,
         "time": limits.time,
         "output_bytes": limits.output_bytes,
+        # CPU seconds of the whole run (every process together), enforced by the agent
+        # to ~10 ms; RLIMIT_CPU (per process, whole seconds, one more) is the backstop
+        "cpu_time": limits.cpu_time if limits.cpu_time is not None else limits.time,
         "rlimits": _floor_fsize(rlimits(limits), spec),
         "env": language_env(spec),
         "cwd": "/work",

@@ -59,3 +59,40 @@ LOCALHOST = {
 async def test_localhost_resolves(language: str) -> None:
     r = await sk.Sandbox.run(LOCALHOST[language], language=language)
     assert r.ok and r.stdout == "127.0.0.1\n", (r.stdout, r.stderr)
+
+
+async def test_cpu_limit_below_a_second() -> None:
+    r = await sk.Sandbox.run("while True: pass", limits=sk.Limits(time=10, cpu_time=0.3))
+    assert r.status == "timeout" and r.ended_by == "cpu_time"
+    # ended at its own limit, not at RLIMIT_CPU's next whole second
+    assert r.cpu_time is not None and r.cpu_time < 1.0, r.cpu_time
+
+
+async def test_cpu_limit_counts_every_process_of_the_run() -> None:
+    r = await sk.Sandbox.run(
+        "cat /dev/urandom > /dev/null\necho survived",
+        language="bash",
+        limits=sk.Limits(time=10, cpu_time=1),
+    )
+    assert r.status == "timeout" and r.ended_by == "cpu_time", (r.status, r.stdout)
+    assert "survived" not in r.stdout
+
+
+async def test_cpu_limit_is_the_sum_of_the_processes() -> None:
+    # two busy children, each under the limit alone, over it together
+    code = (
+        "import os, time\n"
+        "for _ in range(2):\n"
+        "    if os.fork() == 0:\n"
+        "        end = time.process_time() + 0.8\n"
+        "        while time.process_time() < end: pass\n"
+        "        os._exit(0)\n"
+        "os.wait(); os.wait(); print('done')"
+    )
+    r = await sk.Sandbox.run(code, limits=sk.Limits(time=10, cpu_time=1.2, cpus=2))
+    assert r.status == "timeout" and r.ended_by == "cpu_time", (r.status, r.stdout)
+
+
+async def test_cpu_time() -> None:
+    r = await sk.Sandbox.run("while True: pass", limits=sk.Limits(time=10, cpu_time=1))
+    assert r.status == "timeout" and r.ended_by == "cpu_time"

@@ -101,6 +101,38 @@ def oom_kills() -> int:
     return 0
 
 
+# Inside a sandbox image the cgroup mounted at /sys/fs/cgroup is the container's own; an
+# agent run from a source tree (the fast tests' PID namespace) would read the machine's.
+IN_IMAGE = __file__.startswith("/opt/sandboxkit/")
+
+
+def cgroup_cpu() -> float | None:
+    """CPU seconds used by every process of this container (its cpuacct cgroup, v1 or
+    v2); None outside a sandbox image or where neither is readable."""
+    if not IN_IMAGE:
+        return None
+    try:
+        with open("/sys/fs/cgroup/cpuacct/cpuacct.usage") as f:
+            return int(f.read()) / 1e9
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu.stat") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == "usage_usec":
+                    return int(value) / 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def self_cpu() -> float:
+    """CPU seconds of the agent itself (not of its children)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def proc_hwm_kb(pid: int) -> int | None:
     """Peak resident memory of a live process, in KiB."""
     try:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 FLOOD_SLACK = 1 << 20  # a stream past 4 x its cap + this is a flood: the run is killed
 SETTLE = 0.05  # after the program's exit, how long kept processes' output is awaited
 DRAIN = 2.0  # the most it waits for a pipe something unkillable holds open
+CPU_POLL = 0.01  # how often the run's CPU time is read when it has a CPU limit
 
 
 class Inbox:
@@ -119,6 +120,11 @@ class Run:
         self.open: set[_Output] = set()
         self.oom_before = 0
         self.cpu_before = 0.0
+        # the run's CPU limit: every process of it together, read from the cgroup
+        cpu_time = job.get("cpu_time")
+        self.cpu_limit = float(cpu_time) if cpu_time else None
+        self.cgroup_before: float | None = None
+        self.self_before = 0.0
         self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
 
@@ -152,6 +158,7 @@ class Run:
                 ends.append(w)
             fds = (ends[0], ends[1], ends[2])
             self.started = time.monotonic()
+            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
             if self.kernel is not None:
                 self.pid = self.kernel.cell(job, fds, workdir)
                 self.cpu_before = _procs.proc_cpu(self.pid)
@@ -183,6 +190,8 @@ class Run:
                     self.stop("timeout")
                 elif self.inbox.kill:
                     self.stop("killed")
+                elif self._over_cpu():
+                    self.stop("cpu_timeout")
             elif self.exited_at is None:
                 self._exited(now)
             if self.exited_at is not None and self._drained(now):
@@ -191,9 +200,24 @@ class Run:
                 timeout = SETTLE
             else:
                 timeout = max(0.0, self.wall - (now - self.started))
+                if self.cpu_limit is not None and self.cgroup_before is not None:
+                    timeout = min(timeout, CPU_POLL)
             for key, _events in self.sel.select(timeout):
                 key.data()
             self._reap()
+
+    def run_cpu(self) -> float | None:
+        """CPU seconds of the run so far: the container's, less the agent's own."""
+        now = _procs.cgroup_cpu()
+        if now is None or self.cgroup_before is None:
+            return None
+        return max(0.0, (now - self.cgroup_before) - (_procs.self_cpu() - self.self_before))
+
+    def _over_cpu(self) -> bool:
+        if self.cpu_limit is None:
+            return False
+        used = self.run_cpu()
+        return used is not None and used >= self.cpu_limit
 
     def stop(self, reason: Reason) -> None:
         """End the program early: kill every process (the kernel too), note why."""
@@ -324,15 +348,21 @@ class Run:
             else:
                 exit_code = os.waitstatus_to_exitcode(self.status)
         rlimits = self.job.get("rlimits")
-        cpu_limit = rlimits.get("cpu") if rlimits else None
+        cpu_limit = self.cpu_limit or (rlimits.get("cpu") if rlimits else None)
+        total = None if kernel_alive else self.run_cpu()
+        if total is not None and cpu is not None:
+            cpu = max(cpu, total)  # every process of the run, not only the main one
         reason: Reason | None = self.reason
+        failed = signum is not None or exit_code not in (0, None)
         if (
             reason is None
-            and signum in (signal.SIGXCPU, signal.SIGKILL)
+            and failed
             and cpu_limit
             and cpu is not None
+            and (signum in (signal.SIGXCPU, signal.SIGKILL) or exit_code in (152, 137))
             and cpu >= cpu_limit - 0.05
         ):
+            # RLIMIT_CPU (the backstop) ended the program, or a process of it
             reason = "cpu_timeout"
         report: ExitReport = {
             "exit_code": exit_code,
