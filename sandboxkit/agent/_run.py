@@ -127,6 +127,7 @@ class Run:
             self.inbox.stdin.insert(0, data)
         self.oom_before = _procs.oom_kills()
         ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
+        child = False
         try:
             in_r, in_w = os.pipe()
             self.stdin_fd = in_w
@@ -150,23 +151,32 @@ class Run:
                 gc.freeze()
                 self.pid = os.fork()
                 if self.pid == 0:
+                    child = True
                     self._child(fds)
         finally:
-            for fd in ends:
-                os.close(fd)
+            if not child:  # the child has them as 0-2 and closed the rest (or is gone)
+                for fd in ends:
+                    os.close(fd)
         for fd in (in_w, *(out.fd for out in self.outputs)):
             os.set_blocking(fd, False)
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
 
     def _child(self, fds: tuple[int, int, int]) -> NoReturn:
+        """The forked child: exec the program, or, for Python, become it. Becoming means
+        raising :class:`_inline.Become` out of the agent's whole call stack (the agent's
+        entry catches it and runs the program), so the program's stack starts near empty."""
+        program: _inline.Become | None = None
         try:
             argv, env = _procs.prepare_child(self.job, fds, self.agent.workdir)
-            if self.job.get("python_inline"):
-                _inline.run_file(argv, env)
-            _procs.exec_program(argv, env)
+            if self.job.get("python_inline") and _inline.can_inline(env):
+                program = _inline.prepare_file(argv, env)
+            else:
+                _procs.exec_program(argv, env)
         finally:
-            os._exit(126)
+            if program is None:
+                os._exit(126)
+        raise program
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
