@@ -92,6 +92,20 @@ def oom_kills() -> int:
     return 0
 
 
+def pids_max_hits() -> int:
+    """Forks this container's pids cgroup refused at its limit so far (v1 or v2)."""
+    for path in ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "max":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
 def proc_hwm_kb(pid: int) -> int | None:
     """Peak resident memory of a live process, in KiB."""
     try:

@@ -106,6 +106,7 @@ class Run:
         self.outputs: list[_Output] = []  # stdout, stderr
         self.open: set[_Output] = set()
         self.oom_before = 0
+        self.pids_before = 0
         self.cpu_before = 0.0
         self.reported = False
 
@@ -126,6 +127,7 @@ class Run:
         if stdin is not None and (data := base64.b64decode(stdin)):
             self.inbox.stdin.insert(0, data)
         self.oom_before = _procs.oom_kills()
+        self.pids_before = _procs.pids_max_hits()
         ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
         child = False
         try:
@@ -337,6 +339,7 @@ class Run:
             "cpu": cpu,
             "max_rss_kb": max_rss,
             "oom_kills": _procs.oom_kills() - self.oom_before,
+            "pids_max_hits": _procs.pids_max_hits() - self.pids_before,
             "truncated_stdout": self.outputs[0].truncated,
             "truncated_stderr": self.outputs[1].truncated,
         }
