@@ -21,7 +21,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[0:0] = [HERE, os.path.join(HERE, "..", "tests")]
 
 import sandboxkit as sk
 from sandboxkit._container import SANDBOX_UID
@@ -62,7 +63,7 @@ def toolchain_times(image: str, language: str, source: str, n: int) -> list[floa
 
 
 async def measure(language: str, source: str, rounds: int, per_round: int) -> tuple[float, float]:
-    from test_languages import HELLO  # noqa: F401 - the suite's own hello-worlds
+    from run_all import settle
 
     async with sk.SandboxPool(languages=[language], size=2) as pool:
         image = await pool.image_for(get_language(language))
@@ -73,7 +74,8 @@ async def measure(language: str, source: str, rounds: int, per_round: int) -> tu
         theirs: list[float] = []
         for _ in range(rounds):
             for _ in range(per_round):
-                await asyncio.sleep(0.15)  # settle: the refill and removal are done
+                await settle(pool)  # the refill and removal are done
+                await asyncio.sleep(0.05)
                 t = time.perf_counter()
                 r = await pool.run(source, language=language)
                 ours.append(time.perf_counter() - t)
@@ -98,7 +100,7 @@ async def main() -> None:
     print(f"{'language':<20} {'sandboxkit p50':>15} {'toolchain p50':>15} {'ratio':>7}")
     for label, language, source in cases:
         ours, theirs = await measure(language, source, rounds, per_round)
-        print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}×")
+        print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}x")
     print(f"load average {os.getloadavg()[0]:.1f} after;", shlex.join(sys.argv))
 
 

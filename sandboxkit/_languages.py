@@ -40,6 +40,12 @@ class LanguageSpec(BaseModel):
         description="run the program inside the agent's already-loaded interpreter "
         "(one fork per run, no interpreter start-up); only for Python",
     )
+    prestart: Literal["node"] | None = Field(
+        None,
+        description="start the runtime in each sandbox before its run, waiting for the "
+        "program (node: `node -r PRELOAD main.js` blocks before loading main.js); a run "
+        "started otherwise (other argv or env) discards it",
+    )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
     compile_pids: int = Field(
@@ -114,6 +120,7 @@ JAVASCRIPT = LanguageSpec(
     source_file="main.js",
     run=("node", "main.js"),
     version_command=("node", "--version"),
+    prestart="node",
 )
 
 # Debian has no @types/node: a tiny ambient declaration lets Node programs type-check

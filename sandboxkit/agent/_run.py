@@ -128,6 +128,14 @@ class Run:
             self.inbox.stdin.insert(0, data)
         self.oom_before = _procs.oom_kills()
         self.pids_before = _procs.pids_max_hits()
+        pre = self.agent.take_prestarted()
+        if pre is not None and self.kernel is None and pre.fits(job):
+            self.started = time.monotonic()
+            self.pid, self.stdin_fd, out_fd, err_fd = pre.begin(job)
+            self._outputs(out_fd, err_fd)
+            return
+        if pre is not None:
+            pre.discard()
         ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
         child = False
         try:
@@ -163,6 +171,17 @@ class Run:
             os.set_blocking(fd, False)
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
+
+    def _outputs(self, out_fd: int, err_fd: int) -> None:
+        """Watch the pipes of a pre-started runtime that is now the run's program."""
+        assert self.stdin_fd is not None
+        os.set_blocking(self.stdin_fd, False)
+        for fd, kind in ((out_fd, STDOUT), (err_fd, STDERR)):
+            out = _Output(self, fd, kind)
+            self.outputs.append(out)
+            self.open.add(out)
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, out.readable)
 
     def _child(self, fds: tuple[int, int, int]) -> NoReturn:
         """The forked child: exec the program, or, for Python, become it. Becoming means
