@@ -3,8 +3,10 @@
 The toolchain's own time is the same source compiled (where the language compiles) and
 run with the same commands and flags, timed by a loop *inside* a plain container of the
 same image (``docker run --network none``), so it counts the compiler and the program and
-nothing of sandboxkit's or the engine's. Samples of both paths alternate in rounds, in
-the same run, so machine load hits both alike; the ratio is what matters.
+nothing of sandboxkit's or the engine's; the plain container gets the sandbox's default
+limits (1 CPU, 256 MB, 64 pids), so both compile and run under the same quota. Samples
+of both paths alternate in rounds, in the same run, so machine load hits both alike; the
+ratio is what matters.
 
     .venv/bin/python benchmarks/languages.py [LANG ...] [--samples N]
 """
@@ -21,12 +23,12 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[0:0] = [HERE, os.path.join(HERE, "..", "tests")]
-
 import sandboxkit as sk
 from sandboxkit._container import SANDBOX_UID
 from sandboxkit._languages import get_language, language_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[0:0] = [HERE, os.path.join(HERE, "..", "tests")]
 
 BITS = "#include <bits/stdc++.h>\nusing namespace std;\nint main(){vector<int> v{3,1,2};"
 BITS += 'sort(v.begin(),v.end());cout<<"Hello, world!"<<v[0]<<endl;}'
@@ -54,6 +56,8 @@ def toolchain_times(image: str, language: str, source: str, n: int) -> list[floa
     cmd = [
         "docker", "run", "--rm", "-i", "--network", "none", "--init",
         "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
+        # the sandbox's own shape (default Limits): the comparison is of machinery alone
+        "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
         "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
         "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
     ]  # fmt: skip

@@ -83,12 +83,12 @@ def prestart_config(spec: LanguageSpec) -> str | None:
     the runtime's argv, the run argv it stands for, and the environment it starts with."""
     if spec.prestart is None:
         return None
+    conf: dict[str, object] = {"env": language_env(spec)}
     run = list(spec.run)
     if spec.prestart == "node":
-        argv = [run[0], "-r", PRESTART_JS, *run[1:]]
-    else:  # pragma: no cover - the Literal admits no other
-        raise ValueError(spec.prestart)
-    return json.dumps({"argv": argv, "run": run, "env": language_env(spec)}, sort_keys=True)
+        conf["argv"] = [run[0], "-r", PRESTART_JS, *run[1:]]
+        conf["run"] = run
+    return json.dumps(conf, sort_keys=True)
 
 
 def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False) -> str:

@@ -1,7 +1,7 @@
-"""Pre-started runtimes: a language's runtime started in a sandbox that has served no one
-yet, before any user code arrives, waiting for its program (JavaScript: ``node`` with a
-small preload, ``prestart.js``, that says ready on descriptor 4 and blocks before node loads the main
-module).
+"""Pre-started runtimes: a language's runtime started in a sandbox that has served no
+one yet, before any user code arrives, waiting for its program (JavaScript: node with a
+small preload, ``prestart.js``, that says ready on descriptor 4 and blocks before node
+loads the main module).
 
 The image records what to start in :data:`CONFIG` (written from the language spec when
 the image is built). The agent starts it as its own child, exactly as it starts a run's
@@ -40,6 +40,8 @@ def launch(workdir: str) -> Prestarted | None:
         with open(CONFIG, "rb") as f:
             conf = json.loads(f.read())
     except (OSError, ValueError):
+        return None
+    if "argv" not in conf:
         return None
     try:
         return Prestarted(conf, workdir)
@@ -141,7 +143,7 @@ def _child(fds: list[int], argv: list[str], env: dict[str, str], cwd: str) -> No
         os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
-        os.closerange(5, 65536)
+        os.closerange(len(fds), 65536)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")
