@@ -8,11 +8,12 @@ that throw-away stage alone and never in a layer of the image users run.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from ._languages import LanguageSpec
+from ._languages import LanguageSpec, language_env
 
 BASE_IMAGE = "sandboxkit/base:bookworm"
 AGENT_DIR = "/opt/sandboxkit"  # gets the build context's agent/ directory (agent_files)
@@ -23,6 +24,8 @@ AGENT_PATH = f"{AGENT_DIR}/agent.py"  # the entry, sandboxkit/agent/__main__.py
 AGENT_PYC = f"{AGENT_DIR}/agent.pyc"
 AGENT_LIB = f"{AGENT_DIR}/lib"  # the agent package and the wire protocol, byte-compiled
 VERSION_PATH = "/opt/sandboxkit/version"
+PRESTART_PATH = f"{AGENT_DIR}/prestart.json"  # read by sandboxkit/agent/_prestart.py
+PRESTART_JS = f"{AGENT_LIB}/sandboxkit/agent/prestart.js"
 CA_FILE = "sandboxkit-build-ca.pem"
 FORMAT_VERSION = "2"
 # in every image: the agent's interpreter, and an NSS module resolving localhost
@@ -44,7 +47,7 @@ def agent_files() -> dict[str, bytes]:
         "lib/sandboxkit/_protocol.py": package.joinpath("_protocol.py").read_bytes(),
     }
     for entry in sorted(agent.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".py"):
+        if entry.name.endswith((".py", ".js")):
             files[f"lib/sandboxkit/agent/{entry.name}"] = entry.read_bytes()
     return files
 
@@ -75,6 +78,19 @@ def _pip_stage(spec: LanguageSpec, with_ca: bool) -> list[str]:
     else:
         lines.append(f"RUN {install}")
     return lines
+
+
+def prestart_config(spec: LanguageSpec) -> str | None:
+    """What the agent pre-starts in each sandbox of ``spec`` (see agent/_prestart.py):
+    the runtime's argv, the run argv it stands for, and the environment it starts with."""
+    if spec.prestart is None:
+        return None
+    conf: dict[str, object] = {"env": language_env(spec)}
+    run = list(spec.run)
+    if spec.prestart == "node":
+        conf["argv"] = [run[0], "-r", PRESTART_JS, *run[1:]]
+        conf["run"] = run
+    return json.dumps(conf, sort_keys=True)
 
 
 def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False) -> str:
@@ -113,6 +129,11 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
         lines.append(
             f"RUN mkdir -p {VERSION_PATH.rpartition('/')[0]} \\\n"
             f" && {cmd} > {VERSION_PATH} 2>&1 || {{ cat {VERSION_PATH}; exit 1; }}"
+        )
+    prestart = prestart_config(spec)
+    if prestart is not None:
+        lines.append(
+            f"RUN mkdir -p {AGENT_DIR} && printf '%s' {shlex.quote(prestart)} > {PRESTART_PATH}"
         )
     lines += [
         f"COPY agent/ {AGENT_DIR}/",

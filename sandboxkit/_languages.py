@@ -57,6 +57,12 @@ class LanguageSpec(BaseModel):
         description="the runtime's own floor for RLIMIT_FSIZE (the Erlang VM's JIT maps "
         "its code through a memfd, which that limit counts); a lower limit is raised to it",
     )
+    prestart: Literal["node"] | None = Field(
+        None,
+        description="start the runtime in each sandbox before its run, waiting for the "
+        "program (node: `node -r PRELOAD main.js` blocks before loading main.js); a run "
+        "started otherwise (other argv or env) discards it",
+    )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
     compile_pids: int = Field(
@@ -141,6 +147,7 @@ JAVASCRIPT = LanguageSpec(
     source_file="main.js",
     run=("node", "main.js"),
     version_command=("node", "--version"),
+    prestart="node",
 )
 
 # Debian has no @types/node: a tiny ambient declaration lets Node programs type-check

@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         cpu: float | None
         max_rss_kb: int | None
         oom_kills: int
+        pids_max_hits: int  # forks refused at the container's pids limit during the run
         truncated_stdout: bool
         truncated_stderr: bool
 

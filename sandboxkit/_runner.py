@@ -264,6 +264,7 @@ async def execute(
     status_on_failure: Status | None = None,
     on_sent: Callable[[], None] | None = None,
     salvage: bool = False,
+    on_exit: Callable[[ExitReport], None] | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Send ``job`` (from :func:`encode_job`) to ``box``; yield output, then ``exit``.
 
@@ -309,6 +310,8 @@ async def execute(
                     yield event
             elif kind == wire.EXIT:
                 exit_info = json.loads(payload)
+                if on_exit is not None:
+                    on_exit(exit_info)
             elif kind == wire.FAULT:
                 raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
             else:
@@ -385,6 +388,10 @@ async def _stop_and_drain(box: Box) -> bool:
 # One compile-then-run policy for one-shot runs, sessions, start() and the judge.
 
 
+def _covers(have: Resources, wanted: Resources) -> bool:
+    return have.memory_mb >= wanted.memory_mb and have.pids >= wanted.pids
+
+
 async def compile_source(
     box: Box,
     spec: LanguageSpec,
@@ -396,18 +403,27 @@ async def compile_source(
     """Compile in ``box`` with the compile step's limits: the compiler's result, status
     ``ok`` or ``compile_error``; ``None`` for a language with no compile step.
 
+    No engine round trip in the common case: the sandbox is made with the run's own
+    memory and pids limits, and the compiler runs in them first (a hello-world, or a
+    judge's typical submission, compiles in far less). Only when the compiler actually
+    ran out of room (the container's OOM kill or pids-limit counters moved) is the sandbox
+    widened to the compile step's allowance with ``docker update`` and the compile run
+    again; :func:`fit_run_limits` narrows it back for the run.
+
     A compiler that fails, times out or blows its memory is a compile error; all it
     printed is diagnostics, reported in stderr (tsc writes to stdout)."""
     if spec.compile is None:
         return None
     build_limits = compile_limits(spec, limits)
-    await box.set_resources(resources_for(build_limits))
-    job = await encode_job(spec, spec.compile, build_limits, files=files)
-    compiled = await final_result(
-        execute(
-            box, job, build_limits, spec.name, status_on_failure="compile_error", salvage=salvage
-        )
-    )
+    room = resources_for(build_limits)
+    narrow = box.shape.fixed is None and not _covers(box.resources, room)
+    if not narrow:
+        await box.set_resources(room)
+    ends: list[ExitReport] = []
+    compiled = await _compile_once(box, spec, build_limits, files, salvage, ends)
+    if narrow and compiled.status != "ok" and ends and _ran_out(ends[-1]):
+        await box.set_resources(room)
+        compiled = await _compile_once(box, spec, build_limits, files, salvage, ends)
     if compiled.status == "ok":
         return compiled
     diagnostics = compiled.stderr_bytes + compiled.stdout_bytes
@@ -420,6 +436,34 @@ async def compile_source(
         diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n".encode()
     kept = compiled.model_dump(exclude={"stdout", "stderr", "stdout_bytes", "stderr_bytes"})
     return RunResult(**{**kept, "status": "compile_error", "stderr_bytes": diagnostics})
+
+
+def _ran_out(report: ExitReport) -> bool:
+    """Whether a step hit the container's memory or pids limit."""
+    return report.get("oom_kills", 0) > 0 or report.get("pids_max_hits", 0) > 0
+
+
+async def _compile_once(
+    box: Box,
+    spec: LanguageSpec,
+    build_limits: Limits,
+    files: Mapping[str, bytes],
+    salvage: bool,
+    ends: list[ExitReport],
+) -> RunResult:
+    assert spec.compile is not None
+    job = await encode_job(spec, spec.compile, build_limits, files=files)
+    return await final_result(
+        execute(
+            box,
+            job,
+            build_limits,
+            spec.name,
+            status_on_failure="compile_error",
+            salvage=salvage,
+            on_exit=ends.append,
+        )
+    )
 
 
 async def fit_run_limits(box: Box, spec: LanguageSpec, limits: Limits) -> RunResult | None:

@@ -215,7 +215,8 @@ class SandboxPool:
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
                 size = self.size if shape == self._shape(tag, self.limits, spec) else 0
-                create_for = shape.fixed or self._container_resources(spec, self.limits)
+                # the run's own room: a compile fits in it or widens it (_runner.compile_source)
+                create_for = shape.fixed or resources_for(self.limits)
                 pool = WarmPool(
                     self.engine,
                     shape,

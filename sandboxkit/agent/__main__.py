@@ -11,6 +11,14 @@ import sys
 if not __package__:
     sys.path.insert(0, __file__.rpartition("/")[0] + "/lib")
 
+from sandboxkit.agent._inline import Become
 from sandboxkit.agent._serve import main
 
-main()
+program = None
+try:
+    main()
+except Become as exc:  # in a forked run's child: the agent's stack is gone, run the program
+    program = exc
+if program is not None:
+    program.__traceback__ = None
+    program.run()  # outside the except block: the program sees no exception being handled

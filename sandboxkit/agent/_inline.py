@@ -9,18 +9,61 @@ The program must not see the agent: :func:`forget_agent` takes the agent's direc
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import os
+import signal
 import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import io
     from types import ModuleType
     from typing import NoReturn
 
 # the sys.path entry that holds this copy of the package: .../lib/sandboxkit/agent/_inline.py
 _LIB = __file__.rsplit("/", 3)[0]
+# the encoding the interpreter chose for its own stdio from the locale (the agent runs
+# with -I, so PYTHONIOENCODING did not count): a fresh ``python3`` picks it here too
+_LOCALE_ENCODING = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+
+# Interpreter variables a fresh ``python3`` reads at its start that a forked, already
+# started interpreter cannot take on (hash seed, allocator, optimisation, dev and UTF-8
+# modes...). A job whose environment sets one runs the real ``python3`` instead: exact,
+# and slower only when asked for. The ones below are honoured inline.
+INLINE_VARIABLES = frozenset(
+    {
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+        "PYTHONIOENCODING",
+        "PYTHONPATH",
+        "PYTHONSAFEPATH",
+        "PYTHONUSERBASE",
+        "PYTHONNOUSERSITE",
+        "PYTHONSTARTUP",  # interactive sessions only
+        "PYTHONHOME",  # the agent's own: checked equal below
+    }
+)
+
+
+def can_inline(env: dict[str, str]) -> bool:
+    """Whether the pre-loaded interpreter can run a job with this environment exactly."""
+    for name, value in env.items():
+        if name.startswith("PYTHON") and value and name not in INLINE_VARIABLES:
+            return False
+    return not env.get("PYTHONHOME")
+
+
+def _env_flag(env: dict[str, str], name: str) -> int:
+    """An interpreter flag variable as CPython reads it: an integer, other text is 1."""
+    value = env.get(name)
+    if not value:
+        return 0
+    try:
+        return max(int(value), 0) if int(value) >= 0 else 1
+    except ValueError:
+        return 1
 
 
 def forget_agent() -> None:
@@ -47,18 +90,48 @@ def new_main() -> ModuleType:
     return main
 
 
-def fresh_stdio() -> None:
-    """New sys.std* objects on descriptors 0-2 (which change from run to run)."""
+def _stdio(
+    fd: int, name: str, write: bool, encoding: str, errors: str, unbuffered: bool
+) -> io.TextIOWrapper:
+    """One standard stream as CPython's ``create_stdio`` makes it on POSIX: ``newline="\\n"``
+    (no ``\\r\\n`` translation on input), the raw file named ``<stdin>`` and so on,
+    unbuffered writes under ``PYTHONUNBUFFERED``, line buffering only on a terminal."""
     import io
 
-    sys.stdin = io.TextIOWrapper(io.open(0, "rb", closefd=False), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(io.open(1, "wb", closefd=False), encoding="utf-8")
-    sys.stderr = io.TextIOWrapper(
-        io.open(2, "wb", closefd=False),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,
+    raw = io.FileIO(fd, "wb" if write else "rb", closefd=False)
+    raw.name = name
+    tty = raw.isatty()
+    buf: object
+    if write and unbuffered:
+        buf = raw
+    else:
+        buf = io.BufferedWriter(raw) if write else io.BufferedReader(raw)
+    return io.TextIOWrapper(
+        buf,
+        encoding=encoding,
+        errors=errors,
+        newline="\n",
+        line_buffering=tty or (fd == 2 and not unbuffered),
+        write_through=write and unbuffered,
     )
+
+
+def fresh_stdio(env: dict[str, str] | None = None) -> None:
+    """New sys.std* objects on descriptors 0-2 (which change from run to run), made as a
+    fresh ``python3`` with the environment ``env`` would make them."""
+    env = env if env is not None else {}
+    encoding, _, errors = env.get("PYTHONIOENCODING", "").partition(":")
+    encoding = encoding or _LOCALE_ENCODING
+    # as CPython: surrogateescape on stdin/stdout only under the C or POSIX locale
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    locale_errors = "surrogateescape" if ctype in ("C", "POSIX") else "strict"
+    unbuffered = _env_flag(env, "PYTHONUNBUFFERED") > 0
+    streams = [
+        _stdio(0, "<stdin>", False, encoding, errors or locale_errors, unbuffered),
+        _stdio(1, "<stdout>", True, encoding, errors or locale_errors, unbuffered),
+        _stdio(2, "<stderr>", True, encoding, "backslashreplace", unbuffered),
+    ]
+    sys.stdin, sys.stdout, sys.stderr = streams
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr  # type: ignore[misc]
 
 
@@ -88,42 +161,157 @@ def exit_status(exc: SystemExit) -> int:
     return 1
 
 
-def report_exception() -> None:
-    """Print the current exception as ``python3 main.py`` would: without the agent's frame."""
+def report_exception(skip: int = 1) -> None:
+    """Print the current exception as ``python3 main.py`` would: without the agent's
+    frames (the first ``skip`` entries of the traceback)."""
     etype, value, tb = sys.exc_info()
     if etype is None or value is None:
         return
-    user_tb = tb.tb_next if tb is not None else None
+    user_tb = tb
+    for _ in range(skip):
+        user_tb = user_tb.tb_next if user_tb is not None else None
     value.__traceback__ = user_tb
     sys.excepthook(etype, value, user_tb)
 
 
-def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
-    """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
+class _Flags(tuple):  # type: ignore[type-arg]
+    """``sys.flags`` as a fresh ``python3 FILE`` has them (the agent runs with ``-I``)."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self[self._fields.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return (
+            "sys.flags("
+            + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self, strict=True))
+            + ")"
+        )
+
+
+def _program_flags(env: dict[str, str]) -> _Flags:
+    real = sys.flags
+    names = [f.partition("=")[0] for f in repr(real)[len("sys.flags(") : -1].split(", ")]
+    changed = {
+        "isolated": 0,
+        "ignore_environment": 0,
+        "no_user_site": 1 if env.get("PYTHONNOUSERSITE") else 0,
+        "safe_path": bool(env.get("PYTHONSAFEPATH")),
+        "dont_write_bytecode": 1 if _env_flag(env, "PYTHONDONTWRITEBYTECODE") else 0,
+    }
+    flags = _Flags(changed.get(n, getattr(real, n)) for n in names)
+    type(flags)._fields = tuple(names)
+    return flags
+
+
+def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[str, object]]:
+    """Turn this forked interpreter into ``python3 FILE ARGS...`` (``argv``) started with
+    ``env``: environment, argv and flags, ``sys.path``, signals, standard streams, a fresh
+    ``__main__``; the compiled program and its globals, to be run by :func:`run_code`."""
+    _dumpable()  # the agent (already forgotten, see forget_agent) stays undumpable
     os.environ.clear()
     os.environ.update(env)
     script = os.path.abspath(argv[1])
     sys.argv = argv[1:]
-    sys.path[0:0] = [os.path.dirname(script)]
-    fresh_stdio()
+    sys.orig_argv = list(argv)
+    sys.flags = _program_flags(env)  # type: ignore[assignment]
+    sys.dont_write_bytecode = bool(_env_flag(env, "PYTHONDONTWRITEBYTECODE"))
+    extra = [p for p in env.get("PYTHONPATH", "").split(":") if p]
+    head = [] if env.get("PYTHONSAFEPATH") else [os.path.dirname(script)]
+    sys.path[0:0] = head + [os.path.abspath(p) for p in extra]
+    # a fresh interpreter turns Ctrl-C into KeyboardInterrupt; the agent ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    atexit._clear()  # nothing the agent registered runs at the program's exit
+    fresh_stdio(env)
     main = new_main()
     main.__file__ = script
+    main.__cached__ = None  # type: ignore[attr-defined]
+    main.__annotations__ = {}
+    from importlib.machinery import SourceFileLoader
+
+    main.__loader__ = SourceFileLoader("__main__", script)
+    with open(argv[1], "rb") as f:
+        source = f.read()
+    # dont_inherit: the agent's own `from __future__` must not change the user's code;
+    # the absolute path is what a fresh interpreter shows in tracebacks and warnings
+    return compile(source, script, "exec", dont_inherit=True), main.__dict__
+
+
+def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
+    """Run the program, then end as the interpreter does: threads, atexit, flush, status."""
     code = 0
+    interrupted = False
     try:
-        with open(argv[1], "rb") as f:
-            source = f.read()
-        # dont_inherit: the agent's own `from __future__` must not change the user's code
-        code_obj = compile(source, argv[1], "exec", dont_inherit=True)
-        exec(code_obj, main.__dict__)  # noqa: S102 - that is the job
+        exec(code_obj, namespace)  # type: ignore[arg-type]  # noqa: S102 - that is the job
     except SystemExit as exc:
         code = exit_status(exc)
+    except KeyboardInterrupt:
+        report_exception(1)
+        code, interrupted = 1, True
     except BaseException:  # noqa: BLE001 - report it exactly as the interpreter would
-        report_exception()
+        report_exception(1)
         code = 1
     try:
         threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
     except Exception:  # noqa: BLE001
         pass
+    atexit._run_exitfuncs()
     if not flush_stdio():
         code = code or 120
+    if interrupted:
+        # as CPython: an uncaught KeyboardInterrupt ends the process by SIGINT itself
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
     os._exit(code)
+
+
+class Become(BaseException):  # not an error: the way out of the agent's stack
+    """Raised in the forked child, caught at the agent's outermost level (its
+    ``__main__``), which then runs the program: the program starts with the agent's call
+    stack unwound, so it has the recursion headroom of a fresh ``python3 FILE`` (bar the
+    two frames of the entry and :func:`run_code`)."""
+
+    def __init__(self, code_obj: object, namespace: dict[str, object]) -> None:
+        super().__init__()
+        self.code_obj, self.namespace = code_obj, namespace
+
+    def run(self) -> NoReturn:
+        code_obj, namespace = self.code_obj, self.namespace
+        del self.code_obj, self.namespace
+        run_code(code_obj, namespace)
+
+
+def prepare_file(argv: list[str], env: dict[str, str]) -> Become:
+    """:func:`become_script`, ending the child as the interpreter would if the program
+    cannot even be compiled (a syntax error, an unreadable file)."""
+    try:
+        return Become(*become_script(argv, env))
+    except SystemExit as exc:
+        os._exit(exit_status(exc))
+    except BaseException:  # noqa: BLE001 - reported as the interpreter would
+        report_exception(99)  # a SyntaxError shows no frames
+        flush_stdio()
+        os._exit(1)
+
+
+def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
+    prepare_file(argv, env).run()
+
+
+def _dumpable() -> None:
+    """Undo, in the program, the agent's PR_SET_DUMPABLE = 0 (which a fork inherits and
+    only an exec resets): the program's own /proc/self (environ, fds, maps) is readable
+    as in a fresh process; the agent, PID 1, stays undumpable."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
+    except Exception:  # noqa: BLE001
+        pass

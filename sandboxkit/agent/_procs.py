@@ -133,6 +133,20 @@ def self_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def pids_max_hits() -> int:
+    """Forks this container's pids cgroup refused at its limit so far (v1 or v2)."""
+    for path in ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "max":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
 def proc_hwm_kb(pid: int) -> int | None:
     """Peak resident memory of a live process, in KiB."""
     try:

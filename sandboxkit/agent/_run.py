@@ -83,15 +83,22 @@ class _Output:
 
 
 def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
-    """The forked program: set up, then Python inline or exec (it touches as few of the
-    agent's objects as it can: every page it writes is copied)."""
+    """The forked program: set up, then exec it or, for Python, become it (it touches as
+    few of the agent's objects as it can: every page it writes is copied). Becoming
+    means raising :class:`_inline.Become` out of the agent's whole call stack (the
+    agent's entry catches it and runs the program), so the program's stack starts near
+    empty."""
+    program: _inline.Become | None = None
     try:
         argv, env = _procs.prepare_child(job, fds, workdir)
-        if job.get("python_inline"):
-            _inline.run_file(argv, env)
-        _procs.exec_program(argv, env)
+        if job.get("python_inline") and _inline.can_inline(env):
+            program = _inline.prepare_file(argv, env)
+        else:
+            _procs.exec_program(argv, env)
     finally:
-        os._exit(126)
+        if program is None:
+            os._exit(126)
+    raise program
 
 
 class Run:
@@ -119,6 +126,7 @@ class Run:
         self.outputs: list[_Output] = []  # stdout, stderr
         self.open: set[_Output] = set()
         self.oom_before = 0
+        self.pids_before = 0
         self.cpu_before = 0.0
         # the run's CPU limit: every process of it together, read from the cgroup
         cpu_time = job.get("cpu_time")
@@ -145,7 +153,18 @@ class Run:
         if stdin is not None and (data := base64.b64decode(stdin)):
             self.inbox.stdin.insert(0, data)
         self.oom_before = _procs.oom_kills()
+        self.pids_before = _procs.pids_max_hits()
+        pre = self.agent.take_prestarted()
+        if pre is not None and self.kernel is None and pre.fits(job):
+            self.started = time.monotonic()
+            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+            self.pid, self.stdin_fd, out_fd, err_fd = pre.begin(job)
+            self._outputs(out_fd, err_fd)
+            return
+        if pre is not None:
+            pre.discard()
         ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
+        child = False
         try:
             in_r, in_w = os.pipe()
             self.stdin_fd = in_w
@@ -170,15 +189,28 @@ class Run:
                 gc.freeze()
                 pid = os.fork()
                 if pid == 0:
+                    child = True
                     _child(job, fds, workdir)
                 self.pid = pid
         finally:
-            for fd in ends:
-                os.close(fd)
+            if not child:  # the child has them as 0-2 and closed the rest (or is gone)
+                for fd in ends:
+                    os.close(fd)
         for fd in (in_w, *(out.fd for out in self.outputs)):
             os.set_blocking(fd, False)
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
+
+    def _outputs(self, out_fd: int, err_fd: int) -> None:
+        """Watch the pipes of a pre-started runtime that is now the run's program."""
+        assert self.stdin_fd is not None
+        os.set_blocking(self.stdin_fd, False)
+        for fd, kind in ((out_fd, STDOUT), (err_fd, STDERR)):
+            out = _Output(self, fd, kind)
+            self.outputs.append(out)
+            self.open.add(out)
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, out.readable)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -372,6 +404,7 @@ class Run:
             "cpu": cpu,
             "max_rss_kb": max_rss,
             "oom_kills": _procs.oom_kills() - self.oom_before,
+            "pids_max_hits": _procs.pids_max_hits() - self.pids_before,
             "truncated_stdout": self.outputs[0].truncated,
             "truncated_stderr": self.outputs[1].truncated,
         }

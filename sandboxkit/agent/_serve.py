@@ -20,8 +20,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._prestart import Prestarted
+
 WORKDIR = "/work"
 TOOLCHAIN_FILE = "/opt/sandboxkit/version"
+PRESTART_FILE = "/opt/sandboxkit/prestart.json"
 
 
 class Agent:
@@ -35,6 +38,7 @@ class Agent:
         self.inbox = Inbox()  # where input for the running job goes
         self.stdin_eof = False
         self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
+        self.prestarted: Prestarted | None = None  # the image's runtime, for the first run
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -69,7 +73,16 @@ class Agent:
         except BlockingIOError:
             pass
 
+    def take_prestarted(self) -> Prestarted | None:
+        """The pre-started runtime, once: only the sandbox's first run may use it."""
+        pre, self.prestarted = self.prestarted, None
+        return pre
+
     def serve(self) -> None:
+        if os.path.exists(PRESTART_FILE):
+            from ._prestart import launch  # images with a pre-started runtime only
+
+            self.prestarted = launch(self.workdir)
         send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
         while True:
             while not self.queue and not self.stdin_eof:

@@ -97,8 +97,9 @@ async def test_kernel_and_system_files_are_not_writable(hostile_pool: sk.Sandbox
     code = (
         f"import os\nfor path, how in {WRITES!r}.items():\n"
         "    try:\n"
-        "        if how == 'lower':\n            open(path, 'w').write('-1000')\n"
-        "        else:\n            open(path, 'a' if how == 'append' else 'w').write('max')\n"
+        # in a with block: a write the kernel refuses fails at close, not silently in __del__
+        "        with open(path, 'a' if how == 'append' else 'w') as f:\n"
+        "            f.write('-1000' if how == 'lower' else 'max')\n"
         "        print('WROTE', path)\n"
         "    except OSError as e:\n        print('refused', path, e.errno)\n"
         "print(open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read().strip())\n"

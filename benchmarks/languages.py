@@ -1,0 +1,112 @@
+"""Per language: sandboxkit's warm hello-world p50 beside the toolchain's own time.
+
+The toolchain's own time is the same source compiled (where the language compiles) and
+run with the same commands and flags, timed by a loop *inside* a plain container of the
+same image (``docker run --network none``), so it counts the compiler and the program and
+nothing of sandboxkit's or the engine's; the plain container gets the sandbox's default
+limits (1 CPU, 256 MB, 64 pids), so both compile and run under the same quota. Samples
+of both paths alternate in rounds, in the same run, so machine load hits both alike; the
+ratio is what matters.
+
+    .venv/bin/python benchmarks/languages.py [LANG ...] [--samples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+import sandboxkit as sk
+from sandboxkit._container import SANDBOX_UID
+from sandboxkit._languages import get_language, language_env
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[0:0] = [HERE, os.path.join(HERE, "..", "tests")]
+
+BITS = "#include <bits/stdc++.h>\nusing namespace std;\nint main(){vector<int> v{3,1,2};"
+BITS += 'sort(v.begin(),v.end());cout<<"Hello, world!"<<v[0]<<endl;}'
+
+# the toolchain's own loop, run by the image's python3 inside a plain container
+INNER = r"""
+import json, os, subprocess, sys, time
+src, name, compile_cmd, run_cmd, n = json.loads(sys.stdin.read())
+os.chdir("/work")
+open(name, "w").write(src)
+out = []
+for _ in range(n):
+    t = time.perf_counter()
+    if compile_cmd:
+        subprocess.run(compile_cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(run_cmd, check=True, stdout=subprocess.DEVNULL)
+    out.append(time.perf_counter() - t)
+print(json.dumps(out))
+"""
+
+
+def toolchain_times(image: str, language: str, source: str, n: int) -> list[float]:
+    spec = get_language(language)
+    env = [f"--env={k}={v}" for k, v in sorted(language_env(spec).items())]
+    cmd = [
+        "docker", "run", "--rm", "-i", "--network", "none", "--init",
+        "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
+        # the sandbox's own shape (default Limits): the comparison is of machinery alone
+        "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
+        "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+        "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
+    ]  # fmt: skip
+    payload = json.dumps([source, spec.source_file, spec.compile, spec.run, n])
+    done = subprocess.run(cmd, input=payload, capture_output=True, text=True, check=True)
+    return [float(x) for x in json.loads(done.stdout)]
+
+
+async def measure(language: str, source: str, rounds: int, per_round: int) -> tuple[float, float]:
+    from run_all import settle
+
+    async with sk.SandboxPool(languages=[language], size=2) as pool:
+        image = await pool.image_for(get_language(language))
+        for _ in range(2):  # warm: image, pool, page cache
+            r = await pool.run(source, language=language)
+            assert r.status == "ok", (language, r.status, r.stderr)
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(rounds):
+            for _ in range(per_round):
+                await settle(pool)  # the refill and removal are done
+                await asyncio.sleep(0.05)
+                t = time.perf_counter()
+                r = await pool.run(source, language=language)
+                ours.append(time.perf_counter() - t)
+                assert r.status == "ok", (language, r.status, r.stderr)
+            theirs += await asyncio.to_thread(toolchain_times, image, language, source, per_round)
+    return statistics.median(ours), statistics.median(theirs)
+
+
+async def main() -> None:
+    from test_languages import HELLO
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("languages", nargs="*")
+    parser.add_argument("--samples", type=int, default=15)
+    args = parser.parse_args()
+    cases = [(lang, lang, HELLO[lang]) for lang in (args.languages or list(HELLO))]
+    if not args.languages or "cpp" in args.languages:
+        cases.append(("cpp bits/stdc++.h", "cpp", BITS))
+    rounds = 3
+    per_round = max(1, args.samples // rounds)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'language':<20} {'sandboxkit p50':>15} {'toolchain p50':>15} {'ratio':>7}")
+    for label, language, source in cases:
+        ours, theirs = await measure(language, source, rounds, per_round)
+        print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} after;", shlex.join(sys.argv))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
