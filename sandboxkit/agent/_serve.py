@@ -18,6 +18,7 @@ from ._run import Inbox, Run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ._prestart import Prestarted
@@ -78,11 +79,9 @@ class Agent:
         pre, self.prestarted = self.prestarted, None
         return pre
 
-    def serve(self) -> None:
-        if os.path.exists(PRESTART_FILE):
-            from ._prestart import launch  # images with a pre-started runtime only
-
-            self.prestarted = launch(self.workdir)
+    def serve(self, prestart: Callable[[str], Prestarted | None] | None = None) -> None:
+        if prestart is not None:
+            self.prestarted = prestart(self.workdir)
         send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
         while True:
             while not self.queue and not self.stdin_eof:
@@ -156,5 +155,10 @@ def main(argv: list[str] | None = None) -> None:
         os.makedirs(workdir, exist_ok=True)
     except OSError:
         pass
+    prestart = None
+    if os.path.exists(PRESTART_FILE):
+        from ._prestart import launch  # images with a pre-started runtime only
+
+        prestart = launch
     forget_agent()  # every module is loaded: from here on, programs must not see them
-    Agent(workdir).serve()
+    Agent(workdir).serve(prestart)
