@@ -15,18 +15,36 @@ from importlib import resources
 from ._languages import LanguageSpec
 
 BASE_IMAGE = "sandboxkit/base:bookworm"
-AGENT_PATH = "/opt/sandboxkit/agent.py"
+AGENT_DIR = "/opt/sandboxkit"  # gets the build context's agent/ directory (agent_files)
+AGENT_PATH = f"{AGENT_DIR}/agent.py"  # the entry, sandboxkit/agent/__main__.py
 # Compiled at build: a script given to python3 is recompiled at every start (~7 ms of CPU
-# per sandbox, a fair share of the container churn that bounds one-shot throughput).
-AGENT_PYC = "/opt/sandboxkit/agent.pyc"
+# per sandbox, a fair share of the container churn that bounds one-shot throughput). The
+# container runs ``python3 -I AGENT_PYC``; the entry puts AGENT_LIB on sys.path.
+AGENT_PYC = f"{AGENT_DIR}/agent.pyc"
+AGENT_LIB = f"{AGENT_DIR}/lib"  # the agent package and the wire protocol, byte-compiled
 VERSION_PATH = "/opt/sandboxkit/version"
 CA_FILE = "sandboxkit-build-ca.pem"
 FORMAT_VERSION = "2"
 
 
-def agent_source() -> bytes:
-    """The in-container agent, copied into every image (it is part of the tag's hash)."""
-    return resources.files("sandboxkit").joinpath("_agent.py").read_bytes()
+# the image's sandboxkit package holds the agent and the protocol only: not the host's
+# __init__ (which imports the SDK's dependencies)
+_IMAGE_PACKAGE_INIT = b'"""The in-sandbox copy of sandboxkit: the agent and the wire protocol."""\n'
+
+
+def agent_files() -> dict[str, bytes]:
+    """The agent as laid out under AGENT_DIR (all of it is part of the tag's hash)."""
+    package = resources.files("sandboxkit")
+    agent = package.joinpath("agent")
+    files = {
+        "agent.py": agent.joinpath("__main__.py").read_bytes(),
+        "lib/sandboxkit/__init__.py": _IMAGE_PACKAGE_INIT,
+        "lib/sandboxkit/_protocol.py": package.joinpath("_protocol.py").read_bytes(),
+    }
+    for entry in sorted(agent.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            files[f"lib/sandboxkit/agent/{entry.name}"] = entry.read_bytes()
+    return files
 
 
 @dataclass(frozen=True)
@@ -86,8 +104,9 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
             f" && {cmd} > {VERSION_PATH} 2>&1 || {{ cat {VERSION_PATH}; exit 1; }}"
         )
     lines += [
-        f"COPY agent.py {AGENT_PATH}",
-        f'RUN python3 -I -c "import py_compile; '
+        f"COPY agent/ {AGENT_DIR}/",
+        f"RUN python3 -I -m compileall -q {AGENT_LIB} \\\n"
+        f' && python3 -I -c "import py_compile; '
         f"py_compile.compile('{AGENT_PATH}', cfile='{AGENT_PYC}', doraise=True)\" \\\n"
         " && mkdir -p /work && chmod 1777 /work",
         "WORKDIR /work",
@@ -106,7 +125,7 @@ def build_context(
     """
     with_ca = bool(spec.pip_packages) and ca_bundle is not None
     dockerfile = render(spec, base, with_ca=with_ca)
-    files = {"agent.py": agent_source()}
+    files = {f"agent/{name}": data for name, data in agent_files().items()}
     if with_ca:
         assert ca_bundle is not None
         files[CA_FILE] = ca_bundle
