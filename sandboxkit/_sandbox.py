@@ -230,8 +230,7 @@ class Sandbox:
         if self._state is not _State.NEW:
             done = "was already opened" if self._state is _State.OPEN else "is closed"
             raise UsageError(
-                f"this Sandbox {done}; a session is opened once "
-                "(create a new Sandbox for another)"
+                f"this Sandbox {done}; a session is opened once (create a new Sandbox for another)"
             )
         self._state = _State.OPEN
         pool = self._pool or await default_pool()

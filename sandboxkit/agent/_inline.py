@@ -13,6 +13,8 @@ import os
 import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
 
+from . import _display
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import ModuleType
@@ -103,6 +105,7 @@ def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
     fresh_stdio()
     main = new_main()
     main.__file__ = script
+    _display.install()
     code = 0
     try:
         with open(argv[1], "rb") as f:
