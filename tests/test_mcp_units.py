@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from sandboxkit import DisplayData, RunResult  # noqa: E402
-from sandboxkit.mcp import Caps, ToolInputError  # noqa: E402
-from sandboxkit.mcp._content import summary, tool_result  # noqa: E402
-from sandboxkit.mcp._registry import SessionRegistry  # noqa: E402
-from sandboxkit.mcp._transports import BearerAuth, check_bind, is_loopback  # noqa: E402
+from sandboxkit import DisplayData, RunResult
+from sandboxkit.mcp import Caps, ToolInputError
+from sandboxkit.mcp._content import summary, tool_result
+from sandboxkit.mcp._registry import SessionRegistry
+from sandboxkit.mcp._transports import BearerAuth, check_bind, is_loopback
 
 
 def test_timeouts_are_clamped_and_nonsense_refused() -> None:
