@@ -25,6 +25,10 @@ class LoopThread:
             raise RuntimeError("LoopThread.call from its own loop would deadlock")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on this loop from another loop (the caller's stays free)."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
     def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
