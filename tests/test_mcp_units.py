@@ -98,7 +98,10 @@ def test_result_content_text_images_and_is_error() -> None:
     assert kinds == ["text", "image", "text"]  # the result's text was already printed
     assert res.content[1].mime_type == "image/png" and res.content[1].data == PNG
     assert "**b**" in res.content[2].text
-    assert res.structured_content["stdout"] == "hi\n"
+    assert res.structured_content is None  # with a figure: the content blocks only
+    plain = tool_result(RunResult(status="ok", stdout="hi\n"))
+    assert plain.structured_content is not None
+    assert plain.structured_content["stdout"] == "hi\n"
 
     failed = tool_result(RunResult(status="timeout", signal=9, stderr="slow"))
     assert failed.is_error is True

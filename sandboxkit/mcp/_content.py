@@ -63,7 +63,8 @@ def structured(result: RunResult) -> dict[str, Any]:
 
 def tool_result(result: RunResult) -> CallToolResult:
     """The tool's answer. A failure of the user's program is ``isError`` true, with the
-    same content: a normal result the model reads, never a protocol error."""
+    same content: a normal result the model reads, never a protocol error. The status,
+    streams and timings are also structured content, unless the run showed a figure."""
     content: list[ContentBlock] = [TextContent(type="text", text=summary(result))]
     for output in result.outputs:
         # a session's last expression already printed its text to stdout
@@ -71,8 +72,13 @@ def tool_result(result: RunResult) -> CallToolResult:
         if output.kind == "result" and not any(m in output.data for m in rich):
             continue
         content += output_blocks(output)
+    # with a figure, no structured content: clients that prefer it to the content blocks
+    # (pydantic-ai does) would otherwise never show the model the image
+    has_image = any(block.type == "image" for block in content)
     return CallToolResult(
-        content=content, structured_content=structured(result), is_error=not result.ok
+        content=content,
+        structured_content=None if has_image else structured(result),
+        is_error=not result.ok,
     )
 
 
