@@ -20,7 +20,7 @@ from sandboxkit.integrations.smolagents import SandboxkitExecutor
 class Fibonacci(Tool):
     name = "fibonacci"
     description = "The n-th Fibonacci number."
-    inputs = {"n": {"type": "integer", "description": "index, from 0"}}  # noqa: RUF012
+    inputs = {"n": {"type": "integer", "description": "index, from 0"}}
     output_type = "integer"
 
     def forward(self, n: int) -> int:
