@@ -369,3 +369,12 @@ async def test_http_needs_the_token(http_server: Any) -> None:
             headers={"Authorization": "Bearer wrong"},
         )
         assert resp.status_code == 401
+
+
+async def test_idle_sessions_are_closed() -> None:
+    async with stdio_session("--idle-timeout", "1") as s:
+        sid = (await call(s, "create_session")).structured_content["session_id"]
+        container = await session_container(s, sid)
+        assert await _gone(container)  # nobody used it: the server closed it
+        r = await call(s, "run_in_session", session_id=sid, code="print(1)")
+        assert r.is_error and "no open session" in _text(r)
