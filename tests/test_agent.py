@@ -130,12 +130,12 @@ class Agent:
     def childless(self, timeout: float = 5.0) -> bool:
         """Whether the agent comes to have no child process (all ended and reaped)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            (agent,) = _children(self.proc.pid)  # unshare's one child: the agent
-            if not _children(agent):
-                return True
+        (agent,) = _children(self.proc.pid)  # unshare's one child: the agent
+        while _children(agent):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.01)
-        return False
+        return True
 
     def close(self) -> int:
         assert self.proc.stdin is not None
@@ -346,7 +346,7 @@ def test_leftovers_are_killed_and_reaped_after_a_run(agent: Agent, leftover: str
     t = time.monotonic()
     agent.run(["/bin/sh", "-c", leftover])
     assert time.monotonic() - t < 2  # the leftover holding stdout does not hold the run
-    assert agent.childless()
+    assert agent.childless(timeout=0)  # gone (killed and reaped) when the run is reported
 
 
 def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:

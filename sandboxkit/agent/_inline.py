@@ -2,8 +2,9 @@
 ``python3 FILE`` would, with no interpreter start-up. Shared with the session kernel.
 
 The program must not see the agent: :func:`forget_agent` takes the agent's directory off
-``sys.path`` and its modules out of ``sys.modules`` (the functions running now keep their
-globals), and the program gets a fresh ``__main__``, ``sys.argv`` and standard streams.
+``sys.path`` and its modules out of ``sys.modules`` once, in the agent, before any run
+(its functions keep their globals, so it runs on); each program gets a fresh
+``__main__``, ``sys.argv`` and standard streams.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ _LIB = __file__.rsplit("/", 3)[0]
 
 
 def forget_agent() -> None:
-    """Leave no trace of the agent where a program looks: sys.path, sys.modules."""
+    """Leave no trace of the agent where a program looks: sys.path, sys.modules.
+
+    Called once by the agent when every module of it is loaded: after this it can import
+    from the standard library only. Done there, no forked run pays for it (its writes
+    to shared pages would be copied in every child).
+    """
     sys.path[:] = [p for p in sys.path if p != _LIB]
     for key in [k for k in sys.path_importer_cache if k == _LIB or k.startswith(_LIB + "/")]:
         del sys.path_importer_cache[key]
@@ -96,7 +102,6 @@ def report_exception() -> None:
 
 def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
     """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
-    forget_agent()
     os.environ.clear()
     os.environ.update(env)
     script = os.path.abspath(argv[1])

@@ -15,7 +15,7 @@ import signal
 import sys
 
 from . import _display
-from ._inline import exit_status, flush_stdio, forget_agent, fresh_stdio, new_main, report_exception
+from ._inline import exit_status, flush_stdio, fresh_stdio, new_main, report_exception
 from ._procs import prepare_child
 
 TYPE_CHECKING = False
@@ -87,7 +87,6 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
     import ast
     import socket
 
-    forget_agent()
     os.environ.clear()
     os.environ.update(env)
     sock = socket.socket(fileno=sock_fd)

@@ -31,25 +31,34 @@ def _init_only() -> None:
         os._exit(70)
 
 
-def kill_all(spare: int = 0) -> None:
-    """SIGKILL every process in the namespace but this one and ``spare`` (a kernel)."""
+def kill_all(spare: int = 0) -> bool:
+    """SIGKILL every process in the namespace but this one and ``spare`` (a kernel);
+    whether there was any to kill."""
     _init_only()
     if not spare:
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
+            return False
+        return True
+    found = False
+    for p in others(spare):
+        try:
+            os.kill(p, signal.SIGKILL)
+            found = True
+        except OSError:
             pass
-        return
+    return found
+
+
+def others(spare: int = 0) -> list[int]:
+    """The processes in the namespace (zombies too) but this one and ``spare``."""
     try:
-        pids = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+        return [
+            p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if p not in (1, spare)
+        ]
     except OSError:
-        return
-    for p in pids:
-        if p not in (1, spare):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
+        return []
 
 
 def kill_and_reap(timeout: float = 2.0) -> None:

@@ -81,6 +81,18 @@ class _Output:
             run.stop("output_limit")
 
 
+def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
+    """The forked program: set up, then Python inline or exec (it touches as few of the
+    agent's objects as it can: every page it writes is copied)."""
+    try:
+        argv, env = _procs.prepare_child(job, fds, workdir)
+        if job.get("python_inline"):
+            _inline.run_file(argv, env)
+        _procs.exec_program(argv, env)
+    finally:
+        os._exit(126)
+
+
 class Run:
     """One program run: place its files, start it, feed its stdin, forward its output,
     enforce the wall limit, the output cap and the host's kill, and end with exactly one
@@ -93,7 +105,7 @@ class Run:
         self.flood = self.limit_out * 4 + FLOOD_SLACK
         self.keep = bool(job.get("keep_processes"))
         self.interactive = bool(job.get("interactive"))
-        self.kernel = agent.session_kernel() if job.get("kernel") else None
+        self.kernel = agent.kernel if job.get("kernel") else None
         self.pid = 0
         self.status: int | None = None  # as wait() gives it
         self.rusage: struct_rusage | None = None
@@ -107,6 +119,7 @@ class Run:
         self.open: set[_Output] = set()
         self.oom_before = 0
         self.cpu_before = 0.0
+        self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
 
     def execute(self) -> None:
@@ -148,9 +161,10 @@ class Run:
                 # this long-lived process's objects go to gc's permanent generation: a
                 # collection in the child would otherwise touch (and copy) all their pages
                 gc.freeze()
-                self.pid = os.fork()
-                if self.pid == 0:
-                    self._child(fds)
+                pid = os.fork()
+                if pid == 0:
+                    _child(job, fds, workdir)
+                self.pid = pid
         finally:
             for fd in ends:
                 os.close(fd)
@@ -158,15 +172,6 @@ class Run:
             os.set_blocking(fd, False)
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
-
-    def _child(self, fds: tuple[int, int, int]) -> NoReturn:
-        try:
-            argv, env = _procs.prepare_child(self.job, fds, self.agent.workdir)
-            if self.job.get("python_inline"):
-                _inline.run_file(argv, env)
-            _procs.exec_program(argv, env)
-        finally:
-            os._exit(126)
 
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> None:
@@ -194,14 +199,14 @@ class Run:
         """End the program early: kill every process (the kernel too), note why."""
         if self.reason is None and self.status is None:
             self.reason = reason
-            _procs.kill_all()
+            self.killed = _procs.kill_all() or self.killed
 
     def _exited(self, now: float) -> None:
         self.exited_at = now
         self._close_stdin()
         if not self.keep:
             # leftovers (daemons, a background writer holding stdout) end with the run
-            _procs.kill_all(spare=self.agent.kernel_pid)
+            self.killed = _procs.kill_all(spare=self.agent.kernel.pid) or self.killed
 
     def _drained(self, now: float) -> bool:
         assert self.exited_at is not None
@@ -260,7 +265,7 @@ class Run:
                 return
             if pid == self.pid:
                 self.status, self.rusage = status, rusage
-            if kernel is not None and pid == kernel.pid:
+            if pid == kernel.pid:
                 self._unwatch_kernel()
                 kernel.forget()
 
@@ -292,7 +297,17 @@ class Run:
             self.close_output(out)
         self._unwatch_kernel()
 
+    def _settle(self) -> None:
+        """Reap the killed until none is left (bounded): a SIGKILLed process takes a moment
+        to die, and the next run must not see it, nor the host find it alive."""
+        deadline = time.monotonic() + DRAIN
+        while _procs.others(spare=self.agent.kernel.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            self._reap()
+
     def _report(self) -> None:
+        if self.killed:
+            self._settle()
         kernel_alive = self.kernel is not None and self.kernel.pid != 0
         self._release()
         rusage = self.rusage
@@ -339,7 +354,7 @@ class Run:
         """The run could not be carried out (its files could not be placed, descriptors
         ran out after the user lowered our limits...): stop what it started, release its
         pipes and still end it with one EXIT frame, so the host reports a status."""
-        _procs.kill_all(spare=self.agent.kernel_pid)
+        _procs.kill_all(spare=self.agent.kernel.pid)
         self._release()
         if self.reported:
             os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())

@@ -11,14 +11,14 @@ import sys
 from .._protocol import FAULT, JOB, READY, FrameReader
 from . import _display, _files
 from ._host import CHUNK, reply, send_json
+from ._inline import forget_agent
+from ._kernel import Kernel
 from ._procs import SHIELDED, kill_and_reap, reap
 from ._run import Inbox, Run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-    from ._kernel import Kernel
 
 WORKDIR = "/work"
 TOOLCHAIN_FILE = "/opt/sandboxkit/version"
@@ -34,7 +34,7 @@ class Agent:
         self.queue: list[tuple[Any, Inbox]] = []  # jobs (parsed JSON) not started yet
         self.inbox = Inbox()  # where input for the running job goes
         self.stdin_eof = False
-        self.kernel: Kernel | None = None  # a session's, made for its first cell
+        self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -44,17 +44,6 @@ class Agent:
         os.set_blocking(0, False)
         self.sel.register(0, selectors.EVENT_READ, self.pump_host)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
-
-    @property
-    def kernel_pid(self) -> int:
-        return self.kernel.pid if self.kernel is not None else 0
-
-    def session_kernel(self) -> Kernel:
-        if self.kernel is None:
-            from ._kernel import Kernel  # sessions only: not paid at every sandbox's start
-
-            self.kernel = Kernel()
-        return self.kernel
 
     def pump_host(self) -> None:
         """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
@@ -86,8 +75,7 @@ class Agent:
             while not self.queue and not self.stdin_eof:
                 for key, _events in self.sel.select(None):
                     key.data()
-                ended = reap()
-                if self.kernel is not None and self.kernel.pid in ended:
+                if self.kernel.pid in reap():
                     self.kernel.forget()  # it died between runs: the next cell starts anew
             if not self.queue:
                 # the host closed our stdin: the container ends, nothing outlives it
@@ -156,4 +144,5 @@ def main(argv: list[str] | None = None) -> None:
         os.makedirs(workdir, exist_ok=True)
     except OSError:
         pass
+    forget_agent()  # every module is loaded: from here on, programs must not see them
     Agent(workdir).serve()
