@@ -37,3 +37,4 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]", "epicbox", "urllib3<2")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
     session.run("python", "benchmarks/languages.py")
+    session.run("python", "benchmarks/mcp_bench.py", *session.posargs)

@@ -31,7 +31,7 @@ from ._judge_models import (
     Verdict,
 )
 from ._languages import LanguageSpec, get_language, register_language
-from ._models import EndedBy, Event, FileEntry, Limits, RunResult, Status
+from ._models import DisplayData, EndedBy, Event, FileEntry, Limits, RunResult, Status
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
@@ -41,6 +41,7 @@ from ._version import __version__
 __all__ = [
     "CheckerError",
     "CheckerProgram",
+    "DisplayData",
     "EndedBy",
     "EngineError",
     "EngineUnavailable",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 EXTRAS: dict[str, frozenset[str]] = {
     "cli": frozenset({"typer", "click", "rich"}),
     "server": frozenset({"fastapi", "starlette", "uvicorn"}),
+    "mcp": frozenset({"mcp", "mcp_types", "uvicorn", "starlette"}),
 }
 
 

@@ -366,3 +366,8 @@ def get_language(name: str) -> LanguageSpec:
 
 def language_env(spec: LanguageSpec) -> dict[str, str]:
     return {**_BASE_ENV, **spec.env}
+
+
+from ._python_data import PYTHON_DATA  # noqa: E402 - built from PYTHON above
+
+REGISTRY.register(PYTHON_DATA)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from typing import Any, Literal
 
@@ -76,6 +78,62 @@ class Limits(_Frozen):
         return max(1, math.ceil(self.cpu_time if self.cpu_time is not None else self.time))
 
 
+OutputKind = Literal["display", "result"]
+
+
+class DisplayData(_Frozen):
+    """One rich output of a run, as Jupyter's display data: a MIME bundle.
+
+    ``data`` maps MIME types to content: text for ``text/*``, ``image/svg+xml`` and
+    ``application/json`` (as JSON text), base64 for binary images (``image/png``,
+    ``image/jpeg``). ``text/plain`` is always there. ``kind`` is ``display`` for what the
+    program showed (``plt.show()``, ``display(obj)``) and ``result`` for a session cell's
+    last expression. The properties give the common types decoded.
+    """
+
+    kind: OutputKind = "display"
+    data: dict[str, str] = Field(description="MIME type -> content (base64 for images)")
+
+    def _get(self, mime: str) -> str | None:
+        return self.data.get(mime)
+
+    @property
+    def mime_types(self) -> tuple[str, ...]:
+        return tuple(self.data)
+
+    @property
+    def png(self) -> bytes | None:
+        value = self._get("image/png")
+        return None if value is None else base64.b64decode(value)
+
+    @property
+    def jpeg(self) -> bytes | None:
+        value = self._get("image/jpeg")
+        return None if value is None else base64.b64decode(value)
+
+    @property
+    def svg(self) -> str | None:
+        return self._get("image/svg+xml")
+
+    @property
+    def html(self) -> str | None:
+        return self._get("text/html")
+
+    @property
+    def markdown(self) -> str | None:
+        return self._get("text/markdown")
+
+    @property
+    def json_data(self) -> Any:
+        """``application/json`` parsed (None when absent)."""
+        value = self._get("application/json")
+        return None if value is None else json.loads(value)
+
+    @property
+    def text(self) -> str:
+        return self.data.get("text/plain", "")
+
+
 def _decoded(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
@@ -111,6 +169,11 @@ class RunResult(_Frozen):
         description="the limit that ended the run: wall_time, cpu_time, memory, output "
         "(a flood past output_bytes), file_size (RLIMIT_FSIZE's SIGXFSZ); None when the "
         "program ended by itself",
+    )
+    outputs: tuple[DisplayData, ...] = Field(
+        (),
+        description="rich outputs (figures, tables, images), in the order shown; kept up "
+        "to Limits.output_bytes in all (more are dropped and `truncated` is set)",
     )
 
     @model_validator(mode="before")

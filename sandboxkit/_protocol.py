@@ -7,6 +7,7 @@ A frame, both directions: one byte ``kind``, a big-endian u32 ``length``, ``payl
 host → agent:  J job (JSON)   I stdin bytes   C close stdin   K kill the running program
 agent → host:  R ready (JSON) O stdout bytes  E stderr bytes  X run finished (JSON)
                D reply (JSON header, then raw data after a NUL)  Z agent error (text)
+               M display data, one rich output (JSON: kind, MIME bundle), before X
 
 The JSON shapes are :class:`RunJob`, the file jobs, :class:`Ready`, :class:`ExitReport`
 and :class:`Reply`; they are typing-only (the agent must not import ``typing``: it costs
@@ -82,6 +83,11 @@ if TYPE_CHECKING:
         pids_max_hits: int  # forks refused at the container's pids limit during the run
         truncated_stdout: bool
         truncated_stderr: bool
+        truncated_outputs: bool  # display data dropped for the output cap
+
+    class DisplayWire(TypedDict):
+        kind: Literal["display", "result"]
+        data: dict[str, str]  # MIME type -> text (base64 for images)
 
     class FileEntryWire(TypedDict):
         path: str
@@ -101,6 +107,7 @@ MAX_FRAME = 256 * 1024 * 1024
 JOB, STDIN, CLOSE_STDIN, KILL = b"J", b"I", b"C", b"K"
 # agent → host
 READY, STDOUT, STDERR, EXIT, REPLY, FAULT = b"R", b"O", b"E", b"X", b"D", b"Z"
+DISPLAY = b"M"
 
 
 def pack(kind: bytes, payload: bytes = b"") -> bytes:

@@ -23,7 +23,7 @@ from . import _protocol as wire
 from ._container import Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
-from ._models import EndedBy, Event, EventKind, Limits, RunResult, Status
+from ._models import DisplayData, EndedBy, Event, EventKind, Limits, RunResult, Status
 
 if TYPE_CHECKING:
     from ._protocol import ExitReport, RLimits, RunJob
@@ -184,6 +184,8 @@ class _Output:
         self.keep = keep
         self.raw = {wire.STDOUT: bytearray(), wire.STDERR: bytearray()}
         self.truncated = False
+        self.outputs: list[DisplayData] = []
+        self._outputs_size = 0
         self._decoders = {
             kind: codecs.getincrementaldecoder("utf-8")(errors="replace") for kind in self.raw
         }
@@ -200,6 +202,19 @@ class _Output:
         return Event(
             kind=_EVENT_KIND[kind], data=self._decoders[kind].decode(payload), data_bytes=payload
         )
+
+    def add_display(self, payload: bytes) -> None:
+        """One rich output (DISPLAY frame), kept while all of them fit in the cap; a
+        malformed one (the program can write anything there) is dropped."""
+        self._outputs_size += len(payload)
+        if self._outputs_size > self.keep:
+            self.truncated = True
+            return
+        try:
+            wire_output = json.loads(payload)
+            self.outputs.append(DisplayData(kind=wire_output["kind"], data=wire_output["data"]))
+        except (ValueError, KeyError, TypeError, SandboxkitError):
+            pass
 
     def tails(self) -> list[Event]:
         """Text still held by the decoders (a character cut by the end of the output)."""
@@ -245,6 +260,7 @@ def result_of(
             output.truncated
             or exit_info.get("truncated_stdout")
             or exit_info.get("truncated_stderr")
+            or exit_info.get("truncated_outputs")
         ),
         duration=float(exit_info.get("wall") or 0.0),
         cpu_time=exit_info.get("cpu"),
@@ -252,6 +268,7 @@ def result_of(
         language=language,
         engine=engine,
         ended_by=ended_by(exit_info),
+        outputs=tuple(output.outputs),
     )
 
 
@@ -308,6 +325,8 @@ async def execute(
                 event = output.add(kind, payload)
                 if event is not None:
                     yield event
+            elif kind == wire.DISPLAY:
+                output.add_display(payload)
             elif kind == wire.EXIT:
                 exit_info = json.loads(payload)
                 if on_exit is not None:

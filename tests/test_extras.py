@@ -22,6 +22,19 @@ EXTRA_PACKAGES = (
     "rich",
     "judge0",
     "httpx",
+    "mcp",
+    "mcp_types",
+    "smolagents",
+    "deepagents",
+    "langchain",
+    "langchain_core",
+    "langgraph",
+    "agents",
+    "openai",
+    "pydantic_ai",
+    "matplotlib",
+    "numpy",
+    "pandas",
 )
 
 _BLOCK = """
@@ -55,7 +68,9 @@ def _without(packages: str, *argv: str) -> subprocess.CompletedProcess[str]:
     return _python(_BLOCK, packages, *argv)
 
 
-@pytest.mark.parametrize("module", ["sandboxkit", "sandboxkit._cli_entry"])
+@pytest.mark.parametrize(
+    "module", ["sandboxkit", "sandboxkit._cli_entry", "sandboxkit.integrations"]
+)
 def test_core_import_pulls_in_no_extra(module: str) -> None:
     names = set(EXTRA_PACKAGES)
     r = _python(
@@ -86,6 +101,15 @@ def test_serve_without_server_extra_names_it(package: str) -> None:
     r = _without(package, "serve", "--port", "0")
     assert r.returncode == 1, r.stderr
     assert "pip install 'sandboxkit[server]'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("package", ["mcp", "mcp_types"])
+def test_mcp_without_mcp_extra_names_it(package: str) -> None:
+    pytest.importorskip("typer")
+    r = _without(package, "mcp")
+    assert r.returncode == 1, r.stderr
+    assert "pip install 'sandboxkit[mcp]'" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -16,6 +16,8 @@ import signal
 import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
 
+from . import _display
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import io
@@ -230,6 +232,7 @@ def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[st
     fresh_stdio(env)
     main = new_main()
     main.__file__ = script
+    _display.install()
     main.__cached__ = None  # type: ignore[attr-defined]
     main.__annotations__ = {}
     from importlib.machinery import SourceFileLoader

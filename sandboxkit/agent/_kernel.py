@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 
+from . import _display
 from ._inline import exit_status, flush_stdio, fresh_stdio, new_main, report_exception
 from ._procs import prepare_child
 
@@ -99,6 +100,7 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
             os.dup2(fd, target)
             os.close(fd)
         fresh_stdio()
+        _display.install()
         code = 0
         try:
             path = json.loads(msg)["path"]
@@ -115,7 +117,8 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
                     main.__dict__,
                 )
                 if value is not None:
-                    print(repr(value))
+                    _display.result(value)
+            _display.end_cell()
         except SystemExit as exc:
             status = exit_status(exc)
             flush_stdio()

@@ -9,8 +9,8 @@ import selectors
 import signal
 import time
 
-from .._protocol import CLOSE_STDIN, EXIT, KILL, STDERR, STDIN, STDOUT
-from . import _files, _inline, _procs
+from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT
+from . import _display, _files, _inline, _procs
 from ._host import CHUNK, send, send_json
 
 TYPE_CHECKING = False
@@ -408,6 +408,8 @@ class Run:
             "truncated_stdout": self.outputs[0].truncated,
             "truncated_stderr": self.outputs[1].truncated,
         }
+        if _display.collect(self.limit_out, send, DISPLAY):
+            report["truncated_outputs"] = True
         send_json(EXIT, report)
         self.reported = True
 

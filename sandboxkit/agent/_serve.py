@@ -9,7 +9,7 @@ import signal
 import sys
 
 from .._protocol import FAULT, JOB, READY, FrameReader
-from . import _files
+from . import _display, _files
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent
 from ._kernel import Kernel
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = WORKDIR
     if len(args) == 2 and args[0] == "--workdir":
         workdir = args[1]
+        _display.DIR = workdir.rstrip("/") + ".display"  # a host test's own, beside it
     elif args:
         sys.exit("usage: agent [--workdir DIR]")
     if os.getpid() != 1:

@@ -1,0 +1,215 @@
+"""smolagents: :class:`SandboxkitExecutor`, a ``RemotePythonExecutor`` over a sandboxkit
+session (``CodeAgent(tools=..., model=..., executor=SandboxkitExecutor())``).
+
+Written against smolagents 1.26 (``RemotePythonExecutor.run_code_raise_errors`` returns a
+``CodeOutput``; ``send_tools``/``send_variables`` run code in the remote namespace; the
+``final_answer`` tool is patched by the base class to raise ``FinalAnswerException``).
+
+One Python session (``keep_state=True``) holds the agent's state between steps. Each
+step runs inside a small wrapper that separates what smolagents needs from the printed
+logs: the value of the step's last expression, a final answer, or the error, sent back
+as a rich output of a private MIME type.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from smolagents.local_python_executor import CodeOutput
+from smolagents.monitoring import AgentLogger, LogLevel
+from smolagents.remote_executors import RemotePythonExecutor
+from smolagents.tools import Tool, get_tools_definition_code
+from smolagents.utils import AgentError
+
+from .._default import aclose as aclose_default
+from .._models import Limits, RunResult
+from .._sandbox import Sandbox
+from .._sandbox_pool import SandboxPool
+from ._loop import LoopThread
+
+MIME = "application/x-sandboxkit-step+json"
+
+# Runs in the session's kernel: the step's code in the kernel's __main__ namespace (so
+# state persists), the outcome as one display output of MIME.
+_WRAPPER = """
+def __sandboxkit_step(src, mime):
+    import ast, json, traceback
+    ns = globals()
+    class _Out:
+        def __init__(self, payload): self.payload = payload
+        def _repr_mimebundle_(self, include=None, exclude=None):
+            return {mime: json.dumps(self.payload, default=repr)}
+    try:
+        tree = ast.parse(src, "<code>")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, "<code>", "exec"), ns)
+        value = eval(compile(last, "<code>", "eval"), ns) if last is not None else None
+    except BaseException as exc:
+        if type(exc).__name__ == "FinalAnswerException":
+            display(_Out({"final": exc.value}))
+        else:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+            display(_Out({"error": {"name": type(exc).__name__, "value": str(exc),
+                                    "traceback": tb}}))
+        return
+    out = {"output": None}
+    if value is not None:
+        try:
+            json.dumps(value)
+            out = {"output": value}
+        except (TypeError, ValueError):
+            png = getattr(value, "_repr_png_", None)
+            data = png() if callable(png) else None
+            if isinstance(data, bytes):
+                import base64
+                out = {"png": base64.b64encode(data).decode()}
+            else:
+                out = {"output": repr(value)}
+    display(_Out(out))
+"""
+
+
+def _guard_imports(code: str) -> str:
+    """Top-level ``import x`` / ``from x import y`` lines, each tried."""
+    lines = []
+    for line in code.splitlines():
+        if line.startswith(("import ", "from ")) and not line.startswith("from __future__"):
+            lines += ["try:", f"    {line}", "except ImportError:", "    pass"]
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+class SandboxkitExecutor(RemotePythonExecutor):
+    """smolagents' remote executor, running each code step in one sandboxkit session.
+
+    Args:
+        additional_imports: modules the agent's code imports. Sandboxes have no network,
+            so nothing is pip-installed: they must already be in the image (use
+            ``language="python-data"`` for numpy/pandas/matplotlib, or a spec of your own
+            with ``pip_packages``); missing ones are reported at start.
+        logger: smolagents' ``AgentLogger`` (default: one at INFO).
+        language: a Python language (``"python"``, ``"python-data"``, your own).
+        limits: limits of each step (default: sandboxkit's).
+        pool: the :class:`~sandboxkit.SandboxPool` to take the session from.
+    """
+
+    def __init__(
+        self,
+        additional_imports: list[str] | None = None,
+        logger: AgentLogger | None = None,
+        *,
+        language: str = "python",
+        limits: Limits | None = None,
+        pool: SandboxPool | None = None,
+        allow_pickle: bool = False,
+    ) -> None:
+        super().__init__(
+            list(additional_imports or []), logger or AgentLogger(level=LogLevel.INFO), allow_pickle
+        )
+        self._loop = LoopThread()
+        self._default_pool = pool is None  # then this loop's default pool is ours to close
+        self.sandbox = Sandbox(language, keep_state=True, limits=limits, pool=pool)
+        self._loop.call(self.sandbox.open())
+        self._loop.call(self.sandbox.run(_WRAPPER))
+        self.installed_packages = self.install_packages(self.additional_imports)
+
+    # ------------------------------------------------------------------ smolagents API
+    def install_packages(self, additional_imports: list[str]) -> list[str]:
+        """No network in a sandbox: check the modules are there instead of installing."""
+        if not additional_imports:
+            return []
+        probe = (
+            "import importlib.util as u\n"
+            f"print(','.join(m for m in {list(additional_imports)!r} "
+            "if u.find_spec(m.split('.')[0]) is None))"
+        )
+        missing = [m for m in self._run(probe).stdout.strip().split(",") if m]
+        if missing:
+            self.logger.log(
+                f"sandboxkit: not in the {self.sandbox.language!r} image: {', '.join(missing)}"
+                " (sandboxes have no network: use an image that has them)",
+                level=LogLevel.INFO,
+            )
+        return [m for m in additional_imports if m not in missing]
+
+    def send_tools(self, tools: dict[str, Tool]) -> None:
+        """As the base class does, except that nothing is pip-installed and the imports
+        smolagents hoists out of tool methods (``PIL`` for ``final_answer``) may be absent
+        from the image: each top-level import is tried, as the methods themselves do."""
+        if "final_answer" in tools:
+            self._patch_final_answer_with_exception(tools["final_answer"])
+        wanted = {
+            pkg
+            for tool in tools.values()
+            for pkg in tool.to_dict()["requirements"]
+            if pkg not in [*self.installed_packages, "smolagents"]
+        }
+        if wanted:
+            self.installed_packages += self.install_packages(sorted(wanted))
+        code = get_tools_definition_code(tools)
+        if code:
+            output = self.run_code_raise_errors(_guard_imports(code))
+            self.logger.log(output.logs)
+
+    def run_code_raise_errors(self, code: str) -> CodeOutput:
+        result = self._run(f"__sandboxkit_step({code!r}, {MIME!r})")
+        logs = result.stdout
+        outcome: dict[str, Any] | None = None
+        for output in result.outputs:
+            if MIME in output.data:
+                outcome = json.loads(output.data[MIME])
+        if outcome is None:  # the step never finished: timeout, oom, the kernel died
+            raise AgentError(
+                f"{logs}\nExecuting code yielded an error:\nthe sandbox run ended with status "
+                f"{result.status!r}\n{result.stderr}",
+                self.logger,
+            )
+        if "final" in outcome:
+            value = self._deserialize_final_answer(outcome["final"], self.allow_pickle)
+            return CodeOutput(output=value, logs=logs, is_final_answer=True)
+        if "error" in outcome:
+            err = outcome["error"]
+            raise AgentError(
+                f"{logs}\nExecuting code yielded an error:\n{err['name']}\n{err['value']}\n"
+                f"{err['traceback']}",
+                self.logger,
+            )
+        if "png" in outcome:
+            import base64
+            from io import BytesIO
+
+            from PIL import Image
+
+            image = Image.open(BytesIO(base64.b64decode(outcome["png"])))
+            return CodeOutput(output=image, logs=logs, is_final_answer=False)
+        return CodeOutput(output=outcome.get("output"), logs=logs, is_final_answer=False)
+
+    def cleanup(self) -> None:
+        """Close the session (CodeAgent.cleanup calls this)."""
+        if not self._loop.loop.is_closed():
+            try:
+                self._loop.call(self._shutdown(), timeout=60)
+            finally:
+                self._loop.stop()
+
+    async def _shutdown(self) -> None:
+        await self.sandbox.aclose()
+        if self._default_pool:
+            await aclose_default()
+
+    def delete(self) -> None:
+        self.cleanup()
+
+    def __enter__(self) -> SandboxkitExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # ------------------------------------------------------------------ helpers
+    def _run(self, code: str) -> RunResult:
+        return self._loop.call(self.sandbox.run(code))
