@@ -397,7 +397,8 @@ class DockerBackend:
                     # read DOCKER_TLS_VERIFY), and a bounded connect for remote engines
                     ssl_context = self._ssl()
                     self._connector = aiohttp.TCPConnector(
-                        ssl=ssl_context if ssl_context is not None else False
+                        ssl=ssl_context if ssl_context is not None else False,
+                        limit=0,  # each warm sandbox holds one connection (its attach)
                     )
                     self._docker = aiodocker.Docker(
                         url=self._http_url(),
