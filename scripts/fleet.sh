@@ -9,8 +9,9 @@
 #   sudo bash scripts/fleet.sh down [--dir DIR]              # stop everything, remove everything
 #   sudo bash scripts/fleet.sh status [--dir DIR]
 #
-# `up` writes DIR/fleet.json: one entry per host (name, url, ca_cert, client_cert,
-# client_key, pid_file, netns) plus `wrong_ca` material for tests, and prints its path.
+# `up` writes DIR/fleet.json (per host: name, url, netns, pid_file, socket; the client's
+# certificates; `wrong_ca` material for tests) and prints its path, and DIR/engines.json,
+# the same hosts as a sandboxkit fleet file (`sandboxkit fleet status --fleet FILE`).
 # Nothing here touches the main engine (/var/run/docker.sock) or the host's iptables:
 # the dockerds run with --iptables=false --ip-masq=false --bridge=none, and traffic only
 # goes between this machine and these namespaces (198.18.0.0/15, RFC 2544's range for
@@ -264,6 +265,19 @@ write_json() {
         echo "  ]"
         echo "}"
     } >"$dir/fleet.json"
+    first=1
+    {  # the same hosts as a sandboxkit fleet file (`--fleet`, SANDBOXKIT_FLEET)
+        echo '{"engines": ['
+        for i in $(seq 1 "$hosts"); do
+            host_vars "$i"
+            [ $first = 1 ] || echo ","
+            first=0
+            printf '  {"url": "tcp://%s:%s", "ca_cert": "%s", "client_cert": "%s", "client_key": "%s"}' \
+                "$ns_ip" "$PORT" "$dir/certs/ca.pem" "$dir/certs/client-cert.pem" "$dir/certs/client-key.pem"
+        done
+        echo ""
+        echo "]}"
+    } >"$dir/engines.json"
 }
 
 # ------------------------------------------------------------------ commands
@@ -299,7 +313,7 @@ case "$cmd" in
         load_slot
         n="$(cat "$dir/hosts-count" 2>/dev/null || echo 0)"
         for i in $(seq 1 "$n"); do down_host "$i"; done
-        rm -rf "$dir/certs" "$dir/hosts" "$dir/fleet.json" "$dir/slot" "$dir/hosts-count"
+        rm -rf "$dir/certs" "$dir/hosts" "$dir/fleet.json" "$dir/engines.json" "$dir/slot" "$dir/hosts-count"
         rmdir "$dir" 2>/dev/null || true
         rm -rf "$RUN_BASE/slot-$slot"
         rmdir "$RUN_BASE" 2>/dev/null || true

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from . import doctor, images, judge, reap, run, serve
+from . import doctor, fleet, images, judge, reap, run, serve
 
 app = typer.Typer(
     name="sandboxkit",
@@ -20,5 +20,6 @@ app.command("doctor")(doctor.doctor)
 judge.register(app)
 serve.register(app)  # the server's packages are imported when `serve` runs
 reap.register(app)
+fleet.register(app)
 
 __all__ = ["app"]
