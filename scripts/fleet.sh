@@ -252,6 +252,7 @@ write_json() {
         echo "  \"ca_cert\": \"$dir/certs/ca.pem\","
         echo "  \"client_cert\": \"$dir/certs/client-cert.pem\","
         echo "  \"client_key\": \"$dir/certs/client-key.pem\","
+        echo "  \"cert_path\": \"$dir/certs/docker\","
         echo "  \"wrong_ca\": {\"ca_cert\": \"$dir/certs/wrong/ca.pem\", \"client_cert\": \"$dir/certs/wrong/client-cert.pem\", \"client_key\": \"$dir/certs/wrong/client-key.pem\"},"
         echo "  \"hosts\": ["
         for i in $(seq 1 "$hosts"); do
@@ -302,7 +303,12 @@ case "$cmd" in
         make_cert "$dir/certs" "$dir/certs/client" "sandboxkit-tests" clientAuth
         make_ca "$dir/certs/wrong" "an unrelated CA"
         make_cert "$dir/certs/wrong" "$dir/certs/wrong/client" "stranger" clientAuth
-        chmod 0755 "$dir" "$dir/certs" "$dir/certs/wrong"
+        # docker's layout (DOCKER_CERT_PATH): ca.pem, cert.pem, key.pem
+        mkdir -p "$dir/certs/docker"
+        cp "$dir/certs/ca.pem" "$dir/certs/docker/ca.pem"
+        cp "$dir/certs/client-cert.pem" "$dir/certs/docker/cert.pem"
+        cp "$dir/certs/client-key.pem" "$dir/certs/docker/key.pem"
+        chmod 0755 "$dir" "$dir/certs" "$dir/certs/wrong" "$dir/certs/docker"
         for i in $(seq 1 "$hosts"); do up_host "$i"; done
         trap - ERR
         write_json

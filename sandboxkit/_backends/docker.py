@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
+import anyio
 from aiodocker.stream import Stream
 from aiodocker.types import SENTINEL
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -445,20 +446,63 @@ class DockerBackend:
         """``GET /_ping`` within ``timeout`` seconds: the bounded health probe of a fleet.
 
         Never retried: a killed engine refuses at once, a partitioned one times out."""
-        with self._map("answer a health probe"):
-            async with self._client._query(
-                "_ping", versioned_api=False, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                await resp.read()
+        try:
+            with self._map("answer a health probe"):
+                async with self._client._query(
+                    "_ping", versioned_api=False, timeout=aiohttp.ClientTimeout(total=timeout)
+                ) as resp:
+                    await resp.read()
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
+
+    async def _explained(self, exc: EngineUnavailable) -> SandboxkitError:
+        """A TLS engine that reset the connection may have refused our certificate: with
+        TLS 1.3 its alert can lose the race against the reset. Ask again over TLS 1.2,
+        where the refusal is part of the handshake, and name it if so."""
+        if not any(self._tls) and scheme_of(self._url) != "https":
+            return exc
+        if not any(
+            isinstance(e, (ConnectionError, aiohttp.ServerDisconnectedError)) for e in _chain(exc)
+        ):
+            return exc
+        host, _, port = self._url.partition("://")[2].rstrip("/").rpartition(":")
+        context = self._ssl()
+        if context is None or not port.isdigit():
+            return exc
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(
+                    host.strip("[]"), int(port), ssl=context
+                )
+                try:
+                    writer.write(
+                        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+                    )
+                    await writer.drain()
+                    await reader.read(64)
+                finally:
+                    writer.close()
+        except Exception as probe:  # noqa: BLE001 - only its words matter
+            problem = tls_problem(probe, self._url)
+            if problem is not None:
+                return EngineError(problem)
+        return exc
 
     # ------------------------------------------------------------------ system
     async def info(self) -> dict[str, Any]:
-        with self._map("report its info"):
-            return dict(await _idempotent(self._client.system.info))
+        try:
+            with self._map("report its info"):
+                return dict(await _idempotent(self._client.system.info))
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
 
     async def version(self) -> dict[str, Any]:
-        with self._map("report its version"):
-            return dict(await self._client.version())
+        try:
+            with self._map("report its version"):
+                return dict(await self._client.version())
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
 
     # ------------------------------------------------------------------ containers
     async def create(self, spec: ContainerSpec) -> str:
