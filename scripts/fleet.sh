@@ -6,6 +6,8 @@
 #   sudo bash scripts/fleet.sh up [--hosts N] [--dir DIR]   # N hosts (default 2)
 #   sudo bash scripts/fleet.sh kill NAME [--dir DIR]         # SIGKILL that host's dockerd
 #   sudo bash scripts/fleet.sh start NAME [--dir DIR]        # start it again (stale pid file removed)
+#   sudo bash scripts/fleet.sh freeze NAME | thaw NAME       # SIGSTOP / SIGCONT its dockerd: a host
+#                                                            # that keeps its sockets open, silent
 #   sudo bash scripts/fleet.sh down [--dir DIR]              # stop everything, remove everything
 #   sudo bash scripts/fleet.sh status [--dir DIR]
 #
@@ -297,6 +299,9 @@ case "$cmd" in
         echo "$dir" >"$RUN_BASE/slot-$slot/dir"
         echo "$slot" >"$dir/slot"
         echo "$hosts" >"$dir/hosts-count"
+        # a safety net: addresses of this slot never leave by the default route, even
+        # while a host's veth is being made or removed (the /30s of the veths win)
+        ip route add blackhole "198.18.$slot.0/24"
         trap 'log "bringing the fleet up failed; taking it down"; "$0" down --dir "$dir" || true' ERR
         mkdir -p "$dir/certs/wrong"
         make_ca "$dir/certs" "sandboxkit fleet test CA (slot $slot)"
@@ -321,9 +326,21 @@ case "$cmd" in
         for i in $(seq 1 "$n"); do down_host "$i"; done
         rm -rf "$dir/certs" "$dir/hosts" "$dir/fleet.json" "$dir/engines.json" "$dir/slot" "$dir/hosts-count"
         rmdir "$dir" 2>/dev/null || true
+        ip route del blackhole "198.18.$slot.0/24" 2>/dev/null || true
         rm -rf "$RUN_BASE/slot-$slot"
         rmdir "$RUN_BASE" 2>/dev/null || true
         log "fleet slot $slot down"
+        ;;
+    freeze|thaw)
+        load_slot
+        host_vars "$(index_of "$name")"
+        if [ "$cmd" = freeze ]; then
+            kill_pidfile "$hrun/dockerd.pid" STOP
+            log "$hname: dockerd stopped (SIGSTOP): its sockets stay open, nothing answers"
+        else
+            kill_pidfile "$hrun/dockerd.pid" CONT
+            log "$hname: dockerd continues (SIGCONT)"
+        fi
         ;;
     kill)
         load_slot
@@ -354,5 +371,5 @@ case "$cmd" in
             fi
         done
         ;;
-    *) die "unknown command $cmd (up, down, kill, start, status)" ;;
+    *) die "unknown command $cmd (up, down, kill, start, freeze, thaw, status)" ;;
 esac

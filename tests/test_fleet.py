@@ -119,7 +119,29 @@ async def fleet(hosts: Hosts) -> AsyncIterator[sk.SandboxPool]:
         yield pool
 
 
-async def settle(pool: sk.SandboxPool, timeout: float = 60) -> None:
+async def nothing_untracked(pool: sk.SandboxPool, backend: Backend, timeout: float = 30) -> None:
+    """Every container of ``pool`` on ``backend`` is one the pool holds (idle or leased);
+    used ones still being removed get ``timeout`` seconds to go."""
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            there = {c["Id"] for c in await backend.list_containers({LABEL_POOL: pool.pool_id})}
+            tracked = {
+                b.cid
+                for wp in pool._pools.values()
+                for b in [*wp._idle, *wp._leased]
+                if b.engine.url == backend.url
+            }
+            if there <= tracked:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"left on {backend.url}: {there - tracked}")
+            await asyncio.sleep(0.2)
+    finally:
+        await backend.close()
+
+
+async def settle(pool: sk.SandboxPool, timeout: float = 120) -> None:
     """Until no sandbox is starting and every warm pool holds its size."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,7 +150,8 @@ async def settle(pool: sk.SandboxPool, timeout: float = 60) -> None:
         ):
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the pool did not settle: {pool.health()}")
+    per_engine = [wp.per_engine() for wp in pool._pools.values()]
+    raise AssertionError(f"the pool did not settle: {pool.health()} {per_engine}")
 
 
 async def states(pool: sk.SandboxPool) -> dict[str, str]:
@@ -345,18 +368,46 @@ async def test_sigkill_of_an_engine_under_load_gives_no_wrong_result(
     else:
         pytest.fail("the re-admitted engine never served a run")
     await settle(fleet)
-    backend = hosts.backend(1)
-    try:
-        there = {c["Id"] for c in await backend.list_containers({LABEL_POOL: fleet.pool_id})}
-    finally:
-        await backend.close()
-    tracked = {
-        b.cid
-        for wp in fleet._pools.values()
-        for b in [*wp._idle, *wp._leased]
-        if b.engine.url == victim
-    }
-    assert there <= tracked, there - tracked  # nothing from before the kill survived
+    await nothing_untracked(fleet, hosts.backend(1))  # nothing from before the kill survived
+
+
+async def test_a_silent_engine_is_shown_down_and_its_runs_end_with_an_engine_error(
+    hosts: Hosts, fleet: sk.SandboxPool
+) -> None:
+    """A dockerd that stops answering but keeps its sockets open (SIGSTOP: a host
+    partitioned away) is found by the bounded probe; runs there end then, not when
+    their own limit ends them, and never with a result."""
+    silent = hosts.urls[0]
+    lim = sk.Limits(time=120)
+    async with sk.SandboxPool(size=4, engines=[LOCAL, hosts.config(0)]) as pool:
+        await settle(pool)
+        runs = [
+            asyncio.create_task(pool.run("import time; time.sleep(100)", limits=lim))
+            for _ in range(4)
+        ]
+        while sum(wp.state.busy for wp in pool._pools.values()) < 4:
+            await asyncio.sleep(0.01)
+        on_silent = sum(wp.placement.spots[silent].busy for wp in pool._pools.values())
+        assert on_silent >= 1, pool.health()  # two of four warm sandboxes are there
+        hosts.script("freeze", "h1")
+        try:
+            await until_state(pool, silent, "down", 60)
+            finished = [t for t in runs if t.done()]
+            while len(finished) < on_silent:
+                await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED, timeout=30)
+                finished = [t for t in runs if t.done()]
+            for t in finished:
+                exc = t.exception()
+                assert isinstance(exc, sk.EngineError) and silent in str(exc), t
+            assert len(finished) == on_silent  # the runs elsewhere go on
+        finally:
+            hosts.script("thaw", "h1")
+            for t in runs:
+                t.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+        await until_state(pool, silent, "up", 60)
+        await settle(pool)
+        await nothing_untracked(pool, hosts.backend(0))
 
 
 # ---------------------------------------------------------------- images, reaping, CLI

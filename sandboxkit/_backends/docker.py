@@ -337,8 +337,15 @@ class DockerStream:
             return None if msg is None else (int(msg.stream), bytes(msg.data))
 
     async def close(self) -> None:
+        resp = self._stream._resp
+        transport = resp.connection.transport if resp and resp.connection else None
         with map_errors("close a container's streams", engine=self._engine):
             await self._stream.close()
+        if transport is not None:
+            # a graceful close of a TLS stream waits for the peer's close_notify (up to
+            # 30 s): a partitioned engine never sends it, and the run reading this
+            # stream would wait that long. Aborting ends the read now.
+            transport.abort()
 
     @property
     def at_eof(self) -> bool:
