@@ -36,3 +36,4 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]", "epicbox", "urllib3<2")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
+    session.run("python", "benchmarks/fleet.py", *session.posargs)  # needs root: namespace hosts

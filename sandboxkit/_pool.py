@@ -194,6 +194,7 @@ class WarmPool:
                         self.toolchain = box.toolchain or self.toolchain
                         self._boxes[url].append(box)
                         self.state.idle += 1
+                        self._trim(url)
                 self._changed.notify_all()
         finally:
             if not counted and box is not None:  # cancelled while waiting for the lock
@@ -247,6 +248,40 @@ class WarmPool:
                         self._on_dead_idle(url)  # an engine whose sandboxes die: probe it
                 self._refill()
 
+    def _rebalance(self, url: str) -> None:
+        """Start ``url``'s share of the warm pool now (an engine back up, or one its
+        image just reached), even when the pool holds ``size`` already: elsewhere."""
+        spot = self.placement.spots[url]
+        room = self.state.max_size - self.state.total
+        for _ in range(max(0, min(spot.short, room))):
+            if not (spot.usable and spot.host.room):
+                break
+            self.placement.begin_start(url)
+            self.state.starting += 1
+            task = self._spawn(self._start_one(url), "sandboxkit-warm")
+            starts = self._starts[url]
+            starts.add(task)
+            task.add_done_callback(starts.discard)
+
+    def _trim(self, url: str) -> None:
+        """A sandbox just became idle on ``url``, below or at its target: if the pool now
+        holds more idle sandboxes than it wants, retire one from the engine furthest
+        over its target (what a rebalance moved away). Bursts' extras, which go beyond
+        targets, are kept as before; one engine alone never trims."""
+        spots = self.placement.spots
+        if len(spots) < 2 or spots[url].idle > spots[url].target:
+            return
+        if self.state.idle <= self.state.size + self.state.waiters:
+            return
+        over = [u for u, s in spots.items() if u != url and s.idle > s.target]
+        if not over:
+            return
+        most = max(over, key=lambda u: spots[u].idle - spots[u].target)
+        box = self._boxes[most].popleft()  # the oldest
+        self.state.idle -= 1
+        self.placement.idle_gone(most)
+        self._drop(most, box)
+
     def discard(self, box: Box) -> None:
         """A used (or broken) sandbox: destroy it in the background and refill."""
         url = box.engine.url
@@ -296,6 +331,7 @@ class WarmPool:
         self.placement.host_changed()
         if self._serving:
             self._refill()
+            self._rebalance(url)
         self._spawn(self._notify(), "sandboxkit-notify")
 
     def image_ready(self, url: str) -> None:
@@ -305,6 +341,7 @@ class WarmPool:
             self.placement.set_ready(url)
             if self._serving:
                 self._refill()
+                self._rebalance(url)
             self._spawn(self._notify(), "sandboxkit-notify")
 
     def image_failed(self, url: str, exc: BaseException) -> None:
@@ -356,6 +393,9 @@ class WarmPool:
     async def acquire(self, timeout: float, avoid: frozenset[str] = frozenset()) -> Box:
         """An idle, live sandbox, waiting up to ``timeout`` seconds for one; from an engine
         in ``avoid`` only when no other has one."""
+        # every call yields to the loop at least once: a caller retrying a failure in a
+        # tight loop must not starve the fleet's watch that would cure it
+        await asyncio.sleep(0)
         if self._closed:
             raise PoolClosed("the sandbox pool is closed; create a new one")
         deadline = time.monotonic() + timeout

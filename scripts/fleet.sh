@@ -3,7 +3,10 @@
 # its own containerd and its own dockerd (data root, exec root, config file, absolute
 # cgroup parent, pid file), listening on TCP with mutual TLS from a CA made here.
 #
-#   sudo bash scripts/fleet.sh up [--hosts N] [--dir DIR]   # N hosts (default 2)
+#   sudo bash scripts/fleet.sh up [--hosts N] [--dir DIR] [--builder]
+#                                     # N hosts (default 2); --builder adds one more dockerd
+#                                     # on this machine's own network (unix socket only),
+#                                     # where images can be built from the package mirror
 #   sudo bash scripts/fleet.sh kill NAME [--dir DIR]         # SIGKILL that host's dockerd
 #   sudo bash scripts/fleet.sh start NAME [--dir DIR]        # start it again (stale pid file removed)
 #   sudo bash scripts/fleet.sh freeze NAME | thaw NAME       # SIGSTOP / SIGCONT its dockerd: a host
@@ -34,10 +37,12 @@ shift
 name=""
 hosts=2
 dir=""
+builder=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) hosts="$2"; shift 2 ;;
         --dir) dir="$2"; shift 2 ;;
+        --builder) builder=1; shift ;;
         -*) die "unknown option $1" ;;
         *) name="$1"; shift ;;
     esac
@@ -83,6 +88,15 @@ host_vars() {  # host_vars INDEX: the names and addresses of host INDEX of this 
     cgparent="/sandboxkit-fleet-$slot-$hname"
 }
 
+builder_vars() {  # the builder: a dockerd on this machine's own network, unix socket only
+    hname="builder"
+    netns=""
+    hdir="$dir/hosts/builder"
+    hrun="$RUN_BASE/$slot-builder"
+    cgparent="/sandboxkit-fleet-$slot-builder"
+    veth_out=""
+}
+
 index_of() {  # index_of NAME
     case "$1" in h[0-9]*) echo "${1#h}" ;; *) die "no host named $1 (hosts are h1, h2, ...)" ;; esac
 }
@@ -117,23 +131,36 @@ make_cert() {  # make_cert CA_DIR OUT_PREFIX CN USAGE [SAN]
 }
 
 # ------------------------------------------------------------------ one host
+in_netns() {  # in_netns CMD...: in the background, in the host's namespace (none: the builder's)
+    # only the network namespace is entered: `ip netns exec` would remount /sys and leave
+    # /sys/fs/cgroup empty for dockerd
+    if [ -n "$netns" ]; then
+        nohup setsid nsenter --net="/run/netns/$netns" "$@" &
+    else
+        nohup setsid "$@" &
+    fi
+}
+
 start_dockerd() {  # needs host_vars; starts (or restarts) this host's dockerd
     mkdir -p "$hrun/exec"
     rm -f "$hrun/dockerd.pid"  # a SIGKILLed dockerd leaves it, and refuses to start over it
-    # only the network namespace is entered: `ip netns exec` would remount /sys and leave
-    # /sys/fs/cgroup empty for dockerd
-    nohup setsid nsenter --net="/run/netns/$netns" dockerd \
+    local listen=(-H "unix://$hrun/docker.sock")
+    local tls=()
+    if [ -n "$netns" ]; then
+        listen+=(-H "tcp://$ns_ip:$PORT")
+        tls=(--tlsverify --tlscacert "$dir/certs/ca.pem"
+            --tlscert "$hdir/server-cert.pem" --tlskey "$hdir/server-key.pem")
+    fi
+    in_netns dockerd \
         --data-root "$hdir/data" \
         --exec-root "$hrun/exec" \
         --pidfile "$hrun/dockerd.pid" \
         --config-file "$hdir/daemon.json" \
         --containerd "$hrun/containerd.sock" \
         --cgroup-parent "$cgparent" \
-        -H "tcp://$ns_ip:$PORT" -H "unix://$hrun/docker.sock" \
-        --tlsverify --tlscacert "$dir/certs/ca.pem" \
-        --tlscert "$hdir/server-cert.pem" --tlskey "$hdir/server-key.pem" \
+        "${listen[@]}" "${tls[@]}" \
         --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
-        >>"$hdir/dockerd.log" 2>&1 </dev/null &
+        >>"$hdir/dockerd.log" 2>&1 </dev/null
     local i
     for i in $(seq 1 120); do
         if DOCKER_HOST="unix://$hrun/docker.sock" docker version >/dev/null 2>&1; then
@@ -161,8 +188,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [metrics]
   address = ""
 TOML
-    nohup setsid nsenter --net="/run/netns/$netns" containerd --config "$hdir/containerd.toml" \
-        >>"$hdir/containerd.log" 2>&1 </dev/null &
+    in_netns containerd --config "$hdir/containerd.toml" \
+        >>"$hdir/containerd.log" 2>&1 </dev/null
     echo $! >"$hrun/containerd.pid"
     local i
     for i in $(seq 1 80); do
@@ -195,6 +222,10 @@ up_host() {  # up_host INDEX
     log "$hname up: tcp://$ns_ip:$PORT (netns $netns)"
 }
 
+running() {  # running PID: alive and not a zombie (a killed orphan waits for init to reap it)
+    [ -n "$1" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 kill_pidfile() {  # kill_pidfile FILE SIGNAL
     [ -f "$1" ] || return 0
     local pid
@@ -208,14 +239,23 @@ wait_gone() {  # wait_gone FILE SECONDS: until the pid in FILE has exited
     pid="$(cat "$1" 2>/dev/null || true)"
     [ -n "$pid" ] || return 0
     for i in $(seq 1 $(($2 * 4))); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        running "$pid" || return 0
         sleep 0.25
     done
     return 1
 }
 
-down_host() {  # down_host INDEX: stop, then remove every trace of the host
-    host_vars "$1"
+up_builder() {
+    builder_vars
+    mkdir -p "$hdir" "$hrun"
+    echo '{}' >"$hdir/daemon.json"
+    start_containerd
+    start_dockerd
+    log "builder up: unix://$hrun/docker.sock"
+}
+
+down_host() {  # down_host INDEX|builder: stop, then remove every trace of the host
+    if [ "$1" = builder ]; then builder_vars; else host_vars "$1"; fi
     kill_pidfile "$hrun/dockerd.pid" TERM
     wait_gone "$hrun/dockerd.pid" 20 || kill_pidfile "$hrun/dockerd.pid" KILL
     kill_pidfile "$hrun/containerd.pid" TERM
@@ -227,7 +267,7 @@ down_host() {  # down_host INDEX: stop, then remove every trace of the host
         pids="$(find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null || true)"
         [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
     done
-    if [ -e "/run/netns/$netns" ]; then
+    if [ -n "$netns" ] && [ -e "/run/netns/$netns" ]; then
         pids="$(ip netns pids "$netns" 2>/dev/null || true)"
         [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
     fi
@@ -241,8 +281,10 @@ down_host() {  # down_host INDEX: stop, then remove every trace of the host
     for cg in $(find /sys/fs/cgroup -depth -type d -path "*$cgparent*" 2>/dev/null); do
         rmdir "$cg" 2>/dev/null || true
     done
-    ip link del "$veth_out" 2>/dev/null || true
-    ip netns del "$netns" 2>/dev/null || true
+    if [ -n "$netns" ]; then
+        ip link del "$veth_out" 2>/dev/null || true
+        ip netns del "$netns" 2>/dev/null || true
+    fi
     rm -rf "$hrun" "$hdir"
 }
 
@@ -256,6 +298,9 @@ write_json() {
         echo "  \"client_key\": \"$dir/certs/client-key.pem\","
         echo "  \"cert_path\": \"$dir/certs/docker\","
         echo "  \"wrong_ca\": {\"ca_cert\": \"$dir/certs/wrong/ca.pem\", \"client_cert\": \"$dir/certs/wrong/client-cert.pem\", \"client_key\": \"$dir/certs/wrong/client-key.pem\"},"
+        if [ -f "$dir/builder" ]; then
+            echo "  \"builder\": \"unix://$RUN_BASE/$slot-builder/docker.sock\","
+        fi
         echo "  \"hosts\": ["
         for i in $(seq 1 "$hosts"); do
             host_vars "$i"
@@ -315,6 +360,10 @@ case "$cmd" in
         cp "$dir/certs/client-key.pem" "$dir/certs/docker/key.pem"
         chmod 0755 "$dir" "$dir/certs" "$dir/certs/wrong" "$dir/certs/docker"
         for i in $(seq 1 "$hosts"); do up_host "$i"; done
+        if [ "$builder" = 1 ]; then
+            echo 1 >"$dir/builder"
+            up_builder
+        fi
         trap - ERR
         write_json
         echo "$dir/fleet.json"
@@ -324,6 +373,8 @@ case "$cmd" in
         load_slot
         n="$(cat "$dir/hosts-count" 2>/dev/null || echo 0)"
         for i in $(seq 1 "$n"); do down_host "$i"; done
+        [ -f "$dir/builder" ] && down_host builder
+        rm -rf "$dir/builder"
         rm -rf "$dir/certs" "$dir/hosts" "$dir/fleet.json" "$dir/engines.json" "$dir/slot" "$dir/hosts-count"
         rmdir "$dir" 2>/dev/null || true
         ip route del blackhole "198.18.$slot.0/24" 2>/dev/null || true
@@ -352,7 +403,7 @@ case "$cmd" in
     start)
         load_slot
         host_vars "$(index_of "$name")"
-        if [ -f "$hrun/dockerd.pid" ] && kill -0 "$(cat "$hrun/dockerd.pid")" 2>/dev/null; then
+        if [ -f "$hrun/dockerd.pid" ] && running "$(cat "$hrun/dockerd.pid")"; then
             log "$hname: dockerd already runs"
         else
             start_dockerd
