@@ -268,7 +268,7 @@ class Placement:
             self.examined += 1
             if key in avoid:
                 continue
-            if best is None or self.spots[key].host.load < self.spots[best].host.load:
+            if best is None or self._serve_rank(key) < self._serve_rank(best):
                 best = key
         if best is None and len(self._stocked) > 2:
             for key in self._stocked:  # both draws were avoided: look at every one
@@ -278,6 +278,23 @@ class Placement:
         if best is None and self._stocked:
             return next(iter(self._stocked))
         return best
+
+    def _serve_rank(self, key: str) -> tuple[float, int]:
+        """Fewest busy per weight first; then the spot furthest over its target, so
+        takes drain a surplus and the idle sandboxes drift back to their targets."""
+        spot = self.spots[key]
+        return (spot.host.load, spot.target - spot.idle)
+
+    def misplaced(self) -> str | None:
+        """A usable spot below target while another holds more than its target (the pool
+        is at size but lopsided): where a rebalancing start should go. O(engines)."""
+        short = over = None
+        for key, spot in self.spots.items():
+            if spot.usable and spot.host.room and spot.short > 0 and short is None:
+                short = key
+            if spot.idle > spot.target:
+                over = key
+        return short if over is not None else None
 
     def choose_start(self, now: float = 0.0) -> str | None:
         """The spot a new sandbox starts on, or None when no usable host has room."""

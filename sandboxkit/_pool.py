@@ -247,6 +247,12 @@ class WarmPool:
                     if died and self._on_dead_idle is not None:
                         self._on_dead_idle(url)  # an engine whose sandboxes die: probe it
                 self._refill()
+                if not self.state.waiters and not self.state.starting:
+                    # at rest but lopsided (a burst's refills went where there was room):
+                    # start the missing share; _trim retires the surplus once it is up
+                    short = self.placement.misplaced()
+                    if short is not None:
+                        self._rebalance(short)
 
     def _rebalance(self, url: str) -> None:
         """Start ``url``'s share of the warm pool now (an engine back up, or one its

@@ -145,6 +145,19 @@ start_dockerd() {  # needs host_vars; starts (or restarts) this host's dockerd
     mkdir -p "$hrun/exec"
     rm -f "$hrun/dockerd.pid"  # a SIGKILLed dockerd leaves it, and refuses to start over it
     local listen=(-H "unix://$hrun/docker.sock")
+    # --bridge=none makes dockerd DELETE the interface named docker0 in its network
+    # namespace: in the host's own (the builder), that is the main engine's bridge. There
+    # the builder gets a bridge of its own instead.
+    local bridge=(--bridge=none)
+    if [ -z "$netns" ]; then
+        local br="skfb$slot"
+        ip link show "$br" >/dev/null 2>&1 || {
+            ip link add "$br" type bridge
+            ip addr add "198.18.$slot.249/29" dev "$br"
+            ip link set "$br" up
+        }
+        bridge=(--bridge="$br")
+    fi
     local tls=()
     if [ -n "$netns" ]; then
         listen+=(-H "tcp://$ns_ip:$PORT")
@@ -159,7 +172,7 @@ start_dockerd() {  # needs host_vars; starts (or restarts) this host's dockerd
         --containerd "$hrun/containerd.sock" \
         --cgroup-parent "$cgparent" \
         "${listen[@]}" "${tls[@]}" \
-        --iptables=false --ip-masq=false --ip-forward=false --bridge=none \
+        --iptables=false --ip-masq=false --ip-forward=false "${bridge[@]}" \
         >>"$hdir/dockerd.log" 2>&1 </dev/null
     local i
     for i in $(seq 1 120); do
@@ -284,6 +297,8 @@ down_host() {  # down_host INDEX|builder: stop, then remove every trace of the h
     if [ -n "$netns" ]; then
         ip link del "$veth_out" 2>/dev/null || true
         ip netns del "$netns" 2>/dev/null || true
+    else
+        ip link del "skfb$slot" 2>/dev/null || true  # the builder's own bridge
     fi
     rm -rf "$hrun" "$hdir"
 }

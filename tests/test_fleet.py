@@ -42,6 +42,12 @@ LOCAL = "unix:///var/run/docker.sock"
 PY = get_language("python")
 
 
+@pytest.fixture(autouse=True)
+def _no_pulls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images reach the hosts from the local engine only: never ask a registry."""
+    monkeypatch.setenv("SANDBOXKIT_NO_PULL", "1")
+
+
 # ---------------------------------------------------------------- the hosts
 class Hosts:
     """The namespace hosts of this run, as scripts/fleet.sh describes them."""

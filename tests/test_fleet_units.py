@@ -558,3 +558,18 @@ async def test_one_engine_alone_is_not_watched() -> None:
         assert [s.state for s in statuses] == ["down"]  # but a status says the truth
     finally:
         await fleet.aclose()
+
+
+def test_at_rest_takes_drain_a_surplus_and_a_lopsided_pool_is_noticed() -> None:
+    placement, _ = fleet_placement([1.0, 1.0, 1.0], 3)
+    for key, idle in (("e0", 0), ("e1", 0), ("e2", 3)):  # a burst left them all on e2
+        for _ in range(idle):
+            placement.begin_start(key)
+            placement.end_start(key, ok=True)
+    assert placement.misplaced() in ("e0", "e1")
+    assert placement.choose_idle() == "e2"  # no one busy: the surplus goes first
+    fill(placement)
+    assert [s.idle for s in placement.spots.values()] == [1, 1, 3]
+    placement.spots["e2"].idle = 1
+    placement.retarget(3)
+    assert placement.misplaced() is None
