@@ -121,11 +121,6 @@ class WarmPool:
         self.toolchain: str | None = None  # as the image's agent reports it
 
     @property
-    def engine(self) -> Backend:
-        """The first engine's backend (the only one, outside fleets)."""
-        return next(iter(self.engines.values())).backend
-
-    @property
     def _idle(self) -> list[Box]:
         """Every idle sandbox, engine by engine (one engine: in the order handed out)."""
         return [box for boxes in self._boxes.values() for box in boxes]
@@ -149,12 +144,16 @@ class WarmPool:
             url = self.placement.choose_start(now)
             if url is None:
                 break  # no engine can take one now: up, with the image, with room
-            self.placement.begin_start(url)
-            self.state.starting += 1
-            task = self._spawn(self._start_one(url), "sandboxkit-warm")
-            starts = self._starts[url]
-            starts.add(task)
-            task.add_done_callback(starts.discard)
+            self._begin_start(url)
+
+    def _begin_start(self, url: str) -> None:
+        """Count a new sandbox as starting on ``url`` and start it in the background."""
+        self.placement.begin_start(url)
+        self.state.starting += 1
+        task = self._spawn(self._start_one(url), "sandboxkit-warm")
+        starts = self._starts[url]
+        starts.add(task)
+        task.add_done_callback(starts.discard)
 
     async def _start_one(self, url: str) -> None:
         engine = self.engines[url]
@@ -262,12 +261,7 @@ class WarmPool:
         for _ in range(max(0, min(spot.short, room))):
             if not (spot.usable and spot.host.room):
                 break
-            self.placement.begin_start(url)
-            self.state.starting += 1
-            task = self._spawn(self._start_one(url), "sandboxkit-warm")
-            starts = self._starts[url]
-            starts.add(task)
-            task.add_done_callback(starts.discard)
+            self._begin_start(url)
 
     def _trim(self, url: str) -> None:
         """A sandbox just became idle on ``url``, below or at its target: if the pool now
