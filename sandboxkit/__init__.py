@@ -33,7 +33,7 @@ from ._judge_models import (
     Verdict,
 )
 from ._languages import LanguageSpec, get_language, register_language
-from ._models import Event, FileEntry, Limits, RunResult, Status
+from ._models import EndedBy, Event, FileEntry, Limits, RunResult, Status
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
@@ -43,6 +43,7 @@ from ._version import __version__
 __all__ = [
     "CheckerError",
     "CheckerProgram",
+    "EndedBy",
     "EngineConfig",
     "EngineError",
     "EngineState",

@@ -17,7 +17,7 @@ remaining tests without running them.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
 from ._checkers import BUILTIN, Compare, float_tolerance
@@ -36,7 +36,7 @@ from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
 from ._runner import compile_source, final_result, fit_run_limits, run_step
 from ._sandbox_pool import SandboxPool
-from ._validate import check_code, check_limits
+from ._validate import check_code, check_files, check_limits
 
 MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
@@ -45,11 +45,21 @@ CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
 class _Program:
     """One source, compiled once in a leased sandbox, then run many times."""
 
-    def __init__(self, pool: SandboxPool, spec: LanguageSpec, limits: Limits, source: str):
+    def __init__(
+        self,
+        pool: SandboxPool,
+        spec: LanguageSpec,
+        limits: Limits,
+        source: str,
+        files: Mapping[str, bytes] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.pool = pool
         self.spec = spec
         self.limits = limits
         self.source = source.encode("utf-8", errors="surrogateescape")
+        self.files = dict(files or {})
+        self.args = args
         self._lease: AsyncExitStack | None = None
         self._box: Box | None = None
         self.compiled: RunResult | None = None
@@ -61,7 +71,7 @@ class _Program:
         self._lease = stack
         box = await stack.enter_async_context(self.pool.checkout(self.spec, self.limits))
         self._box = box
-        sources = {self.spec.source_file: self.source}
+        sources = {**self.files, self.spec.source_file: self.source}
         self.compiled = await compile_source(box, self.spec, self.limits, sources)
         if self.compiled is not None and self.compiled.status != "ok":
             return self.compiled
@@ -89,11 +99,12 @@ class _Program:
         assert self._box is not None
         all_files = dict(files or {})
         if self.spec.compile is None:
-            # interpreted: send the source with every run, so a run that rewrote or
-            # deleted it cannot change the next test
-            all_files[self.spec.source_file] = self.source
+            # interpreted: send the source (and its files) with every run, so a run that
+            # rewrote or deleted them cannot change the next test
+            all_files = {**self.files, **all_files, self.spec.source_file: self.source}
+        argv = args or self.args
         return await final_result(
-            run_step(self._box, self.spec, self.limits, files=all_files, stdin=stdin, args=args)
+            run_step(self._box, self.spec, self.limits, files=all_files, stdin=stdin, args=argv)
         )
 
     async def aclose(self) -> None:
@@ -154,6 +165,14 @@ def _check_tests(tests: object) -> list[TestCase]:
     return out
 
 
+def _check_strings(values: object, what: str) -> tuple[str, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise InvalidInput(f"{what} must be a list of str")
+    if not all(isinstance(v, str) and "\0" not in v for v in values):
+        raise InvalidInput(f"{what} must be a list of str without NUL characters")
+    return tuple(values)
+
+
 def _as_bytes(data: str | bytes) -> bytes:
     return data if isinstance(data, bytes) else data.encode("utf-8", errors="surrogateescape")
 
@@ -165,12 +184,15 @@ def _as_text(data: str | bytes) -> str:
 async def judge(
     source: str,
     *,
-    language: str = "python",
+    language: str | LanguageSpec = "python",
     tests: Sequence[TestCase],
     limits: Limits | None = None,
     checker: Checker | None = None,
     stop_on_failure: bool = False,
     pool: SandboxPool | None = None,
+    files: Mapping[str, bytes] | None = None,
+    args: Sequence[str] = (),
+    compiler_options: Sequence[str] = (),
 ) -> JudgeReport:
     """Compile ``source`` once and run it on every test, each as a fresh process.
 
@@ -185,9 +207,20 @@ async def judge(
     ``FloatTolerance(eps)``, a callable ``(input, expected, output) -> bool`` (may be
     async), or a sandboxed ``CheckerProgram``. The submission's failures are verdicts;
     an exception means sandboxkit, the engine or the checker failed.
+
+    ``files``: more files in the workdir beside the source (headers, data, modules);
+    ``args``: command-line arguments of every run; ``compiler_options``: added to the
+    language's compile command (same image). ``language`` may be a ``LanguageSpec``.
     """
     code = check_code(source)
-    spec = get_language(language)
+    spec = language if isinstance(language, LanguageSpec) else get_language(language)
+    extra = check_files(files)
+    argv = _check_strings(args, "args")
+    options = _check_strings(compiler_options, "compiler_options")
+    if options:
+        if spec.compile is None:
+            raise InvalidInput(f"{spec.name} has no compile step: compiler_options need one")
+        spec = spec.with_compile_options(options)
     cases = _check_tests(tests)
     compare = _compare_for(checker)
     if not isinstance(stop_on_failure, bool):
@@ -198,7 +231,7 @@ async def judge(
         pool = await default_pool()
     lim = check_limits(limits) if limits is not None else pool.limits
 
-    program = _Program(pool, spec, lim, code)
+    program = _Program(pool, spec, lim, code, extra, argv)
     checker_prog: _Program | None = None
     try:
         compiled = await program.open()

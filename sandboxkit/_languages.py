@@ -26,6 +26,11 @@ class LanguageSpec(BaseModel):
     name: str = Field(description="lower-case name, also the image name")
     aliases: tuple[str, ...] = ()
     packages: tuple[str, ...] = Field((), description="Debian packages to install")
+    base_packages: tuple[str, ...] = Field(
+        (),
+        description="Debian packages installed in a layer of their own first, so images "
+        "needing the same runtime (a JVM, gcc) share that layer; same text, same layer",
+    )
     pip_packages: tuple[str, ...] = Field((), description="PyPI packages (Python images)")
     setup: tuple[str, ...] = Field((), description="extra shell steps run as root at build")
     source_file: str = Field(description="file name the source is written to in the workdir")
@@ -39,6 +44,18 @@ class LanguageSpec(BaseModel):
         None,
         description="run the program inside the agent's already-loaded interpreter "
         "(one fork per run, no interpreter start-up); only for Python",
+    )
+    compile_options_at: int | None = Field(
+        1,
+        description="where compiler options go in ``compile`` (an index; None: the end, "
+        "for ``sh -c 'script \"$@\"' sh`` wrappers)",
+    )
+    min_file_size_mb: float = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="the runtime's own floor for RLIMIT_FSIZE (the Erlang VM's JIT maps "
+        "its code through a memfd, which that limit counts); a lower limit is raised to it",
     )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
@@ -75,13 +92,23 @@ class LanguageSpec(BaseModel):
     def compiled(self) -> bool:
         return self.compile is not None
 
+    def with_compile_options(self, options: tuple[str, ...]) -> LanguageSpec:
+        """This spec with ``options`` added to its compile command (same image)."""
+        if self.compile is None or not options:
+            return self
+        at = len(self.compile) if self.compile_options_at is None else self.compile_options_at
+        argv = (*self.compile[:at], *options, *self.compile[at:])
+        return self.model_copy(update={"compile": argv})
+
     def extend(self, name: str, **changes: object) -> LanguageSpec:
         """A new spec based on this one: tuples given in ``changes`` are appended."""
         data = self.model_dump()
         data["name"] = name
         data["aliases"] = ()
         for key, value in changes.items():
-            if key in ("packages", "pip_packages", "setup") and isinstance(value, (list, tuple)):
+            if key in ("packages", "base_packages", "pip_packages", "setup") and isinstance(
+                value, (list, tuple)
+            ):
                 data[key] = tuple(data[key]) + tuple(value)
             else:
                 data[key] = value
@@ -309,6 +336,16 @@ class _Registry:
 REGISTRY = _Registry()
 for _spec in BUILTIN:
     REGISTRY.register(_spec)
+
+
+def _register_extra() -> None:
+    from ._languages_extra import EXTRA
+
+    for spec in EXTRA:
+        REGISTRY.register(spec)
+
+
+_register_extra()
 
 
 def register_language(spec: LanguageSpec, *, replace: bool = False) -> None:

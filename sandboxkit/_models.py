@@ -11,6 +11,8 @@ from ._errors import InvalidInput
 
 #: How a run ended. Every failure of the user's code is one of these, never an exception.
 Status = Literal["ok", "error", "timeout", "oom", "output_limit", "compile_error"]
+#: Which limit ended a run, when one did (``RunResult.ended_by``).
+EndedBy = Literal["wall_time", "cpu_time", "memory", "output", "file_size"]
 EventKind = Literal["stdout", "stderr", "exit"]
 FileType = Literal["file", "dir", "symlink", "other"]
 
@@ -34,14 +36,28 @@ class Limits(_Frozen):
 
     time: float = Field(10.0, gt=0, le=3600, description="wall-clock seconds")
     cpu_time: float | None = Field(
-        None, gt=0, le=3600, description="CPU seconds (RLIMIT_CPU); default: the wall limit"
+        None,
+        gt=0,
+        le=3600,
+        description="CPU seconds of the whole run, every process together, to ~10 ms "
+        "(RLIMIT_CPU a second later as a backstop); default: the wall limit",
     )
     memory_mb: int = Field(256, ge=16, le=65536, description="memory and memory+swap, MB")
     pids: int = Field(64, ge=8, le=4096, description="processes and threads in the sandbox")
     output_bytes: int = Field(
         1_000_000, ge=1, le=64_000_000, description="bytes kept per stream; more is dropped"
     )
-    file_size_mb: int = Field(64, ge=1, le=4096, description="largest file written (RLIMIT_FSIZE)")
+    file_size_mb: float = Field(
+        64, gt=0, le=4096, description="largest file written, MB (RLIMIT_FSIZE); 0.5 = 512 KB"
+    )
+    stack_mb: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="stack of the main thread, MB (RLIMIT_STACK). 64, as Judge0's default "
+        "stack_limit: deep recursion accepted there is accepted here (Linux's own 8 MB "
+        "is not); it is address space, counted against memory only as it is used",
+    )
     open_files: int = Field(256, ge=16, le=65536, description="open descriptors (RLIMIT_NOFILE)")
     disk_mb: int = Field(64, ge=1, le=16384, description="size of the workdir and /tmp tmpfs")
     cpus: float = Field(1.0, gt=0, le=64, description="CPU quota, in cores")
@@ -90,6 +106,12 @@ class RunResult(_Frozen):
     )
     language: str = "python"
     engine: str | None = Field(None, description="URL of the engine that ran it")
+    ended_by: EndedBy | None = Field(
+        None,
+        description="the limit that ended the run: wall_time, cpu_time, memory, output "
+        "(a flood past output_bytes), file_size (RLIMIT_FSIZE's SIGXFSZ); None when the "
+        "program ended by itself",
+    )
 
     @model_validator(mode="before")
     @classmethod

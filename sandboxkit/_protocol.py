@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         fsize: int
         nofile: int
         core: int
+        stack: int
 
     class RunJob(TypedDict, total=False):
         """Run one program: files are written first, then ``argv`` runs in ``cwd``."""
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         kernel: bool  # a session's persistent interpreter
         time: float  # wall seconds
         output_bytes: int  # kept per stream
+        cpu_time: float  # CPU seconds of all the run's processes together
         rlimits: RLimits
         env: dict[str, str]
         cwd: str
@@ -55,9 +57,8 @@ if TYPE_CHECKING:
         path: str
         max_bytes: int
 
-    class ListJob(TypedDict, total=False):
+    class ListJob(TypedDict):
         op: Literal["list"]
-        max_entries: int
 
     FileJob = WriteJob | ReadJob | ListJob
 
@@ -65,12 +66,15 @@ if TYPE_CHECKING:
         python: str
         toolchain: str | None
 
+    # why a run ended other than by itself (None: it did)
+    Reason = Literal["timeout", "cpu_timeout", "output_limit", "setup", "killed"]
+
     class ExitReport(TypedDict, total=False):
         """The end of a run, as the agent saw it."""
 
         exit_code: int | None
         signal: int | None
-        reason: Literal["exit", "timeout", "cpu_timeout", "output_limit", "setup", "killed"]
+        reason: Reason | None
         wall: float
         cpu: float | None
         max_rss_kb: int | None

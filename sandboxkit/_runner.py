@@ -23,12 +23,13 @@ from . import _protocol as wire
 from ._container import Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
-from ._models import Event, EventKind, Limits, RunResult, Status
+from ._models import EndedBy, Event, EventKind, Limits, RunResult, Status
 
 if TYPE_CHECKING:
     from ._protocol import ExitReport, RLimits, RunJob
 
 HOST_GRACE = 3.0  # seconds the host waits past the agent's own deadline
+SIGXFSZ = 25
 
 
 def resources_for(limits: Limits) -> Resources:
@@ -44,17 +45,26 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
         output_bytes=max(limits.output_bytes, 1_000_000),
         disk_mb=limits.disk_mb,
         file_size_mb=max(limits.file_size_mb, 256),
+        stack_mb=max(limits.stack_mb, 64),
         cpus=limits.cpus,
     )
 
 
 def rlimits(limits: Limits) -> RLimits:
     return {
-        "cpu": limits.cpu_seconds,
-        "fsize": limits.file_size_mb * 1024 * 1024,
+        "cpu": limits.cpu_seconds + 1,
+        "fsize": int(limits.file_size_mb * 1024 * 1024),
+        "stack": limits.stack_mb * 1024 * 1024,
         "nofile": limits.open_files,
         "core": 0,
     }
+
+
+def _floor_fsize(limits: RLimits, spec: LanguageSpec) -> RLimits:
+    floor = int(spec.min_file_size_mb * 1024 * 1024)
+    if limits["fsize"] < floor:
+        return {**limits, "fsize": floor}
+    return limits
 
 
 def make_job(
@@ -80,7 +90,10 @@ def make_job(
         "keep_processes": keep_processes,
         "time": limits.time,
         "output_bytes": limits.output_bytes,
-        "rlimits": rlimits(limits),
+        # CPU seconds of the whole run (every process together), enforced by the agent
+        # to ~10 ms; RLIMIT_CPU (per process, whole seconds, one more) is the backstop
+        "cpu_time": limits.cpu_time if limits.cpu_time is not None else limits.time,
+        "rlimits": _floor_fsize(rlimits(limits), spec),
         "env": language_env(spec),
         "cwd": "/work",
     }
@@ -120,6 +133,22 @@ async def final_result(events: AsyncIterator[Event]) -> RunResult:
     if result is None:
         raise SandboxError("the run ended without a result")
     return result
+
+
+def ended_by(exit_info: ExitReport) -> EndedBy | None:
+    """Which limit ended the run, from the agent's exit report (OOM first, as status)."""
+    if exit_info.get("oom_kills", 0) > 0:
+        return "memory"
+    reason = exit_info.get("reason")
+    if reason == "timeout":
+        return "wall_time"
+    if reason == "cpu_timeout":
+        return "cpu_time"
+    if reason == "output_limit":
+        return "output"
+    if exit_info.get("signal") == SIGXFSZ:
+        return "file_size"
+    return None
 
 
 def status_of(exit_info: ExitReport) -> Status:
@@ -222,6 +251,7 @@ def result_of(
         memory_mb=round(rss / 1024, 2) if rss else None,
         language=language,
         engine=engine,
+        ended_by=ended_by(exit_info),
     )
 
 
@@ -317,6 +347,7 @@ async def execute(
             kind="exit",
             result=RunResult(
                 status=lost,
+                ended_by="memory" if oom else None,
                 exit_code=None,
                 signal=9 if oom else None,
                 stdout_bytes=output.stdout,

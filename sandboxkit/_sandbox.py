@@ -228,9 +228,9 @@ class Sandbox:
     async def open(self) -> Sandbox:
         """Take a sandbox for this session; returns the session itself."""
         if self._state is not _State.NEW:
+            done = "was already opened" if self._state is _State.OPEN else "is closed"
             raise UsageError(
-                "this Sandbox was already opened; a session is opened once "
-                "(create a new Sandbox for another)"
+                f"this Sandbox {done}; a session is opened once (create a new Sandbox for another)"
             )
         self._state = _State.OPEN
         pool = self._pool or await default_pool()
@@ -260,8 +260,7 @@ class Sandbox:
 
     async def aclose(self) -> None:
         """Give the sandbox back (it is destroyed); shielded. Closing twice is fine."""
-        if self._state is _State.OPEN:
-            self._state = _State.CLOSED
+        self._state = _State.CLOSED
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         lease, self._lease, self._box = self._lease, None, None

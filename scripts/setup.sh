@@ -15,3 +15,10 @@ fi
 
 .venv/bin/sandboxkit images bootstrap
 .venv/bin/sandboxkit images build --quiet -j 2   # every built-in language; only what is missing
+
+# the official judge0 client's own test suite (in its sdist only), run against
+# `sandboxkit serve` by tests/test_judge0_official.py
+J0=$(.venv/bin/python -c "from importlib.metadata import version; print(version('judge0'))")
+if [ ! -f ".cache/judge0-sdist/judge0-$J0.tar.gz" ]; then
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d .cache/judge0-sdist "judge0==$J0"
+fi

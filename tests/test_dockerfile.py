@@ -74,7 +74,7 @@ def test_every_builtin_installs_packages_and_records_its_version() -> None:
         for package in spec.packages:
             assert f" {package}" in text
         assert "/opt/sandboxkit/version" in text
-        assert "COPY agent.py /opt/sandboxkit/agent.py" in text
+        assert "COPY agent/ /opt/sandboxkit/" in text
 
 
 def test_ca_bundle_only_for_pip_and_only_in_the_builder_stage() -> None:

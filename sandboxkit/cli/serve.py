@@ -33,6 +33,23 @@ def serve(
     pool_size: int = typer.Option(
         1, "--pool-size", min=0, max=64, help="warm sandboxes per language"
     ),
+    authz_token: str | None = typer.Option(
+        None,
+        "--authz-token",
+        envvar="SANDBOXKIT_AUTHZ_TOKEN",
+        help="X-Auth-User value allowed to list and delete submissions (unset: nobody)",
+    ),
+    allow_network: bool = typer.Option(
+        False,
+        "--allow-network",
+        help="honour enable_network: such submissions get a bridge network of their own",
+    ),
+    enable_submission_delete: bool = typer.Option(
+        False, "--enable-submission-delete", help="allow DELETE /submissions/TOKEN"
+    ),
+    cors_origin: list[str] = typer.Option(
+        ["*"], "--cors-origin", help="origins allowed by CORS (Judge0's default: *)"
+    ),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Serve an HTTP API compatible with Judge0 CE 1.13.1."""
@@ -53,6 +70,10 @@ def serve(
         workers=workers,
         warm_languages=tuple(warm),
         pool_size=pool_size,
+        authz_token=authz_token or None,
+        allow_network=allow_network,
+        enable_submission_delete=enable_submission_delete,
+        cors_origins=tuple(cors_origin),
     )
     try:
         run_server(host=host, port=port, settings=settings, log_level=log_level)

@@ -28,42 +28,88 @@ STATUSES: dict[int, str] = {
 }
 IN_QUEUE, PROCESSING, ACCEPTED, INTERNAL_ERROR = 1, 2, 3, 13
 
-# Judge0 CE 1.13.1 ids of the languages sandboxkit has: id -> (our name, display name).
-# Judge0 has several compiler versions per language; every id of ours maps to the one
-# toolchain our image carries.
+# Judge0 CE 1.13.1's language ids -> (our language, display name). Names keep Judge0's
+# "Language (Toolchain version)" format with the version the bookworm image carries;
+# ids Judge0 keeps for older compilers map to the one toolchain we have, and say so.
 LANGUAGES: dict[int, tuple[str, str]] = {
-    46: ("bash", "Bash"),
-    48: ("c", "C (GCC, as 7.4.0)"),
-    49: ("c", "C (GCC, as 8.3.0)"),
-    50: ("c", "C (GCC)"),
-    52: ("cpp", "C++ (GCC, as 7.4.0)"),
-    53: ("cpp", "C++ (GCC, as 8.3.0)"),
-    54: ("cpp", "C++ (GCC)"),
-    60: ("go", "Go"),
-    62: ("java", "Java (OpenJDK)"),
-    63: ("javascript", "JavaScript (Node.js)"),
-    71: ("python", "Python (3)"),
-    72: ("ruby", "Ruby"),
-    73: ("rust", "Rust"),
-    74: ("typescript", "TypeScript"),
+    43: ("plaintext", "Plain Text"),
+    44: ("executable", "Executable"),
+    45: ("assembly", "Assembly (NASM 2.16.01)"),
+    46: ("bash", "Bash (5.2.15)"),
+    48: ("c", "C (GCC 12.2.0, for GCC 7.4.0)"),
+    49: ("c", "C (GCC 12.2.0, for GCC 8.3.0)"),
+    50: ("c", "C (GCC 12.2.0)"),
+    51: ("csharp", "C# (Mono 6.8.0.105)"),
+    52: ("cpp", "C++ (GCC 12.2.0, for GCC 7.4.0)"),
+    53: ("cpp", "C++ (GCC 12.2.0, for GCC 8.3.0)"),
+    54: ("cpp", "C++ (GCC 12.2.0)"),
+    55: ("commonlisp", "Common Lisp (SBCL 2.2.9)"),
+    56: ("d", "D (GDC 12.2.0)"),
+    57: ("elixir", "Elixir (1.14.0)"),
+    58: ("erlang", "Erlang (OTP 25)"),
+    59: ("fortran", "Fortran (GFortran 12.2.0)"),
+    60: ("go", "Go (1.19.8)"),
+    61: ("haskell", "Haskell (GHC 9.0.2)"),
+    62: ("java", "Java (OpenJDK 17)"),
+    63: ("javascript", "JavaScript (Node.js 18.19.0)"),
+    64: ("lua", "Lua (5.3.6)"),
+    65: ("ocaml", "OCaml (4.13.1)"),
+    66: ("octave", "Octave (7.3.0)"),
+    67: ("pascal", "Pascal (FPC 3.2.2)"),
+    68: ("php", "PHP (8.2)"),
+    69: ("prolog", "Prolog (GNU Prolog 1.4.5)"),
+    71: ("python", "Python (3.11.2)"),
+    72: ("ruby", "Ruby (3.1.2)"),
+    73: ("rust", "Rust (1.63.0)"),
+    74: ("typescript", "TypeScript (4.9)"),
+    75: ("clang", "C (Clang 14.0.6)"),
+    76: ("clang-cpp", "C++ (Clang 14.0.6)"),
+    77: ("cobol", "COBOL (GnuCOBOL 3.1.2)"),
+    78: ("kotlin", "Kotlin (1.3.31)"),
+    79: ("objective-c", "Objective-C (Clang 14.0.6)"),
+    80: ("r", "R (4.2.2)"),
+    81: ("scala", "Scala (2.11.12)"),
+    82: ("sqlite", "SQL (SQLite 3.40.1)"),
+    85: ("perl", "Perl (5.36.0)"),
+    86: ("clojure", "Clojure (1.11.1)"),
+    88: ("groovy", "Groovy (2.4.21)"),
+    89: ("multifile", "Multi-file program"),
+}
+MULTI_FILE = 89
+
+# Judge0 CE 1.13.1 ids whose toolchain neither Debian bookworm nor PyPI/npm provides:
+# answered as Judge0 answers an archived language (listed by /languages/all with
+# ``is_archived: true``; a submission gets 422). id -> (Judge0's name, why).
+UNAVAILABLE: dict[int, tuple[str, str]] = {
+    47: ("Basic (FBC 1.07.1)", "FreeBASIC is not packaged by Debian"),
+    70: ("Python (2.7.17)", "Python 2 was removed from Debian in bookworm"),
+    83: ("Swift (5.2.3)", "Swift is not packaged by Debian bookworm"),
+    84: (
+        "Visual Basic.Net (vbnc 0.0.0.5943)",
+        "mono-vbnc is not in Debian bookworm (removed after bullseye)",
+    ),
+    87: (
+        "F# (.NET Core SDK 3.1.202)",
+        "neither the .NET SDK nor mono's fsharp is in Debian bookworm",
+    ),
 }
 
 # signal -> runtime error status (Judge0's table)
 SIGNAL_STATUS = {11: 7, 25: 8, 8: 9, 6: 10}
 
-# The /config_info document. Options we do not implement are reported as disabled,
-# so well-behaved clients do not send them.
+# The /config_info document, as Judge0 CE 1.13.1's defaults (``enable_network``,
+# ``allow_enable_network`` and ``enable_submission_delete`` follow the server's settings).
 CONFIG: dict[str, Any] = {
     "maintenance_mode": False,
     "enable_wait_result": True,
-    "enable_compiler_options": False,
+    "enable_compiler_options": True,
     "allowed_languages_for_compile_options": [],
-    "enable_command_line_arguments": False,
+    "enable_command_line_arguments": True,
     "enable_submission_delete": False,
-    "enable_callbacks": False,
-    "callbacks_max_tries": 0,
-    "callbacks_timeout": 0.0,
-    "enable_additional_files": False,
+    "enable_callbacks": True,
+    "callbacks_max_tries": 3,
+    "callbacks_timeout": 5.0,
+    "enable_additional_files": True,
     "max_queue_size": 100,
     "cpu_time_limit": 5.0,
     "max_cpu_time_limit": 15.0,
@@ -78,9 +124,9 @@ CONFIG: dict[str, Any] = {
     "max_processes_and_or_threads": 60,
     "max_max_processes_and_or_threads": 120,
     "enable_per_process_and_thread_time_limit": False,
-    "allow_enable_per_process_and_thread_time_limit": False,
+    "allow_enable_per_process_and_thread_time_limit": True,
     "enable_per_process_and_thread_memory_limit": False,
-    "allow_enable_per_process_and_thread_memory_limit": False,
+    "allow_enable_per_process_and_thread_memory_limit": True,
     "max_file_size": 1024,
     "max_max_file_size": 4096,
     "number_of_runs": 1,
@@ -99,11 +145,11 @@ CONFIG: dict[str, Any] = {
 # ``status`` and ``language`` objects). ``fields=*`` returns them all.
 ALL_FIELDS = (
     "source_code",
-    "language",
+    "language_id",
     "stdin",
     "expected_output",
     "stdout",
-    "status",
+    "status_id",
     "created_at",
     "finished_at",
     "time",
@@ -131,6 +177,8 @@ ALL_FIELDS = (
     "callback_url",
     "additional_files",
     "enable_network",
+    "status",
+    "language",
 )
 DEFAULT_FIELDS = (
     "token",
@@ -156,29 +204,61 @@ def stored_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def _judge0_strip(data: bytes) -> bytes:
+    # Ruby's text.split("\n").collect(&:rstrip).join("\n").strip, on bytes
+    lines = [line.rstrip(b" \t\r\n\x0b\x0c\x00") for line in data.split(b"\n")]
+    return b"\n".join(lines).strip(b" \t\r\n\x0b\x0c\x00")
+
+
+def judge0_equal(expected: bytes, output: bytes) -> bool:
+    """Judge0's comparison: equal once trailing blanks of each line and blank lines at
+    both ends are dropped. On bytes, so any output (valid UTF-8 or not) compares."""
+    return _judge0_strip(expected) == _judge0_strip(output)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def result_fields(
     report: JudgeReport | None, record: dict[str, Any], error: str | None = None
 ) -> dict[str, Any]:
-    """The result attributes of a finished submission, from our judge report."""
+    """The result attributes of a finished submission, from our judge report.
+
+    With ``number_of_runs`` > 1 the report holds one test per run (stopping at the first
+    that fails, as Judge0 does): time, wall time and memory are the runs' means, the
+    status and output are the last run's."""
     if report is None:
         return {"status_id": INTERNAL_ERROR, "message": error or "internal error"}
     if report.verdict == "CE":
         return {"status_id": 6, "compile_output": report.compile_output or None}
-    t = report.tests[0]
+    runs = list(report.tests)
+    t = runs[-1]
+    times = [r.time for r in runs if r.time is not None]
     out: dict[str, Any] = {
         "stdout": stored_text(t.stdout_bytes),
         "stderr": stored_text(t.stderr_bytes),
         "exit_code": t.exit_code,
         "exit_signal": t.signal,
-        "time": t.time,
-        "wall_time": t.wall,
-        "memory": math.ceil((t.memory_mb or 0.0) * 1024),
+        "time": _mean(times) if times else None,
+        "wall_time": _mean([r.wall for r in runs]),
+        "memory": math.ceil(_mean([(r.memory_mb or 0.0) for r in runs]) * 1024),
         "compile_output": report.compile_output or None,
     }
     cpu_limit = float(record["cpu_time_limit"])
     verdict = t.verdict
-    if verdict in ("AC", "WA") and t.time is not None and t.time > cpu_limit:
-        verdict = "TLE"  # Judge0 counts CPU time past the limit (not the extra) as TLE
+    expected = record.get("expected_output")
+    if verdict == "AC" and expected is not None:
+        verdict = (
+            "AC"
+            if judge0_equal(expected.encode("utf-8", "surrogateescape"), t.stdout_bytes)
+            else "WA"
+        )
+    over_cpu = t.time is not None and t.time > cpu_limit
+    if over_cpu and (verdict in ("AC", "WA") or (verdict == "RE" and t.signal in (9, 24))):
+        # Judge0 counts CPU time past the limit (not the extra) as TLE, and so is a kill
+        # (RLIMIT_CPU's SIGXCPU/SIGKILL) of a program already past it
+        verdict = "TLE"
     if verdict == "AC":
         out["status_id"] = 3
     elif verdict == "WA":

@@ -5,42 +5,46 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import shlex
 import uuid
+import zipfile
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._languages import REGISTRY
-from ._judge0 import CONFIG, IN_QUEUE, LANGUAGES
+from ._judge0 import CONFIG, IN_QUEUE, LANGUAGES, MULTI_FILE, UNAVAILABLE
 
 Errors = dict[str, list[str]]
 
-# (field, default key in CONFIG, max key in CONFIG, integer?)
+# (field, default key in CONFIG, max key in CONFIG, integer?, minimum, minimum allowed?)
+# Judge0 CE 1.13.1's ranges: memory at least 2048 KB, wall time at least 1 s.
 _NUMERIC = (
-    ("cpu_time_limit", "cpu_time_limit", "max_cpu_time_limit", False),
-    ("cpu_extra_time", "cpu_extra_time", "max_cpu_extra_time", False),
-    ("wall_time_limit", "wall_time_limit", "max_wall_time_limit", False),
-    ("memory_limit", "memory_limit", "max_memory_limit", True),
-    ("stack_limit", "stack_limit", "max_stack_limit", True),
+    ("cpu_time_limit", "cpu_time_limit", "max_cpu_time_limit", False, 0, True),
+    ("cpu_extra_time", "cpu_extra_time", "max_cpu_extra_time", False, 0, True),
+    ("wall_time_limit", "wall_time_limit", "max_wall_time_limit", False, 1, True),
+    ("memory_limit", "memory_limit", "max_memory_limit", True, 2048, True),
+    ("stack_limit", "stack_limit", "max_stack_limit", True, 0, True),
     (
         "max_processes_and_or_threads",
         "max_processes_and_or_threads",
         "max_max_processes_and_or_threads",
         True,
+        1,
+        True,
     ),
-    ("max_file_size", "max_file_size", "max_max_file_size", True),
-    ("number_of_runs", "number_of_runs", "max_number_of_runs", True),
+    ("max_file_size", "max_file_size", "max_max_file_size", True, 0, True),
+    ("number_of_runs", "number_of_runs", "max_number_of_runs", True, 1, True),
 )
-_NOT_ALLOWED = {
-    "compiler_options": "setting compiler options is not allowed",
-    "command_line_arguments": "setting command line arguments is not allowed",
-    "additional_files": "additional files are not allowed",
-    "callback_url": "callbacks are not allowed",
-}
 _BOOLEANS = (
     "enable_per_process_and_thread_time_limit",
     "enable_per_process_and_thread_memory_limit",
+    "redirect_stderr_to_stdout",
     "enable_network",
 )
+MAX_OPTIONS = 512  # compiler_options and command_line_arguments, characters
 
 
 def now() -> str:
@@ -52,6 +56,14 @@ def available_languages() -> dict[int, tuple[str, str]]:
     """The Judge0 ids whose language is registered here."""
     names = set(REGISTRY.names())
     return {i: v for i, v in LANGUAGES.items() if v[0] in names}
+
+
+def archived_languages() -> dict[int, str]:
+    """Judge0 ids answered as archived: no toolchain here (or its spec unregistered)."""
+    names = set(REGISTRY.names())
+    out = {i: name for i, (name, _why) in UNAVAILABLE.items()}
+    out.update({i: v[1] for i, v in LANGUAGES.items() if v[0] not in names})
+    return out
 
 
 def _text(value: Any, field: str, b64: bool, errors: Errors) -> str | None:
@@ -73,7 +85,13 @@ def _text(value: Any, field: str, b64: bool, errors: Errors) -> str | None:
 
 
 def _number(
-    value: Any, field: str, maximum: float, integer: bool, errors: Errors
+    value: Any,
+    field: str,
+    maximum: float,
+    integer: bool,
+    errors: Errors,
+    minimum: float = 0,
+    inclusive: bool = False,
 ) -> float | int | None:
     if isinstance(value, bool):
         errors.setdefault(field, []).append("is not a number")
@@ -87,8 +105,10 @@ def _number(
     if not isinstance(value, (int, float)) or value != value:
         errors.setdefault(field, []).append("is not a number")
         return None
-    if value <= 0:
-        errors.setdefault(field, []).append("must be greater than 0")
+    if value < minimum or (value == minimum and not inclusive):
+        errors.setdefault(field, []).append(
+            f"must be greater than {'or equal to ' if inclusive else ''}{minimum}"
+        )
         return None
     if value > maximum:
         errors.setdefault(field, []).append(f"must be less than or equal to {maximum}")
@@ -101,20 +121,96 @@ def _number(
     return float(value)
 
 
+def _boolean(value: Any, field: str, errors: Errors) -> bool:
+    if value in (None, False, "false", "0", 0, ""):
+        return False
+    if value in (True, "true", "1", 1):
+        return True
+    errors.setdefault(field, []).append("must be true or false")
+    return False
+
+
+def _options(value: Any, field: str, errors: Errors) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        errors.setdefault(field, []).append("must be a string")
+        return None
+    if len(value) > MAX_OPTIONS:
+        errors.setdefault(field, []).append(f"is too long (maximum is {MAX_OPTIONS} characters)")
+        return None
+    try:
+        shlex.split(value)
+    except ValueError as exc:
+        errors.setdefault(field, []).append(f"cannot be split into arguments: {exc}")
+        return None
+    return value
+
+
+def _url(value: Any, errors: Errors) -> str | None:
+    if value in (None, ""):
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.setdefault("callback_url", []).append("is not a valid url")
+        return None
+    return str(value)
+
+
+def unzip_files(data: bytes, max_bytes: int) -> dict[str, bytes]:
+    """The files of a zip (Judge0's ``additional_files``); ValueError if it is not one,
+    is too big once extracted, or names a path outside the workdir."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        if sum(i.file_size for i in infos) > max_bytes:
+            raise ValueError(f"extracted size is over {max_bytes // 1024} KB")
+        files: dict[str, bytes] = {}
+        for info in infos:
+            name = info.filename
+            parts = PurePosixPath(name).parts
+            if not parts or name.startswith("/") or ".." in parts or "\0" in name:
+                raise ValueError(f"file name {name!r} is outside the working directory")
+            files[name] = archive.read(info)
+            if len(files[name]) > info.file_size:
+                raise ValueError("the archive lies about its sizes")
+        return files
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError) as exc:
+        raise ValueError(f"is not a valid zip archive ({exc})") from None
+
+
+def _additional_files(value: Any, errors: Errors) -> str | None:
+    """Always base64 (whatever ``base64_encoded`` says), as in Judge0."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        errors.setdefault("additional_files", []).append("must be a base64 string")
+        return None
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        errors.setdefault("additional_files", []).append("is not valid base64")
+        return None
+    try:
+        unzip_files(raw, int(CONFIG["max_extract_size"]) * 1024)
+    except ValueError as exc:
+        errors.setdefault("additional_files", []).append(str(exc))
+        return None
+    return base64.b64encode(raw).decode()
+
+
 def parse_submission(
-    body: Any, *, b64: bool, max_source_bytes: int, max_io_bytes: int
+    body: Any,
+    *,
+    b64: bool,
+    max_source_bytes: int,
+    max_io_bytes: int,
+    allow_network: bool = False,
 ) -> tuple[dict[str, Any] | None, Errors]:
     """A new submission record (queued) from a request body, or the field errors."""
     errors: Errors = {}
     if not isinstance(body, dict):
         return None, {"submission": ["must be a JSON object"]}
-    source = _text(body.get("source_code"), "source_code", b64, errors)
-    if source is not None and not source.strip() and "source_code" not in errors:
-        source = None
-    if source is None and "source_code" not in errors:
-        errors["source_code"] = ["can't be blank"]
-    elif source is not None and len(source.encode("utf-8", "surrogateescape")) > max_source_bytes:
-        errors["source_code"] = [f"is too long (maximum is {max_source_bytes} bytes)"]
 
     language_id: int | None = None
     raw_lang = body.get("language_id")
@@ -129,8 +225,21 @@ def parse_submission(
                 raise ValueError
         except (TypeError, ValueError):
             language_id = None
-        if language_id is None or language_id not in available_languages():
+        if language_id is not None and language_id in archived_languages():
+            errors["language_id"] = [
+                f"language with id {language_id} is archived and cannot be used anymore"
+            ]
+        elif language_id is None or language_id not in available_languages():
             errors["language_id"] = [f"language with id {raw_lang} doesn't exist"]
+    multi_file = language_id == MULTI_FILE
+
+    source = _text(body.get("source_code"), "source_code", b64, errors)
+    if source is not None and not source.strip() and "source_code" not in errors:
+        source = None
+    if source is None and "source_code" not in errors and not multi_file:
+        errors["source_code"] = ["can't be blank"]
+    elif source is not None and len(source.encode("utf-8", "surrogateescape")) > max_source_bytes:
+        errors["source_code"] = [f"is too long (maximum is {max_source_bytes} bytes)"]
 
     stdin = _text(body.get("stdin"), "stdin", b64, errors)
     expected = _text(body.get("expected_output"), "expected_output", b64, errors)
@@ -139,26 +248,33 @@ def parse_submission(
             errors[name] = [f"is too long (maximum is {max_io_bytes} bytes)"]
 
     record: dict[str, Any] = {}
-    for field, default_key, max_key, integer in _NUMERIC:
+    for field, default_key, max_key, integer, minimum, inclusive in _NUMERIC:
         value = body.get(field)
-        if value is None:
+        if value is None or value == "":
             record[field] = CONFIG[default_key]
         else:
-            record[field] = _number(value, field, CONFIG[max_key], integer, errors)
-    for field, message in _NOT_ALLOWED.items():
-        value = body.get(field)
-        if value not in (None, ""):
-            errors.setdefault(field, []).append(message)
-        record[field] = None
+            record[field] = _number(
+                value, field, CONFIG[max_key], integer, errors, minimum, inclusive
+            )
     for field in _BOOLEANS:
-        value = body.get(field)
-        if value not in (None, False, "false"):
-            errors.setdefault(field, []).append("this option cannot be enabled")
-        record[field] = False
-    redirect = body.get("redirect_stderr_to_stdout")
-    if redirect not in (None, True, False, "true", "false"):
-        errors.setdefault("redirect_stderr_to_stdout", []).append("must be true or false")
-    record["redirect_stderr_to_stdout"] = redirect in (True, "true")
+        record[field] = _boolean(body.get(field), field, errors)
+    if record["enable_network"] and not allow_network:
+        errors.setdefault("enable_network", []).append("enabling network is not allowed")
+
+    record["compiler_options"] = _options(body.get("compiler_options"), "compiler_options", errors)
+    if record["compiler_options"] and language_id in available_languages():
+        spec = REGISTRY.get(LANGUAGES[language_id][0])
+        if spec.compile is None or multi_file:
+            errors.setdefault("compiler_options", []).append(
+                "setting compiler options is only allowed for compiled languages"
+            )
+    record["command_line_arguments"] = _options(
+        body.get("command_line_arguments"), "command_line_arguments", errors
+    )
+    record["callback_url"] = _url(body.get("callback_url"), errors)
+    record["additional_files"] = _additional_files(body.get("additional_files"), errors)
+    if multi_file and record["additional_files"] is None and "additional_files" not in errors:
+        errors["additional_files"] = ["can't be blank for a multi-file program"]
 
     if errors:
         return None, errors

@@ -11,10 +11,16 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+
+
+def now_date() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -81,7 +87,51 @@ class Store:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def _page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        with self._lock:
+            total = self._db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+            rows = self._db.execute(
+                "SELECT data FROM submissions ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (per_page, (page - 1) * per_page),
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows], int(total)
+
+    def _delete(self, token: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM submissions WHERE token = ?", (token,))
+
+    def _statistics(self) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute("SELECT status_id, data FROM submissions").fetchall()
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        today = now_date()
+        languages: dict[int, int] = {}
+        statuses: dict[int, int] = {}
+        in_day = 0
+        for status_id, data in rows:
+            record = json.loads(data)
+            languages[record["language_id"]] = languages.get(record["language_id"], 0) + 1
+            statuses[status_id] = statuses.get(status_id, 0) + 1
+            in_day += str(record.get("created_at", "")).startswith(today)
+        return {
+            "total": len(rows),
+            "today": in_day,
+            "languages": sorted(languages.items(), key=lambda kv: -kv[1]),
+            "statuses": sorted(statuses.items()),
+            "size": int(pages) * int(size),
+        }
+
     # ---- async face
+    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        return await anyio.to_thread.run_sync(self._page, page, per_page)
+
+    async def delete(self, token: str) -> None:
+        await anyio.to_thread.run_sync(self._delete, token)
+
+    async def statistics(self) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(self._statistics)
+
     async def insert(self, records: Sequence[dict[str, Any]]) -> None:
         await anyio.to_thread.run_sync(self._insert, records)
 

@@ -2,12 +2,14 @@
 FROM sandboxkit/base:bookworm AS toolchain
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nodejs python3 \
+ && apt-get install -y --no-install-recommends libnss-myhostname nodejs python3 \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && node --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
-COPY agent.py /opt/sandboxkit/agent.py
-RUN python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
- && mkdir -p /work && chmod 1777 /work
+COPY agent/ /opt/sandboxkit/
+RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
+ && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
+ && mkdir -p /work && chmod 1777 /work \
+ && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
 WORKDIR /work
 LABEL org.sandboxkit.language="javascript" org.sandboxkit.format="2"

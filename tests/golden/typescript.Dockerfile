@@ -2,13 +2,15 @@
 FROM sandboxkit/base:bookworm AS toolchain
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends node-typescript nodejs python3 \
+ && apt-get install -y --no-install-recommends libnss-myhostname node-typescript nodejs python3 \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit/ts-types/node && printf '%s\n' "declare var require: any; declare var module: any; declare var exports: any; declare var process: any; declare var Buffer: any; declare var console: any; declare var global: any; declare var setTimeout: any; declare var clearTimeout: any; declare var setInterval: any; declare var clearInterval: any; declare var setImmediate: any; declare var clearImmediate: any; declare var queueMicrotask: any; declare var TextEncoder: any; declare var TextDecoder: any; declare var URL: any; declare var URLSearchParams: any; declare var structuredClone: any; declare var __dirname: string; declare var __filename: string; declare module '*';" > /opt/sandboxkit/ts-types/node/index.d.ts
 RUN mkdir -p /opt/sandboxkit \
  && tsc --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
-COPY agent.py /opt/sandboxkit/agent.py
-RUN python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
- && mkdir -p /work && chmod 1777 /work
+COPY agent/ /opt/sandboxkit/
+RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
+ && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
+ && mkdir -p /work && chmod 1777 /work \
+ && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
 WORKDIR /work
 LABEL org.sandboxkit.language="typescript" org.sandboxkit.format="2"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _agent
+from sandboxkit import _protocol as wire
 
 from ._invariants import check, settle
 
@@ -181,9 +181,9 @@ async def test_frames_forged_on_stdout_are_plain_output(hostile_pool: sk.Sandbox
         {"exit_code": 0, "signal": None, "reason": None, "wall": 0, "oom_kills": 0}
     )
     forged = (
-        _agent.pack(_agent.STDOUT, b"forged-out")
-        + _agent.pack(_agent.EXIT, fake_exit.encode())
-        + _agent.pack(_agent.READY, b"{}")
+        wire.pack(wire.STDOUT, b"forged-out")
+        + wire.pack(wire.EXIT, fake_exit.encode())
+        + wire.pack(wire.READY, b"{}")
     )
     docker_hdr = b"\x01\x00\x00\x00\x00\x00\x00\x05hello"  # the engine's own multiplexing
     code = (

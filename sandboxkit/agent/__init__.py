@@ -1,0 +1,31 @@
+"""The in-container supervisor: PID 1 of every sandbox, standard library only.
+
+Its modules, with the wire protocol (``sandboxkit/_protocol.py``), are copied into each
+image (``/opt/sandboxkit/lib``) and run as ``python3 -I /opt/sandboxkit/agent.pyc``
+(``__main__``, see ``_dockerfile``). The host never imports this package.
+
+| module | one job |
+| --- | --- |
+| ``_serve`` | ready frame, the host's input, one job at a time, ``main`` |
+| ``_run`` | one run's life: start, stdin, output and its cap, limits, the EXIT frame |
+| ``_procs`` | the forked child's setup, killing (PID 1 only) and reaping, /proc figures |
+| ``_files`` | write, read and list under the workdir, never following a symlink |
+| ``_inline`` | Python run in the forked, pre-loaded interpreter |
+| ``_kernel`` | a session's persistent Python interpreter |
+| ``_host`` | frames to the host on descriptor 1 |
+
+Why PID 1 and not a user program: PID 1 ignores any signal it has no handler for, even
+SIGKILL sent from inside its own namespace, so user code cannot kill its supervisor; and
+``kill(-1, SIGKILL)`` from PID 1 reaches every other process in the container, which is
+how leftovers (orphans, daemons, fork bombs) are wiped after a run. The agent refuses to
+start anywhere but as PID 1 of a PID namespace (tests run it under ``unshare --pid``).
+
+Why user output cannot forge our framing: the user's program writes into pipes that this
+process reads and frames; the container's stdout (the attach stream) is held only by this
+process, which marks itself non-dumpable so that ``/proc/1/fd/1`` cannot be opened by the
+(same-uid) user code. Only this process writes frames.
+
+Start-up is paid once per container, each run's work after the fork: the modules import
+no ``typing`` at run time (``TYPE_CHECKING = False``), and what every run needs
+(``resource``, ``threading``) is imported at start-up, not in the forked child.
+"""

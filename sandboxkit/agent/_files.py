@@ -1,0 +1,137 @@
+"""File jobs under the workdir: write, read, list. No symlink is ever followed.
+
+Paths are relative to the workdir; every directory on the way is opened with
+``O_NOFOLLOW`` relative to its parent, so a link the user's code planted cannot lead a
+write or a read outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+
+from ._host import CHUNK, reply, write_all
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from .._protocol import FileEntryWire, FileJob
+
+MAX_ENTRIES = 10000
+OPS = ("write", "read", "list")
+
+
+def _parts(rel: str) -> list[str]:
+    if not rel or "\0" in rel or rel.startswith("/"):
+        raise ValueError(f"invalid path {rel!r}")
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." for p in parts):
+        raise ValueError(f"path {rel!r} escapes the workdir")
+    return parts
+
+
+def _open_beneath(root: str, rel: str, flags: int, mode: int = 0o644, replace: bool = False) -> int:
+    """Open a workdir path without following any symlink on the way (no escape)."""
+    parts = _parts(rel)
+    dirfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            if flags & os.O_CREAT:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=dirfd)
+                except FileExistsError:
+                    pass
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+            os.close(dirfd)
+            dirfd = nxt
+        if replace:
+            # a run's own files: a symlink, FIFO, device or directory the user's code left
+            # where they go is replaced, never followed or opened
+            try:
+                st = os.lstat(parts[-1], dir_fd=dirfd)
+                if stat.S_ISDIR(st.st_mode):
+                    import shutil
+
+                    # fd-based, no symlink followed (dir_fd: Python 3.11, as in every image)
+                    shutil.rmtree(parts[-1], dir_fd=dirfd)  # type: ignore[call-arg]
+                elif not stat.S_ISREG(st.st_mode):
+                    os.unlink(parts[-1], dir_fd=dirfd)
+            except FileNotFoundError:
+                pass
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def write_file(root: str, rel: str, data: bytes, mode: int = 0o644, replace: bool = False) -> None:
+    fd = _open_beneath(root, rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode, replace)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{rel!r} is not a regular file")
+        write_all(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def read_file(root: str, rel: str, max_bytes: int) -> bytes:
+    fd = _open_beneath(root, rel, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{rel!r} is not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{rel!r} is {st.st_size} bytes, over the {max_bytes}-byte cap")
+        chunks = []
+        total = 0
+        while True:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > max_bytes:
+                raise ValueError(f"{rel!r} grew past the {max_bytes}-byte cap")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> Literal["file", "dir", "symlink", "other"]:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
+
+
+def list_files(root: str, max_entries: int = MAX_ENTRIES) -> list[FileEntryWire]:
+    entries: list[FileEntryWire] = []
+    for top, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            full = os.path.join(top, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            path = os.path.relpath(full, root)
+            entries.append({"path": path, "type": _kind(st.st_mode), "size": st.st_size})
+            if len(entries) >= max_entries:
+                return entries
+    return entries
+
+
+def serve(root: str, job: FileJob) -> None:
+    """Carry out one file job and reply; a refused path or a failed call is ``ok: false``."""
+    try:
+        if job["op"] == "write":
+            write_file(root, job["path"], base64.b64decode(job["data"]), int(job["mode"]))
+            reply({"ok": True})
+        elif job["op"] == "read":
+            reply({"ok": True}, read_file(root, job["path"], int(job["max_bytes"])))
+        else:
+            reply({"ok": True, "entries": list_files(root)})
+    except (OSError, ValueError) as exc:
+        reply({"ok": False, "error": str(exc)})

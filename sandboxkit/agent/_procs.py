@@ -1,0 +1,212 @@
+"""Processes under the agent: the forked child's setup, killing and reaping, /proc figures.
+
+Every "kill them all" goes through :func:`kill_all`, which acts only in PID 1 of a PID
+namespace (a container's init, or a test's ``unshare --pid``): there ``kill(-1)`` reaches
+that namespace alone; anywhere else it would reach every process of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource  # at module level: a forked run would otherwise import it each time
+import signal
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # importing typing costs ~3 ms of every sandbox's start; annotations only
+    from typing import Any, NoReturn
+
+    from .._protocol import RunJob
+
+# signals the agent ignores (all that can be, but SIGCHLD, which it handles)
+SHIELDED = tuple(
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)
+)
+
+
+def _init_only() -> None:
+    """Die rather than signal every process when this is not a namespace's PID 1."""
+    if os.getpid() != 1:
+        os.write(2, b"sandboxkit agent: not PID 1 of a PID namespace; refusing kill(-1)\n")
+        os._exit(70)
+
+
+def kill_all(spare: int = 0) -> bool:
+    """SIGKILL every process in the namespace but this one and ``spare`` (a kernel);
+    whether there was any to kill."""
+    _init_only()
+    if not spare:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+    found = False
+    for p in others(spare):
+        try:
+            os.kill(p, signal.SIGKILL)
+            found = True
+        except OSError:
+            pass
+    return found
+
+
+def others(spare: int = 0) -> list[int]:
+    """The processes in the namespace (zombies too) but this one and ``spare``."""
+    try:
+        return [
+            p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if p not in (1, spare)
+        ]
+    except OSError:
+        return []
+
+
+def kill_and_reap(timeout: float = 2.0) -> None:
+    """Kill every other process, then reap them (bounded: an unkillable one cannot hang us)."""
+    kill_all()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
+def reap() -> list[int]:
+    """Collect every child that has ended (orphans re-parented to PID 1 included)."""
+    pids: list[int] = []
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return pids
+        if pid == 0:
+            return pids
+        pids.append(pid)
+
+
+def oom_kills() -> int:
+    """OOM kills counted by this container's memory cgroup (v1 or v2)."""
+    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except OSError:
+            continue
+    return 0
+
+
+# Inside a sandbox image the cgroup mounted at /sys/fs/cgroup is the container's own; an
+# agent run from a source tree (the fast tests' PID namespace) would read the machine's.
+IN_IMAGE = __file__.startswith("/opt/sandboxkit/")
+
+
+def cgroup_cpu() -> float | None:
+    """CPU seconds used by every process of this container (its cpuacct cgroup, v1 or
+    v2); None outside a sandbox image or where neither is readable."""
+    if not IN_IMAGE:
+        return None
+    try:
+        with open("/sys/fs/cgroup/cpuacct/cpuacct.usage") as f:
+            return int(f.read()) / 1e9
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu.stat") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == "usage_usec":
+                    return int(value) / 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def self_cpu() -> float:
+    """CPU seconds of the agent itself (not of its children)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def proc_hwm_kb(pid: int) -> int | None:
+    """Peak resident memory of a live process, in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a live process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def prepare_child(
+    job: RunJob,
+    fds: tuple[int, int, int],
+    cwd: str,
+    *,
+    keep_fd: int | None = None,
+    rlimits: dict[str, Any] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """In the forked child: signals, session, stdio, limits, directory; ``(argv, env)``.
+
+    ``keep_fd`` (a kernel's socket) survives as descriptor 3; every other one is closed.
+    """
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, *SHIELDED):
+        try:
+            # as a fresh Python would have them: SIGPIPE and SIGXFSZ ignored (exec resets)
+            keep = sig in (signal.SIGPIPE, signal.SIGXFSZ)
+            signal.signal(sig, signal.SIG_IGN if keep else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    os.setsid()
+    for fd_target, fd_src in enumerate(fds):
+        os.dup2(fd_src, fd_target)
+    if keep_fd is not None:
+        os.dup2(keep_fd, 3)
+    os.closerange(3 if keep_fd is None else 4, 65536)
+    limits: dict[str, Any] = dict(job.get("rlimits") or {}) if rlimits is None else rlimits
+    for name, value in limits.items():
+        res = getattr(resource, "RLIMIT_" + name.upper())
+        try:
+            resource.setrlimit(res, (value, value))
+        except (ValueError, OSError):
+            _soft, hard = resource.getrlimit(res)
+            resource.setrlimit(res, (min(value, hard) if hard >= 0 else value, hard))
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+    except OSError:
+        pass
+    os.chdir(job.get("cwd") or cwd)
+    env = {str(k): str(v) for k, v in (job.get("env") or {}).items()}
+    return [str(a) for a in job["argv"]], env
+
+
+def exec_program(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """Replace the child with the program (or exit 127 saying why it could not start)."""
+    # like subprocess's restore_signals: an exec'd program gets the default actions Python
+    # ignores (a C program writing to a closed pipe dies of SIGPIPE; past RLIMIT_FSIZE, SIGXFSZ)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        os.write(2, f"sandboxkit: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
+        os._exit(127)

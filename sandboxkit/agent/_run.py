@@ -1,0 +1,392 @@
+"""One run's life, from its job frame to its one EXIT frame: :class:`Run`."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import os
+import selectors
+import signal
+import time
+
+from .._protocol import CLOSE_STDIN, EXIT, KILL, STDERR, STDIN, STDOUT
+from . import _files, _inline, _procs
+from ._host import CHUNK, send, send_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from resource import struct_rusage
+    from typing import NoReturn
+
+    from .._protocol import ExitReport, Reason, RunJob
+    from ._serve import Agent
+
+FLOOD_SLACK = 1 << 20  # a stream past 4 x its cap + this is a flood: the run is killed
+SETTLE = 0.05  # after the program's exit, how long kept processes' output is awaited
+DRAIN = 2.0  # the most it waits for a pipe something unkillable holds open
+CPU_POLL = 0.01  # how often the run's CPU time is read when it has a CPU limit
+
+
+class Inbox:
+    """What the host sent for one run besides the job: stdin frames, close-stdin, kill.
+
+    Frames that arrive while the job still waits in the queue land here too."""
+
+    __slots__ = ("close_stdin", "kill", "stdin")
+
+    def __init__(self) -> None:
+        self.stdin: list[bytes] = []
+        self.close_stdin = False
+        self.kill = False
+
+    def take(self, kind: bytes, payload: bytes) -> None:
+        if kind == STDIN:
+            self.stdin.append(payload)
+        elif kind == CLOSE_STDIN:
+            self.close_stdin = True
+        elif kind == KILL:
+            self.kill = True
+
+
+class _Output:
+    """One of the program's output pipes: forwarded as frames up to the cap, counted."""
+
+    __slots__ = ("count", "fd", "kind", "run", "truncated")
+
+    def __init__(self, run: Run, fd: int, kind: bytes) -> None:
+        self.run, self.fd, self.kind = run, fd, kind
+        self.count = 0
+        self.truncated = False
+
+    def readable(self) -> None:
+        run = self.run
+        if self not in run.open:
+            return  # closed earlier in the same round of events
+        try:
+            data = os.read(self.fd, CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            run.close_output(self)
+            return
+        before = self.count
+        self.count += len(data)
+        if before < run.limit_out:
+            keep = min(len(data), run.limit_out - before)
+            send(self.kind, data[:keep])
+            if keep < len(data):
+                self.truncated = True
+        else:
+            self.truncated = True
+        if self.count > run.flood:
+            run.stop("output_limit")
+
+
+def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
+    """The forked program: set up, then Python inline or exec (it touches as few of the
+    agent's objects as it can: every page it writes is copied)."""
+    try:
+        argv, env = _procs.prepare_child(job, fds, workdir)
+        if job.get("python_inline"):
+            _inline.run_file(argv, env)
+        _procs.exec_program(argv, env)
+    finally:
+        os._exit(126)
+
+
+class Run:
+    """One program run: place its files, start it, feed its stdin, forward its output,
+    enforce the wall limit, the output cap and the host's kill, and end with exactly one
+    EXIT frame, also when it cannot be carried out (reason ``setup``)."""
+
+    def __init__(self, agent: Agent, job: RunJob, inbox: Inbox) -> None:
+        self.agent, self.sel, self.job, self.inbox = agent, agent.sel, job, inbox
+        self.wall = float(job.get("time", 10.0))
+        self.limit_out = int(job.get("output_bytes", 1_000_000))
+        self.flood = self.limit_out * 4 + FLOOD_SLACK
+        self.keep = bool(job.get("keep_processes"))
+        self.interactive = bool(job.get("interactive"))
+        self.kernel = agent.kernel if job.get("kernel") else None
+        self.pid = 0
+        self.status: int | None = None  # as wait() gives it
+        self.rusage: struct_rusage | None = None
+        self.reason: Reason | None = None
+        self.started = 0.0
+        self.exited_at: float | None = None
+        self.stdin_fd: int | None = None
+        self.stdin_watched = False
+        self.kernel_watched = False
+        self.outputs: list[_Output] = []  # stdout, stderr
+        self.open: set[_Output] = set()
+        self.oom_before = 0
+        self.cpu_before = 0.0
+        # the run's CPU limit: every process of it together, read from the cgroup
+        cpu_time = job.get("cpu_time")
+        self.cpu_limit = float(cpu_time) if cpu_time else None
+        self.cgroup_before: float | None = None
+        self.self_before = 0.0
+        self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
+        self.reported = False
+
+    def execute(self) -> None:
+        try:
+            self._start()
+            self._loop()
+            self._report()
+        except Exception as exc:  # noqa: BLE001 - the run ends with a status, not a fault
+            self._abort(f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ start
+    def _start(self) -> None:
+        job, workdir = self.job, self.agent.workdir
+        for rel, b64 in (job.get("files") or {}).items():
+            _files.write_file(workdir, rel, base64.b64decode(b64), replace=True)
+        stdin = job.get("stdin")
+        if stdin is not None and (data := base64.b64decode(stdin)):
+            self.inbox.stdin.insert(0, data)
+        self.oom_before = _procs.oom_kills()
+        ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
+        try:
+            in_r, in_w = os.pipe()
+            self.stdin_fd = in_w
+            ends.append(in_r)
+            for kind in (STDOUT, STDERR):
+                r, w = os.pipe()
+                out = _Output(self, r, kind)
+                self.outputs.append(out)
+                self.open.add(out)
+                ends.append(w)
+            fds = (ends[0], ends[1], ends[2])
+            self.started = time.monotonic()
+            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+            if self.kernel is not None:
+                self.pid = self.kernel.cell(job, fds, workdir)
+                self.cpu_before = _procs.proc_cpu(self.pid)
+                self.sel.register(self.kernel.sock, selectors.EVENT_READ, self._kernel_answer)  # type: ignore[arg-type]
+                self.kernel_watched = True
+            else:
+                # this long-lived process's objects go to gc's permanent generation: a
+                # collection in the child would otherwise touch (and copy) all their pages
+                gc.freeze()
+                pid = os.fork()
+                if pid == 0:
+                    _child(job, fds, workdir)
+                self.pid = pid
+        finally:
+            for fd in ends:
+                os.close(fd)
+        for fd in (in_w, *(out.fd for out in self.outputs)):
+            os.set_blocking(fd, False)
+        for out in self.outputs:
+            self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        while True:
+            self._watch_stdin()
+            now = time.monotonic()
+            if self.status is None:
+                if now - self.started >= self.wall:
+                    self.stop("timeout")
+                elif self.inbox.kill:
+                    self.stop("killed")
+                elif self._over_cpu():
+                    self.stop("cpu_timeout")
+            elif self.exited_at is None:
+                self._exited(now)
+            if self.exited_at is not None and self._drained(now):
+                return
+            if self.status is not None:
+                timeout = SETTLE
+            else:
+                timeout = max(0.0, self.wall - (now - self.started))
+                if self.cpu_limit is not None and self.cgroup_before is not None:
+                    timeout = min(timeout, CPU_POLL)
+            for key, _events in self.sel.select(timeout):
+                key.data()
+            self._reap()
+
+    def run_cpu(self) -> float | None:
+        """CPU seconds of the run so far: the container's, less the agent's own."""
+        now = _procs.cgroup_cpu()
+        if now is None or self.cgroup_before is None:
+            return None
+        return max(0.0, (now - self.cgroup_before) - (_procs.self_cpu() - self.self_before))
+
+    def _over_cpu(self) -> bool:
+        if self.cpu_limit is None:
+            return False
+        used = self.run_cpu()
+        return used is not None and used >= self.cpu_limit
+
+    def stop(self, reason: Reason) -> None:
+        """End the program early: kill every process (the kernel too), note why."""
+        if self.reason is None and self.status is None:
+            self.reason = reason
+            self.killed = _procs.kill_all() or self.killed
+
+    def _exited(self, now: float) -> None:
+        self.exited_at = now
+        self._close_stdin()
+        if not self.keep:
+            # leftovers (daemons, a background writer holding stdout) end with the run
+            self.killed = _procs.kill_all(spare=self.agent.kernel.pid) or self.killed
+
+    def _drained(self, now: float) -> bool:
+        assert self.exited_at is not None
+        waited = now - self.exited_at
+        # past DRAIN: a pipe held open by something we cannot kill must not hang us
+        return not self.open or (self.keep and waited > SETTLE) or waited > DRAIN
+
+    def _watch_stdin(self) -> None:
+        """Feed the program's stdin from what the host sent; close it when it is done."""
+        if self.stdin_fd is None:
+            return
+        if self.inbox.stdin:
+            if not self.stdin_watched:
+                self.sel.register(self.stdin_fd, selectors.EVENT_WRITE, self._write_stdin)
+                self.stdin_watched = True
+        elif not self.interactive or self.inbox.close_stdin:
+            self._close_stdin()
+
+    def _write_stdin(self) -> None:
+        pending = self.inbox.stdin
+        if self.stdin_fd is None or not pending:
+            return
+        try:
+            n = os.write(self.stdin_fd, pending[0])
+        except BlockingIOError:
+            return
+        except OSError:  # the program closed its stdin: the rest is dropped
+            pending.clear()
+            self._close_stdin()
+            return
+        if n < len(pending[0]):
+            pending[0] = pending[0][n:]
+        else:
+            pending.pop(0)
+        if not pending:
+            self.sel.unregister(self.stdin_fd)
+            self.stdin_watched = False
+
+    def _kernel_answer(self) -> None:
+        assert self.kernel is not None
+        status = self.kernel.answer()
+        if status is None:
+            self._unwatch_kernel()  # it ended, or was killed for a broken answer
+        elif self.status is None:
+            self.status = status
+
+    def _reap(self) -> None:
+        """Collect every child that ended; keep the program's status and usage."""
+        kernel = self.agent.kernel
+        while True:
+            try:
+                pid, status, rusage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid:
+                self.status, self.rusage = status, rusage
+            if pid == kernel.pid:
+                self._unwatch_kernel()
+                kernel.forget()
+
+    # ------------------------------------------------------------------ the end
+    def _close_stdin(self) -> None:
+        if self.stdin_fd is not None:
+            if self.stdin_watched:
+                self.sel.unregister(self.stdin_fd)
+                self.stdin_watched = False
+            os.close(self.stdin_fd)
+            self.stdin_fd = None
+
+    def close_output(self, out: _Output) -> None:
+        self.open.discard(out)
+        try:
+            self.sel.unregister(out.fd)
+        except KeyError:
+            pass
+        os.close(out.fd)
+
+    def _unwatch_kernel(self) -> None:
+        if self.kernel_watched and self.kernel is not None:
+            self.sel.unregister(self.kernel.sock)  # type: ignore[arg-type]
+            self.kernel_watched = False
+
+    def _release(self) -> None:
+        self._close_stdin()
+        for out in list(self.open):
+            self.close_output(out)
+        self._unwatch_kernel()
+
+    def _settle(self) -> None:
+        """Reap the killed until none is left (bounded): a SIGKILLed process takes a moment
+        to die, and the next run must not see it, nor the host find it alive."""
+        deadline = time.monotonic() + DRAIN
+        while _procs.others(spare=self.agent.kernel.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            self._reap()
+
+    def _report(self) -> None:
+        if self.killed:
+            self._settle()
+        kernel_alive = self.kernel is not None and self.kernel.pid != 0
+        self._release()
+        rusage = self.rusage
+        if kernel_alive:
+            cpu: float | None = _procs.proc_cpu(self.pid) - self.cpu_before
+            max_rss = _procs.proc_hwm_kb(self.pid)
+        else:
+            cpu = (rusage.ru_utime + rusage.ru_stime) if rusage is not None else None
+            max_rss = rusage.ru_maxrss if rusage is not None else None
+        exit_code = signum = None
+        if self.status is not None:
+            if os.WIFSIGNALED(self.status):
+                signum = os.WTERMSIG(self.status)
+            else:
+                exit_code = os.waitstatus_to_exitcode(self.status)
+        rlimits = self.job.get("rlimits")
+        cpu_limit = self.cpu_limit or (rlimits.get("cpu") if rlimits else None)
+        total = None if kernel_alive else self.run_cpu()
+        if total is not None and cpu is not None:
+            cpu = max(cpu, total)  # every process of the run, not only the main one
+        reason: Reason | None = self.reason
+        failed = signum is not None or exit_code not in (0, None)
+        if (
+            reason is None
+            and failed
+            and cpu_limit
+            and cpu is not None
+            and (signum in (signal.SIGXCPU, signal.SIGKILL) or exit_code in (152, 137))
+            and cpu >= cpu_limit - 0.05
+        ):
+            # RLIMIT_CPU (the backstop) ended the program, or a process of it
+            reason = "cpu_timeout"
+        report: ExitReport = {
+            "exit_code": exit_code,
+            "signal": signum,
+            "reason": reason,
+            "wall": (self.exited_at or time.monotonic()) - self.started,
+            "cpu": cpu,
+            "max_rss_kb": max_rss,
+            "oom_kills": _procs.oom_kills() - self.oom_before,
+            "truncated_stdout": self.outputs[0].truncated,
+            "truncated_stderr": self.outputs[1].truncated,
+        }
+        send_json(EXIT, report)
+        self.reported = True
+
+    def _abort(self, why: str) -> None:
+        """The run could not be carried out (its files could not be placed, descriptors
+        ran out after the user lowered our limits...): stop what it started, release its
+        pipes and still end it with one EXIT frame, so the host reports a status."""
+        _procs.kill_all(spare=self.agent.kernel.pid)
+        self._release()
+        if self.reported:
+            os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())
+            return
+        send(STDERR, f"sandboxkit: the run could not be carried out: {why}\n".encode())
+        send_json(EXIT, {"exit_code": None, "signal": None, "reason": "setup", "wall": 0.0})
+        self.reported = True

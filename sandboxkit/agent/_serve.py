@@ -1,0 +1,147 @@
+"""The serve loop: say ready, then carry out one job at a time until the host hangs up."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import sys
+
+from .._protocol import FAULT, JOB, READY, FrameReader
+from . import _files
+from ._host import CHUNK, reply, send_json
+from ._inline import forget_agent
+from ._kernel import Kernel
+from ._procs import SHIELDED, kill_and_reap, reap
+from ._run import Inbox, Run
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+WORKDIR = "/work"
+TOOLCHAIN_FILE = "/opt/sandboxkit/version"
+
+
+class Agent:
+    """The supervisor's state between runs: the host's input, queued jobs, the kernel."""
+
+    def __init__(self, workdir: str = WORKDIR) -> None:
+        self.workdir = workdir
+        self.sel = selectors.DefaultSelector()
+        self.reader = FrameReader()
+        self.queue: list[tuple[Any, Inbox]] = []  # jobs (parsed JSON) not started yet
+        self.inbox = Inbox()  # where input for the running job goes
+        self.stdin_eof = False
+        self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
+        # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(self.wake_r, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        os.set_blocking(0, False)
+        self.sel.register(0, selectors.EVENT_READ, self.pump_host)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
+
+    def pump_host(self) -> None:
+        """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
+        try:
+            data = os.read(0, CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            self.stdin_eof = True
+            self.sel.unregister(0)
+            return
+        for kind, payload in self.reader.feed(data):
+            if kind == JOB:
+                self.queue.append((json.loads(payload), Inbox()))
+            else:
+                # input that arrived together with a job not started yet belongs to it
+                (self.queue[-1][1] if self.queue else self.inbox).take(kind, payload)
+
+    def drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def serve(self) -> None:
+        send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
+        while True:
+            while not self.queue and not self.stdin_eof:
+                for key, _events in self.sel.select(None):
+                    key.data()
+                if self.kernel.pid in reap():
+                    self.kernel.forget()  # it died between runs: the next cell starts anew
+            if not self.queue:
+                # the host closed our stdin: the container ends, nothing outlives it
+                kill_and_reap()
+                return
+            job, inbox = self.queue.pop(0)
+            try:
+                self.dispatch(job, inbox)
+            except Exception as exc:  # noqa: BLE001 - report, never die
+                send_json(FAULT, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def dispatch(self, job: Any, inbox: Inbox) -> None:
+        op = job.get("op")
+        if op == "run":
+            self.inbox = inbox
+            Run(self, job, inbox).execute()
+        elif op in _files.OPS:
+            _files.serve(self.workdir, job)
+        else:
+            reply({"ok": False, "error": f"unknown op {op!r}"})
+
+
+def _toolchain() -> str | None:
+    """The toolchain's own version line, recorded in the image when it was built."""
+    try:
+        with open(TOOLCHAIN_FILE, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return None
+    return lines[0][:200] if lines else None
+
+
+def _make_undumpable() -> None:
+    """Keep same-uid user code out of /proc/1 (fds, memory): PR_SET_DUMPABLE = 0."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - gVisor or exotic libc: isolation still holds by uid
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the agent. ``--workdir DIR`` (tests on a host only) replaces ``/work``."""
+    args = sys.argv[1:] if argv is None else argv
+    workdir = WORKDIR
+    if len(args) == 2 and args[0] == "--workdir":
+        workdir = args[1]
+    elif args:
+        sys.exit("usage: agent [--workdir DIR]")
+    if os.getpid() != 1:
+        # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
+        sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
+    _make_undumpable()
+    # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
+    # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
+    # init at all: ignore every signal that can be ignored (runs get the defaults back).
+    for sig in SHIELDED:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError):
+            pass
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError:
+        pass
+    forget_agent()  # every module is loaded: from here on, programs must not see them
+    Agent(workdir).serve()

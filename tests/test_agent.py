@@ -1,0 +1,513 @@
+"""The real agent, no engine: started from the files an image gets, as PID 1 of a fresh
+PID namespace (``unshare --pid``), driven through its stdin/stdout frames.
+
+Why a namespace: as PID 1 the agent wipes leftovers with ``kill(-1, SIGKILL)``, which on
+the host would reach every process of the machine. Inside a new PID namespace it reaches
+that namespace alone; the agent also refuses to start, and to kill, unless it is PID 1.
+The guard tests run first and themselves inside a namespace (with ``sh`` as its PID 1),
+so a broken guard could only ever hit that namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxkit import _protocol as wire
+from sandboxkit._dockerfile import agent_files
+
+PY = sys.executable
+RLIMITS = {"cpu": 10, "fsize": 64 << 20, "nofile": 256, "core": 0}
+
+
+@functools.cache
+def _unshare() -> list[str]:
+    """The command prefix for a fresh PID namespace (root, or a user namespace)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux)")
+    for extra in ([], ["--user", "--map-root-user"]):
+        cmd = ["unshare", *extra, "--pid", "--fork", "--kill-child", "--mount-proc"]
+        if subprocess.run([*cmd, "true"], capture_output=True).returncode == 0:
+            return cmd
+    pytest.skip("cannot make a PID namespace here (unshare --pid failed)")
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent's files as an image has them under /opt/sandboxkit."""
+    root = tmp_path_factory.mktemp("agent")
+    for name, data in agent_files().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+class Agent:
+    """One agent process, and the frames it sent."""
+
+    def __init__(self, layout: Path, workdir: Path) -> None:
+        self.workdir = workdir
+        self.stderr = workdir.parent / "agent-stderr"
+        with self.stderr.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [*_unshare(), PY, "-I", str(layout / "agent.py"), "--workdir", str(workdir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        self.reader = wire.FrameReader()
+        self.frames: list[tuple[bytes, bytes]] = []
+
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(wire.pack(kind, payload))
+        self.proc.stdin.flush()
+
+    def job(self, job: dict[str, Any]) -> None:
+        self.send(wire.JOB, json.dumps(job).encode())
+
+    def recv(self, timeout: float = 10.0) -> tuple[bytes, bytes]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while not self.frames:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"no frame from the agent within {timeout}s")
+            data = os.read(fd, 65536)
+            if not data:
+                raise EOFError(f"the agent ended: {self.stderr.read_text()!r}")
+            self.frames += self.reader.feed(data)
+        return self.frames.pop(0)
+
+    def until(self, *kinds: bytes, timeout: float = 10.0) -> list[tuple[bytes, bytes]]:
+        got = [self.recv(timeout)]
+        while got[-1][0] not in kinds:
+            got.append(self.recv(timeout))
+        return got
+
+    def run(self, argv: list[str], **job: Any) -> tuple[bytes, bytes, dict[str, Any]]:
+        """Send a run job; its stdout, stderr and exit report."""
+        self.job(run_job(argv, **job))
+        return self.outcome()
+
+    def stdout_until(self, expected: bytes) -> bool:
+        """Read STDOUT frames until they add up to ``expected`` (a pipe may merge writes)."""
+        got = b""
+        while len(got) < len(expected):
+            kind, payload = self.recv()
+            assert kind == wire.STDOUT, (kind, payload)
+            got += payload
+        return got == expected
+
+    def outcome(self) -> tuple[bytes, bytes, dict[str, Any]]:
+        frames = self.until(wire.EXIT, wire.FAULT)
+        assert frames[-1][0] == wire.EXIT, frames[-1]
+        out = b"".join(p for k, p in frames if k == wire.STDOUT)
+        err = b"".join(p for k, p in frames if k == wire.STDERR)
+        return out, err, json.loads(frames[-1][1])
+
+    def call(self, job: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """A file job; the reply's header and data."""
+        self.job(job)
+        kind, payload = self.recv()
+        assert kind == wire.REPLY, (kind, payload)
+        header, _, data = payload.partition(b"\0")
+        return json.loads(header), data
+
+    def childless(self, timeout: float = 5.0) -> bool:
+        """Whether the agent comes to have no child process (all ended and reaped)."""
+        deadline = time.monotonic() + timeout
+        (agent,) = _children(self.proc.pid)  # unshare's one child: the agent
+        while _children(agent):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # unshare --kill-child takes the namespace with it
+            self.proc.wait()
+            raise
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def run_job(argv: list[str], **job: Any) -> dict[str, Any]:
+    files = {k: base64.b64encode(v).decode() for k, v in job.pop("files", {}).items()}
+    stdin = job.pop("stdin", None)
+    return {
+        "op": "run",
+        "argv": argv,
+        "files": files,
+        "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
+        "time": 5.0,
+        "output_bytes": 1_000_000,
+        "rlimits": RLIMITS,
+        "env": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        **job,
+    }
+
+
+def python(code: str, **job: Any) -> tuple[list[str], dict[str, Any]]:
+    """argv and job keys for ``code`` run inline in the agent's pre-loaded interpreter."""
+    files = {"main.py": code.encode(), **job.pop("files", {})}
+    return ["python3", "main.py"], {"files": files, "python_inline": True, **job}
+
+
+@pytest.fixture
+def agent(layout: Path, tmp_path: Path) -> Iterator[Agent]:
+    workdir = tmp_path / "work"
+    a = Agent(layout, workdir)
+    kind, payload = a.recv()
+    assert kind == wire.READY, (kind, payload)
+    yield a
+    assert a.close() == 0
+
+
+# ---------------------------------------------------------------- the PID 1 guard first
+def _in_namespace(script: str, layout: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` run by sh as PID 1 of a fresh namespace: the agent there is not PID 1."""
+    return subprocess.run(
+        [*_unshare(), "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PY": PY, "LAYOUT": str(layout)},
+    )
+
+
+def test_agent_refuses_to_start_unless_pid1(layout: Path, tmp_path: Path) -> None:
+    r = _in_namespace(
+        f'sleep 30 & "$PY" -I "$LAYOUT/agent.py" --workdir {tmp_path} </dev/null; '
+        'echo "rc=$?"; kill -0 $! && echo neighbour-alive',
+        layout,
+    )
+    assert "refusing to run outside a container" in r.stderr
+    assert "rc=1" in r.stdout and "neighbour-alive" in r.stdout
+
+
+@pytest.mark.parametrize("call", ["kill_all()", "kill_all(spare=2)", "kill_and_reap()"])
+def test_kill_everything_refuses_unless_pid1(layout: Path, call: str) -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1] + '/lib')\n"
+        f"from sandboxkit.agent import _procs\n_procs.{call}\nprint('went on')"
+    )
+    r = _in_namespace(
+        f'sleep 30 & "$PY" -I -c "{code}" "$LAYOUT"; echo "rc=$?"; kill -0 $! && echo alive',
+        layout,
+    )
+    assert "refusing kill(-1)" in r.stderr, r.stderr
+    assert "rc=70" in r.stdout and "went on" not in r.stdout and "alive" in r.stdout
+
+
+# ---------------------------------------------------------------- runs
+def test_ready_frame_then_exit_at_eof(layout: Path, tmp_path: Path) -> None:
+    a = Agent(layout, tmp_path / "work")
+    kind, payload = a.recv()
+    assert kind == wire.READY
+    ready = json.loads(payload)
+    assert ready["python"] == sys.version.split()[0] and ready["toolchain"] is None
+    assert (tmp_path / "work").is_dir()  # the workdir is made
+    assert a.close() == 0
+
+
+def test_exec_run_stdout_and_exit_report(agent: Agent) -> None:
+    out, err, report = agent.run(["/bin/echo", "hello", "world"])
+    assert (out, err) == (b"hello world\n", b"")
+    assert report["exit_code"] == 0 and report["signal"] is None and report["reason"] is None
+    assert report["truncated_stdout"] is report["truncated_stderr"] is False
+    assert 0 <= report["wall"] < 5 and report["cpu"] is not None and report["max_rss_kb"] > 0
+
+
+def test_stderr_exit_code_env_and_cwd(agent: Agent) -> None:
+    code = "import os, sys; print(os.getcwd(), os.environ['X']); sys.stderr.write('oops'); exit(3)"
+    out, err, report = agent.run([PY, "-c", code], env={"X": "42"})
+    assert out == f"{agent.workdir} 42\n".encode() and err == b"oops"
+    assert report["exit_code"] == 3
+
+
+def test_a_program_that_cannot_start(agent: Agent) -> None:
+    _out, err, report = agent.run(["/no/such/program"])
+    assert report["exit_code"] == 127 and b"cannot start '/no/such/program'" in err
+
+
+def test_signal(agent: Agent) -> None:
+    _out, _err, report = agent.run(["/bin/sh", "-c", "kill -SEGV $$"])
+    assert (report["exit_code"], report["signal"]) == (None, 11)
+
+
+def test_stdin_data_then_eof(agent: Agent) -> None:
+    out, _err, report = agent.run(["/bin/cat"], stdin=b"line 1\nline 2\n")
+    assert out == b"line 1\nline 2\n" and report["exit_code"] == 0
+    out, _err, report = agent.run(["/bin/cat"])  # no stdin: end of file at once
+    assert out == b"" and report["exit_code"] == 0
+
+
+def test_interactive_stdin_frames(agent: Agent) -> None:
+    agent.job(run_job(["/bin/cat"], interactive=True, stdin=b"first\n"))
+    agent.send(wire.STDIN, b"second\n")
+    assert agent.stdout_until(b"first\nsecond\n")
+    agent.send(wire.STDIN, b"third\n")
+    assert agent.stdout_until(b"third\n")  # the run goes on until stdin is closed
+    agent.send(wire.CLOSE_STDIN)
+    out, _err, report = agent.outcome()
+    assert out == b"" and report["exit_code"] == 0
+
+
+def test_wall_timeout(agent: Agent) -> None:
+    t = time.monotonic()
+    _out, _err, report = agent.run(["/bin/sleep", "30"], time=0.3)
+    assert time.monotonic() - t < 3
+    assert report["reason"] == "timeout" and report["signal"] == 9
+    assert 0.3 <= report["wall"] < 2
+
+
+def test_output_cap_keeps_the_first_bytes(agent: Agent) -> None:
+    code = "import sys; sys.stdout.write('x' * 5000); sys.stderr.write('e' * 10)"
+    out, err, report = agent.run([PY, "-c", code], output_bytes=1000)
+    assert out == b"x" * 1000 and err == b"e" * 10
+    assert report["truncated_stdout"] is True and report["truncated_stderr"] is False
+    assert report["reason"] is None and report["exit_code"] == 0
+
+
+def test_flood_is_killed(agent: Agent) -> None:
+    out, _err, report = agent.run(["/usr/bin/yes"], output_bytes=1000)
+    assert report["reason"] == "output_limit" and report["signal"] == 9
+    assert len(out) == 1000 and report["truncated_stdout"] is True
+
+
+def test_kill_frame(agent: Agent) -> None:
+    agent.job(run_job(["/bin/sh", "-c", "echo started; exec sleep 30"], interactive=True))
+    assert agent.recv() == (wire.STDOUT, b"started\n")
+    agent.send(wire.KILL)
+    _out, _err, report = agent.outcome()
+    assert report["reason"] == "killed" and report["signal"] == 9
+
+
+def test_frames_sent_behind_a_queued_job_belong_to_it(agent: Agent) -> None:
+    agent.job(run_job(["/bin/sleep", "0.2"]))
+    agent.job(run_job(["/bin/cat"], interactive=True))
+    agent.send(wire.STDIN, b"for the second run\n")
+    agent.send(wire.CLOSE_STDIN)
+    assert agent.outcome()[2]["exit_code"] == 0
+    out, _err, report = agent.outcome()
+    assert out == b"for the second run\n" and report["exit_code"] == 0
+    agent.job(run_job(["/bin/sleep", "30"]))
+    agent.send(wire.KILL)  # a kill right behind its job is not lost
+    assert agent.outcome()[2]["reason"] == "killed"
+
+
+# prints whether the process whose pid is in ./pid has ended, waiting for a kill to land
+ENDED = """\
+import os, sys, time
+def state(pid):
+    try:
+        return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return 'gone'
+pid = int(sys.argv[1]) if len(sys.argv) > 1 else int(open('pid').read())  # the daemon's
+deadline = time.monotonic() + (5 if 'wait' in sys.argv else 0)
+while state(pid) not in ('Z', 'gone') and time.monotonic() < deadline:
+    time.sleep(0.01)
+print('dead' if state(pid) in ('Z', 'gone') else 'alive')
+"""
+
+
+@pytest.mark.parametrize(
+    "leftover",
+    [
+        "sleep 100 & echo $!",
+        "sleep 100 >/dev/null 2>&1 &",  # killed after the run's pipes closed
+        "sh -c 'while :; do echo bg; sleep 0.01; done' & echo started",
+    ],
+    ids=["holding-stdout", "detached", "writer-with-children"],
+)
+def test_leftovers_are_killed_and_reaped_after_a_run(agent: Agent, leftover: str) -> None:
+    t = time.monotonic()
+    agent.run(["/bin/sh", "-c", leftover])
+    assert time.monotonic() - t < 2  # the leftover holding stdout does not hold the run
+    assert agent.childless(timeout=0)  # gone (killed and reaped) when the run is reported
+
+
+def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:
+    agent.run(["/bin/sh", "-c", "sleep 0.2 >/dev/null 2>&1 &"], keep_processes=True)
+    assert agent.childless()  # it ends while the agent waits for the next job
+
+
+def test_keep_processes_spares_leftovers(agent: Agent) -> None:
+    daemon = ["/bin/sh", "-c", "sleep 100 >/dev/null 2>&1 & echo $! > pid"]
+    assert agent.run(daemon, keep_processes=True)[2]["exit_code"] == 0
+    argv, job = python(ENDED)
+    assert agent.run(argv, keep_processes=True, **job)[0] == b"alive\n"  # pid from ./pid
+    assert agent.run(["/bin/true"])[2]["exit_code"] == 0  # leftovers end with this run
+    pid = (agent.workdir / "pid").read_text().strip()
+    assert agent.run([*argv, pid, "wait"], **job)[0] == b"dead\n"
+
+
+def test_run_files_replace_what_the_program_left(agent: Agent, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("untouched")
+    (agent.workdir / "main.py").symlink_to(outside)
+    (agent.workdir / "data").mkdir()
+    argv, job = python("print(open('data').read())", files={"data": b"fresh"})
+    out, err, _report = agent.run(argv, **job)
+    assert out == b"fresh\n", err
+    assert outside.read_text() == "untouched" and not (agent.workdir / "main.py").is_symlink()
+
+
+def test_unplaceable_files_end_the_run_with_a_setup_status(agent: Agent) -> None:
+    _out, err, report = agent.run(["/bin/true"], files={"../escape": b"x"})
+    assert report["reason"] == "setup" and b"escapes the workdir" in err
+    assert agent.run(["/bin/echo", "next"])[0] == b"next\n"  # the agent goes on
+
+
+# ---------------------------------------------------------------- inline Python
+PARITY = """\
+import sys, os
+print(repr(sys.argv))
+print(sys.path[0])
+print(any('sandboxkit' in p or p.endswith('/lib') for p in sys.path))
+print(sorted(m for m in sys.modules if m.split('.')[0] == 'sandboxkit'))
+print(__name__, __file__, type(__builtins__).__name__, __package__, __spec__)
+print(os.environ.get('X'), sorted(os.environ) == ['LANG', 'PATH', 'X'])
+def f(x: int): return x
+print(f.__annotations__['x'] is int)
+"""
+
+
+def test_inline_python_sees_a_plain_interpreter(agent: Agent) -> None:
+    argv, job = python(PARITY, env={"X": "1", "PATH": "/bin", "LANG": "C.UTF-8"})
+    out, err, report = agent.run([*argv, "a", "b"], **job)
+    assert report["exit_code"] == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0] == "['main.py', 'a', 'b']"
+    assert lines[1] == str(agent.workdir)
+    assert lines[2:4] == ["False", "[]"]
+    assert lines[4] == f"__main__ {agent.workdir}/main.py module None None"
+    assert lines[5:7] == ["1 True", "True"]
+
+
+def test_inline_python_errors_as_the_interpreter_reports_them(agent: Agent) -> None:
+    argv, job = python("def f():\n    raise ValueError('bad')\nf()\n")
+    _out, err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 1
+    assert err.decode().startswith('Traceback (most recent call last):\n  File "main.py", line 3')
+    assert err.decode().endswith("ValueError: bad\n") and b"sandboxkit" not in err
+    argv, job = python("import sys\nsys.exit('goodbye')")
+    _out, err, report = agent.run(argv, **job)
+    assert (report["exit_code"], err) == (1, b"goodbye\n")
+    argv, job = python("import sys\nsys.stdout.write('partial')\nsys.exit(300)")
+    out, _err, report = agent.run(argv, **job)
+    assert (out, report["exit_code"]) == (b"partial", 300 & 0xFF)
+
+
+def test_session_kernel_keeps_state_between_cells(agent: Agent) -> None:
+    argv, job = python("x = 6 * 7\nprint('set')", kernel=True)
+    assert agent.run(argv, **job)[0] == b"set\n"
+    argv, job = python("import sys\nx + 1", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert out == b"43\n" and report["exit_code"] == 0
+    argv, job = python("raise KeyError(x)", kernel=True)
+    _out, err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 1 and err.endswith(b"KeyError: 42\n")
+    argv, job = python("import sys\nprint(sys.path[0], 'sandboxkit' in sys.modules)", kernel=True)
+    assert agent.run(argv, **job)[0] == f"{agent.workdir} False\n".encode()
+
+
+# ---------------------------------------------------------------- file jobs
+def test_write_read_list(agent: Agent) -> None:
+    data = bytes(range(256))
+    b64 = base64.b64encode(data).decode()
+    job = {"op": "write", "path": "pkg/sub/a.bin", "data": b64, "mode": 0o755}
+    assert agent.call(job) == ({"ok": True}, b"")
+    assert (agent.workdir / "pkg/sub/a.bin").stat().st_mode & 0o777 == 0o755
+    assert agent.call({"op": "read", "path": "pkg/sub/a.bin", "max_bytes": 1000}) == (
+        {"ok": True},
+        data,
+    )
+    reply, _ = agent.call({"op": "read", "path": "pkg/sub/a.bin", "max_bytes": 10})
+    assert not reply["ok"] and "cap" in reply["error"]
+    reply, _ = agent.call({"op": "list"})
+    assert reply["entries"] == [
+        {"path": "pkg", "type": "dir", "size": reply["entries"][0]["size"]},
+        {"path": "pkg/sub", "type": "dir", "size": reply["entries"][1]["size"]},
+        {"path": "pkg/sub/a.bin", "type": "file", "size": 256},
+    ]
+    reply, _ = agent.call({"op": "read", "path": "missing", "max_bytes": 10})
+    assert not reply["ok"] and "No such file" in reply["error"]
+
+
+def test_file_jobs_never_leave_the_workdir(agent: Agent, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    (agent.workdir / "link").symlink_to(outside)
+    (agent.workdir / "file-link").symlink_to(outside / "secret")
+    b64 = base64.b64encode(b"x").decode()
+    for path in ("../x", "/etc/passwd", "link/new", "file-link", "a/../../x"):
+        reply, _ = agent.call({"op": "write", "path": path, "data": b64, "mode": 0o644})
+        assert not reply["ok"], path
+    for path in ("link/secret", "file-link", "../outside/secret"):
+        reply, data = agent.call({"op": "read", "path": path, "max_bytes": 100})
+        assert not reply["ok"] and data == b"", path
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    reply, _ = agent.call({"op": "list"})
+    assert {e["path"]: e["type"] for e in reply["entries"]} == {
+        "link": "symlink",
+        "file-link": "symlink",
+    }
+
+
+def test_unknown_op_and_a_broken_job(agent: Agent) -> None:
+    reply, _ = agent.call({"op": "format-disk"})
+    assert reply == {"ok": False, "error": "unknown op 'format-disk'"}
+    agent.job({"op": "read"})  # no path: the agent reports a fault and goes on
+    kind, payload = agent.recv()
+    assert kind == wire.FAULT and "KeyError" in json.loads(payload)["error"]
+    assert agent.run(["/bin/echo", "still here"])[0] == b"still here\n"
+
+
+def test_a_kernel_that_died_between_runs_is_started_anew(agent: Agent) -> None:
+    (agent.workdir / "ended.py").write_text(ENDED)
+    killer = (
+        "import os, subprocess, sys\nx = 1\nsubprocess.Popen(['sh', '-c', "
+        "f'sleep 0.1; kill -9 {os.getpid()}; {sys.executable} ended.py {os.getpid()} wait "
+        "> killed'])\nprint(os.getpid())"
+    )
+    argv, job = python(killer, kernel=True, keep_processes=True)
+    first = agent.run(argv, **job)[0]
+    deadline = time.monotonic() + 10
+    while b"dead" not in _read(agent.workdir / "killed") and time.monotonic() < deadline:
+        time.sleep(0.02)  # the kernel is killed while no run is going on
+    argv, job = python("import os\nprint(os.getpid(), 'x' in globals())", kernel=True)
+    out, err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 0, err
+    pid, had_x = out.split()
+    assert pid != first.strip() and had_x == b"False"  # a fresh kernel, a fresh namespace
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

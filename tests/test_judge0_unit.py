@@ -1,0 +1,291 @@
+"""The Judge0 layer's pure parts, without Docker: the language table, field validation
+with Judge0 CE 1.13.1's ranges and messages, the comparison, serialization, the zip."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import zipfile
+from typing import Any
+
+import pytest
+
+from sandboxkit._dockerfile import render
+from sandboxkit._judge_models import JudgeReport, TestResult
+from sandboxkit._languages import REGISTRY, get_language
+from sandboxkit._languages_extra import EXTRA, OBJECTIVE_C
+from sandboxkit.server._app import NotUtf8, _limits, _requested_fields, serialize
+from sandboxkit.server._judge0 import (
+    ALL_FIELDS,
+    CONFIG,
+    LANGUAGES,
+    UNAVAILABLE,
+    judge0_equal,
+    result_fields,
+)
+from sandboxkit.server._requests import (
+    archived_languages,
+    available_languages,
+    parse_submission,
+    unzip_files,
+)
+
+# Judge0 CE 1.13.1's 47 active language ids
+JUDGE0_IDS = {*range(43, 90)}
+
+
+def parse(body: dict[str, Any], *, b64: bool = False, network: bool = False) -> Any:
+    return parse_submission(
+        body, b64=b64, max_source_bytes=1 << 20, max_io_bytes=1 << 20, allow_network=network
+    )
+
+
+def ok(**fields: Any) -> dict[str, Any]:
+    record, errors = parse({"source_code": "print(1)", "language_id": 71, **fields})
+    assert record is not None, errors
+    return record
+
+
+def errors_of(**fields: Any) -> dict[str, list[str]]:
+    body = {"source_code": "print(1)", "language_id": 71, **fields}
+    record, errors = parse(body)
+    assert record is None
+    return dict(errors)
+
+
+# ---------------------------------------------------------------- languages
+def test_every_judge0_id_is_offered_or_archived_with_a_reason() -> None:
+    assert set(LANGUAGES) | set(UNAVAILABLE) == JUDGE0_IDS
+    assert not set(LANGUAGES) & set(UNAVAILABLE)
+    assert set(available_languages()) == set(LANGUAGES)
+    assert set(archived_languages()) == set(UNAVAILABLE)
+    for name, why in UNAVAILABLE.values():
+        assert name and len(why) > 10
+
+
+def test_every_offered_id_names_a_registered_spec_and_a_version() -> None:
+    for lid, (language, name) in LANGUAGES.items():
+        spec = get_language(language)
+        assert spec.name == language
+        if lid not in (43, 44, 89):  # Judge0's own names carry no version
+            assert re.search(r"\(.*\d+(\.\d+)*.*\)$", name), name
+
+
+def test_extra_languages_are_registered_and_sdk_reachable_by_alias() -> None:
+    names = set(REGISTRY.names())
+    assert {s.name for s in EXTRA} <= names
+    assert get_language("clang++").name == "clang-cpp"
+    assert get_language("c#").name == "csharp"
+    assert get_language("objc").name == "objective-c"
+
+
+def test_jvm_and_gcc_languages_share_the_runtime_layer() -> None:
+    java_first = render(get_language("java")).split("RUN ")[1]
+    c_first = render(get_language("c")).split("RUN ")[1]
+    for name in ("kotlin", "scala", "groovy", "clojure"):
+        assert render(get_language(name)).split("RUN ")[1] == java_first
+    for name in ("fortran", "d", "cobol", "prolog", "multifile"):
+        assert render(get_language(name)).split("RUN ")[1] == c_first
+    clang_first = render(get_language("clang")).split("RUN ")[1]
+    assert render(OBJECTIVE_C).split("RUN ")[1] == clang_first
+
+
+def test_compile_options_go_where_the_spec_says() -> None:
+    c = get_language("c").with_compile_options(("-DX=1", "-Wall"))
+    assert c.compile is not None and c.compile[:3] == ("gcc", "-DX=1", "-Wall")
+    asm = get_language("assembly").with_compile_options(("-g",))
+    assert asm.compile is not None and asm.compile[-1] == "-g"  # "$@" of the sh wrapper
+    assert get_language("python").with_compile_options(("-O",)).compile is None
+
+
+# ---------------------------------------------------------------- field validation
+def test_defaults_are_judge0_defaults() -> None:
+    record = ok()
+    for field in ("cpu_time_limit", "wall_time_limit", "memory_limit", "stack_limit"):
+        assert record[field] == CONFIG[field]
+    assert record["number_of_runs"] == 1
+    assert record["enable_network"] is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("memory_limit", 2047, "must be greater than or equal to 2048"),
+        ("memory_limit", 512001, "must be less than or equal to 512000"),
+        ("wall_time_limit", 0.5, "must be greater than or equal to 1"),
+        ("cpu_time_limit", 15.5, "must be less than or equal to 15.0"),
+        ("cpu_extra_time", -1, "must be greater than or equal to 0"),
+        ("stack_limit", 128001, "must be less than or equal to 128000"),
+        ("max_processes_and_or_threads", 0, "must be greater than or equal to 1"),
+        ("max_file_size", 4097, "must be less than or equal to 4096"),
+        ("number_of_runs", 0, "must be greater than or equal to 1"),
+        ("number_of_runs", 21, "must be less than or equal to 20"),
+        ("memory_limit", "lots", "is not a number"),
+    ],
+)
+def test_numeric_ranges(field: str, value: object, message: str) -> None:
+    assert errors_of(**{field: value})[field] == [message]
+
+
+def test_numeric_edges_are_accepted() -> None:
+    record = ok(memory_limit=2048, wall_time_limit=1, cpu_time_limit=0.1, stack_limit=1)
+    assert record["memory_limit"] == 2048 and record["cpu_time_limit"] == 0.1
+
+
+def test_compiler_options_only_for_compiled_languages() -> None:
+    record, _errors = parse(
+        {"source_code": "int main(){}", "language_id": 50, "compiler_options": "-O0 -DX='a b'"}
+    )
+    assert record is not None and record["compiler_options"] == "-O0 -DX='a b'"
+    assert errors_of(compiler_options="-O")["compiler_options"] == [
+        "setting compiler options is only allowed for compiled languages"
+    ]
+    assert "too long" in errors_of(compiler_options="x" * 513)["compiler_options"][0]
+    unbalanced = {"source_code": "int main(){}", "language_id": 50, "compiler_options": "'open"}
+    assert "compiler_options" in parse(unbalanced)[1]
+
+
+def test_command_line_arguments() -> None:
+    assert ok(command_line_arguments="a 'b c'")["command_line_arguments"] == "a 'b c'"
+    assert "too long" in errors_of(command_line_arguments="x" * 513)["command_line_arguments"][0]
+
+
+def test_callback_url_must_be_http() -> None:
+    assert ok(callback_url="http://127.0.0.1:9/cb")["callback_url"] == "http://127.0.0.1:9/cb"
+    assert errors_of(callback_url="ftp://x/y")["callback_url"] == ["is not a valid url"]
+    assert errors_of(callback_url="not a url")["callback_url"] == ["is not a valid url"]
+
+
+def test_enable_network_needs_the_server_flag() -> None:
+    assert errors_of(enable_network=True)["enable_network"] == ["enabling network is not allowed"]
+    record, _ = parse({"source_code": "1", "language_id": 71, "enable_network": True}, network=True)
+    assert record is not None and record["enable_network"] is True
+
+
+def test_per_process_flags_are_accepted() -> None:
+    record = ok(
+        enable_per_process_and_thread_time_limit=True,
+        enable_per_process_and_thread_memory_limit="true",
+    )
+    assert record["enable_per_process_and_thread_time_limit"] is True
+    assert record["enable_per_process_and_thread_memory_limit"] is True
+    assert errors_of(redirect_stderr_to_stdout="maybe")["redirect_stderr_to_stdout"]
+
+
+def _zip(files: dict[str, bytes]) -> str:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_additional_files_are_a_base64_zip() -> None:
+    record = ok(additional_files=_zip({"data.txt": b"1 2\n"}))
+    assert unzip_files(base64.b64decode(record["additional_files"]), 1 << 20) == {
+        "data.txt": b"1 2\n"
+    }
+    assert errors_of(additional_files="!!!")["additional_files"] == ["is not valid base64"]
+    not_zip = base64.b64encode(b"plain").decode()
+    assert "not a valid zip" in errors_of(additional_files=not_zip)["additional_files"][0]
+    escape = _zip({"../evil": b"x"})
+    assert "outside" in errors_of(additional_files=escape)["additional_files"][0]
+
+
+def test_multi_file_program_needs_files_not_source() -> None:
+    record, errors = parse({"language_id": 89, "additional_files": _zip({"run": b"echo hi"})})
+    assert record is not None, errors
+    record, errors = parse({"language_id": 89})
+    assert record is None and "additional_files" in errors
+
+
+def test_archived_and_unknown_language_ids() -> None:
+    assert errors_of(language_id=70)["language_id"] == [
+        "language with id 70 is archived and cannot be used anymore"
+    ]
+    assert errors_of(language_id=9999)["language_id"] == ["language with id 9999 doesn't exist"]
+
+
+def test_base64_fields_keep_exact_bytes() -> None:
+    raw = bytes([0xFE, 0xFF, 0x00, 0x80])
+    body = {
+        "source_code": base64.b64encode(b"print(1)").decode(),
+        "language_id": 71,
+        "expected_output": base64.b64encode(raw).decode(),
+    }
+    record, errors = parse(body, b64=True)
+    assert record is not None, errors
+    assert record["expected_output"].encode("utf-8", "surrogateescape") == raw
+
+
+# ---------------------------------------------------------------- limits and results
+def test_limits_follow_judge0_units() -> None:
+    limits = _limits(
+        ok(cpu_time_limit=0.5, cpu_extra_time=0.25, max_file_size=100, stack_limit=64000)
+    )
+    assert limits.cpu_time == 0.75
+    assert limits.file_size_mb == pytest.approx(100 / 1024)
+    assert limits.output_bytes == 100 * 1024
+    assert limits.stack_mb == 63
+
+
+def test_judge0_comparison() -> None:
+    assert judge0_equal(b"3\n", b"3")
+    assert judge0_equal(b"a  \nb\n\n", b"a\nb")
+    assert not judge0_equal(b"a b", b"a  b")
+    assert judge0_equal(bytes([0xFE, 0xFF, 0x80]), bytes([0xFE, 0xFF, 0x80, 0x0A]))
+    assert not judge0_equal(bytes([0xFE, 0xFF]), bytes([0xFE, 0xFE]))
+
+
+def _report(*runs: tuple[str, float, float, bytes]) -> JudgeReport:
+    tests = tuple(
+        TestResult(index=i, verdict=v, time=t, wall=t, memory_mb=m, exit_code=0, stdout_bytes=o)  # type: ignore[arg-type]
+        for i, (v, t, m, o) in enumerate(runs)
+    )
+    return JudgeReport(verdict="AC", tests=tests, language="python", total_tests=len(tests))
+
+
+def test_number_of_runs_average_time_and_memory() -> None:
+    record = ok(expected_output="x")
+    out = result_fields(_report(("AC", 0.1, 10.0, b"x\n"), ("AC", 0.3, 20.0, b"x\n")), record)
+    assert out["status_id"] == 3
+    assert out["time"] == pytest.approx(0.2)
+    assert out["memory"] == 15 * 1024
+
+
+def test_wrong_answer_on_bytes() -> None:
+    record = ok(expected_output="x")
+    assert result_fields(_report(("AC", 0.1, 1.0, b"y\n")), record)["status_id"] == 4
+
+
+def test_fields_parameter() -> None:
+    class R:
+        def __init__(self, fields: str) -> None:
+            self.query_params = {"fields": fields}
+
+    assert _requested_fields(R("status_id,language_id")) == ("status_id", "language_id")  # type: ignore[arg-type]
+    assert _requested_fields(R("*")) == ALL_FIELDS  # type: ignore[arg-type]
+    assert {"status_id", "language_id", "status", "language"} <= set(ALL_FIELDS)
+
+
+def test_plain_text_of_non_utf8_output_is_refused() -> None:
+    record = {**ok(), "stdout": bytes([0xFE, 0xFF]).decode("utf-8", "surrogateescape")}
+    with pytest.raises(NotUtf8):
+        serialize(record, ("stdout",), False)
+    assert serialize(record, ("stdout",), True)["stdout"] == base64.b64encode(b"\xfe\xff").decode()
+
+
+def test_a_kill_past_the_cpu_limit_is_a_time_limit() -> None:
+    record = ok(cpu_time_limit=0.5)
+    killed = JudgeReport(
+        verdict="RE",
+        tests=(TestResult(index=0, verdict="RE", time=0.8, wall=1.0, signal=9),),
+        language="python",
+        total_tests=1,
+    )
+    assert result_fields(killed, record)["status_id"] == 5
+    early = killed.model_copy(
+        update={"tests": (TestResult(index=0, verdict="RE", time=0.1, wall=0.2, signal=9),)}
+    )
+    assert result_fields(early, record)["status_id"] == 12
