@@ -331,11 +331,15 @@ class SandboxPool:
             except SandboxkitError as exc:
                 if copy_failure is None and source is not None and m not in by_copy:
                     # built first and failed (no route to the mirror?): copy after all
-                    again = await transfer(tag, source.backend, [m.backend], say)
-                    if again.get(m.url) is None:
+                    try:
+                        copy_failure = (await transfer(tag, source.backend, [m.backend], say))[
+                            m.url
+                        ]
+                    except SandboxkitError as again:
+                        copy_failure = again
+                    if copy_failure is None:
                         self._arrived(m.url, tag, None)
                         continue
-                    copy_failure = again.get(m.url)
                 how = f"copying it failed ({copy_failure}); " if copy_failure else ""
                 failure = ImageError(
                     f"the image {tag} could not reach the engine at {m.url}: {how}"

@@ -578,7 +578,17 @@ class DockerBackend:
         flt = json.dumps({"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]})
         with self._map("list containers"):
             found = await _idempotent(lambda: self._client.containers.list(all=True, filters=flt))
-            return [dict(c._container) for c in found]
+            listed = [dict(c._container) for c in found]
+        # after a SIGKILLed dockerd restarts, an AutoRemove container it removed while
+        # restoring may stay listed as "dead" with no name although it is gone (inspect:
+        # no such container, no files): a ghost of the listing, not a container to reap
+        kept = []
+        for c in listed:
+            ghost = c.get("State") == "dead" and not c.get("Names")
+            if ghost and await self.inspect(str(c["Id"])) is None:
+                continue
+            kept.append(c)
+        return kept
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether the engine saw an OOM kill in ``cid`` since ``since`` (epoch seconds).
