@@ -304,43 +304,32 @@ down_host() {  # down_host INDEX|builder: stop, then remove every trace of the h
 }
 
 write_json() {
-    local i first=1
-    {
-        echo "{"
-        echo "  \"slot\": $slot,"
-        echo "  \"ca_cert\": \"$dir/certs/ca.pem\","
-        echo "  \"client_cert\": \"$dir/certs/client-cert.pem\","
-        echo "  \"client_key\": \"$dir/certs/client-key.pem\","
-        echo "  \"cert_path\": \"$dir/certs/docker\","
-        echo "  \"wrong_ca\": {\"ca_cert\": \"$dir/certs/wrong/ca.pem\", \"client_cert\": \"$dir/certs/wrong/client-cert.pem\", \"client_key\": \"$dir/certs/wrong/client-key.pem\"},"
-        if [ -f "$dir/builder" ]; then
-            echo "  \"builder\": \"unix://$RUN_BASE/$slot-builder/docker.sock\","
-        fi
-        echo "  \"hosts\": ["
-        for i in $(seq 1 "$hosts"); do
-            host_vars "$i"
-            [ $first = 1 ] || echo ","
-            first=0
-            printf '    {"name": "%s", "url": "tcp://%s:%s", "netns": "%s", "pid_file": "%s", "socket": "unix://%s", "data_root": "%s"}' \
-                "$hname" "$ns_ip" "$PORT" "$netns" "$hrun/dockerd.pid" "$hrun/docker.sock" "$hdir/data"
-        done
-        echo ""
-        echo "  ]"
-        echo "}"
-    } >"$dir/fleet.json"
-    first=1
-    {  # the same hosts as a sandboxkit fleet file (`--fleet`, SANDBOXKIT_FLEET)
-        echo '{"engines": ['
-        for i in $(seq 1 "$hosts"); do
-            host_vars "$i"
-            [ $first = 1 ] || echo ","
-            first=0
-            printf '  {"url": "tcp://%s:%s", "ca_cert": "%s", "client_cert": "%s", "client_key": "%s"}' \
-                "$ns_ip" "$PORT" "$dir/certs/ca.pem" "$dir/certs/client-cert.pem" "$dir/certs/client-key.pem"
-        done
-        echo ""
-        echo "]}"
-    } >"$dir/engines.json"
+    # one loop, two files: DIR/fleet.json (for tests and scripts) and DIR/engines.json
+    # (the same hosts as a sandboxkit fleet file: `--fleet`, SANDBOXKIT_FLEET)
+    local i sep="" hosts_json="" engines_json=""
+    for i in $(seq 1 "$hosts"); do
+        host_vars "$i"
+        hosts_json+="$sep    {\"name\": \"$hname\", \"url\": \"tcp://$ns_ip:$PORT\", \"netns\": \"$netns\", \"pid_file\": \"$hrun/dockerd.pid\", \"socket\": \"unix://$hrun/docker.sock\", \"data_root\": \"$hdir/data\"}"
+        engines_json+="$sep  {\"url\": \"tcp://$ns_ip:$PORT\", \"ca_cert\": \"$dir/certs/ca.pem\", \"client_cert\": \"$dir/certs/client-cert.pem\", \"client_key\": \"$dir/certs/client-key.pem\"}"
+        sep=$',\n'
+    done
+    local builder_json=""
+    [ -f "$dir/builder" ] && builder_json="  \"builder\": \"unix://$RUN_BASE/$slot-builder/docker.sock\","
+    cat >"$dir/fleet.json" <<JSON
+{
+  "slot": $slot,
+  "ca_cert": "$dir/certs/ca.pem",
+  "client_cert": "$dir/certs/client-cert.pem",
+  "client_key": "$dir/certs/client-key.pem",
+  "cert_path": "$dir/certs/docker",
+  "wrong_ca": {"ca_cert": "$dir/certs/wrong/ca.pem", "client_cert": "$dir/certs/wrong/client-cert.pem", "client_key": "$dir/certs/wrong/client-key.pem"},
+$builder_json
+  "hosts": [
+$hosts_json
+  ]
+}
+JSON
+    printf '{"engines": [\n%s\n]}\n' "$engines_json" >"$dir/engines.json"
 }
 
 # ------------------------------------------------------------------ commands
