@@ -38,3 +38,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run_all.py", *session.posargs)
     session.run("python", "benchmarks/languages.py")
     session.run("python", "benchmarks/mcp_bench.py", *session.posargs)
+    session.run("python", "benchmarks/fleet.py", *session.posargs)  # needs root: namespace hosts

@@ -4,6 +4,7 @@ import sandboxkit as sk
 result = await sk.Sandbox.run("print(6 * 7)")
 """
 
+from ._backends import EngineConfig
 from ._default import aclose
 from ._errors import (
     CheckerError,
@@ -21,6 +22,7 @@ from ._errors import (
     UnknownLanguage,
     UsageError,
 )
+from ._fleet import EngineState, EngineStatus
 from ._judge import judge
 from ._judge_models import (
     CheckerProgram,
@@ -43,7 +45,10 @@ __all__ = [
     "CheckerProgram",
     "DisplayData",
     "EndedBy",
+    "EngineConfig",
     "EngineError",
+    "EngineState",
+    "EngineStatus",
     "EngineUnavailable",
     "Event",
     "EventStream",

@@ -108,6 +108,8 @@ class Box:
         self.agent_stderr = bytearray()
         self.busy = False
         self.toolchain: str | None = None
+        self.frames_sent = 0  # frames written to the agent: 0 means no job reached it
+        self.lost = False  # its engine went down: no engine call is made for it any more
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -164,7 +166,19 @@ class Box:
 
     @property
     def alive(self) -> bool:
-        return not (self._eof or self._closed or self._stream.at_eof)
+        return not (self._eof or self._closed or self.lost or self._stream.at_eof)
+
+    async def abandon(self) -> None:
+        """Its engine is down: end the streams (a run reading them stops now) and make no
+        more engine calls for it; the engine's own restart, or the fleet's sweep when it
+        is re-admitted, removes the container."""
+        self.lost = True
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(EXIT_GRACE),
+            contextlib.suppress(Exception),
+        ):
+            await self._stream.close()
 
     async def destroy(self) -> None:
         """Close the attach stream (so the kill never waits on unread output), then remove."""
@@ -174,6 +188,8 @@ class Box:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
             with contextlib.suppress(Exception):
                 await self._stream.close()
+            if self.lost:
+                return
             # Closing our end is EOF on the agent's stdin (StdinOnce): it kills every
             # process, exits, and the engine removes the container (AutoRemove). Waiting
             # for that is cheaper for the engine than a forced kill + remove; the forced
@@ -191,6 +207,7 @@ class Box:
             await self._stream.write(wire.pack(kind, payload))
         except Exception as exc:
             raise SandboxError(f"the sandbox's input closed: {exc}") from exc
+        self.frames_sent += 1
 
     async def send_json(self, kind: bytes, obj: object) -> None:
         await self.send(kind, json.dumps(obj).encode())

@@ -1,14 +1,21 @@
 """The process-wide default ``SandboxPool`` behind ``Sandbox.run``: created lazily on
-first use (one per event loop), closed by ``sandboxkit.aclose()`` or at interpreter exit."""
+first use (one per event loop), closed by ``sandboxkit.aclose()`` or at interpreter exit.
+
+Its engines: the fleet file ``SANDBOXKIT_FLEET`` names (JSON, see ``sandboxkit fleet``),
+else the one engine of ``DOCKER_HOST`` (with ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``)
+or the local socket. Whatever a default pool leaves behind is removed from every one of
+its engines."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
 import contextlib
+import os
 import threading
+from collections.abc import Iterable
 
-from ._backends import connect
+from ._backends import EngineConfig, connect, load_fleet_file
 from ._labels import LABEL_OWNER, LABEL_POOL, owner_identity
 from ._sandbox_pool import SandboxPool
 
@@ -16,6 +23,13 @@ _lock = threading.Lock()
 # one default pool per event loop: threads that each run their own loop do not take
 # each other's pools away
 _defaults: dict[asyncio.AbstractEventLoop, SandboxPool] = {}
+_engines_used: dict[str, EngineConfig] = {}  # every engine a default pool has used
+
+
+def default_engines() -> list[EngineConfig] | None:
+    """The fleet of ``SANDBOXKIT_FLEET``, or None (the environment's one engine)."""
+    path = os.environ.get("SANDBOXKIT_FLEET")
+    return load_fleet_file(path) if path else None
 
 
 async def default_pool() -> SandboxPool:
@@ -28,9 +42,11 @@ async def default_pool() -> SandboxPool:
         orphans = [p for lp, p in _defaults.items() if lp.is_closed()]
         for lp in [lp for lp in _defaults if lp.is_closed()]:
             del _defaults[lp]
-        fresh = _defaults[loop] = SandboxPool(languages=(), size=2)
+        fresh = _defaults[loop] = SandboxPool(languages=(), size=2, engines=default_engines())
+        for member in fresh.fleet.members:
+            _engines_used[member.url] = member.config
     for orphan in orphans:
-        await _reap_owned(orphan.pool_id)
+        await _reap_owned(orphan.pool_id, [m.config for m in orphan.fleet.members])
     return fresh
 
 
@@ -42,24 +58,32 @@ async def aclose() -> None:
         await pool.aclose()
 
 
-async def _reap_owned(pool_id: str | None = None) -> None:
-    engine = connect()
+async def _reap_owned(pool_id: str | None, engines: Iterable[EngineConfig]) -> None:
+    """Remove this process's containers (of one pool, or all) from each of ``engines``."""
     labels = {LABEL_OWNER: owner_identity()}
     if pool_id is not None:
         labels[LABEL_POOL] = pool_id
-    try:
-        for c in await engine.list_containers(labels):
-            await engine.remove(str(c["Id"]))
-    finally:
-        await engine.close()
+
+    async def one(config: EngineConfig) -> None:
+        engine = connect(config)
+        try:
+            with contextlib.suppress(Exception):  # an engine that is gone holds nothing
+                for c in await asyncio.wait_for(engine.list_containers(labels), 10):
+                    await asyncio.wait_for(engine.remove(str(c["Id"])), 10)
+        finally:
+            await engine.close()
+
+    await asyncio.gather(*(one(c) for c in engines))
 
 
 def _reap_owned_sync() -> None:
-    """Remove every container this process made, from a private event loop."""
+    """Remove every container this process made, on every engine used, from a private
+    event loop."""
+    engines = list(_engines_used.values())
 
     def work() -> None:
         with contextlib.suppress(Exception):  # at exit there is no one to tell
-            asyncio.run(_reap_owned())
+            asyncio.run(_reap_owned(None, engines))
 
     thread = threading.Thread(target=work, name="sandboxkit-exit-cleanup")
     thread.start()

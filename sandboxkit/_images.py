@@ -1,32 +1,49 @@
-"""Make sure an image exists: the base (pulled, or bootstrapped offline) and per-language
-images built from their generated Dockerfiles. Each tag is built once per process, even
-when many callers ask at the same time."""
+"""Make sure an image exists: the base (pulled, bootstrapped offline, or copied from
+another engine) and per-language images built from their generated Dockerfiles, or
+copied (``docker save`` → ``docker load``, streamed) from an engine of the fleet that
+has them, whichever is faster. Each tag is built once per engine and process, even when
+many callers ask at the same time.
+
+Why copying usually wins (measured on this machine, docs/scale.md): a copy moves the
+image at ~60 MB/s (the Python image, 332 MB: ~5.5 s when the base is there, ~8 s when
+not), while a build runs apt over the network and then the toolchain's own set-up
+(tens of seconds to minutes), and cannot run at all on a host with no route out. The
+choice is made per image from what this process has measured: the build time of that
+tag here, and the copy rate so far (:class:`Costs`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 from ._backends import Backend
 from ._dockerfile import BASE_IMAGE, BuildContext, build_context
-from ._errors import ImageError
+from ._errors import ImageError, SandboxkitError
 from ._labels import LABEL_LANGUAGE, LABEL_MANAGED
 from ._languages import LanguageSpec
 
 SUITE = "bookworm"
 REGISTRY_BASE = "debian:bookworm-slim"
 
-_locks: dict[tuple[int, str], asyncio.Lock] = {}
+log = logging.getLogger("sandboxkit")
+
+_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
 
 
-def _lock(tag: str) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), tag)
+def _lock(tag: str, engine: str = "") -> asyncio.Lock:
+    """One lock per (event loop, engine, tag): one build of a tag per engine at a time."""
+    key = (id(asyncio.get_running_loop()), engine, tag)
     lock = _locks.get(key)
     if lock is None:
         lock = _locks[key] = asyncio.Lock()
@@ -214,10 +231,22 @@ async def ensure_base(
     on_line: Callable[[str], None] | None = None,
     *,
     allow_pull: bool | None = None,
+    sources: Sequence[Backend] = (),
 ) -> None:
-    async with _lock(tag):
+    """The base image on ``engine``: present, else copied from one of ``sources`` that
+    has it, else pulled from a registry, else bootstrapped from the Debian mirror."""
+    async with _lock(tag, engine.url):
         if await engine.image_exists(tag):
             return
+        for source in sources:
+            if source.url == engine.url:
+                continue
+            with contextlib.suppress(SandboxkitError):
+                if await source.image_exists(tag):
+                    failed = (await transfer(tag, source, [engine], on_line)).get(engine.url)
+                    if failed is None:
+                        return
+                    log.warning("sandboxkit: copying %s to %s failed: %s", tag, engine.url, failed)
         if allow_pull is None:
             allow_pull = os.environ.get("SANDBOXKIT_NO_PULL", "") == ""
         if allow_pull and await _try_pull(engine, tag):
@@ -225,19 +254,31 @@ async def ensure_base(
         await bootstrap_base(engine, tag, on_line)
 
 
+async def image_tag(spec: LanguageSpec) -> str:
+    """The content-hash tag of ``spec``'s image on this machine (no engine involved)."""
+    ctx = await asyncio.to_thread(context_for, spec) if spec.pip_packages else build_context(spec)
+    return ctx.tag
+
+
 async def ensure_image(
-    engine: Backend, spec: LanguageSpec, on_line: Callable[[str], None] | None = None
+    engine: Backend,
+    spec: LanguageSpec,
+    on_line: Callable[[str], None] | None = None,
+    *,
+    sources: Sequence[Backend] = (),
 ) -> str:
     """The tag of ``spec``'s image, building it (and the base) only when missing.
 
     Callers asking for the same tag at the same time wait for one build. A failed build
-    raises ImageError carrying the tail of the build log.
+    raises ImageError carrying the tail of the build log. ``sources`` are other engines
+    a missing base may be copied from.
     """
     ctx = await asyncio.to_thread(context_for, spec) if spec.pip_packages else build_context(spec)
-    async with _lock(ctx.tag):
+    async with _lock(ctx.tag, engine.url):
         if await engine.image_exists(ctx.tag):
             return ctx.tag
-        await ensure_base(engine, on_line=on_line)
+        await ensure_base(engine, on_line=on_line, sources=sources)
+        started = time.monotonic()
         try:
             await engine.build(
                 ctx.tag,
@@ -250,7 +291,132 @@ async def ensure_image(
             first = str(exc).split("\n", 1)[0]
             raise ImageError(
                 f"{first}. The {spec.name!r} spec's packages or setup steps failed to "
-                "install: fix them (see the build log below) and build again",
+                f"install on {engine.url}: fix them (see the build log below) and build "
+                "again; an engine with no route to the package mirror can only receive "
+                "images from another engine of the fleet",
                 exc.log_tail,
             ) from exc
+        COSTS.record_build(ctx.tag, time.monotonic() - started)
     return ctx.tag
+
+
+# --------------------------------------------------------------------------- fleets
+TRANSFER_PRIOR = 60e6  # bytes/s of a copy before one is measured (measured here: ~60 MB/s)
+_QUEUE_CHUNKS = 8  # chunks buffered per receiving engine: the slowest one paces the copy
+
+Method = Literal["copy", "build"]
+
+
+@dataclass
+class Costs:
+    """What bringing images has cost in this process: the basis of build-or-copy."""
+
+    copy_rate: float | None = None  # bytes/s, moving average of the copies measured
+    build_seconds: dict[str, float] = field(default_factory=dict)  # tag -> its build here
+    copies: int = 0
+
+    def record_copy(self, size: int, seconds: float) -> None:
+        if size <= 0 or seconds <= 0:
+            return
+        rate = size / seconds
+        self.copy_rate = rate if self.copy_rate is None else 0.7 * self.copy_rate + 0.3 * rate
+        self.copies += 1
+
+    def record_build(self, tag: str, seconds: float) -> None:
+        self.build_seconds[tag] = seconds
+
+    def estimate_copy(self, size: int) -> float:
+        return size / (self.copy_rate or TRANSFER_PRIOR)
+
+
+COSTS = Costs()
+
+
+def choose_method(tag: str, size: int | None, *, have_source: bool, costs: Costs = COSTS) -> Method:
+    """Copy or build ``tag`` (``size`` bytes) for an engine that lacks it. Pure.
+
+    No engine has it: build. Otherwise copy, unless this process has built that tag
+    faster than a copy of its size is expected to take: a build that was never measured
+    here is not expected to win (every built-in language builds slower than it copies,
+    docs/scale.md), and an engine without a route to the package mirror cannot build.
+    """
+    if not have_source:
+        return "build"
+    built = costs.build_seconds.get(tag)
+    if built is None or size is None:
+        return "copy"
+    return "copy" if costs.estimate_copy(size) <= built else "build"
+
+
+async def transfer(
+    tag: str,
+    source: Backend,
+    targets: Sequence[Backend],
+    on_line: Callable[[str], None] | None = None,
+) -> dict[str, BaseException | None]:
+    """Copy ``tag`` from ``source`` to every one of ``targets`` with one export: the
+    tarball is streamed (never stored) and fanned out to each engine's load. Returns,
+    per target URL, None (the image is there) or what failed; one failing target does
+    not stop the others."""
+    say = on_line or (lambda _line: None)
+    info = await source.inspect_image(tag)
+    size = int(info.get("Size") or 0) if info else 0
+    queues: dict[str, asyncio.Queue[bytes | None]] = {
+        t.url: asyncio.Queue(maxsize=_QUEUE_CHUNKS) for t in targets
+    }
+
+    async def chunks(url: str) -> AsyncIterator[bytes]:
+        queue = queues[url]
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+
+    for t in targets:
+        say(f"{t.url}: copying {tag} from {source.url} ({size / 1e6:.0f} MB)")
+    started = time.monotonic()
+    loads = {
+        t.url: asyncio.get_running_loop().create_task(
+            t.load_image(chunks(t.url)), name=f"sandboxkit-load-{t.url}"
+        )
+        for t in targets
+    }
+
+    async def put(url: str, item: bytes | None) -> None:
+        load = loads[url]
+        if load.done():
+            return
+        putting = asyncio.ensure_future(queues[url].put(item))
+        await asyncio.wait({putting, load}, return_when=asyncio.FIRST_COMPLETED)
+        if not putting.done():  # the load ended (failed): nobody reads this queue any more
+            putting.cancel()
+
+    outcome: dict[str, BaseException | None] = {}
+    try:
+        async for chunk in source.save_image(tag):
+            if all(load.done() for load in loads.values()):
+                break
+            for url in queues:
+                await put(url, chunk)
+        for url in queues:
+            await put(url, None)
+    except Exception as exc:  # noqa: BLE001 - the export failed: every target failed
+        for url, load in loads.items():
+            load.cancel()
+            outcome[url] = ImageError(f"exporting {tag} from {source.url} failed: {exc}")
+    finally:
+        results = await asyncio.gather(*loads.values(), return_exceptions=True)
+    seconds = time.monotonic() - started
+    for (url, _load), result in zip(loads.items(), results, strict=False):
+        if url in outcome:
+            continue
+        if isinstance(result, BaseException):
+            outcome[url] = ImageError(f"loading {tag} into {url} failed: {result}")
+            continue
+        target = next(t for t in targets if t.url == url)
+        if not await target.image_exists(tag):
+            outcome[url] = ImageError(f"{url} loaded the export of {tag} but has no {tag}")
+            continue
+        outcome[url] = None
+        say(f"{url}: {tag} arrived in {seconds:.1f} s")
+    if any(v is None for v in outcome.values()):
+        COSTS.record_copy(size, seconds)
+    return outcome

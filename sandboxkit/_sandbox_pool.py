@@ -1,11 +1,12 @@
-"""``SandboxPool``: owns the engine connection, images, warm pools and their background
-work, and hands out sandboxes through one lease (:meth:`SandboxPool.checkout`) that
-one-shot runs, sessions, ``start()`` and the judge all use. ``Sandbox.run`` uses a
-process-wide default pool."""
+"""``SandboxPool``: owns the engines (one, or a fleet), images, warm pools and their
+background work, and hands out sandboxes through one lease (:meth:`SandboxPool.checkout`)
+that one-shot runs, sessions, ``start()`` and the judge all use, so all of them run on
+fleets. ``Sandbox.run`` uses a process-wide default pool."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import secrets
@@ -16,11 +17,19 @@ from typing import Literal
 
 import anyio
 
-from ._backends import connect
+from ._backends import Backend, EngineLike, engine_configs
 from ._container import Box, Resources, Shape
-from ._errors import InvalidInput, PoolClosed, SandboxkitError, UsageError
-from ._images import ensure_image
-from ._labels import LABEL_POOL
+from ._errors import (
+    EngineError,
+    ImageError,
+    InvalidInput,
+    PoolClosed,
+    SandboxError,
+    SandboxkitError,
+    UsageError,
+)
+from ._fleet import EngineStatus, Fleet, Member, sweep
+from ._images import choose_method, ensure_image, image_tag, transfer
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
@@ -31,6 +40,8 @@ from ._stream import EventStream
 from ._validate import check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
+
+ATTEMPTS = 3  # tries of a one-shot run whose job never reached a sandbox (engine faults)
 
 #: The OCI runtime a sandbox's container runs under: runc, or gVisor's runsc.
 Runtime = Literal["runc", "runsc"]
@@ -71,9 +82,17 @@ class SandboxPool:
         runtime: the OCI runtime of its containers: ``"runc"``, or ``"runsc"`` (gVisor).
         network: give sandboxes a bridge network (off by default: only ``lo``).
         max_idle_age: seconds an idle sandbox is kept before it is replaced.
-        docker_url: the engine (``unix://``/``tcp://``; default ``DOCKER_HOST`` or the
+        docker_url: the engine (``unix://``, or ``tcp://`` with TLS from
+            ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``; default ``DOCKER_HOST`` or the
             local socket).
-        on_build_line: called with each line of image build output.
+        engines: several engines for one pool (a fleet): URLs or :class:`EngineConfig`
+            (remote engines over mutual TLS). ``size`` and ``max_size`` are then totals,
+            spread by each engine's capacity; an engine that stops answering is marked
+            down within seconds, its share moves to the others, and it is re-admitted
+            when it answers again (:meth:`engine_status`). ``None``: one engine, as
+            ``docker_url`` says.
+        on_build_line: called with each line of image build output (and of images
+            copied between engines).
     """
 
     def __init__(
@@ -88,6 +107,7 @@ class SandboxPool:
         network: bool = False,
         max_idle_age: float = 300.0,
         docker_url: str | None = None,
+        engines: Sequence[EngineLike] | None = None,
         on_build_line: Callable[[str], None] | None = None,
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 256:
@@ -108,12 +128,21 @@ class SandboxPool:
         self.runtime: Runtime = runtime
         self.network = network
         self.max_idle_age = max_idle_age
-        self.engine = connect(docker_url)
         self.pool_id = secrets.token_hex(4)
+        self.fleet = Fleet(
+            engine_configs(engines, docker_url), self.pool_id, on_readmit=self._readmitted
+        )
+        self.fleet.listeners.append(self)
+        #: the first engine (the only one outside fleets)
+        self.engine: Backend = self.fleet.members[0].backend
         self._on_build_line = on_build_line
         self._pools: dict[Shape, WarmPool] = {}
         self._tags: dict[str, str] = {}
+        self._specs: dict[str, LanguageSpec] = {}  # tag -> the spec it is built from
+        self._have: dict[tuple[str, str], bool] = {}  # (engine, tag) -> the image is there
+        self._arrivals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
         self._state = _State.NEW
         self._reaped = False  # orphans of crashed owners are removed once, at first use
 
@@ -127,9 +156,10 @@ class SandboxPool:
             raise PoolClosed("this SandboxPool is closed; create a new one")
         self._state = _State.OPEN
         try:
-            await self.engine.info()  # an unreachable engine fails here, with what to do
+            await self._connect()  # an unreachable engine fails here, with what to do
             for name in self.languages:
                 await self._warm_pool(get_language(name), self.limits)
+            await self._images_everywhere()
             await asyncio.gather(*(p.warm_up() for p in self._pools.values()))
         except BaseException:
             await self.aclose()
@@ -154,19 +184,24 @@ class SandboxPool:
             return
         self._state = _State.CLOSED
         with anyio.CancelScope(shield=True):
+            for task in self._arrivals.values():
+                task.cancel()
             pools = list(self._pools.values())
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
             with anyio.move_on_after(15):
                 await self._sweep()
-            await self.engine.close()
+            await asyncio.gather(*self._arrivals.values(), return_exceptions=True)
+            await self.fleet.aclose()
 
     async def _sweep(self) -> None:
-        """Last resort: remove anything still labelled with this pool's id."""
-        try:
-            for c in await self.engine.list_containers({LABEL_POOL: self.pool_id}):
-                await self.engine.remove(str(c["Id"]))
-        except SandboxkitError:
-            pass
+        """Last resort: remove anything still labelled with this pool's id, on every
+        engine that is up (a down one is swept when it comes back, or reaped later)."""
+
+        async def one(member: Member) -> None:
+            with contextlib.suppress(SandboxkitError):
+                await sweep(member.raw, self.pool_id)
+
+        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @property
     def closed(self) -> bool:
@@ -176,14 +211,193 @@ class SandboxPool:
         """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
         return {f"{s.image}@{s.runtime}/{s.disk_mb}m": p.health() for s, p in self._pools.items()}
 
+    async def engine_status(self) -> list[EngineStatus]:
+        """One entry per engine, in the order given: ``url``, ``state`` (``"up"`` or
+        ``"down"``), its sandboxes (``idle``, ``busy``, ``starting``), ``capacity``,
+        ``weight``, ``since``, and ``error`` (why it is down). An engine that is not
+        watched (a pool of one, or one not yet opened) is probed now, within seconds."""
+        counts: dict[str, dict[str, int]] = {}
+        for pool in self._pools.values():
+            for url, c in pool.per_engine().items():
+                mine = counts.setdefault(url, {"idle": 0, "busy": 0, "starting": 0})
+                for key in mine:
+                    mine[key] += c[key]
+        if self.fleet.watched and self._state is _State.OPEN and self.fleet.connected:
+            return self.fleet.status(counts)
+        return await self.fleet.probed_status(counts)
+
+    # ------------------------------------------------------------------ engines
+    async def _connect(self) -> None:
+        """First contact with the engines (once): config errors and no engine at all
+        raise; unreachable members of a fleet start down."""
+        async with self._connect_lock:
+            await self.fleet.connect()
+
+    def engine_down(self, url: str) -> None:
+        for pool in list(self._pools.values()):
+            pool.engine_down(url)
+
+    def engine_up(self, url: str) -> None:
+        for pool in list(self._pools.values()):
+            pool.engine_up(url)
+        for tag, spec in self._specs.items():
+            if not self._have.get((url, tag)):
+                self._spread(tag, spec)
+
+    def _dead_idle(self, url: str) -> None:
+        member = self.fleet.by_url.get(url)
+        if member is not None:
+            self.fleet.suspect(member)
+
+    async def _readmitted(self, member: Member) -> None:
+        """Before an engine is marked up again: are its images still there?"""
+        for tag in list(self._specs):
+            present = await member.raw.image_exists(tag)
+            self._have[(member.url, tag)] = present
+            if not present:
+                for pool in self._pools.values():
+                    if pool.shape.image == tag and member.url in pool.placement.spots:
+                        pool.placement.set_ready(member.url, False)
+
+    # ------------------------------------------------------------------ images
+    async def _present(self, member: Member, tag: str) -> bool:
+        key = (member.url, tag)
+        if not self._have.get(key):
+            self._have[key] = await member.backend.image_exists(tag)
+        return self._have[key]
+
+    def _arrived(self, url: str, tag: str, failure: BaseException | None) -> None:
+        if failure is None:
+            self._have[(url, tag)] = True
+        for pool in self._pools.values():
+            if pool.shape.image == tag:
+                if failure is None:
+                    pool.image_ready(url)
+                else:
+                    pool.image_failed(url, failure)
+
+    def _spread(self, tag: str, spec: LanguageSpec) -> None:
+        """Bring ``tag`` to every engine that is up and lacks it, in the background."""
+        if self.closed:
+            return
+        lacking = [
+            m
+            for m in self.fleet.up
+            if not self._have.get((m.url, tag))
+            and ((m.url, tag) not in self._arrivals or self._arrivals[(m.url, tag)].done())
+        ]
+        if not lacking:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._bring(tag, spec, lacking), name=f"sandboxkit-images-{tag}"
+        )
+        for m in lacking:
+            self._arrivals[(m.url, tag)] = task
+
+    async def _bring(self, tag: str, spec: LanguageSpec, targets: list[Member]) -> None:
+        """Copy ``tag`` to ``targets`` from an engine that has it (one export for all),
+        or build it there, whichever is expected to be faster; the other way when the
+        first fails. Each engine's outcome reaches the warm pools."""
+        say = self._on_build_line
+        sources = [m for m in self.fleet.up if self._have.get((m.url, tag))]
+        # a local engine first: no TLS to pay for on the way out
+        sources.sort(key=lambda m: not m.url.startswith("unix://"))
+        source = sources[0] if sources else None
+        size: int | None = None
+        if source is not None:
+            with contextlib.suppress(SandboxkitError):
+                record = await source.backend.inspect_image(tag)
+                size = int(record.get("Size") or 0) if record else None
+        by_copy = [
+            m for m in targets if choose_method(tag, size, have_source=source is not None) == "copy"
+        ]
+        failures: dict[str, BaseException | None] = {}
+        if source is not None and by_copy:
+            try:
+                failures.update(
+                    await transfer(tag, source.backend, [m.backend for m in by_copy], say)
+                )
+            except SandboxkitError as exc:
+                failures.update({m.url: exc for m in by_copy})
+        for m in targets:
+            if m.url in failures and failures[m.url] is None:
+                self._arrived(m.url, tag, None)
+                continue
+            copy_failure = failures.get(m.url)
+            try:
+                await ensure_image(
+                    m.backend, spec, say, sources=[s.backend for s in self.fleet.up if s is not m]
+                )
+            except SandboxkitError as exc:
+                if copy_failure is None and source is not None and m not in by_copy:
+                    # built first and failed (no route to the mirror?): copy after all
+                    try:
+                        copy_failure = (await transfer(tag, source.backend, [m.backend], say))[
+                            m.url
+                        ]
+                    except SandboxkitError as again:
+                        copy_failure = again
+                    if copy_failure is None:
+                        self._arrived(m.url, tag, None)
+                        continue
+                how = f"copying it failed ({copy_failure}); " if copy_failure else ""
+                failure = ImageError(
+                    f"the image {tag} could not reach the engine at {m.url}: {how}"
+                    f"building it there failed ({str(exc).splitlines()[0]})"
+                )
+                log.warning("sandboxkit: %s", failure)
+                self._arrived(m.url, tag, failure)
+            else:
+                self._arrived(m.url, tag, None)
+
+    async def _images_everywhere(self) -> None:
+        """Wait until every image in use is on every engine that is up; an engine the
+        image could not reach raises (naming it)."""
+        tasks = {t for t in self._arrivals.values() if not t.done()}
+        if tasks:
+            await asyncio.gather(*tasks)
+        for pool in self._pools.values():
+            for url, exc in pool.image_errors.items():
+                member = self.fleet.by_url.get(url)
+                if member is not None and member.up:
+                    raise exc
+
     # ------------------------------------------------------------------ internals
     async def image_for(self, spec: LanguageSpec) -> str:
-        """The tag of ``spec``'s image, built first if it is missing."""
+        """The tag of ``spec``'s image, on one engine at least (built there if no engine
+        has it); the other engines receive it in the background."""
         tag = self._tags.get(spec.name)
-        if tag is None:
-            tag = await ensure_image(self.engine, spec, self._on_build_line)
-            self._tags[spec.name] = tag
+        if tag is not None:
+            return tag
+        await self._connect()
+        if not self.fleet.watched:
+            member = self.fleet.members[0]
+            tag = await ensure_image(member.backend, spec, self._on_build_line)
+            self._have[(member.url, tag)] = True
+        else:
+            tag = await image_tag(spec)
+            up = self.fleet.up
+            present = await asyncio.gather(*(self._present(m, tag) for m in up))
+            if not any(present):
+                await self._build_somewhere(spec, tag, up)
+        self._tags[spec.name] = tag
+        self._specs[tag] = spec
+        self._spread(tag, spec)
         return tag
+
+    async def _build_somewhere(self, spec: LanguageSpec, tag: str, up: list[Member]) -> None:
+        """No engine has ``tag``: build it on the first that can (local engines first)."""
+        failures: list[str] = []
+        for member in sorted(up, key=lambda m: not m.url.startswith("unix://")):
+            others = [m.backend for m in up if m is not member]
+            try:
+                await ensure_image(member.backend, spec, self._on_build_line, sources=others)
+            except (ImageError, EngineError) as exc:
+                failures.append(f"{member.url}: {str(exc).splitlines()[0]}")
+                continue
+            self._have[(member.url, tag)] = True
+            return
+        raise ImageError(f"no engine of this pool could build {tag}: " + "; ".join(failures))
 
     def _shape(
         self, tag: str, limits: Limits, spec: LanguageSpec, runtime: Runtime | None = None
@@ -203,6 +417,7 @@ class SandboxPool:
     ) -> WarmPool:
         if self.closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
+        await self._connect()
         if not self._reaped:
             self._reaped = True
             await self._reap_orphans()
@@ -218,7 +433,7 @@ class SandboxPool:
                 # the run's own room: a compile fits in it or widens it (_runner.compile_source)
                 create_for = shape.fixed or resources_for(self.limits)
                 pool = WarmPool(
-                    self.engine,
+                    self.fleet.members,
                     shape,
                     create_for,
                     language_env(spec),
@@ -226,17 +441,26 @@ class SandboxPool:
                     size=size,
                     max_size=self.max_size,
                     max_idle_age=self.max_idle_age,
+                    ready=lambda url: bool(self._have.get((url, tag))),
+                    on_dead_idle=self._dead_idle,
                 )
                 self._pools[shape] = pool
         return pool
 
     async def _reap_orphans(self) -> None:
-        """Remove sandboxes of crashed owners (one list call when there are none)."""
-        with anyio.move_on_after(10):
-            try:
-                await reap(self.engine)
-            except SandboxkitError as exc:
-                log.warning("sandboxkit: reaping orphaned sandboxes failed: %s", exc)
+        """Remove sandboxes of crashed owners on every engine (one list call each when
+        there are none)."""
+
+        async def one(member: Member) -> None:
+            with anyio.move_on_after(10):
+                try:
+                    await reap(member.backend)
+                except SandboxkitError as exc:
+                    log.warning(
+                        "sandboxkit: reaping orphaned sandboxes on %s failed: %s", member.url, exc
+                    )
+
+        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @staticmethod
     def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:
@@ -245,12 +469,18 @@ class SandboxPool:
 
     @asynccontextmanager
     async def checkout(
-        self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
+        self,
+        spec: LanguageSpec,
+        limits: Limits,
+        runtime: Runtime | None = None,
+        *,
+        avoid: frozenset[str] = frozenset(),
     ) -> AsyncIterator[Box]:
         """The one lease: a warm sandbox for the caller alone, destroyed (and replaced)
-        when the block ends. Every run, session, ``start()`` and judge goes through it."""
+        when the block ends. Every run, session, ``start()`` and judge goes through it.
+        ``avoid``: engines (URLs) to take from only when no other has a sandbox."""
         pool = await self._warm_pool(spec, limits, check_runtime(runtime))
-        box = await pool.acquire(self.acquire_timeout)
+        box = await pool.acquire(self.acquire_timeout, avoid)
         try:
             yield box
         finally:
@@ -313,11 +543,28 @@ class SandboxPool:
     ) -> AsyncGenerator[Event, None]:
         spec = get_language(language)
         job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
-        async with self.checkout(spec, job.limits, runtime) as box:
-            events = run_program(box, spec, job.limits, job.files, job.stdin)
-            async with aclosing(events):  # a consumer leaving early stops the run now
-                async for event in events:
-                    yield event
+        avoid: set[str] = set()
+        for attempt in range(ATTEMPTS):
+            async with self.checkout(spec, job.limits, runtime, avoid=frozenset(avoid)) as box:
+                events = run_program(box, spec, job.limits, job.files, job.stdin)
+                delivered = False
+                async with aclosing(events):  # a consumer leaving early stops the run now
+                    try:
+                        async for event in events:
+                            delivered = True
+                            yield event
+                        return
+                    except (SandboxError, EngineError) as exc:
+                        # the job never reached this sandbox (its engine died under it,
+                        # or the sandbox did): nothing ran, so another sandbox may run it
+                        if delivered or box.frames_sent or attempt == ATTEMPTS - 1:
+                            raise
+                        url = box.engine.url
+                        log.info("sandboxkit: %s before the job reached it (%s); again", url, exc)
+                        avoid.add(url)
+                        member = self.fleet.by_url.get(url)
+                        if member is not None:
+                            self.fleet.suspect(member, exc)
 
     async def start(
         self,

@@ -15,7 +15,7 @@ objects to the keys sandboxkit reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,6 +88,10 @@ class Backend(Protocol):
     async def version(self) -> dict[str, Any]:
         """The engine's version (``Version``, ``ApiVersion``)."""
 
+    async def ping(self, timeout: float) -> None:
+        """Answer within ``timeout`` seconds or raise: the bounded health probe. Never
+        retried (a fleet's monitor decides what a failure means)."""
+
     # ------------------------------------------------------------------ containers
     async def create(self, spec: ContainerSpec) -> str:
         """Create (not start) the container ``spec`` describes; its id. Never retried."""
@@ -129,6 +133,15 @@ class Backend(Protocol):
 
     async def list_images(self, reference: str) -> list[dict[str, Any]]:
         """Images whose name matches ``reference`` (a pattern like ``sandboxkit/*``)."""
+
+    async def inspect_image(self, tag: str) -> dict[str, Any] | None:
+        """Image ``tag``'s record (``Id``, ``Size``...), or None when absent; retried."""
+
+    def save_image(self, tag: str) -> AsyncIterator[bytes]:
+        """Image ``tag`` as an image tarball (``docker save``), streamed in chunks."""
+
+    async def load_image(self, chunks: AsyncIterable[bytes]) -> None:
+        """Load an image tarball (``docker load``) streamed from :meth:`save_image`."""
 
     async def remove_image(self, tag: str) -> None:
         """Remove image ``tag`` (not forced: an image in use stays)."""

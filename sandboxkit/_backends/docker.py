@@ -16,13 +16,13 @@ import os
 import ssl
 import tarfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
+import anyio
 from aiodocker.stream import Stream
 from aiodocker.types import SENTINEL
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -30,6 +30,7 @@ from yarl import URL
 
 from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitError
 from .base import ContainerSpec
+from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
 T = TypeVar("T")
 
@@ -39,11 +40,11 @@ HOW_TO_START = (
     "`sandboxkit doctor` tells what is missing."
 )
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
-# where engines listen when DOCKER_HOST does not say: the docker CLI's default first
-_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "~/.docker/run/docker.sock")
+_SOCKETS = SOCKETS  # where engines listen when DOCKER_HOST does not say (tests replace it)
 _CANNOT_CONNECT = 900  # aiodocker's status for "could not connect"
 _BUILD_LOG_TAIL = 40  # lines of a build's log an ImageError carries
+CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection to a remote engine
+TRANSFER_CHUNK = 1 << 20  # bytes read at a time from an image export
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -53,37 +54,134 @@ def resolve_url(url: str | None = None) -> str:
     env = os.environ.get("DOCKER_HOST")
     if env:
         return env
-    for path in (Path(p).expanduser() for p in _SOCKETS):
-        if path.is_socket():
-            return f"unix://{path}"
-    return DEFAULT_URL
+    return local_socket(_SOCKETS)
 
 
 # ---------------------------------------------------------------------- errors
-def _mapped(exc: Exception, what: str, build_log: list[str] | None) -> SandboxkitError:
+HOW_TO_REACH = (
+    "Check that dockerd runs on that host and listens on that address (for TLS: dockerd "
+    "-H tcp://0.0.0.0:2376 --tlsverify --tlscacert ca.pem --tlscert server-cert.pem "
+    "--tlskey server-key.pem) and that this machine can reach it; "
+    "`sandboxkit doctor --engine URL` checks it."
+)
+
+
+def _advice(engine: str | None) -> str:
+    """What to do when nothing answers: start the local engine, or reach the remote one."""
+    if engine is not None and scheme_of(engine) in ("tcp", "http", "https", "ssh"):
+        return HOW_TO_REACH
+    return HOW_TO_START
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def tls_problem(exc: BaseException, engine: str | None = None) -> str | None:
+    """What went wrong in TLS between us and the engine, in words that say what to fix;
+    None when ``exc`` is no TLS failure."""
+    where = f"the engine at {engine}" if engine else "the engine"
+    chain = _chain(exc)
+    for err in chain:
+        if isinstance(err, ssl.SSLCertVerificationError):
+            # aiohttp's subclass keeps the ssl module's error as certificate_error
+            inner = getattr(err, "certificate_error", err)
+            reason = getattr(inner, "verify_message", None) or _ssl_reason(str(inner))
+            return (
+                f"{where} presented a certificate this client does not trust "
+                f"({reason}). Give as ca_cert the CA that signed the "
+                "engine's certificate (docker's ca.pem); the certificate must also name "
+                "the host or IP address of the URL"
+            )
+    for err in chain:
+        text = str(err)
+        upper = text.upper()
+        if "CERTIFICATE_VERIFY_FAILED" in upper:
+            return (
+                f"{where} presented a certificate this client does not trust ({text}). "
+                "Give as ca_cert the CA that signed the engine's certificate"
+            )
+        if any(k in upper for k in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA")):
+            return (
+                f"{where} refused this client's certificate ({_ssl_reason(text)}). Give "
+                "client_cert and client_key signed by the CA the engine trusts (its --tlscacert)"
+            )
+        if any(k in upper for k in ("WRONG_VERSION_NUMBER", "RECORD_LAYER", "PACKET_LENGTH")):
+            return (
+                f"{where} does not speak TLS on that port ({_ssl_reason(text)}). Use the "
+                "engine's TLS port (2376 by convention), or, for a plaintext engine, insecure=True"
+            )
+        if "HTTP REQUEST TO AN HTTPS SERVER" in upper:
+            return (
+                f"{where} speaks TLS: give ca_cert, client_cert and client_key "
+                "(EngineConfig), or set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH"
+            )
+    for err in chain:
+        if isinstance(err, ssl.SSLError):
+            return f"TLS with {where} failed ({err}); check ca_cert, client_cert and client_key"
+    return None
+
+
+def _ssl_reason(text: str) -> str:
+    """``[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate`` from a long text."""
+    start = text.find("[SSL:")
+    if start < 0:
+        return text
+    end = text.find("(_ssl.c", start)
+    return text[start : end if end > 0 else None].strip()
+
+
+def _mapped(
+    exc: Exception, what: str, build_log: list[str] | None, engine: str | None = None
+) -> SandboxkitError:
+    tls = tls_problem(exc, engine)
+    if tls is not None:
+        return EngineError(tls)  # a configuration to fix, not an engine to start
+    at = f" at {engine}" if engine else ""
     if isinstance(exc, (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError)):
-        return EngineUnavailable(f"no Docker engine answers ({exc}). {HOW_TO_START}")
+        return EngineUnavailable(f"no Docker engine answers{at} ({exc}). {_advice(engine)}")
+    if isinstance(exc, asyncio.TimeoutError):
+        return EngineUnavailable(
+            f"the Docker engine{at} did not answer in time ({what}). {_advice(engine)}"
+        )
     if isinstance(exc, aiodocker.DockerError):
         if exc.status == _CANNOT_CONNECT:
-            return EngineUnavailable(f"no Docker engine answers ({exc.message}). {HOW_TO_START}")
-        refused = f"Docker engine refused to {what}: [{exc.status}] {exc.message}"
+            return EngineUnavailable(
+                f"no Docker engine answers{at} ({exc.message}). {_advice(engine)}"
+            )
+        refused = f"Docker engine{at} refused to {what}: [{exc.status}] {exc.message}"
         if build_log is not None:
             return ImageError(refused, "".join(build_log[-_BUILD_LOG_TAIL:]))
         return EngineError(refused)
-    return EngineError(f"Docker engine failed to {what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError)):
+        return EngineUnavailable(
+            f"the connection to the Docker engine{at} broke ({type(exc).__name__}: {exc}) "
+            f"while trying to {what}. {_advice(engine)}"
+        )
+    return EngineError(f"Docker engine{at} failed to {what}: {type(exc).__name__}: {exc}")
 
 
 class map_errors:
     """Turn aiodocker's and aiohttp's errors into sandboxkit's, saying what failed.
 
-    ``what`` completes "Docker engine refused to ...". With ``build_log``, a refusal is
-    an ImageError carrying the log's tail. sandboxkit's own errors pass through, and
-    nothing is swallowed (see :class:`absent` for that).
+    ``what`` completes "Docker engine refused to ..."; ``engine`` (its URL) is named in
+    the message, which matters in a fleet. With ``build_log``, a refusal is an ImageError
+    carrying the log's tail. A TLS failure says what to fix in the certificates (never
+    "start an engine"). sandboxkit's own errors pass through, and nothing is swallowed
+    (see :class:`absent` for that).
     """
 
-    def __init__(self, what: str, *, build_log: list[str] | None = None) -> None:
+    def __init__(
+        self, what: str, *, build_log: list[str] | None = None, engine: str | None = None
+    ) -> None:
         self.what = what
         self.build_log = build_log
+        self.engine = engine
 
     def __enter__(self) -> None:
         return None
@@ -92,7 +190,7 @@ class map_errors:
         self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if isinstance(exc, Exception) and not isinstance(exc, SandboxkitError):
-            raise _mapped(exc, self.what, self.build_log) from exc
+            raise _mapped(exc, self.what, self.build_log, self.engine) from exc
 
 
 class absent:
@@ -225,21 +323,29 @@ def _tar_context(dockerfile: str, files: Mapping[str, bytes]) -> io.BytesIO:
 class DockerStream:
     """An :class:`~.base.AttachedStream` over aiodocker's multiplexed attach stream."""
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, engine: str | None = None) -> None:
         self._stream = stream
+        self._engine = engine
 
     async def write(self, data: bytes) -> None:
-        with map_errors("take a container's input"):
+        with map_errors("take a container's input", engine=self._engine):
             await self._stream.write_in(data)
 
     async def read(self) -> tuple[int, bytes] | None:
-        with map_errors("send a container's output"):
+        with map_errors("send a container's output", engine=self._engine):
             msg = await self._stream.read_out()
             return None if msg is None else (int(msg.stream), bytes(msg.data))
 
     async def close(self) -> None:
-        with map_errors("close a container's streams"):
+        resp = self._stream._resp
+        transport = resp.connection.transport if resp and resp.connection else None
+        with map_errors("close a container's streams", engine=self._engine):
             await self._stream.close()
+        if transport is not None:
+            # a graceful close of a TLS stream waits for the peer's close_notify (up to
+            # 30 s): a partitioned engine never sends it, and the run reading this
+            # stream would wait that long. Aborting ends the read now.
+            transport.abort()
 
     @property
     def at_eof(self) -> bool:
@@ -267,6 +373,18 @@ class DockerBackend:
         self._url = resolve_url(url)
         self._tls = (ca_cert, client_cert, client_key)
         self._docker: aiodocker.Docker | None = None
+        self._connector: aiohttp.BaseConnector | None = None
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> DockerBackend:
+        """The backend for one :class:`EngineConfig` (its TLS files checked now)."""
+        config.ssl_context()  # unusable PEM files fail here, as InvalidInput
+        return cls(
+            config.url,
+            ca_cert=config.ca_cert,
+            client_cert=config.client_cert,
+            client_key=config.client_key,
+        )
 
     @property
     def url(self) -> str:
@@ -275,20 +393,37 @@ class DockerBackend:
     def __repr__(self) -> str:
         return f"DockerBackend({self._url!r})"
 
+    def _map(self, what: str, *, build_log: list[str] | None = None) -> map_errors:
+        return map_errors(what, build_log=build_log, engine=self._url)
+
     @property
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
             try:
-                self._docker = aiodocker.Docker(url=self._client_url(), ssl_context=self._ssl())
+                if scheme_of(self._url) in ("tcp", "http", "https"):
+                    # our own connector: TLS exactly as configured (aiodocker would also
+                    # read DOCKER_TLS_VERIFY), and a bounded connect for remote engines
+                    ssl_context = self._ssl()
+                    self._connector = aiohttp.TCPConnector(
+                        ssl=ssl_context if ssl_context is not None else False,
+                        limit=0,  # each warm sandbox holds one connection (its attach)
+                    )
+                    self._docker = aiodocker.Docker(
+                        url=self._http_url(),
+                        connector=self._connector,
+                        timeout=aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT),
+                    )
+                else:
+                    self._docker = aiodocker.Docker(url=self._client_url())
             except Exception as exc:
                 raise EngineUnavailable(
-                    f"cannot reach a Docker engine at {self._url}: {exc}. {HOW_TO_START}"
+                    f"cannot reach a Docker engine at {self._url}: {exc}. {_advice(self._url)}"
                 ) from exc
         return self._docker
 
     def _ssl(self) -> ssl.SSLContext | None:
         ca_cert, client_cert, client_key = self._tls
-        if ca_cert is None and client_cert is None:
+        if ca_cert is None and client_cert is None and scheme_of(self._url) != "https":
             return None
         context = ssl.create_default_context(cafile=ca_cert)
         if client_cert is not None:
@@ -301,30 +436,91 @@ class DockerBackend:
             return f"https://{rest}"  # aiohttp speaks TLS for https URLs only
         return self._url
 
+    def _http_url(self) -> str:
+        scheme, _, rest = self._url.partition("://")
+        tls = scheme == "https" or any(self._tls)
+        return f"{'https' if tls else 'http'}://{rest}"
+
     async def close(self) -> None:
         if self._docker is not None:
             docker, self._docker = self._docker, None
             await docker.close()
+        if self._connector is not None:  # ours, not aiodocker's: closed here
+            connector, self._connector = self._connector, None
+            await connector.close()
+
+    async def ping(self, timeout: float) -> None:
+        """``GET /_ping`` within ``timeout`` seconds: the bounded health probe of a fleet.
+
+        Never retried: a killed engine refuses at once, a partitioned one times out."""
+        try:
+            with self._map("answer a health probe"):
+                async with self._client._query(
+                    "_ping", versioned_api=False, timeout=aiohttp.ClientTimeout(total=timeout)
+                ) as resp:
+                    await resp.read()
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
+
+    async def _explained(self, exc: EngineUnavailable) -> SandboxkitError:
+        """A TLS engine that reset the connection may have refused our certificate: with
+        TLS 1.3 its alert can lose the race against the reset. Ask again over TLS 1.2,
+        where the refusal is part of the handshake, and name it if so."""
+        if not any(self._tls) and scheme_of(self._url) != "https":
+            return exc
+        if not any(
+            isinstance(e, (ConnectionError, aiohttp.ServerDisconnectedError)) for e in _chain(exc)
+        ):
+            return exc
+        host, _, port = self._url.partition("://")[2].rstrip("/").rpartition(":")
+        context = self._ssl()
+        if context is None or not port.isdigit():
+            return exc
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(
+                    host.strip("[]"), int(port), ssl=context
+                )
+                try:
+                    writer.write(
+                        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+                    )
+                    await writer.drain()
+                    await reader.read(64)
+                finally:
+                    writer.close()
+        except Exception as probe:  # noqa: BLE001 - only its words matter
+            problem = tls_problem(probe, self._url)
+            if problem is not None:
+                return EngineError(problem)
+        return exc
 
     # ------------------------------------------------------------------ system
     async def info(self) -> dict[str, Any]:
-        with map_errors("report its info"):
-            return dict(await _idempotent(self._client.system.info))
+        try:
+            with self._map("report its info"):
+                return dict(await _idempotent(self._client.system.info))
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
 
     async def version(self) -> dict[str, Any]:
-        with map_errors("report its version"):
-            return dict(await self._client.version())
+        try:
+            with self._map("report its version"):
+                return dict(await self._client.version())
+        except EngineUnavailable as exc:
+            raise await self._explained(exc) from exc
 
     # ------------------------------------------------------------------ containers
     async def create(self, spec: ContainerSpec) -> str:
-        with map_errors("create a container"):
+        with self._map("create a container"):
             container = await self._client.containers.create(
                 config=create_body(spec), name=spec.name
             )
             return str(container.id)
 
     async def start(self, cid: str) -> None:
-        with map_errors("start a container"):
+        with self._map("start a container"):
             await self._client.containers.container(cid).start()
 
     async def attach(self, cid: str) -> DockerStream:
@@ -340,9 +536,9 @@ class DockerBackend:
             return url, None, False
 
         stream = Stream(docker, setup, docker._resolve_long_running_timeout(SENTINEL))
-        with map_errors("attach to a container"):
+        with self._map("attach to a container"):
             await stream.__aenter__()
-        return DockerStream(stream)
+        return DockerStream(stream, self._url)
 
     async def update_resources(
         self,
@@ -355,34 +551,44 @@ class DockerBackend:
         body = update_body(memory_mb, pids, cpus)
         if not body:
             return
-        with map_errors("change a container's limits"):
+        with self._map("change a container's limits"):
             await self._client._query_json(f"containers/{cid}/update", "POST", data=body)
 
     async def wait_removed(self, cid: str) -> bool:
         """Wait until the engine has removed ``cid`` (True), or report it cannot (False)."""
         with contextlib.suppress(SandboxkitError):  # the caller falls back to a forced remove
-            with map_errors("wait for a container's removal"), absent(404):  # 404: gone
+            with self._map("wait for a container's removal"), absent(404):  # 404: gone
                 await self._client.containers.container(cid).wait(condition="removed")
             return True
         return False
 
     async def remove(self, cid: str) -> None:
         """Kill and remove; a container already gone (404) or going (409) is fine."""
-        with map_errors("remove a container"), absent(404, 409):
+        with self._map("remove a container"), absent(404, 409):
             container = self._client.containers.container(cid)
             await _idempotent(lambda: container.delete(force=True, v=True))
 
     async def inspect(self, cid: str) -> dict[str, Any] | None:
-        with map_errors("inspect a container"), absent(404):
+        with self._map("inspect a container"), absent(404):
             found = await _idempotent(lambda: self._client.containers.get(cid))
             return dict(found._container)
         return None
 
     async def list_containers(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
         flt = json.dumps({"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]})
-        with map_errors("list containers"):
+        with self._map("list containers"):
             found = await _idempotent(lambda: self._client.containers.list(all=True, filters=flt))
-            return [dict(c._container) for c in found]
+            listed = [dict(c._container) for c in found]
+        # after a SIGKILLed dockerd restarts, an AutoRemove container it removed while
+        # restoring may stay listed as "dead" with no name although it is gone (inspect:
+        # no such container, no files): a ghost of the listing, not a container to reap
+        kept = []
+        for c in listed:
+            ghost = c.get("State") == "dead" and not c.get("Names")
+            if ghost and await self.inspect(str(c["Id"])) is None:
+                continue
+            kept.append(c)
+        return kept
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether the engine saw an OOM kill in ``cid`` since ``since`` (epoch seconds).
@@ -396,26 +602,26 @@ class DockerBackend:
             "until": f"{time.time():.3f}",
             "filters": json.dumps({"container": [cid], "event": ["oom"]}),
         }
-        with map_errors("list events"):
+        with self._map("list events"):
             async with self._client._query("events", params=params) as resp:
                 return '"oom"' in await resp.text()
 
     # ------------------------------------------------------------------ images
     async def image_exists(self, tag: str) -> bool:
-        with map_errors(f"inspect image {tag}"), absent(404):
+        with self._map(f"inspect image {tag}"), absent(404):
             await _idempotent(lambda: self._client.images.inspect(tag))
             return True
         return False
 
     async def list_images(self, reference: str) -> list[dict[str, Any]]:
-        with map_errors("list images"):
+        with self._map("list images"):
             found = await _idempotent(
                 lambda: self._client.images.list(filters={"reference": [reference]})
             )
             return list(found)
 
     async def remove_image(self, tag: str) -> None:
-        with map_errors(f"remove image {tag}"):
+        with self._map(f"remove image {tag}"):
             await self._client.images.delete(tag, force=False)
 
     async def build(
@@ -429,7 +635,7 @@ class DockerBackend:
         """Build ``tag`` from an in-memory context; stream its log to ``on_line``."""
         context = await asyncio.to_thread(_tar_context, dockerfile, files)
         log: list[str] = []
-        with map_errors(f"build {tag}", build_log=log):
+        with self._map(f"build {tag}", build_log=log):
             chunks = self._client.images.build(
                 fileobj=context,
                 encoding="application/x-tar",
@@ -461,7 +667,7 @@ class DockerBackend:
         """``docker import``: a root filesystem tarball becomes image ``tag``."""
         repo, version = split_tag(tag)
         # aiohttp reads the file off-loop
-        with map_errors(f"import {tag}"), open(tar_path, "rb") as f:  # noqa: ASYNC230
+        with self._map(f"import {tag}"), open(tar_path, "rb") as f:  # noqa: ASYNC230
             async with self._client._query(
                 "images/create",
                 method="POST",
@@ -476,6 +682,41 @@ class DockerBackend:
 
     async def pull(self, reference: str, tag: str) -> None:
         repo, version = split_tag(tag)
-        with map_errors(f"pull {reference}"):
+        with self._map(f"pull {reference}"):
             await self._client.images.pull(reference)
             await self._client.images.tag(reference, repo, tag=version)
+
+    async def inspect_image(self, tag: str) -> dict[str, Any] | None:
+        """Image ``tag``'s record (``Id``, ``Size``...), or None when absent; retried."""
+        with self._map(f"inspect image {tag}"), absent(404):
+            return dict(await _idempotent(lambda: self._client.images.inspect(tag)))
+        return None
+
+    async def save_image(self, tag: str) -> AsyncIterator[bytes]:
+        """Image ``tag`` as a ``docker save`` tarball, streamed in chunks."""
+        with self._map(f"export image {tag}"):
+            async with self._client.images.export_image(tag) as content:
+                while True:
+                    chunk = await content.read(TRANSFER_CHUNK)
+                    if not chunk:
+                        return
+                    yield chunk
+
+    async def load_image(self, chunks: AsyncIterable[bytes]) -> None:
+        """``docker load`` from a tarball streamed in ``chunks`` (from :meth:`save_image`)."""
+        with self._map("load an image"):
+            async with self._client._query(
+                "images/load",
+                method="POST",
+                params={"quiet": "1"},
+                data=chunks,
+                headers={"content-type": "application/x-tar"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+                chunked=True,
+            ) as resp:
+                body = await resp.text()
+        for line in body.splitlines():
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict) and message.get("error"):
+                    raise ImageError(f"{self._url} could not load the image: {message['error']}")

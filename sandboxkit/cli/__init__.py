@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from . import doctor, images, judge, mcp, reap, run, serve
+from . import doctor, fleet, images, judge, mcp, reap, run, serve
 
 app = typer.Typer(
     name="sandboxkit",
@@ -20,6 +20,6 @@ app.command("doctor")(doctor.doctor)
 judge.register(app)
 serve.register(app)  # the server's packages are imported when `serve` runs
 reap.register(app)
-mcp.register(app)  # the mcp extra is imported when `mcp` runs
+from . import doctor, fleet, images, judge, mcp, reap, run, serve
 
 __all__ = ["app"]

@@ -1,77 +1,135 @@
-"""``sandboxkit doctor``: is everything a run needs here, and what to do if not."""
+"""``sandboxkit doctor``: is everything a run needs here, and what to do if not.
+
+With several engines (``--engine``, ``--fleet``, ``SANDBOXKIT_FLEET``) every engine is
+checked: reachable (and its TLS accepted), API version, runtimes, cgroups, the base and
+language images."""
 
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from .._backends import HOW_TO_START, connect
+from .._backends import HOW_TO_START, Backend, EngineConfig
 from .._dockerfile import BASE_IMAGE, build_context
-from .._errors import SandboxkitError
+from .._errors import InvalidInput, SandboxkitError
 from .._images import debian_mirror
 from .._languages import REGISTRY, get_language
 from ._common import console, run_async
+from .fleet import EngineOpt, FleetOpt, TlsOpt, each_engine, engines_from
+
+Row = tuple[str, str, str]
 
 
-def doctor() -> None:
-    """Check the engine, runtimes, cgroups and images; say how to fix each problem."""
+async def _check_engine(
+    config: EngineConfig, engine: Backend, many: bool
+) -> tuple[bool, list[Row]]:
+    """The rows of one engine and whether it can run sandboxes."""
+    rows: list[Row] = []
+    try:
+        version = await engine.version()
+        info = await engine.info()
+    except SandboxkitError as exc:
+        remote = config.url.startswith(("tcp://", "https://", "ssh://"))
+        advice = "" if remote else HOW_TO_START
+        rows.append(("engine", f"[red]unreachable[/red] ({exc})", advice))
+        return False, rows
+    tls = " over mutual TLS" if config.tls else ""
+    rows.append(
+        (
+            "engine",
+            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}){tls}",
+            "",
+        )
+    )
+    rows.append(
+        ("cgroup", f"v{info.get('CgroupVersion', '?')} ({info.get('CgroupDriver', '?')})", "")
+    )
+    rows.append(
+        (
+            "cpus, memory",
+            f"{info.get('NCPU')}, {int(info.get('MemTotal') or 0) / 1024**3:.1f} GiB",
+            "",
+        )
+    )
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    gvisor = "runsc" in runtimes
+    rows.append(
+        (
+            "runtimes",
+            ", ".join(runtimes),
+            "" if gvisor else "optional: install runsc and run scripts/engine-up.sh",
+        )
+    )
+    base = await engine.image_exists(BASE_IMAGE)
+    fix_base = (
+        "a pool copies it from an engine that has it"
+        if many
+        else "sudo sandboxkit images bootstrap"
+    )
+    rows.append(
+        ("base image", BASE_IMAGE if base else "[yellow]missing[/yellow]", "" if base else fix_base)
+    )
+    for name in REGISTRY.names():
+        tag = build_context(get_language(name)).tag
+        present = await engine.image_exists(tag)
+        fix = (
+            "copied there by a pool that uses it"
+            if many
+            else f"sandboxkit images build {name} (or first run)"
+        )
+        rows.append((f"image {name}", tag if present else "not there yet", "" if present else fix))
+    return base or many, rows
 
-    async def go() -> bool:
-        table = Table("check", "state", "what to do")
-        ok = True
-        engine = connect()
-        try:
-            try:
-                version = await engine.version()
-                info = await engine.info()
-            except SandboxkitError as exc:
-                table.add_row("engine", f"[red]unreachable[/red] ({exc})", HOW_TO_START)
-                console.print(table)
-                return False
-            table.add_row(
-                "engine", f"Docker {version.get('Version')} (API {version.get('ApiVersion')})", ""
-            )
-            table.add_row(
-                "cgroup", f"v{info.get('CgroupVersion', '?')} ({info.get('CgroupDriver', '?')})", ""
-            )
-            runtimes = sorted((info.get("Runtimes") or {}).keys())
-            gvisor = "runsc" in runtimes
-            table.add_row(
-                "runtimes",
-                ", ".join(runtimes),
-                "" if gvisor else "optional: install runsc and run scripts/engine-up.sh",
-            )
-            base = await engine.image_exists(BASE_IMAGE)
-            ok &= base
-            table.add_row(
-                "base image",
-                BASE_IMAGE if base else "[red]missing[/red]",
-                "" if base else "sudo sandboxkit images bootstrap",
-            )
-            table.add_row(
-                "debian mirror",
-                debian_mirror() or "[yellow]none found[/yellow]",
-                "" if debian_mirror() else "set SANDBOXKIT_DEBIAN_MIRROR",
-            )
-            table.add_row(
-                "debootstrap",
-                "yes" if shutil.which("debootstrap") else "no",
-                "" if shutil.which("debootstrap") else "apt-get install debootstrap",
-            )
-            for name in REGISTRY.names():
-                tag = build_context(get_language(name)).tag
-                present = await engine.image_exists(tag)
-                table.add_row(
-                    f"image {name}",
-                    tag if present else "not built yet",
-                    "" if present else f"sandboxkit images build {name} (or first run)",
-                )
-        finally:
-            await engine.close()
+
+def doctor(
+    engine: EngineOpt = None,
+    fleet: FleetOpt = None,
+    tls_dir: TlsOpt = None,
+) -> None:
+    """Check every engine (reachable, TLS, API, runtimes, cgroups, images) and this
+    machine (Debian mirror, debootstrap); say how to fix each problem."""
+    try:
+        configs = engines_from(engine, fleet, tls_dir)
+    except InvalidInput as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    many = len(configs) > 1
+
+    async def go() -> list[Any]:
+        return await each_engine(configs, lambda c, e: _check_engine(c, e, many))
+
+    results = run_async(go())
+    ok = True
+    for config, result in zip(configs, results, strict=True):
+        table = Table("check", "state", "what to do", title=config.url if many else None)
+        if isinstance(result, SandboxkitError):
+            table.add_row("engine", f"[red]unreachable[/red] ({result})", "")
+            ok = False
+        else:
+            fine, rows = result
+            ok &= fine
+            for row in rows:
+                table.add_row(*row)
         console.print(table)
-        return ok
-
-    if not run_async(go()):
+    host = Table("check", "state", "what to do", title="this machine" if many else None)
+    mirror = debian_mirror()
+    host.add_row(
+        "debian mirror",
+        mirror or "[yellow]none found[/yellow]",
+        "" if mirror else "set SANDBOXKIT_DEBIAN_MIRROR",
+    )
+    has_debootstrap = shutil.which("debootstrap") is not None
+    host.add_row(
+        "debootstrap",
+        "yes" if has_debootstrap else "no",
+        "" if has_debootstrap else "apt-get install debootstrap",
+    )
+    console.print(host)
+    if not ok:
         raise typer.Exit(1)
+
+
+__all__ = ["doctor"]
