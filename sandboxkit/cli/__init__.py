@@ -20,6 +20,7 @@ app.command("doctor")(doctor.doctor)
 judge.register(app)
 serve.register(app)  # the server's packages are imported when `serve` runs
 reap.register(app)
-from . import doctor, fleet, images, judge, mcp, reap, run, serve
+mcp.register(app)  # the mcp extra is imported when `mcp` runs
+fleet.register(app)
 
 __all__ = ["app"]
