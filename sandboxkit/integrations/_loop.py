@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._default import aclose as aclose_default
+
+if TYPE_CHECKING:
+    from .._sandbox import Sandbox
 
 T = TypeVar("T")
 
@@ -35,3 +40,19 @@ class LoopThread:
             self._thread.join(timeout=10)
         if not self.loop.is_running() and not self.loop.is_closed():
             self.loop.close()
+
+    def close_session(self, sandbox: Sandbox, *, default_pool: bool) -> None:
+        """Close ``sandbox`` (opened on this loop), this loop's default pool if it was
+        used, then the loop itself: what an executor's close/cleanup does."""
+        if self.loop.is_closed():
+            return
+
+        async def shutdown() -> None:
+            await sandbox.aclose()
+            if default_pool:
+                await aclose_default()
+
+        try:
+            self.call(shutdown(), timeout=60)
+        finally:
+            self.stop()

@@ -20,7 +20,6 @@ from deepagents.backends.protocol import (
 )
 from deepagents.backends.sandbox import BaseSandbox
 
-from .._default import aclose as aclose_default
 from .._errors import InvalidInput, SandboxFileError
 from .._models import Limits, RunResult
 from .._sandbox import Sandbox
@@ -161,16 +160,7 @@ class SandboxkitBackend(BaseSandbox):
     # ------------------------------------------------------------------ life cycle
     def close(self) -> None:
         """Close the session and this backend's loop."""
-        if not self._loop.loop.is_closed():
-            try:
-                self._loop.call(self._shutdown(), timeout=60)
-            finally:
-                self._loop.stop()
-
-    async def _shutdown(self) -> None:
-        await self.sandbox.aclose()
-        if self._default_pool:
-            await aclose_default()
+        self._loop.close_session(self.sandbox, default_pool=self._default_pool)
 
     def __enter__(self) -> SandboxkitBackend:
         return self

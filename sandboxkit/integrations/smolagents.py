@@ -22,7 +22,6 @@ from smolagents.remote_executors import RemotePythonExecutor
 from smolagents.tools import Tool, get_tools_definition_code
 from smolagents.utils import AgentError
 
-from .._default import aclose as aclose_default
 from .._models import Limits, RunResult
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
@@ -190,16 +189,7 @@ class SandboxkitExecutor(RemotePythonExecutor):
 
     def cleanup(self) -> None:
         """Close the session (CodeAgent.cleanup calls this)."""
-        if not self._loop.loop.is_closed():
-            try:
-                self._loop.call(self._shutdown(), timeout=60)
-            finally:
-                self._loop.stop()
-
-    async def _shutdown(self) -> None:
-        await self.sandbox.aclose()
-        if self._default_pool:
-            await aclose_default()
+        self._loop.close_session(self.sandbox, default_pool=self._default_pool)
 
     def delete(self) -> None:
         self.cleanup()
