@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,3 +151,14 @@ def prepare_run(
             f"the files do not fit the {lim.disk_mb} MB workdir; raise Limits(disk_mb=...)"
         )
     return RunInput(all_files, data, lim)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a server on this machine (servers that run code
+    refuse anything else without a token)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -87,18 +87,24 @@ def reap() -> list[int]:
         pids.append(pid)
 
 
-def oom_kills() -> int:
-    """OOM kills counted by this container's memory cgroup (v1 or v2)."""
-    for path in ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events"):
+def _cgroup_counter(paths: tuple[str, ...], key: str) -> int | None:
+    """The ``key value`` line of the first of ``paths`` (cgroup v1, then v2) that has it."""
+    for path in paths:
         try:
             with open(path) as f:
                 for line in f:
                     name, _, value = line.partition(" ")
-                    if name == "oom_kill":
+                    if name == key:
                         return int(value)
-        except OSError:
+        except (OSError, ValueError):
             continue
-    return 0
+    return None
+
+
+def oom_kills() -> int:
+    """OOM kills counted by this container's memory cgroup (v1 or v2)."""
+    paths = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+    return _cgroup_counter(paths, "oom_kill") or 0
 
 
 # Inside a sandbox image the cgroup mounted at /sys/fs/cgroup is the container's own; an
@@ -116,15 +122,8 @@ def cgroup_cpu() -> float | None:
             return int(f.read()) / 1e9
     except (OSError, ValueError):
         pass
-    try:
-        with open("/sys/fs/cgroup/cpu.stat") as f:
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == "usage_usec":
-                    return int(value) / 1e6
-    except (OSError, ValueError):
-        pass
-    return None
+    usec = _cgroup_counter(("/sys/fs/cgroup/cpu.stat",), "usage_usec")
+    return None if usec is None else usec / 1e6
 
 
 def self_cpu() -> float:
@@ -135,16 +134,8 @@ def self_cpu() -> float:
 
 def pids_max_hits() -> int:
     """Forks this container's pids cgroup refused at its limit so far (v1 or v2)."""
-    for path in ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events"):
-        try:
-            with open(path) as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == "max":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
-    return 0
+    paths = ("/sys/fs/cgroup/pids/pids.events", "/sys/fs/cgroup/pids.events")
+    return _cgroup_counter(paths, "max") or 0
 
 
 def proc_hwm_kb(pid: int) -> int | None:

@@ -7,23 +7,14 @@ carry ``Authorization: Bearer TOKEN`` (as ``sandboxkit serve`` asks for its toke
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Any
 
 from .._errors import InvalidInput
+from .._validate import is_loopback
 from ._caps import Caps
 from ._server import SandboxkitMCP
 
 Scope = dict[str, Any]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:

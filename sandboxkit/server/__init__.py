@@ -7,21 +7,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from .._errors import InvalidInput
+from .._validate import is_loopback
 from ._app import Settings, create_app
 
 __all__ = ["Settings", "create_app", "is_loopback", "serve"]
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
