@@ -14,7 +14,10 @@ from collections.abc import Sequence
 #: extra -> top-level packages it installs (and that its code imports)
 EXTRAS: dict[str, frozenset[str]] = {
     "cli": frozenset({"typer", "click", "rich"}),
-    "server": frozenset({"fastapi", "starlette", "uvicorn"}),
+    "server": frozenset(
+        {"fastapi", "starlette", "uvicorn", "httpx", "prometheus_client", "pythonjsonlogger"}
+    ),
+    "postgres": frozenset({"asyncpg"}),
     "mcp": frozenset({"mcp", "mcp_types", "uvicorn", "starlette"}),
 }
 

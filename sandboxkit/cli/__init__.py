@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from . import doctor, fleet, images, judge, mcp, reap, run, serve
+from . import doctor, fleet, images, judge, mcp, reap, run, serve, worker
 
 app = typer.Typer(
     name="sandboxkit",
@@ -22,5 +22,6 @@ serve.register(app)  # the server's packages are imported when `serve` runs
 reap.register(app)
 mcp.register(app)  # the mcp extra is imported when `mcp` runs
 fleet.register(app)
+worker.register(app)  # the server and postgres extras are imported when it runs
 
 __all__ = ["app"]

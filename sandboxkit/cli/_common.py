@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,7 +13,41 @@ from rich.console import Console
 from .._errors import SandboxkitError
 
 T = TypeVar("T")
+
+
+class LogFormatChoice(str, Enum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormatChoice,
+    typer.Option(
+        "--log-format",
+        help="text, or json: one object a line, with the token on every line about one",
+    ),
+]
+
+
+def log_format_of(value: LogFormatChoice) -> Literal["text", "json"]:
+    return "json" if value is LogFormatChoice.json else "text"
+
+
 console = Console(stderr=True)
+
+
+def require_postgres_driver(db: str, what: str) -> None:
+    """Exit 1 naming the ``postgres`` extra when ``db`` is a PostgreSQL URL and the
+    driver is missing (checked before anything starts)."""
+    from .._cli_entry import install_hint
+
+    if not db.startswith(("postgresql://", "postgres://")):
+        return
+    try:
+        import asyncpg  # noqa: F401
+    except ModuleNotFoundError:
+        typer.echo(install_hint("postgres", what), err=True)
+        raise typer.Exit(1) from None
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

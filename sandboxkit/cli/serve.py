@@ -7,7 +7,13 @@ import typer
 
 from .._cli_entry import install_hint, missing_extra
 from .._errors import SandboxkitError
-from ._common import console
+from ._common import (
+    LogFormatChoice,
+    LogFormatOpt,
+    console,
+    log_format_of,
+    require_postgres_driver,
+)
 
 
 def serve(
@@ -22,10 +28,16 @@ def serve(
     db: str = typer.Option(
         "sandboxkit-judge0.sqlite3",
         "--db",
-        help="SQLite file keeping the submissions across restarts",
+        envvar="SANDBOXKIT_DB",
+        help="a SQLite file (this process judges), or postgresql://USER@HOST:PORT/DB "
+        "shared by API nodes and `sandboxkit worker` processes",
     ),
     workers: int = typer.Option(
-        2, "--workers", min=1, max=64, help="submissions judged at the same time"
+        2,
+        "--workers",
+        min=0,
+        max=64,
+        help="submissions this process judges at the same time (0: API only, PostgreSQL)",
     ),
     warm: list[str] = typer.Option(
         ["python"], "--warm", help="languages kept warm (others start on demand)"
@@ -50,7 +62,21 @@ def serve(
     cors_origin: list[str] = typer.Option(
         ["*"], "--cors-origin", help="origins allowed by CORS (Judge0's default: *)"
     ),
+    max_queue_size: int = typer.Option(
+        100, "--max-queue-size", min=1, help="In Queue submissions past which POST is 503"
+    ),
+    max_in_flight_per_user: int = typer.Option(
+        0,
+        "--max-in-flight-per-user",
+        min=0,
+        help="submissions one X-Auth-User (else address) may have unfinished; past it 429 "
+        "(0: no cap)",
+    ),
+    lease_seconds: float = typer.Option(
+        10.0, "--lease-seconds", min=1.0, help="a worker's hold on a submission between renewals"
+    ),
     log_level: str = typer.Option("info", "--log-level"),
+    log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
     """Serve an HTTP API compatible with Judge0 CE 1.13.1."""
     try:
@@ -63,9 +89,10 @@ def serve(
             raise
         typer.echo(install_hint("server", "sandboxkit serve"), err=True)
         raise typer.Exit(1) from None
+    require_postgres_driver(db, "sandboxkit serve")
 
     settings = Settings(
-        db_path=db,
+        db=db,
         auth_token=auth_token or None,
         workers=workers,
         warm_languages=tuple(warm),
@@ -74,9 +101,18 @@ def serve(
         allow_network=allow_network,
         enable_submission_delete=enable_submission_delete,
         cors_origins=tuple(cors_origin),
+        max_queue_size=max_queue_size,
+        max_in_flight_per_user=max_in_flight_per_user,
+        lease_seconds=lease_seconds,
     )
     try:
-        run_server(host=host, port=port, settings=settings, log_level=log_level)
+        run_server(
+            host=host,
+            port=port,
+            settings=settings,
+            log_level=log_level,
+            log_format=log_format_of(log_format),
+        )
     except SandboxkitError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -1,20 +1,19 @@
-"""The FastAPI application: Judge0's routes over ``sandboxkit.judge``.
+"""The FastAPI application: Judge0's routes over a store and its workers.
 
-A submission is stored (In Queue) before anything runs; workers take queued tokens,
-mark them Processing, judge them in a sandbox and store the result. Unfinished
-submissions found at start-up (the server stopped mid-run) are queued again.
+A submission is stored (In Queue) before the answer says 201; workers — in this process
+(``workers`` > 0) or in ``sandboxkit worker`` processes sharing a PostgreSQL store —
+claim it, judge it in a sandbox and store the result. Any node answers for any token.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import hmac
 import logging
 import math
 import os
 import platform
 import shlex
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,38 +22,30 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from .._errors import SandboxkitError
-from .._judge import judge
-from .._judge_models import JudgeReport, TestCase
-from .._languages import LanguageSpec, get_language
-from .._models import Limits
+from .._errors import InvalidInput
+from .._languages import get_language
 from .._sandbox_pool import SandboxPool
 from .._version import __version__
-from ._judge0 import (
-    ALL_FIELDS,
-    CONFIG,
-    DECIMAL_FIELDS,
-    DEFAULT_FIELDS,
-    MULTI_FILE,
-    PROCESSING,
-    STATUSES,
-    TEXT_FIELDS,
-    VERSION,
-    result_fields,
+from ._judge0 import ALL_FIELDS, CONFIG, DEFAULT_FIELDS, MULTI_FILE, STATUSES, VERSION
+from ._judging import CallbackPolicy, Judging
+from ._metrics import CONTENT_TYPE, Metrics
+from ._render import NOT_UTF8, NotUtf8, serialize
+from ._requests import archived_languages, available_languages, now, parse_submission
+from ._store import (
+    UNFINISHED,
+    Admission,
+    QueueFull,
+    Store,
+    StoreUnavailable,
+    TooManyInFlight,
+    is_postgres_url,
+    open_store,
 )
-from ._requests import (
-    archived_languages,
-    available_languages,
-    now,
-    parse_submission,
-    unzip_files,
-)
-from ._store import Store
+from ._worker import Worker
 
 log = logging.getLogger("sandboxkit.server")
 
@@ -63,6 +54,10 @@ log = logging.getLogger("sandboxkit.server")
 class Settings:
     """How the server runs, with Judge0's names where Judge0 has the setting.
 
+    ``db``: a SQLite file (one process judges), or a ``postgresql://`` URL (a fleet:
+    API nodes and ``sandboxkit worker`` processes on many hosts share it).
+    ``workers``: submissions this process judges at once; 0 makes an API-only node
+    (PostgreSQL only: someone else must judge).
     ``auth_token`` (Judge0's AUTHN_TOKEN): when set, every request must carry it in the
     ``X-Auth-Token`` header or query parameter (required beyond loopback).
     ``authz_token`` (AUTHZ_TOKEN): ``X-Auth-User`` value that unlocks the listing and
@@ -70,9 +65,14 @@ class Settings:
     ``allow_network``: honour ``enable_network`` (the sandbox then gets a bridge network
     of its own: it can reach what the engine's bridge reaches); off, it is a 422.
     ``cors_origins``: CORS allowed origins (Judge0's ALLOW_ORIGIN, ``*`` by default).
+    ``max_queue_size`` (MAX_QUEUE_SIZE): In Queue submissions past which a new one is
+    answered 503. ``max_in_flight_per_user``: submissions one client (its
+    ``X-Auth-User``, else its address) may have queued or being judged; past it, 429
+    (0: no cap). ``lease_seconds``: how long a worker holds a submission between
+    renewals. ``wait_timeout``: the longest a ``wait=true`` request is held.
     """
 
-    db_path: str = "sandboxkit-judge0.sqlite3"
+    db: str = "sandboxkit-judge0.sqlite3"
     auth_token: str | None = None
     authz_token: str | None = None
     allow_network: bool = False
@@ -86,20 +86,78 @@ class Settings:
     max_source_bytes: int = 512 * 1024
     max_io_bytes: int = 16 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024
+    max_queue_size: int = int(CONFIG["max_queue_size"])
+    max_in_flight_per_user: int = 0
+    lease_seconds: float = 10.0
+    wait_timeout: float = 300.0
     pool: SandboxPool | None = field(default=None, repr=False)  # an existing one, not closed
+
+
+class Judge0Service:
+    """The store behind the routes, and this process's workers (if any)."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.workers < 0:
+            raise InvalidInput("workers must be >= 0")
+        if settings.workers == 0 and not is_postgres_url(settings.db):
+            raise InvalidInput(
+                "workers=0 (an API-only node) needs a shared PostgreSQL store "
+                "(--db postgresql://...) that `sandboxkit worker` processes judge from"
+            )
+        self.settings = settings
+        self.store: Store = open_store(settings.db)
+        self.metrics = Metrics()
+        self.worker: Worker | None = None
+        self.judging: Judging | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.settings.workers == 0:
+            return
+        cfg = self.settings
+        self.judging = Judging(
+            cfg.pool,
+            open_pool=None
+            if cfg.pool is not None
+            else SandboxPool(languages=cfg.warm_languages, size=cfg.pool_size),
+            callbacks=CallbackPolicy(cfg.callback_tries, cfg.callback_timeout),
+        )
+        try:
+            await self.judging.open()
+        except BaseException:
+            await self.store.close()
+            raise
+        self.worker = Worker(
+            self.store,
+            self.judging,
+            concurrency=cfg.workers,
+            lease=cfg.lease_seconds,
+            metrics=self.metrics,
+        )
+        self.worker.start()
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self.judging is not None:
+            await self.judging.close()
+        await self.store.close()
+
+    async def wait_final(self, token: str) -> dict[str, Any] | None:
+        """The record once it is final, polling the store (woken by its notifications),
+        or as it stands after ``wait_timeout``."""
+        deadline = time.monotonic() + self.settings.wait_timeout
+        while True:
+            record = await self.store.get_many([token])
+            found = record.get(token)
+            left = deadline - time.monotonic()
+            if found is None or found["status_id"] not in UNFINISHED or left <= 0:
+                return found
+            await self.store.wait_finished(token, min(1.0, left))
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-NOT_UTF8 = (
-    "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true"
-)
-
-
-class NotUtf8(Exception):
-    """A text attribute holds bytes that are not UTF-8 and the client asked for text."""
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -119,213 +177,11 @@ def _requested_fields(request: Request) -> tuple[str, ...] | JSONResponse:
     return tuple(dict.fromkeys(names)) or DEFAULT_FIELDS
 
 
-def _encode(value: str, b64: bool) -> str:
-    """A stored text field for the answer. Stored text keeps exact bytes (invalid UTF-8
-    as surrogate escapes): base64 gives those bytes back; plain text only when they are
-    UTF-8 (else Judge0's 400, raised as NotUtf8)."""
-    try:
-        raw = value.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # another lone surrogate, sent as JSON text
-        raw = value.encode("utf-8", "replace")
-    if b64:
-        return base64.b64encode(raw).decode()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise NotUtf8 from None
-
-
-def serialize(record: dict[str, Any], fields: tuple[str, ...], b64: bool) -> dict[str, Any]:
-    """A stored record as Judge0 renders it (decimals as strings, text maybe base64)."""
-    langs = {**available_languages(), **{i: ("", n) for i, n in archived_languages().items()}}
-    out: dict[str, Any] = {}
-    for name in fields:
-        if name == "status":
-            sid = record["status_id"]
-            out[name] = {"id": sid, "description": STATUSES[sid]}
-        elif name == "language":
-            lid = record["language_id"]
-            out[name] = {"id": lid, "name": langs.get(lid, ("", str(lid)))[1]}
-        elif name in TEXT_FIELDS:
-            value = record.get(name)
-            out[name] = _encode(value, b64) if value else None
-        elif name in DECIMAL_FIELDS:
-            value = record.get(name)
-            out[name] = (
-                None
-                if value is None
-                else (f"{value:.3f}" if name in ("time", "wall_time") else str(float(value)))
-            )
-        else:
-            out[name] = record.get(name)
-    return out
-
-
-def _limits(record: dict[str, Any]) -> Limits:
-    """Judge0's limits as ours. CPU: killed past limit + extra (RLIMIT_CPU), reported
-    TLE past the limit; memory and file size in KB; at least what a sandbox needs."""
-    cpu = float(record["cpu_time_limit"]) + float(record["cpu_extra_time"])
-    max_file_kb = max(1, int(record["max_file_size"]))
-    return Limits(
-        time=float(record["wall_time_limit"]),
-        cpu_time=max(0.01, cpu),
-        memory_mb=max(16, math.ceil(int(record["memory_limit"]) / 1024)),
-        stack_mb=max(1, math.ceil(int(record["stack_limit"]) / 1024)),
-        pids=min(4096, max(8, int(record["max_processes_and_or_threads"]))),
-        file_size_mb=max_file_kb / 1024,
-        output_bytes=max_file_kb * 1024,
-    )
-
-
-class Judge0Service:
-    """The queue, the workers and the sandbox pools behind the routes."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = Store(settings.db_path)
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.slots = asyncio.Semaphore(max(1, settings.workers))
-        self.pool: SandboxPool | None = settings.pool
-        self.network_pool: SandboxPool | None = None
-        self._own_pool = settings.pool is None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._callbacks: set[asyncio.Task[None]] = set()
-        self.working = 0
-
-    async def start(self) -> None:
-        if self.pool is None:
-            # warms it (a missing engine or image fails start-up); closes itself on failure
-            self.pool = await SandboxPool(
-                languages=self.settings.warm_languages, size=self.settings.pool_size
-            ).open()
-        for token in await self.store.unfinished():
-            self.queue.put_nowait(token)
-        self._tasks = [
-            asyncio.create_task(self._worker()) for _ in range(max(1, self.settings.workers))
-        ]
-
-    async def stop(self) -> None:
-        for task in [*self._tasks, *self._callbacks]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._callbacks, return_exceptions=True)
-        if self._own_pool and self.pool is not None:
-            await self.pool.aclose()
-        if self.network_pool is not None:
-            await self.network_pool.aclose()
-        self.store.close()
-
-    async def _worker(self) -> None:
-        while True:
-            token = await self.queue.get()
-            try:
-                await self.process(token)
-            except Exception:  # a bug here must not kill the worker
-                log.exception("judging %s failed", token)
-
-    async def process(self, token: str) -> None:
-        async with self.slots:
-            record = await self.store.get(token)
-            if record is None or record["status_id"] not in (1, 2):
-                return
-            self.working += 1
-            try:
-                await self.store.update(token, {"status_id": PROCESSING})
-                changes = await self._judge(record)
-                changes["finished_at"] = now()
-                await self.store.update(token, changes)
-            finally:
-                self.working -= 1
-        if record.get("callback_url"):
-            done = await self.store.get(token)
-            if done is not None:
-                task = asyncio.create_task(self._callback(done))
-                self._callbacks.add(task)
-                task.add_done_callback(self._callbacks.discard)
-
-    async def _callback(self, record: dict[str, Any]) -> None:
-        """PUT the result to the submission's callback_url, as Judge0 does (its default
-        fields, base64-encoded), retried with backoff; the result stays stored either way."""
-        url = record["callback_url"]
-        try:
-            payload = serialize(record, DEFAULT_FIELDS, True)
-        except NotUtf8:  # cannot happen in base64 mode; kept for the type checker
-            return
-        delay = 0.5
-        async with httpx.AsyncClient(timeout=self.settings.callback_timeout) as http:
-            for attempt in range(1, max(1, self.settings.callback_tries) + 1):
-                try:
-                    response = await http.put(url, json=payload)
-                    if response.status_code < 400:
-                        return
-                    log.warning("callback %s answered %s", url, response.status_code)
-                except httpx.HTTPError as exc:
-                    log.warning("callback %s failed (try %d): %s", url, attempt, exc)
-                await asyncio.sleep(delay)
-                delay *= 2
-
-    async def _pool_for(self, record: dict[str, Any]) -> SandboxPool:
-        if not record.get("enable_network"):
-            assert self.pool is not None
-            return self.pool
-        if self.network_pool is None:
-            self.network_pool = await SandboxPool(languages=(), size=0, network=True).open()
-        return self.network_pool
-
-    async def _judge(self, record: dict[str, Any]) -> dict[str, Any]:
-        language = available_languages().get(record["language_id"], ("",))[0]
-        if not language:
-            return result_fields(None, record, f"language {record['language_id']} is gone")
-        spec: LanguageSpec = get_language(language)
-        files: dict[str, bytes] = {}
-        if record.get("additional_files"):
-            files = unzip_files(
-                base64.b64decode(record["additional_files"]),
-                int(CONFIG["max_extract_size"]) * 1024,
-            )
-        source = record.get("source_code") or ""
-        if record["language_id"] == MULTI_FILE:
-            # Judge0's multi-file program: its ``compile`` script (if any), then ``run``
-            if "run" not in files:
-                return {
-                    "status_id": 11,
-                    "stderr": "bash: run: No such file or directory\n",
-                    "exit_code": 127,
-                    "message": "Exited with error status 127",
-                }
-            source = files.pop("run").decode("utf-8", "surrogateescape")
-            spec = spec.model_copy(
-                update={"compile": ("bash", "compile") if "compile" in files else None}
-            )
-        options = shlex.split(record.get("compiler_options") or "")
-        args = shlex.split(record.get("command_line_arguments") or "")
-        runs = max(1, int(record.get("number_of_runs") or 1))
-        stdin = (record.get("stdin") or "").encode("utf-8", "surrogateescape")
-        report: JudgeReport | None = None
-        error: str | None = None
-        try:
-            report = await judge(
-                source,
-                language=spec.with_compile_options(tuple(options)),
-                tests=[TestCase(input=stdin)] * runs,
-                limits=_limits(record),
-                stop_on_failure=True,
-                pool=await self._pool_for(record),
-                files=files,
-                args=args,
-            )
-        except SandboxkitError as exc:
-            error = str(exc)
-            log.warning("internal error judging %s: %s", record["token"], exc)
-        except Exception as exc:  # a bug: report Internal Error, never leave it Processing
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("bug while judging %s", record["token"])
-        return result_fields(report, record, error)
-
-
 def _config(cfg: Settings) -> dict[str, Any]:
     return {
         **CONFIG,
         "enable_submission_delete": cfg.enable_submission_delete,
+        "max_queue_size": cfg.max_queue_size,
         "enable_network": False,
         "allow_enable_network": cfg.allow_network,
         "callbacks_max_tries": cfg.callback_tries,
@@ -418,6 +274,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def not_utf8(request: Request, exc: NotUtf8) -> JSONResponse:
         return _error(400, NOT_UTF8)
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable on %s: %s", request.url.path, exc)
+        return _error(503, "the database is unavailable; try again")
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path)
@@ -495,19 +356,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/workers")
     async def workers() -> list[dict[str, Any]]:
-        total = max(1, cfg.workers)
-        working = min(total, service.working)
+        """Judge0's shape, from the heartbeats of every worker sharing the store."""
+        beats = await service.store.workers()
+        counts = await service.store.counts_by_status()
+        available = sum(b.concurrency for b in beats)
+        working = min(available, sum(b.working for b in beats))
         return [
             {
                 "queue": VERSION,
-                "size": service.queue.qsize(),
-                "available": total,
-                "idle": total - working,
+                "size": counts.get(1, 0),
+                "available": available,
+                "idle": available - working,
                 "working": working,
                 "paused": 0,
-                "failed": 0,
+                "failed": sum(b.failed for b in beats),
             }
         ]
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        await service.metrics.refresh(service.store)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/authenticate")
     async def authenticate() -> Response:
@@ -563,6 +432,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_network=cfg.allow_network,
         )
 
+    def _admission(request: Request) -> Admission:
+        client = request.headers.get("x-auth-user") or (
+            request.client.host if request.client else ""
+        )
+        return Admission(
+            client=client,
+            max_queue=cfg.max_queue_size,
+            max_in_flight=cfg.max_in_flight_per_user,
+        )
+
+    async def _store_new(request: Request, records: list[dict[str, Any]]) -> Response | None:
+        """Store ``records`` (durably: 201 follows), or the answer refusing them."""
+        try:
+            await service.store.insert(records, _admission(request))
+        except QueueFull:
+            return _error(503, "queue is full")
+        except TooManyInFlight as exc:
+            return _error(429, str(exc))
+        return None
+
     @app.post("/submissions")
     async def create(request: Request) -> Response:
         fields = _requested_fields(request)
@@ -575,15 +464,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         record, errors = _parse(body, b64)
         if record is None:
             return JSONResponse(errors, status_code=422)
-        await service.store.insert([record])
+        refused = await _store_new(request, [record])
+        if refused is not None:
+            return refused
         token = record["token"]
         if not _flag(request, "wait"):
-            service.queue.put_nowait(token)
             return JSONResponse({"token": token}, status_code=201)
-        await service.process(token)
-        done = await service.store.get(token)
-        assert done is not None
-        return JSONResponse(serialize(done, fields, b64), status_code=201)
+        done = await service.wait_final(token)
+        return JSONResponse(serialize(done or record, fields, b64), status_code=201)
 
     @app.get("/submissions")
     async def index(request: Request) -> Response:
@@ -636,9 +524,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 good.append(record)
                 answer.append({"token": record["token"]})
-        await service.store.insert(good)
-        for record in good:
-            service.queue.put_nowait(record["token"])
+        refused = await _store_new(request, good)
+        if refused is not None:
+            return refused
         return JSONResponse(answer, status_code=201 if good else 422)
 
     @app.get("/submissions/batch")
@@ -672,7 +560,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fields = _requested_fields(request)
         if isinstance(fields, JSONResponse):
             return fields
-        record = await service.store.get(token)
+        record = (await service.store.get_many([token])).get(token)
         if record is None:
             return _error(404, f"submission with token {token} not found")
         return record, fields

@@ -1,154 +1,129 @@
-"""Submissions kept in SQLite (stdlib ``sqlite3``), so a restart loses none.
+"""What the server keeps and how work is handed out: the ``Store`` protocol.
 
-One connection, used from worker threads under a lock (``anyio.to_thread``), so the
-event loop never blocks on disk. A submission is one row: its token, its status id
-(to find unfinished work after a restart) and its attributes as JSON.
+Two stores implement it: SQLite (one process: the API judges in-process) and
+PostgreSQL (a fleet: API nodes and workers on many hosts share one database). The
+queue lives in the store itself: a submission is a row; a worker *claims* it with a
+lease it renews while judging, and *finishes* it with a write that is refused when the
+lease was lost (the claim's ``attempt`` is a fencing token), so a worker that died or
+stalled can never overwrite the result of the one that took over.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import anyio.to_thread
-
-
-def now_date() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+IN_QUEUE, PROCESSING = 1, 2
+UNFINISHED = (IN_QUEUE, PROCESSING)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS submissions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    token TEXT NOT NULL UNIQUE,
-    status_id INTEGER NOT NULL,
-    data TEXT NOT NULL
-)
-"""
+class QueueFull(Exception):
+    """Judge0's MAX_QUEUE_SIZE reached (answered 503)."""
 
 
-class Store:
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+class TooManyInFlight(Exception):
+    """One client has its cap of submissions in queue or being judged (answered 429)."""
 
-    # ---- sync core (runs in a worker thread)
-    def _insert(self, records: Sequence[dict[str, Any]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    "INSERT INTO submissions (token, status_id, data) VALUES (?, ?, ?)",
-                    [(r["token"], r["status_id"], json.dumps(r)) for r in records],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"too many submissions in queue or being judged for this user (limit {limit}): "
+            "wait for some to finish"
+        )
 
-    def _update(self, token: str, changes: dict[str, Any]) -> None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT data FROM submissions WHERE token = ?", (token,)
-            ).fetchone()
-            if row is None:
-                return
-            data = json.loads(row[0])
-            data.update(changes)
-            self._db.execute(
-                "UPDATE submissions SET status_id = ?, data = ? WHERE token = ?",
-                (data["status_id"], json.dumps(data), token),
-            )
 
-    def _get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            marks = ",".join("?" * len(tokens))
-            rows = self._db.execute(
-                f"SELECT token, data FROM submissions WHERE token IN ({marks})",  # noqa: S608
-                tuple(tokens),
-            ).fetchall()
-        return {t: json.loads(d) for t, d in rows}
+class StoreUnavailable(Exception):
+    """The database did not answer within the retry budget (answered 503)."""
 
-    def _unfinished(self) -> list[str]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT token FROM submissions WHERE status_id IN (1, 2) ORDER BY seq"
-            ).fetchall()
-        return [r[0] for r in rows]
 
-    def _page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
-        with self._lock:
-            total = self._db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
-            rows = self._db.execute(
-                "SELECT data FROM submissions ORDER BY seq DESC LIMIT ? OFFSET ?",
-                (per_page, (page - 1) * per_page),
-            ).fetchall()
-        return [json.loads(r[0]) for r in rows], int(total)
+@dataclass(frozen=True)
+class Claim:
+    """A submission a worker holds: the record, and the lease's fencing token."""
 
-    def _delete(self, token: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM submissions WHERE token = ?", (token,))
+    token: str
+    attempt: int
+    owner: str
+    record: dict[str, Any]
 
-    def _statistics(self) -> dict[str, Any]:
-        with self._lock:
-            rows = self._db.execute("SELECT status_id, data FROM submissions").fetchall()
-            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
-            size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        today = now_date()
-        languages: dict[int, int] = {}
-        statuses: dict[int, int] = {}
-        in_day = 0
-        for status_id, data in rows:
-            record = json.loads(data)
-            languages[record["language_id"]] = languages.get(record["language_id"], 0) + 1
-            statuses[status_id] = statuses.get(status_id, 0) + 1
-            in_day += str(record.get("created_at", "")).startswith(today)
-        return {
-            "total": len(rows),
-            "today": in_day,
-            "languages": sorted(languages.items(), key=lambda kv: -kv[1]),
-            "statuses": sorted(statuses.items()),
-            "size": int(pages) * int(size),
-        }
 
-    # ---- async face
-    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
-        return await anyio.to_thread.run_sync(self._page, page, per_page)
+@dataclass(frozen=True)
+class WorkerBeat:
+    """One worker's heartbeat: what ``GET /workers`` and ``/metrics`` count."""
 
-    async def delete(self, token: str) -> None:
-        await anyio.to_thread.run_sync(self._delete, token)
+    name: str
+    concurrency: int
+    working: int
+    judged: int = 0
+    failed: int = 0
 
-    async def statistics(self) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(self._statistics)
 
-    async def insert(self, records: Sequence[dict[str, Any]]) -> None:
-        await anyio.to_thread.run_sync(self._insert, records)
+@dataclass(frozen=True)
+class Admission:
+    """Who submits and the caps that apply (``0`` disables one)."""
 
-    async def update(self, token: str, changes: dict[str, Any]) -> None:
-        await anyio.to_thread.run_sync(self._update, token, changes)
+    client: str = ""
+    max_queue: int = 0
+    max_in_flight: int = 0
 
-    async def get(self, token: str) -> dict[str, Any] | None:
-        return (await self.get_many([token])).get(token)
 
-    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if not tokens:
-            return {}
-        return await anyio.to_thread.run_sync(self._get_many, list(tokens))
+class Store(Protocol):
+    """Submissions, the queue over them, and the workers' heartbeats."""
 
-    async def unfinished(self) -> list[str]:
-        return await anyio.to_thread.run_sync(self._unfinished)
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    # ---- submissions (API nodes)
+    async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
+        """Store ``records`` (In Queue) atomically; raises QueueFull or TooManyInFlight
+        and stores none when a cap would be passed. Returns once they are durable."""
+
+    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]: ...
+    async def delete(self, token: str) -> None: ...
+    async def statistics(self) -> dict[str, Any]: ...
+    async def counts_by_status(self) -> dict[int, int]: ...
+    async def wait_finished(self, token: str, timeout: float) -> None:
+        """Return when ``token`` may have changed (or after ``timeout``)."""
+
+    # ---- the queue (workers)
+    async def claim(self, owner: str, lease: float) -> Claim | None:
+        """The oldest submission in queue (or whose lease expired), now Processing and
+        held by ``owner`` for ``lease`` seconds; None when there is none."""
+
+    async def renew(self, claim: Claim, lease: float) -> bool:
+        """Extend the lease; False when it was lost (another worker took it over)."""
+
+    async def finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
+        """Store the final result; False (nothing written) when the lease was lost."""
+
+    async def release(self, claim: Claim) -> None:
+        """Give the submission back to the queue at once (this worker is stopping)."""
+
+    async def wait_queued(self, timeout: float) -> None:
+        """Return when new work may be there (or after ``timeout``)."""
+
+    async def heartbeat(self, beat: WorkerBeat, ttl: float) -> None: ...
+    async def forget_worker(self, name: str) -> None: ...
+    async def workers(self) -> list[WorkerBeat]:
+        """The workers whose heartbeat is fresh."""
+
+
+def is_postgres_url(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(db: str) -> Store:
+    """The store ``db`` names: a ``postgresql://`` URL, else a SQLite file."""
+    if is_postgres_url(db):
+        from ._postgres_store import PostgresStore  # the [postgres] extra
+
+        return PostgresStore(db)
+    from ._sqlite_store import SqliteStore
+
+    return SqliteStore(db)
+
+
+def merged(record: dict[str, Any], status_id: int) -> dict[str, Any]:
+    """A stored record with its authoritative status (the column, not the JSON copy)."""
+    record["status_id"] = status_id
+    return record

@@ -1,0 +1,172 @@
+"""Judging one stored submission: Judge0's fields in, Judge0's result fields out, in a
+sandbox of our pools; and the callback PUT once a result is stored. Used by every
+worker, in-process (``sandboxkit serve``) or alone (``sandboxkit worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .._errors import SandboxkitError
+from .._judge import judge
+from .._judge_models import JudgeReport, TestCase
+from .._languages import LanguageSpec, get_language
+from .._models import Limits
+from .._sandbox_pool import SandboxPool
+from ._judge0 import CONFIG, DEFAULT_FIELDS, MULTI_FILE, result_fields
+from ._render import NotUtf8, serialize
+from ._requests import available_languages, unzip_files
+
+log = logging.getLogger("sandboxkit.server")
+
+
+def _limits(record: dict[str, Any]) -> Limits:
+    """Judge0's limits as ours. CPU: killed past limit + extra (RLIMIT_CPU), reported
+    TLE past the limit; memory and file size in KB; at least what a sandbox needs."""
+    cpu = float(record["cpu_time_limit"]) + float(record["cpu_extra_time"])
+    max_file_kb = max(1, int(record["max_file_size"]))
+    return Limits(
+        time=float(record["wall_time_limit"]),
+        cpu_time=max(0.01, cpu),
+        memory_mb=max(16, math.ceil(int(record["memory_limit"]) / 1024)),
+        stack_mb=max(1, math.ceil(int(record["stack_limit"]) / 1024)),
+        pids=min(4096, max(8, int(record["max_processes_and_or_threads"]))),
+        file_size_mb=max_file_kb / 1024,
+        output_bytes=max_file_kb * 1024,
+    )
+
+
+@dataclass
+class CallbackPolicy:
+    tries: int = 3
+    timeout: float = 5.0
+
+
+class Judging:
+    """The sandbox pools a worker judges in, and the callbacks it owes."""
+
+    def __init__(
+        self,
+        pool: SandboxPool | None,
+        *,
+        open_pool: SandboxPool | None = None,
+        callbacks: CallbackPolicy | None = None,
+    ) -> None:
+        #: an existing pool (not closed here), else ``open_pool`` is opened and owned
+        self.pool = pool
+        self._unopened = open_pool
+        self.network_pool: SandboxPool | None = None
+        self.callbacks = callbacks or CallbackPolicy()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        if self.pool is None and self._unopened is not None:
+            # warms it (a missing engine or image fails start-up); closes itself on failure
+            self.pool = await self._unopened.open()
+
+    async def close(self) -> None:
+        for task in self._pending:
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._unopened is not None and self.pool is not None:
+            await self.pool.aclose()
+        if self.network_pool is not None:
+            await self.network_pool.aclose()
+
+    def call_back(self, record: dict[str, Any]) -> None:
+        """PUT ``record`` (stored, final) to its callback_url in the background."""
+        if not record.get("callback_url"):
+            return
+        task = asyncio.create_task(self._callback(record))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _callback(self, record: dict[str, Any]) -> None:
+        """PUT the result to the submission's callback_url, as Judge0 does (its default
+        fields, base64-encoded), retried with backoff; the result stays stored either way."""
+        url = record["callback_url"]
+        token = {"token": record["token"]}
+        try:
+            payload = serialize(record, DEFAULT_FIELDS, True)
+        except NotUtf8:  # cannot happen in base64 mode; kept for the type checker
+            return
+        delay = 0.5
+        async with httpx.AsyncClient(timeout=self.callbacks.timeout) as http:
+            for attempt in range(1, max(1, self.callbacks.tries) + 1):
+                try:
+                    response = await http.put(url, json=payload)
+                    if response.status_code < 400:
+                        return
+                    log.warning("callback %s answered %s", url, response.status_code, extra=token)
+                except httpx.HTTPError as exc:
+                    log.warning("callback %s failed (try %d): %s", url, attempt, exc, extra=token)
+                await asyncio.sleep(delay)
+                delay *= 2
+
+    async def _pool_for(self, record: dict[str, Any]) -> SandboxPool:
+        if not record.get("enable_network"):
+            assert self.pool is not None, "open() first"
+            return self.pool
+        if self.network_pool is None:
+            self.network_pool = await SandboxPool(languages=(), size=0, network=True).open()
+        return self.network_pool
+
+    async def judge(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The result fields of ``record`` (its status among them). Never raises for
+        the engine or sandboxkit failing: that is Judge0's Internal Error."""
+        language = available_languages().get(record["language_id"], ("",))[0]
+        if not language:
+            return result_fields(None, record, f"language {record['language_id']} is gone")
+        spec: LanguageSpec = get_language(language)
+        files: dict[str, bytes] = {}
+        if record.get("additional_files"):
+            files = unzip_files(
+                base64.b64decode(record["additional_files"]),
+                int(CONFIG["max_extract_size"]) * 1024,
+            )
+        source = record.get("source_code") or ""
+        if record["language_id"] == MULTI_FILE:
+            # Judge0's multi-file program: its ``compile`` script (if any), then ``run``
+            if "run" not in files:
+                return {
+                    "status_id": 11,
+                    "stderr": "bash: run: No such file or directory\n",
+                    "exit_code": 127,
+                    "message": "Exited with error status 127",
+                }
+            source = files.pop("run").decode("utf-8", "surrogateescape")
+            spec = spec.model_copy(
+                update={"compile": ("bash", "compile") if "compile" in files else None}
+            )
+        options = shlex.split(record.get("compiler_options") or "")
+        args = shlex.split(record.get("command_line_arguments") or "")
+        runs = max(1, int(record.get("number_of_runs") or 1))
+        stdin = (record.get("stdin") or "").encode("utf-8", "surrogateescape")
+        report: JudgeReport | None = None
+        error: str | None = None
+        token = {"token": record["token"]}
+        try:
+            report = await judge(
+                source,
+                language=spec.with_compile_options(tuple(options)),
+                tests=[TestCase(input=stdin)] * runs,
+                limits=_limits(record),
+                stop_on_failure=True,
+                pool=await self._pool_for(record),
+                files=files,
+                args=args,
+            )
+        except SandboxkitError as exc:
+            error = str(exc)
+            log.warning("internal error judging %s: %s", record["token"], exc, extra=token)
+        except Exception as exc:  # a bug: report Internal Error, never leave it Processing
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("bug while judging %s", record["token"], extra=token)
+        return result_fields(report, record, error)
