@@ -368,15 +368,13 @@ class Fleet:
         self.procs.append(w)
         return w
 
-    def wait_workers(self, node: Node, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """Until ``node``'s /workers sees ``count`` live workers (by heartbeat)."""
+    def wait_workers(self, node: Node, count: int, timeout: float = 60) -> None:
+        """Until ``node`` counts ``count`` live workers (heartbeats: sandboxkit_workers)."""
 
-        def seen() -> list[dict[str, Any]] | None:
-            rows = node.workers()
-            live = sum(int(r.get("idle", 0)) + int(r.get("working", 0)) for r in rows)
-            return rows if live == count else None
+        def seen() -> bool:
+            return sample(parse_metrics(node.metrics()), "sandboxkit_workers") == count
 
-        return wait_until(seen, timeout, f"{count} live worker(s) on /workers", 0.25)
+        wait_until(seen, timeout, f"{count} live worker(s) on {node.name}", 0.25)
 
     def close(self) -> dict[str, int]:
         """Stop all (in parallel: each SIGTERM, then SIGKILL); name -> exit code."""

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,7 @@ async def test_two_nodes_two_workers_share_one_database(fleet: Fleet) -> None:
         assert len(rows) == 1 and set(rows[0]) == WORKERS_KEYS, rows
         row = rows[0]
         assert row["available"] == 3, row  # 2 + 1: the live workers' concurrency
-        assert row["size"] == 0 and row["working"] == 0, row
+        assert row["size"] == 0 and row["working"] == 0 and row["idle"] == 3, row
         assert row["paused"] == 0 and row["failed"] == 0, row
 
     # /metrics on a node and on each worker: Prometheus text with the documented names
@@ -218,7 +219,6 @@ async def test_two_nodes_two_workers_share_one_database(fleet: Fleet) -> None:
     )
     assert node_m["sandboxkit_workers"]["type"] == "gauge"
     assert sample(node_m, "sandboxkit_workers") == 2
-    counts = 0.0
     for w in (w1, w2):
         wm = parse_metrics(w.metrics())
         hist = wm["sandboxkit_judging_seconds"]
@@ -230,10 +230,18 @@ async def test_two_nodes_two_workers_share_one_database(fleet: Fleet) -> None:
             "sandboxkit_judging_seconds_count",
         } <= names
         inf = sample(wm, "sandboxkit_judging_seconds_bucket", le="+Inf")
-        count = sample(wm, "sandboxkit_judging_seconds_count")
-        assert inf == count is not None
-        counts += count
-    assert counts == judged  # each submission judged once, by one of them
+        assert inf == sample(wm, "sandboxkit_judging_seconds_count") is not None
+
+    def observed() -> float:
+        return sum(
+            sample(parse_metrics(w.metrics()), "sandboxkit_judging_seconds_count") or 0
+            for w in (w1, w2)
+        )
+
+    # each submission judged once, by one of them (observed just after its result is
+    # stored, so the last one may lag the answer a little)
+    wait_until(lambda: observed() >= judged, 30, f"{judged} judgings observed")
+    assert observed() == judged
 
     # SIGTERM: a worker finishes and exits 0
     assert w1.stop() == 0, w1.tail()
@@ -260,14 +268,13 @@ async def test_chaos_every_accepted_submission_ends_once_with_its_verdict(
     results: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     done = 0
-    retried = 0  # requests that met a dead node or PostgreSQL down, retried
+    retried: Counter[str] = Counter()  # requests that met a dead node or a 503, retried
 
     async def call(
         http: httpx.AsyncClient, start: int, method: str, path: str, **kw: Any
     ) -> httpx.Response:
         """One request with fail-over, as a client of the fleet retries: on a connection
         error or a 502/503/504 the next node, until an answer (bounded)."""
-        nonlocal retried
         deadline = time.monotonic() + 180
         for i in itertools.count(start):
             node = nodes[i % len(nodes)]
@@ -275,9 +282,9 @@ async def test_chaos_every_accepted_submission_ends_once_with_its_verdict(
                 r = await http.request(method, node.url + path, timeout=30, **kw)
                 if r.status_code not in (502, 503, 504):
                     return r
-            except httpx.TransportError:
-                pass
-            retried += 1
+                retried[str(r.status_code)] += 1
+            except httpx.TransportError as exc:
+                retried[type(exc).__name__] += 1
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{method} {path}: no node answered within 180 s")
             if (i - start) % len(nodes) == len(nodes) - 1:  # each node tried: a pause
@@ -326,7 +333,7 @@ async def test_chaos_every_accepted_submission_ends_once_with_its_verdict(
 
     assert failures == []
     assert len(tokens) == n_subs and len(results) == n_subs
-    assert retried > 0  # the dead node and PostgreSQL's restart were met, and retried
+    assert retried["ConnectError"] > 0  # the dead node was met, and failed over
     wrong = {
         t: (results[t]["status"], s) for t, s in tokens.items() if results[t]["status"]["id"] != s
     }
@@ -339,7 +346,7 @@ async def test_chaos_every_accepted_submission_ends_once_with_its_verdict(
     # never learnt of: it is judged all the same (no row left unfinished, checked above)
     assert len(rows) >= n_subs
     print(
-        f"chaos: {len(tokens)} accepted, {retried} retried requests, "
+        f"chaos: {len(tokens)} accepted, retried requests {dict(retried)}, "
         f"{sum(r['attempt'] > 1 for r in rows)} judged again"
     )
     fleet.close()
@@ -455,6 +462,10 @@ async def test_a_late_write_after_the_lease_is_refused(fleet: Fleet, pg_db_url: 
     # a ends its in-flight run (its write refused) and exits 0 on SIGTERM
     assert a.stop() == 0, a.tail()
     assert get(node, token) == second
+    # and a said so, about that token (lease lost, or its result refused)
+    assert any(
+        line.get("token") == token and line.get("level") == "WARNING" for line in a.log_lines()
+    ), a.tail()
     (row,) = await query(pg_db_url, "SELECT status_id, attempt FROM submissions")
     assert row["status_id"] == ACCEPTED and row["attempt"] >= 2, row
     assert b.stop() == 0, b.tail()
