@@ -3,13 +3,19 @@ when it is missing, since CI brings one up and a silent skip would hide a broken
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 import sandboxkit as sk
 from sandboxkit._labels import LABEL_POOL
+
+if TYPE_CHECKING:  # imported by the fixtures: it needs httpx, not in the core install
+    from pg_fleet import Postgres
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +40,39 @@ def running_container_ids() -> set[str]:
         ["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True, check=True
     )
     return set(out.stdout.split())
+
+
+# ---------------------------------------------------------------- PostgreSQL fleet
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Postgres]:
+    """One PostgreSQL cluster (scripts/postgres.sh) for the run, in a folder of its own
+    under /tmp (open to the server's user) on a free port; stopped at the end."""
+    from pg_fleet import Postgres
+
+    folder = tempfile.mkdtemp(prefix="sandboxkit-pg-")
+    cluster = Postgres(folder)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(pg_cluster: Postgres) -> str:
+    """postgresql://sandboxkit@127.0.0.1:PORT/sandboxkit of the run's cluster."""
+    return pg_cluster.url
+
+
+@pytest.fixture
+async def pg_db_url(pg_cluster: Postgres, postgres_url: str) -> AsyncIterator[str]:
+    """A new empty database for this test alone (dropped after it), as a URL."""
+    url = await pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        if pg_cluster.running():
+            await pg_cluster.drop_database(url)
