@@ -15,7 +15,7 @@ from sandboxkit._dockerfile import render
 from sandboxkit._judge_models import JudgeReport, TestResult
 from sandboxkit._languages import REGISTRY, get_language
 from sandboxkit._languages_extra import EXTRA, OBJECTIVE_C
-from sandboxkit.server._app import NotUtf8, _limits, _requested_fields, serialize
+from sandboxkit.server._app import _requested_fields
 from sandboxkit.server._judge0 import (
     ALL_FIELDS,
     CONFIG,
@@ -24,6 +24,8 @@ from sandboxkit.server._judge0 import (
     judge0_equal,
     result_fields,
 )
+from sandboxkit.server._judging import _limits
+from sandboxkit.server._render import NotUtf8, serialize
 from sandboxkit.server._requests import (
     archived_languages,
     available_languages,

@@ -19,7 +19,8 @@ from judge0_server import Server
 import sandboxkit as sk
 from sandboxkit.server import serve
 from sandboxkit.server._requests import parse_submission
-from sandboxkit.server._store import Store
+from sandboxkit.server._sqlite_store import SqliteStore
+from sandboxkit.server._store import Admission
 
 pytestmark = pytest.mark.docker
 
@@ -221,11 +222,11 @@ def test_restart_keeps_tokens_and_runs_queued_work(server: Server, db: Path) -> 
         max_io_bytes=1 << 20,
     )
     assert record is not None and not errors
-    store = Store(db)
+    store = SqliteStore(db)
     import anyio
 
-    anyio.run(store.insert, [record])
-    store.close()
+    anyio.run(store.insert, [record], Admission())
+    anyio.run(store.close)
 
     again = Server(db, token="s3cret")
     try:

@@ -40,6 +40,7 @@ def serve(
     uvicorn.run(
         create_app(cfg),
         log_config=None,  # ours, above: one format for every line
+        access_log=False,  # the app logs each request, with its token as a field
         host=host,
         port=port,
         log_level=log_level,

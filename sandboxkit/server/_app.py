@@ -156,6 +156,20 @@ class Judge0Service:
             await self.store.wait_finished(token, min(1.0, left))
 
 
+access_log = logging.getLogger("sandboxkit.access")
+
+
+def _access(request: Request, status: int) -> None:
+    """One line per request (uvicorn's own access log is off), with the token as a
+    field when the path names one."""
+    path = request.url.path
+    parts = path.split("/")
+    extra = {"status": status, "method": request.method}
+    if len(parts) == 3 and parts[1] == "submissions" and parts[2] != "batch":
+        extra["token"] = parts[2]
+    access_log.info("%s %s %d", request.method, path, status, extra=extra)
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -256,7 +270,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             response: Response = await call_next(request)
         except NotUtf8:
-            return _error(400, NOT_UTF8)
+            response = _error(400, NOT_UTF8)
+        _access(request, response.status_code)
         return response
 
     # outermost: preflights and every answer (401s too) carry CORS headers, as Judge0's
@@ -444,12 +459,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def _store_new(request: Request, records: list[dict[str, Any]]) -> Response | None:
         """Store ``records`` (durably: 201 follows), or the answer refusing them."""
+        admission = _admission(request)
         try:
-            await service.store.insert(records, _admission(request))
+            await service.store.insert(records, admission)
         except QueueFull:
             return _error(503, "queue is full")
         except TooManyInFlight as exc:
             return _error(429, str(exc))
+        for record in records:
+            log.info(
+                "%s: stored (language %s)",
+                record["token"],
+                record["language_id"],
+                extra={"token": record["token"], "client": admission.client},
+            )
         return None
 
     @app.post("/submissions")

@@ -24,6 +24,7 @@ from ._requests import now_date
 from ._store import (
     IN_QUEUE,
     PROCESSING,
+    UNFINISHED,
     Admission,
     Claim,
     QueueFull,
@@ -104,6 +105,14 @@ class SqliteStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                marks = ",".join("?" * len(records))
+                (present,) = self._db.execute(
+                    f"SELECT COUNT(*) FROM submissions WHERE token IN ({marks})",  # noqa: S608
+                    tuple(r["token"] for r in records),
+                ).fetchone()
+                if present == len(records):  # a retry of an insert that committed
+                    self._db.execute("COMMIT")
+                    return
                 if admission.max_in_flight:
                     (mine,) = self._db.execute(
                         "SELECT COUNT(*) FROM submissions WHERE client = ? AND status_id IN (1, 2)",
@@ -220,7 +229,18 @@ class SqliteStore:
                     claim.owner,
                 ),
             )
-        return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return True
+            # refused, unless our own write landed already (a repeated finish)
+            row = self._db.execute(
+                "SELECT status_id, attempt, lease_owner FROM submissions WHERE token = ?",
+                (claim.token,),
+            ).fetchone()
+        return bool(
+            row is not None
+            and row[0] not in UNFINISHED
+            and (row[1], row[2]) == (claim.attempt, claim.owner)
+        )
 
     # ---- async face
     async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:

@@ -75,13 +75,15 @@ class Worker:
         they are abandoned (their leases expire and another worker judges them)."""
         self._stopping.set()
         loops = self._tasks[:-1]
-        if grace > 0 and loops:
-            await asyncio.wait(loops, timeout=grace)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.store.forget_worker(self.name), 5)
+        try:
+            if grace > 0 and loops:
+                await asyncio.wait(loops, timeout=grace)
+        finally:  # cancelled while waiting too: the loops never outlive the worker
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.store.forget_worker(self.name), 5)
 
     def beat(self) -> WorkerBeat:
         return WorkerBeat(self.name, self.concurrency, self.working, self.judged, self.failed)
