@@ -460,13 +460,17 @@ def _parse_strict(text: str) -> dict[str, dict[str, Any]]:
         family = name
         for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
             base = name[: -len(suffix)]
-            if name.endswith(suffix) and base in types:
+            if name not in types and name.endswith(suffix) and base in types:
                 family = base
                 break
-        labels = dict(_ONE_LABEL.findall(m["labels"] or ""))
+        labels = {k: _unescape(v) for k, v in _ONE_LABEL.findall(m["labels"] or "")}
         families.setdefault(family, {"type": types.get(family, "untyped"), "samples": []})
         families[family]["samples"].append((name, labels, float(m["value"])))
     return families
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
 
 
 def sample(families: dict[str, dict[str, Any]], name: str, **labels: str) -> float | None:
