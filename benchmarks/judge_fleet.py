@@ -1,7 +1,7 @@
 """The PostgreSQL fleet: throughput through API node + workers, and the fleet's
 overhead per submission over calling ``sandboxkit.judge`` directly, in one run.
 
-    .venv/bin/python benchmarks/judge_fleet.py [--n 100] [--runs 40] [--quick]
+    .venv/bin/python benchmarks/judge_fleet.py [--n 100] [--runs 60] [--quick]
 
 Starts its own PostgreSQL (scripts/postgres.sh, a temporary folder, a free port), one
 API node (``sandboxkit serve --db postgresql://... --workers 0``) and workers
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -190,20 +191,26 @@ async def main(n: int, runs: int) -> None:
         f"p90 fleet / direct               {percentile(fleet_t, 90) * 1e3:8.1f} ms / "
         f"{percentile(direct_t, 90) * 1e3:.1f} ms"
     )
+    paired = percentile([f - d for f, d in zip(fleet_t, direct_t, strict=True)], 50) * 1e3
     report.row(f"fleet overhead (p50 - p50)       {over:8.1f} ms")
+    report.row(
+        f"median of paired differences     {paired:8.1f} ms  (fleet - the direct run before it)"
+    )
     report.target(
         "fleet overhead per submission", over <= TARGET_MS, f"{over:.1f} ms <= {TARGET_MS:.0f} ms"
     )
     bad_total = sum(bad for _, bad in rates.values())
     report.target("every benchmark submission Accepted", bad_total == 0, f"{bad_total} not")
     report.print()
-    print(f"\n(process logs: {logs})")
+    print(
+        f"\n(process logs: {logs}; load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="submissions per throughput run")
-    parser.add_argument("--runs", type=int, default=40, help="sequential overhead samples")
+    parser.add_argument("--runs", type=int, default=60, help="sequential overhead samples")
     parser.add_argument("--quick", action="store_true", help="n=30, runs=10")
     ns = parser.parse_args()
     if ns.quick:
