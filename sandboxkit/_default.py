@@ -13,10 +13,10 @@ import atexit
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Iterable
 
 from ._backends import EngineConfig, connect, load_fleet_file
+from ._fleet import remove_labelled
 from ._labels import LABEL_OWNER, LABEL_POOL, owner_identity
 from ._sandbox_pool import SandboxPool
 
@@ -64,7 +64,7 @@ SETTLE_TIMEOUT = 5.0  # seconds the exit clean-up keeps looking for late arrival
 
 async def _reap_owned(pool_id: str | None, engines: Iterable[EngineConfig]) -> None:
     """Remove this process's containers (of one pool, or all) from each of ``engines``."""
-    labels = {LABEL_OWNER: owner_identity()}
+    labels: dict[str, str | None] = {LABEL_OWNER: owner_identity()}
     if pool_id is not None:
         labels[LABEL_POOL] = pool_id
 
@@ -72,17 +72,9 @@ async def _reap_owned(pool_id: str | None, engines: Iterable[EngineConfig]) -> N
         engine = connect(config)
         try:
             with contextlib.suppress(Exception):  # an engine that is gone holds nothing
-                # a create cancelled mid-request can still land a moment later: list
-                # until two listings in a row, a little apart, find nothing (bounded)
-                deadline = time.monotonic() + SETTLE_TIMEOUT
-                quiet = 0
-                while quiet < 2 and time.monotonic() < deadline:
-                    found = await asyncio.wait_for(engine.list_containers(labels), 10)
-                    for c in found:
-                        await asyncio.wait_for(engine.remove(str(c["Id"])), 10)
-                    quiet = 0 if found else quiet + 1
-                    if quiet < 2:
-                        await asyncio.sleep(0.2)
+                await asyncio.wait_for(
+                    remove_labelled(engine, labels, settle=SETTLE_TIMEOUT), SETTLE_TIMEOUT + 20
+                )
         finally:
             await engine.close()
 

@@ -361,14 +361,31 @@ class Fleet:
         return out
 
 
-async def sweep(engine: Backend, pool_id: str) -> int:
+async def remove_labelled(
+    engine: Backend, labels: dict[str, str | None], *, settle: float = 0.0
+) -> int:
+    """Remove every container carrying ``labels`` on ``engine``; how many.
+
+    With ``settle`` > 0, keep listing until two listings 0.2 s apart find nothing, for
+    at most ``settle`` seconds: a create cancelled mid-request can still land a moment
+    after the first listing."""
+    removed = quiet = 0
+    deadline = time.monotonic() + settle
+    while True:
+        found = await engine.list_containers(labels)
+        for c in found:
+            with contextlib.suppress(SandboxkitError):
+                await engine.remove(str(c["Id"]))
+                removed += 1
+        quiet = 0 if found else quiet + 1
+        if settle <= 0 or quiet >= 2 or time.monotonic() >= deadline:
+            return removed
+        await asyncio.sleep(0.2)
+
+
+async def sweep(engine: Backend, pool_id: str, *, settle: float = 0.0) -> int:
     """Remove every container labelled with ``pool_id`` on ``engine``; how many."""
-    removed = 0
-    for c in await engine.list_containers({LABEL_POOL: pool_id}):
-        with contextlib.suppress(SandboxkitError):
-            await engine.remove(str(c["Id"]))
-            removed += 1
-    return removed
+    return await remove_labelled(engine, {LABEL_POOL: pool_id}, settle=settle)
 
 
 class WatchedBackend:

@@ -187,19 +187,21 @@ class SandboxPool:
             for task in self._arrivals.values():
                 task.cancel()
             pools = list(self._pools.values())
+            # a create cancelled mid-request may land after the close: look a little longer
+            creating = any(p.health()["starting"] for p in pools) or bool(self._arrivals)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
             with anyio.move_on_after(15):
-                await self._sweep()
+                await self._sweep(settle=3.0 if creating else 0.0)
             await asyncio.gather(*self._arrivals.values(), return_exceptions=True)
             await self.fleet.aclose()
 
-    async def _sweep(self) -> None:
+    async def _sweep(self, settle: float = 0.0) -> None:
         """Last resort: remove anything still labelled with this pool's id, on every
         engine that is up (a down one is swept when it comes back, or reaped later)."""
 
         async def one(member: Member) -> None:
             with contextlib.suppress(SandboxkitError):
-                await sweep(member.raw, self.pool_id)
+                await sweep(member.raw, self.pool_id, settle=settle)
 
         await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 

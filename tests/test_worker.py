@@ -11,9 +11,10 @@ import time
 from typing import Any
 
 import pytest
+from conftest import running_container_ids
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_MANAGED
+from sandboxkit._labels import LABEL_OWNER, owner_identity
 from sandboxkit.server import run_worker
 from sandboxkit.server._requests import parse_submission
 from sandboxkit.server._store import Admission
@@ -43,9 +44,11 @@ async def final(store: Any, tokens: list[str], timeout: float = 120) -> dict[str
 
 
 async def test_worker_judges_on_the_engines_given_within_their_capacity(
-    pg_db_url: str, running_container_ids: set[str]
+    pg_db_url: str,
 ) -> None:
     from sandboxkit.server._postgres_store import PostgresStore
+
+    before = running_container_ids()
 
     store = PostgresStore(pg_db_url)
     await store.open()
@@ -65,7 +68,7 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
         assert [(b.name, b.concurrency) for b in beats] == [("solo", 1)]  # clamped to 1
 
         # stopped while judging a long one: it goes back to the queue at once
-        slow = submission("import time; time.sleep(30)", wall_time_limit=60, cpu_time_limit=15)
+        slow = submission("import time; time.sleep(15)", wall_time_limit=20, cpu_time_limit=5)
         await store.insert([slow], Admission())
         deadline = time.monotonic() + 60
         while (await store.get_many([slow["token"]]))[slow["token"]]["status_id"] != 2:
@@ -82,14 +85,15 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
     finally:
         await store.close()
     leftover: set[str] = set()
-    for _ in range(50):
+    me = owner_identity()  # this process's containers only: other suites may be running
+    for _ in range(25):  # the pool waited for late creates: none may come now
         out = subprocess.run(
-            ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_MANAGED}"],
+            ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_OWNER}={me}"],
             capture_output=True,
             text=True,
             check=True,
         )
-        leftover = set(out.stdout.split()) - running_container_ids
+        leftover = set(out.stdout.split()) - before
         if not leftover:
             break
         await asyncio.sleep(0.2)
