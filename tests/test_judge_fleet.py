@@ -87,7 +87,8 @@ def workload(n: int) -> list[tuple[dict[str, Any], int]]:
 
 
 def post(node: Node, body: dict[str, Any], query: str = "", **kw: Any) -> httpx.Response:
-    return httpx.post(f"{node.url}/submissions{query}", json=body, timeout=60, **kw)
+    kw.setdefault("timeout", 60)
+    return httpx.post(f"{node.url}/submissions{query}", json=body, **kw)
 
 
 def get(node: Node, token: str) -> dict[str, Any]:
@@ -516,3 +517,33 @@ async def test_the_queue_cap_holds_across_nodes_under_concurrent_posts(fleet: Fl
     nodes = [fleet.node(max_queue_size=5, name=f"node-{c}") for c in "ab"]
     assert await burst(nodes, [f"user{i}" for i in range(40)]) == {201: 5, 503: 35}
     assert sample(parse_metrics(nodes[0].metrics()), "sandboxkit_queue_depth") == 5
+
+
+async def test_postgres_down_is_a_503_then_the_node_carries_on(
+    fleet: Fleet, pg_cluster: Postgres
+) -> None:
+    """PostgreSQL away for longer than a node retries inside: a 503 (never a hang or a
+    500); back again, the same node answers as before without a restart."""
+    node = fleet.node()
+    body = {"source_code": "print(1)", "language_id": PYTHON}
+    before = post(node, body)
+    assert before.status_code == 201, before.text
+    pg_cluster.stop()
+    try:
+        async with httpx.AsyncClient(timeout=180) as http:  # a write and a read at once
+            during, read = await asyncio.gather(
+                http.post(f"{node.url}/submissions", json=body),
+                http.get(f"{node.url}/submissions/{before.json()['token']}"),
+            )
+        assert during.status_code == 503, during.text
+        assert isinstance(during.json().get("error"), str), during.text
+        assert read.status_code == 503, read.text
+    finally:
+        pg_cluster.start()
+    after = wait_until(
+        lambda: (r := post(node, body)).status_code == 201 and r, 60, "a 201 again", 0.5
+    )
+    token = after.json()["token"]
+    assert get(node, token)["status"]["id"] == 1
+    assert get(node, before.json()["token"])["status"]["id"] == 1
+    assert node.alive()
