@@ -250,11 +250,28 @@ async def test_two_nodes_two_workers_share_one_database(fleet: Fleet) -> None:
     wait_until(lambda: observed() >= judged, 30, f"{judged} judgings observed")
     assert observed() == judged
 
-    # SIGTERM: a worker finishes and exits 0
+    # SIGTERM: a worker finishes and exits 0, and leaves the count
     assert w1.stop() == 0, w1.tail()
     assert w2.stop() == 0, w2.tail()
+    wait_until(
+        lambda: sample(parse_metrics(a.metrics()), "sandboxkit_workers") == 0, 30, "no workers"
+    )
+    assert a.workers()[0]["available"] == 0
     fleet.close()
     await sandboxes_gone(fleet)
+
+    # --log-format json: every line of every process is one JSON object, and each line
+    # that names one of our tokens carries it as "token"
+    everything = {*tokens, waited["token"], *batch_tokens}
+    for p in fleet.procs:
+        lines = [line for line in p.log_text().splitlines() if line.strip()]
+        parsed = p.log_lines()
+        assert len(parsed) == len(lines), f"{p.name}: not all JSON:\n{p.tail()}"
+        for line in parsed:
+            named = {t for t in everything if t in str(line.get("message", ""))}
+            assert not named or line.get("token") in named, (p.name, line)
+    worker_lines = [line for w in (w1, w2) for line in w.log_lines()]
+    assert everything <= {line.get("token") for line in worker_lines}
 
 
 # ---------------------------------------------------------------- (b) chaos
@@ -415,6 +432,8 @@ async def test_a_worker_killed_while_judging_is_replaced_after_its_lease(
     a.kill(signal.SIGKILL)
     # b, the only worker left, judges it again once a's lease has expired
     done = wait_final(node, token, timeout=90)
+    # and a's heartbeat lapses: only b is counted
+    wait_until(lambda: node.workers()[0]["available"] == 1, 60, "a no longer counted", 0.25)
     assert done["status"]["id"] == ACCEPTED and done["stdout"] == "slept\n", done
     (row,) = await query(pg_db_url, "SELECT status_id, attempt FROM submissions")
     assert row["status_id"] == ACCEPTED and row["attempt"] >= 2, row
