@@ -566,3 +566,23 @@ async def test_postgres_down_is_a_503_then_the_node_carries_on(
     assert get(node, token)["status"]["id"] == 1
     assert get(node, before.json()["token"])["status"]["id"] == 1
     assert node.alive()
+
+
+async def test_nodes_and_workers_started_at_once_migrate_one_fresh_database(
+    fleet: Fleet, pg_db_url: str
+) -> None:
+    """Schema migrations at start are safe when several processes start together on an
+    empty database: all come up, the schema is there once, and they work together."""
+    procs = await asyncio.gather(
+        *(asyncio.to_thread(fleet.node, name=f"node-{i}") for i in range(3)),
+        *(asyncio.to_thread(fleet.worker, concurrency=1, name=f"w{i}") for i in range(2)),
+    )
+    nodes = [p for p in procs if isinstance(p, Node)]
+    assert len(nodes) == 3 and all(p.alive() for p in procs)
+    versions = await query(pg_db_url, "SELECT version FROM sandboxkit_schema ORDER BY version")
+    assert [r["version"] for r in versions] == list(range(1, len(versions) + 1))
+    fleet.wait_workers(nodes[0], 2)
+    tokens = [post(n, {"source_code": "print(5)", "language_id": PYTHON}) for n in nodes]
+    for r, n in zip(tokens, reversed(nodes), strict=True):
+        assert r.status_code == 201, r.text
+        assert wait_final(n, r.json()["token"])["stdout"] == "5\n"
