@@ -26,6 +26,7 @@ from pg_fleet import (
     Fleet,
     Node,
     Postgres,
+    Worker,
     await_until,
     containers_of,
     parse_metrics,
@@ -375,6 +376,17 @@ async def test_chaos_every_accepted_submission_ends_once_with_its_verdict(
     )
     fleet.close()
     await sandboxes_gone(fleet)
+    # the workers' logs agree: no token's result stored twice (a worker logs each result
+    # it stored; only the SIGKILLed one, concurrency 2, may have died before logging)
+    stored = Counter(
+        line["token"]
+        for w in fleet.procs
+        if isinstance(w, Worker)
+        for line in w.log_lines()
+        if "token" in line and ": status " in str(line.get("message", ""))
+    )
+    assert [t for t, n in stored.items() if n > 1] == []
+    assert len(stored) >= len(rows) - 2
 
 
 # ---------------------------------------------------------------- (c) admission
