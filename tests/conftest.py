@@ -69,7 +69,10 @@ def postgres_url(pg_cluster: Postgres) -> str:
 
 @pytest.fixture
 async def pg_db_url(pg_cluster: Postgres, postgres_url: str) -> AsyncIterator[str]:
-    """A new empty database for this test alone (dropped after it), as a URL."""
+    """A new empty database for this test alone (dropped after it), as a URL. The
+    cluster is started again first if a test crashed it and failed before restarting."""
+    if not pg_cluster.running():
+        pg_cluster.start()
     url = await pg_cluster.create_database()
     try:
         yield url

@@ -187,7 +187,8 @@ class Proc:
         return self.proc.poll() is None
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def log_lines(self) -> list[dict[str, Any]]:
@@ -368,15 +369,13 @@ class Fleet:
         self.procs.append(w)
         return w
 
-    def wait_workers(self, node: Node, count: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """Until ``node``'s /workers sees ``count`` live workers (by heartbeat)."""
+    def wait_workers(self, node: Node, count: int, timeout: float = 60) -> None:
+        """Until ``node`` counts ``count`` live workers (heartbeats: sandboxkit_workers)."""
 
-        def seen() -> list[dict[str, Any]] | None:
-            rows = node.workers()
-            live = sum(int(r.get("idle", 0)) + int(r.get("working", 0)) for r in rows)
-            return rows if live == count else None
+        def seen() -> bool:
+            return sample(parse_metrics(node.metrics()), "sandboxkit_workers") == count
 
-        return wait_until(seen, timeout, f"{count} live worker(s) on /workers", 0.25)
+        wait_until(seen, timeout, f"{count} live worker(s) on {node.name}", 0.25)
 
     def close(self) -> dict[str, int]:
         """Stop all (in parallel: each SIGTERM, then SIGKILL); name -> exit code."""
@@ -461,13 +460,17 @@ def _parse_strict(text: str) -> dict[str, dict[str, Any]]:
         family = name
         for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
             base = name[: -len(suffix)]
-            if name.endswith(suffix) and base in types:
+            if name not in types and name.endswith(suffix) and base in types:
                 family = base
                 break
-        labels = dict(_ONE_LABEL.findall(m["labels"] or ""))
+        labels = {k: _unescape(v) for k, v in _ONE_LABEL.findall(m["labels"] or "")}
         families.setdefault(family, {"type": types.get(family, "untyped"), "samples": []})
         families[family]["samples"].append((name, labels, float(m["value"])))
     return families
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
 
 
 def sample(families: dict[str, dict[str, Any]], name: str, **labels: str) -> float | None:
