@@ -150,11 +150,12 @@ async def test_wait_finished_wakes_on_the_result(store: Store) -> None:
     await store.insert([mine], Admission())
     claim = await store.claim("w", 30)
     assert claim is not None
-    waiter = asyncio.create_task(store.wait_finished(mine["token"], 20))
-    await asyncio.sleep(0.2)
-    assert not waiter.done()
-    await store.finish(claim, {"status_id": 3})
-    await asyncio.wait_for(waiter, 5)  # woken by the finish, not the 20 s timeout
+    with store.wakeups.watch(mine["token"]) as finished:
+        waiter = asyncio.create_task(finished.wait())
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        await store.finish(claim, {"status_id": 3})
+        await asyncio.wait_for(waiter, 5)  # woken by the finish (PostgreSQL: its NOTIFY)
 
 
 async def test_sqlite_file_of_the_previous_release_is_upgraded(tmp_path: Path) -> None:
@@ -200,3 +201,18 @@ async def test_postgres_migrations_are_safe_when_nodes_start_together(
         assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_caps_hold_under_concurrent_inserts(store: Store) -> None:
+    async def submit(client: str, cap: Admission) -> bool:
+        try:
+            await store.insert([record()], cap)
+        except (QueueFull, TooManyInFlight):
+            return False
+        return True
+
+    stored = await asyncio.gather(*(submit(f"c{i}", Admission(max_queue=5)) for i in range(30)))
+    assert sum(stored) == 5 and (await store.counts_by_status()) == {1: 5}
+    one = Admission(client="same", max_in_flight=3)
+    stored = await asyncio.gather(*(submit("same", one) for _ in range(20)))
+    assert sum(stored) == 3

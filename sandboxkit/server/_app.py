@@ -7,6 +7,8 @@ claim it, judge it in a sandbox and store the result. Any node answers for any t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import math
@@ -147,13 +149,15 @@ class Judge0Service:
         """The record once it is final, polling the store (woken by its notifications),
         or as it stands after ``wait_timeout``."""
         deadline = time.monotonic() + self.settings.wait_timeout
-        while True:
-            record = await self.store.get_many([token])
-            found = record.get(token)
-            left = deadline - time.monotonic()
-            if found is None or found["status_id"] not in UNFINISHED or left <= 0:
-                return found
-            await self.store.wait_finished(token, min(1.0, left))
+        with self.store.wakeups.watch(token) as finished:
+            while True:
+                finished.clear()  # before the read: a finish after it sets it again
+                found = (await self.store.get_many([token])).get(token)
+                left = deadline - time.monotonic()
+                if found is None or found["status_id"] not in UNFINISHED or left <= 0:
+                    return found
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(finished.wait(), min(1.0, left))
 
 
 access_log = logging.getLogger("sandboxkit.access")

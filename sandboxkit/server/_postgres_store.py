@@ -29,7 +29,6 @@ import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ._store import (
-    UNFINISHED,
     Admission,
     Claim,
     QueueFull,
@@ -38,11 +37,14 @@ from ._store import (
     WorkerBeat,
     merged,
 )
+from ._wakeups import Wakeups
 
 log = logging.getLogger("sandboxkit.server.postgres")
 T = TypeVar("T")
 
-_SCHEMA_LOCK = 0x5B0C_7A11  # pg_advisory_xact_lock key: one node migrates at a time
+# pg_advisory_xact_lock keys: the one-key space for migrations (one node at a time);
+# the two-key space (another, by PostgreSQL's rules) for admission, in the functions
+_SCHEMA_LOCK = 0x5B0C_7A11
 QUEUED, FINISHED = "sandboxkit_queued", "sandboxkit_finished"
 
 # Each entry upgrades the schema by one version; never edit one that has shipped.
@@ -62,6 +64,58 @@ MIGRATIONS = (
     );
     CREATE INDEX submissions_unfinished ON submissions (seq) WHERE status_id IN (1, 2);
     CREATE INDEX submissions_client ON submissions (client) WHERE status_id IN (1, 2);
+    -- one round trip per submission: the caps, the insert and the wake-up together
+    -- (returns 0 stored, 1 queue full, 2 the client's cap; a repeat of a stored insert
+    -- is 0). The queue cap takes one lock: concurrent inserts would all see room.
+    CREATE FUNCTION sandboxkit_submit(
+        p_tokens TEXT[], p_languages INTEGER[], p_data TEXT[], p_client TEXT,
+        p_max_queue INTEGER, p_max_in_flight INTEGER
+    ) RETURNS INTEGER LANGUAGE plpgsql AS $$
+    DECLARE
+        n INTEGER := cardinality(p_tokens);
+        refused INTEGER := 0;
+    BEGIN
+        IF p_max_in_flight > 0 THEN
+            PERFORM pg_advisory_xact_lock(1, hashtext(p_client));
+            IF (SELECT count(*) FROM submissions
+                WHERE client = p_client AND status_id IN (1, 2)) + n > p_max_in_flight THEN
+                refused := 2;
+            END IF;
+        END IF;
+        IF refused = 0 AND p_max_queue > 0 THEN
+            PERFORM pg_advisory_xact_lock(2, 0);
+            IF (SELECT count(*) FROM submissions WHERE status_id = 1) + n > p_max_queue THEN
+                refused := 1;
+            END IF;
+        END IF;
+        IF refused <> 0 THEN
+            IF (SELECT count(*) FROM submissions WHERE token = ANY(p_tokens)) = n THEN
+                RETURN 0;  -- a retry of an insert that committed
+            END IF;
+            RETURN refused;
+        END IF;
+        INSERT INTO submissions (token, status_id, language_id, client, data)
+        SELECT t, 1, l, p_client, d FROM unnest(p_tokens, p_languages, p_data) AS u(t, l, d)
+        ON CONFLICT (token) DO NOTHING;
+        PERFORM pg_notify('sandboxkit_queued', '');
+        RETURN 0;
+    END $$;
+    -- the fenced final write (and its wake-up) in one round trip; true when it landed
+    -- now or already had (a repeat of our own finish)
+    CREATE FUNCTION sandboxkit_finish(
+        p_token TEXT, p_attempt INTEGER, p_owner TEXT, p_status INTEGER, p_data TEXT
+    ) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE submissions SET status_id = p_status, data = p_data, lease_until = NULL
+        WHERE token = p_token AND attempt = p_attempt AND lease_owner = p_owner
+            AND status_id = 2;
+        IF FOUND THEN
+            PERFORM pg_notify('sandboxkit_finished', p_token);
+            RETURN true;
+        END IF;
+        RETURN EXISTS (SELECT 1 FROM submissions WHERE token = p_token
+            AND attempt = p_attempt AND lease_owner = p_owner AND status_id NOT IN (1, 2));
+    END $$;
     CREATE TABLE workers (
         name TEXT PRIMARY KEY,
         concurrency INTEGER NOT NULL,
@@ -116,8 +170,7 @@ class PostgresStore:
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._queued = asyncio.Event()
-        self._finished: dict[str, set[asyncio.Event]] = {}
+        self._wakeups = Wakeups()
 
     # ---- life cycle
     async def open(self) -> None:
@@ -184,9 +237,9 @@ class PostgresStore:
             delay = 0.1
             try:
                 conn.add_termination_listener(on_lost)
-                await conn.add_listener(QUEUED, lambda *_a: self._queued.set())
+                await conn.add_listener(QUEUED, lambda *_a: self._wakeups.queued())
                 await conn.add_listener(FINISHED, self._on_finished)
-                self._wake_all()
+                self._wakeups.everyone()
                 await lost.wait()
             except Exception as exc:  # noqa: BLE001 - lost: reconnect
                 log.debug("listener lost: %s", exc)
@@ -195,57 +248,35 @@ class PostgresStore:
                     await asyncio.wait_for(conn.close(), 2)
 
     def _on_finished(self, _conn: object, _pid: int, _channel: str, token: object) -> None:
-        for event in self._finished.get(str(token), ()):
-            event.set()
+        self._wakeups.finished(str(token))
 
-    def _wake_all(self) -> None:
-        self._queued.set()
-        for waiters in self._finished.values():
-            for event in waiters:
-                event.set()
+    @property
+    def wakeups(self) -> Wakeups:
+        return self._wakeups
 
     # ---- submissions
     async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
         if not records:
             return
-        tokens = [r["token"] for r in records]
 
-        async def run(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                present = await conn.fetchval(
-                    "SELECT count(*) FROM submissions WHERE token = ANY($1::text[])", tokens
+        async def run(conn: asyncpg.Connection) -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT sandboxkit_submit($1, $2, $3, $4, $5, $6)",
+                    [r["token"] for r in records],
+                    [int(r["language_id"]) for r in records],
+                    [json.dumps(r) for r in records],
+                    admission.client,
+                    admission.max_queue,
+                    admission.max_in_flight,
                 )
-                if present == len(tokens):  # a retry of an insert that committed
-                    return
-                if admission.max_in_flight:
-                    # serializes one client's inserts across nodes, so its cap holds
-                    await conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtext($1))", admission.client
-                    )
-                    mine = await conn.fetchval(
-                        "SELECT count(*) FROM submissions WHERE client = $1 "
-                        "AND status_id IN (1, 2)",
-                        admission.client,
-                    )
-                    if mine + len(records) > admission.max_in_flight:
-                        raise TooManyInFlight(admission.max_in_flight)
-                if admission.max_queue:
-                    depth = await conn.fetchval(
-                        "SELECT count(*) FROM submissions WHERE status_id = 1"
-                    )
-                    if depth + len(records) > admission.max_queue:
-                        raise QueueFull
-                await conn.executemany(
-                    "INSERT INTO submissions (token, status_id, language_id, client, data) "
-                    "VALUES ($1, 1, $2, $3, $4) ON CONFLICT (token) DO NOTHING",
-                    [
-                        (r["token"], int(r["language_id"]), admission.client, json.dumps(r))
-                        for r in records
-                    ],
-                )
-                await conn.execute("SELECT pg_notify($1, '')", QUEUED)
+            )
 
-        await self._with_conn(run)
+        refused = await self._with_conn(run)
+        if refused == 1:
+            raise QueueFull
+        if refused == 2:
+            raise TooManyInFlight(admission.max_in_flight)
 
     async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not tokens:
@@ -312,19 +343,6 @@ class PostgresStore:
 
         return await self._with_conn(run)
 
-    async def wait_finished(self, token: str, timeout: float) -> None:
-        event = asyncio.Event()
-        self._finished.setdefault(token, set()).add(event)
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            waiters = self._finished.get(token, set())
-            waiters.discard(event)
-            if not waiters:
-                self._finished.pop(token, None)
-
     # ---- the queue
     async def claim(self, owner: str, lease: float) -> Claim | None:
         async def run(conn: asyncpg.Connection) -> asyncpg.Record | None:
@@ -370,30 +388,16 @@ class PostgresStore:
         record = {**claim.record, **changes}
 
         async def run(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                status = await conn.execute(
-                    "UPDATE submissions SET status_id = $4, data = $5, lease_until = NULL "
-                    "WHERE token = $1 AND attempt = $2 AND lease_owner = $3 AND status_id = 2",
+            return bool(
+                await conn.fetchval(
+                    "SELECT sandboxkit_finish($1, $2, $3, $4, $5)",
                     claim.token,
                     claim.attempt,
                     claim.owner,
                     int(record["status_id"]),
                     json.dumps(record),
                 )
-                if status == "UPDATE 1":
-                    await conn.execute("SELECT pg_notify($1, $2)", FINISHED, claim.token)
-                    return True
-                # refused, unless this is a retry of our own write that did commit
-                row = await conn.fetchrow(
-                    "SELECT status_id, attempt, lease_owner FROM submissions WHERE token = $1",
-                    claim.token,
-                )
-                return bool(
-                    row is not None
-                    and row["status_id"] not in UNFINISHED
-                    and row["attempt"] == claim.attempt
-                    and row["lease_owner"] == claim.owner
-                )
+            )
 
         return await self._with_conn(run)
 
@@ -409,11 +413,6 @@ class PostgresStore:
             await conn.execute("SELECT pg_notify($1, '')", QUEUED)
 
         await self._with_conn(run)
-
-    async def wait_queued(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._queued.wait(), timeout)
-        self._queued.clear()
 
     # ---- heartbeats
     async def heartbeat(self, beat: WorkerBeat, ttl: float) -> None:

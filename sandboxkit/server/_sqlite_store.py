@@ -8,8 +8,6 @@ and applied at open: a file written by an older release is upgraded in place.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sqlite3
 import threading
@@ -32,6 +30,7 @@ from ._store import (
     WorkerBeat,
     merged,
 )
+from ._wakeups import Wakeups
 
 T = TypeVar("T")
 
@@ -66,8 +65,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
-        self._queued = asyncio.Event()
-        self._finished: dict[str, set[asyncio.Event]] = {}
+        self._wakeups = Wakeups()
         self._beats: dict[str, tuple[float, WorkerBeat]] = {}
 
     def _migrate(self) -> None:
@@ -246,7 +244,7 @@ class SqliteStore:
     async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
         if records:
             await self._call(self._insert, records, admission)
-            self._queued.set()
+            self._wakeups.queued()
 
     async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not tokens:
@@ -273,8 +271,7 @@ class SqliteStore:
 
     async def finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
         done = await self._call(self._finish, claim, changes)
-        for event in self._finished.get(claim.token, ()):
-            event.set()
+        self._wakeups.finished(claim.token)
         return done
 
     async def release(self, claim: Claim) -> None:
@@ -287,25 +284,11 @@ class SqliteStore:
                 )
 
         await self._call(run)
-        self._queued.set()
+        self._wakeups.queued()
 
-    async def wait_queued(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._queued.wait(), timeout)
-        self._queued.clear()
-
-    async def wait_finished(self, token: str, timeout: float) -> None:
-        event = asyncio.Event()
-        self._finished.setdefault(token, set()).add(event)
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            waiters = self._finished.get(token, set())
-            waiters.discard(event)
-            if not waiters:
-                self._finished.pop(token, None)
+    @property
+    def wakeups(self) -> Wakeups:
+        return self._wakeups
 
     async def heartbeat(self, beat: WorkerBeat, ttl: float) -> None:
         self._beats[beat.name] = (time.monotonic() + ttl, beat)

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._wakeups import Wakeups
+
 IN_QUEUE, PROCESSING = 1, 2
 UNFINISHED = (IN_QUEUE, PROCESSING)
 
@@ -82,8 +84,9 @@ class Store(Protocol):
     async def delete(self, token: str) -> None: ...
     async def statistics(self) -> dict[str, Any]: ...
     async def counts_by_status(self) -> dict[int, int]: ...
-    async def wait_finished(self, token: str, timeout: float) -> None:
-        """Return when ``token`` may have changed (or after ``timeout``)."""
+    @property
+    def wakeups(self) -> Wakeups:
+        """Events the store sets: new work queued, a submission finished."""
 
     # ---- the queue (workers)
     async def claim(self, owner: str, lease: float) -> Claim | None:
@@ -98,9 +101,6 @@ class Store(Protocol):
 
     async def release(self, claim: Claim) -> None:
         """Give the submission back to the queue at once (this worker is stopping)."""
-
-    async def wait_queued(self, timeout: float) -> None:
-        """Return when new work may be there (or after ``timeout``)."""
 
     async def heartbeat(self, beat: WorkerBeat, ttl: float) -> None: ...
     async def forget_worker(self, name: str) -> None: ...

@@ -113,7 +113,7 @@ class Worker:
             if claim is None:
                 waits = {
                     asyncio.ensure_future(self._stopping.wait()),
-                    asyncio.ensure_future(self.store.wait_queued(self.poll_every)),
+                    asyncio.ensure_future(self.store.wakeups.wait_queued(self.poll_every)),
                 }
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -48,7 +48,8 @@ async def run_worker(
     pool = SandboxPool(
         languages=warm_languages,
         size=pool_size,
-        max_size=max(concurrency, pool_size, 1),
+        # room for the busy sandboxes and the warm ones behind them (each serves one run)
+        max_size=max(concurrency + pool_size, 2 * pool_size, pool_size + 4),
         engines=engines,
     )
     store = open_store(db)
