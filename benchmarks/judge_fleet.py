@@ -15,7 +15,9 @@ database, and stops everything at the end. What is measured:
     node (1 worker) minus the p50 of ``sandboxkit.judge`` on a pool of the same size in
     this process, same program and limits (Judge0's defaults), sequential, samples
     interleaved with a pause after each so both warm pools have refilled.
-    Target: <= 10 ms.
+    Target: <= 10 ms. Beside it, the path alone: ``POST ?wait=true`` with an instant
+    judge (this process claims and finishes through the store, no sandbox), the floor
+    that HTTP, the store's round trips and the wake-ups set.
 
 Benchmarks, not tests: a MISS is printed, never raised. Network: 127.0.0.1 only.
 """
@@ -145,6 +147,44 @@ async def overhead(node_url: str, runs: int) -> tuple[list[float], list[float]]:
     return fleet_t, direct_t
 
 
+async def path_alone(db_url: str, node_url: str, runs: int) -> list[float]:
+    """The fleet's own path, no sandbox: ``POST ?wait=true`` while this process claims
+    and finishes each submission through the store at once (an instant judge), on a
+    node with no worker. What is left is HTTP, the store's round trips and the wake-ups."""
+    from sandboxkit.server._postgres_store import PostgresStore
+
+    store = PostgresStore(db_url)
+    await store.open()
+    stopping = False
+    result = {"status_id": 3, "stdout": "42\n", "time": 0.01, "memory": 1000, "exit_code": 0}
+
+    async def instant_worker() -> None:
+        while not stopping:
+            claim = await store.claim("bench-instant", 10)
+            if claim is None:
+                await store.wakeups.wait_queued(1.0)
+                continue
+            await store.finish(claim, dict(result))
+
+    task = asyncio.create_task(instant_worker())
+    out: list[float] = []
+    try:
+        async with httpx.AsyncClient() as http:
+            for i in range(runs + 3):
+                t = time.perf_counter()
+                r = await http.post(f"{node_url}/submissions?wait=true", json=body(i), timeout=60)
+                if i >= 3:  # the first ones warm
+                    out.append(time.perf_counter() - t)
+                assert r.status_code == 201 and r.json()["status"]["id"] == 3, r.text
+                await asyncio.sleep(0.05)
+    finally:
+        stopping = True
+        store.wakeups.queued()
+        await task
+        await store.close()
+    return out
+
+
 async def main(n: int, runs: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sandboxkit-pg-bench-"))
     logs = Path(tempfile.mkdtemp(prefix="sandboxkit-fleet-bench-logs-"))
@@ -168,6 +208,12 @@ async def main(n: int, runs: int) -> None:
                     fleet_t, direct_t = await overhead(node.url, runs)
             finally:
                 fleet.close()
+        alone_fleet = Fleet(await pg.create_database("bench"), logs)
+        try:
+            alone_node = alone_fleet.node(name="node-instant")
+            alone_t = await path_alone(alone_fleet.db_url, alone_node.url, runs)
+        finally:
+            alone_fleet.close()
         sdk_rate = await direct_throughput(n)
     finally:
         try:
@@ -195,6 +241,10 @@ async def main(n: int, runs: int) -> None:
     report.row(f"fleet overhead (p50 - p50)       {over:8.1f} ms")
     report.row(
         f"median of paired differences     {paired:8.1f} ms  (fleet - the direct run before it)"
+    )
+    report.row(
+        f"the path alone (instant judge)   {percentile(alone_t, 50) * 1e3:8.1f} ms  "
+        "(HTTP + store + wake-ups, no sandbox)"
     )
     report.target(
         "fleet overhead per submission", over <= TARGET_MS, f"{over:.1f} ms <= {TARGET_MS:.0f} ms"
