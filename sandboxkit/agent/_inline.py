@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
+import time
 
 from . import _display
 
@@ -22,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import io
     from types import ModuleType
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 # the sys.path entry that holds this copy of the package: .../lib/sandboxkit/agent/_inline.py
 _LIB = __file__.rsplit("/", 3)[0]
@@ -47,6 +48,17 @@ INLINE_VARIABLES = frozenset(
         "PYTHONHOME",  # the agent's own: checked equal below
     }
 )
+
+
+# a traced run's child stamps these stages into a page it shares with the agent
+STAGES = ("child", "prepared", "became", "code_done", "child_exit")
+TRACE: Any = None
+
+
+def stamp(stage: int) -> None:
+    """Note when ``STAGES[stage]`` ended, in a traced run's child (else nothing)."""
+    if TRACE is not None:
+        TRACE[8 * stage : 8 * stage + 8] = time.monotonic_ns().to_bytes(8, "little")
 
 
 def can_inline(env: dict[str, str]) -> bool:
@@ -215,7 +227,6 @@ def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[st
     """Turn this forked interpreter into ``python3 FILE ARGS...`` (``argv``) started with
     ``env``: environment, argv and flags, ``sys.path``, signals, standard streams, a fresh
     ``__main__``; the compiled program and its globals, to be run by :func:`run_code`."""
-    _dumpable()  # the agent (already forgotten, see forget_agent) stays undumpable
     os.environ.clear()
     os.environ.update(env)
     script = os.path.abspath(argv[1])
@@ -259,6 +270,7 @@ def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
     except BaseException:  # noqa: BLE001 - report it exactly as the interpreter would
         report_exception(1)
         code = 1
+    stamp(3)
     try:
         threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
     except Exception:  # noqa: BLE001
@@ -271,6 +283,7 @@ def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         code = 130
+    stamp(4)
     os._exit(code)
 
 
@@ -306,15 +319,3 @@ def prepare_file(argv: list[str], env: dict[str, str]) -> Become:
 def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
     """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
     prepare_file(argv, env).run()
-
-
-def _dumpable() -> None:
-    """Undo, in the program, the agent's PR_SET_DUMPABLE = 0 (which a fork inherits and
-    only an exec resets): the program's own /proc/self (environ, fds, maps) is readable
-    as in a fresh process; the agent, PID 1, stays undumpable."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
-    except Exception:  # noqa: BLE001
-        pass

@@ -16,7 +16,7 @@ from ._host import CHUNK, send, send_json
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from resource import struct_rusage
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from .._protocol import ExitReport, Reason, RunJob
     from ._serve import Agent
@@ -73,6 +73,8 @@ class _Output:
         self.count += len(data)
         if before < run.limit_out:
             keep = min(len(data), run.limit_out - before)
+            if run.trace is not None and not before:
+                run.stamp("read_" + self.kind.decode())
             send(self.kind, data[:keep])
             if keep < len(data):
                 self.truncated = True
@@ -90,9 +92,12 @@ def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
     empty."""
     program: _inline.Become | None = None
     try:
+        _inline.stamp(0)
         argv, env = _procs.prepare_child(job, fds, workdir)
+        _inline.stamp(1)
         if job.get("python_inline") and _inline.can_inline(env):
             program = _inline.prepare_file(argv, env)
+            _inline.stamp(2)
         else:
             _procs.exec_program(argv, env)
     finally:
@@ -135,6 +140,15 @@ class Run:
         self.self_before = 0.0
         self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
+        # a traced job (benchmarks/trace_warm.py) reports when each stage ended
+        self.trace: dict[str, int] | None = None
+        self.shared: Any = None  # the child's stamps (a shared page), traced jobs only
+        if job.get("trace"):
+            self.trace = {"read": agent.read_ns, "job": time.monotonic_ns()}
+
+    def stamp(self, name: str) -> None:
+        if self.trace is not None:
+            self.trace[name] = time.monotonic_ns()
 
     def execute(self) -> None:
         try:
@@ -152,6 +166,7 @@ class Run:
         stdin = job.get("stdin")
         if stdin is not None and (data := base64.b64decode(stdin)):
             self.inbox.stdin.insert(0, data)
+        self.stamp("files")
         self.oom_before = _procs.oom_kills()
         self.pids_before = _procs.pids_max_hits()
         pre = self.agent.take_prestarted()
@@ -187,11 +202,18 @@ class Run:
                 # this long-lived process's objects go to gc's permanent generation: a
                 # collection in the child would otherwise touch (and copy) all their pages
                 gc.freeze()
+                if self.trace is not None:
+                    import mmap
+
+                    self.shared = mmap.mmap(-1, 8 * len(_inline.STAGES))
+                self.stamp("fork")
                 pid = os.fork()
                 if pid == 0:
                     child = True
+                    _inline.TRACE = self.shared
                     _child(job, fds, workdir)
                 self.pid = pid
+                self.stamp("forked")
         finally:
             if not child:  # the child has them as 0-2 and closed the rest (or is gone)
                 for fd in ends:
@@ -321,6 +343,7 @@ class Run:
                 return
             if pid == self.pid:
                 self.status, self.rusage = status, rusage
+                self.stamp("reaped")
             if pid == kernel.pid:
                 self._unwatch_kernel()
                 kernel.forget()
@@ -362,6 +385,7 @@ class Run:
             self._reap()
 
     def _report(self) -> None:
+        self.stamp("drained")
         if self.killed:
             self._settle()
         kernel_alive = self.kernel is not None and self.kernel.pid != 0
@@ -410,8 +434,22 @@ class Run:
         }
         if _display.collect(self.limit_out, send, DISPLAY):
             report["truncated_outputs"] = True
+        if self.trace is not None:
+            self._traced(report)
         send_json(EXIT, report)
         self.reported = True
+
+    def _traced(self, report: ExitReport) -> None:
+        """A traced job's stamps (CLOCK_MONOTONIC ns, as the host's perf_counter_ns)."""
+        assert self.trace is not None
+        if self.shared is not None:
+            for i, name in enumerate(_inline.STAGES):
+                ns = int.from_bytes(self.shared[8 * i : 8 * i + 8], "little")
+                if ns:
+                    self.trace[name] = ns
+            self.shared.close()
+        self.stamp("report")
+        report["trace"] = self.trace
 
     def _abort(self, why: str) -> None:
         """The run could not be carried out (its files could not be placed, descriptors

@@ -7,13 +7,14 @@ import os
 import selectors
 import signal
 import sys
+import time
 
 from .._protocol import FAULT, JOB, READY, FrameReader
 from . import _display, _files
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent
 from ._kernel import Kernel
-from ._procs import SHIELDED, kill_and_reap, reap
+from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable
 from ._run import Inbox, Run
 
 TYPE_CHECKING = False
@@ -40,6 +41,7 @@ class Agent:
         self.stdin_eof = False
         self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
         self.prestarted: Prestarted | None = None  # the image's runtime, for the first run
+        self.read_ns = 0  # when the host's input was last read (a traced run reports it)
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -60,6 +62,7 @@ class Agent:
             self.stdin_eof = True
             self.sel.unregister(0)
             return
+        self.read_ns = time.monotonic_ns()
         for kind, payload in self.reader.feed(data):
             if kind == JOB:
                 self.queue.append((json.loads(payload), Inbox()))
@@ -120,17 +123,6 @@ def _toolchain() -> str | None:
     return lines[0][:200] if lines else None
 
 
-def _make_undumpable() -> None:
-    """Keep same-uid user code out of /proc/1 (fds, memory): PR_SET_DUMPABLE = 0."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - gVisor or exotic libc: isolation still holds by uid
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     """Start the agent. ``--workdir DIR`` (tests on a host only) replaces ``/work``."""
     args = sys.argv[1:] if argv is None else argv
@@ -143,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
-    _make_undumpable()
+    set_dumpable(False)  # keep same-uid user code out of /proc/1 (fds, memory)
     # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
     # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
     # init at all: ignore every signal that can be ignored (runs get the defaults back).
