@@ -192,6 +192,13 @@ def prepare_child(
 
     ``keep_fd`` (a kernel's socket) survives as descriptor 3; every other one is closed.
     """
+    detach_child(fds, keep_fd=keep_fd)
+    return apply_job(job, cwd, rlimits=rlimits)
+
+
+def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> None:
+    """The job-independent half of :func:`prepare_child` (a spare does it ahead):
+    default signals, a new session, ``fds`` as 0-2, every other descriptor closed."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, *SHIELDED):
         try:
@@ -206,6 +213,13 @@ def prepare_child(
     if keep_fd is not None:
         os.dup2(keep_fd, 3)
     os.closerange(3 if keep_fd is None else 4, 65536)
+
+
+def apply_job(
+    job: RunJob, cwd: str, *, rlimits: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The job's half of :func:`prepare_child`: rlimits, dumpable, OOM score, directory;
+    ``(argv, env)``."""
     limits: dict[str, Any] = dict(job.get("rlimits") or {}) if rlimits is None else rlimits
     for name, value in limits.items():
         res = getattr(resource, "RLIMIT_" + name.upper())
