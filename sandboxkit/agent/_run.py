@@ -516,6 +516,9 @@ class Run:
         """The run could not be carried out (its files could not be placed, descriptors
         ran out after the user lowered our limits...): stop what it started, release its
         pipes and still end it with one EXIT frame, so the host reports a status."""
+        spare = self.agent.take_spare()  # not taken yet: the kill below would reach it
+        if spare is not None:
+            spare.discard()
         _procs.kill_all(spare=self.agent.kernel.pid)
         self._release()
         held, self.held, self.held_size = self.held, [], 0
