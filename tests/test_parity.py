@@ -241,7 +241,9 @@ PROC_SELF = {
     ),
     "bash": (
         'read -r adj < /proc/self/oom_score_adj; echo "$adj"\n'
-        "if tr '\\0' '\\n' < /proc/self/environ | grep -q '^PATH='; then echo True; fi\n"
+        # builtins: a command's redirection would open its own /proc/self before its exec
+        "mapfile -d '' block < /proc/self/environ\n"
+        'for e in "${block[@]}"; do [[ $e == PATH=* ]] && echo True; done\n'
         "if cat /proc/1/environ > /dev/null 2>&1; then echo False; else echo True; fi\n"
     ),
 }
