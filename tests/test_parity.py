@@ -239,6 +239,14 @@ PROC_SELF = {
         "print(any(e.startswith(b'PATH=') for e in read('/proc/self/environ').split(b'\\0')))\n"
         "print(read('/proc/1/environ') is None)\n"
     ),
+    "javascript": (  # the pre-started node: made dumpable in _prestart
+        "const fs = require('fs');\n"
+        "const read = (p) => { try { return fs.readFileSync(p); } catch (e) { return null; } };\n"
+        "console.log(read('/proc/self/oom_score_adj').toString().trim());\n"
+        "console.log(read('/proc/self/environ').toString().split('\\0')"
+        ".some((e) => e.startsWith('PATH=')) ? 'True' : 'False');\n"
+        "console.log(read('/proc/1/environ') === null ? 'True' : 'False');\n"
+    ),
     "bash": (
         'read -r adj < /proc/self/oom_score_adj; echo "$adj"\n'
         # builtins: a command's redirection would open its own /proc/self before its exec
