@@ -8,7 +8,16 @@ limits (1 CPU, 256 MB, 64 pids), so both compile and run under the same quota. S
 of both paths alternate in rounds, in the same run, so machine load hits both alike; the
 ratio is what matters.
 
-    .venv/bin/python benchmarks/languages.py [LANG ...] [--samples N]
+Each toolchain iteration is a *first* compile, as in a sandbox: a fresh work directory
+and an empty ``/tmp`` (where Go keeps its build cache), so a compiler cannot skip its work
+because the previous iteration left an up-to-date binary or cache behind (``go build``
+of an unchanged source in the same directory only checks it); ``--reuse`` keeps one
+directory and ``/tmp`` for every iteration (the earlier loop). For the
+``bits/stdc++.h`` row the toolchain is timed twice: as the image has it (with the
+precompiled header sandboxkit builds into the image) and without it (the header read
+from a copy with no ``.gch`` beside it, the way a stock g++ compiles it).
+
+    .venv/bin/python benchmarks/languages.py [LANG ...] [--samples N] [--reuse]
 """
 
 from __future__ import annotations
@@ -35,12 +44,26 @@ BITS += 'sort(v.begin(),v.end());cout<<"Hello, world!"<<v[0]<<endl;}'
 
 # the toolchain's own loop, run by the image's python3 inside a plain container
 INNER = r"""
-import json, os, subprocess, sys, time
-src, name, compile_cmd, run_cmd, n = json.loads(sys.stdin.read())
-os.chdir("/work")
-open(name, "w").write(src)
+import json, os, shutil, subprocess, sys, time
+src, name, compile_cmd, run_cmd, n, reuse, no_pch = json.loads(sys.stdin.read())
+if no_pch:
+    # a copy of the header with no precompiled one beside it, found first (-I)
+    probe = subprocess.run(["g++", "-x", "c++", "-E", "-H", "-o", "/dev/null", "-"],
+                           input=b"#include <bits/stdc++.h>\n", capture_output=True)
+    header = probe.stderr.decode().splitlines()[0].split(" ", 1)[1]
+    os.makedirs("/work/nopch/bits")
+    shutil.copy(header, "/work/nopch/bits/stdc++.h")
+    compile_cmd = [compile_cmd[0], "-I/work/nopch", *compile_cmd[1:]]
 out = []
-for _ in range(n):
+for i in range(n):
+    work = "/work" if reuse else f"/work/{i}"
+    os.makedirs(work, exist_ok=True)
+    os.chdir(work)
+    if not reuse:
+        for entry in os.listdir("/tmp"):
+            path = os.path.join("/tmp", entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    open(name, "w").write(src)
     t = time.perf_counter()
     if compile_cmd:
         subprocess.run(compile_cmd, check=True, stdout=subprocess.DEVNULL)
@@ -50,7 +73,9 @@ print(json.dumps(out))
 """
 
 
-def toolchain_times(image: str, language: str, source: str, n: int) -> list[float]:
+def toolchain_times(
+    image: str, language: str, source: str, n: int, *, reuse: bool = False, no_pch: bool = False
+) -> list[float]:
     spec = get_language(language)
     env = [f"--env={k}={v}" for k, v in sorted(language_env(spec).items())]
     cmd = [
@@ -61,12 +86,15 @@ def toolchain_times(image: str, language: str, source: str, n: int) -> list[floa
         "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
         "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
     ]  # fmt: skip
-    payload = json.dumps([source, spec.source_file, spec.compile, spec.run, n])
+    payload = json.dumps([source, spec.source_file, spec.compile, spec.run, n, reuse, no_pch])
     done = subprocess.run(cmd, input=payload, capture_output=True, text=True, check=True)
     return [float(x) for x in json.loads(done.stdout)]
 
 
-async def measure(language: str, source: str, rounds: int, per_round: int) -> tuple[float, float]:
+async def measure(
+    language: str, source: str, rounds: int, per_round: int, *, reuse: bool, no_pch: bool
+) -> tuple[float, float, float | None]:
+    """Medians: sandboxkit, the toolchain in the image, the toolchain without PCH."""
     from run_all import settle
 
     async with sk.SandboxPool(languages=[language], size=2) as pool:
@@ -76,6 +104,7 @@ async def measure(language: str, source: str, rounds: int, per_round: int) -> tu
             assert r.status == "ok", (language, r.status, r.stderr)
         ours: list[float] = []
         theirs: list[float] = []
+        bare: list[float] = []
         for _ in range(rounds):
             for _ in range(per_round):
                 await settle(pool)  # the refill and removal are done
@@ -84,8 +113,18 @@ async def measure(language: str, source: str, rounds: int, per_round: int) -> tu
                 r = await pool.run(source, language=language)
                 ours.append(time.perf_counter() - t)
                 assert r.status == "ok", (language, r.status, r.stderr)
-            theirs += await asyncio.to_thread(toolchain_times, image, language, source, per_round)
-    return statistics.median(ours), statistics.median(theirs)
+            theirs += await asyncio.to_thread(
+                toolchain_times, image, language, source, per_round, reuse=reuse
+            )
+            if no_pch:
+                bare += await asyncio.to_thread(
+                    toolchain_times, image, language, source, per_round, reuse=reuse, no_pch=True
+                )
+    return (
+        statistics.median(ours),
+        statistics.median(theirs),
+        statistics.median(bare) if bare else None,
+    )
 
 
 async def main() -> None:
@@ -94,6 +133,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("languages", nargs="*")
     parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--reuse", action="store_true", help="one work dir and /tmp for all")
     args = parser.parse_args()
     cases = [(lang, lang, HELLO[lang]) for lang in (args.languages or list(HELLO))]
     if not args.languages or "cpp" in args.languages:
@@ -103,8 +143,14 @@ async def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'language':<20} {'sandboxkit p50':>15} {'toolchain p50':>15} {'ratio':>7}")
     for label, language, source in cases:
-        ours, theirs = await measure(language, source, rounds, per_round)
+        bits = source == BITS
+        ours, theirs, bare = await measure(
+            language, source, rounds, per_round, reuse=args.reuse, no_pch=bits
+        )
         print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}x")
+        if bare is not None:
+            label = "  vs g++ without PCH"
+            print(f"{label:<20} {'':>15} {bare * 1e3:>12.1f} ms {ours / bare:>6.2f}x")
     print(f"load average {os.getloadavg()[0]:.1f} after;", shlex.join(sys.argv))
 
 

@@ -26,6 +26,9 @@ AGENT_LIB = f"{AGENT_DIR}/lib"  # the agent package and the wire protocol, byte-
 VERSION_PATH = "/opt/sandboxkit/version"
 PRESTART_PATH = f"{AGENT_DIR}/prestart.json"  # read by sandboxkit/agent/_prestart.py
 PRESTART_JS = f"{AGENT_LIB}/sandboxkit/agent/prestart.js"
+PRESTART_TSC = f"{AGENT_LIB}/sandboxkit/agent/prestart_tsc.js"
+JAVAC_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/SandboxkitJavac.java"
+JAVAC_CLASSES = f"{AGENT_DIR}/java"  # SandboxkitJavac.class, compiled at build
 CA_FILE = "sandboxkit-build-ca.pem"
 FORMAT_VERSION = "2"
 # in every image: the agent's interpreter, and an NSS module resolving localhost
@@ -47,7 +50,7 @@ def agent_files() -> dict[str, bytes]:
         "lib/sandboxkit/_protocol.py": package.joinpath("_protocol.py").read_bytes(),
     }
     for entry in sorted(agent.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".py", ".js")):
+        if entry.name.endswith((".py", ".js", ".java")):
             files[f"lib/sandboxkit/agent/{entry.name}"] = entry.read_bytes()
     return files
 
@@ -90,6 +93,18 @@ def prestart_config(spec: LanguageSpec) -> str | None:
     if spec.prestart == "node":
         conf["argv"] = [run[0], "-r", PRESTART_JS, *run[1:]]
         conf["run"] = run
+    elif spec.prestart in ("tsc", "javac"):
+        # a resident compiler: it stands for the compile step, exactly as the spec has it
+        if spec.compile is None:
+            raise ValueError(f"{spec.name}: prestart {spec.prestart!r} needs a compile step")
+        build = list(spec.compile)
+        if spec.prestart == "tsc":
+            conf["argv"] = ["node", PRESTART_TSC, *build]
+        else:
+            jvm = [a[2:] for a in build[1:] if a.startswith("-J")]
+            javac = [a for a in build[1:] if not a.startswith("-J")]
+            conf["argv"] = ["java", *jvm, "-cp", JAVAC_CLASSES, "SandboxkitJavac", *javac]
+        conf["run"] = build
     return json.dumps(conf, sort_keys=True)
 
 
@@ -144,6 +159,10 @@ def render(spec: LanguageSpec, base: str = BASE_IMAGE, *, with_ca: bool = False)
         # a sandbox without network gets an empty /etc/hosts from the engine: resolve
         # localhost (and the container's own name) without it, as every Judge0 box does
         " && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf",
+    ]
+    if spec.prestart == "javac":
+        lines.append(f"RUN javac -d {JAVAC_CLASSES} {JAVAC_SOURCE}")
+    lines += [
         "WORKDIR /work",
         f'LABEL org.sandboxkit.language="{spec.name}" org.sandboxkit.format="{FORMAT_VERSION}"',
     ]

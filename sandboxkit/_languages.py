@@ -7,6 +7,7 @@ language, or extends a built-in one (Python plus numpy), with the same model.
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 from typing import Literal
 
@@ -57,11 +58,12 @@ class LanguageSpec(BaseModel):
         description="the runtime's own floor for RLIMIT_FSIZE (the Erlang VM's JIT maps "
         "its code through a memfd, which that limit counts); a lower limit is raised to it",
     )
-    prestart: Literal["node"] | None = Field(
+    prestart: Literal["node", "tsc", "javac"] | None = Field(
         None,
-        description="start the runtime in each sandbox before its run, waiting for the "
-        "program (node: `node -r PRELOAD main.js` blocks before loading main.js); a run "
-        "started otherwise (other argv or env) discards it",
+        description="start the runtime in each sandbox before its first step, waiting for "
+        "it (node: `node -r PRELOAD main.js` blocks before loading main.js; tsc and javac: "
+        "the compiler loaded and warmed in its runtime, compiling when the compile step "
+        "comes); a step started otherwise (other argv or env) discards it",
     )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)
@@ -209,6 +211,7 @@ TYPESCRIPT = LanguageSpec(
     ),
     run=("node", "main.js"),
     version_command=("tsc", "--version"),
+    prestart="tsc",
 )
 
 C = LanguageSpec(
@@ -220,12 +223,33 @@ C = LanguageSpec(
     version_command=("gcc", "--version"),
 )
 
+
+def pch_step(compiler: str, flags: tuple[str, ...], header: str = "bits/stdc++.h") -> str:
+    """A build step precompiling ``header`` for exactly ``flags`` (gcc uses a PCH only when
+    the flags that shape it match), as ``HEADER.gch`` beside the header gcc finds, so a
+    program including it compiles from the PCH with no change to its command line; with
+    other flags gcc silently reads the header as before. The build fails if gcc then does
+    not take the PCH (``-H`` marks a PCH it uses with ``!``)."""
+    cc = shlex.join((compiler, *flags))
+    probe = shlex.quote(f"#include <{header}>\\n")
+    return (
+        f"h=$(printf {probe} | {cc} -x c++ -E -H -o /dev/null - 2>&1 | sed -n 's/^\\. //p')"
+        f' \\\n && {cc} -x c++-header -o "$h.gch" "$h"'
+        f" \\\n && printf {probe} | {cc} -x c++ -H -c -o /dev/null - 2>&1"
+        " | grep -q '^! .*\\.gch$'"
+    )
+
+
+_CPP_FLAGS = ("-O2", "-pipe", "-std=c++17")
+
 CPP = LanguageSpec(
     name="cpp",
     aliases=("c++", "cxx"),
     packages=("g++", "libc6-dev"),
+    # precompiled bits/stdc++.h (the contest header): 2.6 s of compile becomes ~0.7 s
+    setup=(pch_step("g++", _CPP_FLAGS),),
     source_file="main.cpp",
-    compile=("g++", "-O2", "-pipe", "-std=c++17", "-o", "main", "main.cpp", "-lm"),
+    compile=("g++", *_CPP_FLAGS, "-o", "main", "main.cpp", "-lm"),
     run=("./main",),
     version_command=("g++", "--version"),
 )
@@ -242,6 +266,7 @@ JAVA = LanguageSpec(
     run=("java", *_JVM, "-XX:MaxRAMPercentage=60", "-Xss64m", "-cp", ".", "Main"),
     version_command=("javac", "-version"),
     compile_pids=128,
+    prestart="javac",
 )
 
 GO = LanguageSpec(

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         rlimits: RLimits
         env: dict[str, str]
         cwd: str
+        trace: bool  # report stage timestamps in the exit report (benchmarks only)
 
     class WriteJob(TypedDict):
         op: Literal["write"]
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
         truncated_stdout: bool
         truncated_stderr: bool
         truncated_outputs: bool  # display data dropped for the output cap
+        trace: dict[str, int]  # a job with "trace": when each stage ended (monotonic ns)
 
     class DisplayWire(TypedDict):
         kind: Literal["display", "result"]

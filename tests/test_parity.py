@@ -222,3 +222,45 @@ async def test_probe_matches_the_plain_toolchain(
     out, err, status = plain_run(image, language, source, stdin)
     assert status != 99, f"the plain compile failed: {err!r}"
     assert (r.stdout_bytes, r.stderr_bytes, sandbox_status(r)) == (out, err, status)
+
+
+# A sandbox's program (not the agent, PID 1) is the one the OOM killer takes, and its own
+# /proc/self is open to it as in a fresh process, while /proc/1 stays closed: the child is
+# made dumpable again before it sets its oom_score_adj (an undumpable process's /proc/self
+# belongs to root, so the write used to fail silently).
+PROC_SELF = {
+    "python": (
+        "def read(path):\n"
+        "    try:\n"
+        "        return open(path, 'rb').read()\n"
+        "    except PermissionError:\n"
+        "        return None\n"
+        "print(read('/proc/self/oom_score_adj').decode().strip())\n"
+        "print(any(e.startswith(b'PATH=') for e in read('/proc/self/environ').split(b'\\0')))\n"
+        "print(read('/proc/1/environ') is None)\n"
+    ),
+    "javascript": (  # the pre-started node: made dumpable in _prestart
+        "const fs = require('fs');\n"
+        "const read = (p) => { try { return fs.readFileSync(p); } catch (e) { return null; } };\n"
+        "console.log(read('/proc/self/oom_score_adj').toString().trim());\n"
+        "console.log(read('/proc/self/environ').toString().split('\\0')"
+        ".some((e) => e.startsWith('PATH=')) ? 'True' : 'False');\n"
+        "console.log(read('/proc/1/environ') === null ? 'True' : 'False');\n"
+    ),
+    "bash": (
+        'read -r adj < /proc/self/oom_score_adj; echo "$adj"\n'
+        # builtins: a command's redirection would open its own /proc/self before its exec
+        "mapfile -d '' block < /proc/self/environ\n"
+        'for e in "${block[@]}"; do [[ $e == PATH=* ]] && echo True; done\n'
+        "if cat /proc/1/environ > /dev/null 2>&1; then echo False; else echo True; fi\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("language", sorted(PROC_SELF))
+async def test_program_is_the_oom_victim_and_reads_its_own_proc(
+    parity_pool: sk.SandboxPool, language: str
+) -> None:
+    r = await parity_pool.run(PROC_SELF[language], language=language)
+    assert (r.status, r.stderr) == ("ok", "")
+    assert r.stdout.split() == ["1000", "True", "True"]

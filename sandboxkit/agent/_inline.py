@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
+import time
 
 from . import _display
 
@@ -22,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import io
     from types import ModuleType
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 # the sys.path entry that holds this copy of the package: .../lib/sandboxkit/agent/_inline.py
 _LIB = __file__.rsplit("/", 3)[0]
@@ -49,6 +50,17 @@ INLINE_VARIABLES = frozenset(
 )
 
 
+# a traced run's child stamps these stages into a page it shares with the agent
+STAGES = ("child", "prepared", "became", "code_done", "child_exit")
+TRACE: Any = None
+
+
+def stamp(stage: int) -> None:
+    """Note when ``STAGES[stage]`` ended, in a traced run's child (else nothing)."""
+    if TRACE is not None:
+        TRACE[8 * stage : 8 * stage + 8] = time.monotonic_ns().to_bytes(8, "little")
+
+
 def can_inline(env: dict[str, str]) -> bool:
     """Whether the pre-loaded interpreter can run a job with this environment exactly."""
     for name, value in env.items():
@@ -66,6 +78,12 @@ def _env_flag(env: dict[str, str], name: str) -> int:
         return max(int(value), 0) if int(value) >= 0 else 1
     except ValueError:
         return 1
+
+
+def warm_compiler() -> None:
+    """Compile once in the agent: the first ``compile()`` of a process builds the
+    interpreter's AST types (~1.3 ms), which every forked run would otherwise pay."""
+    compile("", "<sandboxkit>", "exec", dont_inherit=True)
 
 
 def forget_agent() -> None:
@@ -196,9 +214,14 @@ class _Flags(tuple):  # type: ignore[type-arg]
         )
 
 
+# the names of sys.flags in their order, read once in the agent (not in every run)
+_Flags._fields = tuple(
+    f.partition("=")[0] for f in repr(sys.flags)[len("sys.flags(") : -1].split(", ")
+)
+
+
 def _program_flags(env: dict[str, str]) -> _Flags:
     real = sys.flags
-    names = [f.partition("=")[0] for f in repr(real)[len("sys.flags(") : -1].split(", ")]
     changed = {
         "isolated": 0,
         "ignore_environment": 0,
@@ -206,16 +229,13 @@ def _program_flags(env: dict[str, str]) -> _Flags:
         "safe_path": bool(env.get("PYTHONSAFEPATH")),
         "dont_write_bytecode": 1 if _env_flag(env, "PYTHONDONTWRITEBYTECODE") else 0,
     }
-    flags = _Flags(changed.get(n, getattr(real, n)) for n in names)
-    type(flags)._fields = tuple(names)
-    return flags
+    return _Flags(changed.get(n, getattr(real, n)) for n in _Flags._fields)
 
 
 def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[str, object]]:
     """Turn this forked interpreter into ``python3 FILE ARGS...`` (``argv``) started with
     ``env``: environment, argv and flags, ``sys.path``, signals, standard streams, a fresh
     ``__main__``; the compiled program and its globals, to be run by :func:`run_code`."""
-    _dumpable()  # the agent (already forgotten, see forget_agent) stays undumpable
     os.environ.clear()
     os.environ.update(env)
     script = os.path.abspath(argv[1])
@@ -235,9 +255,9 @@ def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[st
     _display.install()
     main.__cached__ = None  # type: ignore[attr-defined]
     main.__annotations__ = {}
-    from importlib.machinery import SourceFileLoader
-
-    main.__loader__ = SourceFileLoader("__main__", script)
+    # importlib.machinery's SourceFileLoader is this class; importing that module would
+    # cost every run ~1.3 ms (and a plain start has not imported it either)
+    main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", script)
     with open(argv[1], "rb") as f:
         source = f.read()
     # dont_inherit: the agent's own `from __future__` must not change the user's code;
@@ -259,6 +279,7 @@ def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
     except BaseException:  # noqa: BLE001 - report it exactly as the interpreter would
         report_exception(1)
         code = 1
+    stamp(3)
     try:
         threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
     except Exception:  # noqa: BLE001
@@ -271,6 +292,7 @@ def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         code = 130
+    stamp(4)
     os._exit(code)
 
 
@@ -306,15 +328,3 @@ def prepare_file(argv: list[str], env: dict[str, str]) -> Become:
 def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
     """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
     prepare_file(argv, env).run()
-
-
-def _dumpable() -> None:
-    """Undo, in the program, the agent's PR_SET_DUMPABLE = 0 (which a fork inherits and
-    only an exec resets): the program's own /proc/self (environ, fds, maps) is readable
-    as in a fresh process; the agent, PID 1, stays undumpable."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
-    except Exception:  # noqa: BLE001
-        pass

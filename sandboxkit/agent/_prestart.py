@@ -1,7 +1,10 @@
 """Pre-started runtimes: a language's runtime started in a sandbox that has served no
 one yet, before any user code arrives, waiting for its program (JavaScript: node with a
 small preload, ``prestart.js``, that says ready on descriptor 4 and blocks before node
-loads the main module).
+loads the main module) or, for a compiled language, for its compile step (TypeScript:
+``prestart_tsc.js``, the image's tsc loaded and warmed in node; Java:
+``SandboxkitJavac.java``, javac warmed in a JVM); each then does what the command it
+stands for does, with that command's output and exit status.
 
 The image records what to start in :data:`CONFIG` (written from the language spec when
 the image is built). The agent starts it as its own child, exactly as it starts a run's
@@ -22,7 +25,7 @@ import resource
 import select
 import signal
 
-from ._procs import SHIELDED
+from ._procs import SHIELDED, set_dumpable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -144,6 +147,7 @@ def _child(fds: list[int], argv: list[str], env: dict[str, str], cwd: str) -> No
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(len(fds), 65536)
+        set_dumpable(True)  # as a run's child: else the write below fails (see _procs)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:
                 f.write("1000")

@@ -160,6 +160,26 @@ def proc_cpu(pid: int) -> float:
         return 0.0
 
 
+_prctl: Any = None  # libc's prctl, loaded once in the agent (a forked child reuses it)
+PR_SET_DUMPABLE = 4
+
+
+def set_dumpable(on: bool) -> None:
+    """``PR_SET_DUMPABLE``: the agent (PID 1) sets it off, so same-uid user code cannot
+    open ``/proc/1`` (its fds, memory) nor ptrace it; a forked run's child sets it on again
+    (a fork inherits the flag, only an exec resets it), so its own ``/proc/self`` is
+    readable and writable (``oom_score_adj``, ``environ``, ``fd``) as in a fresh process."""
+    global _prctl
+    try:
+        if _prctl is None:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        _prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0)
+    except Exception:  # noqa: BLE001 - gVisor or exotic libc: isolation still holds by uid
+        pass
+
+
 def prepare_child(
     job: RunJob,
     fds: tuple[int, int, int],
@@ -172,6 +192,13 @@ def prepare_child(
 
     ``keep_fd`` (a kernel's socket) survives as descriptor 3; every other one is closed.
     """
+    detach_child(fds, keep_fd=keep_fd)
+    return apply_job(job, cwd, rlimits=rlimits)
+
+
+def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> None:
+    """The job-independent half of :func:`prepare_child` (a spare does it ahead):
+    default signals, a new session, ``fds`` as 0-2, every other descriptor closed."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, *SHIELDED):
         try:
@@ -186,6 +213,13 @@ def prepare_child(
     if keep_fd is not None:
         os.dup2(keep_fd, 3)
     os.closerange(3 if keep_fd is None else 4, 65536)
+
+
+def apply_job(
+    job: RunJob, cwd: str, *, rlimits: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The job's half of :func:`prepare_child`: rlimits, dumpable, OOM score, directory;
+    ``(argv, env)``."""
     limits: dict[str, Any] = dict(job.get("rlimits") or {}) if rlimits is None else rlimits
     for name, value in limits.items():
         res = getattr(resource, "RLIMIT_" + name.upper())
@@ -194,7 +228,10 @@ def prepare_child(
         except (ValueError, OSError):
             _soft, hard = resource.getrlimit(res)
             resource.setrlimit(res, (min(value, hard) if hard >= 0 else value, hard))
-    try:
+    # dumpable only now that the agent's descriptors are closed: while the child is
+    # undumpable its /proc/self is root's and the oom_score_adj write below fails
+    set_dumpable(True)
+    try:  # the OOM killer takes the user's process before the agent
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
     except OSError:

@@ -7,14 +7,16 @@ import os
 import selectors
 import signal
 import sys
+import time
 
 from .._protocol import FAULT, JOB, READY, FrameReader
 from . import _display, _files
 from ._host import CHUNK, reply, send_json
-from ._inline import forget_agent
+from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
-from ._procs import SHIELDED, kill_and_reap, reap
+from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable
 from ._run import Inbox, Run
+from ._spare import Spare
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,6 +42,9 @@ class Agent:
         self.stdin_eof = False
         self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
         self.prestarted: Prestarted | None = None  # the image's runtime, for the first run
+        self.read_ns = 0  # when the host's input was last read (a traced run reports it)
+        self.spare: Spare | None = None  # forked ahead for the next run (see _spare)
+        self.want_spare = True  # False after a run that had no use for one (a kernel's)
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -60,6 +65,7 @@ class Agent:
             self.stdin_eof = True
             self.sel.unregister(0)
             return
+        self.read_ns = time.monotonic_ns()
         for kind, payload in self.reader.feed(data):
             if kind == JOB:
                 self.queue.append((json.loads(payload), Inbox()))
@@ -74,6 +80,18 @@ class Agent:
         except BlockingIOError:
             pass
 
+    def make_spare(self) -> None:
+        """Fork the next run's child ahead, while the sandbox waits for a job."""
+        if self.spare is None and self.want_spare and self.prestarted is None:
+            try:
+                self.spare = Spare(self.workdir)
+            except OSError:  # out of pids or descriptors: the run forks as before
+                pass
+
+    def take_spare(self) -> Spare | None:
+        spare, self.spare = self.spare, None
+        return spare
+
     def take_prestarted(self) -> Prestarted | None:
         """The pre-started runtime, once: only the sandbox's first run may use it."""
         pre, self.prestarted = self.prestarted, None
@@ -82,13 +100,19 @@ class Agent:
     def serve(self, prestart: Callable[[str], Prestarted | None] | None = None) -> None:
         if prestart is not None:
             self.prestarted = prestart(self.workdir)
+        self.make_spare()
         send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
         while True:
+            if not self.queue and not self.stdin_eof:
+                self.make_spare()  # once per wait: a spare killed meanwhile is not redone
             while not self.queue and not self.stdin_eof:
                 for key, _events in self.sel.select(None):
                     key.data()
-                if self.kernel.pid in reap():
+                ended = reap()
+                if self.kernel.pid in ended:
                     self.kernel.forget()  # it died between runs: the next cell starts anew
+                if self.spare is not None and self.spare.pid in ended:
+                    self.take_spare().discard(kill=False)  # type: ignore[union-attr]
             if not self.queue:
                 # the host closed our stdin: the container ends, nothing outlives it
                 kill_and_reap()
@@ -120,17 +144,6 @@ def _toolchain() -> str | None:
     return lines[0][:200] if lines else None
 
 
-def _make_undumpable() -> None:
-    """Keep same-uid user code out of /proc/1 (fds, memory): PR_SET_DUMPABLE = 0."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - gVisor or exotic libc: isolation still holds by uid
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
     """Start the agent. ``--workdir DIR`` (tests on a host only) replaces ``/work``."""
     args = sys.argv[1:] if argv is None else argv
@@ -143,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
-    _make_undumpable()
+    set_dumpable(False)  # keep same-uid user code out of /proc/1 (fds, memory)
     # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
     # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
     # init at all: ignore every signal that can be ignored (runs get the defaults back).
@@ -161,5 +174,6 @@ def main(argv: list[str] | None = None) -> None:
         from ._prestart import launch  # images with a pre-started runtime only
 
         prestart = launch
+    warm_compiler()
     forget_agent()  # every module is loaded: from here on, programs must not see them
     Agent(workdir).serve(prestart)

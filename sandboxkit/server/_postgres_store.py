@@ -145,6 +145,12 @@ def _transient(exc: BaseException) -> bool:
     ) or (isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc))
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """The pool's reset on release, skipped: it is one more round trip per statement,
+    and ours leave no session state behind (no LISTEN, cursors, settings or session
+    locks; the advisory locks are transaction-scoped)."""
+
+
 async def migrate(conn: asyncpg.Connection) -> int:
     """Bring the schema to the newest version; safe when many processes start at once
     (an advisory lock serializes them; each applies only what is missing)."""
@@ -176,7 +182,11 @@ class PostgresStore:
     async def open(self) -> None:
         async def connect() -> None:
             self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self._pool_size, command_timeout=30
+                self.url,
+                min_size=1,
+                max_size=self._pool_size,
+                command_timeout=30,
+                reset=_keep_session,
             )
 
         await self._retrying(connect)

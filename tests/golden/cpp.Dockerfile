@@ -4,6 +4,9 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ libc6-dev libnss-myhostname python3 \
  && rm -rf /var/lib/apt/lists/*
+RUN h=$(printf '#include <bits/stdc++.h>\n' | g++ -O2 -pipe -std=c++17 -x c++ -E -H -o /dev/null - 2>&1 | sed -n 's/^\. //p') \
+ && g++ -O2 -pipe -std=c++17 -x c++-header -o "$h.gch" "$h" \
+ && printf '#include <bits/stdc++.h>\n' | g++ -O2 -pipe -std=c++17 -x c++ -H -c -o /dev/null - 2>&1 | grep -q '^! .*\.gch$'
 RUN mkdir -p /opt/sandboxkit \
  && g++ --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
 COPY agent/ /opt/sandboxkit/

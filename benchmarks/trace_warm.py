@@ -1,0 +1,197 @@
+"""Where a warm ``pool.run("print(1)")`` spends its time, stage by stage.
+
+    .venv/bin/python benchmarks/trace_warm.py [--runs 50] [--session] [--language python]
+
+Host stamps are ``time.perf_counter_ns()`` taken by wrapping the pool's and the runner's
+functions (checkout, job encoding, the write to the attach socket, each frame read back,
+the result, the release); agent stamps come from a traced job (``"trace": true``): the
+agent reports, in its exit frame, when it read the job, wrote the files, forked, when
+the child had set itself up, became the program, ran the code and exited, when the
+output was read and the child reaped. Both clocks are ``CLOCK_MONOTONIC`` (a container
+shares the host's), so the stamps compare directly.
+
+Each run is taken with the pool settled (refills and removals done), as between
+requests; the table shows, for every stage in the order it ends, the p50 of its time
+since the run began and the p50 of the stage itself (from the stage before it).
+``--session`` traces runs inside one sandbox (no checkout, no release) instead.
+The host's own ``python -c 'print(1)'`` is timed interleaved, for the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sandboxkit as sk
+from sandboxkit import _protocol as wire
+from sandboxkit import _runner
+from sandboxkit._container import Box
+from sandboxkit._pool import WarmPool
+
+CODE = "print(1)"
+_stamps: dict[str, int] = {}
+
+
+def _now(name: str) -> None:
+    _stamps.setdefault(name, time.perf_counter_ns())
+
+
+def _hook_async(owner: Any, attr: str, before: str | None, after: str | None) -> None:
+    original = getattr(owner, attr)
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            _now(before)
+        result = await original(*args, **kwargs)
+        if after:
+            _now(after)
+        return result
+
+    setattr(owner, attr, wrapper)
+
+
+def _install_hooks() -> None:
+    _hook_async(WarmPool, "acquire", "acquire", "acquired")
+    _hook_async(WarmPool, "release", "release", "released")
+    _hook_async(_runner, "encode_job", "encode", "encoded")
+
+    make_job = _runner.make_job
+
+    def traced_job(*args: Any, **kwargs: Any) -> Any:
+        return {**make_job(*args, **kwargs), "trace": True}
+
+    _runner.make_job = traced_job  # type: ignore[assignment]
+
+    send = Box.send
+
+    async def traced_send(self: Box, kind: bytes, payload: bytes = b"") -> None:
+        if kind == wire.JOB:
+            _now("send")
+        await send(self, kind, payload)
+        if kind == wire.JOB:
+            _now("sent")
+
+    Box.send = traced_send  # type: ignore[method-assign]
+
+    recv = Box.recv
+
+    async def traced_recv(self: Box) -> tuple[bytes, bytes]:
+        kind, payload = await recv(self)
+        if kind == wire.STDOUT:
+            _now("host got O")
+        elif kind == wire.EXIT:
+            _now("host got X")
+            import json
+
+            report = json.loads(payload)
+            for name, ns in (report.get("trace") or {}).items():
+                _stamps.setdefault("agent " + name, int(ns))
+        return kind, payload
+
+    Box.recv = traced_recv  # type: ignore[method-assign]
+
+    result_of = _runner.result_of
+
+    def traced_result(*args: Any, **kwargs: Any) -> Any:
+        out = result_of(*args, **kwargs)
+        _now("result")
+        return out
+
+    _runner.result_of = traced_result  # type: ignore[assignment]
+
+
+async def settle(pool: sk.SandboxPool, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = any(wp._tasks or wp.state.idle < wp.state.size for wp in pool._pools.values())
+        if not busy:
+            return
+        await asyncio.sleep(0.02)
+
+
+def host_python() -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, check=True).stdout
+    assert out == b"1\n", out
+    return time.perf_counter() - t0
+
+
+async def traced(run: Callable[[], Any]) -> dict[str, int]:
+    _stamps.clear()
+    _now("start")
+    result = await run()
+    _now("end")
+    if result.stdout != "1\n":
+        raise RuntimeError(f"the run went wrong: {result!r}")
+    t0 = _stamps["start"]
+    return {name: ns - t0 for name, ns in _stamps.items()}
+
+
+def table(samples: list[dict[str, int]], host: list[float], title: str) -> None:
+    names = {n for s in samples for n in s}
+    offsets = {n: statistics.median(s[n] for s in samples if n in s) / 1e6 for n in names}
+    order = sorted(names, key=lambda n: offsets[n])
+    print(title)
+    print(f"  {'stage (ends at)':28} {'p50 since start':>16} {'p50 of stage':>13}")
+    prev: str | None = None
+    for name in order:
+        if prev is None:
+            stage = 0.0
+        else:
+            stage = statistics.median(
+                (s[name] - s[prev]) / 1e6 for s in samples if name in s and prev in s
+            )
+        print(f"  {name:28} {offsets[name]:13.3f} ms {stage:10.3f} ms")
+        prev = name
+    total = statistics.median(s["end"] for s in samples) / 1e6
+    h = statistics.median(host) * 1000
+    print(f"  total p50 {total:.2f} ms; host {Path(sys.executable).name} -c p50 {h:.2f} ms")
+    print(f"  ratio {total / h:.2f}x (target <= 0.5x); load average {os.getloadavg()}")
+
+
+async def main(runs: int, session: bool, language: str) -> None:
+    _install_hooks()
+    async with sk.SandboxPool(size=2, languages=[language]) as pool:
+        samples: list[dict[str, int]] = []
+        host: list[float] = []
+        if session:
+            async with sk.Sandbox(pool=pool, language=language) as sb:
+                for _ in range(5):
+                    await sb.run(CODE)
+                for i in range(runs):
+                    if i % 2:
+                        host.append(host_python())
+                    samples.append(await traced(lambda: sb.run(CODE)))
+                    if not i % 2:
+                        host.append(host_python())
+        else:
+            for _ in range(3):
+                await settle(pool)
+                await pool.run(CODE, language=language)
+            for i in range(runs):
+                await settle(pool)
+                await asyncio.sleep(0.1)
+                if i % 2:
+                    host.append(host_python())
+                samples.append(await traced(lambda: pool.run(CODE, language=language)))
+                if not i % 2:
+                    host.append(host_python())
+        what = "inside one session" if session else "warm pool.run, pool settled"
+        table(samples, host, f"{language} print(1), {what}, {runs} runs")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--session", action="store_true")
+    ap.add_argument("--language", default="python")
+    args = ap.parse_args()
+    asyncio.run(main(args.runs, args.session, args.language))

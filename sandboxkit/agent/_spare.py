@@ -1,0 +1,112 @@
+"""A child forked ahead of the next run: the fork and the job-independent part of its
+set-up (signals, session, stdio pipes, descriptors closed) happen while the sandbox
+waits, not on the run's path.
+
+The spare waits, still undumpable (so nothing of a previous run can open its ``/proc``
+entries or ptrace it), for the run's essentials on a control pipe: argv, environment,
+working directory, rlimits, whether Python runs inline. Once they arrive it finishes the
+set-up exactly as a freshly forked child (``_procs.apply_job``) and becomes the program.
+A run it does not fit (a session kernel's cell, a pre-started runtime's) kills it. The
+agent makes a new one when it next waits for a job, unless the last run had no use
+for one.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import mmap
+import os
+import signal
+
+from . import _inline, _procs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from .._protocol import RunJob
+
+MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
+ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline")
+
+
+class Spare:
+    """The agent's handle on a spare child: its pid and the agent's ends of its pipes."""
+
+    def __init__(self, workdir: str) -> None:
+        mine: list[int] = []
+        try:
+            for _ in range(4):  # stdin, stdout, stderr, control
+                mine.extend(os.pipe())
+            # a traced run's child stamps its stages here (see _inline.STAGES)
+            self.shared = mmap.mmap(-1, 8 * len(_inline.STAGES))
+            gc.freeze()  # as in Run._start: a collection in the child must not copy pages
+            pid = os.fork()
+        except BaseException:
+            for fd in mine:
+                os.close(fd)
+            raise
+        in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
+        if pid == 0:
+            _inline.TRACE = self.shared
+            _wait_for_orders((in_r, out_w, err_w), ctl_r, workdir)
+        for fd in (in_r, out_w, err_w, ctl_r):
+            os.close(fd)
+        self.pid = pid
+        self.stdin, self.stdout, self.stderr, self.control = in_w, out_r, err_r, ctl_w
+
+    def hand(self, job: RunJob) -> bool:
+        """Give the spare the run's essentials; False: it could not take them (it died,
+        or they are too big for the pipe), so the run forks as before."""
+        orders = json.dumps({k: job[k] for k in ORDER_KEYS if k in job}).encode()  # type: ignore[literal-required]
+        if len(orders) > MAX_ORDERS:
+            return False
+        os.set_blocking(self.control, False)
+        try:
+            written = os.write(self.control, orders)
+        except OSError:  # BrokenPipeError: it is gone
+            return False
+        finally:
+            os.close(self.control)
+            self.control = -1
+        return written == len(orders)
+
+    def discard(self, *, kill: bool = True) -> None:
+        """Not needed (or found dead, ``kill=False``: a reaped pid may be reused): kill it
+        (reaped with the run's other children) and close the agent's ends."""
+        if kill:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for fd in (self.stdin, self.stdout, self.stderr, self.control):
+            if fd >= 0:
+                os.close(fd)
+        self.shared.close()
+
+
+def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> NoReturn:
+    """The spare: set up what no job decides, wait for the orders, become the program."""
+    program: _inline.Become | None = None
+    try:
+        _procs.detach_child(fds, keep_fd=control)
+        chunks = []
+        while chunk := os.read(3, 65536):
+            chunks.append(chunk)
+        os.close(3)
+        if not chunks:
+            os._exit(0)  # the agent went away without a job for it
+        _inline.stamp(0)
+        job: RunJob = json.loads(b"".join(chunks))
+        argv, env = _procs.apply_job(job, workdir)
+        _inline.stamp(1)
+        if job.get("python_inline") and _inline.can_inline(env):
+            program = _inline.prepare_file(argv, env)
+            _inline.stamp(2)
+        else:
+            _procs.exec_program(argv, env)
+    finally:
+        if program is None:
+            os._exit(126)
+    raise program
