@@ -10,6 +10,7 @@
 #                                      # recovery at the next start (for tests)
 #   bash scripts/postgres.sh url       # postgresql://sandboxkit@127.0.0.1:PORT/sandboxkit
 #   bash scripts/postgres.sh status    # exit 0 when running, 3 when not
+#   bash scripts/postgres.sh install   # only install Debian's postgresql when missing
 #
 # Environment: SANDBOXKIT_PG_DIR (default: the project's .cache/postgres) holds data/,
 # run/ (the unix socket) and postgres.log; SANDBOXKIT_PG_PORT (default 55432).
@@ -176,6 +177,7 @@ stop() {  # stop [MODE]
 
 cmd="${1:-}"
 case "$cmd" in
+    install) find_bin || install_postgres ;;
     start) start ;;
     stop) stop fast ;;
     crash) stop immediate ;;
@@ -186,5 +188,5 @@ case "$cmd" in
         pick_user
         if running; then echo "running: $(url) (data: $DATA)"; else echo "stopped (data: $DATA)"; exit 3; fi
         ;;
-    *) die "usage: postgres.sh start|stop|restart|crash|url|status  (env: SANDBOXKIT_PG_DIR, SANDBOXKIT_PG_PORT)" ;;
+    *) die "usage: postgres.sh install|start|stop|restart|crash|url|status  (env: SANDBOXKIT_PG_DIR, SANDBOXKIT_PG_PORT)" ;;
 esac

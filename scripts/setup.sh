@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One-time setup on a fresh Debian/Ubuntu machine: a running Docker engine, a venv with
 # sandboxkit installed, the base image (bootstrapped offline from the apt mirror when no
-# registry answers) and the Python image. Safe to run again: it only does what is missing.
+# registry answers), every language's image, and PostgreSQL's binaries (the fleet tests
+# start their own server). Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/engine-up.sh
+bash scripts/postgres.sh install  # Debian's postgresql when no initdb is found
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
