@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -34,6 +35,21 @@ def log_format_of(value: LogFormatChoice) -> Literal["text", "json"]:
 
 
 console = Console(stderr=True)
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Imports inside the block that fail for want of ``extra``'s packages exit 1 with
+    the pip command that installs it; any other ImportError propagates (a bug)."""
+    from .._cli_entry import install_hint, missing_extra
+
+    try:
+        yield
+    except ImportError as exc:
+        if not missing_extra(exc, extra):
+            raise
+        typer.echo(install_hint(extra, what), err=True)
+        raise typer.Exit(1) from None
 
 
 def require_postgres_driver(db: str, what: str) -> None:

@@ -6,9 +6,8 @@ import asyncio
 
 import typer
 
-from .._cli_entry import install_hint, missing_extra
 from .._errors import SandboxkitError
-from ._common import console
+from ._common import console, needs_extra
 
 
 def mcp(
@@ -32,13 +31,8 @@ def mcp(
     pool_size: int = typer.Option(1, "--pool-size", min=0, max=64, help="warm per language"),
 ) -> None:
     """Serve sandboxkit's tools over MCP (stdio by default; --transport http)."""
-    try:
+    with needs_extra("mcp", "sandboxkit mcp"):
         from ..mcp import Caps, serve_http, serve_stdio
-    except ImportError as exc:
-        if not missing_extra(exc, "mcp"):
-            raise
-        typer.echo(install_hint("mcp", "sandboxkit mcp"), err=True)
-        raise typer.Exit(1) from None
     if transport not in ("stdio", "http"):
         console.print("[red]error:[/red] --transport must be stdio or http")
         raise typer.Exit(2)

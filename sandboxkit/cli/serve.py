@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from .._cli_entry import install_hint, missing_extra
 from .._errors import SandboxkitError
 from ._common import (
     LogFormatChoice,
     LogFormatOpt,
     console,
     log_format_of,
+    needs_extra,
     require_postgres_driver,
 )
 
@@ -79,16 +79,11 @@ def serve(
     log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
     """Serve an HTTP API compatible with Judge0 CE 1.13.1."""
-    try:
+    with needs_extra("server", "sandboxkit serve"):
         import uvicorn  # noqa: F401  # imported by run_server; checked here, before binding
 
         from ..server import Settings
         from ..server import serve as run_server
-    except ImportError as exc:
-        if not missing_extra(exc, "server"):
-            raise
-        typer.echo(install_hint("server", "sandboxkit serve"), err=True)
-        raise typer.Exit(1) from None
     require_postgres_driver(db, "sandboxkit serve")
 
     settings = Settings(

@@ -8,13 +8,13 @@ import asyncio
 
 import typer
 
-from .._cli_entry import install_hint, missing_extra
 from .._errors import SandboxkitError
 from ._common import (
     LogFormatChoice,
     LogFormatOpt,
     console,
     log_format_of,
+    needs_extra,
     require_postgres_driver,
 )
 from .fleet import EngineOpt, FleetOpt, TlsOpt, engines_from
@@ -55,13 +55,8 @@ def worker(
     log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
     """Judge submissions from a fleet's PostgreSQL store until SIGTERM."""
-    try:
+    with needs_extra("server", "sandboxkit worker"):
         from ..server import configure_logging, run_worker
-    except ImportError as exc:
-        if not missing_extra(exc, "server"):
-            raise
-        typer.echo(install_hint("server", "sandboxkit worker"), err=True)
-        raise typer.Exit(1) from None
     require_postgres_driver(db, "sandboxkit worker")
     explicit = engine or fleet is not None
     configs = engines_from(engine, fleet, tls_dir) if explicit else None
