@@ -17,13 +17,15 @@ import sys
 import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
 import time
 
-from . import _display
+from . import _display, _procs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import io
     from types import ModuleType
     from typing import Any, NoReturn
+
+    from .._protocol import RunJob
 
 # the sys.path entry that holds this copy of the package: .../lib/sandboxkit/agent/_inline.py
 _LIB = __file__.rsplit("/", 3)[0]
@@ -323,6 +325,17 @@ def prepare_file(argv: list[str], env: dict[str, str]) -> Become:
         report_exception(99)  # a SyntaxError shows no frames
         flush_stdio()
         os._exit(1)
+
+
+def program_for(job: RunJob, argv: list[str], env: dict[str, str]) -> Become:
+    """A set-up child's last step: Python run inline gives the program to become
+    (raised out of the agent's stack by the caller); anything else is exec'd here."""
+    stamp(1)
+    if job.get("python_inline") and can_inline(env):
+        program = prepare_file(argv, env)
+        stamp(2)
+        return program
+    _procs.exec_program(argv, env)
 
 
 def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:

@@ -100,12 +100,7 @@ def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
     try:
         _inline.stamp(0)
         argv, env = _procs.prepare_child(job, fds, workdir)
-        _inline.stamp(1)
-        if job.get("python_inline") and _inline.can_inline(env):
-            program = _inline.prepare_file(argv, env)
-            _inline.stamp(2)
-        else:
-            _procs.exec_program(argv, env)
+        program = _inline.program_for(job, argv, env)
     finally:
         if program is None:
             os._exit(126)

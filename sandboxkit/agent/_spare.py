@@ -100,12 +100,7 @@ def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> N
         _inline.stamp(0)
         job: RunJob = json.loads(b"".join(chunks))
         argv, env = _procs.apply_job(job, workdir)
-        _inline.stamp(1)
-        if job.get("python_inline") and _inline.can_inline(env):
-            program = _inline.prepare_file(argv, env)
-            _inline.stamp(2)
-        else:
-            _procs.exec_program(argv, env)
+        program = _inline.program_for(job, argv, env)
     finally:
         if program is None:
             os._exit(126)
