@@ -36,6 +36,9 @@ from sandboxkit import _runner
 from sandboxkit._container import Box
 from sandboxkit._pool import WarmPool
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_all import settle  # the benchmarks' own module, beside this one
+
 CODE = "print(1)"
 _stamps: dict[str, int] = {}
 
@@ -106,15 +109,6 @@ def _install_hooks() -> None:
         return out
 
     _runner.result_of = traced_result  # type: ignore[assignment]
-
-
-async def settle(pool: sk.SandboxPool, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        busy = any(wp._tasks or wp.state.idle < wp.state.size for wp in pool._pools.values())
-        if not busy:
-            return
-        await asyncio.sleep(0.02)
 
 
 def host_python() -> float:
