@@ -188,7 +188,7 @@ class SandboxPool:
                 task.cancel()
             pools = list(self._pools.values())
             # a create cancelled mid-request may land after the close: look a little longer
-            creating = any(p.health()["starting"] for p in pools) or bool(self._arrivals)
+            creating = any(p.health()["starting"] for p in pools)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
             with anyio.move_on_after(15):
                 await self._sweep(settle=3.0 if creating else 0.0)

@@ -54,16 +54,12 @@ def needs_extra(extra: str, what: str) -> Iterator[None]:
 
 def require_postgres_driver(db: str, what: str) -> None:
     """Exit 1 naming the ``postgres`` extra when ``db`` is a PostgreSQL URL and the
-    driver is missing (checked before anything starts)."""
-    from .._cli_entry import install_hint
+    driver is missing (checked before anything starts; the server extra is there)."""
+    from ..server._store import is_postgres_url
 
-    if not db.startswith(("postgresql://", "postgres://")):
-        return
-    try:
-        import asyncpg  # noqa: F401
-    except ModuleNotFoundError:
-        typer.echo(install_hint("postgres", what), err=True)
-        raise typer.Exit(1) from None
+    if is_postgres_url(db):
+        with needs_extra("postgres", what):
+            import asyncpg  # noqa: F401
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

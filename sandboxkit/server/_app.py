@@ -118,10 +118,10 @@ class Judge0Service:
             return
         cfg = self.settings
         self.judging = Judging(
-            cfg.pool,
-            open_pool=None
+            cfg.pool
             if cfg.pool is not None
             else SandboxPool(languages=cfg.warm_languages, size=cfg.pool_size),
+            owned=cfg.pool is None,
             callbacks=CallbackPolicy(cfg.callback_tries, cfg.callback_timeout),
         )
         try:

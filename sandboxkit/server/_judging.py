@@ -54,28 +54,29 @@ class Judging:
 
     def __init__(
         self,
-        pool: SandboxPool | None,
+        pool: SandboxPool,
         *,
-        open_pool: SandboxPool | None = None,
+        owned: bool = False,
         callbacks: CallbackPolicy | None = None,
     ) -> None:
-        #: an existing pool (not closed here), else ``open_pool`` is opened and owned
+        #: ``owned``: opened by :meth:`open` and closed by :meth:`close`; else the
+        #: caller's, already open, left open
         self.pool = pool
-        self._unopened = open_pool
+        self.owned = owned
         self.network_pool: SandboxPool | None = None
         self.callbacks = callbacks or CallbackPolicy()
         self._pending: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
-        if self.pool is None and self._unopened is not None:
+        if self.owned:
             # warms it (a missing engine or image fails start-up); closes itself on failure
-            self.pool = await self._unopened.open()
+            await self.pool.open()
 
     async def close(self) -> None:
         for task in self._pending:
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._unopened is not None and self.pool is not None:
+        if self.owned:
             await self.pool.aclose()
         if self.network_pool is not None:
             await self.network_pool.aclose()
@@ -112,7 +113,6 @@ class Judging:
 
     async def _pool_for(self, record: dict[str, Any]) -> SandboxPool:
         if not record.get("enable_network"):
-            assert self.pool is not None, "open() first"
             return self.pool
         if self.network_pool is None:
             self.network_pool = await SandboxPool(languages=(), size=0, network=True).open()

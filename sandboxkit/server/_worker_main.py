@@ -54,7 +54,7 @@ async def run_worker(
     )
     store = open_store(db)
     await store.open()
-    judging = Judging(None, open_pool=pool)
+    judging = Judging(pool, owned=True)
     metrics_server = None
     try:
         await judging.open()
