@@ -1,14 +1,16 @@
 """One sandbox container: its engine-neutral spec (pure) and the live handle.
 
 A live :class:`Box` is created, attached and started ahead of demand; the agent inside
-(PID 1) announces itself with a ready frame. Jobs go in over the attached stdin and
-frames come back over stdout, so a run needs no engine call at all.
+(PID 1) announces itself with a ready frame. Jobs go in and frames come back over a
+direct channel (a Unix socket, see ``_channel``) or the attached stdin and stdout, so a
+run needs no engine call at all.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -22,8 +24,11 @@ import anyio
 
 from . import _protocol as wire
 from ._backends import STREAM_STDERR, AttachedStream, Backend, ContainerSpec
+from ._channel import Listener
+from ._channel import refuse as refuse_channel
+from ._channel import wanted as channel_wanted
 from ._dockerfile import AGENT_PYC
-from ._errors import SandboxError
+from ._errors import EngineError, SandboxError
 from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
 from ._version import __version__
 
@@ -65,6 +70,7 @@ def container_spec(
     labels: Mapping[str, str],
     env: Mapping[str, str],
     name: str,
+    channel: str | None = None,
 ) -> ContainerSpec:
     """A sandbox with sandboxkit's agent as PID 1; the backend applies DESIGN §4 to it."""
     return ContainerSpec(
@@ -81,6 +87,7 @@ def container_spec(
         disk_mb=shape.disk_mb,
         runtime=shape.runtime,
         network=shape.network,
+        channel=channel,
     )
 
 
@@ -128,19 +135,27 @@ class Box:
             LABEL_VERSION: __version__,
         }
         name = f"sandboxkit-{pool_id}-{os.getpid()}-{next(_names)}"
-        try:
-            cid = await engine.create(container_spec(shape, resources, labels, env, name))
-        except BaseException:
-            # cancelled mid-request, the engine may still have made it: remove by name
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                await _quiet_remove(engine, name)
-            raise
+        listener = await Listener.open() if channel_wanted(engine, shape.runtime) else None
         box: Box | None = None
         try:
+            channel = listener.path if listener is not None else None
+            spec = container_spec(shape, resources, labels, env, name, channel)
+            try:
+                cid = await engine.create(spec)
+            except EngineError as exc:
+                if listener is None or "mount" not in str(exc).lower():
+                    raise
+                # the engine cannot mount our socket (it sees another filesystem)
+                refuse_channel(engine)
+                await listener.aclose()
+                listener = None
+                cid = await engine.create(dataclasses.replace(spec, channel=None))
             stream = await engine.attach(cid)
             box = cls(engine, cid, stream, shape, resources)
             await engine.start(cid)
             with anyio.fail_after(READY_TIMEOUT):
+                if listener is not None:
+                    box._stream = await listener.take(engine, stream)
                 kind, payload = await box.recv()
             if kind != wire.READY:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
@@ -148,10 +163,14 @@ class Box:
             box.toolchain = ready.get("toolchain") if isinstance(ready, dict) else None
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
+                if listener is not None:
+                    await listener.aclose()
                 if box is not None:
                     await box.destroy()
                 else:
-                    await _quiet_remove(engine, cid)
+                    # cancelled mid-request, the engine may have made it: remove by name
+                    with anyio.move_on_after(CLEANUP_TIMEOUT):
+                        await _quiet_remove(engine, name)
             if isinstance(exc, TimeoutError):
                 raise SandboxError(
                     f"the sandbox did not become ready within {READY_TIMEOUT:.0f}s"

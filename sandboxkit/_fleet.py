@@ -400,6 +400,10 @@ class WatchedBackend:
     def url(self) -> str:
         return self._member.url
 
+    @property
+    def local_paths(self) -> bool:
+        return self.raw.local_paths
+
     def __repr__(self) -> str:
         return f"WatchedBackend({self.url!r})"
 

@@ -31,6 +31,10 @@ from ._placement import backoff as _backoff
 
 log = logging.getLogger("sandboxkit")
 
+# the longest a replacement waits for the run of the sandbox it replaces: a short run
+# (a hello world, a compile-and-run) ends first; a long one is not left a spare short
+DEFER_REFILL = 0.5
+
 
 @dataclass
 class PoolState:
@@ -43,6 +47,10 @@ class PoolState:
     busy: int = 0
     waiters: int = 0
     failures_in_a_row: int = 0
+    # handed out while others stayed idle: their replacement waits for their run to end
+    # (or DEFER_REFILL), so the engine's work of making it does not compete for the CPU
+    # with that run; void the moment the pool runs out of idle sandboxes
+    deferred: int = 0
 
     def __post_init__(self) -> None:
         if self.size < 0:
@@ -55,8 +63,10 @@ class PoolState:
         return self.idle + self.starting + self.busy
 
     def to_start(self) -> int:
-        """New sandboxes to start now: refill to ``size`` idle, plus one per waiter."""
-        want = max(self.size, 0) + self.waiters - self.idle - self.starting
+        """New sandboxes to start now: refill to ``size`` idle, plus one per waiter,
+        less the deferred replacements while an idle sandbox remains."""
+        deferred = self.deferred if self.idle > 0 else 0
+        want = max(self.size, 0) + self.waiters - self.idle - self.starting - deferred
         room = self.max_size - self.total
         return max(0, min(want, room))
 
@@ -110,6 +120,7 @@ class WarmPool:
             self._boxes[e.url] = collections.deque()
         self.placement.retarget(size)
         self._leased: set[Box] = set()  # handed out, not yet released: closing kills them too
+        self._deferred: dict[Box, asyncio.TimerHandle] = {}  # see PoolState.deferred
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: dict[str, set[asyncio.Task[None]]] = {url: set() for url in self.engines}
@@ -285,6 +296,7 @@ class WarmPool:
     def discard(self, box: Box) -> None:
         """A used (or broken) sandbox: destroy it in the background and refill."""
         url = box.engine.url
+        self._end_deferral(box, refill=False)  # the refill below starts its replacement
         if box.busy:
             box.busy = False
             self.state.busy -= 1
@@ -412,6 +424,8 @@ class WarmPool:
                             box.busy = True
                             self.state.busy += 1
                             self._leased.add(box)
+                            if self.state.idle > 0 and self.state.waiters == 1:
+                                self._defer_refill(box)
                             return box
                         self.placement.idle_gone(url)
                         self._drop(url, box)
@@ -442,6 +456,21 @@ class WarmPool:
                 self.state.waiters -= 1
                 self._refill()
 
+    def _defer_refill(self, box: Box) -> None:
+        """Hold ``box``'s replacement back until it is released or DEFER_REFILL passed."""
+        self._deferred[box] = asyncio.get_running_loop().call_later(
+            DEFER_REFILL, self._end_deferral, box
+        )
+        self.state.deferred += 1
+
+    def _end_deferral(self, box: Box, *, refill: bool = True) -> None:
+        handle = self._deferred.pop(box, None)
+        if handle is not None:
+            handle.cancel()
+            self.state.deferred -= 1
+            if refill:
+                self._refill()
+
     def _resume_paused(self, now: float) -> None:
         """Engines left alone after five failed starts get one more try once
         ``RETRY_AFTER`` has passed (an engine restart?), instead of failing forever."""
@@ -462,6 +491,10 @@ class WarmPool:
                 self._closed = True
                 if self._janitor is not None:
                     self._janitor.cancel()
+                for handle in self._deferred.values():
+                    handle.cancel()
+                self._deferred.clear()
+                self.state.deferred = 0
                 for url, boxes in self._boxes.items():
                     for box in boxes:
                         self.placement.idle_gone(url)

@@ -9,6 +9,11 @@ agent → host:  R ready (JSON) O stdout bytes  E stderr bytes  X run finished (
                D reply (JSON header, then raw data after a NUL)  Z agent error (text)
                M display data, one rich output (JSON: kind, MIME bundle), before X
 
+Frames travel over the container's attached stdin/stdout (relayed by the engine), or,
+for a sandbox on the same machine as its host, over a Unix socket the host listens on:
+the socket file is mounted read-only at :data:`CHANNEL_PATH` and the agent connects to it
+once, before any program runs (the host then closes its listener, so nothing else can).
+
 The JSON shapes are :class:`RunJob`, the file jobs, :class:`Ready`, :class:`ExitReport`
 and :class:`Reply`; they are typing-only (the agent must not import ``typing``: it costs
 ~3 ms of every sandbox's start).
@@ -103,6 +108,7 @@ if TYPE_CHECKING:
 
 
 HEADER = struct.Struct(">BI")
+CHANNEL_PATH = "/run/sandboxkit.sock"  # where a direct channel's socket is mounted
 MAX_FRAME = 256 * 1024 * 1024
 
 # host → agent

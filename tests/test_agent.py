@@ -16,6 +16,7 @@ import json
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -55,22 +56,40 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Agent:
-    """One agent process, and the frames it sent."""
+    """One agent process, and the frames it sent. ``channel``: it is given a socket to
+    connect to (as a sandbox on this machine is, see sandboxkit/_channel.py) and frames
+    go over that; stdin stays open beside it."""
 
-    def __init__(self, layout: Path, workdir: Path) -> None:
+    def __init__(self, layout: Path, workdir: Path, *, channel: bool = False) -> None:
         self.workdir = workdir
         self.stderr = workdir.parent / "agent-stderr"
+        argv = [*_unshare(), PY, "-I", str(layout / "agent.py"), "--workdir", str(workdir)]
+        listener = None
+        if channel:
+            path = str(workdir.parent / "channel.sock")
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(1)
+            listener.settimeout(10)
+            argv += ["--channel", path]
         with self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
-                [*_unshare(), PY, "-I", str(layout / "agent.py"), "--workdir", str(workdir)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
             )
+        assert self.proc.stdout is not None
+        self.conn: socket.socket | None = None
+        self.out_fd = self.proc.stdout.fileno()  # where frames come from
+        if listener is not None:
+            with listener:
+                self.conn, _ = listener.accept()
+            self.out_fd = self.conn.fileno()
         self.reader = wire.FrameReader()
         self.frames: list[tuple[bytes, bytes]] = []
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
+        if self.conn is not None:
+            self.conn.sendall(wire.pack(kind, payload))
+            return
         assert self.proc.stdin is not None
         self.proc.stdin.write(wire.pack(kind, payload))
         self.proc.stdin.flush()
@@ -79,8 +98,7 @@ class Agent:
         self.send(wire.JOB, json.dumps(job).encode())
 
     def recv(self, timeout: float = 10.0) -> tuple[bytes, bytes]:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+        fd = self.out_fd
         deadline = time.monotonic() + timeout
         while not self.frames:
             left = deadline - time.monotonic()
@@ -139,8 +157,12 @@ class Agent:
         return True
 
     def close(self) -> int:
+        """Hang up (the channel when there is one, else stdin); the agent's status."""
         assert self.proc.stdin is not None
-        self.proc.stdin.close()
+        if self.conn is not None:
+            self.conn.close()
+        else:
+            self.proc.stdin.close()
         try:
             return self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -194,10 +216,11 @@ def python(code: str, **job: Any) -> tuple[list[str], dict[str, Any]]:
     return ["python3", "main.py"], {"files": files, "python_inline": True, **job}
 
 
-@pytest.fixture
-def agent(layout: Path, tmp_path: Path) -> Iterator[Agent]:
+@pytest.fixture(params=["stdio", "channel"])
+def agent(layout: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Agent]:
+    """An agent talking over stdin/stdout, then one talking over a direct channel."""
     workdir = tmp_path / "work"
-    a = Agent(layout, workdir)
+    a = Agent(layout, workdir, channel=request.param == "channel")
     kind, payload = a.recv()
     assert kind == wire.READY, (kind, payload)
     yield a
@@ -560,3 +583,59 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         return b""
+
+
+# ---------------------------------------------------------------- the direct channel
+def test_over_a_channel_stdout_stays_silent_and_stdin_eof_still_ends_it(
+    layout: Path, tmp_path: Path
+) -> None:
+    a = Agent(layout, tmp_path / "work", channel=True)
+    assert a.recv()[0] == wire.READY  # over the socket
+    out, _err, report = a.run(["/bin/echo", "via the channel"])
+    assert (out, report["exit_code"]) == (b"via the channel\n", 0)
+    assert a.proc.stdin is not None
+    a.proc.stdin.close()  # the attach stream's end: the host is gone
+    assert a.proc.wait(10) == 0
+    assert a.proc.stdout is not None and a.proc.stdout.read() == b""
+
+
+def test_a_channel_nobody_listens_on_falls_back_to_stdio(layout: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "dead.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    dead.close()  # the file stays, nothing listens: connect is refused
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                *_unshare(),
+                PY,
+                "-I",
+                str(layout / "agent.py"),
+                "--workdir",
+                str(tmp_path / "w"),
+                "--channel",
+                path,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    assert proc.stdout is not None and proc.stdin is not None
+    head = proc.stdout.read(wire.HEADER.size)
+    assert head[:1] == wire.READY
+    proc.stdin.close()
+    assert proc.wait(10) == 0
+    assert "no direct channel" in stderr.read_text()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_program_holds_none_of_the_agents_descriptors(agent: Agent, inline: bool) -> None:
+    code = "import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"
+    if inline:
+        argv, job = python(code)
+    else:
+        argv, job = ["python3", "-c", code], {}
+    out, _err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 0
+    assert out == b"[0, 1, 2, 3]\n"  # stdio and the listing's own descriptor

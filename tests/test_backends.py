@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 import socket
+import stat
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +16,12 @@ from typing import Any, cast
 
 import aiodocker
 import aiohttp
+import anyio
+import anyio.abc
 import pytest
 
 import sandboxkit as sk
+from sandboxkit import _channel
 from sandboxkit import _protocol as wire
 from sandboxkit._backends import (
     STREAM_STDERR,
@@ -238,6 +243,16 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     }
     closed = dk.create_body(container_spec(Shape(image="i"), Resources(), {}, {}, "n"))
     assert closed["NetworkDisabled"] is True and closed["HostConfig"]["NetworkMode"] == "none"
+    assert "Mounts" not in closed["HostConfig"]  # nothing of the host's without a channel
+
+
+def test_a_channel_is_the_one_mount_and_it_is_read_only() -> None:
+    spec = container_spec(Shape(image="i"), Resources(), {}, {}, "n", "/tmp/d/x.sock")
+    host = dk.create_body(spec)["HostConfig"]
+    assert host["Mounts"] == [
+        {"Type": "bind", "Source": "/tmp/d/x.sock", "Target": wire.CHANNEL_PATH, "ReadOnly": True}
+    ]
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
 
 
 def test_an_update_body_carries_only_what_changes() -> None:
@@ -313,6 +328,7 @@ class FakeBackend:
     """Just enough of a Backend for a Box's life: the container is a FakeStream."""
 
     url = "fake://"
+    local_paths = False
 
     def __init__(self, removed_in_time: bool = True) -> None:
         self.stream = FakeStream()
@@ -416,3 +432,108 @@ async def test_a_box_whose_agent_is_not_ready_is_removed() -> None:
     with pytest.raises(sk.SandboxError, match="instead of ready"):
         await started(backend)
     assert backend.stream.closed
+
+
+# ---------------------------------------------------------------- the direct channel
+class ChannelBackend(FakeBackend):
+    """A local engine: the fake agent connects to the socket the box's spec names."""
+
+    url = "fake-local://"
+    local_paths = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agent: anyio.abc.SocketStream | None = None
+
+    async def start(self, cid: str) -> None:
+        path = self.specs[-1].channel
+        assert path is not None
+        self.agent = await anyio.connect_unix(path)
+        await self.agent.send(wire.pack(wire.READY, b'{"toolchain": "T"}'))
+
+
+@pytest.fixture(autouse=True)
+def _no_refused_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_channel, "_refused", set())
+    monkeypatch.delenv("SANDBOXKIT_CHANNEL", raising=False)
+
+
+async def test_a_local_box_talks_over_its_channel_and_the_socket_file_goes() -> None:
+    backend = ChannelBackend()
+    box = await started(backend)
+    [spec] = backend.specs
+    assert spec.channel is not None and box.toolchain == "T"
+    assert not os.path.exists(spec.channel)  # nothing else can connect: listener gone
+    assert stat.S_IMODE(os.stat(os.path.dirname(spec.channel)).st_mode) == 0o700
+    assert backend.agent is not None
+
+    await backend.agent.send(wire.pack(wire.REPLY, b'{"ok": true}\0DATA'))
+    assert await box.call({"op": "list"}) == ({"ok": True}, b"DATA")
+    got = wire.FrameReader().feed(await backend.agent.receive())
+    assert got == [(wire.JOB, b'{"op": "list"}')]
+    assert backend.stream.written == b""  # the attach stream carried no frame
+    assert box.alive
+
+    await backend.agent.aclose()  # the agent died, and said why on its stderr
+    backend.stream.agent_exits(stderr=b"agent: killed\n")
+    assert not box.alive
+    with pytest.raises(sk.SandboxError, match="ended unexpectedly: agent: killed"):
+        await box.recv()
+    await box.destroy()
+    assert backend.stream.closed
+
+
+async def test_an_agent_that_cannot_connect_keeps_the_attach_stream() -> None:
+    backend = ChannelBackend()
+
+    async def start(cid: str) -> None:  # it says why, then ready on its stdout
+        backend.stream._put(STREAM_STDERR, b"sandboxkit agent: no direct channel\n")
+        backend.stream.agent_sends(wire.READY, b'{"toolchain": "T"}')
+
+    backend.start = start  # type: ignore[method-assign]
+    box = await started(backend)
+    assert box.toolchain == "T" and b"no direct channel" in box.agent_stderr
+    backend.stream.agent_sends(wire.REPLY, b'{"ok": true}\0')
+    assert await box.call({"op": "list"}) == ({"ok": True}, b"")
+    assert not _channel.wanted(cast(Backend, backend), "runc")  # not offered again
+    await box.destroy()
+    box = await started(backend)
+    assert backend.specs[-1].channel is None
+    await box.destroy()
+
+
+async def test_an_engine_that_cannot_mount_the_socket_gets_a_box_without_it() -> None:
+    backend = FakeBackend()
+    backend.local_paths = True  # type: ignore[misc]
+    create = backend.create
+
+    async def refusing(spec: ContainerSpec) -> str:
+        if spec.channel is not None:
+            raise sk.EngineError("invalid mount config for type bind: bind source path")
+        return await create(spec)
+
+    backend.create = refusing  # type: ignore[method-assign]
+    box = await started(backend)
+    assert [s.channel for s in backend.specs] == [None]
+    assert not _channel.wanted(cast(Backend, backend), "runc")
+    await box.destroy()
+
+
+@pytest.mark.parametrize(
+    ("local", "runtime", "setting", "wanted"),
+    [
+        (True, "runc", None, True),
+        (True, "crun", "direct", True),
+        (False, "runc", None, False),  # a remote engine cannot mount our file
+        (True, "runsc", None, False),  # gVisor does not connect host sockets by default
+        (True, "runc", "attach", False),
+    ],
+)
+def test_who_is_offered_a_channel(
+    monkeypatch: pytest.MonkeyPatch, local: bool, runtime: str, setting: str | None, wanted: bool
+) -> None:
+    backend = FakeBackend()
+    backend.local_paths = local  # type: ignore[misc]
+    if setting is not None:
+        monkeypatch.setenv("SANDBOXKIT_CHANNEL", setting)
+    assert _channel.wanted(cast(Backend, backend), runtime) is wanted

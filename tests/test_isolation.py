@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
 
 import sandboxkit as sk
+from sandboxkit import _protocol as wire
 
 pytestmark = pytest.mark.docker
 
@@ -140,7 +142,13 @@ async def test_engine_side_of_a_live_sandbox(pool: sk.SandboxPool) -> None:
     assert "no-new-privileges" in host["SecurityOpt"] and not host["Privileged"]
     assert host["Memory"] == host["MemorySwap"] == 256 << 20
     assert host["PidsLimit"] == 64
-    assert not host["Binds"] and not info["Mounts"]
+    # the one mount of a host path: the direct channel's socket, read-only, gone from
+    # the host (sandboxkit/_channel.py); nothing else of the host's
+    assert not host["Binds"]
+    for mount in info["Mounts"]:
+        assert mount["Type"] == "bind" and mount["Destination"] == wire.CHANNEL_PATH
+        assert mount["RW"] is False and not os.path.exists(mount["Source"])
+    assert len(info["Mounts"]) <= 1
     assert info["Config"]["User"] == "65534:65534"
     assert host["AutoRemove"] is True and info["Config"]["StdinOnce"] is True
     labels = info["Config"]["Labels"]

@@ -56,6 +56,14 @@ def test_state_size_zero_starts_only_on_demand() -> None:
     assert PoolState(size=0, max_size=3, waiters=2).to_start() == 2
 
 
+def test_state_defers_replacements_only_while_an_idle_sandbox_remains() -> None:
+    # one of two handed out, its replacement deferred: nothing starts during its run
+    assert PoolState(size=2, max_size=4, idle=1, busy=1, deferred=1).to_start() == 0
+    assert PoolState(size=2, max_size=4, idle=1, busy=1).to_start() == 1
+    # the last idle one went too: every replacement starts now, deferred or not
+    assert PoolState(size=2, max_size=4, idle=0, busy=2, deferred=1).to_start() == 2
+
+
 def test_state_backoff_doubles_and_is_capped() -> None:
     state = PoolState(size=1, max_size=1)
     seen = []
@@ -193,6 +201,27 @@ async def test_idle_sandboxes_are_tended_in_the_background() -> None:
         await _until(
             lambda: not {dead.cid[:12], aged.cid[:12]} & set(containers_of_pool(pool.pool_id))
         )
+
+
+@pytest.mark.docker
+async def test_a_replacement_waits_for_the_run_while_another_sandbox_is_idle() -> None:
+    async with sk.SandboxPool(size=2) as pool:
+        wp = _warm(pool)
+        async with pool.checkout(PY, pool.limits):
+            assert (wp.state.idle, wp.state.starting, wp.state.deferred) == (1, 0, 1)
+            async with pool.checkout(PY, pool.limits):  # the last idle one: no waiting
+                assert wp.state.deferred == 1 and wp.state.starting == 2
+        await _until(lambda: wp.state.idle == 2 and not wp._tasks)
+        assert (wp.state.deferred, wp.state.total) == (0, 2)
+
+        async with pool.checkout(PY, pool.limits):
+            assert wp.state.starting == 0
+        assert wp.state.deferred == 0 and wp.state.starting == 1  # released: now
+        await _until(lambda: wp.state.idle == 2)
+
+        async with pool.checkout(PY, pool.limits):  # a long run: not left a spare short
+            await _until(lambda: wp.state.starting + wp.state.idle == 2, timeout=2)
+            assert wp.state.deferred == 0
 
 
 @pytest.mark.docker

@@ -48,6 +48,9 @@ class ContainerSpec:
     runtime: str = "runc"
     network: bool = False
     hostname: str = "sandbox"
+    # a Unix socket on this machine, mounted read-only at CHANNEL_PATH (see _channel);
+    # only offered to a backend whose ``local_paths`` is true
+    channel: str | None = None
 
 
 class AttachedStream(Protocol):
@@ -77,6 +80,11 @@ class Backend(Protocol):
     @property
     def url(self) -> str:
         """The engine's address, e.g. ``unix:///var/run/docker.sock``: its identity in a fleet."""
+
+    @property
+    def local_paths(self) -> bool:
+        """Whether a path on this machine names the same file for the engine (it runs
+        here), so a container may mount one of sandboxkit's own sockets."""
 
     async def close(self) -> None:
         """Release the connection; the backend may connect again if used later."""

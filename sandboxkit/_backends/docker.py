@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from yarl import URL
 
 from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitError
+from .._protocol import CHANNEL_PATH
 from .base import ContainerSpec
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
@@ -262,6 +263,10 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "IpcMode": "private",
         "Privileged": False,
     }
+    if spec.channel is not None:
+        host["Mounts"] = [
+            {"Type": "bind", "Source": spec.channel, "Target": CHANNEL_PATH, "ReadOnly": True}
+        ]
     return {
         "Image": spec.image,
         "Cmd": list(spec.command),
@@ -389,6 +394,12 @@ class DockerBackend:
     @property
     def url(self) -> str:
         return self._url
+
+    @property
+    def local_paths(self) -> bool:
+        # a local socket: the engine runs on this machine (in a container sharing only
+        # the socket it would not: the create then fails and the channel is not used)
+        return scheme_of(self._url) == "unix"
 
     def __repr__(self) -> str:
         return f"DockerBackend({self._url!r})"

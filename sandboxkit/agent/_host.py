@@ -1,7 +1,11 @@
-"""The agent's one channel to the host: frames written on descriptor 1 (the attach stream).
+"""The agent's one channel to the host.
 
-Only this process holds descriptor 1; user programs write into pipes the agent reads and
-frames, so nothing they print can forge a frame.
+Frames go out on descriptor 1 (the attach stream) and come in on descriptor 0, or, when
+the host mounted a socket at :data:`~sandboxkit._protocol.CHANNEL_PATH`, both ways over
+that socket: the engine's relay (dockerd, the shim) then carries nothing on a run's path.
+Only this process holds the channel; user programs write into pipes the agent reads and
+frames (every other descriptor is closed in a child), so nothing they print can forge a
+frame.
 """
 
 from __future__ import annotations
@@ -10,9 +14,32 @@ import json
 import os
 import select
 
-from .._protocol import REPLY, pack
+from .._protocol import CHANNEL_PATH, REPLY, pack
 
 CHUNK = 65536
+# the host's input and the frames' way out: stdin/stdout, or one socket for both
+IN, OUT = 0, 1
+
+
+def open_channel(path: str = CHANNEL_PATH) -> bool:
+    """Connect to the host's socket when one is mounted; False: stay on stdin/stdout."""
+    global IN, OUT
+    if not os.path.exists(path):
+        return False
+    import _socket  # the C module: `socket` would import enum, selectors' friends...
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:  # the host cannot be reached this way: say so, use stdio
+        sock.close()
+        os.write(2, f"sandboxkit agent: no direct channel ({exc}); using stdio\n".encode())
+        return False
+    # a bare descriptor: a forked child closes it by number, and no socket object is
+    # left for its garbage collector to close a reused descriptor with
+    IN = OUT = sock.detach()
+    os.set_blocking(OUT, False)
+    return True
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -29,8 +56,13 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def send_raw(frames: bytes) -> None:
+    """Packed frames, as they are, to the host."""
+    write_all(OUT, frames)
+
+
 def send(kind: bytes, payload: bytes = b"") -> None:
-    write_all(1, pack(kind, payload))
+    send_raw(pack(kind, payload))
 
 
 def send_json(kind: bytes, obj: object) -> None:

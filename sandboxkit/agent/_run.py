@@ -12,7 +12,7 @@ import time
 
 from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT, pack
 from . import _display, _files, _inline, _procs
-from ._host import CHUNK, send, send_json, write_all
+from ._host import CHUNK, send, send_json, send_raw
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class Run:
     def flush(self) -> None:
         if self.held:
             frames, self.held, self.held_size = self.held, [], 0
-            write_all(1, b"".join(frames))
+            send_raw(b"".join(frames))
 
     def stamp(self, name: str) -> None:
         if self.trace is not None:
@@ -518,7 +518,7 @@ class Run:
         self._release()
         held, self.held, self.held_size = self.held, [], 0
         if held:  # what was read before the fault still goes out, in order
-            write_all(1, b"".join(held))
+            send_raw(b"".join(held))
         if self.reported:
             os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())
             return

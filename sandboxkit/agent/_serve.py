@@ -9,8 +9,8 @@ import signal
 import sys
 import time
 
-from .._protocol import FAULT, JOB, READY, FrameReader
-from . import _display, _files
+from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
+from . import _display, _files, _host
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -51,19 +51,24 @@ class Agent:
         os.set_blocking(self.wake_r, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w)
-        os.set_blocking(0, False)
-        self.sel.register(0, selectors.EVENT_READ, self.pump_host)
+        os.set_blocking(_host.IN, False)
+        self.sel.register(_host.IN, selectors.EVENT_READ, self.pump_host)
+        if _host.IN != 0:
+            # over a direct channel the attach stream still tells when the host is gone
+            os.set_blocking(0, False)
+            self.sel.register(0, selectors.EVENT_READ, self.watch_stdin)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
 
     def pump_host(self) -> None:
         """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
         try:
-            data = os.read(0, CHUNK)
+            data = os.read(_host.IN, CHUNK)
         except BlockingIOError:
             return
+        except ConnectionError:  # the host's end of the channel went away
+            data = b""
         if not data:
-            self.stdin_eof = True
-            self.sel.unregister(0)
+            self.hung_up(_host.IN)
             return
         self.read_ns = time.monotonic_ns()
         for kind, payload in self.reader.feed(data):
@@ -72,6 +77,22 @@ class Agent:
             else:
                 # input that arrived together with a job not started yet belongs to it
                 (self.queue[-1][1] if self.queue else self.inbox).take(kind, payload)
+
+    def watch_stdin(self) -> None:
+        """The attach stream beside a direct channel: only its end matters."""
+        try:
+            if os.read(0, CHUNK):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.hung_up(0)
+
+    def hung_up(self, fd: int) -> None:
+        """The end of either way in from the host ends the sandbox."""
+        self.stdin_eof = True
+        self.sel.unregister(fd)
 
     def drain_wake(self) -> None:
         try:
@@ -114,7 +135,7 @@ class Agent:
                 if self.spare is not None and self.spare.pid in ended:
                     self.take_spare().discard(kill=False)  # type: ignore[union-attr]
             if not self.queue:
-                # the host closed our stdin: the container ends, nothing outlives it
+                # the host hung up: the container ends, nothing outlives it
                 kill_and_reap()
                 return
             job, inbox = self.queue.pop(0)
@@ -145,18 +166,21 @@ def _toolchain() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Start the agent. ``--workdir DIR`` (tests on a host only) replaces ``/work``."""
+    """Start the agent. For tests on a host only: ``--workdir DIR`` replaces ``/work``,
+    ``--channel PATH`` the mounted socket's path."""
     args = sys.argv[1:] if argv is None else argv
-    workdir = WORKDIR
-    if len(args) == 2 and args[0] == "--workdir":
-        workdir = args[1]
+    options = dict(zip(args[::2], args[1::2], strict=False))
+    if len(args) % 2 or not set(options) <= {"--workdir", "--channel"}:
+        sys.exit("usage: agent [--workdir DIR] [--channel PATH]")
+    workdir = options.get("--workdir", WORKDIR)
+    if "--workdir" in options:
         _display.DIR = workdir.rstrip("/") + ".display"  # a host test's own, beside it
-    elif args:
-        sys.exit("usage: agent [--workdir DIR]")
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
     set_dumpable(False)  # keep same-uid user code out of /proc/1 (fds, memory)
+    # before anything is forked: no other process may ever hold the channel
+    _host.open_channel(options.get("--channel", CHANNEL_PATH))
     # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
     # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
     # init at all: ignore every signal that can be ignored (runs get the defaults back).

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 import sandboxkit as sk
+from sandboxkit import _protocol as wire
 
 from ._invariants import check, settle
 
@@ -56,9 +57,16 @@ async def test_engine_socket_is_absent(hostile_pool: sk.SandboxPool) -> None:
         "        try:\n            if stat.S_ISSOCK(os.lstat(p).st_mode):\n"
         "                socks.append(p)\n        except OSError:\n            pass\n"
         "print(socks)\n"
+        "import socket\n"
+        "for p in socks:\n"
+        "    try:\n        socket.socket(socket.AF_UNIX).connect(p)\n        print('open', p)\n"
+        "    except OSError as exc:\n        print(type(exc).__name__)\n"
     )
     r = await check(hostile_pool, code, "ok", limits=sk.Limits(time=30))
-    assert r.stdout == "[]\n[]\n"
+    # the one socket there may be is sandboxkit's direct channel (sandboxkit/_channel.py):
+    # its agent connected before any program ran, and the host no longer listens
+    channel = wire.CHANNEL_PATH
+    assert r.stdout in ("[]\n[]\n", f"[]\n[{channel!r}]\nConnectionRefusedError\n")
 
 
 async def test_no_host_mounts(hostile_pool: sk.SandboxPool) -> None:
@@ -66,9 +74,15 @@ async def test_no_host_mounts(hostile_pool: sk.SandboxPool) -> None:
     r = await check(hostile_pool, code, "ok")
     mounts = json.loads(r.stdout)
     points = {m[1]: m for m in mounts}
-    # nothing of the host's filesystem but the engine's three generated files (read-only)
-    binds = [m for m in mounts if m[0].startswith("/dev/") and m[2] not in ("tmpfs",)]
-    assert {m[1] for m in binds} <= {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}, binds
+    # nothing of the host's filesystem but the engine's three generated files and the
+    # direct channel's socket (sandboxkit/_channel.py), all read-only
+    generated = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", wire.CHANNEL_PATH}
+    binds = [
+        m
+        for m in mounts
+        if (m[0].startswith("/dev/") and m[2] != "tmpfs") or m[1] == wire.CHANNEL_PATH
+    ]
+    assert {m[1] for m in binds} <= generated, binds
     assert all("ro" in m[3].split(",") for m in binds), binds
     assert "ro" in points["/"][3].split(",")
     for writable in ("/work", "/tmp", "/dev/shm"):

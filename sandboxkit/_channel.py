@@ -1,0 +1,202 @@
+"""A direct channel to a sandbox's agent: one Unix socket instead of the engine's relay.
+
+Over the attach stream every frame passes through two more processes each way (dockerd
+and the container's shim), 1-2 ms a hop on a busy machine, and they compete with the
+program for the CPU. A sandbox on this machine (its engine reached over a local socket,
+a runtime that shares the host's kernel) can take a shorter way: before the container
+is made, the host listens on a fresh socket in a private directory and the engine mounts
+that one file read-only at ``CHANNEL_PATH``. The agent connects once, as PID 1, before
+anything else runs in the container; the host accepts that one connection, then closes
+its listener and removes the file, so no program can ever connect again (the mount
+stays, refusing). The socket is then the container's only channel for frames; the
+attach stream stays open beside it for what only it can do: tell the agent the host is
+gone (its end), carry the agent's own stderr, and show the container's end.
+
+Either side falls back to the attach stream on its own: an engine that cannot mount the
+file (it sees another filesystem) refuses the create and the box is made without it; an
+agent that cannot connect (a security module denies it) says ready over stdout. Either
+way the engine is not offered a channel again. ``SANDBOXKIT_CHANNEL=attach`` turns the
+channel off (benchmarks compare both ways in one run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+
+import anyio
+import anyio.abc
+
+from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend
+
+# runtimes whose containers share the host's kernel, so a mounted socket connects
+DIRECT_RUNTIMES = frozenset({"runc", "crun"})
+DRAIN = 2.0  # after the channel ended, how long the agent's last stderr is awaited
+_refused: set[str] = set()  # engines (by URL) a channel did not work with
+_dir: str | None = None
+
+
+def wanted(engine: Backend, runtime: str) -> bool:
+    """Whether a new sandbox of ``engine`` under ``runtime`` should get a channel."""
+    return (
+        engine.local_paths
+        and runtime in DIRECT_RUNTIMES
+        and engine.url not in _refused
+        and os.environ.get("SANDBOXKIT_CHANNEL", "direct") != "attach"
+    )
+
+
+def refuse(engine: Backend) -> None:
+    """A channel did not work with ``engine``: its sandboxes use the attach stream."""
+    _refused.add(engine.url)
+
+
+def _channel_dir() -> str:
+    """This process's directory for listening sockets (0700: no other user reaches them;
+    a container sees only its own socket, mounted as a file)."""
+    global _dir
+    if _dir is None or not os.path.isdir(_dir):
+        _dir = tempfile.mkdtemp(prefix="sandboxkit-channels-")
+        atexit.register(shutil.rmtree, _dir, ignore_errors=True)
+    return _dir
+
+
+class Listener:
+    """The host's end of one sandbox's channel, until its agent connects."""
+
+    def __init__(self, path: str, listener: anyio.abc.SocketListener) -> None:
+        self.path = path
+        self._listener = listener
+
+    @classmethod
+    async def open(cls) -> Listener:
+        path = os.path.join(_channel_dir(), uuid.uuid4().hex + ".sock")
+        # 0666: the agent runs as the sandbox's uid; the directory keeps others out
+        return cls(path, await anyio.create_unix_listener(path, mode=0o666))
+
+    async def take(self, engine: Backend, attached: AttachedStream) -> AttachedStream:
+        """The agent's way of talking: the channel once it connected, or ``attached``
+        when it spoke there first (it could not connect: ``engine`` is not offered a
+        channel again). Closes the listener."""
+        early: list[tuple[int, bytes]] = []  # the agent's stderr while it connected
+        found: dict[str, object] = {}
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def accept() -> None:
+                    try:
+                        found["sock"] = await self._listener.accept()
+                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        return  # no channel after all: the agent speaks on stdout
+                    tg.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    while (chunk := await attached.read()) is not None:
+                        if chunk[0] != STREAM_STDERR:
+                            found["chunk"] = chunk
+                            break
+                        early.append(chunk)
+                    found.setdefault("chunk", None)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(accept)
+                tg.start_soon(watch)
+        finally:
+            await self.aclose()
+        sock = found.get("sock")
+        if isinstance(sock, anyio.abc.SocketStream):
+            if found.get("chunk") is not None:  # the agent cannot write both: a fault
+                await sock.aclose()
+                raise OSError("the sandbox agent wrote frames outside its channel")
+            return ChannelStream(sock, attached, early)
+        refuse(engine)
+        chunk = found.get("chunk")
+        return Prefixed(attached, [*early, *([chunk] if isinstance(chunk, tuple) else [])])
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._listener.aclose()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class ChannelStream:
+    """An :class:`~sandboxkit._backends.AttachedStream` whose frames go over a channel;
+    the attach stream beside it gives the agent's stderr once the channel ended."""
+
+    def __init__(
+        self,
+        sock: anyio.abc.SocketStream,
+        attached: AttachedStream,
+        early: list[tuple[int, bytes]],
+    ) -> None:
+        self._sock = sock
+        self._raw: socket.socket = sock.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610 - anyio's, not Django's
+        self._attached = attached
+        self._early = early
+        self._ended = False
+
+    async def write(self, data: bytes) -> None:
+        await self._sock.send(data)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        if self._early:
+            return self._early.pop(0)
+        if not self._ended:
+            try:
+                return STREAM_STDOUT, await self._sock.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._ended = True
+        # the agent is gone: its last words, if any, went to its stderr
+        with anyio.move_on_after(DRAIN), contextlib.suppress(Exception):
+            while (chunk := await self._attached.read()) is not None:
+                if chunk[0] == STREAM_STDERR:
+                    return chunk
+        return None
+
+    async def close(self) -> None:
+        self._ended = True
+        with contextlib.suppress(Exception):
+            await self._sock.aclose()
+        await self._attached.close()
+
+    @property
+    def at_eof(self) -> bool:
+        if self._early:
+            return False
+        if self._ended:
+            return True
+        try:  # a peek tells a live agent (nothing to read yet) from a closed socket
+            return self._raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return self._attached.at_eof  # the container ended (the socket follows)
+        except OSError:
+            return True
+
+
+class Prefixed:
+    """``attached`` with chunks already taken from it put back in front."""
+
+    def __init__(self, attached: AttachedStream, taken: list[tuple[int, bytes]]) -> None:
+        self._attached = attached
+        self._taken = taken
+
+    async def write(self, data: bytes) -> None:
+        await self._attached.write(data)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        if self._taken:
+            return self._taken.pop(0)
+        return await self._attached.read()
+
+    async def close(self) -> None:
+        await self._attached.close()
+
+    @property
+    def at_eof(self) -> bool:
+        return not self._taken and self._attached.at_eof
