@@ -52,6 +52,9 @@ if TYPE_CHECKING:
         env: dict[str, str]
         cwd: str
         trace: bool  # report stage timestamps in the exit report (benchmarks only)
+        # (a compile step) the run to start at once if this step ends with status 0 and
+        # no OOM kill or pids-limit refusal; the exit report's then_started says whether
+        then: RunJob
 
     class WriteJob(TypedDict):
         op: Literal["write"]
@@ -91,6 +94,7 @@ if TYPE_CHECKING:
         truncated_stderr: bool
         truncated_outputs: bool  # display data dropped for the output cap
         trace: dict[str, int]  # a job with "trace": when each stage ended (monotonic ns)
+        then_started: bool  # a job with "then": whether that run follows (its frames next)
 
     class DisplayWire(TypedDict):
         kind: Literal["display", "result"]

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -102,6 +103,18 @@ def make_job(
 BIG_JOB = 1 << 20
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """The run a compile step carries (``RunJob.then``): the agent starts it as soon as
+    the compiler ended well, with no round trip to the host in between."""
+
+    argv: tuple[str, ...]
+    limits: Limits
+    stdin: bytes | None = None
+    keep_processes: bool = False
+    kernel: bool = False
+
+
 async def encode_job(
     spec: LanguageSpec,
     argv: tuple[str, ...],
@@ -109,6 +122,7 @@ async def encode_job(
     *,
     files: Mapping[str, bytes] | None = None,
     stdin: bytes | None = None,
+    then: FollowUp | None = None,
     **options: bool,
 ) -> bytes:
     """:func:`make_job` as the frame's payload; a large one is built off the event loop
@@ -116,9 +130,19 @@ async def encode_job(
 
     def build() -> bytes:
         job = make_job(spec, argv, limits, files=files, stdin=stdin, **options)
+        if then is not None:
+            job["then"] = make_job(
+                spec,
+                then.argv,
+                then.limits,
+                stdin=then.stdin,
+                keep_processes=then.keep_processes,
+                kernel=then.kernel,
+            )
         return json.dumps(job).encode()
 
     size = sum(len(v) for v in (files or {}).values()) + len(stdin or b"")
+    size += len(then.stdin or b"") if then is not None else 0
     if size < BIG_JOB:
         return build()
     return await anyio.to_thread.run_sync(build)
@@ -274,7 +298,7 @@ def result_of(
 
 async def execute(
     box: Box,
-    job: bytes,
+    job: bytes | None,
     limits: Limits,
     language: str,
     *,
@@ -284,6 +308,7 @@ async def execute(
     on_exit: Callable[[ExitReport], None] | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Send ``job`` (from :func:`encode_job`) to ``box``; yield output, then ``exit``.
+    ``job`` None: the agent has it already (the follow-up of the compile step it ran).
 
     ``status_on_failure`` turns a failing exit into another status (``compile_error``).
     If the backstop deadline passes, the box is destroyed and the run reports timeout.
@@ -297,7 +322,8 @@ async def execute(
     finished = False
     sent = False
     try:
-        await box.send(wire.JOB, job)
+        if job is not None:
+            await box.send(wire.JOB, job)
         sent = True
         if on_sent is not None:
             on_sent()
@@ -395,7 +421,9 @@ async def _stop_and_drain(box: Box) -> bool:
         try:
             await box.send(wire.KILL)
             while True:
-                kind, _payload = await box.recv()
+                kind, payload = await box.recv()
+                if kind == wire.EXIT and json.loads(payload).get("then_started"):
+                    continue  # a compile step's run followed it: the kill reaches that
                 if kind in (wire.EXIT, wire.FAULT):
                     return box.alive
         except SandboxError:
@@ -419,6 +447,20 @@ async def compile_source(
     *,
     salvage: bool = False,
 ) -> RunResult | None:
+    """:func:`compile_and_follow` with nothing to follow: the compiler's result."""
+    compiled, _followed = await compile_and_follow(box, spec, limits, files, salvage=salvage)
+    return compiled
+
+
+async def compile_and_follow(
+    box: Box,
+    spec: LanguageSpec,
+    limits: Limits,
+    files: Mapping[str, bytes],
+    *,
+    salvage: bool = False,
+    then: FollowUp | None = None,
+) -> tuple[RunResult | None, bool]:
     """Compile in ``box`` with the compile step's limits: the compiler's result, status
     ``ok`` or ``compile_error``; ``None`` for a language with no compile step.
 
@@ -429,22 +471,30 @@ async def compile_source(
     widened to the compile step's allowance with ``docker update`` and the compile run
     again; :func:`fit_run_limits` narrows it back for the run.
 
+    ``then``: the run to start right after a compile that ends well, when the sandbox
+    already has that run's limits (nothing to change between the two steps); the second
+    value says whether the agent started it (its frames follow; read them with
+    ``execute(box, None, ...)``).
+
     A compiler that fails, times out or blows its memory is a compile error; all it
     printed is diagnostics, reported in stderr (tsc writes to stdout)."""
     if spec.compile is None:
-        return None
+        return None, False
     build_limits = compile_limits(spec, limits)
     room = resources_for(build_limits)
-    narrow = box.shape.fixed is None and not _covers(box.resources, room)
+    fixed = box.shape.fixed is not None
+    narrow = not fixed and not _covers(box.resources, room)
+    if then is not None and not (fixed or (narrow and box.resources == resources_for(limits))):
+        then = None  # the run needs other limits than the compile has: the host sets them
     if not narrow:
         await box.set_resources(room)
     ends: list[ExitReport] = []
-    compiled = await _compile_once(box, spec, build_limits, files, salvage, ends)
+    compiled = await _compile_once(box, spec, build_limits, files, salvage, ends, then)
     if narrow and compiled.status != "ok" and ends and _ran_out(ends[-1]):
         await box.set_resources(room)
         compiled = await _compile_once(box, spec, build_limits, files, salvage, ends)
     if compiled.status == "ok":
-        return compiled
+        return compiled, bool(ends and ends[-1].get("then_started"))
     diagnostics = compiled.stderr_bytes + compiled.stdout_bytes
     if compiled.status in ("timeout", "oom"):
         what = (
@@ -454,7 +504,7 @@ async def compile_source(
         )
         diagnostics += f"\nsandboxkit: compilation stopped: it exceeded {what}\n".encode()
     kept = compiled.model_dump(exclude={"stdout", "stderr", "stdout_bytes", "stderr_bytes"})
-    return RunResult(**{**kept, "status": "compile_error", "stderr_bytes": diagnostics})
+    return RunResult(**{**kept, "status": "compile_error", "stderr_bytes": diagnostics}), False
 
 
 def _ran_out(report: ExitReport) -> bool:
@@ -469,9 +519,10 @@ async def _compile_once(
     files: Mapping[str, bytes],
     salvage: bool,
     ends: list[ExitReport],
+    then: FollowUp | None = None,
 ) -> RunResult:
     assert spec.compile is not None
-    job = await encode_job(spec, spec.compile, build_limits, files=files)
+    job = await encode_job(spec, spec.compile, build_limits, files=files, then=then)
     return await final_result(
         execute(
             box,
@@ -553,9 +604,21 @@ async def run_program(
 ) -> AsyncGenerator[Event, None]:
     """Compile (if the language needs it), then run, in ``box``; yields events.
 
-    ``salvage`` (sessions): a run abandoned midway is killed and the box kept.
+    ``salvage`` (sessions): a run abandoned midway is killed and the box kept. A run
+    with its input given up front rides along with the compile step (``FollowUp``).
     """
-    failed = await compile_source(box, spec, limits, files, salvage=salvage)
+    then = None
+    if not interactive:
+        then = FollowUp(spec.run, limits, stdin, keep_processes, kernel)
+    failed, followed = await compile_and_follow(
+        box, spec, limits, files, salvage=salvage, then=then
+    )
+    if followed:
+        events = execute(box, None, limits, spec.name, on_sent=on_sent, salvage=salvage)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+        return
     if failed is not None and failed.status == "ok":
         files = {}  # the sources went into the build
         failed = None

@@ -639,3 +639,23 @@ def test_a_program_holds_none_of_the_agents_descriptors(agent: Agent, inline: bo
     out, _err, report = agent.run(argv, **job)
     assert report["exit_code"] == 0
     assert out == b"[0, 1, 2, 3]\n"  # stdio and the listing's own descriptor
+
+
+# ---------------------------------------------------------------- a step that carries its run
+def test_a_step_that_ends_well_starts_its_then_run_at_once(agent: Agent) -> None:
+    then = run_job(["/bin/sh", "-c", "cat; echo ran"], stdin=b"in\n")
+    agent.job(run_job(["/bin/sh", "-c", "echo built"], then=then))
+    out, _err, report = agent.outcome()
+    assert (out, report["exit_code"], report["then_started"]) == (b"built\n", 0, True)
+    out, _err, report = agent.outcome()  # the run's own frames, unasked
+    assert (out, report["exit_code"]) == (b"in\nran\n", 0) and "then_started" not in report
+
+
+@pytest.mark.parametrize("step", ["exit 1", "kill -9 $$"])
+def test_a_step_that_fails_does_not_start_its_then_run(agent: Agent, step: str) -> None:
+    then = run_job(["/bin/sh", "-c", "echo must not run"])
+    agent.job(run_job(["/bin/sh", "-c", step], then=then))
+    _out, _err, report = agent.outcome()
+    assert report["then_started"] is False
+    out, _err, report = agent.run(["/bin/echo", "next"])  # the next job is the next run
+    assert out == b"next\n"

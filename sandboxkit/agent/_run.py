@@ -142,6 +142,7 @@ class Run:
         self.self_before = 0.0
         self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
+        self.then_started = False  # the job's "then" run is to follow at once
         self.held: list[bytes] = []  # frames not yet written to the host (see HOLD)
         self.held_size = 0
         self.held_since = 0.0
@@ -489,6 +490,16 @@ class Run:
         }
         if _display.collect(self.limit_out, self.emit, DISPLAY):
             report["truncated_outputs"] = True
+        if "then" in self.job:
+            # a compile step carrying its run: the run follows at once only when the
+            # compiler ended well within the container's limits (else the host decides)
+            self.then_started = (
+                exit_code == 0
+                and reason is None
+                and not report["oom_kills"]
+                and not report["pids_max_hits"]
+            )
+            report["then_started"] = self.then_started
         if self.trace is not None:
             self._traced(report)
         self.emit(EXIT, json.dumps(report).encode())

@@ -148,7 +148,10 @@ class Agent:
         op = job.get("op")
         if op == "run":
             self.inbox = inbox
-            Run(self, job, inbox).execute()
+            run = Run(self, job, inbox)
+            run.execute()
+            if run.then_started:  # no round trip to the host between compile and run
+                self.queue.insert(0, (job["then"], Inbox()))
         elif op in _files.OPS:
             _files.serve(self.workdir, job)
         else:

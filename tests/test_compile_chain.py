@@ -1,0 +1,71 @@
+"""A compile step carries its run (``RunJob.then``, ``_runner.FollowUp``): the agent
+starts the program as soon as the compiler ended well, with no round trip to the host;
+in every other case the host's own policy runs as before. Real engine, C."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import sandboxkit as sk
+from sandboxkit._languages import get_language
+from sandboxkit._runner import final_result, run_program
+
+pytestmark = pytest.mark.docker
+
+C = get_language("c")
+HELLO = (
+    "#include <stdio.h>\nint main(void){char s[64];"
+    ' if (scanf("%63s", s) == 1) printf("got %s\\n", s); return 3;}\n'
+)
+# ~20 000 functions: gcc -O2 needs far more than 32 MB for it, the program far less
+BIG = "#include <stdio.h>\n" + "".join(f"int f{i}(int x){{return x*{i};}}\n" for i in range(20000))
+BIG += 'int main(void){printf("%d\\n", f7(6)); return 0;}\n'
+SLEEPER = "#include <unistd.h>\nint main(void){sleep(30); return 0;}\n"
+
+
+@pytest.fixture(scope="module")
+async def cpool() -> sk.SandboxPool:
+    async with sk.SandboxPool(languages=["c"], size=1) as pool:
+        yield pool  # type: ignore[misc]
+
+
+async def test_the_run_rides_along_with_the_compile(cpool: sk.SandboxPool) -> None:
+    async with cpool.checkout(C, cpool.limits) as box:
+        events = run_program(box, C, cpool.limits, {"main.c": HELLO.encode()}, b"abc\n")
+        result = await final_result(events)
+        assert box.frames_sent == 1  # one job: compile, then the run, in the agent
+    assert (result.status, result.exit_code, result.stdout) == ("error", 3, "got abc\n")
+
+
+async def test_a_compile_error_runs_nothing(cpool: sk.SandboxPool) -> None:
+    r = await cpool.run("int main( {", language="c")
+    assert r.status == "compile_error" and "error" in r.stderr and r.stdout == ""
+
+
+async def test_a_compile_that_runs_out_of_memory_is_widened_then_runs(
+    cpool: sk.SandboxPool,
+) -> None:
+    # the compile fails in the run's 32 MB (the run does not follow it), is retried with
+    # the compile allowance, and the run then gets its own 32 MB back from the host
+    limits = sk.Limits(memory_mb=32, time=60)
+    async with cpool.checkout(C, limits) as box:
+        result = await final_result(run_program(box, C, limits, {"main.c": BIG.encode()}, None))
+        assert box.frames_sent == 3  # compile, compile again, run
+        assert box.resources.memory_mb == 32
+    assert (result.status, result.stdout) == ("ok", "42\n")
+
+
+@pytest.mark.parametrize("after", [0.005, 0.6])  # during the compile, during the run
+async def test_a_session_abandoned_mid_step_stays_right(after: float) -> None:
+    async with (
+        sk.SandboxPool(languages=["c"], size=1) as pool,
+        sk.Sandbox(language="c", pool=pool) as sb,
+    ):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sb.run(SLEEPER), after)
+        r = await sb.run(HELLO, stdin="next\n")
+        assert (r.exit_code, r.stdout) == (3, "got next\n")
+        r = await sb.run(HELLO, stdin="again\n")
+        assert (r.exit_code, r.stdout) == (3, "got again\n")
