@@ -38,7 +38,7 @@ from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend
 DIRECT_RUNTIMES = frozenset({"runc", "crun"})
 DRAIN = 2.0  # after the channel ended, how long the agent's last stderr is awaited
 _refused: set[str] = set()  # engines (by URL) a channel did not work with
-_dir: str | None = None
+_dir: tuple[int, str] | None = None  # (the process that made it, its path)
 
 
 def wanted(engine: Backend, runtime: str) -> bool:
@@ -60,10 +60,16 @@ def _channel_dir() -> str:
     """This process's directory for listening sockets (0700: no other user reaches them;
     a container sees only its own socket, mounted as a file)."""
     global _dir
-    if _dir is None or not os.path.isdir(_dir):
-        _dir = tempfile.mkdtemp(prefix="sandboxkit-channels-")
-        atexit.register(shutil.rmtree, _dir, ignore_errors=True)
-    return _dir
+    # a forked child makes its own: its exit must not remove its parent's sockets
+    if _dir is None or _dir[0] != os.getpid() or not os.path.isdir(_dir[1]):
+        _dir = (os.getpid(), tempfile.mkdtemp(prefix="sandboxkit-channels-"))
+        atexit.register(_remove_dir, *_dir)
+    return _dir[1]
+
+
+def _remove_dir(owner: int, path: str) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Listener:
