@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 
 from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend
+from ._errors import SandboxError
 
 # runtimes whose containers share the host's kernel, so a mounted socket connects
 DIRECT_RUNTIMES = frozenset({"runc", "crun"})
@@ -102,11 +103,14 @@ class Listener:
                     tg.cancel_scope.cancel()
 
                 async def watch() -> None:
-                    while (chunk := await attached.read()) is not None:
-                        if chunk[0] != STREAM_STDERR:
-                            found["chunk"] = chunk
-                            break
-                        early.append(chunk)
+                    try:
+                        while (chunk := await attached.read()) is not None:
+                            if chunk[0] != STREAM_STDERR:
+                                found["chunk"] = chunk
+                                break
+                            early.append(chunk)
+                    except Exception as exc:  # noqa: BLE001 - raised below, not in a group
+                        found["error"] = exc
                     found.setdefault("chunk", None)
                     tg.cancel_scope.cancel()
 
@@ -115,14 +119,19 @@ class Listener:
         finally:
             await self.aclose()
         sock = found.get("sock")
+        error = found.get("error")
+        if isinstance(error, Exception) and not isinstance(sock, anyio.abc.SocketStream):
+            raise error
         if isinstance(sock, anyio.abc.SocketStream):
             if found.get("chunk") is not None:  # the agent cannot write both: a fault
                 await sock.aclose()
-                raise OSError("the sandbox agent wrote frames outside its channel")
+                raise SandboxError("the sandbox agent wrote frames outside its channel")
             return ChannelStream(sock, attached, early)
-        refuse(engine)
         chunk = found.get("chunk")
-        return Prefixed(attached, [*early, *([chunk] if isinstance(chunk, tuple) else [])])
+        if not isinstance(chunk, tuple):  # the agent died before either: not a refusal
+            return Prefixed(attached, early, ended=True)
+        refuse(engine)
+        return Prefixed(attached, [*early, chunk])
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
@@ -186,11 +195,15 @@ class ChannelStream:
 
 
 class Prefixed:
-    """``attached`` with chunks already taken from it put back in front."""
+    """``attached`` with chunks already taken from it put back in front (and its end,
+    when that was taken too: ``ended``)."""
 
-    def __init__(self, attached: AttachedStream, taken: list[tuple[int, bytes]]) -> None:
+    def __init__(
+        self, attached: AttachedStream, taken: list[tuple[int, bytes]], *, ended: bool = False
+    ) -> None:
         self._attached = attached
         self._taken = taken
+        self._ended = ended
 
     async def write(self, data: bytes) -> None:
         await self._attached.write(data)
@@ -198,6 +211,8 @@ class Prefixed:
     async def read(self) -> tuple[int, bytes] | None:
         if self._taken:
             return self._taken.pop(0)
+        if self._ended:
+            return None
         return await self._attached.read()
 
     async def close(self) -> None:
@@ -205,4 +220,4 @@ class Prefixed:
 
     @property
     def at_eof(self) -> bool:
-        return not self._taken and self._attached.at_eof
+        return not self._taken and (self._ended or self._attached.at_eof)

@@ -143,9 +143,9 @@ class Box:
             try:
                 cid = await engine.create(spec)
             except EngineError as exc:
-                if listener is None or "mount" not in str(exc).lower():
+                if listener is None or "bind" not in str(exc).lower():
                     raise
-                # the engine cannot mount our socket (it sees another filesystem)
+                # the engine cannot bind-mount our socket (it sees another filesystem)
                 refuse_channel(engine)
                 await listener.aclose()
                 listener = None

@@ -502,6 +502,19 @@ async def test_an_agent_that_cannot_connect_keeps_the_attach_stream() -> None:
     await box.destroy()
 
 
+async def test_an_agent_that_dies_at_start_is_no_reason_to_drop_the_channel() -> None:
+    backend = ChannelBackend()
+
+    async def start(cid: str) -> None:
+        backend.stream.agent_exits(stderr=b"python3: cannot start\n")
+
+    backend.start = start  # type: ignore[method-assign]
+    with pytest.raises(sk.SandboxError, match="ended unexpectedly: python3: cannot start"):
+        await started(backend)
+    assert _channel.wanted(cast(Backend, backend), "runc")
+    assert not os.listdir(_channel._channel_dir())  # its listening socket is gone too
+
+
 async def test_an_engine_that_cannot_mount_the_socket_gets_a_box_without_it() -> None:
     backend = FakeBackend()
     backend.local_paths = True  # type: ignore[misc]
