@@ -161,6 +161,7 @@ class Box:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
             ready = json.loads(payload)
             box.toolchain = ready.get("toolchain") if isinstance(ready, dict) else None
+            box.created = time.monotonic()  # its age (max_idle_age) counts from ready
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 if listener is not None:

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import stat
+import time
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -388,6 +389,18 @@ async def test_a_box_starts_talks_and_ends_over_the_stream() -> None:
     assert box.closed and stream.closed and backend.removed == []  # it went by itself
     with pytest.raises(sk.SandboxError, match="closed"):
         await box.send(wire.JOB)
+
+
+async def test_a_box_is_as_old_as_its_ready_agent() -> None:
+    backend = FakeBackend()
+
+    async def start(cid: str) -> None:  # a slow engine: ready comes half a second later
+        asyncio.get_running_loop().call_later(0.5, backend.stream.agent_sends, wire.READY, b"{}")
+
+    backend.start = start  # type: ignore[method-assign]
+    box = await started(backend)
+    assert time.monotonic() - box.created < 0.25  # max_idle_age counts from ready
+    await box.destroy()
 
 
 async def test_alive_turns_false_once_the_output_ended_and_was_read() -> None:
