@@ -12,6 +12,11 @@ sandbox of its own, fed ``input.txt expected.txt output.txt``.
 If a run ends its sandbox (a hung program the host had to kill with the container),
 the next test leases a fresh sandbox and compiles again; the judge never marks the
 remaining tests without running them.
+
+The next test's job goes to the agent before the current test's result is read: the
+agent starts it the moment the current run has ended and every process of it is gone,
+so the host's round trip overlaps the runs (a death of the sandbox during a test is
+that test's own doing; a queued job lost with its sandbox runs again in a fresh one).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
+from . import _protocol as wire
 from ._checkers import BUILTIN, Compare, float_tolerance
 from ._container import Box
 from ._errors import CheckerError, InvalidInput, SandboxError
@@ -34,7 +40,7 @@ from ._judge_models import (
 )
 from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
-from ._runner import compile_source, final_result, fit_run_limits, run_step
+from ._runner import compile_source, encode_job, execute, final_result, fit_run_limits
 from ._sandbox_pool import SandboxPool
 from ._validate import check_code, check_files, check_limits
 
@@ -63,6 +69,8 @@ class _Program:
         self._lease: AsyncExitStack | None = None
         self._box: Box | None = None
         self.compiled: RunResult | None = None
+        # the stdin of a run whose job the agent holds already (see ``run(ahead=...)``)
+        self._queued: tuple[Box, bytes | None] | None = None
 
     async def open(self) -> RunResult | None:
         """Lease a sandbox and compile; the compiler's result, or None (interpreted)."""
@@ -86,8 +94,21 @@ class _Program:
         *,
         files: dict[str, bytes] | None = None,
         args: tuple[str, ...] = (),
+        ahead: tuple[bytes | None] | None = None,
     ) -> RunResult:
-        """A fresh process of the program; re-leases (and recompiles) a dead sandbox."""
+        """A fresh process of the program; re-leases (and recompiles) a dead sandbox.
+
+        ``ahead=(stdin,)``: the next run's input (same files and arguments), whose job goes
+        to the agent before this run's result is read. The agent queues it and starts it
+        the moment this run has ended (and every process of it is gone), so the host's
+        round trip overlaps the runs; the next call, with that input, reads its result.
+        A job that died with its sandbox is run again in a fresh one.
+        """
+        queued, self._queued = self._queued, None
+        if queued is not None and queued[0] is self._box and queued[1] == stdin and self._box.alive:
+            return await self._read_run(self._box, None, ahead, files, args)
+        if queued is not None and queued[0] is self._box and self._box is not None:
+            await self._box.destroy()  # its queued job is not this run: start clean
         if self._box is None or not self._box.alive:
             compiled = await self.open()
             if compiled is not None and compiled.status != "ok":
@@ -97,15 +118,41 @@ class _Program:
                     f"{(compiled.stdout + compiled.stderr)[-500:]}"
                 )
         assert self._box is not None
+        return await self._read_run(self._box, stdin, ahead, files, args, send=True)
+
+    async def _job(
+        self, stdin: bytes | None, files: dict[str, bytes] | None, args: tuple[str, ...]
+    ) -> bytes:
         all_files = dict(files or {})
         if self.spec.compile is None:
             # interpreted: send the source (and its files) with every run, so a run that
             # rewrote or deleted them cannot change the next test
             all_files = {**self.files, **all_files, self.spec.source_file: self.source}
-        argv = args or self.args
-        return await final_result(
-            run_step(self._box, self.spec, self.limits, files=all_files, stdin=stdin, args=argv)
-        )
+        argv = self.spec.run + (args or self.args)
+        return await encode_job(self.spec, argv, self.limits, files=all_files, stdin=stdin)
+
+    async def _read_run(
+        self,
+        box: Box,
+        stdin: bytes | None,
+        ahead: tuple[bytes | None] | None,
+        files: dict[str, bytes] | None,
+        args: tuple[str, ...],
+        *,
+        send: bool = False,
+    ) -> RunResult:
+        """Send this run's job (``send``) and the next one's (``ahead``), then read this
+        run's frames."""
+        if send:
+            await box.send(wire.JOB, await self._job(stdin, files, args))
+        if ahead is not None:
+            await box.send(wire.JOB, await self._job(ahead[0], files, args))
+            self._queued = (box, ahead[0])
+        try:
+            return await final_result(execute(box, None, self.limits, self.spec.name))
+        except BaseException:
+            self._queued = None
+            raise
 
     async def aclose(self) -> None:
         lease, self._lease, self._box = self._lease, None, None
@@ -247,7 +294,9 @@ async def judge(
             checker_prog = await _open_checker(pool, checker)
         results: list[TestResult] = []
         for index, case in enumerate(cases):
-            run = await program.run(_as_bytes(case.input))
+            following = cases[index + 1] if index + 1 < len(cases) else None
+            ahead = (_as_bytes(following.input),) if following is not None else None
+            run = await program.run(_as_bytes(case.input), ahead=ahead)
             verdict = _run_verdict(run)
             message = ""
             if verdict is None:

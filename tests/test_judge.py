@@ -350,3 +350,45 @@ async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
         assert again.stdout == "4\n" and prog._box is not first
     finally:
         await prog.aclose()
+
+
+# ---------------------------------------------------------------- the next test's job, ahead
+@pytest.mark.docker
+async def test_a_queued_test_lost_with_its_sandbox_runs_again_in_a_fresh_one(
+    cpp_pool: sk.SandboxPool,
+) -> None:
+    from sandboxkit._judge import _Program
+
+    prog = _Program(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
+    try:
+        await prog.open()
+        first = prog._box
+        assert first is not None
+        r = await prog.run(b"ok 1 2\n", ahead=(b"ok 2 2\n",))
+        assert r.stdout == "3\n" and first.frames_sent == 3  # compile, this run, the next
+        await first.destroy()  # the queued job goes with it
+        again = await prog.run(b"ok 2 2\n", ahead=(b"ok 3 3\n",))
+        assert again.stdout == "4\n" and prog._box is not first
+        # a call for another input than the queued one: that job is dropped, not misread
+        other = await prog.run(b"ok 5 5\n")
+        assert other.stdout == "10\n"
+    finally:
+        await prog.aclose()
+
+
+@pytest.mark.docker
+async def test_a_program_that_kills_its_supervisor_does_not_cost_the_next_test(
+    pool: sk.SandboxPool,
+) -> None:
+    code = (
+        "import resource, sys, time\n"
+        "if sys.stdin.read().strip() == 'kill':\n"
+        "    resource.prlimit(1, resource.RLIMIT_CPU, (0, 0))\n"
+        "    t = time.time()\n"
+        "    while time.time() - t < 2:\n        pass\n"
+        "print(42)\n"
+    )
+    tests = [sk.TestCase(input=i, expected="42\n") for i in ("ok", "kill", "ok", "ok")]
+    report = await sk.judge(code, tests=tests, pool=pool, limits=sk.Limits(time=10))
+    got = [t.verdict for t in report.tests]
+    assert got[1] in ("AC", "RE") and [got[0], *got[2:]] == ["AC", "AC", "AC"], report
