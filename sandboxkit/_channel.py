@@ -12,7 +12,9 @@ stays, refusing). The socket is then the container's only channel for frames; th
 attach stream stays open beside it for what only it can do: tell the agent the host is
 gone (its end), carry the agent's own stderr, and show the container's end.
 
-Either side falls back to the attach stream on its own: an engine that cannot mount the
+Either side falls back to the attach stream on its own: no socket can be made here (a
+temporary directory too deep for a socket's path) and the box is made without one; an
+engine that cannot mount the
 file (it sees another filesystem) refuses the create and the box is made without it; an
 agent that cannot connect (a security module denies it) says ready over stdout. Either
 way the engine is not offered a channel again. ``SANDBOXKIT_CHANNEL=attach`` turns the

@@ -135,7 +135,11 @@ class Box:
             LABEL_VERSION: __version__,
         }
         name = f"sandboxkit-{pool_id}-{os.getpid()}-{next(_names)}"
-        listener = await Listener.open() if channel_wanted(engine, shape.runtime) else None
+        listener: Listener | None = None
+        if channel_wanted(engine, shape.runtime):
+            # no socket here (a TMPDIR too long for one, not writable): the attach stream
+            with contextlib.suppress(OSError):
+                listener = await Listener.open()
         box: Box | None = None
         try:
             channel = listener.path if listener is not None else None

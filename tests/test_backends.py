@@ -528,6 +528,19 @@ async def test_an_agent_that_dies_at_start_is_no_reason_to_drop_the_channel() ->
     assert not os.listdir(_channel._channel_dir())  # its listening socket is gone too
 
 
+async def test_no_socket_can_be_made_here_so_the_box_uses_the_attach_stream(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    deep = tmp_path / ("d" * 120)  # past what a Unix socket's path may be
+    deep.mkdir()
+    monkeypatch.setattr(_channel, "_channel_dir", lambda: str(deep))
+    backend = FakeBackend()
+    backend.local_paths = True  # type: ignore[misc]
+    box = await started(backend)
+    assert [s.channel for s in backend.specs] == [None] and box.toolchain == "Python 3.11"
+    await box.destroy()
+
+
 async def test_an_engine_that_cannot_mount_the_socket_gets_a_box_without_it() -> None:
     backend = FakeBackend()
     backend.local_paths = True  # type: ignore[misc]
