@@ -30,17 +30,20 @@ import shutil
 import socket
 import tempfile
 import uuid
+import zlib
 
 import anyio
 import anyio.abc
 
 from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend
 from ._errors import SandboxError
+from ._labels import owner_alive, owner_identity
 
 # runtimes whose containers share the host's kernel, so a mounted socket connects
 DIRECT_RUNTIMES = frozenset({"runc", "crun"})
 DRAIN = 2.0  # after the channel ended, how long the agent's last stderr is awaited
 _refused: set[str] = set()  # engines (by URL) a channel did not work with
+_PREFIX = "sandboxkit-channels-"
 _dir: tuple[int, str] | None = None  # (the process that made it, its path)
 
 
@@ -61,13 +64,44 @@ def refuse(engine: Backend) -> None:
 
 def _channel_dir() -> str:
     """This process's directory for listening sockets (0700: no other user reaches them;
-    a container sees only its own socket, mounted as a file)."""
+    a container sees only its own socket, mounted as a file). Its name carries its
+    owner, so what a killed process left (it ran no atexit) is removed by the next."""
     global _dir
     # a forked child makes its own: its exit must not remove its parent's sockets
     if _dir is None or _dir[0] != os.getpid() or not os.path.isdir(_dir[1]):
-        _dir = (os.getpid(), tempfile.mkdtemp(prefix="sandboxkit-channels-"))
+        parent = tempfile.gettempdir()
+        with contextlib.suppress(OSError):
+            sweep(parent)
+        _dir = (os.getpid(), tempfile.mkdtemp(prefix=_PREFIX + _owner_tag(), dir=parent))
         atexit.register(_remove_dir, *_dir)
     return _dir[1]
+
+
+def _owner_tag(owner: str | None = None) -> str:
+    """``PID-START-HOSTHASH-`` of ``owner`` (an ``owner_identity()``; default: this
+    process); the host as a hash keeps a socket's path short."""
+    host, pid, start = (owner or owner_identity()).rsplit(":", 2)
+    return f"{pid}-{start}-{zlib.crc32(host.encode()):08x}-"
+
+
+def sweep(parent: str) -> int:
+    """Remove this user's channel directories in ``parent`` whose owner process is gone
+    (on this host: a directory from another machine's or namespace's name is left); how
+    many."""
+    host = os.uname().nodename
+    ours = f"{zlib.crc32(host.encode()):08x}"
+    removed = 0
+    for entry in os.scandir(parent):
+        fields = entry.name[len(_PREFIX) :].split("-") if entry.name.startswith(_PREFIX) else []
+        if len(fields) < 4 or fields[2] != ours:
+            continue
+        if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.getuid():
+            continue
+        if owner_alive(f"{host}:{fields[0]}:{fields[1]}"):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _remove_dir(owner: int, path: str) -> None:

@@ -576,3 +576,20 @@ def test_who_is_offered_a_channel(
     if setting is not None:
         monkeypatch.setenv("SANDBOXKIT_CHANNEL", setting)
     assert _channel.wanted(cast(Backend, backend), runtime) is wanted
+
+
+def test_a_killed_process_s_channel_directory_is_swept_by_the_next(tmp_path: Path) -> None:
+    host, pid, _start = owner_identity().rsplit(":", 2)
+    prefix = _channel._PREFIX
+    dead = tmp_path / (prefix + _channel._owner_tag(f"{host}:{pid}:1") + "a")  # pid reused
+    live = tmp_path / (prefix + _channel._owner_tag() + "b")
+    elsewhere = tmp_path / (prefix + _channel._owner_tag("another-host:1:1") + "c")
+    foreign = tmp_path / (prefix + "old-style")
+    for d in (dead, live, elsewhere, foreign):
+        d.mkdir()
+        (d / "x.sock").write_bytes(b"")
+    link = tmp_path / (prefix + _channel._owner_tag(f"{host}:{pid}:2") + "d")
+    link.symlink_to(live)  # never followed, never removed
+    assert _channel.sweep(str(tmp_path)) == 1
+    assert not dead.exists() and live.exists() and elsewhere.exists() and foreign.exists()
+    assert link.is_symlink() and (live / "x.sock").exists()
