@@ -12,12 +12,12 @@ stays, refusing). The socket is then the container's only channel for frames; th
 attach stream stays open beside it for what only it can do: tell the agent the host is
 gone (its end), carry the agent's own stderr, and show the container's end.
 
-Either side falls back to the attach stream on its own: no socket can be made here (a
-temporary directory too deep for a socket's path) and the box is made without one; an
-engine that cannot mount the
-file (it sees another filesystem) refuses the create and the box is made without it; an
-agent that cannot connect (a security module denies it) says ready over stdout. Either
-way the engine is not offered a channel again. ``SANDBOXKIT_CHANNEL=attach`` turns the
+Each way it can fail falls back to the attach stream on its own: no socket can be made
+here (a temporary directory too deep for a socket's path) and the box is made without
+one; an engine that cannot mount the file (it sees another filesystem) refuses the
+create and the box is made without it; an agent that cannot connect (a security module
+denies it) says ready over stdout. After either of the last two the engine is not
+offered a channel again. ``SANDBOXKIT_CHANNEL=attach`` turns the
 channel off (benchmarks compare both ways in one run).
 """
 
@@ -81,7 +81,11 @@ def _owner_tag(owner: str | None = None) -> str:
     """``PID-START-HOSTHASH-`` of ``owner`` (an ``owner_identity()``; default: this
     process); the host as a hash keeps a socket's path short."""
     host, pid, start = (owner or owner_identity()).rsplit(":", 2)
-    return f"{pid}-{start}-{zlib.crc32(host.encode()):08x}-"
+    return f"{pid}-{start}-{_host_hash(host)}-"
+
+
+def _host_hash(host: str) -> str:
+    return f"{zlib.crc32(host.encode()):08x}"
 
 
 def sweep(parent: str) -> int:
@@ -89,7 +93,7 @@ def sweep(parent: str) -> int:
     (on this host: a directory from another machine's or namespace's name is left); how
     many."""
     host = os.uname().nodename
-    ours = f"{zlib.crc32(host.encode()):08x}"
+    ours = _host_hash(host)
     removed = 0
     for entry in os.scandir(parent):
         fields = entry.name[len(_PREFIX) :].split("-") if entry.name.startswith(_PREFIX) else []

@@ -613,32 +613,29 @@ async def run_program(
     failed, followed = await compile_and_follow(
         box, spec, limits, files, salvage=salvage, then=then
     )
-    if followed:
+    if followed:  # the agent runs the program already: read its frames
         events = execute(box, None, limits, spec.name, on_sent=on_sent, salvage=salvage)
-        async with aclosing(events):
-            async for event in events:
-                yield event
-        return
-    if failed is not None and failed.status == "ok":
-        files = {}  # the sources went into the build
-        failed = None
-    if failed is None:
-        failed = await fit_run_limits(box, spec, limits)
-    if failed is not None:
-        yield Event(kind="exit", result=failed)
-        return
-    events = run_step(
-        box,
-        spec,
-        limits,
-        files=files,
-        stdin=stdin,
-        interactive=interactive,
-        keep_processes=keep_processes,
-        kernel=kernel,
-        on_sent=on_sent,
-        salvage=salvage,
-    )
+    else:
+        if failed is not None and failed.status == "ok":
+            files = {}  # the sources went into the build
+            failed = None
+        if failed is None:
+            failed = await fit_run_limits(box, spec, limits)
+        if failed is not None:
+            yield Event(kind="exit", result=failed)
+            return
+        events = run_step(
+            box,
+            spec,
+            limits,
+            files=files,
+            stdin=stdin,
+            interactive=interactive,
+            keep_processes=keep_processes,
+            kernel=kernel,
+            on_sent=on_sent,
+            salvage=salvage,
+        )
     async with aclosing(events):
         async for event in events:
             yield event
