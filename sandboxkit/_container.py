@@ -36,6 +36,9 @@ log = logging.getLogger("sandboxkit")
 
 SANDBOX_UID = 65534
 WORKDIR = "/work"
+# a session run's own files (its source, what its compiler makes), apart from the user's
+# files in WORKDIR: a user's main.py is the user's (see _runner.make_job's ``own``)
+OWN_DIR = "/run/sandboxkit"
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0
 EXIT_GRACE = 3.0
@@ -79,6 +82,7 @@ def container_spec(
         command=("python3", "-I", AGENT_PYC),
         uid=SANDBOX_UID,
         workdir=WORKDIR,
+        own_dir=OWN_DIR,
         env=dict(env),
         labels=dict(labels),
         memory_mb=resources.memory_mb,

@@ -38,6 +38,11 @@ class LanguageSpec(BaseModel):
     compile: tuple[str, ...] | None = Field(None, description="compile argv, run in the workdir")
     run: tuple[str, ...] = Field(description="run argv, run in the workdir")
     env: dict[str, str] = Field(default_factory=dict)
+    live_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables over ``env`` for a run watched as it goes (a stream, a "
+        "session, ``start``): the runtime writes its output as it goes, not at exit",
+    )
     version_command: tuple[str, ...] | None = Field(
         None, description="argv printing the toolchain version"
     )
@@ -138,6 +143,9 @@ PYTHON = LanguageSpec(
     source_file="main.py",
     run=("python3", "main.py"),
     env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "0", "PYTHONIOENCODING": "utf-8"},
+    # a one-shot run keeps python3's block buffering into a pipe (exact, and fast for
+    # large outputs); a stream or a session shows each print() as it happens
+    live_env={"PYTHONUNBUFFERED": "1"},
     version_command=("python3", "--version"),
     preload="python",
 )

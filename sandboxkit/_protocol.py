@@ -51,6 +51,11 @@ if TYPE_CHECKING:
         rlimits: RLimits
         env: dict[str, str]
         cwd: str
+        # a session run's own files, kept apart from the user's (see agent _files.place_own)
+        own_dir: str
+        own_files: dict[str, str]  # path under own_dir -> base64
+        own_argc: int  # how many leading argv words may name an entry of own_dir
+        path0: str  # (set by the agent) a Python script's sys.path[0]
         trace: bool  # report stage timestamps in the exit report (benchmarks only)
         # (a compile step) the run to start at once if this step ends with status 0 and
         # no OOM kill or pids-limit refusal; the exit report's then_started says whether

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _protocol as wire
-from ._container import Box, Resources, encode_files
+from ._container import OWN_DIR, WORKDIR, Box, Resources, encode_files
 from ._errors import EngineError, SandboxError, SandboxkitError
 from ._languages import LanguageSpec, language_env
 from ._models import DisplayData, EndedBy, Event, EventKind, Limits, RunResult, Status
 
 if TYPE_CHECKING:
     from ._protocol import ExitReport, RLimits, RunJob
+    from ._validate import RunInput
 
 HOST_GRACE = 3.0  # seconds the host waits past the agent's own deadline
 SIGXFSZ = 25
@@ -78,9 +79,25 @@ def make_job(
     interactive: bool = False,
     keep_processes: bool = False,
     kernel: bool = False,
+    env: Mapping[str, str] | None = None,
+    own: Mapping[str, bytes] | None = None,
+    compiling: bool = False,
 ) -> RunJob:
-    """The job frame for one program run (a pre-loaded Python runs the source inline)."""
-    return {
+    """The job frame for one program run (a pre-loaded Python runs the source inline).
+
+    ``env``: the environment over the language's own (the compiler's is the language's).
+    ``own`` (a session): the run keeps its source and what its compiler makes in
+    ``OWN_DIR``, apart from the user's files, and these files go there; a compile step
+    works in it (the workdir's headers still found through ``CPATH``), the program runs in
+    the workdir from its copy there (see the agent's ``place_own``)."""
+    variables = language_env(spec)
+    cwd = WORKDIR
+    if compiling and own is not None:
+        cwd = OWN_DIR
+        variables["CPATH"] = ":".join(p for p in (WORKDIR, variables.get("CPATH")) if p)
+    elif not compiling:
+        variables.update(env or {})
+    job: RunJob = {
         "op": "run",
         "argv": list(argv),
         "python_inline": spec.preload == "python",
@@ -95,9 +112,14 @@ def make_job(
         # to ~10 ms; RLIMIT_CPU (per process, whole seconds, one more) is the backstop
         "cpu_time": limits.cpu_time if limits.cpu_time is not None else limits.time,
         "rlimits": _floor_fsize(rlimits(limits), spec),
-        "env": language_env(spec),
-        "cwd": "/work",
+        "env": variables,
+        "cwd": cwd,
     }
+    if own is not None:
+        job["own_dir"] = OWN_DIR
+        job["own_files"] = encode_files(own)
+        job["own_argc"] = 0 if compiling else len(spec.run)
+    return job
 
 
 BIG_JOB = 1 << 20
@@ -113,6 +135,8 @@ class FollowUp:
     stdin: bytes | None = None
     keep_processes: bool = False
     kernel: bool = False
+    env: Mapping[str, str] | None = None
+    own: bool = False  # the compile step placed the source in OWN_DIR (a session)
 
 
 async def encode_job(
@@ -123,13 +147,15 @@ async def encode_job(
     files: Mapping[str, bytes] | None = None,
     stdin: bytes | None = None,
     then: FollowUp | None = None,
+    env: Mapping[str, str] | None = None,
+    own: Mapping[str, bytes] | None = None,
     **options: bool,
 ) -> bytes:
     """:func:`make_job` as the frame's payload; a large one is built off the event loop
     (base64 and JSON of megabytes would stall every other run)."""
 
     def build() -> bytes:
-        job = make_job(spec, argv, limits, files=files, stdin=stdin, **options)
+        job = make_job(spec, argv, limits, files=files, stdin=stdin, env=env, own=own, **options)
         if then is not None:
             job["then"] = make_job(
                 spec,
@@ -138,10 +164,13 @@ async def encode_job(
                 stdin=then.stdin,
                 keep_processes=then.keep_processes,
                 kernel=then.kernel,
+                env=then.env,
+                own={} if then.own else None,
             )
         return json.dumps(job).encode()
 
     size = sum(len(v) for v in (files or {}).values()) + len(stdin or b"")
+    size += sum(len(v) for v in (own or {}).values())
     size += len(then.stdin or b"") if then is not None else 0
     if size < BIG_JOB:
         return build()
@@ -460,6 +489,7 @@ async def compile_and_follow(
     *,
     salvage: bool = False,
     then: FollowUp | None = None,
+    own: Mapping[str, bytes] | None = None,
 ) -> tuple[RunResult | None, bool]:
     """Compile in ``box`` with the compile step's limits: the compiler's result, status
     ``ok`` or ``compile_error``; ``None`` for a language with no compile step.
@@ -489,10 +519,10 @@ async def compile_and_follow(
     if not narrow:
         await box.set_resources(room)
     ends: list[ExitReport] = []
-    compiled = await _compile_once(box, spec, build_limits, files, salvage, ends, then)
+    compiled = await _compile_once(box, spec, build_limits, files, salvage, ends, then, own)
     if narrow and compiled.status != "ok" and ends and _ran_out(ends[-1]):
         await box.set_resources(room)
-        compiled = await _compile_once(box, spec, build_limits, files, salvage, ends)
+        compiled = await _compile_once(box, spec, build_limits, files, salvage, ends, None, own)
     if compiled.status == "ok":
         return compiled, bool(ends and ends[-1].get("then_started"))
     diagnostics = compiled.stderr_bytes + compiled.stdout_bytes
@@ -520,9 +550,12 @@ async def _compile_once(
     salvage: bool,
     ends: list[ExitReport],
     then: FollowUp | None = None,
+    own: Mapping[str, bytes] | None = None,
 ) -> RunResult:
     assert spec.compile is not None
-    job = await encode_job(spec, spec.compile, build_limits, files=files, then=then)
+    job = await encode_job(
+        spec, spec.compile, build_limits, files=files, then=then, own=own, compiling=True
+    )
     return await final_result(
         execute(
             box,
@@ -566,6 +599,8 @@ async def run_step(
     files: Mapping[str, bytes] | None = None,
     stdin: bytes | None = None,
     args: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    own: Mapping[str, bytes] | None = None,
     interactive: bool = False,
     keep_processes: bool = False,
     kernel: bool = False,
@@ -579,6 +614,8 @@ async def run_step(
         limits,
         files=files,
         stdin=stdin,
+        env=env,
+        own=own,
         interactive=interactive,
         keep_processes=keep_processes,
         kernel=kernel,
@@ -592,9 +629,7 @@ async def run_step(
 async def run_program(
     box: Box,
     spec: LanguageSpec,
-    limits: Limits,
-    files: dict[str, bytes],
-    stdin: bytes | None,
+    job: RunInput,
     *,
     interactive: bool = False,
     keep_processes: bool = False,
@@ -606,18 +641,23 @@ async def run_program(
 
     ``salvage`` (sessions): a run abandoned midway is killed and the box kept. A run
     with its input given up front rides along with the compile step (``FollowUp``).
+    A run watched as it goes (``job.live``) gets the language's ``live_env``.
     """
+    limits, files, own = job.limits, job.files, job.own
+    env = {**spec.live_env, **job.env} if job.live else job.env
     then = None
     if not interactive:
-        then = FollowUp(spec.run, limits, stdin, keep_processes, kernel)
+        argv = spec.run + job.args
+        then = FollowUp(argv, limits, job.stdin, keep_processes, kernel, env, own is not None)
     failed, followed = await compile_and_follow(
-        box, spec, limits, files, salvage=salvage, then=then
+        box, spec, limits, files, salvage=salvage, then=then, own=own
     )
     if followed:  # the agent runs the program already: read its frames
         events = execute(box, None, limits, spec.name, on_sent=on_sent, salvage=salvage)
     else:
         if failed is not None and failed.status == "ok":
             files = {}  # the sources went into the build
+            own = {} if own is not None else None
             failed = None
         if failed is None:
             failed = await fit_run_limits(box, spec, limits)
@@ -629,7 +669,10 @@ async def run_program(
             spec,
             limits,
             files=files,
-            stdin=stdin,
+            stdin=job.stdin,
+            args=job.args,
+            env=env,
+            own=own,
             interactive=interactive,
             keep_processes=keep_processes,
             kernel=kernel,

@@ -14,7 +14,7 @@ import enum
 import functools
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,8 @@ from ._validate import (
     MAX_FILES,
     MAX_FILES_BYTES,
     RunInput,
+    check_args,
+    check_env,
     check_files,
     check_limits,
     check_path,
@@ -63,6 +65,17 @@ class _ClassOrInstance(Generic[ClassP, ClassR, SessionP, SessionR]):
         self._on_instance = on_instance
         self.__doc__ = on_class.__doc__
 
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        # the one-shot function answers to its public name: in help(), in a TypeError
+        # for a misspelled keyword (Python takes that name from the code object)
+        qualname = f"{owner.__name__}.{name}"
+        fn: Any = self._on_class
+        fn.__name__, fn.__qualname__ = name, qualname
+        if hasattr(fn.__code__, "co_qualname"):  # 3.11+
+            fn.__code__ = fn.__code__.replace(co_name=name, co_qualname=qualname)
+        else:  # pragma: no cover - 3.10 reads __qualname__
+            fn.__code__ = fn.__code__.replace(co_name=name)
+
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Callable[ClassP, ClassR]: ...
     @overload
@@ -82,15 +95,30 @@ async def _oneshot_run(
     stdin: str | bytes | None = None,
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
 ) -> RunResult:
-    """Run ``code`` in a fresh sandbox from the (default) pool and return its result."""
+    """Run ``code`` in a fresh sandbox from the (default) pool and return its result.
+
+    ``env``: variables over the language's own; ``args``: the program's command-line
+    arguments. Python's output is block-buffered as ``python3 main.py`` into a pipe (a
+    program killed at its time limit loses what it had not flushed; ``stream`` and
+    sessions run Python unbuffered)."""
     get_language(language)  # bad input fails before any engine work
+    check_env(env), check_args(args)
     check_runtime(runtime)
     target = pool or await default_pool()
     return await target.run(
-        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+        code,
+        language=language,
+        stdin=stdin,
+        files=files,
+        limits=limits,
+        env=env,
+        args=args,
+        runtime=runtime,
     )
 
 
@@ -101,20 +129,31 @@ def _oneshot_stream(
     stdin: str | bytes | None = None,
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
 ) -> EventStream:
     """Run ``code`` once: ``stdout``/``stderr`` chunks as written, then ``exit``.
 
     ``async with Sandbox.stream(code) as events: async for ev in events: ...`` frees the
-    sandbox when the block ends; plain ``async for`` works too."""
+    sandbox when the block ends; plain ``async for`` works too. A compile error's
+    diagnostics come as ``stderr`` events; Python runs unbuffered."""
     get_language(language)
+    check_env(env), check_args(args)
     check_runtime(runtime)
 
     async def events() -> AsyncGenerator[Event, None]:
         target = pool or await default_pool()
         inner = target.stream(
-            code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+            code,
+            language=language,
+            stdin=stdin,
+            files=files,
+            limits=limits,
+            env=env,
+            args=args,
+            runtime=runtime,
         )
         async with inner:
             async for event in inner:
@@ -130,15 +169,25 @@ async def _oneshot_start(
     stdin: str | bytes | None = None,
     files: Mapping[str, bytes] | None = None,
     limits: Limits | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
 ) -> Process:
     """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
     get_language(language)
+    check_env(env), check_args(args)
     check_runtime(runtime)
     target = pool or await default_pool()
     return await target.start(
-        code, language=language, stdin=stdin, files=files, limits=limits, runtime=runtime
+        code,
+        language=language,
+        stdin=stdin,
+        files=files,
+        limits=limits,
+        env=env,
+        args=args,
+        runtime=runtime,
     )
 
 
@@ -310,11 +359,14 @@ class Sandbox:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         **unexpected: Never,
     ) -> RunResult:
         """Run ``code`` in this session and return its result."""
         _refuse(unexpected, self.language, "run")
-        return await final_result(self._events(code, stdin, files, limits))
+        job = self._prepare(code, stdin, files, limits, env, args)
+        return await final_result(self._events(job))
 
     def _stream(
         self,
@@ -324,28 +376,21 @@ class Sandbox:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         **unexpected: Never,
     ) -> EventStream:
         """Run ``code`` in this session, streaming its events (``async with`` it)."""
         _refuse(unexpected, self.language, "stream")
-        return EventStream(self._events(code, stdin, files, limits))
+        return EventStream(self._events(self._prepare(code, stdin, files, limits, env, args)))
 
-    async def _events(
-        self,
-        code: str,
-        stdin: str | bytes | None,
-        files: Mapping[str, bytes] | None,
-        limits: Limits | None,
-    ) -> AsyncGenerator[Event, None]:
-        job = self._prepare(code, stdin, files, limits)
+    async def _events(self, job: RunInput) -> AsyncGenerator[Event, None]:
         async with self._lock:
             box = self._live_box()
             events = run_program(
                 box,
                 self.spec,
-                job.limits,
-                job.files,
-                job.stdin,
+                job,
                 keep_processes=self.keep_processes,
                 kernel=self.keep_state,
                 salvage=True,
@@ -360,9 +405,28 @@ class Sandbox:
                 self._touch()
 
     def _prepare(
-        self, code: object, stdin: object, files: Mapping[str, bytes] | None, limits: object
+        self,
+        code: object,
+        stdin: object,
+        files: Mapping[str, bytes] | None,
+        limits: object,
+        env: object,
+        args: object,
     ) -> RunInput:
-        job = prepare_run(self.spec.source_file, code, stdin, files, limits, self.limits)
+        # a session's source is its own (apart from the user's files, which may share its
+        # name); its output is watched as it goes
+        job = prepare_run(
+            self.spec.source_file,
+            code,
+            stdin,
+            files,
+            limits,
+            self.limits,
+            env=env,
+            args=args,
+            own_source=True,
+            live=True,
+        )
         if job.limits.disk_mb != self.limits.disk_mb:
             raise InvalidInput("disk_mb is fixed for a session; set it in Sandbox(limits=...)")
         return job
@@ -375,11 +439,13 @@ class Sandbox:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         **unexpected: Never,
     ) -> Process:
         """Start ``code`` in this session with stdin open; the session waits for it."""
         _refuse(unexpected, self.language, "start")
-        job = self._prepare(code, stdin, files, limits)
+        job = self._prepare(code, stdin, files, limits, env, args)
         await self._lock.acquire()
         try:
             box = self._live_box()
@@ -396,9 +462,7 @@ class Sandbox:
             lambda sent: run_program(
                 box,
                 self.spec,
-                job.limits,
-                job.files,
-                job.stdin,
+                job,
                 interactive=True,
                 keep_processes=self.keep_processes,
                 kernel=self.keep_state,

@@ -37,7 +37,7 @@ from ._process import Process, launch
 from ._reaper import reap
 from ._runner import compile_limits, final_result, resources_for, run_program
 from ._stream import EventStream
-from ._validate import check_limits, prepare_run
+from ._validate import RunInput, check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
 
@@ -508,14 +508,22 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
     ) -> RunResult:
         """Run ``code`` once in a fresh sandbox; the user's failures are statuses.
 
-        ``runtime`` overrides the pool's for this run (``"runsc"``: gVisor)."""
-        return await final_result(
-            self._events(code, language, stdin, files, limits, check_runtime(runtime))
+        ``env``: variables over the language's own; ``args``: the program's arguments
+        (``sys.argv[1:]``). ``runtime`` overrides the pool's for this run (``"runsc"``:
+        gVisor). Python's output is block-buffered, as ``python3 main.py`` into a pipe:
+        what a program killed at its time limit had not flushed is lost (``stream``
+        shows it as it is printed)."""
+        spec = get_language(language)
+        job = prepare_run(
+            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args
         )
+        return await final_result(self._events(spec, job, check_runtime(runtime)))
 
     def stream(
         self,
@@ -525,30 +533,26 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
     ) -> EventStream:
-        """Run ``code`` once, yielding output chunks as written, then the ``exit`` event.
-        Use as ``async with pool.stream(...) as events`` to free the sandbox on exit."""
-        get_language(language)  # bad input fails here, not at the first event
-        return EventStream(
-            self._events(code, language, stdin, files, limits, check_runtime(runtime))
+        """Run ``code`` once, yielding output chunks as written, then the ``exit`` event
+        (Python unbuffered: each ``print`` as it happens). Use as
+        ``async with pool.stream(...) as events`` to free the sandbox on exit."""
+        spec = get_language(language)  # bad input fails here, not at the first event
+        job = prepare_run(
+            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args, live=True
         )
+        return EventStream(self._events(spec, job, check_runtime(runtime)))
 
     async def _events(
-        self,
-        code: str,
-        language: str,
-        stdin: str | bytes | None,
-        files: Mapping[str, bytes] | None,
-        limits: Limits | None,
-        runtime: Runtime | None,
+        self, spec: LanguageSpec, job: RunInput, runtime: Runtime | None
     ) -> AsyncGenerator[Event, None]:
-        spec = get_language(language)
-        job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
         avoid: set[str] = set()
         for attempt in range(ATTEMPTS):
             async with self.checkout(spec, job.limits, runtime, avoid=frozenset(avoid)) as box:
-                events = run_program(box, spec, job.limits, job.files, job.stdin)
+                events = run_program(box, spec, job)
                 delivered = False
                 async with aclosing(events):  # a consumer leaving early stops the run now
                     try:
@@ -576,19 +580,21 @@ class SandboxPool:
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
         spec = get_language(language)
-        job = prepare_run(spec.source_file, code, stdin, files, limits, self.limits)
+        job = prepare_run(
+            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args, live=True
+        )
         lease = AsyncExitStack()
         box = await lease.enter_async_context(
             self.checkout(spec, job.limits, check_runtime(runtime))
         )
         return await launch(
             box,
-            lambda sent: run_program(
-                box, spec, job.limits, job.files, job.stdin, interactive=True, on_sent=sent
-            ),
+            lambda sent: run_program(box, spec, job, interactive=True, on_sent=sent),
             on_close=lease.aclose,
         )

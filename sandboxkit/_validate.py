@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidInput, InvalidPath
@@ -116,13 +116,61 @@ def check_limits(limits: object) -> Limits:
     raise InvalidInput(f"limits must be sandboxkit.Limits, not {type(limits).__name__}")
 
 
+MAX_ENV_BYTES = 128 * 1024  # environment and arguments each; far below the kernel's cap
+MAX_ARGS = 1000
+
+
+def check_env(env: object) -> dict[str, str]:
+    """Variables for the program, over the language's own (``PATH`` and ``HOME`` too)."""
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping):
+        raise InvalidInput(f"env must be a mapping of str -> str, not {type(env).__name__}")
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidInput(f"env entries must be str -> str, got {name!r}: {value!r}")
+        if not name or "=" in name or "\0" in name:
+            raise InvalidInput(f"env name {name!r} must be non-empty, without '=' or NUL")
+        if "\0" in value:
+            raise InvalidInput(f"env value of {name!r} contains a NUL byte")
+        out[name] = value
+    if sum(len(_utf8(k + v, "env")) + 2 for k, v in out.items()) > MAX_ENV_BYTES:
+        raise InvalidInput(f"env is over the {MAX_ENV_BYTES}-byte cap")
+    return out
+
+
+def check_args(args: object) -> tuple[str, ...]:
+    """Command-line arguments given to the program after its own (``sys.argv[1:]``)."""
+    if args is None:
+        return ()
+    if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
+        raise InvalidInput(f"args must be a list of str, not {type(args).__name__}")
+    if len(args) > MAX_ARGS:
+        raise InvalidInput(f"at most {MAX_ARGS} args")
+    for arg in args:
+        if not isinstance(arg, str):
+            raise InvalidInput(f"args must be str, got {arg!r}")
+        if "\0" in arg:
+            raise InvalidInput(f"argument {arg[:40]!r} contains a NUL byte")
+    if sum(len(_utf8(a, "args")) + 1 for a in args) > MAX_ENV_BYTES:
+        raise InvalidInput(f"args are over the {MAX_ENV_BYTES}-byte cap")
+    return tuple(args)
+
+
 @dataclass(frozen=True)
 class RunInput:
-    """A run's checked input: the files to place (the source among them), stdin, limits."""
+    """A run's checked input: the files to place in the workdir, stdin, limits, the
+    program's environment and arguments, and ``own``: the source file kept apart from
+    the workdir (a session's), or None when it is among ``files`` (a one-shot run's)."""
 
     files: dict[str, bytes]
     stdin: bytes | None
     limits: Limits
+    env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    own: dict[str, bytes] | None = None
+    live: bool = False  # watched as it goes (a stream, a session): no output held back
 
 
 def prepare_run(
@@ -132,16 +180,29 @@ def prepare_run(
     files: Mapping[str, Any] | None,
     limits: object,
     default_limits: Limits,
+    *,
+    env: object = None,
+    args: object = None,
+    own_source: bool = False,
+    live: bool = False,
 ) -> RunInput:
-    """Check everything a run is given, before any container is touched."""
+    """Check everything a run is given, before any container is touched.
+
+    ``own_source`` (sessions): the source goes apart from the workdir, so the user's
+    files may have its name; otherwise (a fresh sandbox) it is written among them."""
     text = check_code(code)
     data = check_stdin(stdin)
     all_files = check_files(files)
     lim = check_limits(limits) if limits is not None else default_limits
-    if source_file in all_files or any(p.startswith(source_file + "/") for p in all_files):
-        raise InvalidInput(f"files may not replace the source file {source_file!r}")
-    all_files[source_file] = _utf8(text, "code")
+    variables, arguments = check_env(env), check_args(args)
+    source = _utf8(text, "code")
+    own = {source_file: source} if own_source else None
+    if own is None:
+        if source_file in all_files or any(p.startswith(source_file + "/") for p in all_files):
+            raise InvalidInput(f"files may not replace the source file {source_file!r}")
+        all_files[source_file] = source
     size = sum(len(d) for d in all_files.values()) + len(data or b"")
+    size += len(source) if own is not None else 0
     if size > MAX_FILES_BYTES:
         raise InvalidInput(
             f"code, files and stdin add up to {size} bytes, over the {MAX_FILES_BYTES}-byte cap"
@@ -150,7 +211,7 @@ def prepare_run(
         raise InvalidInput(
             f"the files do not fit the {lim.disk_mb} MB workdir; raise Limits(disk_mb=...)"
         )
-    return RunInput(all_files, data, lim)
+    return RunInput(all_files, data, lim, variables, arguments, own, live)
 
 
 def is_loopback(host: str) -> bool:

@@ -95,7 +95,7 @@ async def test_read_only_root(facts: dict) -> None:
 
 
 async def test_size_capped_tmpfs(facts: dict) -> None:
-    for point in ("/work", "/tmp"):
+    for point in ("/work", "/tmp", "/run/sandboxkit"):  # the last: a session's own files
         opts = facts["mounts"][point].split(",")
         assert "size=32768k" in opts and "nosuid" in opts and "nodev" in opts
 

@@ -28,10 +28,11 @@ class ContainerSpec:
     """One sandbox container, engine-neutral: what runs, as whom, under which limits.
 
     Every backend applies the same isolation to it (DESIGN §4): no capabilities, no new
-    privileges, a read-only root filesystem with size-bounded tmpfs at ``workdir`` (owned
-    by ``uid``) and ``/tmp``, no network unless ``network``, memory without swap, no TTY,
-    stdin attached once (closing it ends the container), and removal when ``command``
-    exits.
+    privileges, a read-only root filesystem with size-bounded tmpfs at ``workdir`` and
+    ``own_dir`` (both owned by ``uid``; ``own_dir`` holds a session run's source and what
+    its compiler makes, out of the user's files) and ``/tmp``, no network unless
+    ``network``, memory without swap, no TTY, stdin attached once (closing it ends the
+    container), and removal when ``command`` exits.
     """
 
     name: str
@@ -39,6 +40,7 @@ class ContainerSpec:
     command: tuple[str, ...]
     uid: int
     workdir: str
+    own_dir: str
     env: Mapping[str, str]
     labels: Mapping[str, str]
     memory_mb: int

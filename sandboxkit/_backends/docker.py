@@ -245,6 +245,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "ReadonlyRootfs": True,
         "Tmpfs": {
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
+            spec.own_dir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0700",
             "/tmp": f"{tmpfs_opts},mode=1777",
         },
         "ShmSize": 16 * 1024 * 1024,

@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Literal
 
-    from .._protocol import FileEntryWire, FileJob
+    from .._protocol import FileEntryWire, FileJob, RunJob
 
 MAX_ENTRIES = 10000
 OPS = ("write", "read", "list")
@@ -121,6 +121,31 @@ def list_files(root: str, max_entries: int = MAX_ENTRIES) -> list[FileEntryWire]
             if len(entries) >= max_entries:
                 return entries
     return entries
+
+
+def place_own(job: RunJob) -> None:
+    """A session run's own files (its source; ``own_files``) go to ``own_dir``, apart
+    from the user's files in the workdir, and the first ``own_argc`` words of its argv
+    that name an entry there (``main.py``, ``./main``, ``.`` of ``-cp .``) point to it, so
+    the program runs in the workdir from its own copy. A Python script imports from the
+    workdir as if it lay there (``path0``)."""
+    own = job.get("own_dir")
+    if not own:
+        return
+    for rel, b64 in (job.get("own_files") or {}).items():
+        write_file(own, rel, base64.b64decode(b64), replace=True)
+    argv = [str(a) for a in job["argv"]]
+    for i in range(min(int(job.get("own_argc") or 0), len(argv))):
+        word = argv[i]
+        if i == 0 and "/" not in word:
+            continue  # a command name, looked up on PATH
+        if not word.startswith("/") and not word.startswith("-"):
+            path = os.path.normpath(os.path.join(own, word))
+            if (path == own or path.startswith(own + "/")) and os.path.lexists(path):
+                argv[i] = path
+                if i == 1 and job.get("python_inline"):
+                    job["path0"] = str(job.get("cwd") or "")
+    job["argv"] = argv
 
 
 def serve(root: str, job: FileJob) -> None:

@@ -234,10 +234,14 @@ def _program_flags(env: dict[str, str]) -> _Flags:
     return _Flags(changed.get(n, getattr(real, n)) for n in _Flags._fields)
 
 
-def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[str, object]]:
+def become_script(
+    argv: list[str], env: dict[str, str], path0: str | None = None
+) -> tuple[object, dict[str, object]]:
     """Turn this forked interpreter into ``python3 FILE ARGS...`` (``argv``) started with
     ``env``: environment, argv and flags, ``sys.path``, signals, standard streams, a fresh
-    ``__main__``; the compiled program and its globals, to be run by :func:`run_code`."""
+    ``__main__``; the compiled program and its globals, to be run by :func:`run_code`.
+    ``path0``: ``sys.path[0]`` instead of the script's directory (a session's source is
+    kept apart from the workdir, yet imports the user's modules from it)."""
     os.environ.clear()
     os.environ.update(env)
     script = os.path.abspath(argv[1])
@@ -246,7 +250,7 @@ def become_script(argv: list[str], env: dict[str, str]) -> tuple[object, dict[st
     sys.flags = _program_flags(env)  # type: ignore[assignment]
     sys.dont_write_bytecode = bool(_env_flag(env, "PYTHONDONTWRITEBYTECODE"))
     extra = [p for p in env.get("PYTHONPATH", "").split(":") if p]
-    head = [] if env.get("PYTHONSAFEPATH") else [os.path.dirname(script)]
+    head = [] if env.get("PYTHONSAFEPATH") else [path0 or os.path.dirname(script)]
     sys.path[0:0] = head + [os.path.abspath(p) for p in extra]
     # a fresh interpreter turns Ctrl-C into KeyboardInterrupt; the agent ignores SIGINT
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -314,11 +318,11 @@ class Become(BaseException):  # not an error: the way out of the agent's stack
         run_code(code_obj, namespace)
 
 
-def prepare_file(argv: list[str], env: dict[str, str]) -> Become:
+def prepare_file(argv: list[str], env: dict[str, str], path0: str | None = None) -> Become:
     """:func:`become_script`, ending the child as the interpreter would if the program
     cannot even be compiled (a syntax error, an unreadable file)."""
     try:
-        return Become(*become_script(argv, env))
+        return Become(*become_script(argv, env, path0))
     except SystemExit as exc:
         os._exit(exit_status(exc))
     except BaseException:  # noqa: BLE001 - reported as the interpreter would
@@ -332,7 +336,7 @@ def program_for(job: RunJob, argv: list[str], env: dict[str, str]) -> Become:
     (raised out of the agent's stack by the caller); anything else is exec'd here."""
     stamp(1)
     if job.get("python_inline") and can_inline(env):
-        program = prepare_file(argv, env)
+        program = prepare_file(argv, env, job.get("path0"))
         stamp(2)
         return program
     _procs.exec_program(argv, env)

@@ -183,6 +183,7 @@ class Run:
         job, workdir = self.job, self.agent.workdir
         for rel, b64 in (job.get("files") or {}).items():
             _files.write_file(workdir, rel, base64.b64decode(b64), replace=True)
+        _files.place_own(job)
         stdin = job.get("stdin")
         if stdin is not None and (data := base64.b64decode(stdin)):
             self.inbox.stdin.insert(0, data)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .._protocol import RunJob
 
 MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
-ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline")
+ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
 
 
 class Spare:
