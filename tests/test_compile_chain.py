@@ -11,6 +11,7 @@ import pytest
 import sandboxkit as sk
 from sandboxkit._languages import get_language
 from sandboxkit._runner import final_result, run_program
+from sandboxkit._validate import RunInput
 
 pytestmark = pytest.mark.docker
 
@@ -33,7 +34,8 @@ async def cpool() -> sk.SandboxPool:
 
 async def test_the_run_rides_along_with_the_compile(cpool: sk.SandboxPool) -> None:
     async with cpool.checkout(C, cpool.limits) as box:
-        events = run_program(box, C, cpool.limits, {"main.c": HELLO.encode()}, b"abc\n")
+        job = RunInput({"main.c": HELLO.encode()}, b"abc\n", cpool.limits)
+        events = run_program(box, C, job)
         result = await final_result(events)
         assert box.frames_sent == 1  # one job: compile, then the run, in the agent
     assert (result.status, result.exit_code, result.stdout) == ("error", 3, "got abc\n")
@@ -51,7 +53,8 @@ async def test_a_compile_that_runs_out_of_memory_is_widened_then_runs(
     # the compile allowance, and the run then gets its own 32 MB back from the host
     limits = sk.Limits(memory_mb=32, time=60)
     async with cpool.checkout(C, limits) as box:
-        result = await final_result(run_program(box, C, limits, {"main.c": BIG.encode()}, None))
+        job = RunInput({"main.c": BIG.encode()}, None, limits)
+        result = await final_result(run_program(box, C, job))
         assert box.frames_sent == 3  # compile, compile again, run
         assert box.resources.memory_mb == 32
     assert (result.status, result.stdout) == ("ok", "42\n")
