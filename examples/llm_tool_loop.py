@@ -14,8 +14,8 @@ SCRIPT = [
     {"tool": "python", "code": "import statistics\ndata = [3, 1, 4, 1, 5, 9, 2, 6]\nlen(data)"},
     {"tool": "python", "code": "statistics.mean(data), statistics.median(data)"},
     {"tool": "python", "code": "import time\nwhile True: time.sleep(1)"},  # a runaway
-    # a timeout restarts the kernel, so the model sees the error and rebuilds its state
-    {"tool": "python", "code": "print(sorted(data)[-3:])"},
+    # a timeout restarts the interpreter: the tool result says the state was reset
+    # (RunResult.state_lost), so the model defines its data again before using it
     {"tool": "python", "code": "data = [3, 1, 4, 1, 5, 9, 2, 6]\nprint(sorted(data)[-3:])"},
     {"answer": "The mean is 3.875, the median 3.5, and the top three are 5, 6 and 9."},
 ]
@@ -28,10 +28,16 @@ def fake_model(history: list[dict[str, str]]) -> dict[str, str]:
 
 
 def tool_message(result: sk.RunResult) -> str:
-    """What the model sees: status, output (already capped by limits), errors."""
-    return json.dumps(
-        {"status": result.status, "stdout": result.stdout[-2000:], "stderr": result.stderr[-2000:]}
-    )
+    """What the model sees: status, output (already capped by limits), errors, and
+    whether the interpreter restarted (its variables and imports are gone)."""
+    message = {
+        "status": result.status,
+        "stdout": result.stdout[-2000:],
+        "stderr": result.stderr[-2000:],
+    }
+    if result.state_lost:
+        message["note"] = "the Python state was reset: define again what you need"
+    return json.dumps(message)
 
 
 async def main() -> None:
@@ -46,6 +52,8 @@ async def main() -> None:
             print(">>> model runs:\n" + step["code"])
             result = await sb.run(step["code"])
             print(f"<<< {result.status}: {result.stdout.strip() or result.stderr.strip()[-200:]}")
+            if result.state_lost:
+                print("<<< (the Python state was reset)")
             history.append({"role": "tool", "content": tool_message(result)})
     await sk.aclose()
 

@@ -121,6 +121,9 @@ class Box:
         self.toolchain: str | None = None
         self.frames_sent = 0  # frames written to the agent: 0 means no job reached it
         self.lost = False  # its engine went down: no engine call is made for it any more
+        # a session kernel's state was lost in a run whose result nobody read (abandoned
+        # mid-run, then drained): the next run's result says state_lost
+        self.unseen_state_loss = False
 
     # ------------------------------------------------------------------ life cycle
     @classmethod

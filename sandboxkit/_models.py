@@ -175,6 +175,14 @@ class RunResult(_Frozen):
         description="rich outputs (figures, tables, images), in the order shown; kept up "
         "to Limits.output_bytes in all (more are dropped and `truncated` is set)",
     )
+    state_lost: bool = Field(
+        False,
+        description="(keep_state sessions) the session's Python interpreter ended, and "
+        "every variable and import with it: during this run (a limit killed it, "
+        "os._exit, a crash, the sandbox lost) or, when nothing could tell then, since "
+        "the previous run. Said once per loss, by the first result that can; the next "
+        "run starts a fresh interpreter. Always False elsewhere",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -100,6 +100,9 @@ if TYPE_CHECKING:
         truncated_outputs: bool  # display data dropped for the output cap
         trace: dict[str, int]  # a job with "trace": when each stage ended (monotonic ns)
         then_started: bool  # a job with "then": whether that run follows (its frames next)
+        # (kernel runs, only when true) a session's interpreter ended, its variables with
+        # it, since the last report that said so: during this run, or before it
+        state_lost: bool
 
     class DisplayWire(TypedDict):
         kind: Literal["display", "result"]

@@ -322,6 +322,7 @@ def result_of(
         engine=engine,
         ended_by=ended_by(exit_info),
         outputs=tuple(output.outputs),
+        state_lost=bool(exit_info.get("state_lost")),
     )
 
 
@@ -335,6 +336,7 @@ async def execute(
     on_sent: Callable[[], None] | None = None,
     salvage: bool = False,
     on_exit: Callable[[ExitReport], None] | None = None,
+    kernel: bool = False,
 ) -> AsyncGenerator[Event, None]:
     """Send ``job`` (from :func:`encode_job`) to ``box``; yield output, then ``exit``.
     ``job`` None: the agent has it already (the follow-up of the compile step it ran).
@@ -344,6 +346,10 @@ async def execute(
     If the consumer stops early (break, cancel), the program is stopped: with
     ``salvage`` (sessions) by killing it and reading its run to the end, so the box stays
     usable; otherwise, or if that fails, by destroying the box.
+
+    ``kernel``: the run is a session kernel's cell, so a box lost with it loses the
+    session's state (``state_lost``). A loss the agent reported for a run nobody read to
+    its end (abandoned, then drained) is carried by the box to the next result.
     """
     output = _Output(limits.output_bytes)
     engine = box.engine.url
@@ -375,6 +381,7 @@ async def execute(
                     "exit_code": None,
                     "signal": 9,
                     "wall": time.monotonic() - started,
+                    "state_lost": kernel,
                 }
             elif kind in _EVENT_KIND:
                 event = output.add(kind, payload)
@@ -392,6 +399,9 @@ async def execute(
                 raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
         for event in output.tails():
             yield event
+        if box.unseen_state_loss:
+            box.unseen_state_loss = False
+            exit_info = {**exit_info, "state_lost": True}
         result = result_of(exit_info, output, language, engine, status_on_failure=status_on_failure)
         finished = True
         yield Event(kind="exit", result=result)
@@ -433,6 +443,7 @@ async def execute(
                 duration=time.monotonic() - started,
                 language=language,
                 engine=engine,
+                state_lost=kernel,
             ),
         )
     finally:
@@ -445,14 +456,20 @@ SALVAGE_TIMEOUT = 5.0
 
 
 async def _stop_and_drain(box: Box) -> bool:
-    """Kill the running program and read its run to the end; whether the box survived."""
+    """Kill the running program and read its run to the end; whether the box survived.
+    A session state lost in that run (the kill reaches the kernel) is noted on the box:
+    the next result says it, as nobody reads this one."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(SALVAGE_TIMEOUT):
         try:
             await box.send(wire.KILL)
             while True:
                 kind, payload = await box.recv()
-                if kind == wire.EXIT and json.loads(payload).get("then_started"):
-                    continue  # a compile step's run followed it: the kill reaches that
+                if kind == wire.EXIT:
+                    report = json.loads(payload)
+                    if report.get("state_lost"):
+                        box.unseen_state_loss = True
+                    if report.get("then_started"):
+                        continue  # a compile step's run followed it: the kill reaches that
                 if kind in (wire.EXIT, wire.FAULT):
                     return box.alive
         except SandboxError:
@@ -620,7 +637,7 @@ async def run_step(
         keep_processes=keep_processes,
         kernel=kernel,
     )
-    events = execute(box, job, limits, spec.name, on_sent=on_sent, salvage=salvage)
+    events = execute(box, job, limits, spec.name, on_sent=on_sent, salvage=salvage, kernel=kernel)
     async with aclosing(events):
         async for event in events:
             yield event
@@ -653,7 +670,9 @@ async def run_program(
         box, spec, limits, files, salvage=salvage, then=then, own=own
     )
     if followed:  # the agent runs the program already: read its frames
-        events = execute(box, None, limits, spec.name, on_sent=on_sent, salvage=salvage)
+        events = execute(
+            box, None, limits, spec.name, on_sent=on_sent, salvage=salvage, kernel=kernel
+        )
     else:
         if failed is not None and failed.status == "ok":
             files = {}  # the sources went into the build

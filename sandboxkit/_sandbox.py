@@ -231,8 +231,15 @@ class Sandbox:
         keep_processes: leave processes a run started running into the next run
             (by default they are stopped when a run ends).
         keep_state: (Python) keep one interpreter between runs, as a notebook kernel
-            does: variables and imports persist, and a run's last expression is
-            printed. A run that times out or exits restarts it with a fresh state.
+            does: variables, imports, and tasks of its event loop persist, a run's last
+            expression is printed, and top-level ``await`` works (a run that awaits runs
+            on one event loop kept for the session). ``sys.exit(n)``/``exit()`` end the
+            run with status ``n`` and keep the interpreter. When the interpreter itself
+            ends (the run hit a limit: timeout, OOM; ``os._exit``; a crash; the sandbox
+            lost), everything it held is gone and the next run starts a fresh one:
+            ``RunResult.state_lost`` says so, once, on the first result that can: the
+            run during which it ended, or the next run when it ended between runs (or
+            during a run whose stream was abandoned).
         idle_timeout: seconds without use after which the sandbox is reclaimed
             (``None``: never).
         runtime: the OCI runtime, ``"runc"`` or ``"runsc"`` (default: the pool's).

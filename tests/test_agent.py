@@ -506,6 +506,78 @@ def test_session_kernel_keeps_state_between_cells(agent: Agent) -> None:
     assert agent.run(argv, **job)[0] == f"{agent.workdir} False\n".encode()
 
 
+def test_system_exit_ends_the_cell_not_the_kernel(agent: Agent) -> None:
+    argv, job = python("import os\nx = 1\nprint(os.getpid())", kernel=True)
+    pid = agent.run(argv, **job)[0]
+    for cell, status, err in [
+        ("import sys\nx += 1\nsys.exit(0)\nx = 100", 0, b""),
+        ("x += 1\nsys.exit(3)", 3, b""),
+        ("x += 1\nexit()", 0, b""),
+        ("x += 1\nsys.exit('bye')", 1, b"bye\n"),
+    ]:
+        argv, job = python(cell, kernel=True)
+        _out, got_err, report = agent.run(argv, **job)
+        assert (report["exit_code"], got_err) == (status, err), cell
+        assert "state_lost" not in report
+    argv, job = python("import os\nprint(os.getpid())\nx", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert out == pid + b"5\n" and "state_lost" not in report  # the same interpreter
+
+
+def test_a_kernel_that_ends_says_its_state_was_lost_once(agent: Agent) -> None:
+    argv, job = python("x = 1", kernel=True)
+    assert "state_lost" not in agent.run(argv, **job)[2]  # nothing was lost: a first cell
+    argv, job = python("import os\nprint('going', flush=True)\nos._exit(5)", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert (out, report["exit_code"], report.get("state_lost")) == (b"going\n", 5, True)
+    argv, job = python("print('x' in globals())", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert out == b"False\n" and "state_lost" not in report  # said once, by the run above
+    argv, job = python("y = 2\nwhile True: pass", kernel=True, time=0.5)
+    _out, _err, report = agent.run(argv, **job)
+    assert (report["reason"], report.get("state_lost")) == ("timeout", True)
+    argv, job = python("print('y' in globals())", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert out == b"False\n" and "state_lost" not in report
+
+
+def test_top_level_await_in_a_kernel_cell(agent: Agent) -> None:
+    argv, job = python("import sys\nprint('asyncio' in sys.modules)", kernel=True)
+    assert agent.run(argv, **job)[0] == b"False\n"  # a kernel that never awaits skips it
+    cell = (
+        "import asyncio\nev = asyncio.Event()\n"
+        "async def waiter():\n    await ev.wait()\n    return 'woke'\n"
+        "task = asyncio.create_task(waiter())\nx = 21\nawait asyncio.sleep(0)"
+    )
+    argv, job = python(cell, kernel=True)
+    out, err, report = agent.run(argv, **job)
+    assert (out, err, report["exit_code"]) == (b"", b"", 0)
+    # the task left pending lives on the same loop into the next cell; awaited last value
+    argv, job = python("ev.set()\nprint(await task)\nawait asyncio.sleep(0, x * 2)", kernel=True)
+    out, err, report = agent.run(argv, **job)
+    assert (out, err, report["exit_code"]) == (b"woke\n42\n", b"", 0)
+    argv, job = python("async def f():\n    return 7\nasyncio.run(f())", kernel=True)
+    assert agent.run(argv, **job)[0] == b"7\n"  # a cell with no await may run its own loop
+    argv, job = python("await asyncio.sleep(0)\nraise ValueError('bad')", kernel=True)
+    _out, err, report = agent.run(argv, **job)
+    head = 'Traceback (most recent call last):\n  File "main.py", line 2, in <module>\n'
+    assert report["exit_code"] == 1 and err.decode().startswith(head), err
+    assert err.endswith(b"ValueError: bad\n") and b"asyncio" not in err
+    argv, job = python("import sys\nawait asyncio.sleep(0)\nsys.exit(4)", kernel=True)
+    assert agent.run(argv, **job)[2]["exit_code"] == 4
+    argv, job = python("print(x)", kernel=True)
+    out, _err, report = agent.run(argv, **job)
+    assert out == b"21\n" and "state_lost" not in report
+
+
+def test_a_kernel_cell_syntax_error_reads_as_the_interpreter_s(agent: Agent) -> None:
+    argv, job = python("x = (", kernel=True)
+    _out, err, report = agent.run(argv, **job)
+    assert report["exit_code"] == 1
+    assert err.decode().startswith('  File "main.py", line 1\n'), err
+    assert err.decode().rstrip().splitlines()[-1].startswith("SyntaxError: ")
+
+
 # ---------------------------------------------------------------- file jobs
 def test_write_read_list(agent: Agent) -> None:
     data = bytes(range(256))
@@ -576,6 +648,9 @@ def test_a_kernel_that_died_between_runs_is_started_anew(agent: Agent) -> None:
     assert report["exit_code"] == 0, err
     pid, had_x = out.split()
     assert pid != first.strip() and had_x == b"False"  # a fresh kernel, a fresh namespace
+    assert report.get("state_lost") is True  # the first report since it ended says so
+    out, err, report = agent.run(argv, **job)
+    assert out.split()[0] == pid and "state_lost" not in report
 
 
 def _read(path: Path) -> bytes:

@@ -109,6 +109,10 @@ def test_result_content_text_images_and_is_error() -> None:
     assert "status: timeout" in text and "signal 9" in text and "slow" in text
     assert "(no output)" in summary(RunResult(status="ok"))
     assert "truncated" in summary(RunResult(status="output_limit", truncated=True))
+    reset = tool_result(RunResult(status="timeout", state_lost=True))
+    assert "state was reset" in reset.content[0].text
+    assert reset.structured_content is not None and reset.structured_content["state_lost"]
+    assert "reset" not in summary(RunResult(status="ok"))
 
 
 def test_http_binds_loopback_unless_given_a_token() -> None:

@@ -103,3 +103,12 @@ def test_result_of_carries_bytes_and_engine() -> None:
         True,
         "unix:///x.sock",
     )
+
+
+def test_result_of_says_when_a_session_lost_its_state() -> None:
+    from sandboxkit._runner import _Output, result_of
+
+    lost = result_of({"exit_code": 5, "state_lost": True}, _Output(keep=10), "python", None)
+    kept = result_of({"exit_code": 0}, _Output(keep=10), "python", None)
+    assert (lost.status, lost.state_lost, kept.state_lost) == ("error", True, False)
+    assert sk.RunResult(status="ok").state_lost is False

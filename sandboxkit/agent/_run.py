@@ -403,7 +403,7 @@ class Run:
                 self.stamp("reaped")
             if pid == kernel.pid:
                 self._unwatch_kernel()
-                kernel.forget()
+                kernel.ended()
 
     # ------------------------------------------------------------------ the end
     def _close_stdin(self) -> None:
@@ -491,6 +491,8 @@ class Run:
         }
         if _display.collect(self.limit_out, self.emit, DISPLAY):
             report["truncated_outputs"] = True
+        if self.kernel is not None and self.kernel.take_lost():
+            report["state_lost"] = True
         if "then" in self.job:
             # a compile step carrying its run: the run follows at once only when the
             # compiler ended well within the container's limits (else the host decides)
@@ -535,5 +537,8 @@ class Run:
             os.write(2, f"sandboxkit agent: after a run: {why}\n".encode())
             return
         send(STDERR, f"sandboxkit: the run could not be carried out: {why}\n".encode())
-        send_json(EXIT, {"exit_code": None, "signal": None, "reason": "setup", "wall": 0.0})
+        report: ExitReport = {"exit_code": None, "signal": None, "reason": "setup", "wall": 0.0}
+        if self.kernel is not None and self.kernel.take_lost():
+            report["state_lost"] = True
+        send_json(EXIT, report)
         self.reported = True

@@ -131,7 +131,8 @@ class Agent:
                     key.data()
                 ended = reap()
                 if self.kernel.pid in ended:
-                    self.kernel.forget()  # it died between runs: the next cell starts anew
+                    # it died between runs: the next cell starts anew and says state_lost
+                    self.kernel.ended()
                 if self.spare is not None and self.spare.pid in ended:
                     self.take_spare().discard(kill=False)  # type: ignore[union-attr]
             if not self.queue:

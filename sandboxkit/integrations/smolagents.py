@@ -9,6 +9,12 @@ One Python session (``keep_state=True``) holds the agent's state between steps. 
 step runs inside a small wrapper that separates what smolagents needs from the printed
 logs: the value of the step's last expression, a final answer, or the error, sent back
 as a rich output of a private MIME type.
+
+When the session's interpreter restarts (a step timed out or ran out of memory,
+``os._exit``: the result says ``state_lost``), the executor puts back what it was given:
+its wrapper, the tools (``send_tools``) and the variables (``send_variables``). What the
+steps defined is gone: the step's error, or its logs, tell the model so
+(:data:`STATE_RESET`), as smolagents hands both back to it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,16 @@ from .._sandbox_pool import SandboxPool
 from ._loop import LoopThread
 
 MIME = "application/x-sandboxkit-step+json"
+#: Told to the model when the sandbox's interpreter restarted (in the step's error, or
+#: at the head of its logs when the step itself then ran).
+STATE_RESET = (
+    "sandboxkit: the sandbox's Python state was reset (its interpreter restarted), so "
+    "variables and imports from earlier steps are gone; the tools are defined again. "
+    "Define again what you still need."
+)
+# The step's call: when the wrapper is not there (the interpreter restarted between
+# steps), nothing runs and the cell's value says so.
+_NO_WRAPPER = "sandboxkit: no step wrapper"
 
 # Runs in the session's kernel: the step's code in the kernel's __main__ namespace (so
 # state persists), the outcome as one display output of MIME.
@@ -111,9 +127,13 @@ class SandboxkitExecutor(RemotePythonExecutor):
         )
         self._loop = LoopThread()
         self._default_pool = pool is None  # then this loop's default pool is ours to close
+        # what the executor was given, put back when the interpreter restarts
+        self._tools: dict[str, Tool] = {}
+        self._variables: dict[str, Any] = {}
+        self._restoring = False
         self.sandbox = Sandbox(language, keep_state=True, limits=limits, pool=pool)
         self._loop.call(self.sandbox.open())
-        self._loop.call(self.sandbox.run(_WRAPPER))
+        self._install_wrapper()
         self.installed_packages = self.install_packages(self.additional_imports)
 
     # ------------------------------------------------------------------ smolagents API
@@ -141,6 +161,15 @@ class SandboxkitExecutor(RemotePythonExecutor):
         from the image: each top-level import is tried, as the methods themselves do."""
         if "final_answer" in tools:
             self._patch_final_answer_with_exception(tools["final_answer"])
+        self._tools.update(tools)
+        self._define_tools(tools)
+
+    def send_variables(self, variables: dict[str, Any]) -> None:
+        """As the base class does; kept, to be sent again after a restart."""
+        self._variables.update(variables)
+        super().send_variables(variables)
+
+    def _define_tools(self, tools: dict[str, Tool]) -> None:
         wanted = {
             pkg
             for tool in tools.values()
@@ -155,7 +184,24 @@ class SandboxkitExecutor(RemotePythonExecutor):
             self.logger.log(output.logs)
 
     def run_code_raise_errors(self, code: str) -> CodeOutput:
-        result = self._run(f"__sandboxkit_step({code!r}, {MIME!r})")
+        call = (
+            f"__sandboxkit_step({code!r}, {MIME!r}) "
+            f"if '__sandboxkit_step' in globals() else {_NO_WRAPPER!r}"
+        )
+        result = self._run(call)
+        reset = result.state_lost
+        if reset:
+            self._restore()
+        if _no_wrapper(result):
+            # nothing ran (the interpreter restarted since the last step, or the step's
+            # code deleted the wrapper): the step runs now, on what was put back
+            if not reset:
+                self._install_wrapper()
+            result = self._run(call)
+            reset = reset or result.state_lost
+            if result.state_lost:
+                self._restore()
+        note = f"{STATE_RESET}\n" if reset else ""
         logs = result.stdout
         outcome: dict[str, Any] | None = None
         for output in result.outputs:
@@ -164,9 +210,10 @@ class SandboxkitExecutor(RemotePythonExecutor):
         if outcome is None:  # the step never finished: timeout, oom, the kernel died
             raise AgentError(
                 f"{logs}\nExecuting code yielded an error:\nthe sandbox run ended with status "
-                f"{result.status!r}\n{result.stderr}",
+                f"{result.status!r}\n{result.stderr}{note}",
                 self.logger,
             )
+        logs = note + logs
         if "final" in outcome:
             value = self._deserialize_final_answer(outcome["final"], self.allow_pickle)
             return CodeOutput(output=value, logs=logs, is_final_answer=True)
@@ -174,7 +221,7 @@ class SandboxkitExecutor(RemotePythonExecutor):
             err = outcome["error"]
             raise AgentError(
                 f"{logs}\nExecuting code yielded an error:\n{err['name']}\n{err['value']}\n"
-                f"{err['traceback']}",
+                f"{err['traceback']}{note}",
                 self.logger,
             )
         if "png" in outcome:
@@ -203,3 +250,39 @@ class SandboxkitExecutor(RemotePythonExecutor):
     # ------------------------------------------------------------------ helpers
     def _run(self, code: str) -> RunResult:
         return self._loop.call(self.sandbox.run(code))
+
+    def _install_wrapper(self) -> None:
+        result = self._run(_WRAPPER)
+        if result.status != "ok":
+            raise AgentError(
+                f"sandboxkit: the step wrapper could not be set up ({result.status}):\n"
+                f"{result.stderr}",
+                self.logger,
+            )
+
+    def _restore(self) -> None:
+        """The interpreter restarted: put back the wrapper, the tools and the variables
+        (once: a restart while doing so is an error, not a loop)."""
+        if self._restoring:
+            raise AgentError(
+                "sandboxkit: the sandbox's Python state was lost again as it was restored",
+                self.logger,
+            )
+        self._restoring = True
+        try:
+            self._install_wrapper()
+            if self._tools:
+                self._define_tools(self._tools)
+            if self._variables:
+                super().send_variables(self._variables)
+        finally:
+            self._restoring = False
+
+
+def _no_wrapper(result: RunResult) -> bool:
+    """Whether the step's call found no wrapper (so none of the step ran)."""
+    return (
+        result.status == "ok"
+        and result.stdout == f"{_NO_WRAPPER!r}\n"  # the cell's value, as a REPL prints it
+        and not any(MIME in out.data for out in result.outputs)
+    )

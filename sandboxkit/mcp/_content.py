@@ -25,6 +25,11 @@ def summary(result: RunResult) -> str:
     lines = [", ".join(bits)]
     if result.truncated:
         lines.append("(output was truncated at the server's cap)")
+    if result.state_lost:
+        lines.append(
+            "(the session's Python state was reset: variables and imports from earlier "
+            "runs are gone; define again what you need)"
+        )
     for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         if text:
             lines.append(f"--- {name} ---")
@@ -56,6 +61,7 @@ def structured(result: RunResult) -> dict[str, Any]:
         "stdout": result.stdout,
         "stderr": result.stderr,
         "truncated": result.truncated,
+        "state_lost": result.state_lost,
         "duration": result.duration,
         "outputs": [o.mime_types for o in result.outputs],
     }

@@ -25,6 +25,9 @@ async def main() -> None:
         done: sk.RunResult = await sb.run("print(2)", stdin=b"", limits=sk.Limits())
         entries: list[sk.FileEntry] = await sb.list_files()
         print(done.ok, [(e.path, e.type, e.size) for e in entries])
+    async with sk.Sandbox(language="python", keep_state=True) as kernel:
+        lost: bool = (await kernel.run("x = 1")).state_lost
+        print(lost)
         async with sb.stream("print(3)") as events:
             async for ev in events:
                 print(ev)
