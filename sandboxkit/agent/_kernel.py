@@ -54,7 +54,9 @@ class Kernel:
         """Hand one run to the kernel, starting it if needed; the kernel's pid."""
         import socket
 
-        message = json.dumps({"path": str(job["argv"][-1])}).encode()
+        argv = [str(a) for a in job["argv"]]  # python3 FILE ARGS...
+        env = job.get("env") or {}
+        message = json.dumps({"path": argv[1], "args": argv[2:], "env": env}).encode()
         if self.sock is not None and self._gone():
             self.ended()  # it died between runs and is not reaped yet: start anew
         for _attempt in range(2):
@@ -204,6 +206,7 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
 
     os.environ.clear()
     os.environ.update(env)
+    started_with = dict(env)
     sock = socket.socket(fileno=sock_fd)
     cells = Cells(new_main().__dict__)
     sys.path[0:0] = [workdir]
@@ -214,12 +217,17 @@ def serve_cells(sock_fd: int, env: dict[str, str], workdir: str) -> NoReturn:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        fresh_stdio()
+        cell = json.loads(msg)  # the agent's own message
+        path = cell["path"]
+        # a cell's env= sets what it asks for beyond the kernel's start: from that cell
+        # on, like any change of os.environ a cell makes (as in a notebook)
+        wanted = {str(k): str(v) for k, v in (cell.get("env") or {}).items()}
+        os.environ.update({k: v for k, v in wanted.items() if started_with.get(k) != v})
+        sys.argv = [path, *cell.get("args", [])]
+        fresh_stdio(dict(os.environ))  # unbuffered in a session (its live_env)
         _display.install()
         code = 0
-        path = ""
         try:
-            path = json.loads(msg)["path"]
             cells.run(path)
             _display.end_cell()
         except SystemExit as exc:  # the cell ends with its status, the interpreter lives on
