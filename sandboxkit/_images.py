@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ._backends import Backend
+from ._backends.advice import engine_up_script
 from ._dockerfile import BASE_IMAGE, BuildContext, build_context
 from ._errors import ImageError, SandboxkitError
 from ._labels import LABEL_LANGUAGE, LABEL_MANAGED
@@ -342,9 +343,11 @@ async def bootstrap_base(
             "`sandboxkit images bootstrap` again"
         )
     if shutil.which("debootstrap") is None:
+        script = engine_up_script()
+        also = f" (or `sudo bash {script}`)" if script else ""
         raise ImageError(
-            "debootstrap is not installed: `sudo apt-get install debootstrap` "
-            "(or `sudo bash scripts/engine-up.sh`), then `sandboxkit images bootstrap`"
+            f"debootstrap is not installed: `sudo apt-get install debootstrap`{also}, "
+            "then `sandboxkit images bootstrap`"
         )
     if os.geteuid() != 0:
         raise ImageError(
