@@ -175,7 +175,7 @@ def test_the_cli_status_shows_start_steps_and_end_on_a_plain_stream() -> None:
         status(BuildProgress(kind, text=line, elapsed=3.0, **base))
     status(BuildProgress("done", elapsed=42.0, **base))
     text = out.getvalue()
-    assert f"building the python image {tag}: first use; about 1 minute" in text
+    assert f"building the python image {tag} (first use; about 1 minute)" in text
     assert text.count("Step ") == 3 and "Setting up" not in text
     assert f"built {tag} in 42 s" in text
     assert status.status is None

@@ -81,8 +81,8 @@ class BuildStatus:
         if p.kind == "start":
             what = "the base image" if p.language == BASE else f"the {p.language} image"
             out.print(
-                f"[bold]sandboxkit:[/bold] building {what} {escape(p.tag)}: {escape(p.text)}; "
-                f"{p.estimate}, once (next time it is there)",
+                f"[bold]sandboxkit:[/bold] building {what} {escape(p.tag)} "
+                f"({escape(p.text)}; {p.estimate})",
                 highlight=False,
             )
             self.steps[p.tag] = "starting"
