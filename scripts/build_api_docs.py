@@ -9,6 +9,7 @@ integrations import their frameworks: install ``.[dev]`` (or ``.[all]``) first.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -17,13 +18,24 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES = ("sandboxkit", "sandboxkit.integrations", "!sandboxkit.integrations._loop")
 
 
+def literal_markers(docstring: str) -> str:
+    """reST's ``::`` before an indented literal block, which pdoc keeps as text: a line of
+    its own goes, ``Example::`` becomes ``Example:`` (the block is code either way)."""
+    docstring = re.sub(r"(?m)^[ \t]*::[ \t]*\n", "", docstring)
+    return re.sub(r"(?m)(\S)::[ \t]*$", r"\1:", docstring)
+
+
 def build(out: Path) -> Path:
     """Write the reference into ``out``; returns its index page."""
     sys.path.insert(0, str(ROOT))
     import pdoc
+    import pdoc.docstrings
     import pdoc.render
 
     import sandboxkit
+
+    rst = pdoc.docstrings.rst
+    pdoc.docstrings.rst = lambda text, source: rst(literal_markers(text), source)
 
     pdoc.render.configure(
         docformat="google",  # "Args:" sections; reST roles and ``literals`` are converted too

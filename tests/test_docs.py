@@ -60,6 +60,7 @@ def test_the_api_reference_has_every_public_name(api: Path) -> None:
     ):
         assert f'id="{member}"' in page, f"{member} is missing from the API reference"
     assert "wall-clock seconds" in page  # the fields' descriptions are there
+    assert "<p>::</p>" not in page  # reST literal markers do not show
     assert f"sandboxkit {sk.__version__}" in page
 
 
