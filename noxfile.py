@@ -1,4 +1,4 @@
-"""nox sessions: tests, core, lint, typecheck, bench."""
+"""nox sessions: tests, core, lint, typecheck, docs, bench."""
 
 import nox
 
@@ -30,6 +30,13 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "sandboxkit")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The API reference from the docstrings (pdoc) into build/api, or the folder given."""
+    session.install("-e", ".[dev]")
+    session.run("python", "scripts/build_api_docs.py", *session.posargs)
 
 
 @nox.session

@@ -40,7 +40,16 @@ class EngineError(SandboxkitError):
 
 
 class EngineUnavailable(EngineError):
-    """No Docker engine answers."""
+    """No Docker engine answers.
+
+    ``problem`` says what failed and ``advice`` what to do (fitted to this machine and
+    to how sandboxkit was installed); the message is both.
+    """
+
+    def __init__(self, problem: str, advice: str = "") -> None:
+        super().__init__(f"{problem}. {advice}" if advice else problem)
+        self.problem = problem
+        self.advice = advice
 
 
 class ImageError(SandboxkitError):

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ._backends import Backend
+from ._backends.advice import engine_up_script
 from ._dockerfile import BASE_IMAGE, BuildContext, build_context
 from ._errors import ImageError, SandboxkitError
 from ._labels import LABEL_LANGUAGE, LABEL_MANAGED
@@ -39,6 +40,162 @@ REGISTRY_BASE = "debian:bookworm-slim"
 log = logging.getLogger("sandboxkit")
 
 _locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+# --------------------------------------------------------------------- progress
+BuildKind = Literal["start", "step", "line", "done", "failed"]
+
+# Languages whose image takes a minute or more to build from the base (measured by
+# scripts/setup.sh on a 2-core machine with a nearby Debian mirror: python-data 198 s,
+# octave 136, ocaml 82, rust 70, kotlin 64, php 58, haskell 57, objective-c 50, go 47; the
+# JDK languages share a large JDK layer). The others took 10-40 s (bash 12, c 24, cpp 34).
+# A distant mirror makes either slower.
+_LARGE_TOOLCHAINS = frozenset(
+    {
+        "python-data", "octave", "ocaml", "rust", "kotlin", "php", "haskell", "objective-c",
+        "go", "java", "scala", "clojure", "groovy",
+    }
+)  # fmt: skip
+BASE = "base"  # BuildProgress.language of the base image
+STILL_BUILDING_EVERY = 20.0  # seconds between "still building" log lines within one step
+
+
+def build_estimate(language: str) -> str:
+    """Roughly how long the first build of ``language``'s image takes (words)."""
+    if language == BASE:
+        return "about 1-3 minutes"
+    if language in _LARGE_TOOLCHAINS:
+        return "about 1-5 minutes"
+    return "about 10 s to 2 minutes"
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """One moment of an image being built because a run needed it.
+
+    ``kind``: ``start`` (``text`` says why), ``step`` (a ``Step n/m`` line of the build),
+    ``line`` (any other line of its output), ``done`` or ``failed`` (``text``: the error).
+    ``elapsed`` counts seconds from the start.
+    """
+
+    kind: BuildKind
+    language: str
+    tag: str
+    engine: str
+    text: str = ""
+    elapsed: float = 0.0
+    estimate: str = ""
+
+
+BuildHook = Callable[[BuildProgress], None]
+_hook: BuildHook | None = None
+
+
+@contextlib.contextmanager
+def build_hook(hook: BuildHook | None) -> Iterator[None]:
+    """Send the progress of images built on first use to ``hook`` inside the block,
+    instead of logging it (the CLI shows a status line with it)."""
+    global _hook
+    before, _hook = _hook, hook
+    try:
+        yield
+    finally:
+        _hook = before
+
+
+class _Report:
+    """Tells about one build: to the caller's ``on_line`` (every line, as before), else
+    to the hook, else to the log at WARNING. A caller that passes ``on_line`` shows the
+    build itself: the hook is not called and the log gets INFO lines only."""
+
+    def __init__(
+        self,
+        language: str,
+        tag: str,
+        engine: str,
+        on_line: Callable[[str], None] | None,
+    ) -> None:
+        self.language = language
+        self.tag = tag
+        self.engine = engine
+        self.on_line = on_line
+        self.level = logging.INFO if on_line is not None else logging.WARNING
+        self.started = time.monotonic()
+        self.said = self.started
+        self.step = ""
+
+    def _event(self, kind: BuildKind, text: str = "") -> None:
+        hook = _hook
+        if hook is None or self.on_line is not None:
+            return
+        elapsed = time.monotonic() - self.started
+        estimate = build_estimate(self.language)
+        hook(BuildProgress(kind, self.language, self.tag, self.engine, text, elapsed, estimate))
+
+    def _log(self, message: str, *args: object) -> None:
+        # with a hook, the hook is what the user sees: the log keeps INFO lines
+        level = logging.INFO if _hook is not None else self.level
+        log.log(level, "sandboxkit: " + message, *args)
+        self.said = time.monotonic()
+
+    def start(self, why: str) -> None:
+        self.started = self.said = time.monotonic()
+        self._event("start", why)
+        if self.language == BASE:
+            what, ahead = "the base image", "sudo sandboxkit images bootstrap"
+        else:
+            what, ahead = f"{self.language!r}", f"sandboxkit images build {self.language}"
+        self._log(
+            "building image %s for %s on %s: %s; this takes %s, once (do it ahead with `%s`)",
+            self.tag,
+            what,
+            self.engine,
+            why,
+            build_estimate(self.language),
+            ahead,
+        )
+
+    def line(self, text: str) -> None:
+        if self.on_line is not None:
+            self.on_line(text)
+        text = text.strip()
+        if not text:
+            return
+        elapsed = time.monotonic() - self.started
+        if text.startswith("Step "):
+            self.step = text
+            self._event("step", text)
+            self._log("building %s (%.0f s): %s", self.tag, elapsed, _short(text))
+            return
+        self._event("line", text)
+        log.debug("sandboxkit: building %s: %s", self.tag, text)
+        if time.monotonic() - self.said >= STILL_BUILDING_EVERY:
+            self._log(
+                "still building %s (%.0f s, %s): %s",
+                self.tag,
+                elapsed,
+                self.step.split(":", 1)[0].strip().lower() or "starting",
+                _short(text),
+            )
+
+    def done(self) -> None:
+        self._event("done")
+        self._log("built %s in %.0f s", self.tag, time.monotonic() - self.started)
+
+    def failed(self, error: str) -> None:
+        self._event("failed", error)
+        # the ImageError raised next says what to do; this marks the end of the progress
+        log.log(
+            logging.INFO if _hook is not None else self.level,
+            "sandboxkit: building %s failed after %.0f s",
+            self.tag,
+            time.monotonic() - self.started,
+        )
+
+
+def _short(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _lock(tag: str, engine: str = "") -> asyncio.Lock:
@@ -187,9 +344,11 @@ async def bootstrap_base(
             "`sandboxkit images bootstrap` again"
         )
     if shutil.which("debootstrap") is None:
+        script = engine_up_script()
+        also = f" (or `sudo bash {script}`)" if script else ""
         raise ImageError(
-            "debootstrap is not installed: `sudo apt-get install debootstrap` "
-            "(or `sudo bash scripts/engine-up.sh`), then `sandboxkit images bootstrap`"
+            f"debootstrap is not installed: `sudo apt-get install debootstrap`{also}, "
+            "then `sandboxkit images bootstrap`"
         )
     if os.geteuid() != 0:
         raise ImageError(
@@ -249,9 +408,18 @@ async def ensure_base(
                     log.warning("sandboxkit: copying %s to %s failed: %s", tag, engine.url, failed)
         if allow_pull is None:
             allow_pull = os.environ.get("SANDBOXKIT_NO_PULL", "") == ""
+        report = _Report(BASE, tag, engine.url, on_line)
+        how = f"pulling {REGISTRY_BASE}, else " if allow_pull else ""
+        report.start(f"it is missing: {how}bootstrapping it from the Debian mirror")
         if allow_pull and await _try_pull(engine, tag):
+            report.done()
             return
-        await bootstrap_base(engine, tag, on_line)
+        try:
+            await bootstrap_base(engine, tag, report.line)
+        except ImageError as exc:
+            report.failed(str(exc).split("\n", 1)[0])
+            raise
+        report.done()
 
 
 async def image_tag(spec: LanguageSpec) -> str:
@@ -278,17 +446,20 @@ async def ensure_image(
         if await engine.image_exists(ctx.tag):
             return ctx.tag
         await ensure_base(engine, on_line=on_line, sources=sources)
+        report = _Report(spec.name, ctx.tag, engine.url, on_line)
+        report.start(f"first use of {spec.name!r} on this engine")
         started = time.monotonic()
         try:
             await engine.build(
                 ctx.tag,
                 ctx.dockerfile,
                 ctx.files,
-                on_line,
+                report.line,
                 labels={LABEL_MANAGED: "1", LABEL_LANGUAGE: spec.name},
             )
         except ImageError as exc:
             first = str(exc).split("\n", 1)[0]
+            report.failed(first)
             raise ImageError(
                 f"{first}. The {spec.name!r} spec's packages or setup steps failed to "
                 f"install on {engine.url}: fix them (see the build log below) and build "
@@ -297,6 +468,7 @@ async def ensure_image(
                 exc.log_tail,
             ) from exc
         COSTS.record_build(ctx.tag, time.monotonic() - started)
+        report.done()
     return ctx.tag
 
 

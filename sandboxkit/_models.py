@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import math
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from typing_extensions import Self
 
 from ._errors import InvalidInput
 
@@ -26,11 +30,121 @@ class _Frozen(BaseModel):
     )
 
     def __init__(self, **data: object) -> None:
-        # nonsense in is a SandboxkitError (InvalidInput is also a ValueError)
+        # nonsense in is a SandboxkitError (InvalidInput is also a ValueError), said in
+        # one line: the field, the value given and the rule (not pydantic's report)
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise InvalidInput(f"invalid {type(self).__name__}: {exc}") from None
+            raise InvalidInput(explain(type(self), exc)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        """As pydantic's, raising :class:`InvalidInput` with one line per wrong field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise InvalidInput(explain(cls, exc)) from None
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_SHORT_DESCRIPTION = 40  # a field's description is quoted in an error when this short
+
+
+def _rule(field: FieldInfo) -> str | None:
+    """``a number > 0 and <= 3600`` for a numeric field with bounds, else None."""
+    annotation = field.annotation
+    optional = False
+    args = get_args(annotation)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            return None
+        annotation, optional = rest[0], True
+    kind = _KINDS.get(annotation) if isinstance(annotation, type) else None
+    if kind is None or annotation in (bool, str):
+        return None
+    bounds = {}
+    for meta in field.metadata:
+        for name in ("gt", "ge", "lt", "le"):
+            value = getattr(meta, name, None)
+            if value is not None:
+                bounds[name] = value
+    if "ge" in bounds and "le" in bounds:
+        rule = f"{kind} from {_number(bounds['ge'])} to {_number(bounds['le'])}"
+    else:
+        signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+        rule = " and ".join(f"{signs[k]} {_number(v)}" for k, v in bounds.items())
+        rule = f"{kind} {rule}" if rule else kind
+    if optional:
+        rule += " (or None)"
+    description = field.description or ""
+    if description and len(description) <= _SHORT_DESCRIPTION:
+        rule += f": {description}"
+    return rule
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _type_name(annotation: object) -> str:
+    """``str or bytes`` for ``str | bytes``; a type's own name otherwise."""
+    args = get_args(annotation)
+    if args and get_origin(annotation) in (Union, UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain(model: type[BaseModel], exc: ValidationError) -> str:
+    """``invalid Limits: time=-1 must be a number > 0 and <= 3600: wall-clock seconds``:
+    what pydantic found wrong, in one line naming each field, its value and the rule."""
+    errors = exc.errors(include_url=False)
+    if len(errors) == 1 and not errors[0]["loc"]:
+        inner = (errors[0].get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidInput):  # our own __init__, run by model_validate
+            return str(inner)
+    parts: list[str] = []
+    unions: set[str] = set()  # fields whose every alternative failed: said once
+    for err in errors:
+        loc = ".".join(str(x) for x in err["loc"])
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, InvalidInput):  # a nested model's own explanation
+            parts.append(f"{loc}: {inner}" if loc else str(inner))
+            continue
+        top = str(err["loc"][0]) if err["loc"] else ""
+        field = model.model_fields.get(top)
+        union = field is not None and get_origin(field.annotation) in (Union, UnionType)
+        if field is not None and union and len(err["loc"]) > 1:
+            if top not in unions:
+                unions.add(top)
+                parts.append(
+                    f"{top}={_shown(err.get('input'))} must be {_type_name(field.annotation)}"
+                )
+            continue
+        message = err["msg"].removeprefix("Value error, ").replace("Input should", "should")
+        if not loc:  # a check of the whole model
+            parts.append(message)
+            continue
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            names = list(model.model_fields)
+            close = difflib.get_close_matches(loc, names, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the fields: {', '.join(names)}"
+            parts.append(f"{loc}={_shown(value)} is not a field ({hint})")
+            continue
+        rule = _rule(field) if field is not None and len(err["loc"]) == 1 else None
+        if rule is not None:
+            if isinstance(value, float) and not math.isfinite(value):
+                rule = f"a finite {rule.removeprefix('a ')}"
+            parts.append(f"{loc}={_shown(value)} must be {rule}")
+        else:
+            parts.append(f"{loc}={_shown(value)} {message.replace('should be', 'must be')}")
+    return f"invalid {model.__name__}: " + "; ".join(parts)
 
 
 class Limits(_Frozen):

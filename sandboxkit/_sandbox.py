@@ -347,12 +347,16 @@ class Sandbox:
     def _live_box(self) -> Box:
         if self._box is None:
             if self._reclaimed:
-                why = "was reclaimed after being idle"
+                why = (
+                    f"was reclaimed after {self.idle_timeout or 0:g} s idle, with its files "
+                    "and state; open a new one, and pass Sandbox(..., idle_timeout=SECONDS) "
+                    "to keep a session longer (None: until it is closed)"
+                )
             elif self._state is _State.CLOSED:
-                why = "is closed"
+                why = "is closed; open a new one (`async with Sandbox(...)`)"
             else:
-                why = "is not open"
-            raise SandboxError(f"this session {why}; use `async with Sandbox(...)`")
+                why = "is not open; use `async with Sandbox(...)` or `await sb.open()`"
+            raise SandboxError(f"this session {why}")
         if not self._box.alive:
             raise SandboxError("this session's sandbox has ended (killed after a timeout?)")
         return self._box

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from .base import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend, ContainerSpec
 from .config import EngineConfig, EngineLike, engine_config, engine_configs, load_fleet_file
-from .docker import HOW_TO_START, DockerBackend, tls_problem
+from .docker import DockerBackend, tls_problem
 
 __all__ = [
-    "HOW_TO_START",
     "STREAM_STDERR",
     "STREAM_STDOUT",
     "AttachedStream",

@@ -30,16 +30,11 @@ from yarl import URL
 
 from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitError
 from .._protocol import CHANNEL_PATH
+from .advice import PERMISSION, how_to_reach, how_to_start
 from .base import ContainerSpec
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
 T = TypeVar("T")
-
-HOW_TO_START = (
-    "Start one with `sudo bash scripts/engine-up.sh` (installs docker.io from your "
-    "distribution and starts dockerd), or point DOCKER_HOST at a running engine; "
-    "`sandboxkit doctor` tells what is missing."
-)
 
 _SOCKETS = SOCKETS  # where engines listen when DOCKER_HOST does not say (tests replace it)
 _CANNOT_CONNECT = 900  # aiodocker's status for "could not connect"
@@ -59,19 +54,26 @@ def resolve_url(url: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------------- errors
-HOW_TO_REACH = (
-    "Check that dockerd runs on that host and listens on that address (for TLS: dockerd "
-    "-H tcp://0.0.0.0:2376 --tlsverify --tlscacert ca.pem --tlscert server-cert.pem "
-    "--tlskey server-key.pem) and that this machine can reach it; "
-    "`sandboxkit doctor --engine URL` checks it."
-)
 
 
-def _advice(engine: str | None) -> str:
-    """What to do when nothing answers: start the local engine, or reach the remote one."""
+def _advice(engine: str | None, exc: BaseException | None = None) -> str:
+    """What to do when nothing answers: start the local engine, or reach the remote one;
+    a socket this user may not open is a permission to get, not an engine to start."""
     if engine is not None and scheme_of(engine) in ("tcp", "http", "https", "ssh"):
-        return HOW_TO_REACH
-    return HOW_TO_START
+        return how_to_reach()
+    if exc is not None and any(isinstance(e, PermissionError) for e in _causes(exc)):
+        return PERMISSION
+    return how_to_start()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc``, its chain, and the OS error aiohttp keeps beside it."""
+    found = _chain(exc)
+    for err in list(found):
+        os_error = getattr(err, "os_error", None)
+        if isinstance(os_error, BaseException):
+            found.append(os_error)
+    return found
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -145,15 +147,15 @@ def _mapped(
         return EngineError(tls)  # a configuration to fix, not an engine to start
     at = f" at {engine}" if engine else ""
     if isinstance(exc, (aiohttp.ClientConnectorError, FileNotFoundError, ConnectionRefusedError)):
-        return EngineUnavailable(f"no Docker engine answers{at} ({exc}). {_advice(engine)}")
+        return EngineUnavailable(f"no Docker engine answers{at} ({exc})", _advice(engine, exc))
     if isinstance(exc, asyncio.TimeoutError):
         return EngineUnavailable(
-            f"the Docker engine{at} did not answer in time ({what}). {_advice(engine)}"
+            f"the Docker engine{at} did not answer in time ({what})", _advice(engine)
         )
     if isinstance(exc, aiodocker.DockerError):
         if exc.status == _CANNOT_CONNECT:
             return EngineUnavailable(
-                f"no Docker engine answers{at} ({exc.message}). {_advice(engine)}"
+                f"no Docker engine answers{at} ({exc.message})", _advice(engine, exc)
             )
         refused = f"Docker engine{at} refused to {what}: [{exc.status}] {exc.message}"
         if build_log is not None:
@@ -162,7 +164,8 @@ def _mapped(
     if isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError)):
         return EngineUnavailable(
             f"the connection to the Docker engine{at} broke ({type(exc).__name__}: {exc}) "
-            f"while trying to {what}. {_advice(engine)}"
+            f"while trying to {what}",
+            _advice(engine, exc),
         )
     return EngineError(f"Docker engine{at} failed to {what}: {type(exc).__name__}: {exc}")
 
@@ -429,7 +432,7 @@ class DockerBackend:
                     self._docker = aiodocker.Docker(url=self._client_url())
             except Exception as exc:
                 raise EngineUnavailable(
-                    f"cannot reach a Docker engine at {self._url}: {exc}. {_advice(self._url)}"
+                    f"cannot reach a Docker engine at {self._url}: {exc}", _advice(self._url, exc)
                 ) from exc
         return self._docker
 

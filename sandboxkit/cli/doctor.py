@@ -10,17 +10,31 @@ import shutil
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .._backends import HOW_TO_START, Backend, EngineConfig
+from .._backends import Backend, EngineConfig
+from .._backends.advice import PERMISSION, how_to_get_gvisor, how_to_reach, how_to_start
 from .._dockerfile import BASE_IMAGE, build_context
-from .._errors import InvalidInput, SandboxkitError
+from .._errors import EngineUnavailable, InvalidInput, SandboxkitError
 from .._images import debian_mirror
 from .._languages import REGISTRY, get_language
 from ._common import console, run_async
 from .fleet import EngineOpt, FleetOpt, TlsOpt, each_engine, engines_from
 
 Row = tuple[str, str, str]
+
+
+def _unreachable(config: EngineConfig, exc: SandboxkitError) -> Row:
+    """The engine row of an engine that did not answer: what failed, and once (not in the
+    error's text as well) what to do, without sending the user to `sandboxkit doctor`."""
+    if not isinstance(exc, EngineUnavailable):
+        return ("engine", f"[red]unreachable[/red] ({escape(str(exc))})", "")
+    advice = exc.advice
+    if advice and advice != PERMISSION:
+        remote = config.url.startswith(("tcp://", "http://", "https://", "ssh://"))
+        advice = how_to_reach(doctor=True) if remote else how_to_start(doctor=True)
+    return ("engine", f"[red]unreachable[/red] ({escape(exc.problem)})", escape(advice))
 
 
 async def _check_engine(
@@ -32,9 +46,7 @@ async def _check_engine(
         version = await engine.version()
         info = await engine.info()
     except SandboxkitError as exc:
-        remote = config.url.startswith(("tcp://", "https://", "ssh://"))
-        advice = "" if remote else HOW_TO_START
-        rows.append(("engine", f"[red]unreachable[/red] ({exc})", advice))
+        rows.append(_unreachable(config, exc))
         return False, rows
     tls = " over mutual TLS" if config.tls else ""
     rows.append(
@@ -60,7 +72,7 @@ async def _check_engine(
         (
             "runtimes",
             ", ".join(runtimes),
-            "" if gvisor else "optional: install runsc and run scripts/engine-up.sh",
+            "" if gvisor else how_to_get_gvisor(),
         )
     )
     base = await engine.image_exists(BASE_IMAGE)
@@ -106,7 +118,7 @@ def doctor(
     for config, result in zip(configs, results, strict=True):
         table = Table("check", "state", "what to do", title=config.url if many else None)
         if isinstance(result, SandboxkitError):
-            table.add_row("engine", f"[red]unreachable[/red] ({result})", "")
+            table.add_row(*_unreachable(config, result))
             ok = False
         else:
             fine, rows = result
