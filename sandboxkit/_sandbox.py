@@ -64,6 +64,11 @@ class _ClassOrInstance(Generic[ClassP, ClassR, SessionP, SessionR]):
         self._on_class = on_class
         self._on_instance = on_instance
         self.__doc__ = on_class.__doc__
+        self.__wrapped__ = on_class  # inspect.signature (help, pdoc): the one-shot form
+
+    def __call__(self, *args: ClassP.args, **kwargs: ClassP.kwargs) -> ClassR:
+        # only tools that read the class dict call it (documentation): the one-shot form
+        return self._on_class(*args, **kwargs)
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         # the one-shot function answers to its public name: in help(), in a TypeError
@@ -241,7 +246,7 @@ class Sandbox:
             run during which it ended, or the next run when it ended between runs (or
             during a run whose stream was abandoned).
         idle_timeout: seconds without use after which the sandbox is reclaimed
-            (``None``: never).
+            (default 600 s; ``None``: never).
         runtime: the OCI runtime, ``"runc"`` or ``"runsc"`` (default: the pool's).
     """
 

@@ -109,10 +109,7 @@ def check_limits(limits: object) -> Limits:
     if isinstance(limits, Limits):
         return limits
     if isinstance(limits, Mapping):
-        try:
-            return Limits.model_validate(dict(limits))
-        except ValueError as exc:
-            raise InvalidInput(f"invalid limits: {exc}") from exc
+        return Limits.model_validate(dict(limits))  # InvalidInput: one line per wrong field
     raise InvalidInput(f"limits must be sandboxkit.Limits, not {type(limits).__name__}")
 
 
