@@ -167,3 +167,13 @@ def test_help_shows_the_public_names() -> None:
     assert "_oneshot" not in text and "run(code" in text
     assert sk.Sandbox.stream.__qualname__ == "Sandbox.stream"
     assert "env" in inspect.signature(sk.Sandbox.start).parameters
+
+
+async def test_keep_state_cells_take_env_args_and_write_as_they_go(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool, keep_state=True) as sb:
+        r = await sb.run(ECHO, env={"GREETING": "k"}, args=["1", "2"])
+        assert (r.status, r.stdout) == ("ok", "['1', '2'] k /work\n"), r.stderr
+        r = await sb.run("import time\nprint('begun')\ntime.sleep(10)", limits=sk.Limits(time=1))
+        assert (r.status, r.stdout, r.state_lost) == ("timeout", "begun\n", True)
+        r = await sb.run(ECHO, args=["3"])  # a fresh interpreter, the same rules
+        assert r.stdout == "['3'] None /work\n"
