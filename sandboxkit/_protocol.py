@@ -72,8 +72,9 @@ if TYPE_CHECKING:
         path: str
         max_bytes: int
 
-    class ListJob(TypedDict):
+    class ListJob(TypedDict, total=False):
         op: Literal["list"]
+        path: str  # a directory of the workdir (default: the workdir)
 
     FileJob = WriteJob | ReadJob | ListJob
 

@@ -553,9 +553,14 @@ class Sandbox:
             files[entry.path[len(prefix) :]] = data
         return await asyncio.to_thread(store_local, local_dir, files)
 
-    async def list_files(self) -> list[FileEntry]:
-        """Every entry under the workdir: its path, type (file/dir/symlink/other), size."""
-        reply, _ = await self._file_op({"op": "list"}, "list", ".")
+    async def list_files(self, path: str = ".") -> list[FileEntry]:
+        """Every entry under ``path`` (a directory of the workdir; default the whole
+        workdir): its path relative to the workdir, type (file/dir/symlink/other), size.
+        ``SandboxFileError`` when ``path`` is missing or not a directory."""
+        op: dict[str, Any] = {"op": "list"}
+        if path not in (".", ""):
+            op["path"] = check_path(path)
+        reply, _ = await self._file_op(op, "list", path)
         return [
             FileEntry(path=str(e["path"]), type=e["type"], size=int(e.get("size") or 0))
             for e in reply.get("entries", [])

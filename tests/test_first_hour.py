@@ -177,3 +177,22 @@ async def test_keep_state_cells_take_env_args_and_write_as_they_go(pool: sk.Sand
         assert (r.status, r.stdout, r.state_lost) == ("timeout", "begun\n", True)
         r = await sb.run(ECHO, args=["3"])  # a fresh interpreter, the same rules
         assert r.stdout == "['3'] None /work\n"
+
+
+async def test_list_files_of_a_directory(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool) as sb:
+        await sb.write_file("a/b/c.txt", b"123")
+        await sb.write_file("top.txt", b"1")
+        await sb.run("import os\nos.symlink('/etc', 'a/etc')")
+        entries = await sb.list_files("a")
+        assert [(e.path, e.type) for e in entries] == [
+            ("a/b", "dir"),
+            ("a/etc", "symlink"),
+            ("a/b/c.txt", "file"),
+        ]
+        assert [e.path for e in await sb.list_files("a/b/")] == ["a/b/c.txt"]
+        for bad in ("missing", "top.txt", "a/etc"):  # none, a file, a link out
+            with pytest.raises(sk.SandboxFileError):
+                await sb.list_files(bad)
+        with pytest.raises(sk.InvalidPath):
+            await sb.list_files("../etc")

@@ -107,19 +107,29 @@ def _kind(mode: int) -> Literal["file", "dir", "symlink", "other"]:
     return "symlink" if stat.S_ISLNK(mode) else "other"
 
 
-def list_files(root: str, max_entries: int = MAX_ENTRIES) -> list[FileEntryWire]:
+def list_files(root: str, rel: str = ".", max_entries: int = MAX_ENTRIES) -> list[FileEntryWire]:
+    """Every entry under ``rel`` (a directory of the workdir, reached without following
+    a symlink), with paths relative to the workdir."""
+    if rel in ("", "."):
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        prefix = ""
+    else:
+        top = _open_beneath(root, rel, os.O_RDONLY | os.O_DIRECTORY)
+        prefix = "/".join(_parts(rel)) + "/"
     entries: list[FileEntryWire] = []
-    for top, dirs, files in os.walk(root, followlinks=False):
-        for name in sorted(dirs) + sorted(files):
-            full = os.path.join(top, name)
-            try:
-                st = os.lstat(full)
-            except OSError:
-                continue
-            path = os.path.relpath(full, root)
-            entries.append({"path": path, "type": _kind(st.st_mode), "size": st.st_size})
-            if len(entries) >= max_entries:
-                return entries
+    try:
+        for here, dirs, files, dirfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+            for name in sorted(dirs) + sorted(files):
+                try:
+                    st = os.lstat(name, dir_fd=dirfd)
+                except OSError:
+                    continue
+                path = prefix + os.path.normpath(os.path.join(here, name))
+                entries.append({"path": path, "type": _kind(st.st_mode), "size": st.st_size})
+                if len(entries) >= max_entries:
+                    return entries
+    finally:
+        os.close(top)
     return entries
 
 
@@ -157,6 +167,6 @@ def serve(root: str, job: FileJob) -> None:
         elif job["op"] == "read":
             reply({"ok": True}, read_file(root, job["path"], int(job["max_bytes"])))
         else:
-            reply({"ok": True, "entries": list_files(root)})
+            reply({"ok": True, "entries": list_files(root, str(job.get("path") or "."))})
     except (OSError, ValueError) as exc:
         reply({"ok": False, "error": str(exc)})
