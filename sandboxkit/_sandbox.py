@@ -93,6 +93,14 @@ class _ClassOrInstance(Generic[ClassP, ClassR, SessionP, SessionR]):
         return functools.partial(self._on_instance, obj)
 
 
+def _check_oneshot(language: str, env: object, args: object, runtime: object) -> None:
+    """Bad input fails before the default pool (and any engine work) is touched; the
+    rest (code, files, stdin, limits) the pool checks before it takes a sandbox."""
+    get_language(language)
+    check_env(env), check_args(args)
+    check_runtime(runtime)
+
+
 async def _oneshot_run(
     code: str,
     *,
@@ -111,9 +119,7 @@ async def _oneshot_run(
     arguments. Python's output is block-buffered as ``python3 main.py`` into a pipe (a
     program killed at its time limit loses what it had not flushed; ``stream`` and
     sessions run Python unbuffered)."""
-    get_language(language)  # bad input fails before any engine work
-    check_env(env), check_args(args)
-    check_runtime(runtime)
+    _check_oneshot(language, env, args, runtime)
     target = pool or await default_pool()
     return await target.run(
         code,
@@ -144,9 +150,7 @@ def _oneshot_stream(
     ``async with Sandbox.stream(code) as events: async for ev in events: ...`` frees the
     sandbox when the block ends; plain ``async for`` works too. A compile error's
     diagnostics come as ``stderr`` events; Python runs unbuffered."""
-    get_language(language)
-    check_env(env), check_args(args)
-    check_runtime(runtime)
+    _check_oneshot(language, env, args, runtime)
 
     async def events() -> AsyncGenerator[Event, None]:
         target = pool or await default_pool()
@@ -180,9 +184,7 @@ async def _oneshot_start(
     runtime: Runtime | None = None,
 ) -> Process:
     """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
-    get_language(language)
-    check_env(env), check_args(args)
-    check_runtime(runtime)
+    _check_oneshot(language, env, args, runtime)
     target = pool or await default_pool()
     return await target.start(
         code,
