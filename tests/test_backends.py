@@ -224,6 +224,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "ReadonlyRootfs": True,
         "Tmpfs": {
             "/work": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",
+            "/run/sandboxkit": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0700",
             "/tmp": "rw,exec,nosuid,nodev,size=32m,mode=1777",
         },
         "ShmSize": 16777216,
