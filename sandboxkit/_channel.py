@@ -23,6 +23,7 @@ channel off (benchmarks compare both ways in one run).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -137,7 +138,7 @@ class Listener:
 
                 async def accept() -> None:
                     try:
-                        found["sock"] = await self._listener.accept()
+                        found["sock"] = await self.accept()
                     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                         return  # no channel after all: the agent speaks on stdout
                     tg.cancel_scope.cancel()
@@ -173,11 +174,33 @@ class Listener:
         refuse(engine)
         return Prefixed(attached, [*early, chunk])
 
+    async def accept(self) -> anyio.abc.SocketStream:
+        """The agent's connection, once it made it. Cancellable at any point: a pool
+        closing cancels the start of a replacement sandbox, maybe in the very loop turn
+        its agent connects. anyio's ``accept`` waits on a future the selector's callback
+        resolves unconditionally, so that turn printed "Exception in callback
+        Future.set_result ... InvalidStateError"; the wait here checks first, and
+        anyio's ``accept`` then finds the connection there, without waiting."""
+        raw: socket.socket = self._listener.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610 - anyio's, not Django's
+        loop = asyncio.get_running_loop()
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(raw, _resolve, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(raw)
+        return await self._listener.accept()
+
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self._listener.aclose()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled in the turn the selector saw the connection
+        future.set_result(None)
 
 
 class ChannelStream:

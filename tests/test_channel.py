@@ -4,8 +4,10 @@ can fail falls back to the attach stream with the run unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import anyio
@@ -127,3 +129,31 @@ async def test_closing_ends_the_container_over_the_channel(session: sk.Sandbox) 
     with anyio.fail_after(10):
         while await engine.inspect(cid) is not None:
             await anyio.sleep(0.05)
+
+
+async def test_an_accept_cancelled_as_the_agent_connects_leaves_the_loop_clean() -> None:
+    # a pool closing cancels the start of a replacement sandbox; when that lands in the
+    # loop turn that sees the agent connect, the readiness callback must not resolve a
+    # cancelled future ("Exception in callback Future.set_result ... InvalidStateError",
+    # printed after `sandboxkit run`'s output). No engine needed: a socket of our own.
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    listener = await _channel.Listener.open()
+    client = socket.socket(socket.AF_UNIX)
+    try:
+        accepting = asyncio.ensure_future(listener.accept())
+        for _ in range(5):
+            await asyncio.sleep(0)  # it waits for the connection now
+        assert not accepting.done()
+        client.connect(listener.path)  # readable from the next select on
+        loop.call_soon(accepting.cancel)  # runs in that turn, before the reader's callback
+        with pytest.raises(asyncio.CancelledError):
+            await accepting
+        for _ in range(3):
+            await asyncio.sleep(0)
+    finally:
+        client.close()
+        await listener.aclose()
+        loop.set_exception_handler(None)
+    assert errors == []
