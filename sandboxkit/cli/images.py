@@ -17,10 +17,10 @@ from .._labels import LABEL_LANGUAGE
 from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 
-app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True)
+app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command()
+@app.command(short_help="Build the base image from this machine's Debian mirror.")
 def bootstrap(
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the base exists")] = False,
 ) -> None:
@@ -71,7 +71,7 @@ class _Progress:
             self.status.update(text[:120], spinner="dots")
 
 
-@app.command()
+@app.command(short_help="Build the images of LANGUAGES (missing or changed ones).")
 def build(
     languages: Annotated[
         list[str] | None, typer.Argument(help="languages to build (default: all)")
@@ -152,7 +152,7 @@ def list_() -> None:
     run_async(go())
 
 
-@app.command()
+@app.command(short_help="Remove images no current spec uses (keeps the base).")
 def prune(
     unknown: Annotated[
         bool,

@@ -125,4 +125,4 @@ def judge(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("judge")(judge)
+    app.command("judge", short_help="Judge SOURCE on N.in / N.out tests: a verdict table.")(judge)
