@@ -404,8 +404,20 @@ def test_cli_judge_prints_a_verdict_table(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["judge", str(src), "--tests", str(tmp_path)])
     assert result.exit_code == 1, result.output  # test 10 expects a wrong sum
     assert "WA (2/3 passed)" in result.output
-    lines = [ln for ln in result.output.splitlines() if "AC" in ln or "WA" in ln]
-    assert [ln.split()[1] for ln in lines[1:]] == ["1", "2", "10"]  # natural order
+    rows = [ln for ln in result.output.splitlines() if "│" in ln and ("AC" in ln or "WA" in ln)]
+    assert [ln.split()[1] for ln in rows] == ["1", "2", "10"]  # natural order
+    # below the table: why test 10 failed
+    assert "10 WA: token 1 (line 1 of the output): expected '5', got '4'" in result.output
+
+
+def test_cli_judge_default_limits_are_the_sdks() -> None:
+    from typer.main import get_command
+
+    from sandboxkit.cli import app
+
+    params = {p.name: p for p in get_command(app).commands["judge"].params}  # type: ignore[attr-defined]
+    assert params["time"].default == sk.Limits().time == 10.0
+    assert params["memory"].default == sk.Limits().memory_mb
 
 
 @pytest.mark.docker

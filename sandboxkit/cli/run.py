@@ -46,6 +46,7 @@ _EXTENSIONS = {
 }
 
 CHUNK = 1 << 16
+_DEFAULTS = Limits()  # the SDK's defaults are the command's
 AHEAD = 16  # chunks read from the pipe ahead of the program (then the pipe waits)
 
 
@@ -133,8 +134,8 @@ def run(
         help="file given to the program as its stdin (default: this command's stdin when "
         "piped or redirected and FILE is not -; else empty)",
     ),
-    time: float = typer.Option(10.0, "--time", help="wall-clock limit, seconds"),
-    memory: int = typer.Option(256, "--memory", help="memory limit, MB"),
+    time: float = typer.Option(_DEFAULTS.time, "--time", help="wall-clock limit, seconds"),
+    memory: int = typer.Option(_DEFAULTS.memory_mb, "--memory", help="memory limit, MB"),
 ) -> None:
     """Run FILE in a fresh sandbox; output streams live.
 
