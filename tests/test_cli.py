@@ -145,3 +145,48 @@ def test_help_at_80_columns_shows_whole_option_names_and_no_bool_types(
         assert max(map(len, r.output.splitlines())) <= 80, (path, r.output)
         words = set(r.output.replace(",", " ").split())
         assert set(names) <= words, (path, set(names) - words, r.output)
+
+
+@pytest.mark.docker
+def test_serve_keeps_its_database_in_the_users_data_dir(tmp_path: Path) -> None:
+    import os
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cwd, data = tmp_path / "cwd", tmp_path / "data"
+    cwd.mkdir()
+    env = {**os.environ, "XDG_DATA_HOME": str(data), "PYTHONPATH": str(ROOT)}
+    env.pop("SANDBOXKIT_DB", None)
+    cmd = [sys.executable, "-m", "sandboxkit", "serve", "--port", str(port), "--pool-size", "0"]
+    with subprocess.Popen(
+        [*cmd, "--log-level", "warning"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/about", timeout=2).is_success:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+    db = data / "sandboxkit" / "judge0.sqlite3"
+    assert db.is_file()
+    assert list(cwd.iterdir()) == []  # nothing written where it was started
+    assert f"submissions are kept in {db}" in err, err
