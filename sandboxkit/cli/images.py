@@ -134,6 +134,7 @@ def list_() -> None:
             table.add_column("image", no_wrap=True)
             table.add_column("size", no_wrap=True, justify="right")
             table.add_column("state", no_wrap=True)
+            states: set[str] = set()
             for img in await engine.list_images("sandboxkit/*"):
                 language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
                 for tag in img.get("RepoTags") or []:
@@ -143,9 +144,17 @@ def list_() -> None:
                         state = "stale"
                     else:
                         state = "custom"
+                    states.add(state)
                     size = f"{img.get('Size', 0) / 1e6:.0f} MB"
                     table.add_row(tag, size, state)
             console.print(table)
+            if "stale" in states:
+                console.print("stale: built from an older spec; `sandboxkit images prune` removes")
+            if "custom" in states:
+                console.print(
+                    "custom: a language this process does not register (your own spec); "
+                    "`sandboxkit images prune --unknown` removes"
+                )
         finally:
             await engine.close()
 
