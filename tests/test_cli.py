@@ -190,3 +190,27 @@ def test_serve_keeps_its_database_in_the_users_data_dir(tmp_path: Path) -> None:
     assert db.is_file()
     assert list(cwd.iterdir()) == []  # nothing written where it was started
     assert f"submissions are kept in {db}" in err, err
+
+
+TWO_LOOPS = """
+import asyncio
+import sandboxkit as sk
+from sandboxkit import _default
+
+async def once():
+    r = await sk.Sandbox.run("echo hi", language="bash")
+    return r.stdout, await _default.default_pool()
+
+for _ in range(2):
+    out, pool = asyncio.run(once())  # no sk.aclose(): the loop's end closes its pool
+    print(out.strip(), pool.closed, len(_default._defaults))
+"""
+
+
+@pytest.mark.docker
+def test_each_event_loop_closes_its_default_pool_at_its_end() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", TWO_LOOPS], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.stdout == "hi True 0\nhi True 0\n", r.stderr
+    assert "nclosed" not in r.stderr and clean(r.stderr), r.stderr  # "Unclosed connector"
