@@ -287,9 +287,11 @@ class ChannelStream:
             for write, ready in self._waits.items():  # before the socket is gone
                 (loop.remove_writer if write else loop.remove_reader)(self._raw)
                 _resolve(ready)
-        with contextlib.suppress(Exception):
-            await self._sock.aclose()
-        await self._attached.close()
+        try:
+            with contextlib.suppress(Exception):
+                await self._sock.aclose()
+        finally:  # even cancelled (a loop shutting down cancels every task): no leak
+            await self._attached.close()
 
     @property
     def at_eof(self) -> bool:
