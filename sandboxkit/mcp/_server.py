@@ -27,7 +27,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
 from .._errors import SandboxFileError, SandboxkitError
-from .._languages import REGISTRY, get_language
+from .._languages import get_language, languages
 from .._models import Event, RunResult
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
@@ -223,8 +223,8 @@ class SandboxkitMCP:
     def list_languages(self) -> CallToolResult:
         rows: list[dict[str, Any]] = []
         lines: list[str] = []
-        for name in REGISTRY.names():
-            spec = get_language(name)
+        for spec in languages():
+            name = spec.name
             state = spec.preload == "python"
             rows.append({"name": name, "aliases": list(spec.aliases), "keeps_state": state})
             extra = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
