@@ -32,7 +32,7 @@ from ._judge_models import (
     TestResult,
     Verdict,
 )
-from ._languages import LanguageSpec, get_language, register_language
+from ._languages import LanguageSpec, get_language, languages, register_language
 from ._models import DisplayData, EndedBy, Event, FileEntry, Limits, RunResult, Status
 from ._process import Process
 from ._sandbox import Sandbox
@@ -81,5 +81,6 @@ __all__ = [
     "aclose",
     "get_language",
     "judge",
+    "languages",
     "register_language",
 ]

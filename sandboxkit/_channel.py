@@ -23,6 +23,7 @@ channel off (benchmarks compare both ways in one run).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
@@ -41,6 +42,7 @@ from ._labels import owner_alive, owner_identity
 
 # runtimes whose containers share the host's kernel, so a mounted socket connects
 DIRECT_RUNTIMES = frozenset({"runc", "crun"})
+CHUNK = 1 << 16  # bytes read from the channel at a time
 DRAIN = 2.0  # after the channel ended, how long the agent's last stderr is awaited
 _refused: set[str] = set()  # engines (by URL) a channel did not work with
 _PREFIX = "sandboxkit-channels-"
@@ -137,7 +139,7 @@ class Listener:
 
                 async def accept() -> None:
                     try:
-                        found["sock"] = await self._listener.accept()
+                        found["sock"] = await self.accept()
                     except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                         return  # no channel after all: the agent speaks on stdout
                     tg.cancel_scope.cancel()
@@ -173,6 +175,21 @@ class Listener:
         refuse(engine)
         return Prefixed(attached, [*early, chunk])
 
+    async def accept(self) -> anyio.abc.SocketStream:
+        """The agent's connection, once it made it. The wait is this module's own (see
+        :class:`ChannelStream`); anyio's ``accept`` then finds the connection there."""
+        raw: socket.socket = self._listener.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610 - anyio's, not Django's
+        if raw.fileno() < 0:
+            raise anyio.ClosedResourceError  # as anyio's accept says it
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(raw, _resolve, ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(raw)
+        return await self._listener.accept()
+
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await self._listener.aclose()
@@ -180,9 +197,22 @@ class Listener:
             os.unlink(self.path)
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # cancelled in the turn the selector saw the socket ready
+        future.set_result(None)
+
+
 class ChannelStream:
     """An :class:`~sandboxkit._backends.AttachedStream` whose frames go over a channel;
-    the attach stream beside it gives the agent's stderr once the channel ended."""
+    the attach stream beside it gives the agent's stderr once the channel ended.
+
+    Reads and writes go to the raw socket, with waits of its own: anyio's Unix sockets
+    on asyncio wait on a future the selector's callback resolves unconditionally, so a
+    cancellation landing in the loop turn the socket became ready (a pool closing while
+    a sandbox starts, a run's deadline as its output arrives) made the loop print
+    "Exception in callback Future.set_result ... InvalidStateError". One read and one
+    write at a time, as anyio's (another at once raises); :meth:`close` wakes both.
+    """
 
     def __init__(
         self,
@@ -195,18 +225,53 @@ class ChannelStream:
         self._attached = attached
         self._early = early
         self._ended = False
+        self._closed = False
+        self._waits: dict[bool, asyncio.Future[None]] = {}  # write? -> its wait
+
+    async def _ready(self, *, write: bool) -> None:
+        """Until the socket can be written (``write``) or read, or :meth:`close`."""
+        if write in self._waits:
+            raise anyio.BusyResourceError("writing to" if write else "reading from")
+        if self._closed:
+            return  # the next call on the socket says so
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        (loop.add_writer if write else loop.add_reader)(self._raw, _resolve, ready)
+        self._waits[write] = ready
+        try:
+            await ready
+        finally:
+            del self._waits[write]
+            if not self._closed:  # close() took the registration off already
+                (loop.remove_writer if write else loop.remove_reader)(self._raw)
 
     async def write(self, data: bytes) -> None:
-        await self._sock.send(data)
+        """Send ``data`` whole (an OSError once the agent or this end is gone)."""
+        await asyncio.sleep(0)  # a checkpoint, as every socket call of anyio's
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self._raw.send(view) :]
+            except BlockingIOError:
+                await self._ready(write=True)
 
     async def read(self) -> tuple[int, bytes] | None:
         if self._early:
             return self._early.pop(0)
         if not self._ended:
-            try:
-                return STREAM_STDOUT, await self._sock.receive()
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await asyncio.sleep(0)  # a checkpoint, as every socket call of anyio's
+            while True:
+                try:
+                    data = self._raw.recv(CHUNK)
+                except BlockingIOError:
+                    await self._ready(write=False)
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    return STREAM_STDOUT, data
                 self._ended = True
+                break
         # the agent is gone: its last words, if any, went to its stderr
         with anyio.move_on_after(DRAIN), contextlib.suppress(Exception):
             while (chunk := await self._attached.read()) is not None:
@@ -216,9 +281,17 @@ class ChannelStream:
 
     async def close(self) -> None:
         self._ended = True
-        with contextlib.suppress(Exception):
-            await self._sock.aclose()
-        await self._attached.close()
+        if not self._closed:
+            self._closed = True
+            loop = asyncio.get_running_loop()
+            for write, ready in self._waits.items():  # before the socket is gone
+                (loop.remove_writer if write else loop.remove_reader)(self._raw)
+                _resolve(ready)
+        try:
+            with contextlib.suppress(Exception):
+                await self._sock.aclose()
+        finally:  # even cancelled (a loop shutting down cancels every task): no leak
+            await self._attached.close()
 
     @property
     def at_eof(self) -> bool:

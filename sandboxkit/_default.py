@@ -1,5 +1,6 @@
 """The process-wide default ``SandboxPool`` behind ``Sandbox.run``: created lazily on
-first use (one per event loop), closed by ``sandboxkit.aclose()`` or at interpreter exit.
+first use (one per event loop), closed by ``sandboxkit.aclose()``, else when its event
+loop shuts down (``asyncio.run()`` returning), else at interpreter exit.
 
 Its engines: the fleet file ``SANDBOXKIT_FLEET`` names (JSON, see ``sandboxkit fleet``),
 else the one engine of ``DOCKER_HOST`` (with ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``)
@@ -13,7 +14,7 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 from ._backends import EngineConfig, connect, load_fleet_file
 from ._fleet import remove_labelled
@@ -24,6 +25,8 @@ _lock = threading.Lock()
 # one default pool per event loop: threads that each run their own loop do not take
 # each other's pools away
 _defaults: dict[asyncio.AbstractEventLoop, SandboxPool] = {}
+# per loop: the async generator whose end closes that loop's default pool (see _closer)
+_closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
 _engines_used: dict[str, EngineConfig] = {}  # every engine a default pool has used
 
 
@@ -43,19 +46,44 @@ async def default_pool() -> SandboxPool:
         orphans = [p for lp, p in _defaults.items() if lp.is_closed()]
         for lp in [lp for lp in _defaults if lp.is_closed()]:
             del _defaults[lp]
+            _closers.pop(lp, None)
         fresh = _defaults[loop] = SandboxPool(languages=(), size=2, engines=default_engines())
         for member in fresh.fleet.members:
             _engines_used[member.url] = member.config
+        closer = _closers[loop] = _closer(loop, fresh)
+    await closer.__anext__()  # now the loop counts it among its open async generators
     for orphan in orphans:
         await _reap_owned(orphan.pool_id, [m.config for m in orphan.fleet.members])
     return fresh
 
 
+async def _closer(loop: asyncio.AbstractEventLoop, pool: SandboxPool) -> AsyncGenerator[None, None]:
+    """Closes ``pool`` when ``loop`` shuts down. An event loop closes every async
+    generator still open before it closes (``shutdown_asyncgens``, which
+    ``asyncio.run()`` calls), with the loop still running: the pool's engine connections
+    are closed on their own loop. A pool left to a closed loop could not close them (the
+    next loop's pool only reaps its containers), so each ``asyncio.run()`` without
+    ``sk.aclose()`` warned of an unclosed connector."""
+    try:
+        yield
+    finally:
+        with _lock:
+            if _defaults.get(loop) is pool:
+                del _defaults[loop]
+            _closers.pop(loop, None)
+        await pool.aclose()
+
+
 async def aclose() -> None:
-    """Close this event loop's default pool (its sandboxes are removed now, not at exit)."""
+    """Close this event loop's default pool (its sandboxes are removed now, not when the
+    loop shuts down or at exit)."""
+    loop = asyncio.get_running_loop()
     with _lock:
-        pool = _defaults.pop(asyncio.get_running_loop(), None)
-    if pool is not None:
+        pool = _defaults.pop(loop, None)
+        closer = _closers.pop(loop, None)
+    if closer is not None:
+        await closer.aclose()  # closes the pool
+    elif pool is not None:
         await pool.aclose()
 
 

@@ -22,11 +22,20 @@ that test's own doing; a queued job lost with its sandbox runs again in a fresh 
 from __future__ import annotations
 
 import inspect
+import signal as signals
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
 from . import _protocol as wire
-from ._checkers import BUILTIN, Compare, float_tolerance
+from ._checkers import (
+    BUILTIN,
+    EXPLAIN,
+    Compare,
+    Explain,
+    explain_float_tolerance,
+    explain_lines,
+    float_tolerance,
+)
 from ._container import Box
 from ._errors import CheckerError, InvalidInput, SandboxError
 from ._judge_models import (
@@ -175,6 +184,54 @@ def _run_verdict(result: RunResult) -> Verdict | None:
     return None
 
 
+def _explain_run(run: RunResult, verdict: Verdict, limits: Limits) -> str:
+    """Why a run earned ``verdict`` by itself (TLE, MLE, OLE, RE), in a line."""
+    if verdict == "TLE":
+        if run.ended_by == "cpu_time":
+            cpu = limits.cpu_time if limits.cpu_time is not None else limits.time
+            return f"used more than its {cpu:g} s of CPU time"
+        return f"ran past its {limits.time:g} s wall-clock limit"
+    if verdict == "MLE":
+        return f"ran out of its {limits.memory_mb} MB of memory"
+    if verdict == "OLE":
+        return f"wrote more than {limits.output_bytes} bytes to an output stream"
+    if verdict != "RE":
+        return ""
+    if run.signal:
+        try:
+            name = f" ({signals.Signals(run.signal).name})"
+        except ValueError:
+            name = ""
+        why = f"killed by signal {run.signal}{name}"
+    else:
+        why = f"exit code {run.exit_code}"
+    last = next((line.strip() for line in reversed(run.stderr.splitlines()) if line.strip()), "")
+    if last:
+        why += ": " + (last if len(last) <= 120 else last[:119] + "…")
+    return why
+
+
+def _explainer_for(checker: object) -> Explain:
+    """How a rejection by ``checker`` is explained (a custom checker without a message
+    of its own: the first line that differs from the expected output, as a hint)."""
+    if checker is None:
+        return EXPLAIN["tokens"]
+    if isinstance(checker, str) and checker in EXPLAIN:
+        return EXPLAIN[checker]
+    if isinstance(checker, FloatTolerance):
+        return explain_float_tolerance(checker.tolerance)
+    return explain_lines
+
+
+def _rejected_by_checker(message: str, expected: str | bytes, output: bytes) -> str:
+    if message:
+        return message if len(message) <= 300 else message[:299] + "…"
+    hint = explain_lines(expected, output)
+    return "rejected by the checker" + (
+        f"; the first difference from the expected output: {hint}" if hint else ""
+    )
+
+
 def _compare_for(checker: object) -> Compare | None:
     if checker is None:
         return BUILTIN["tokens"]
@@ -201,6 +258,11 @@ def _check_tests(tests: object) -> list[TestCase]:
         raise InvalidInput("tests must be a list of sandboxkit.TestCase")
     if len(tests) > MAX_TESTS:
         raise InvalidInput(f"at most {MAX_TESTS} tests per judge() call")
+    if not tests:
+        raise InvalidInput(
+            "tests is empty: give at least one sandboxkit.TestCase (with no tests every "
+            "program would be accepted)"
+        )
     out: list[TestCase] = []
     for i, t in enumerate(tests):
         if isinstance(t, TestCase):
@@ -250,10 +312,17 @@ async def judge(
                                 limits=sk.Limits(time=1.0, memory_mb=256))
         report.verdict  # "AC" | "WA" | "TLE" | "MLE" | "RE" | "CE" | "OLE"
 
-    ``checker``: ``"tokens"`` (default), ``"exact"``, ``"lines"``,
-    ``FloatTolerance(eps)``, a callable ``(input, expected, output) -> bool`` (may be
-    async), or a sandboxed ``CheckerProgram``. The submission's failures are verdicts;
-    an exception means sandboxkit, the engine or the checker failed.
+    ``checker``: ``"tokens"`` (default), ``"exact"``, ``"lines"`` (rules in
+    ``sandboxkit._checkers.lines``: trailing whitespace of each line and trailing blank
+    lines ignored), ``FloatTolerance(eps)``, a callable ``(input, expected, output) ->
+    bool`` or ``-> (bool, message)`` (may be async), or a sandboxed ``CheckerProgram``.
+    The submission's failures are verdicts; an exception means sandboxkit, the engine
+    or the checker failed. Each test that is not accepted says why in its
+    ``explanation`` (a WA: the first difference, ``line 3: expected '42', got '41'``).
+
+    ``tests`` must hold at least one test (``InvalidInput`` otherwise). ``limits``
+    default to the pool's (the default pool's: ``Limits()``, 10 s of wall-clock time
+    per test); ``sandboxkit judge`` uses the same default.
 
     ``files``: more files in the workdir beside the source (headers, data, modules);
     ``args``: command-line arguments of every run; ``compiler_options``: added to the
@@ -270,6 +339,7 @@ async def judge(
         spec = spec.with_compile_options(options)
     cases = _check_tests(tests)
     compare = _compare_for(checker)
+    explain = _explainer_for(checker)
     if not isinstance(stop_on_failure, bool):
         raise InvalidInput("stop_on_failure must be a bool")
     if pool is None:
@@ -298,16 +368,22 @@ async def judge(
             ahead = (_as_bytes(following.input),) if following is not None else None
             run = await program.run(_as_bytes(case.input), ahead=ahead)
             verdict = _run_verdict(run)
-            message = ""
-            if verdict is None:
-                if case.expected is None:
-                    verdict = "AC"
-                elif checker_prog is not None:
+            message = explanation = ""
+            if verdict is not None:
+                explanation = _explain_run(run, verdict, lim)
+            elif case.expected is None:
+                verdict = "AC"
+            elif compare is not None:
+                verdict = "AC" if compare(case.expected, run.stdout_bytes) else "WA"
+                if verdict == "WA":
+                    explanation = explain(case.expected, run.stdout_bytes)
+            else:
+                if checker_prog is not None:
                     verdict, message = await _program_check(checker_prog, index, case, run)
-                elif compare is not None:
-                    verdict = "AC" if compare(case.expected, run.stdout_bytes) else "WA"
                 else:
-                    verdict = await _callable_check(checker, case, run)
+                    verdict, message = await _callable_check(checker, case, run)
+                if verdict == "WA":
+                    explanation = _rejected_by_checker(message, case.expected, run.stdout_bytes)
             results.append(
                 TestResult(
                     index=index,
@@ -324,6 +400,7 @@ async def judge(
                     stderr_bytes=run.stderr_bytes,
                     truncated=run.truncated,
                     checker_message=message,
+                    explanation=explanation,
                 )
             )
             if stop_on_failure and verdict != "AC":
@@ -382,9 +459,13 @@ async def _program_check(
     )
 
 
-async def _callable_check(checker: object, case: TestCase, run: RunResult) -> Verdict:
+async def _callable_check(checker: object, case: TestCase, run: RunResult) -> tuple[Verdict, str]:
+    """The verdict of a checker function, and the message it gave (``(ok, message)``)."""
     assert callable(checker)
     outcome = checker(_as_text(case.input), _as_text(case.expected or ""), run.stdout)
     if inspect.isawaitable(outcome):
         outcome = await outcome
-    return "AC" if outcome else "WA"
+    message = ""
+    if isinstance(outcome, tuple) and len(outcome) == 2 and isinstance(outcome[1], str):
+        outcome, message = outcome
+    return ("AC" if outcome else "WA"), message

@@ -15,8 +15,11 @@ from ._models import Limits, _Frozen
 
 Verdict = Literal["AC", "WA", "TLE", "MLE", "RE", "CE", "OLE"]
 
-#: ``(input, expected, output) -> bool`` (or an awaitable of bool); trusted host code.
-CheckerFunction = Callable[[str, str, str], bool | Awaitable[bool]]
+#: ``(input, expected, output) -> bool``, or ``-> (bool, message)`` to say why (either
+#: may be awaitable); trusted host code. The message becomes the test's
+#: ``checker_message`` and, on a rejection, its ``explanation``.
+CheckerOutcome = bool | tuple[bool, str]
+CheckerFunction = Callable[[str, str, str], CheckerOutcome | Awaitable[CheckerOutcome]]
 
 
 class TestCase(_Frozen):
@@ -96,7 +99,20 @@ class TestResult(_Frozen):
     stdout_bytes: bytes = Field(b"", description="the exact bytes kept of stdout")
     stderr_bytes: bytes = Field(b"", description="the exact bytes kept of stderr")
     truncated: bool = False
-    checker_message: str = Field("", description="what a checker program printed")
+    checker_message: str = Field(
+        "",
+        description="what a checker program printed, or the message a checker function "
+        "returned with its answer",
+    )
+    explanation: str = Field(
+        "",
+        description="why the test was not accepted, in a line; empty for AC. WA: where "
+        "the output first differs from the expected one, as the checker compares them "
+        "(\"line 3: expected '42', got '41'\"; tokens and FloatTolerance name the token "
+        "and its line; lines cut to about 60 characters around the difference), or a "
+        "custom checker's message; RE: the exit code or signal and the last line of "
+        "stderr; TLE, MLE, OLE: the limit that ended it",
+    )
 
     @property
     def passed(self) -> bool:

@@ -397,6 +397,13 @@ def get_language(name: str) -> LanguageSpec:
     return REGISTRY.get(name)
 
 
+def languages() -> list[LanguageSpec]:
+    """Every language a run can name, sorted by name: the built-in ones, Judge0's, and
+    those added with :func:`register_language` (``spec.name``, ``spec.aliases``). Their
+    images are built on first use, or ahead with ``sandboxkit images build``."""
+    return [REGISTRY.get(name) for name in REGISTRY.names()]
+
+
 def language_env(spec: LanguageSpec) -> dict[str, str]:
     return {**_BASE_ENV, **spec.env}
 

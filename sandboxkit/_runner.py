@@ -643,6 +643,22 @@ async def run_step(
             yield event
 
 
+def _compiler_output(compiled: RunResult | None) -> Event | None:
+    """The compiler's output as one ``stderr`` event, streamed before the program's.
+
+    On a compile error it is the result's stderr exactly (the diagnostics). On a compile
+    that succeeded (warnings) it is streamed only: the run's result keeps the program's
+    own stderr, as a run of ``gcc && ./main`` split in two would."""
+    if compiled is None:
+        return None
+    said = compiled.stderr_bytes
+    if compiled.status == "ok":
+        said += compiled.stdout_bytes  # tsc and the like warn on stdout
+    if not said:
+        return None
+    return Event(kind="stderr", data=said.decode(errors="replace"), data_bytes=said)
+
+
 async def run_program(
     box: Box,
     spec: LanguageSpec,
@@ -669,6 +685,16 @@ async def run_program(
     failed, followed = await compile_and_follow(
         box, spec, limits, files, salvage=salvage, then=then, own=own
     )
+    said = _compiler_output(failed)
+    if said is not None:
+        try:
+            yield said
+        except BaseException:
+            # the consumer left at the compiler's output: a program the agent already
+            # runs (the follow-up) is stopped as execute() would stop it
+            if followed and not (salvage and await _stop_and_drain(box)):
+                await box.destroy()
+            raise
     if followed:  # the agent runs the program already: read its frames
         events = execute(
             box, None, limits, spec.name, on_sent=on_sent, salvage=salvage, kernel=kernel

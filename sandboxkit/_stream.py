@@ -24,6 +24,12 @@ class EventStream:
     directly (``async for ev in sk.Sandbox.stream(code)``) it is freed when the run ends,
     or, after an early ``break``, when the stream is closed or garbage-collected: use
     the ``async with`` form (or :meth:`aclose`) to free it at once.
+
+    A compiled language's compiler output comes first, as ``stderr`` events: on a
+    ``compile_error`` they are the result's ``stderr`` (the diagnostics); after a compile
+    that succeeded with warnings the result's ``stderr`` is still the program's own, so
+    ``Sandbox.run`` returns what the program wrote and the stream shows what a terminal
+    would (the compiler's warnings, then the program).
     """
 
     def __init__(self, events: AsyncGenerator[Event, None]) -> None:

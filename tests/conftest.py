@@ -3,6 +3,7 @@ when it is missing, since CI brings one up and a silent skip would hide a broken
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_POOL
+from sandboxkit._labels import LABEL_LANGUAGE, LABEL_POOL
+from sandboxkit._languages import REGISTRY, LanguageSpec
 
 if TYPE_CHECKING:  # imported by the fixtures: it needs httpx, not in the core install
     from pg_fleet import Postgres
@@ -33,6 +35,36 @@ def containers_of_pool(pool_id: str) -> list[str]:
         check=True,
     )
     return out.stdout.split()
+
+
+def images_of(language: str) -> list[str]:
+    """Ids of the images built for ``language`` (by the label every build sets)."""
+    out = subprocess.run(
+        ["docker", "images", "-q", "--filter", f"label={LABEL_LANGUAGE}={language}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(set(out.stdout.split()))
+
+
+@contextlib.contextmanager
+def scratch_language(spec: LanguageSpec) -> Iterator[LanguageSpec]:
+    """A language a test makes up: registered for the block only, and every image built
+    for it removed at the end. Left behind, they showed in ``sandboxkit images list`` as
+    a user's own ("custom") and the name stayed registered for the rest of the run."""
+    before = REGISTRY._specs.get(spec.name)
+    REGISTRY._specs[spec.name] = spec
+    try:
+        yield spec
+    finally:
+        if before is None:
+            REGISTRY._specs.pop(spec.name, None)
+        else:
+            REGISTRY._specs[spec.name] = before
+        ids = images_of(spec.name)
+        if ids:
+            subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
 
 
 def running_container_ids() -> set[str]:

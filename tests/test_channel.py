@@ -4,8 +4,10 @@ can fail falls back to the attach stream with the run unchanged."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import anyio
@@ -127,3 +129,121 @@ async def test_closing_ends_the_container_over_the_channel(session: sk.Sandbox) 
     with anyio.fail_after(10):
         while await engine.inspect(cid) is not None:
             await anyio.sleep(0.05)
+
+
+class _NoAttach:
+    """An attach stream with nothing on it (the channel's own tests)."""
+
+    async def write(self, data: bytes) -> None:
+        raise AssertionError("written to the attach stream")
+
+    async def read(self) -> tuple[int, bytes] | None:
+        return None
+
+    async def close(self) -> None:
+        pass
+
+    @property
+    def at_eof(self) -> bool:
+        return True
+
+
+@contextlib.asynccontextmanager
+async def loop_errors() -> AsyncIterator[list[dict[str, object]]]:
+    """What the running loop's exception handler is given inside the block."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(None)
+
+
+async def cancel_as_it_becomes_ready(task: asyncio.Task[object], make_ready: object) -> None:
+    """Cancel ``task`` (waiting on a socket) in the loop turn that sees the socket ready:
+    ``make_ready()`` readies it now, the cancel is queued before the selector's callback."""
+    for _ in range(5):
+        await asyncio.sleep(0)  # it waits on the socket now
+    assert not task.done()
+    make_ready()  # type: ignore[operator]
+    asyncio.get_running_loop().call_soon(task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[tuple[_channel.ChannelStream, socket.socket]]:
+    """A channel (the host's end) and the agent's end of it, over a real socket."""
+    listener = await _channel.Listener.open()
+    agent = socket.socket(socket.AF_UNIX)
+    try:
+        agent.connect(listener.path)
+        sock = await listener.accept()
+    finally:
+        await listener.aclose()
+    channel = _channel.ChannelStream(sock, _NoAttach(), [])
+    try:
+        yield channel, agent
+    finally:
+        agent.close()
+        await channel.close()
+
+
+# A pool closing cancels the start of a replacement sandbox, a run's deadline cancels
+# its read: when that lands in the loop turn the socket became ready, the selector's
+# callback must not resolve a cancelled future ("Exception in callback
+# Future.set_result ... InvalidStateError", printed after `sandboxkit run`'s output).
+# No engine needed: sockets of our own.
+
+
+async def test_an_accept_cancelled_as_the_agent_connects_leaves_the_loop_clean() -> None:
+    listener = await _channel.Listener.open()
+    agent = socket.socket(socket.AF_UNIX)
+    try:
+        async with loop_errors() as errors:
+            accepting = asyncio.ensure_future(listener.accept())
+            await cancel_as_it_becomes_ready(accepting, lambda: agent.connect(listener.path))
+    finally:
+        agent.close()
+        await listener.aclose()
+    assert errors == []
+
+
+async def test_a_read_cancelled_as_a_frame_arrives_keeps_the_frame_and_the_loop_clean() -> None:
+    async with connected() as (channel, agent), loop_errors() as errors:
+        reading = asyncio.ensure_future(channel.read())
+        await cancel_as_it_becomes_ready(reading, lambda: agent.send(b"frame"))
+        assert await channel.read() == (_channel.STREAM_STDOUT, b"frame")
+    assert errors == []
+
+
+async def test_a_write_cancelled_as_the_socket_drains_leaves_the_loop_clean() -> None:
+    async with connected() as (channel, agent), loop_errors() as errors:
+        agent.setblocking(False)
+        writing = asyncio.ensure_future(channel.write(b"x" * (16 << 20)))  # past the buffers
+
+        def drain() -> None:
+            with contextlib.suppress(BlockingIOError):
+                while agent.recv(1 << 20):
+                    pass
+
+        await cancel_as_it_becomes_ready(writing, drain)
+    assert errors == []
+
+
+async def test_closing_wakes_a_pending_read_and_write() -> None:
+    async with connected() as (channel, agent):
+        reading = asyncio.ensure_future(channel.read())
+        writing = asyncio.ensure_future(channel.write(b"x" * (16 << 20)))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not reading.done() and not writing.done()
+        await channel.close()
+        assert await asyncio.wait_for(reading, 5) is None  # ended (no attach stream)
+        with pytest.raises((OSError, anyio.ClosedResourceError)):
+            await asyncio.wait_for(writing, 5)
+        assert channel.at_eof
+        del agent

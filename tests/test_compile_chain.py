@@ -72,3 +72,47 @@ async def test_a_session_abandoned_mid_step_stays_right(after: float) -> None:
         assert (r.exit_code, r.stdout) == (3, "got next\n")
         r = await sb.run(HELLO, stdin="again\n")
         assert (r.exit_code, r.stdout) == (3, "got again\n")
+
+
+# ------------------------------------------------------- compile output in streams
+# `#warning`: a warning every C compiler prints, whatever its flags
+WARNS = '#warning careful\n#include <stdio.h>\nint main(void){printf("hi\\n"); return 0;}\n'
+
+
+async def test_a_compile_error_streams_its_diagnostics_before_the_exit(
+    cpool: sk.SandboxPool,
+) -> None:
+    events = [ev async for ev in cpool.stream("int main( {", language="c")]
+    assert [e.kind for e in events][-1] == "exit"
+    result = events[-1].result
+    assert result is not None and result.status == "compile_error"
+    streamed = "".join(e.data for e in events if e.kind == "stderr")
+    assert streamed == result.stderr and "error" in streamed
+    assert b"".join(e.data_bytes for e in events if e.kind == "stderr") == result.stderr_bytes
+
+
+async def test_compiler_warnings_stream_first_and_the_result_stays_the_programs(
+    cpool: sk.SandboxPool,
+) -> None:
+    events = [ev async for ev in cpool.stream(WARNS, language="c")]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "stderr" and "careful" in events[0].data
+    assert kinds.index("stderr") < kinds.index("stdout")
+    result = events[-1].result
+    assert result is not None and (result.status, result.stdout) == ("ok", "hi\n")
+    assert result.stderr == ""  # the program's own stderr: the warning is the compiler's
+    assert (await cpool.run(WARNS, language="c")).stderr == ""
+
+
+async def test_a_session_that_leaves_at_the_compile_output_stays_usable() -> None:
+    code = "#warning careful\n" + HELLO
+    async with (
+        sk.SandboxPool(languages=["c"], size=1) as pool,
+        sk.Sandbox(language="c", pool=pool) as sb,
+    ):
+        async with sb.stream(code, stdin="x\n") as events:
+            async for ev in events:
+                assert ev.kind == "stderr"
+                break
+        r = await sb.run(HELLO, stdin="next\n")
+        assert (r.exit_code, r.stdout) == (3, "got next\n")

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import images_of, scratch_language
 
 from sandboxkit import ImageError
 from sandboxkit._backends import Backend, connect
 from sandboxkit._dockerfile import CA_FILE, build_context, render
 from sandboxkit._images import build_ca_bundle, context_for, ensure_image
-from sandboxkit._languages import BASH, BUILTIN, PYTHON, REGISTRY, LanguageSpec
+from sandboxkit._languages import BASH, BUILTIN, PYTHON, LanguageSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SANDBOXKIT_UPDATE_GOLDEN", "") not in ("", "0")
@@ -174,26 +175,24 @@ async def test_failed_build_raises_with_the_log_tail(engine: Backend) -> None:
 
 
 @pytest.mark.docker
-async def test_pip_package_with_the_hosts_ca_bundle(
-    engine: Backend, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_pip_package_with_the_hosts_ca_bundle(engine: Backend) -> None:
     """pip inside the build trusts the host's CA (a TLS-intercepting proxy here); the CA
     is not in any layer of the final image."""
     import sandboxkit as sk
 
-    spec = PYTHON.extend("python-attrs", pip_packages=("attrs",))
-    tag = await ensure_image(engine, spec)
-    history = subprocess.run(
-        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert CA_FILE not in history and "PIP_CERT" not in history
-    monkeypatch.setitem(REGISTRY._specs, spec.name, spec)  # registered for this test only
-    async with sk.SandboxPool(languages=[], size=0) as pool:
-        r = await pool.run("import attrs; print(attrs.__name__)", language="python-attrs")
-    assert (r.status, r.stdout) == ("ok", "attrs\n"), r.stderr
+    with scratch_language(PYTHON.extend("python-attrs", pip_packages=("attrs",))) as spec:
+        tag = await ensure_image(engine, spec)
+        history = subprocess.run(
+            ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", tag],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert CA_FILE not in history and "PIP_CERT" not in history
+        async with sk.SandboxPool(languages=[], size=0) as pool:
+            r = await pool.run("import attrs; print(attrs.__name__)", language="python-attrs")
+        assert (r.status, r.stdout) == ("ok", "attrs\n"), r.stderr
+    assert images_of("python-attrs") == []  # nothing left for `sandboxkit images list`
 
 
 # ---------------------------------------------------------------- the CLI

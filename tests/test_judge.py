@@ -44,6 +44,64 @@ def test_float_tolerance_checker() -> None:
     assert not eq("inf", "-inf")
 
 
+def test_lines_checker_rules_as_documented() -> None:
+    # the examples of its docstring
+    assert _checkers.lines("a b\nc\n", "a b  \r\nc")
+    assert not _checkers.lines("a b\nc\n", "a  b\nc")
+    assert not _checkers.lines("a b\nc\n", "a b\n\nc")
+    assert not _checkers.lines("a", " a")  # leading whitespace counts
+    assert not _checkers.lines("A", "a")
+    assert _checkers.lines("a\tb\t\n", b"a\tb")
+    doc = _checkers.lines.__doc__ or ""
+    assert "trailing" in doc.lower() and "\\r\\n" in doc and "leading whitespace" in doc
+
+
+# ---------------------------------------------------------------- explanations (pure)
+
+
+def test_each_builtin_checker_explains_the_first_difference() -> None:
+    assert _checkers.explain_tokens("1 2 3\n4\n", "1 2 3\n5\n") == (
+        "token 4 (line 2 of the output): expected '4', got '5'"
+    )
+    assert _checkers.explain_tokens("1 2\n3\n", "1 2 3") == ""  # equal as tokens
+    assert _checkers.explain_tokens("1 2\n3\n", "1 2 4") == (
+        "token 3 (line 1 of the output, line 2 of the expected output): expected '3', got '4'"
+    )
+    assert "ends after 2 tokens; expected 3" in _checkers.explain_tokens("1 2 3", "1 2")
+    assert "the first extra is '9'" in _checkers.explain_tokens("1 2", "1 2\n9")
+    assert _checkers.explain_lines("a\nb\nc\n", "a\nb  \nd\n") == "line 3: expected 'c', got 'd'"
+    assert _checkers.explain_lines("a\nb\n", "a\n") == (
+        "line 2: expected 'b', got nothing (the output has 1 line)"
+    )
+    assert _checkers.explain_lines("a\n", "a\r\n\n\n") == ""
+    assert _checkers.explain_exact("3\n", "3") == (
+        "the output does not end with a newline; the expected output does"
+    )
+    assert _checkers.explain_exact("3\n", "3 \n") == "line 1: expected '3', got '3 '"
+    assert _checkers.explain_exact("3\n", "3\r\n") == "line 1: expected '3', got '3\\r'"
+    explain = _checkers.explain_float_tolerance(1e-6)
+    assert explain("0.5 1", "0.52 1") == (
+        "token 1 (line 1 of the output): expected '0.5', got '0.52' (off by 0.02, more than 1e-06)"
+    )
+    assert explain("0.5 1", "0.5000001 1") == ""
+
+
+def test_a_long_line_is_cut_around_its_first_difference() -> None:
+    want = "x" * 500 + "A" + "y" * 500
+    got = "x" * 500 + "B" + "y" * 500
+    text = _checkers.explain_lines(want, got)
+    assert text.startswith("line 1, column 501: expected …'")
+    assert "A" in text and "B" in text and len(text) < 200
+
+
+def test_explanations_match_their_checkers() -> None:
+    cases = [("1 2\n", "1  2"), ("a\n", "a \n"), ("x", "y"), ("1\n2", "1\n2\n3"), ("", "")]
+    for expected, output in cases:
+        for name, check in _checkers.BUILTIN.items():
+            said = _checkers.EXPLAIN[name](expected, output)
+            assert (said == "") == check(expected, output), (name, expected, output, said)
+
+
 def test_float_tolerance_model() -> None:
     assert sk.FloatTolerance(1e-3).tolerance == 1e-3
     assert sk.FloatTolerance().tolerance == 1e-6
@@ -68,6 +126,8 @@ async def test_bad_input_fails_before_any_container() -> None:
         await sk.judge(b"x", tests=ok)  # type: ignore[arg-type]
     with pytest.raises(sk.InvalidInput):
         sk.TestCase(input=5)  # type: ignore[arg-type]
+    with pytest.raises(sk.InvalidInput, match="at least one"):
+        await sk.judge("print(1)", tests=[])  # no tests is not an accepted submission
 
 
 # ---------------------------------------------------------------- python verdicts
@@ -170,9 +230,16 @@ async def test_builtin_checkers_through_judge(pool: sk.SandboxPool) -> None:
     assert (
         await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-6), pool=pool)
     ).verdict == "AC"
-    assert (
-        await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-9), pool=pool)
-    ).verdict == "WA"
+    far = await sk.judge(prog, tests=pi, checker=sk.FloatTolerance(1e-9), pool=pool)
+    assert far.verdict == "WA"
+    assert far.tests[0].explanation == (
+        "token 1 (line 1 of the output): expected '3.14159265', got '3.1415927' "
+        "(off by 5e-08, more than 1e-09)"
+    )
+    exact = await sk.judge(code, tests=case, checker="exact", pool=pool)
+    assert exact.tests[0].explanation == "line 1: expected '1 2', got '1   2 '"
+    lines = await sk.judge(code, tests=case, checker="lines", pool=pool)
+    assert lines.tests[0].explanation == "line 1: expected '1 2', got '1   2'"
 
 
 @pytest.mark.docker
@@ -194,6 +261,16 @@ async def test_callable_checkers(pool: sk.SandboxPool) -> None:
     assert seen[0] == ("91\n", "7 or 13", "7\n")
     report = await sk.judge(code, tests=tests, checker=async_never, pool=pool)
     assert [t.verdict for t in report.tests] == ["WA", "WA"]
+    assert report.tests[0].explanation.startswith("rejected by the checker; ")
+    assert "line 1: expected '7 or 13', got '7'" in report.tests[0].explanation
+
+    def says_why(inp: str, expected: str, output: str) -> tuple[bool, str]:
+        return output.strip() == "13", f"{output.strip()} is a divisor, but not the largest"
+
+    report = await sk.judge(code, tests=tests[:1], checker=says_why, pool=pool)
+    (test,) = report.tests
+    assert test.verdict == "WA"
+    assert test.checker_message == test.explanation == "7 is a divisor, but not the largest"
 
 
 CHECKER_PY = """
@@ -220,6 +297,7 @@ async def test_checker_program_is_sandboxed_and_testlib_style(pool: sk.SandboxPo
     assert [t.verdict for t in report.tests] == ["AC", "WA"]
     assert report.tests[0].checker_message == "ok"
     assert report.tests[1].checker_message == "wrong sum 5"
+    assert (report.tests[0].explanation, report.tests[1].explanation) == ("", "wrong sum 5")
     # the submission's sandbox never holds the expected output
     peek = "import os\nprint(sorted(os.listdir('.')))\n"
     seen = await sk.judge(
@@ -326,8 +404,20 @@ def test_cli_judge_prints_a_verdict_table(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["judge", str(src), "--tests", str(tmp_path)])
     assert result.exit_code == 1, result.output  # test 10 expects a wrong sum
     assert "WA (2/3 passed)" in result.output
-    lines = [ln for ln in result.output.splitlines() if "AC" in ln or "WA" in ln]
-    assert [ln.split()[1] for ln in lines[1:]] == ["1", "2", "10"]  # natural order
+    rows = [ln for ln in result.output.splitlines() if "│" in ln and ("AC" in ln or "WA" in ln)]
+    assert [ln.split()[1] for ln in rows] == ["1", "2", "10"]  # natural order
+    # below the table: why test 10 failed
+    assert "10 WA: token 1 (line 1 of the output): expected '5', got '4'" in result.output
+
+
+def test_cli_judge_default_limits_are_the_sdks() -> None:
+    from typer.main import get_command
+
+    from sandboxkit.cli import app
+
+    params = {p.name: p for p in get_command(app).commands["judge"].params}  # type: ignore[attr-defined]
+    assert params["time"].default == sk.Limits().time == 10.0
+    assert params["memory"].default == sk.Limits().memory_mb
 
 
 @pytest.mark.docker

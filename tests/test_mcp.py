@@ -217,6 +217,19 @@ async def test_sessions_state_files_and_path_escapes() -> None:
         r = await call(s, "read_file", session_id=sid, path="blob.bin")
         assert r.structured_content["encoding"] == "base64"
         assert base64.b64decode(r.structured_content["content"]) == blob
+        png = PNG + blob
+        r = await call(
+            s,
+            "write_file",
+            session_id=sid,
+            path="plot.png",
+            content=base64.b64encode(png).decode(),
+            encoding="base64",
+        )
+        r = await call(s, "read_file", session_id=sid, path="plot.png")
+        images = [c for c in r.content if c.type == "image"]
+        assert len(images) == 1 and images[0].mime_type == "image/png", r.content
+        assert base64.b64decode(images[0].data) == png
         r = await call(
             s, "run_in_session", session_id=sid, code="print(open('blob.bin','rb').read()[255])"
         )

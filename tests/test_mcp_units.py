@@ -12,7 +12,7 @@ pytest.importorskip("mcp")
 
 from sandboxkit import DisplayData, RunResult
 from sandboxkit.mcp import Caps, ToolInputError
-from sandboxkit.mcp._content import summary, tool_result
+from sandboxkit.mcp._content import file_result, image_type, summary, tool_result
 from sandboxkit.mcp._registry import SessionRegistry
 from sandboxkit.mcp._transports import BearerAuth, check_bind, is_loopback
 
@@ -172,3 +172,20 @@ async def test_tool_schemas_are_exactly_the_contract() -> None:
     }
     assert tools["list_files"]["properties"]["path"]["default"] == "."
     assert tools["list_languages"]["properties"] == {}
+
+
+def test_a_file_read_is_an_image_when_it_is_one() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    res = file_result("out/plot.png", png)
+    assert [c.type for c in res.content] == ["text", "image"]
+    assert res.content[1].mime_type == "image/png"
+    assert base64.b64decode(res.content[1].data) == png
+    assert "out/plot.png" in res.content[0].text and res.structured_content is None
+    assert image_type(b"\xff\xd8\xff\xe0....") == "image/jpeg"
+    assert image_type(b"GIF89a...") == "image/gif"
+    assert image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+    text = file_result("a.txt", "héllo".encode())
+    assert text.content[0].text == "héllo" and text.structured_content["encoding"] == "utf-8"
+    blob = file_result("b.bin", bytes(range(256)))
+    assert blob.content[0].text.startswith("base64:")
+    assert base64.b64decode(blob.structured_content["content"]) == bytes(range(256))

@@ -11,11 +11,11 @@ import subprocess
 import time
 
 import pytest
-from conftest import containers_of_pool
+from conftest import containers_of_pool, images_of, scratch_language
 
 import sandboxkit as sk
 from sandboxkit._container import Box
-from sandboxkit._languages import get_language, register_language
+from sandboxkit._languages import get_language
 from sandboxkit._pool import PoolState, WarmPool
 
 PY = get_language("python")
@@ -145,14 +145,15 @@ async def test_warm_up_failure_surfaces_from_async_with() -> None:
         "echo 'import os; os.getuid() == 65534 and os._exit(3)'"
         " > /usr/lib/python3/dist-packages/zz-quit.pth"
     )
-    broken = PY.extend("pybroken-pooltest", setup=[quit_at_start])
-    register_language(broken, replace=True)
-    pool = sk.SandboxPool(languages=["pybroken-pooltest"], size=1)
-    with pytest.raises(sk.SandboxError, match=r"ended unexpectedly|ready"):
-        async with pool:
-            pytest.fail("a pool that cannot start a sandbox must not open")
-    assert pool.closed
-    assert containers_of_pool(pool.pool_id) == []
+    with scratch_language(PY.extend("pybroken-pooltest", setup=[quit_at_start])) as broken:
+        pool = sk.SandboxPool(languages=[broken.name], size=1)
+        with pytest.raises(sk.SandboxError, match=r"ended unexpectedly|ready"):
+            async with pool:
+                pytest.fail("a pool that cannot start a sandbox must not open")
+        assert pool.closed
+        assert containers_of_pool(pool.pool_id) == []
+        assert images_of(broken.name)
+    assert images_of(broken.name) == []  # nothing left for `sandboxkit images list`
 
 
 @pytest.mark.docker

@@ -68,6 +68,22 @@ def test_all_is_sorted_and_complete() -> None:
     assert sk.__all__ == sorted(sk.__all__)
     for name in sk.__all__:
         assert hasattr(sk, name)
+    assert "languages" in sk.__all__
+
+
+def test_languages_lists_every_runnable_language() -> None:
+    specs = sk.languages()
+    names = [s.name for s in specs]
+    assert names == sorted(names) and {"python", "c", "cpp", "bash", "haskell"} <= set(names)
+    assert all(sk.get_language(s.name) is s for s in specs)
+    made_up = sk.get_language("python").extend("python-listed-test")
+    sk.register_language(made_up)
+    try:
+        assert made_up in sk.languages()
+    finally:
+        from sandboxkit._languages import REGISTRY
+
+        del REGISTRY._specs[made_up.name]
 
 
 @pytest.mark.parametrize(

@@ -551,8 +551,15 @@ class DockerBackend:
             return url, None, False
 
         stream = Stream(docker, setup, docker._resolve_long_running_timeout(SENTINEL))
-        with self._map("attach to a container"):
-            await stream.__aenter__()
+        try:
+            with self._map("attach to a container"):
+                await stream.__aenter__()
+        except BaseException:
+            # cancelled (a pool closing while the sandbox starts) or failed after the
+            # engine answered: the upgraded response would be left open
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await stream.close()
+            raise
         return DockerStream(stream, self._url)
 
     async def update_resources(

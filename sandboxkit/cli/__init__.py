@@ -13,10 +13,15 @@ app = typer.Typer(
     help="Run untrusted code in hardened Docker sandboxes.",
     no_args_is_help=True,
     add_completion=False,
+    # plain help: rich's panels cut long option names at 80 columns and print a <bool>
+    # type beside every flag
+    rich_markup_mode=None,
 )
 app.add_typer(images.app, name="images")
 app.command("run")(run.run)
-app.command("doctor")(doctor.doctor)
+app.command("doctor", short_help="Check the engines and this machine; say what to fix.")(
+    doctor.doctor
+)
 judge.register(app)
 serve.register(app)  # the server's packages are imported when `serve` runs
 reap.register(app)

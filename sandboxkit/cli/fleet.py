@@ -28,7 +28,9 @@ from ._common import console, run_async
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Inspect the engines of a fleet.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect the engines of a fleet.", no_args_is_help=True, rich_markup_mode=None
+)
 
 EngineOpt = Annotated[
     list[str] | None,
@@ -127,7 +129,7 @@ async def engine_facts(config: EngineConfig, engine: Backend) -> dict[str, Any]:
     }
 
 
-@app.command("status")
+@app.command("status", short_help="Each engine: up or down, version, CPUs, sandboxes.")
 def status(
     engine: EngineOpt = None,
     fleet: FleetOpt = None,

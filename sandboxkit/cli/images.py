@@ -17,10 +17,10 @@ from .._labels import LABEL_LANGUAGE
 from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 
-app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True)
+app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command()
+@app.command(short_help="Build the base image from this machine's Debian mirror.")
 def bootstrap(
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the base exists")] = False,
 ) -> None:
@@ -71,7 +71,7 @@ class _Progress:
             self.status.update(text[:120], spinner="dots")
 
 
-@app.command()
+@app.command(short_help="Build the images of LANGUAGES (missing or changed ones).")
 def build(
     languages: Annotated[
         list[str] | None, typer.Argument(help="languages to build (default: all)")
@@ -134,6 +134,7 @@ def list_() -> None:
             table.add_column("image", no_wrap=True)
             table.add_column("size", no_wrap=True, justify="right")
             table.add_column("state", no_wrap=True)
+            states: set[str] = set()
             for img in await engine.list_images("sandboxkit/*"):
                 language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
                 for tag in img.get("RepoTags") or []:
@@ -143,16 +144,24 @@ def list_() -> None:
                         state = "stale"
                     else:
                         state = "custom"
+                    states.add(state)
                     size = f"{img.get('Size', 0) / 1e6:.0f} MB"
                     table.add_row(tag, size, state)
             console.print(table)
+            if "stale" in states:
+                console.print("stale: built from an older spec; `sandboxkit images prune` removes")
+            if "custom" in states:
+                console.print(
+                    "custom: a language this process does not register (your own spec); "
+                    "`sandboxkit images prune --unknown` removes"
+                )
         finally:
             await engine.close()
 
     run_async(go())
 
 
-@app.command()
+@app.command(short_help="Remove images no current spec uses (keeps the base).")
 def prune(
     unknown: Annotated[
         bool,

@@ -74,19 +74,41 @@ def render(report: JudgeReport) -> Table:
     return table
 
 
+def explanations(report: JudgeReport) -> list[str]:
+    """One line per test not accepted: its name, verdict and why (``explanation``)."""
+    return [
+        f"{t.name or t.index} {t.verdict}: {t.explanation}"
+        for t in report.tests
+        if t.verdict != "AC" and t.explanation
+    ]
+
+
+_DEFAULTS = Limits()
+
+
 def judge(
-    source: Path = typer.Argument(..., exists=True, dir_okay=False, help="source file"),
+    source: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, metavar="SOURCE", help="source file"
+    ),
     tests: Path = typer.Option(
         ..., "--tests", exists=True, file_okay=False, help="directory of N.in / N.out pairs"
     ),
     lang: str | None = typer.Option(None, "--lang", "-l", help="language (default: by extension)"),
-    time: float = typer.Option(2.0, "--time", help="wall-clock limit per test, seconds"),
-    memory: int = typer.Option(256, "--memory", help="memory limit, MB"),
+    time: float = typer.Option(
+        _DEFAULTS.time,
+        "--time",
+        help="wall-clock limit per test, seconds (sk.judge's default, Limits().time)",
+    ),
+    memory: int = typer.Option(_DEFAULTS.memory_mb, "--memory", help="memory limit, MB"),
     checker: str = typer.Option("tokens", "--checker", help="tokens | exact | lines | float:EPS"),
     stop: bool = typer.Option(False, "--stop-on-failure", help="stop at the first failure"),
 ) -> None:
     """Compile SOURCE once and run it on every test; print a verdict table.
-    Exits 0 when every test is accepted, 1 otherwise."""
+
+    Below the table, each test not accepted says why: a wrong answer, where its output
+    first differs from the expected one (as the checker compares them), or a checker
+    program's message; a crash, its exit code or signal and last line of stderr. Exits 0
+    when every test is accepted, 1 otherwise."""
     language = lang or guess_language(source)
     cases = load_tests(tests)
     check: str | FloatTolerance = checker
@@ -120,9 +142,12 @@ def judge(
         console.print("[red]compile error[/red]")
         console.print(report.compile_output, markup=False, highlight=False)
     else:
-        Console().print(render(report))
+        out = Console()
+        out.print(render(report))
+        for line in explanations(report):
+            out.print(line, markup=False, highlight=False)
     raise typer.Exit(0 if report.verdict == "AC" else 1)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("judge")(judge)
+    app.command("judge", short_help="Judge SOURCE on N.in / N.out tests: a verdict table.")(judge)

@@ -68,4 +68,4 @@ def mcp(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mcp")(mcp)
+    app.command("mcp", short_help="Serve sandboxkit's tools over MCP (stdio or HTTP).")(mcp)

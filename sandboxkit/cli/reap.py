@@ -52,4 +52,4 @@ def reap_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("reap")(reap_command)
+    app.command("reap", short_help="Remove sandboxes whose owning process is gone.")(reap_command)

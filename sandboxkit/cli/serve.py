@@ -3,6 +3,9 @@ only when the command runs, so the rest of the command line works without it).""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 from .._errors import SandboxkitError
@@ -15,6 +18,25 @@ from ._common import (
     require_postgres_driver,
 )
 
+DB_NAME = "judge0.sqlite3"
+
+
+def data_dir() -> Path:
+    """sandboxkit's directory for a user's data: ``$XDG_DATA_HOME/sandboxkit``, else
+    ``~/.local/share/sandboxkit`` (an XDG_DATA_HOME that is not absolute is ignored, as
+    the XDG spec says)."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"
+    return root / "sandboxkit"
+
+
+def default_db() -> Path:
+    """Where ``serve`` keeps its submissions when no ``--db`` is given (the directory
+    made, private to the user): never the current directory."""
+    folder = data_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder / DB_NAME
+
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (loopback by default)"),
@@ -25,12 +47,14 @@ def serve(
         envvar="SANDBOXKIT_AUTH_TOKEN",
         help="require this X-Auth-Token on every request (mandatory beyond loopback)",
     ),
-    db: str = typer.Option(
-        "sandboxkit-judge0.sqlite3",
+    db: str | None = typer.Option(
+        None,
         "--db",
         envvar="SANDBOXKIT_DB",
+        show_default=False,
         help="a SQLite file (this process judges), or postgresql://USER@HOST:PORT/DB "
-        "shared by API nodes and `sandboxkit worker` processes",
+        "shared by API nodes and `sandboxkit worker` processes  [default: "
+        f"$XDG_DATA_HOME/sandboxkit/{DB_NAME}, else ~/.local/share/sandboxkit/{DB_NAME}]",
     ),
     workers: int = typer.Option(
         2,
@@ -84,7 +108,13 @@ def serve(
 
         from ..server import Settings
         from ..server import serve as run_server
+    from ..server._store import is_postgres_url
+
+    if not db:
+        db = str(default_db())
     require_postgres_driver(db, "sandboxkit serve")
+    if not is_postgres_url(db):
+        typer.echo(f"sandboxkit serve: submissions are kept in {Path(db).resolve()}", err=True)
 
     settings = Settings(
         db=db,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
@@ -86,6 +87,49 @@ def tool_result(result: RunResult) -> CallToolResult:
         structured_content=None if has_image else structured(result),
         is_error=not result.ok,
     )
+
+
+# an image a model can look at, by its first bytes (what read_file returns as an image)
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def image_type(data: bytes) -> str | None:
+    """The MIME type of ``data`` when it is a PNG, JPEG, GIF or WebP image."""
+    for magic, mime in _MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def file_result(path: str, data: bytes) -> CallToolResult:
+    """A file read from a session: an image as MCP image content (the model sees it),
+    text as text, other bytes as ``base64:...`` text (and structured content)."""
+    mime = image_type(data)
+    if mime is not None:
+        encoded = base64.b64encode(data).decode()
+        # no structured content: clients that prefer it to the content blocks (pydantic-ai)
+        # would otherwise never show the model the image
+        return CallToolResult(
+            content=[
+                TextContent(type="text", text=f"{path}: {mime}, {len(data)} bytes"),
+                ImageContent(type="image", data=encoded, mime_type=mime),
+            ]
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        encoded = base64.b64encode(data).decode()
+        return text_result(
+            f"base64:{encoded}", {"path": path, "encoding": "base64", "content": encoded}
+        )
+    return text_result(text, {"path": path, "encoding": "utf-8", "content": text})
 
 
 def error_result(message: str) -> CallToolResult:

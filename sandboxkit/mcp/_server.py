@@ -27,14 +27,14 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
 from .._errors import SandboxFileError, SandboxkitError
-from .._languages import REGISTRY, get_language
+from .._languages import get_language, languages
 from .._models import Event, RunResult
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
 from .._validate import check_path
 from .._version import __version__
 from ._caps import Caps, ToolInputError
-from ._content import error_result, text_result, tool_result
+from ._content import error_result, file_result, text_result, tool_result
 from ._registry import SessionRegistry
 
 log = logging.getLogger("sandboxkit.mcp")
@@ -198,15 +198,7 @@ class SandboxkitMCP:
 
     async def read_file(self, ctx: Context[Any, Any], session_id: str, path: str) -> CallToolResult:
         entry = self.sessions.get(self._client(ctx), session_id)
-        data = await entry.sandbox.read_file(path, max_bytes=MAX_READ)
-        try:
-            text = data.decode("utf-8")
-            return text_result(text, {"path": path, "encoding": "utf-8", "content": text})
-        except UnicodeDecodeError:
-            b64 = base64.b64encode(data).decode()
-            return text_result(
-                f"base64:{b64}", {"path": path, "encoding": "base64", "content": b64}
-            )
+        return file_result(path, await entry.sandbox.read_file(path, max_bytes=MAX_READ))
 
     async def list_files(
         self, ctx: Context[Any, Any], session_id: str, path: str
@@ -231,8 +223,8 @@ class SandboxkitMCP:
     def list_languages(self) -> CallToolResult:
         rows: list[dict[str, Any]] = []
         lines: list[str] = []
-        for name in REGISTRY.names():
-            spec = get_language(name)
+        for spec in languages():
+            name = spec.name
             state = spec.preload == "python"
             rows.append({"name": name, "aliases": list(spec.aliases), "keeps_state": state})
             extra = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
@@ -286,8 +278,8 @@ class SandboxkitMCP:
             return await _guard(app.write_file(ctx, session_id, path, content, encoding))
 
         @server.tool(
-            description="Read a file of a session's workdir: its text, or 'base64:...' "
-            "when it is binary."
+            description="Read a file of a session's workdir: its text; an image (PNG, "
+            "JPEG, GIF, WebP) as an image you can see; other binary as 'base64:...'."
         )
         async def read_file(session_id: str, path: str, ctx: Context[Any, Any]) -> CallToolResult:
             return await _guard(app.read_file(ctx, session_id, path))
