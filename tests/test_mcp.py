@@ -24,9 +24,9 @@ from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 pytestmark = pytest.mark.docker
 
 TOOLS = {
-    "run_code": {"code", "language", "stdin", "timeout"},
+    "run_code": {"code", "language", "stdin", "timeout", "env", "args"},
     "create_session": {"language"},
-    "run_in_session": {"session_id", "code", "stdin", "timeout"},
+    "run_in_session": {"session_id", "code", "stdin", "timeout", "env", "args"},
     "write_file": {"session_id", "path", "content", "encoding"},
     "read_file": {"session_id", "path"},
     "list_files": {"session_id", "path"},
@@ -140,6 +140,18 @@ async def test_run_code_languages_stdin_failures_and_bounds() -> None:
         r = await call(s, "run_code", code="import time; time.sleep(30)", timeout=3600)
         assert r.is_error and r.structured_content["status"] == "timeout"
         assert r.structured_content["duration"] < 10  # clamped to the server's 5 s cap
+        assert r.structured_content["note"] == (
+            "timeout 3600 s is over this server's cap: the run had 5 s (--max-timeout)"
+        )
+        assert _text(r).startswith("note: timeout 3600 s is over this server's cap")
+        r = await call(s, "run_code", code="print(1)", timeout=2)
+        assert "note" not in r.structured_content
+
+        code = "import os, sys\nprint(sys.argv[1:], os.environ['WHO'])"
+        r = await call(s, "run_code", code=code, env={"WHO": "model"}, args=["-n", "1"])
+        assert r.structured_content["stdout"] == "['-n', '1'] model\n", _text(r)
+        r = await call(s, "run_code", code="print(1)", env={"A=B": "x"})
+        assert r.is_error and "InvalidInput" in _text(r)
 
         r = await call(s, "run_code", code="import sys\nwhile True: sys.stdout.write('x' * 9999)")
         assert r.is_error and r.structured_content["truncated"]

@@ -30,7 +30,13 @@ def test_timeouts_are_clamped_and_nonsense_refused() -> None:
 
 
 def test_default_timeout_never_exceeds_the_cap() -> None:
-    assert Caps(default_timeout=30, max_timeout=5).limits(None).time == 5
+    caps = Caps(default_timeout=30, max_timeout=5)
+    assert caps.limits(None).time == 5
+    assert caps.lowered(None) is None and caps.lowered(5) is None
+    assert (
+        caps.lowered(7.5)
+        == "timeout 7.5 s is over this server's cap: the run had 5 s (--max-timeout)"
+    )
 
 
 class Clock:
@@ -161,7 +167,8 @@ async def test_tool_schemas_are_exactly_the_contract() -> None:
         "list_languages",
     }
     run = tools["run_code"]["properties"]
-    assert list(run) == ["code", "language", "stdin", "timeout"]
+    assert list(run) == ["code", "language", "stdin", "timeout", "env", "args"]
+    assert list(tools["run_in_session"]["properties"])[-2:] == ["env", "args"]
     assert run["language"]["default"] == "python" and run["timeout"]["default"] is None
     assert tools["run_in_session"]["required"] == ["session_id", "code"]
     assert tools["write_file"]["properties"]["encoding"] == {

@@ -43,3 +43,14 @@ class Caps(BaseModel):
                 raise ToolInputError(f"timeout must be a positive number of seconds, not {timeout}")
             wall = min(float(timeout), self.max_timeout)
         return Limits(time=wall, memory_mb=self.memory_mb, output_bytes=self.output_bytes)
+
+    def lowered(self, timeout: float | None) -> str | None:
+        """What the model is told when its ``timeout`` is over the cap (None: it is not)."""
+        if timeout is None or isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            return None
+        if timeout <= self.max_timeout:
+            return None
+        return (
+            f"timeout {timeout:g} s is over this server's cap: the run had "
+            f"{self.max_timeout:g} s (--max-timeout)"
+        )

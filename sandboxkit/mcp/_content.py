@@ -68,11 +68,13 @@ def structured(result: RunResult) -> dict[str, Any]:
     }
 
 
-def tool_result(result: RunResult) -> CallToolResult:
+def tool_result(result: RunResult, note: str | None = None) -> CallToolResult:
     """The tool's answer. A failure of the user's program is ``isError`` true, with the
     same content: a normal result the model reads, never a protocol error. The status,
-    streams and timings are also structured content, unless the run showed a figure."""
-    content: list[ContentBlock] = [TextContent(type="text", text=summary(result))]
+    streams and timings are also structured content, unless the run showed a figure.
+    ``note``: what the server changed in the call (a timeout lowered to its cap)."""
+    text = summary(result) if note is None else f"note: {note}\n{summary(result)}"
+    content: list[ContentBlock] = [TextContent(type="text", text=text)]
     for output in result.outputs:
         # a session's last expression already printed its text to stdout
         rich = (*IMAGE_TYPES, "text/markdown", "application/json")
@@ -82,9 +84,12 @@ def tool_result(result: RunResult) -> CallToolResult:
     # with a figure, no structured content: clients that prefer it to the content blocks
     # (pydantic-ai does) would otherwise never show the model the image
     has_image = any(block.type == "image" for block in content)
+    data = structured(result)
+    if note is not None:
+        data["note"] = note
     return CallToolResult(
         content=content,
-        structured_content=None if has_image else structured(result),
+        structured_content=None if has_image else data,
         is_error=not result.ok,
     )
 

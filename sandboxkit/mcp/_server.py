@@ -139,11 +139,15 @@ class SandboxkitMCP:
         language: str,
         stdin: str | None,
         timeout: float | None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> CallToolResult:
         spec = get_language(language)
         limits = self.caps.limits(timeout)
-        events = self.pool.stream(code, language=spec.name, stdin=stdin, limits=limits)
-        return tool_result(await self._stream(events, ctx))
+        events = self.pool.stream(
+            code, language=spec.name, stdin=stdin, limits=limits, env=env, args=args
+        )
+        return tool_result(await self._stream(events, ctx), self.caps.lowered(timeout))
 
     async def create_session(self, ctx: Context[Any, Any], language: str) -> CallToolResult:
         spec = get_language(language)
@@ -174,11 +178,13 @@ class SandboxkitMCP:
         code: str,
         stdin: str | None,
         timeout: float | None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> CallToolResult:
         entry = self.sessions.get(self._client(ctx), session_id)
         limits = self.caps.limits(timeout)
-        events = entry.sandbox.stream(code, stdin=stdin, limits=limits)
-        return tool_result(await self._stream(events, ctx))
+        events = entry.sandbox.stream(code, stdin=stdin, limits=limits, env=env, args=args)
+        return tool_result(await self._stream(events, ctx), self.caps.lowered(timeout))
 
     async def write_file(
         self, ctx: Context[Any, Any], session_id: str, path: str, content: str, encoding: str
@@ -238,15 +244,21 @@ class SandboxkitMCP:
         )
         app = self
 
-        @server.tool(description="Run code in a fresh, isolated sandbox (no network).")
+        @server.tool(
+            description="Run code in a fresh, isolated sandbox (no network). env: "
+            "environment variables; args: the program's arguments; timeout: seconds "
+            "(lowered to the server's cap, the result says so)."
+        )
         async def run_code(
             code: str,
             ctx: Context[Any, Any],
             language: str = "python",
             stdin: str | None = None,
             timeout: float | None = None,
+            env: dict[str, str] | None = None,
+            args: list[str] | None = None,
         ) -> CallToolResult:
-            return await _guard(app.run_code(ctx, code, language, stdin, timeout))
+            return await _guard(app.run_code(ctx, code, language, stdin, timeout, env, args))
 
         @server.tool(
             description="Open a sandbox kept across calls; Python sessions keep their "
@@ -264,8 +276,12 @@ class SandboxkitMCP:
             ctx: Context[Any, Any],
             stdin: str | None = None,
             timeout: float | None = None,
+            env: dict[str, str] | None = None,
+            args: list[str] | None = None,
         ) -> CallToolResult:
-            return await _guard(app.run_in_session(ctx, session_id, code, stdin, timeout))
+            return await _guard(
+                app.run_in_session(ctx, session_id, code, stdin, timeout, env, args)
+            )
 
         @server.tool(description="Write a file in a session's workdir (base64 for binary).")
         async def write_file(
