@@ -212,10 +212,11 @@ class WarmPool:
 
     def _settle(self, url: str, box: Box) -> None:
         """A start on ``url`` succeeded: the box joins the idle ones, unless the pool
-        closed or the engine became unusable meanwhile."""
+        closed or the engine became unusable meanwhile (then it is replaced elsewhere)."""
         if self._closed or not self.placement.spots[url].usable:
             self.placement.start_dropped(url)
             self._drop(url, box, lost=not self._closed)
+            self._refill()
             return
         self.placement.end_start(url, ok=True)
         self._boxes[url].append(box)

@@ -483,7 +483,7 @@ async def test_a_start_cancelled_before_it_ran_is_counted_out(
     check([wp], engines)
 
 
-async def test_a_start_ending_on_an_engine_no_longer_usable_is_dropped(
+async def test_a_start_ending_on_an_engine_no_longer_usable_is_dropped_and_replaced(
     engines: list[FakeEngine],
 ) -> None:
     e0, e1 = engines[:2]
@@ -503,6 +503,7 @@ async def test_a_start_ending_on_an_engine_no_longer_usable_is_dropped(
         check([wp], [e0, e1])
         assert wp.placement.spots["e0"].counts == Counts()
         assert [b.lost for b in e0.containers] == [True]  # left to the sweep at re-admission
+        assert wp.placement.spots["e1"].idle == 2  # its replacement went where it can serve
     finally:
         await wp.aclose()
     check([wp], [e0, e1])
