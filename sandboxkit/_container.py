@@ -117,7 +117,6 @@ class Box:
         self._eof = False
         self._closed = False
         self.agent_stderr = bytearray()
-        self.busy = False
         self.toolchain: str | None = None
         self.frames_sent = 0  # frames written to the agent: 0 means no job reached it
         self.lost = False  # its engine went down: no engine call is made for it any more

@@ -2,8 +2,13 @@
 
 Each engine is a :class:`Host` (its weight, an optional hard capacity, what it holds
 now, whether it is up), shared by every warm pool of a :class:`~._sandbox_pool.SandboxPool`.
-Each warm pool keeps a :class:`Placement`: one :class:`Spot` per host (its idle,
-starting and busy sandboxes of that pool, and its target share of the pool's ``size``).
+Each warm pool keeps a :class:`Placement`: one :class:`Spot` per host (that pool's
+sandboxes there, and its target share of the pool's ``size``).
+
+**The book of counts** is kept here and nowhere else: every sandbox is in one phase
+(starting, idle, busy, leaving) and a change of phase is one :class:`Placement` method,
+which moves it in three tallies at once: its spot's, the pool's (``Placement.total``,
+what the pool's refills read) and its host's (every pool's, what capacity and load read).
 
 - **Targets**: a pool's ``size`` idle sandboxes are split over the hosts that can serve
   it (up, image present) in proportion to their weights (largest remainder), so a down
@@ -26,12 +31,14 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 FAILURES_TO_PAUSE = 5  # starts failing in a row on one host before it is left alone
 RETRY_AFTER = 5.0  # seconds a paused host is left alone before one more try
+
+Phase = Literal["starting", "idle", "busy", "leaving"]
 
 
 def shares(total: int, weights: Mapping[K, float]) -> dict[K, int]:
@@ -105,6 +112,34 @@ class IndexedSet(Generic[K]):
         return rng.sample(self._items, k)
 
 
+@dataclass
+class Counts:
+    """Sandboxes in each phase of their life. ``leaving``: dropped by their pool, their
+    container not yet gone from the engine (it still takes room there)."""
+
+    starting: int = 0
+    idle: int = 0
+    busy: int = 0
+    leaving: int = 0
+
+    @property
+    def pooled(self) -> int:
+        """Starting, idle or busy: what a pool's ``max_size`` bounds."""
+        return self.starting + self.idle + self.busy
+
+    @property
+    def on_engine(self) -> int:
+        """Every container there, leaving ones too: what an engine's capacity bounds."""
+        return self.pooled + self.leaving
+
+    def move(self, leave: Phase | None, enter: Phase | None) -> None:
+        """One sandbox goes from ``leave`` to ``enter`` (None: it did not exist / is gone)."""
+        if leave is not None:
+            setattr(self, leave, getattr(self, leave) - 1)
+        if enter is not None:
+            setattr(self, enter, getattr(self, enter) + 1)
+
+
 @dataclass(eq=False)
 class Host:
     """One engine as placement sees it; shared by every warm pool of a SandboxPool."""
@@ -113,12 +148,20 @@ class Host:
     weight: float = 1.0
     capacity: int | None = None  # most sandboxes at once (all pools); None: no cap
     up: bool = True
-    live: int = 0  # sandboxes there now, of every pool (starting, idle, busy)
-    busy: int = 0  # of which busy with a run
+    counts: Counts = field(default_factory=Counts)  # every pool's sandboxes here
 
     def __post_init__(self) -> None:
         if not self.weight > 0:
             raise ValueError("weight must be > 0")
+
+    @property
+    def live(self) -> int:
+        """Containers here now, of every pool (starting, idle, busy, leaving)."""
+        return self.counts.on_engine
+
+    @property
+    def busy(self) -> int:
+        return self.counts.busy
 
     @property
     def room(self) -> bool:
@@ -141,12 +184,22 @@ class Spot:
 
     host: Host
     ready: bool = False  # the pool's image is on the host
-    idle: int = 0
-    starting: int = 0
-    busy: int = 0
+    counts: Counts = field(default_factory=Counts)  # this pool's sandboxes on the host
     target: int = 0
     failures: int = 0  # failed starts in a row here
     failed_at: float = field(default=-1e18)  # when the last start failed (caller's clock)
+
+    @property
+    def idle(self) -> int:
+        return self.counts.idle
+
+    @property
+    def starting(self) -> int:
+        return self.counts.starting
+
+    @property
+    def busy(self) -> int:
+        return self.counts.busy
 
     @property
     def usable(self) -> bool:
@@ -162,16 +215,18 @@ class Spot:
 
 
 class Placement:
-    """The spots of one warm pool and the two choices (take, place) over them.
+    """The spots of one warm pool, its counts, and the two choices (take, place) over them.
 
-    The caller reports every change of counts through the methods below, which keep the
-    two indexes (spots with an idle sandbox, spots below target) current in O(1).
+    The caller reports every change of phase through one method below; each moves the
+    sandbox in the spot's, the pool's and the host's tallies at once and keeps the two
+    indexes (spots with an idle sandbox, spots below target) current, in O(1).
     """
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self.spots: dict[str, Spot] = {}
         self.size = 0
+        self.total = Counts()  # this pool's sandboxes on every host: the sum of its spots
         self._stocked: IndexedSet[str] = IndexedSet()  # usable, idle > 0
         self._short: IndexedSet[str] = IndexedSet()  # usable, below target
         self._usable: IndexedSet[str] = IndexedSet()
@@ -213,51 +268,63 @@ class Placement:
             else:
                 index.discard(key)
 
-    # ------------------------------------------------------------------ counts
-    def begin_start(self, key: str) -> None:
+    def host_up(self, key: str) -> None:
+        """A host came back: its failed starts are forgotten and it takes its share again."""
+        self.spots[key].failures = 0
+        self.retarget(self.size)
+
+    def host_changed(self) -> None:
+        """A host went down, or changed weight: targets move."""
+        self.retarget(self.size)
+
+    def resume_paused(self, now: float) -> None:
+        """Hosts left alone after repeated failed starts get one more try once
+        ``RETRY_AFTER`` has passed (an engine restart?), instead of failing forever."""
+        for spot in self.spots.values():
+            if spot.failures >= FAILURES_TO_PAUSE and not spot.paused(now):
+                spot.failures = FAILURES_TO_PAUSE - 1
+
+    # ------------------------------------------------------------------ changes of phase
+    def _move(self, key: str, leave: Phase | None, enter: Phase | None) -> Spot:
+        """The one place counts change: the spot's, the pool's and the host's together."""
         spot = self.spots[key]
-        spot.starting += 1
-        spot.host.live += 1
+        for counts in (spot.counts, self.total, spot.host.counts):
+            counts.move(leave, enter)
         self._index(key)
+        return spot
+
+    def begin_start(self, key: str) -> None:
+        self._move(key, None, "starting")
 
     def end_start(self, key: str, *, ok: bool, now: float = 0.0) -> None:
-        """A start finished: the sandbox is idle (``ok``) or none was made."""
-        spot = self.spots[key]
-        spot.starting -= 1
+        """A start finished: the sandbox is idle (``ok``), or none was made (failed or
+        cancelled, its container already removed)."""
         if ok:
-            spot.idle += 1
-            spot.failures = 0
+            self._move(key, "starting", "idle").failures = 0
         else:
-            spot.host.live -= 1
+            spot = self._move(key, "starting", None)
             spot.failures += 1
             spot.failed_at = now
-        self._index(key)
+
+    def start_dropped(self, key: str) -> None:
+        """A start succeeded but the sandbox is not kept (the pool closed, or its host
+        went down meanwhile): it leaves at once; freed() follows."""
+        self._move(key, "starting", "leaving").failures = 0
 
     def idle_to_busy(self, key: str) -> None:
-        spot = self.spots[key]
-        spot.idle -= 1
-        spot.busy += 1
-        spot.host.busy += 1
-        self._index(key)
+        self._move(key, "idle", "busy")
 
     def idle_gone(self, key: str) -> None:
-        """An idle sandbox left (died, too old, its host down); freed() follows."""
-        self.spots[key].idle -= 1
-        self._index(key)
+        """An idle sandbox left (died, too old, surplus, its host down); freed() follows."""
+        self._move(key, "idle", "leaving")
 
     def busy_done(self, key: str) -> None:
-        spot = self.spots[key]
-        spot.busy -= 1
-        spot.host.busy -= 1
-        self._index(key)
+        """A run's sandbox was given back (it is never reused); freed() follows."""
+        self._move(key, "busy", "leaving")
 
     def freed(self, key: str) -> None:
         """A sandbox's container is gone from its host (counted against capacity no more)."""
-        self.spots[key].host.live -= 1
-
-    def host_changed(self) -> None:
-        """A host went up or down, or changed weight: targets move."""
-        self.retarget(self.size)
+        self._move(key, "leaving", None)
 
     # ------------------------------------------------------------------ choices
     def choose_idle(self, avoid: frozenset[str] = frozenset()) -> str | None:
@@ -330,9 +397,6 @@ class Placement:
         return best
 
     # ------------------------------------------------------------------ views
-    def any_usable(self) -> bool:
-        return len(self._usable) > 0
-
     def all_paused(self, now: float) -> bool:
         """Whether every usable spot is paused after repeated failures."""
         return bool(self._usable) and all(self.spots[k].paused(now) for k in self._usable)

@@ -1,11 +1,13 @@
 """Warm pool of started, attached, idle sandboxes for one image and shape, over one
 engine or several.
 
-The counting is kept in pure objects tested without Docker: :class:`PoolState` (the
-pool's totals) and :class:`~._placement.Placement` (per engine: idle, starting, busy,
-the target share, where a run takes from and where a refill goes). The I/O (creating,
-destroying, waiting) lives in :class:`WarmPool`, which owns its background tasks and
-cancels them on close. A fleet tells it when an engine goes down (its sandboxes are
+The counting is kept in pure objects tested without Docker: the
+:class:`~._placement.Placement` is the one book of counts (per engine and phase:
+starting, idle, busy, leaving; the target share; where a run takes from and where a
+refill goes), and :class:`PoolState` reads its totals from it to decide what to start.
+Each change of a sandbox's phase is one placement call. The I/O (creating, destroying,
+waiting) lives in :class:`WarmPool`, which keeps the tasks it starts and cancels or
+awaits them on close. A fleet tells it when an engine goes down (its sandboxes are
 dropped, its share moves to the others) or comes back.
 """
 
@@ -14,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
@@ -25,8 +27,7 @@ import anyio
 from ._backends import Backend
 from ._container import Box, Resources, Shape
 from ._errors import EngineUnavailable, PoolClosed, PoolTimeout
-from ._placement import FAILURES_TO_PAUSE, Host, Placement
-from ._placement import RETRY_AFTER as RETRY_AFTER
+from ._placement import Host, Placement
 from ._placement import backoff as _backoff
 
 log = logging.getLogger("sandboxkit")
@@ -36,43 +37,50 @@ log = logging.getLogger("sandboxkit")
 DEFER_REFILL = 0.5
 
 
-@dataclass
 class PoolState:
-    """How many sandboxes exist in each phase (all engines), and what to do next. No I/O."""
+    """What a warm pool wants next, over the counts its placement keeps (all engines):
+    this holds only what is not a count of sandboxes (the bound, the callers waiting).
+    No I/O."""
 
-    size: int
-    max_size: int
-    idle: int = 0
-    starting: int = 0
-    busy: int = 0
-    waiters: int = 0
-    failures_in_a_row: int = 0
-    # handed out while others stayed idle: their replacement waits for their run to end
-    # (or DEFER_REFILL), so the engine's work of making it does not compete for the CPU
-    # with that run; void the moment the pool runs out of idle sandboxes
-    deferred: int = 0
-
-    def __post_init__(self) -> None:
-        if self.size < 0:
+    def __init__(self, placement: Placement, *, size: int, max_size: int) -> None:
+        if size < 0:
             raise ValueError("size must be >= 0")
-        if self.max_size < max(self.size, 1):
+        if max_size < max(size, 1):
             raise ValueError("max_size must be >= size and >= 1")
+        self.placement = placement
+        self.max_size = max_size
+        self.waiters = 0
+        placement.retarget(size)
+
+    @property
+    def size(self) -> int:
+        return self.placement.size
+
+    @property
+    def idle(self) -> int:
+        return self.placement.total.idle
+
+    @property
+    def starting(self) -> int:
+        return self.placement.total.starting
+
+    @property
+    def busy(self) -> int:
+        return self.placement.total.busy
 
     @property
     def total(self) -> int:
-        return self.idle + self.starting + self.busy
+        """Starting, idle or busy: never more than ``max_size``."""
+        return self.placement.total.pooled
 
-    def to_start(self) -> int:
+    def to_start(self, deferred: int = 0) -> int:
         """New sandboxes to start now: refill to ``size`` idle, plus one per waiter,
-        less the deferred replacements while an idle sandbox remains."""
-        deferred = self.deferred if self.idle > 0 else 0
-        want = max(self.size, 0) + self.waiters - self.idle - self.starting - deferred
+        less the ``deferred`` replacements (see ``WarmPool._deferred``) while an idle
+        sandbox remains."""
+        deferred = deferred if self.idle > 0 else 0
+        want = self.size + self.waiters - self.idle - self.starting - deferred
         room = self.max_size - self.total
         return max(0, min(want, room))
-
-    def backoff(self) -> float:
-        """Seconds to wait before retrying after consecutive start failures."""
-        return _backoff(self.failures_in_a_row)
 
 
 class PoolEngine(Protocol):
@@ -112,16 +120,21 @@ class WarmPool:
         self.env = dict(env)
         self.pool_id = pool_id
         self.max_idle_age = max_idle_age
-        self.state = PoolState(size=size, max_size=max_size)
         self.placement = Placement()
-        self._boxes: dict[str, collections.deque[Box]] = {}
+        self._boxes: dict[str, collections.deque[Box]] = {}  # the idle ones, per engine
         for e in engines:
             self.placement.add(e.host, ready=ready(e.url))
             self._boxes[e.url] = collections.deque()
-        self.placement.retarget(size)
-        self._leased: set[Box] = set()  # handed out, not yet released: closing kills them too
-        self._deferred: dict[Box, asyncio.TimerHandle] = {}  # see PoolState.deferred
+        self.state = PoolState(self.placement, size=size, max_size=max_size)
+        # handed out, not yet released, with the engine each came from: closing kills them too
+        self._leased: dict[Box, str] = {}
+        # handed out while others stayed idle: their replacement waits for their run to end
+        # (or DEFER_REFILL), so the engine's work of making it does not compete for the CPU
+        # with that run; void the moment the pool runs out of idle sandboxes
+        self._deferred: dict[Box, asyncio.TimerHandle] = {}
         self._changed = asyncio.Condition()
+        # every task this pool starts, kept here (not found by name): closing cancels the
+        # starts and the janitor, and waits for all of them (removals run to their end)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: dict[str, set[asyncio.Task[None]]] = {url: set() for url in self.engines}
         self._janitor: asyncio.Task[None] | None = None
@@ -151,7 +164,7 @@ class WarmPool:
                 self._tend(), name="sandboxkit-janitor"
             )
         now = time.monotonic()
-        for _ in range(self.state.to_start()):
+        for _ in range(self.state.to_start(len(self._deferred))):
             url = self.placement.choose_start(now)
             if url is None:
                 break  # no engine can take one now: up, with the image, with room
@@ -160,64 +173,60 @@ class WarmPool:
     def _begin_start(self, url: str) -> None:
         """Count a new sandbox as starting on ``url`` and start it in the background."""
         self.placement.begin_start(url)
-        self.state.starting += 1
         task = self._spawn(self._start_one(url), "sandboxkit-warm")
         starts = self._starts[url]
         starts.add(task)
         task.add_done_callback(starts.discard)
+        task.add_done_callback(functools.partial(self._start_cancelled, url))
 
     async def _start_one(self, url: str) -> None:
+        """Start one sandbox on ``url`` and count it out of "starting": idle, or failed.
+        Nothing is awaited once the start is over, so a cancelled task is always one
+        that never got that far (see _start_cancelled)."""
         engine = self.engines[url]
-        box: Box | None = None
+        delay = _backoff(self.placement.spots[url].failures)
+        if delay:
+            await asyncio.sleep(delay)
         try:
-            delay = _backoff(self.placement.spots[url].failures)
-            if delay:
-                await asyncio.sleep(delay)
             box = await Box.start(
                 engine.backend, self.shape, self.resources, self.env, self.pool_id
             )
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - remembered, surfaced to callers
             self.last_error = exc
             log.warning("sandboxkit: starting a sandbox on %s failed: %s", url, exc)
-        finally:
-            if box is None:
-                self.state.starting -= 1
-                self.placement.end_start(url, ok=False, now=time.monotonic())
-                self.state.failures_in_a_row = self.placement.spots[url].failures
-        # a started box leaves "starting" in the same step it joins "idle": counted in
-        # neither while this waits for the lock, a refill could go past max_size
-        counted = box is None
-        try:
-            async with self._changed:
-                if box is not None:
-                    self.state.starting -= 1
-                    self.placement.end_start(url, ok=True)
-                    counted = True
-                    if self._closed or not self.placement.spots[url].usable:
-                        self.placement.idle_gone(url)
-                        self._drop(url, box, lost=not self._closed)
-                    else:
-                        self.state.failures_in_a_row = 0
-                        self.last_error = None
-                        self.toolchain = box.toolchain or self.toolchain
-                        self._boxes[url].append(box)
-                        self.state.idle += 1
-                        self._trim(url)
-                self._changed.notify_all()
-        finally:
-            if not counted and box is not None:  # cancelled while waiting for the lock
-                self.state.starting -= 1
-                self.placement.end_start(url, ok=True)
-                self.placement.idle_gone(url)
-                self._drop(url, box)
-        if box is None and not self._closed:
+            self._start_failed(url)
+            return
+        self._settle(url, box)
+        self._spawn(self._notify(), "sandboxkit-notify")
+
+    def _start_cancelled(self, url: str, task: asyncio.Task[None]) -> None:
+        """A start was cancelled (its engine went down, the pool closed), perhaps before
+        it ran a line of its own: Box.start removed what it made; count it out here."""
+        if task.cancelled():
+            self._start_failed(url)
+
+    def _start_failed(self, url: str) -> None:
+        self.placement.end_start(url, ok=False, now=time.monotonic())
+        self._refill()  # a replacement, where placement sees fit (none once closed)
+        self._spawn(self._notify(), "sandboxkit-notify")
+
+    def _settle(self, url: str, box: Box) -> None:
+        """A start on ``url`` succeeded: the box joins the idle ones, unless the pool
+        closed or the engine became unusable meanwhile (then it is replaced elsewhere)."""
+        if self._closed or not self.placement.spots[url].usable:
+            self.placement.start_dropped(url)
+            self._drop(url, box, lost=not self._closed)
             self._refill()
+            return
+        self.placement.end_start(url, ok=True)
+        self._boxes[url].append(box)
+        self.last_error = None
+        self.toolchain = box.toolchain or self.toolchain
+        self._trim(url)
 
     def _drop(self, url: str, box: Box, *, lost: bool = False) -> None:
-        """Destroy ``box`` in the background (abandon it, when its engine is down); its
-        engine holds one sandbox less once that is done."""
+        """Destroy ``box``, counted as leaving already, in the background (abandon it,
+        when its engine is down); its engine holds one sandbox less once that is done."""
 
         async def go() -> None:
             try:
@@ -239,30 +248,34 @@ class WarmPool:
         while not self._closed:
             await asyncio.sleep(period)
             async with self._changed:
-                now = time.monotonic()
-                for url, boxes in self._boxes.items():
-                    fresh: collections.deque[Box] = collections.deque()
-                    died = False
-                    for box in boxes:
-                        if box.alive and now - box.created < max(
-                            self.max_idle_age - period, period
-                        ):
-                            fresh.append(box)
-                        else:
-                            died = died or not box.alive
-                            self.state.idle -= 1
-                            self.placement.idle_gone(url)
-                            self._drop(url, box)
-                    self._boxes[url] = fresh
-                    if died and self._on_dead_idle is not None:
-                        self._on_dead_idle(url)  # an engine whose sandboxes die: probe it
-                self._refill()
-                if not self.state.waiters and not self.state.starting:
-                    # at rest but lopsided (a burst's refills went where there was room):
-                    # start the missing share; _trim retires the surplus once it is up
-                    short = self.placement.misplaced()
-                    if short is not None:
-                        self._rebalance(short)
+                self._tidy(period)
+
+    def _tidy(self, period: float) -> None:
+        """One round of the janitor, ``period`` seconds before the next: idle sandboxes
+        that died or would be too old by then leave and are replaced; a pool at rest
+        but lopsided is rebalanced."""
+        now = time.monotonic()
+        keep_for = max(self.max_idle_age - period, period)
+        for url, boxes in self._boxes.items():
+            fresh: collections.deque[Box] = collections.deque()
+            died = False
+            for box in boxes:
+                if box.alive and now - box.created < keep_for:
+                    fresh.append(box)
+                else:
+                    died = died or not box.alive
+                    self.placement.idle_gone(url)
+                    self._drop(url, box)
+            self._boxes[url] = fresh
+            if died and self._on_dead_idle is not None:
+                self._on_dead_idle(url)  # an engine whose sandboxes die: probe it
+        self._refill()
+        if not self.state.waiters and not self.state.starting:
+            # at rest but lopsided (a burst's refills went where there was room): start
+            # the missing share; _trim retires the surplus once it is up
+            short = self.placement.misplaced()
+            if short is not None:
+                self._rebalance(short)
 
     def _rebalance(self, url: str) -> None:
         """Start ``url``'s share of the warm pool now (an engine back up, or one its
@@ -289,23 +302,18 @@ class WarmPool:
             return
         most = max(over, key=lambda u: spots[u].idle - spots[u].target)
         box = self._boxes[most].popleft()  # the oldest
-        self.state.idle -= 1
         self.placement.idle_gone(most)
         self._drop(most, box)
 
     def discard(self, box: Box) -> None:
-        """A used (or broken) sandbox: destroy it in the background and refill."""
-        url = box.engine.url
+        """A used (or broken) sandbox: destroy it in the background and refill. Given
+        back twice, the second time does nothing."""
+        url = self._leased.pop(box, None)
+        if url is None:
+            return
         self._end_deferral(box, refill=False)  # the refill below starts its replacement
-        if box.busy:
-            box.busy = False
-            self.state.busy -= 1
-            self.placement.busy_done(url)
-        if box in self._leased:
-            self._leased.discard(box)
-            self._drop(url, box)
-        elif not box.closed:
-            self._spawn(box.destroy(), "sandboxkit-destroy")
+        self.placement.busy_done(url)
+        self._drop(url, box)
         self._refill()
 
     # ------------------------------------------------------------------ engines
@@ -321,12 +329,11 @@ class WarmPool:
         if url not in self.engines:
             return
         for box in self._boxes[url]:
-            self.state.idle -= 1
             self.placement.idle_gone(url)
             self._drop(url, box, lost=True)
         self._boxes[url].clear()
-        for box in self._leased:
-            if box.engine.url == url:
+        for box, where in self._leased.items():
+            if where == url:
                 self._spawn(box.abandon(), "sandboxkit-abandon")
         for task in list(self._starts[url]):
             task.cancel()
@@ -339,8 +346,7 @@ class WarmPool:
         """``url`` is back: it takes its share of the warm pool again."""
         if url not in self.engines:
             return
-        self.placement.spots[url].failures = 0
-        self.placement.host_changed()
+        self.placement.host_up(url)
         if self._serving:
             self._refill()
             self._rebalance(url)
@@ -417,13 +423,10 @@ class WarmPool:
                 while True:
                     while (url := self.placement.choose_idle(avoid)) is not None:
                         box = self._boxes[url].popleft()
-                        self.state.idle -= 1
                         too_old = time.monotonic() - box.created > self.max_idle_age
                         if box.alive and not too_old:
                             self.placement.idle_to_busy(url)
-                            box.busy = True
-                            self.state.busy += 1
-                            self._leased.add(box)
+                            self._leased[box] = url
                             if self.state.idle > 0 and self.state.waiters == 1:
                                 self._defer_refill(box)
                             return box
@@ -441,7 +444,7 @@ class WarmPool:
                         and not self.state.starting
                     ):
                         raise self.last_error
-                    self._resume_paused(now)
+                    self.placement.resume_paused(now)
                     self._refill()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -461,22 +464,13 @@ class WarmPool:
         self._deferred[box] = asyncio.get_running_loop().call_later(
             DEFER_REFILL, self._end_deferral, box
         )
-        self.state.deferred += 1
 
     def _end_deferral(self, box: Box, *, refill: bool = True) -> None:
         handle = self._deferred.pop(box, None)
         if handle is not None:
             handle.cancel()
-            self.state.deferred -= 1
             if refill:
                 self._refill()
-
-    def _resume_paused(self, now: float) -> None:
-        """Engines left alone after five failed starts get one more try once
-        ``RETRY_AFTER`` has passed (an engine restart?), instead of failing forever."""
-        for spot in self.placement.spots.values():
-            if spot.failures >= FAILURES_TO_PAUSE and not spot.paused(now):
-                spot.failures = FAILURES_TO_PAUSE - 1
 
     async def release(self, box: Box) -> None:
         """Done with ``box``: single use, so it is destroyed and replaced."""
@@ -489,28 +483,28 @@ class WarmPool:
         with anyio.CancelScope(shield=True):
             async with self._changed:
                 self._closed = True
-                if self._janitor is not None:
-                    self._janitor.cancel()
                 for handle in self._deferred.values():
                     handle.cancel()
                 self._deferred.clear()
-                self.state.deferred = 0
                 for url, boxes in self._boxes.items():
                     for box in boxes:
                         self.placement.idle_gone(url)
                         self._drop(url, box, lost=box.lost)
                     boxes.clear()
-                leased = list(self._leased)
-                self.state.idle = 0
                 self._changed.notify_all()
-            for task in list(self._tasks):
-                if task.get_name() == "sandboxkit-warm":
+            for starts in self._starts.values():
+                for task in list(starts):
                     task.cancel()
-            for box in leased:
+            if self._janitor is not None:
+                self._janitor.cancel()
+            for box in self._leased:  # its holder's release counts it out later
                 self._spawn(box.destroy(), "sandboxkit-destroy")
-            if self._tasks:
-                with anyio.move_on_after(30):
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            with anyio.move_on_after(30):
+                # cancelled starts count themselves out and notify in tasks of their own
+                while left := [
+                    t for t in (self._janitor, *self._tasks) if t is not None and not t.done()
+                ]:
+                    await asyncio.gather(*left, return_exceptions=True)
 
     def health(self) -> dict[str, int]:
         return {

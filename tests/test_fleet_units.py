@@ -357,8 +357,8 @@ def test_runs_avoid_an_engine_when_another_has_a_sandbox() -> None:
     fill(placement)
     for _ in range(20):
         assert placement.choose_idle(frozenset({"e0"})) == "e1"
-    placement.spots["e1"].idle = 0
-    placement.retarget(4)
+    while placement.spots["e1"].idle:  # every sandbox of e1 taken
+        placement.idle_to_busy("e1")
     assert placement.choose_idle(frozenset({"e0"})) == "e0"  # better than nothing
 
 
@@ -570,6 +570,6 @@ def test_at_rest_takes_drain_a_surplus_and_a_lopsided_pool_is_noticed() -> None:
     assert placement.choose_idle() == "e2"  # no one busy: the surplus goes first
     fill(placement)
     assert [s.idle for s in placement.spots.values()] == [1, 1, 3]
-    placement.spots["e2"].idle = 1
-    placement.retarget(3)
+    placement.idle_gone("e2")  # the surplus retired
+    placement.idle_gone("e2")
     assert placement.misplaced() is None

@@ -1,4 +1,4 @@
-"""The warm pool: pure bookkeeping (``PoolState``) and its behaviour on real Docker.
+"""The warm pool on real Docker (its counts without Docker: ``test_pool_state.py``).
 
 Real-Docker tests make their own small pools (not the shared ``pool`` fixture) because
 they kill containers, exhaust pools and close them.
@@ -16,67 +16,9 @@ from conftest import containers_of_pool, images_of, scratch_language
 import sandboxkit as sk
 from sandboxkit._container import Box
 from sandboxkit._languages import get_language
-from sandboxkit._pool import PoolState, WarmPool
+from sandboxkit._pool import WarmPool
 
 PY = get_language("python")
-
-
-# --------------------------------------------------------------------------- PoolState
-
-
-@pytest.mark.parametrize(("size", "max_size"), [(-1, 4), (3, 2), (0, 0)])
-def test_state_rejects_bad_sizes(size: int, max_size: int) -> None:
-    with pytest.raises(ValueError, match="size"):
-        PoolState(size=size, max_size=max_size)
-
-
-def test_state_fills_to_size_from_empty() -> None:
-    assert PoolState(size=3, max_size=5).to_start() == 3
-
-
-def test_state_counts_starting_and_idle_towards_size() -> None:
-    assert PoolState(size=3, max_size=5, idle=2, starting=1).to_start() == 0
-    assert PoolState(size=3, max_size=5, idle=1, starting=1).to_start() == 1
-
-
-def test_state_starts_one_per_waiter_within_max_size() -> None:
-    # 4 callers wait, 3 sandboxes busy: 3 + 4 wanted, but only 2 more fit under 5
-    state = PoolState(size=3, max_size=5, busy=3, waiters=4)
-    assert state.total == 3
-    assert state.to_start() == 2
-
-
-def test_state_never_exceeds_max_size_nor_goes_negative() -> None:
-    assert PoolState(size=2, max_size=2, busy=2, waiters=9).to_start() == 0
-    assert PoolState(size=1, max_size=4, idle=4).to_start() == 0
-
-
-def test_state_size_zero_starts_only_on_demand() -> None:
-    assert PoolState(size=0, max_size=3).to_start() == 0
-    assert PoolState(size=0, max_size=3, waiters=2).to_start() == 2
-
-
-def test_state_defers_replacements_only_while_an_idle_sandbox_remains() -> None:
-    # one of two handed out, its replacement deferred: nothing starts during its run
-    assert PoolState(size=2, max_size=4, idle=1, busy=1, deferred=1).to_start() == 0
-    assert PoolState(size=2, max_size=4, idle=1, busy=1).to_start() == 1
-    # the last idle one went too: every replacement starts now, deferred or not
-    assert PoolState(size=2, max_size=4, idle=0, busy=2, deferred=1).to_start() == 2
-
-
-def test_state_backoff_doubles_and_is_capped() -> None:
-    state = PoolState(size=1, max_size=1)
-    seen = []
-    for failures in range(0, 12):
-        state.failures_in_a_row = failures
-        seen.append(state.backoff())
-    assert seen[0] == 0.0
-    assert seen[1] == pytest.approx(0.2)
-    assert seen[2] == pytest.approx(0.4)
-    assert seen[3] == pytest.approx(0.8)
-    assert all(b <= 10.0 for b in seen)
-    assert seen[-1] == 10.0
-    assert seen == sorted(seen)
 
 
 # --------------------------------------------------------------------------- validation
@@ -120,7 +62,7 @@ async def _until(cond: object, timeout: float = 20.0) -> None:
 async def test_refill_starts_several_at_once_within_max_size() -> None:
     async with sk.SandboxPool(size=0, max_size=3) as pool:
         wp = await pool._warm_pool(PY, pool.limits)
-        wp.state.size = 3  # as if configured with size=3: one refill starts all three
+        wp.placement.retarget(3)  # as if configured with size=3: one refill starts all three
         wp._refill()
         assert wp.state.starting == 3
         wp._refill()  # nothing more: three already on the way
@@ -209,20 +151,20 @@ async def test_a_replacement_waits_for_the_run_while_another_sandbox_is_idle() -
     async with sk.SandboxPool(size=2) as pool:
         wp = _warm(pool)
         async with pool.checkout(PY, pool.limits):
-            assert (wp.state.idle, wp.state.starting, wp.state.deferred) == (1, 0, 1)
+            assert (wp.state.idle, wp.state.starting, len(wp._deferred)) == (1, 0, 1)
             async with pool.checkout(PY, pool.limits):  # the last idle one: no waiting
-                assert wp.state.deferred == 1 and wp.state.starting == 2
+                assert len(wp._deferred) == 1 and wp.state.starting == 2
         await _until(lambda: wp.state.idle == 2 and not wp._tasks)
-        assert (wp.state.deferred, wp.state.total) == (0, 2)
+        assert (len(wp._deferred), wp.state.total) == (0, 2)
 
         async with pool.checkout(PY, pool.limits):
             assert wp.state.starting == 0
-        assert wp.state.deferred == 0 and wp.state.starting == 1  # released: now
+        assert not wp._deferred and wp.state.starting == 1  # released: now
         await _until(lambda: wp.state.idle == 2)
 
         async with pool.checkout(PY, pool.limits):  # a long run: not left a spare short
             await _until(lambda: wp.state.starting + wp.state.idle == 2, timeout=2)
-            assert wp.state.deferred == 0
+            assert not wp._deferred
 
 
 @pytest.mark.docker
