@@ -57,6 +57,16 @@ def test_run_prints_the_compilers_diagnostics(tmp_path: Path) -> None:
     assert "status compile_error" in r.stderr and clean(r.stderr), r.stderr
 
 
+@pytest.mark.docker
+def test_run_passes_arguments_and_variables(tmp_path: Path) -> None:
+    f = tmp_path / "f.py"
+    f.write_text("import os, sys\nprint(sys.argv[1:], os.environ.get('X'))\n")
+    r = sandboxkit("run", str(f), "--env", "X=a=b", "--", "-v", "two words")
+    assert (r.returncode, r.stdout) == (0, "['-v', 'two words'] a=b\n"), r.stderr
+    r = sandboxkit("run", str(f), "--env", "nonsense")
+    assert r.returncode == 2 and "NAME=VALUE" in r.stderr
+
+
 READ_ONE = 'read -r line || line="(eof)"; echo "got $line"\n'
 
 

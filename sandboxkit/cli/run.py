@@ -99,15 +99,25 @@ async def _forward_stdin(proc: Process) -> None:
 
 
 async def _events(
-    code: str, language: str, data: bytes | None, forward: bool, limits: Limits
+    code: str,
+    language: str,
+    data: bytes | None,
+    forward: bool,
+    limits: Limits,
+    env: dict[str, str],
+    args: list[str],
 ) -> AsyncIterator[Event]:
     """The run's events; with ``forward``, its stdin fed from this command's as it comes."""
     if not forward:
-        async with Sandbox.stream(code, language=language, stdin=data, limits=limits) as events:
+        stream = Sandbox.stream(
+            code, language=language, stdin=data, limits=limits, env=env, args=args
+        )
+        async with stream as events:
             async for ev in events:
                 yield ev
         return
-    async with await Sandbox.start(code, language=language, limits=limits) as proc:
+    started = Sandbox.start(code, language=language, limits=limits, env=env, args=args)
+    async with await started as proc:
         feeder = asyncio.ensure_future(_forward_stdin(proc))
         try:
             async for ev in proc:
@@ -118,12 +128,28 @@ async def _events(
                 await feeder
 
 
+def _variable(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="'--env'")
+    return name, value
+
+
 def run(
     file: str = typer.Argument(
         ...,
         metavar="FILE",
         help="source file to run, or - to read the code from stdin (then --lang is needed)",
         show_default=False,
+    ),
+    args: list[str] | None = typer.Argument(
+        None,
+        metavar="[ARGS]...",
+        help="the program's arguments (put -- before them when one starts with -)",
+        show_default=False,
+    ),
+    env: list[str] | None = typer.Option(
+        None, "--env", "-e", metavar="NAME=VALUE", help="a variable for the program (repeat)"
     ),
     lang: str | None = typer.Option(None, "--lang", "-l", help="language (default: by extension)"),
     stdin: Path | None = typer.Option(
@@ -138,6 +164,9 @@ def run(
     memory: int = typer.Option(_DEFAULTS.memory_mb, "--memory", help="memory limit, MB"),
 ) -> None:
     """Run FILE in a fresh sandbox; output streams live.
+
+    ARGS after FILE are the program's own (`sandboxkit run f.py -- -v x`); --env NAME=VALUE
+    sets a variable for it.
 
     Exits with the program's exit code (128+N when signal N ended it). Piped input
     reaches the program as it arrives: `echo 5 | sandboxkit run f.py`. With - as FILE
@@ -161,13 +190,16 @@ def run(
             raise typer.BadParameter(f"{file} {what}", param_hint="'FILE'")
         language = lang or guess_language(path)
         code = path.read_text()
+    variables = dict(_variable(item) for item in env or [])
     data = stdin.read_bytes() if stdin is not None else None
     forward = data is None and file != "-" and _piped()
     limits = Limits(time=time, memory_mb=memory)
 
     async def go() -> int:
         try:
-            async for ev in _events(code, language, data, forward, limits):
+            async for ev in _events(
+                code, language, data, forward, limits, variables, list(args or [])
+            ):
                 if ev.kind == "stdout":
                     sys.stdout.write(ev.data)
                     sys.stdout.flush()
