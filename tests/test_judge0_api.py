@@ -145,10 +145,22 @@ def test_hello_world_accepted_through_the_official_client(server: Server, langua
 
 
 async def test_executable_runs_a_binary(server: Server) -> None:
+    # the program copies itself into the workdir (a session's build is its own, apart
+    # from the user's files), then runs as language 44 from those bytes
+    program = (
+        "#include <stdio.h>\n"
+        "int main(int argc, char **argv) {\n"
+        '  if (argc < 2) { puts("hello, binary"); return 0; }\n'
+        '  FILE *in = fopen("/proc/self/exe", "rb"), *out = fopen(argv[1], "wb");\n'
+        "  char buf[4096]; size_t n;\n"
+        "  while ((n = fread(buf, 1, sizeof buf, in)) > 0) fwrite(buf, 1, n, out);\n"
+        "  return fclose(out);\n"
+        "}\n"
+    )
     async with sk.Sandbox(language="c") as sb:
-        built = await sb.run('#include <stdio.h>\nint main(void) { puts("hello, binary"); }')
+        built = await sb.run(program, args=["hello.bin"])
         assert built.ok, built.stderr
-        binary = await sb.read_file("main")
+        binary = await sb.read_file("hello.bin")
     r = server.submit({"source_code": b64(binary), "language_id": 44}, "base64_encoded=true")
     answer = r.json()
     assert answer["status"]["id"] == 3, answer
