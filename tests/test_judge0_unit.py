@@ -14,7 +14,7 @@ import pytest
 from sandboxkit._dockerfile import render
 from sandboxkit._judge_models import JudgeReport, TestResult
 from sandboxkit._languages import REGISTRY, get_language
-from sandboxkit._languages_extra import EXTRA, OBJECTIVE_C
+from sandboxkit._languages.judge0 import EXTRA, OBJECTIVE_C
 from sandboxkit.server._app import _requested_fields
 from sandboxkit.server._judge0 import (
     ALL_FIELDS,
