@@ -47,6 +47,7 @@ from ._store import (
     is_postgres_url,
     open_store,
 )
+from ._submission import Submission
 from ._worker import Worker
 
 log = logging.getLogger("sandboxkit.server")
@@ -145,7 +146,7 @@ class Judge0Service:
             await self.judging.close()
         await self.store.close()
 
-    async def wait_final(self, token: str) -> dict[str, Any] | None:
+    async def wait_final(self, token: str) -> Submission | None:
         """The record once it is final, polling the store (woken by its notifications),
         or as it stands after ``wait_timeout``."""
         deadline = time.monotonic() + self.settings.wait_timeout
@@ -154,7 +155,7 @@ class Judge0Service:
                 finished.clear()  # before the read: a finish after it sets it again
                 found = (await self.store.get_many([token])).get(token)
                 left = deadline - time.monotonic()
-                if found is None or found["status_id"] not in UNFINISHED or left <= 0:
+                if found is None or found.status_id not in UNFINISHED or left <= 0:
                     return found
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(finished.wait(), min(1.0, left))
@@ -442,7 +443,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (JSONDecodeError, UnicodeDecodeError, ValueError):
             return _error(400, "request body must be JSON")
 
-    def _parse(body: Any, b64: bool) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    def _parse(body: Any, b64: bool) -> tuple[Submission | None, dict[str, list[str]]]:
         return parse_submission(
             body,
             b64=b64,
@@ -461,7 +462,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_in_flight=cfg.max_in_flight_per_user,
         )
 
-    async def _store_new(request: Request, records: list[dict[str, Any]]) -> Response | None:
+    async def _store_new(request: Request, records: list[Submission]) -> Response | None:
         """Store ``records`` (durably: 201 follows), or the answer refusing them."""
         admission = _admission(request)
         try:
@@ -473,9 +474,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for record in records:
             log.info(
                 "%s: stored (language %s)",
-                record["token"],
-                record["language_id"],
-                extra={"token": record["token"], "client": admission.client},
+                record.token,
+                record.language_id,
+                extra={"token": record.token, "client": admission.client},
             )
         return None
 
@@ -494,7 +495,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refused = await _store_new(request, [record])
         if refused is not None:
             return refused
-        token = record["token"]
+        token = record.token
         if not _flag(request, "wait"):
             return JSONResponse({"token": token}, status_code=201)
         done = await service.wait_final(token)
@@ -543,14 +544,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         b64 = _flag(request, "base64_encoded")
         answer: list[dict[str, Any]] = []
-        good: list[dict[str, Any]] = []
+        good: list[Submission] = []
         for item in items:
             record, errors = _parse(item, b64)
             if record is None:
                 answer.append(errors)
             else:
                 good.append(record)
-                answer.append({"token": record["token"]})
+                answer.append({"token": record.token})
         refused = await _store_new(request, good)
         if refused is not None:
             return refused
@@ -580,9 +581,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
-    async def _one(
-        token: str, request: Request
-    ) -> tuple[dict[str, Any], tuple[str, ...]] | Response:
+    async def _one(token: str, request: Request) -> tuple[Submission, tuple[str, ...]] | Response:
         """The stored submission and the fields asked for, or the error answer."""
         fields = _requested_fields(request)
         if isinstance(fields, JSONResponse):
@@ -610,7 +609,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(found, Response):
             return found
         record, fields = found
-        sid = record["status_id"]
+        sid = record.status_id
         if sid in (1, 2):
             return _error(
                 400,
