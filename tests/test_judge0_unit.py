@@ -3,20 +3,24 @@ with Judge0 CE 1.13.1's ranges and messages, the comparison, serialization, the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from sandboxkit._dockerfile import render
 from sandboxkit._judge_models import JudgeReport, TestResult
 from sandboxkit._languages import REGISTRY, get_language
 from sandboxkit._languages.judge0 import EXTRA, OBJECTIVE_C
-from sandboxkit.server._app import _requested_fields
+from sandboxkit.server import Settings, create_app
 from sandboxkit.server._judge0 import ALL_FIELDS, CONFIG, LANGUAGES, UNAVAILABLE
 from sandboxkit.server._judging import _limits
 from sandboxkit.server._render import NotUtf8, serialize
@@ -28,6 +32,7 @@ from sandboxkit.server._requests import (
 )
 from sandboxkit.server._submission import Outcome, Submission
 from sandboxkit.server._verdict import judge0_equal, outcome_of
+from sandboxkit.server.routes._common import requested_fields
 
 # Judge0 CE 1.13.1's 47 active language ids
 JUDGE0_IDS = {*range(43, 90)}
@@ -262,8 +267,8 @@ def test_fields_parameter() -> None:
         def __init__(self, fields: str) -> None:
             self.query_params = {"fields": fields}
 
-    assert _requested_fields(R("status_id,language_id")) == ("status_id", "language_id")  # type: ignore[arg-type]
-    assert _requested_fields(R("*")) == ALL_FIELDS  # type: ignore[arg-type]
+    assert requested_fields(R("status_id,language_id")) == ("status_id", "language_id")  # type: ignore[arg-type]
+    assert requested_fields(R("*")) == ALL_FIELDS  # type: ignore[arg-type]
     assert {"status_id", "language_id", "status", "language"} <= set(ALL_FIELDS)
 
 
@@ -316,3 +321,52 @@ def test_the_status_column_wins_and_unknown_attributes_are_left_out() -> None:
     record = ok()
     stored = record.dumps()[:-1] + ', "added_later": 1}'
     assert Submission.loads(stored, 2) == replace(record, status_id=2)
+
+
+# ---------------------------------------------------------------- routes, without workers
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    """The application over a SQLite store, its lifespan not run: nothing judges, so
+    what the routes store stays In Queue."""
+    settings = Settings(
+        db=str(tmp_path / "s.sqlite3"),
+        auth_token="t",
+        authz_token="u",
+        enable_submission_delete=True,
+    )
+    app = create_app(settings)
+    try:
+        yield TestClient(app, headers={"X-Auth-Token": "t"})
+    finally:
+        asyncio.run(app.state.service.store.close())
+
+
+def test_routes_read_the_catalogue_and_store_submissions(api: TestClient) -> None:
+    assert api.get("/languages/71").json()["source_file"] == "main.py"
+    assert api.get("/config_info").json()["max_queue_size"] == CONFIG["max_queue_size"]
+    token = api.post("/submissions", json={"source_code": "print(1)", "language_id": 71}).json()
+    shown = api.get(f"/submissions/{token['token']}?fields=status,language").json()
+    assert shown == {
+        "status": {"id": 1, "description": "In Queue"},
+        "language": {"id": 71, "name": "Python (3.11.2)"},
+    }
+    batch = [{"source_code": "print(2)", "language_id": 71}, {"language_id": 71}]
+    answer = api.post("/submissions/batch", json={"submissions": batch}).json()
+    assert answer[1] == {"source_code": ["can't be blank"]}
+    got = api.get(f"/submissions/batch?tokens={answer[0]['token']},nope&fields=stdin").json()
+    assert got == {"submissions": [{"stdin": None}, None]}
+
+
+def test_routes_check_tokens_and_refuse_deleting_queued_work(api: TestClient) -> None:
+    assert api.get("/about", headers={"X-Auth-Token": "wrong"}).status_code == 401
+    assert api.post("/authorize").status_code == 403
+    assert api.post("/authorize", headers={"X-Auth-User": "u"}).status_code == 200
+    token = api.post("/submissions", json={"source_code": "1", "language_id": 71}).json()["token"]
+    assert api.get("/submissions").status_code == 403  # listing needs the authz token
+    listed = api.get("/submissions?fields=token", headers={"X-Auth-User": "u"}).json()
+    assert listed["submissions"] == [{"token": token}] and listed["meta"]["total_count"] == 1
+    refused = api.delete(f"/submissions/{token}", headers={"X-Auth-User": "u"})
+    assert (refused.status_code, refused.json()["error"]) == (
+        400,
+        "submission cannot be deleted because its status is 1 (In Queue)",
+    )
