@@ -41,13 +41,15 @@ from _stats import Report, percentile
 from pg_fleet import FINAL, Fleet, Postgres
 
 import sandboxkit as sk
-from sandboxkit.server._judge0 import CONFIG
 from sandboxkit.server._judging import _limits
+from sandboxkit.server._submission import Outcome, Submission
 
 SOURCE = "print(int(input()) * 2)"
 TARGET_MS = 10.0
 PAUSE = 0.5  # seconds for the warm pools to refill between samples
 CLIENTS = 8
+# the limits a submission gets when it names none (Judge0's defaults), as the fleet judges it
+DEFAULT_LIMITS = _limits(Submission(token="", language_id=71, created_at=""))
 
 
 def body(i: int) -> dict[str, object]:
@@ -88,7 +90,7 @@ async def throughput(node_url: str, n: int) -> tuple[float, int]:
 async def direct_throughput(n: int) -> float:
     """The SDK alone, for scale: ``sandboxkit.judge`` on a pool of size 2 in this
     process, 2 at a time (one worker's concurrency), submissions per second."""
-    limits = _limits(dict(CONFIG))
+    limits = DEFAULT_LIMITS
     async with sk.SandboxPool(languages=["python"], size=2) as pool:
 
         async def run(count: int) -> float:
@@ -112,7 +114,7 @@ async def direct_throughput(n: int) -> float:
 
 async def overhead(node_url: str, runs: int) -> tuple[list[float], list[float]]:
     """Sequential, interleaved: (fleet latencies, direct sk.judge latencies)."""
-    limits = _limits(dict(CONFIG))
+    limits = DEFAULT_LIMITS
     tests = [sk.TestCase(input="21", expected="42")]
     fleet_t: list[float] = []
     direct_t: list[float] = []
@@ -156,7 +158,7 @@ async def path_alone(db_url: str, node_url: str, runs: int) -> list[float]:
     store = PostgresStore(db_url)
     await store.open()
     stopping = False
-    result = {"status_id": 3, "stdout": "42\n", "time": 0.01, "memory": 1000, "exit_code": 0}
+    result = Outcome(status_id=3, stdout="42\n", time=0.01, memory=1000, exit_code=0)
 
     async def instant_worker() -> None:
         while not stopping:
@@ -164,7 +166,7 @@ async def path_alone(db_url: str, node_url: str, runs: int) -> list[float]:
             if claim is None:
                 await store.wakeups.wait_queued(1.0)
                 continue
-            await store.finish(claim, dict(result))
+            await store.finish(claim, result)
 
     task = asyncio.create_task(instant_worker())
     out: list[float] = []

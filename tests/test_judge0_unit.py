@@ -3,27 +3,25 @@ with Judge0 CE 1.13.1's ranges and messages, the comparison, serialization, the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import re
 import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from sandboxkit._dockerfile import render
 from sandboxkit._judge_models import JudgeReport, TestResult
 from sandboxkit._languages import REGISTRY, get_language
-from sandboxkit._languages_extra import EXTRA, OBJECTIVE_C
-from sandboxkit.server._app import _requested_fields
-from sandboxkit.server._judge0 import (
-    ALL_FIELDS,
-    CONFIG,
-    LANGUAGES,
-    UNAVAILABLE,
-    judge0_equal,
-    result_fields,
-)
+from sandboxkit._languages.judge0 import EXTRA, OBJECTIVE_C
+from sandboxkit.server import Settings, create_app
+from sandboxkit.server._judge0 import ALL_FIELDS, CONFIG, LANGUAGES, UNAVAILABLE
 from sandboxkit.server._judging import _limits
 from sandboxkit.server._render import NotUtf8, serialize
 from sandboxkit.server._requests import (
@@ -32,6 +30,9 @@ from sandboxkit.server._requests import (
     parse_submission,
     unzip_files,
 )
+from sandboxkit.server._submission import Outcome, Submission
+from sandboxkit.server._verdict import judge0_equal, outcome_of
+from sandboxkit.server.routes._common import requested_fields
 
 # Judge0 CE 1.13.1's 47 active language ids
 JUDGE0_IDS = {*range(43, 90)}
@@ -43,7 +44,7 @@ def parse(body: dict[str, Any], *, b64: bool = False, network: bool = False) -> 
     )
 
 
-def ok(**fields: Any) -> dict[str, Any]:
+def ok(**fields: Any) -> Submission:
     record, errors = parse({"source_code": "print(1)", "language_id": 71, **fields})
     assert record is not None, errors
     return record
@@ -105,9 +106,9 @@ def test_compile_options_go_where_the_spec_says() -> None:
 def test_defaults_are_judge0_defaults() -> None:
     record = ok()
     for field in ("cpu_time_limit", "wall_time_limit", "memory_limit", "stack_limit"):
-        assert record[field] == CONFIG[field]
-    assert record["number_of_runs"] == 1
-    assert record["enable_network"] is False
+        assert getattr(record, field) == CONFIG[field]
+    assert record.number_of_runs == 1
+    assert record.enable_network is False
 
 
 @pytest.mark.parametrize(
@@ -132,14 +133,14 @@ def test_numeric_ranges(field: str, value: object, message: str) -> None:
 
 def test_numeric_edges_are_accepted() -> None:
     record = ok(memory_limit=2048, wall_time_limit=1, cpu_time_limit=0.1, stack_limit=1)
-    assert record["memory_limit"] == 2048 and record["cpu_time_limit"] == 0.1
+    assert record.memory_limit == 2048 and record.cpu_time_limit == 0.1
 
 
 def test_compiler_options_only_for_compiled_languages() -> None:
     record, _errors = parse(
         {"source_code": "int main(){}", "language_id": 50, "compiler_options": "-O0 -DX='a b'"}
     )
-    assert record is not None and record["compiler_options"] == "-O0 -DX='a b'"
+    assert record is not None and record.compiler_options == "-O0 -DX='a b'"
     assert errors_of(compiler_options="-O")["compiler_options"] == [
         "setting compiler options is only allowed for compiled languages"
     ]
@@ -149,12 +150,12 @@ def test_compiler_options_only_for_compiled_languages() -> None:
 
 
 def test_command_line_arguments() -> None:
-    assert ok(command_line_arguments="a 'b c'")["command_line_arguments"] == "a 'b c'"
+    assert ok(command_line_arguments="a 'b c'").command_line_arguments == "a 'b c'"
     assert "too long" in errors_of(command_line_arguments="x" * 513)["command_line_arguments"][0]
 
 
 def test_callback_url_must_be_http() -> None:
-    assert ok(callback_url="http://127.0.0.1:9/cb")["callback_url"] == "http://127.0.0.1:9/cb"
+    assert ok(callback_url="http://127.0.0.1:9/cb").callback_url == "http://127.0.0.1:9/cb"
     assert errors_of(callback_url="ftp://x/y")["callback_url"] == ["is not a valid url"]
     assert errors_of(callback_url="not a url")["callback_url"] == ["is not a valid url"]
 
@@ -162,7 +163,7 @@ def test_callback_url_must_be_http() -> None:
 def test_enable_network_needs_the_server_flag() -> None:
     assert errors_of(enable_network=True)["enable_network"] == ["enabling network is not allowed"]
     record, _ = parse({"source_code": "1", "language_id": 71, "enable_network": True}, network=True)
-    assert record is not None and record["enable_network"] is True
+    assert record is not None and record.enable_network is True
 
 
 def test_per_process_flags_are_accepted() -> None:
@@ -170,8 +171,8 @@ def test_per_process_flags_are_accepted() -> None:
         enable_per_process_and_thread_time_limit=True,
         enable_per_process_and_thread_memory_limit="true",
     )
-    assert record["enable_per_process_and_thread_time_limit"] is True
-    assert record["enable_per_process_and_thread_memory_limit"] is True
+    assert record.enable_per_process_and_thread_time_limit is True
+    assert record.enable_per_process_and_thread_memory_limit is True
     assert errors_of(redirect_stderr_to_stdout="maybe")["redirect_stderr_to_stdout"]
 
 
@@ -185,9 +186,8 @@ def _zip(files: dict[str, bytes]) -> str:
 
 def test_additional_files_are_a_base64_zip() -> None:
     record = ok(additional_files=_zip({"data.txt": b"1 2\n"}))
-    assert unzip_files(base64.b64decode(record["additional_files"]), 1 << 20) == {
-        "data.txt": b"1 2\n"
-    }
+    assert record.additional_files is not None
+    assert unzip_files(base64.b64decode(record.additional_files), 1 << 20) == {"data.txt": b"1 2\n"}
     assert errors_of(additional_files="!!!")["additional_files"] == ["is not valid base64"]
     not_zip = base64.b64encode(b"plain").decode()
     assert "not a valid zip" in errors_of(additional_files=not_zip)["additional_files"][0]
@@ -218,7 +218,8 @@ def test_base64_fields_keep_exact_bytes() -> None:
     }
     record, errors = parse(body, b64=True)
     assert record is not None, errors
-    assert record["expected_output"].encode("utf-8", "surrogateescape") == raw
+    assert record.expected_output is not None
+    assert record.expected_output.encode("utf-8", "surrogateescape") == raw
 
 
 # ---------------------------------------------------------------- limits and results
@@ -250,15 +251,15 @@ def _report(*runs: tuple[str, float, float, bytes]) -> JudgeReport:
 
 def test_number_of_runs_average_time_and_memory() -> None:
     record = ok(expected_output="x")
-    out = result_fields(_report(("AC", 0.1, 10.0, b"x\n"), ("AC", 0.3, 20.0, b"x\n")), record)
-    assert out["status_id"] == 3
-    assert out["time"] == pytest.approx(0.2)
-    assert out["memory"] == 15 * 1024
+    out = outcome_of(_report(("AC", 0.1, 10.0, b"x\n"), ("AC", 0.3, 20.0, b"x\n")), record)
+    assert out.status_id == 3
+    assert out.time == pytest.approx(0.2)
+    assert out.memory == 15 * 1024
 
 
 def test_wrong_answer_on_bytes() -> None:
     record = ok(expected_output="x")
-    assert result_fields(_report(("AC", 0.1, 1.0, b"y\n")), record)["status_id"] == 4
+    assert outcome_of(_report(("AC", 0.1, 1.0, b"y\n")), record).status_id == 4
 
 
 def test_fields_parameter() -> None:
@@ -266,13 +267,13 @@ def test_fields_parameter() -> None:
         def __init__(self, fields: str) -> None:
             self.query_params = {"fields": fields}
 
-    assert _requested_fields(R("status_id,language_id")) == ("status_id", "language_id")  # type: ignore[arg-type]
-    assert _requested_fields(R("*")) == ALL_FIELDS  # type: ignore[arg-type]
+    assert requested_fields(R("status_id,language_id")) == ("status_id", "language_id")  # type: ignore[arg-type]
+    assert requested_fields(R("*")) == ALL_FIELDS  # type: ignore[arg-type]
     assert {"status_id", "language_id", "status", "language"} <= set(ALL_FIELDS)
 
 
 def test_plain_text_of_non_utf8_output_is_refused() -> None:
-    record = {**ok(), "stdout": bytes([0xFE, 0xFF]).decode("utf-8", "surrogateescape")}
+    record = replace(ok(), stdout=bytes([0xFE, 0xFF]).decode("utf-8", "surrogateescape"))
     with pytest.raises(NotUtf8):
         serialize(record, ("stdout",), False)
     assert serialize(record, ("stdout",), True)["stdout"] == base64.b64encode(b"\xfe\xff").decode()
@@ -286,8 +287,86 @@ def test_a_kill_past_the_cpu_limit_is_a_time_limit() -> None:
         language="python",
         total_tests=1,
     )
-    assert result_fields(killed, record)["status_id"] == 5
+    assert outcome_of(killed, record).status_id == 5
     early = killed.model_copy(
         update={"tests": (TestResult(index=0, verdict="RE", time=0.1, wall=0.2, signal=9),)}
     )
-    assert result_fields(early, record)["status_id"] == 12
+    assert outcome_of(early, record).status_id == 12
+
+
+# ---------------------------------------------------------------- the stored record
+def test_a_submission_is_stored_as_earlier_releases_stored_it() -> None:
+    """The store's JSON keeps its keys, their order and the values' types, so nodes of
+    either release read each other's rows (and a row written now has the same bytes)."""
+    record = replace(ok(stdin="1"), token="t", created_at="2026-12-01T10:00:00.000Z")
+    assert record.dumps() == (
+        '{"cpu_time_limit": 5.0, "cpu_extra_time": 1.0, "wall_time_limit": 10.0, '
+        '"memory_limit": 128000, "stack_limit": 64000, "max_processes_and_or_threads": 60, '
+        '"max_file_size": 1024, "number_of_runs": 1, '
+        '"enable_per_process_and_thread_time_limit": false, '
+        '"enable_per_process_and_thread_memory_limit": false, '
+        '"redirect_stderr_to_stdout": false, "enable_network": false, '
+        '"compiler_options": null, "command_line_arguments": null, "callback_url": null, '
+        '"additional_files": null, "token": "t", "source_code": "print(1)", '
+        '"language_id": 71, "stdin": "1", "expected_output": null, "status_id": 1, '
+        '"created_at": "2026-12-01T10:00:00.000Z", "finished_at": null, "stdout": null, '
+        '"stderr": null, "compile_output": null, "message": null, "exit_code": null, '
+        '"exit_signal": null, "time": null, "wall_time": null, "memory": null}'
+    )
+    done = record.finished(Outcome(status_id=3, stdout="1\n", time=0.01, memory=9000))
+    assert Submission.loads(done.dumps(), 3) == done
+
+
+def test_the_status_column_wins_and_unknown_attributes_are_left_out() -> None:
+    record = ok()
+    stored = record.dumps()[:-1] + ', "added_later": 1}'
+    assert Submission.loads(stored, 2) == replace(record, status_id=2)
+
+
+# ---------------------------------------------------------------- routes, without workers
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    """The application over a SQLite store, its lifespan not run: nothing judges, so
+    what the routes store stays In Queue."""
+    settings = Settings(
+        db=str(tmp_path / "s.sqlite3"),
+        auth_token="t",
+        authz_token="u",
+        enable_submission_delete=True,
+    )
+    app = create_app(settings)
+    try:
+        yield TestClient(app, headers={"X-Auth-Token": "t"})
+    finally:
+        asyncio.run(app.state.service.store.close())
+
+
+def test_routes_read_the_catalogue_and_store_submissions(api: TestClient) -> None:
+    assert api.get("/languages/71").json()["source_file"] == "main.py"
+    assert api.get("/config_info").json()["max_queue_size"] == CONFIG["max_queue_size"]
+    token = api.post("/submissions", json={"source_code": "print(1)", "language_id": 71}).json()
+    shown = api.get(f"/submissions/{token['token']}?fields=status,language").json()
+    assert shown == {
+        "status": {"id": 1, "description": "In Queue"},
+        "language": {"id": 71, "name": "Python (3.11.2)"},
+    }
+    batch = [{"source_code": "print(2)", "language_id": 71}, {"language_id": 71}]
+    answer = api.post("/submissions/batch", json={"submissions": batch}).json()
+    assert answer[1] == {"source_code": ["can't be blank"]}
+    got = api.get(f"/submissions/batch?tokens={answer[0]['token']},nope&fields=stdin").json()
+    assert got == {"submissions": [{"stdin": None}, None]}
+
+
+def test_routes_check_tokens_and_refuse_deleting_queued_work(api: TestClient) -> None:
+    assert api.get("/about", headers={"X-Auth-Token": "wrong"}).status_code == 401
+    assert api.post("/authorize").status_code == 403
+    assert api.post("/authorize", headers={"X-Auth-User": "u"}).status_code == 200
+    token = api.post("/submissions", json={"source_code": "1", "language_id": 71}).json()["token"]
+    assert api.get("/submissions").status_code == 403  # listing needs the authz token
+    listed = api.get("/submissions?fields=token", headers={"X-Auth-User": "u"}).json()
+    assert listed["submissions"] == [{"token": token}] and listed["meta"]["total_count"] == 1
+    refused = api.delete(f"/submissions/{token}", headers={"X-Auth-User": "u"})
+    assert (refused.status_code, refused.json()["error"]) == (
+        400,
+        "submission cannot be deleted because its status is 1 (In Queue)",
+    )

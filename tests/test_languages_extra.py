@@ -11,7 +11,7 @@ import pytest
 import sandboxkit as sk
 from sandboxkit._dockerfile import render
 from sandboxkit._languages import LanguageSpec
-from sandboxkit._languages_extra import EXTRA
+from sandboxkit._languages.judge0 import EXTRA
 from sandboxkit._runner import ended_by
 
 GOLDEN = Path(__file__).parent / "golden" / "extra"

@@ -235,9 +235,7 @@ def test_restart_keeps_tokens_and_runs_queued_work(server: Server, db: Path) -> 
         assert r.status_code == 200 and r.json()["stdout"] == "7\n"
         deadline = time.monotonic() + 60
         while True:
-            got = httpx.get(
-                f"{again.url}/submissions/{record['token']}", headers=again.headers
-            ).json()
+            got = httpx.get(f"{again.url}/submissions/{record.token}", headers=again.headers).json()
             if got["status"]["id"] > 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)

@@ -6,11 +6,11 @@ admission caps, heartbeats, migrations. PostgreSQL cases run on a real server
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,15 @@ from sandboxkit.server._store import (
     TooManyInFlight,
     WorkerBeat,
 )
+from sandboxkit.server._submission import Outcome, Submission
 
 asyncpg = pytest.importorskip("asyncpg")
 
 
-def record(**extra: Any) -> dict[str, Any]:
-    return {"token": str(uuid.uuid4()), "status_id": 1, "language_id": 71, **extra}
+def record(**extra: Any) -> Submission:
+    return Submission(
+        token=str(uuid.uuid4()), language_id=71, created_at="2026-12-01T00:00:00.000Z", **extra
+    )
 
 
 async def fresh_database(server_url: str) -> str:
@@ -64,10 +67,11 @@ async def test_claims_oldest_first_once_each(store: Store) -> None:
     a = await store.claim("w1", 30)
     b = await store.claim("w2", 30)
     assert a is not None and b is not None
-    assert (a.token, b.token) == (first["token"], second["token"])
+    assert (a.token, b.token) == (first.token, second.token)
+    assert a.record == replace(first, status_id=2)  # as stored, now Processing
     assert await store.claim("w3", 30) is None
-    seen = await store.get_many([first["token"]])
-    assert seen[first["token"]]["status_id"] == 2  # Processing while claimed
+    seen = await store.get_many([first.token])
+    assert seen[first.token].status_id == 2  # Processing while claimed
 
 
 async def test_concurrent_claims_never_share_a_submission(store: Store) -> None:
@@ -75,7 +79,7 @@ async def test_concurrent_claims_never_share_a_submission(store: Store) -> None:
     await store.insert(records, Admission())
     claims = await asyncio.gather(*(store.claim(f"w{i}", 30) for i in range(20)))
     tokens = [c.token for c in claims if c is not None]
-    assert sorted(tokens) == sorted(r["token"] for r in records)
+    assert sorted(tokens) == sorted(r.token for r in records)
 
 
 async def test_expired_lease_moves_on_and_the_stale_write_is_refused(store: Store) -> None:
@@ -85,14 +89,14 @@ async def test_expired_lease_moves_on_and_the_stale_write_is_refused(store: Stor
     assert stale is not None and await store.renew(stale, 1.0)
     await asyncio.sleep(1.2)  # the lease runs out: the slow worker stalled
     fresh = await store.claim("quick", 30)
-    assert fresh is not None and fresh.token == mine["token"] and fresh.attempt == stale.attempt + 1
+    assert fresh is not None and fresh.token == mine.token and fresh.attempt == stale.attempt + 1
     assert not await store.renew(stale, 30)
-    assert not await store.finish(stale, {"status_id": 4, "stdout": "stale"})
-    assert await store.finish(fresh, {"status_id": 3, "stdout": "fresh"})
-    assert await store.finish(fresh, {"status_id": 3, "stdout": "fresh"})  # a repeat: its own
-    assert not await store.finish(stale, {"status_id": 4, "stdout": "late"})
-    final = (await store.get_many([mine["token"]]))[mine["token"]]
-    assert (final["status_id"], final["stdout"]) == (3, "fresh")
+    assert not await store.finish(stale, Outcome(status_id=4, stdout="stale"))
+    assert await store.finish(fresh, Outcome(status_id=3, stdout="fresh"))
+    assert await store.finish(fresh, Outcome(status_id=3, stdout="fresh"))  # a repeat: its own
+    assert not await store.finish(stale, Outcome(status_id=4, stdout="late"))
+    final = (await store.get_many([mine.token]))[mine.token]
+    assert final == mine.finished(Outcome(status_id=3, stdout="fresh"))
     assert await store.claim("other", 30) is None  # finished: never claimed again
 
 
@@ -104,8 +108,8 @@ async def test_released_submission_is_claimable_at_once(store: Store) -> None:
     assert await store.claim("other", 60) is None
     await store.release(held)
     again = await store.claim("other", 60)
-    assert again is not None and again.token == mine["token"]
-    assert not await store.finish(held, {"status_id": 3})
+    assert again is not None and again.token == mine.token
+    assert not await store.finish(held, Outcome(status_id=3))
 
 
 async def test_queue_cap_and_per_client_cap(store: Store) -> None:
@@ -122,7 +126,7 @@ async def test_queue_cap_and_per_client_cap(store: Store) -> None:
     # alice's work finishing frees her share
     done = 0
     while (claim := await store.claim("w", 30)) is not None:
-        await store.finish(claim, {"status_id": 3})
+        await store.finish(claim, Outcome(status_id=3))
         done += 1
     assert done == 5
     await store.insert([record()], alice)
@@ -150,11 +154,11 @@ async def test_wait_finished_wakes_on_the_result(store: Store) -> None:
     await store.insert([mine], Admission())
     claim = await store.claim("w", 30)
     assert claim is not None
-    with store.wakeups.watch(mine["token"]) as finished:
+    with store.wakeups.watch(mine.token) as finished:
         waiter = asyncio.create_task(finished.wait())
         await asyncio.sleep(0.2)
         assert not waiter.done()
-        await store.finish(claim, {"status_id": 3})
+        await store.finish(claim, Outcome(status_id=3))
         await asyncio.wait_for(waiter, 5)  # woken by the finish (PostgreSQL: its NOTIFY)
 
 
@@ -169,17 +173,17 @@ async def test_sqlite_file_of_the_previous_release_is_upgraded(tmp_path: Path) -
     for r in (done, queued):
         old.execute(
             "INSERT INTO submissions (token, status_id, data) VALUES (?, ?, ?)",
-            (r["token"], r["status_id"], json.dumps(r)),
+            (r.token, r.status_id, r.dumps()),
         )
     old.commit()
     old.close()
     store = SqliteStore(path)
     await store.open()
     try:
-        got = await store.get_many([done["token"]])
-        assert got[done["token"]]["stdout"] == "7\n"
+        got = await store.get_many([done.token])
+        assert got[done.token] == done
         claim = await store.claim("w", 30)
-        assert claim is not None and claim.token == queued["token"]
+        assert claim is not None and claim.token == queued.token
     finally:
         await store.close()
 

@@ -18,12 +18,13 @@ from sandboxkit._labels import LABEL_OWNER, owner_identity
 from sandboxkit.server import run_worker
 from sandboxkit.server._requests import parse_submission
 from sandboxkit.server._store import Admission
+from sandboxkit.server._submission import Submission
 
 pytestmark = pytest.mark.docker
 pytest.importorskip("asyncpg")
 
 
-def submission(source: str, **fields: Any) -> dict[str, Any]:
+def submission(source: str, **fields: Any) -> Submission:
     record, errors = parse_submission(
         {"source_code": source, "language_id": 71, **fields},
         b64=False,
@@ -34,11 +35,11 @@ def submission(source: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
-async def final(store: Any, tokens: list[str], timeout: float = 120) -> dict[str, Any]:
+async def final(store: Any, tokens: list[str], timeout: float = 120) -> dict[str, Submission]:
     deadline = time.monotonic() + timeout
     while True:
         got = await store.get_many(tokens)
-        if all(got[t]["status_id"] > 2 for t in tokens) or time.monotonic() > deadline:
+        if all(got[t].status_id > 2 for t in tokens) or time.monotonic() > deadline:
             return got
         await asyncio.sleep(0.1)
 
@@ -61,9 +62,9 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
         ok = submission("print(input())", stdin="7", expected_output="7")
         wrong = submission("print(8)", expected_output="7")
         await store.insert([ok, wrong], Admission())
-        got = await final(store, [ok["token"], wrong["token"]])
-        assert got[ok["token"]]["status_id"] == 3 and got[ok["token"]]["stdout"] == "7\n"
-        assert got[wrong["token"]]["status_id"] == 4
+        got = await final(store, [ok.token, wrong.token])
+        assert got[ok.token].status_id == 3 and got[ok.token].stdout == "7\n"
+        assert got[wrong.token].status_id == 4
         beats = await store.workers()
         assert [(b.name, b.concurrency) for b in beats] == [("solo", 1)]  # clamped to 1
 
@@ -71,7 +72,7 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
         slow = submission("import time; time.sleep(15)", wall_time_limit=20, cpu_time_limit=5)
         await store.insert([slow], Admission())
         deadline = time.monotonic() + 60
-        while (await store.get_many([slow["token"]]))[slow["token"]]["status_id"] != 2:
+        while (await store.get_many([slow.token]))[slow.token].status_id != 2:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
@@ -80,7 +81,7 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
     await asyncio.wait_for(task, 30)  # past the 0.5 s grace it hands the slow one back
     try:
         again = await store.claim("next", 30)
-        assert again is not None and again.token == slow["token"] and again.attempt == 2
+        assert again is not None and again.token == slow.token and again.attempt == 2
         assert await store.workers() == []  # it said goodbye
     finally:
         await store.close()

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from .._errors import InvalidInput
 from .._validate import is_loopback
-from ._app import Settings, create_app
+from ._app import create_app
 from ._logs import LogFormat, configure_logging
+from ._settings import Settings
 from ._worker_main import run_worker
 
 __all__ = ["Settings", "configure_logging", "create_app", "is_loopback", "run_worker", "serve"]

@@ -1,12 +1,9 @@
 """Judge0 CE 1.13.1, as its clients see it: status ids, language ids, configuration,
-field names. Pure data and pure mappings; no I/O."""
+field names. Pure data; no I/O."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
-
-from .._judge_models import JudgeReport
 
 VERSION = "1.13.1"
 
@@ -196,85 +193,3 @@ TEXT_FIELDS = frozenset(
 DECIMAL_FIELDS = frozenset(
     {"time", "wall_time", "cpu_time_limit", "cpu_extra_time", "wall_time_limit"}
 )
-
-
-def stored_text(data: bytes) -> str:
-    """Program output as a record keeps it: a str (the store is JSON) that still holds the
-    exact bytes, invalid UTF-8 as surrogate escapes (the serializer encodes it back)."""
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _judge0_strip(data: bytes) -> bytes:
-    # Ruby's text.split("\n").collect(&:rstrip).join("\n").strip, on bytes
-    lines = [line.rstrip(b" \t\r\n\x0b\x0c\x00") for line in data.split(b"\n")]
-    return b"\n".join(lines).strip(b" \t\r\n\x0b\x0c\x00")
-
-
-def judge0_equal(expected: bytes, output: bytes) -> bool:
-    """Judge0's comparison: equal once trailing blanks of each line and blank lines at
-    both ends are dropped. On bytes, so any output (valid UTF-8 or not) compares."""
-    return _judge0_strip(expected) == _judge0_strip(output)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def result_fields(
-    report: JudgeReport | None, record: dict[str, Any], error: str | None = None
-) -> dict[str, Any]:
-    """The result attributes of a finished submission, from our judge report.
-
-    With ``number_of_runs`` > 1 the report holds one test per run (stopping at the first
-    that fails, as Judge0 does): time, wall time and memory are the runs' means, the
-    status and output are the last run's."""
-    if report is None:
-        return {"status_id": INTERNAL_ERROR, "message": error or "internal error"}
-    if report.verdict == "CE":
-        return {"status_id": 6, "compile_output": report.compile_output or None}
-    runs = list(report.tests)
-    t = runs[-1]
-    times = [r.time for r in runs if r.time is not None]
-    out: dict[str, Any] = {
-        "stdout": stored_text(t.stdout_bytes),
-        "stderr": stored_text(t.stderr_bytes),
-        "exit_code": t.exit_code,
-        "exit_signal": t.signal,
-        "time": _mean(times) if times else None,
-        "wall_time": _mean([r.wall for r in runs]),
-        "memory": math.ceil(_mean([(r.memory_mb or 0.0) for r in runs]) * 1024),
-        "compile_output": report.compile_output or None,
-    }
-    cpu_limit = float(record["cpu_time_limit"])
-    verdict = t.verdict
-    expected = record.get("expected_output")
-    if verdict == "AC" and expected is not None:
-        verdict = (
-            "AC"
-            if judge0_equal(expected.encode("utf-8", "surrogateescape"), t.stdout_bytes)
-            else "WA"
-        )
-    over_cpu = t.time is not None and t.time > cpu_limit
-    if over_cpu and (verdict in ("AC", "WA") or (verdict == "RE" and t.signal in (9, 24))):
-        # Judge0 counts CPU time past the limit (not the extra) as TLE, and so is a kill
-        # (RLIMIT_CPU's SIGXCPU/SIGKILL) of a program already past it
-        verdict = "TLE"
-    if verdict == "AC":
-        out["status_id"] = 3
-    elif verdict == "WA":
-        out["status_id"] = 4
-    elif verdict == "TLE":
-        out.update(status_id=5, message="Time limit exceeded")
-    elif verdict == "OLE":
-        out.update(status_id=8, message="Output limit exceeded")
-    elif verdict == "MLE":
-        out.update(status_id=12, message="Memory limit exceeded")
-    elif t.signal is not None:
-        out.update(
-            status_id=SIGNAL_STATUS.get(t.signal, 12), message=f"Caught fatal signal {t.signal}"
-        )
-    else:
-        out.update(status_id=11, message=f"Exited with error status {t.exit_code}")
-    if record.get("redirect_stderr_to_stdout"):
-        out["stdout"], out["stderr"] = stored_text(t.stdout_bytes + t.stderr_bytes), ""
-    return out

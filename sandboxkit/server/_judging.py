@@ -10,7 +10,6 @@ import logging
 import math
 import shlex
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -20,24 +19,26 @@ from .._judge_models import JudgeReport, TestCase
 from .._languages import LanguageSpec, get_language
 from .._models import Limits
 from .._sandbox_pool import SandboxPool
-from ._judge0 import CONFIG, DEFAULT_FIELDS, MULTI_FILE, result_fields
+from ._judge0 import CONFIG, DEFAULT_FIELDS, MULTI_FILE
 from ._render import NotUtf8, serialize
 from ._requests import available_languages, unzip_files
+from ._submission import Outcome, Submission
+from ._verdict import outcome_of
 
 log = logging.getLogger("sandboxkit.server")
 
 
-def _limits(record: dict[str, Any]) -> Limits:
+def _limits(record: Submission) -> Limits:
     """Judge0's limits as ours. CPU: killed past limit + extra (RLIMIT_CPU), reported
     TLE past the limit; memory and file size in KB; at least what a sandbox needs."""
-    cpu = float(record["cpu_time_limit"]) + float(record["cpu_extra_time"])
-    max_file_kb = max(1, int(record["max_file_size"]))
+    cpu = float(record.cpu_time_limit) + float(record.cpu_extra_time)
+    max_file_kb = max(1, int(record.max_file_size))
     return Limits(
-        time=float(record["wall_time_limit"]),
+        time=float(record.wall_time_limit),
         cpu_time=max(0.01, cpu),
-        memory_mb=max(16, math.ceil(int(record["memory_limit"]) / 1024)),
-        stack_mb=max(1, math.ceil(int(record["stack_limit"]) / 1024)),
-        pids=min(4096, max(8, int(record["max_processes_and_or_threads"]))),
+        memory_mb=max(16, math.ceil(int(record.memory_limit) / 1024)),
+        stack_mb=max(1, math.ceil(int(record.stack_limit) / 1024)),
+        pids=min(4096, max(8, int(record.max_processes_and_or_threads))),
         file_size_mb=max_file_kb / 1024,
         output_bytes=max_file_kb * 1024,
     )
@@ -81,19 +82,18 @@ class Judging:
         if self.network_pool is not None:
             await self.network_pool.aclose()
 
-    def call_back(self, record: dict[str, Any]) -> None:
+    def call_back(self, record: Submission) -> None:
         """PUT ``record`` (stored, final) to its callback_url in the background."""
-        if not record.get("callback_url"):
+        if not record.callback_url:
             return
-        task = asyncio.create_task(self._callback(record))
+        task = asyncio.create_task(self._callback(record.callback_url, record))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _callback(self, record: dict[str, Any]) -> None:
+    async def _callback(self, url: str, record: Submission) -> None:
         """PUT the result to the submission's callback_url, as Judge0 does (its default
         fields, base64-encoded), retried with backoff; the result stays stored either way."""
-        url = record["callback_url"]
-        token = {"token": record["token"]}
+        token = {"token": record.token}
         try:
             payload = serialize(record, DEFAULT_FIELDS, True)
         except NotUtf8:  # cannot happen in base64 mode; kept for the type checker
@@ -111,47 +111,47 @@ class Judging:
                 await asyncio.sleep(delay)
                 delay *= 2
 
-    async def _pool_for(self, record: dict[str, Any]) -> SandboxPool:
-        if not record.get("enable_network"):
+    async def _pool_for(self, record: Submission) -> SandboxPool:
+        if not record.enable_network:
             return self.pool
         if self.network_pool is None:
             self.network_pool = await SandboxPool(languages=(), size=0, network=True).open()
         return self.network_pool
 
-    async def judge(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The result fields of ``record`` (its status among them). Never raises for
-        the engine or sandboxkit failing: that is Judge0's Internal Error."""
-        language = available_languages().get(record["language_id"], ("",))[0]
+    async def judge(self, record: Submission) -> Outcome:
+        """The outcome of judging ``record``. Never raises for the engine or sandboxkit
+        failing: that is Judge0's Internal Error."""
+        language = available_languages().get(record.language_id, ("",))[0]
         if not language:
-            return result_fields(None, record, f"language {record['language_id']} is gone")
+            return outcome_of(None, record, f"language {record.language_id} is gone")
         spec: LanguageSpec = get_language(language)
         files: dict[str, bytes] = {}
-        if record.get("additional_files"):
+        if record.additional_files:
             files = unzip_files(
-                base64.b64decode(record["additional_files"]),
+                base64.b64decode(record.additional_files),
                 int(CONFIG["max_extract_size"]) * 1024,
             )
-        source = record.get("source_code") or ""
-        if record["language_id"] == MULTI_FILE:
+        source = record.source_code or ""
+        if record.language_id == MULTI_FILE:
             # Judge0's multi-file program: its ``compile`` script (if any), then ``run``
             if "run" not in files:
-                return {
-                    "status_id": 11,
-                    "stderr": "bash: run: No such file or directory\n",
-                    "exit_code": 127,
-                    "message": "Exited with error status 127",
-                }
+                return Outcome(
+                    status_id=11,
+                    stderr="bash: run: No such file or directory\n",
+                    exit_code=127,
+                    message="Exited with error status 127",
+                )
             source = files.pop("run").decode("utf-8", "surrogateescape")
             spec = spec.model_copy(
                 update={"compile": ("bash", "compile") if "compile" in files else None}
             )
-        options = shlex.split(record.get("compiler_options") or "")
-        args = shlex.split(record.get("command_line_arguments") or "")
-        runs = max(1, int(record.get("number_of_runs") or 1))
-        stdin = (record.get("stdin") or "").encode("utf-8", "surrogateescape")
+        options = shlex.split(record.compiler_options or "")
+        args = shlex.split(record.command_line_arguments or "")
+        runs = max(1, int(record.number_of_runs or 1))
+        stdin = (record.stdin or "").encode("utf-8", "surrogateescape")
         report: JudgeReport | None = None
         error: str | None = None
-        token = {"token": record["token"]}
+        token = {"token": record.token}
         try:
             report = await judge(
                 source,
@@ -165,8 +165,8 @@ class Judging:
             )
         except SandboxkitError as exc:
             error = str(exc)
-            log.warning("internal error judging %s: %s", record["token"], exc, extra=token)
+            log.warning("internal error judging %s: %s", record.token, exc, extra=token)
         except Exception as exc:  # a bug: report Internal Error, never leave it Processing
             error = f"{type(exc).__name__}: {exc}"
-            log.exception("bug while judging %s", record["token"], extra=token)
-        return result_fields(report, record, error)
+            log.exception("bug while judging %s", record.token, extra=token)
+        return outcome_of(report, record, error)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -35,8 +34,8 @@ from ._store import (
     StoreUnavailable,
     TooManyInFlight,
     WorkerBeat,
-    merged,
 )
+from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
 
 log = logging.getLogger("sandboxkit.server.postgres")
@@ -265,7 +264,7 @@ class PostgresStore:
         return self._wakeups
 
     # ---- submissions
-    async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
+    async def insert(self, records: Sequence[Submission], admission: Admission) -> None:
         if not records:
             return
 
@@ -273,9 +272,9 @@ class PostgresStore:
             return int(
                 await conn.fetchval(
                     "SELECT sandboxkit_submit($1, $2, $3, $4, $5, $6)",
-                    [r["token"] for r in records],
-                    [int(r["language_id"]) for r in records],
-                    [json.dumps(r) for r in records],
+                    [r.token for r in records],
+                    [r.language_id for r in records],
+                    [r.dumps() for r in records],
                     admission.client,
                     admission.max_queue,
                     admission.max_in_flight,
@@ -288,7 +287,7 @@ class PostgresStore:
         if refused == 2:
             raise TooManyInFlight(admission.max_in_flight)
 
-    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def get_many(self, tokens: Sequence[str]) -> dict[str, Submission]:
         if not tokens:
             return {}
 
@@ -301,9 +300,9 @@ class PostgresStore:
             )
 
         rows = await self._with_conn(run)
-        return {r["token"]: merged(json.loads(r["data"]), r["status_id"]) for r in rows}
+        return {r["token"]: Submission.loads(r["data"], r["status_id"]) for r in rows}
 
-    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    async def page(self, page: int, per_page: int) -> tuple[list[Submission], int]:
         async def run(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
             total = await conn.fetchval("SELECT count(*) FROM submissions")
             rows = await conn.fetch(
@@ -314,7 +313,7 @@ class PostgresStore:
             return list(rows), int(total)
 
         rows, total = await self._with_conn(run)
-        return [merged(json.loads(r["data"]), r["status_id"]) for r in rows], total
+        return [Submission.loads(r["data"], r["status_id"]) for r in rows], total
 
     async def delete(self, token: str) -> None:
         async def run(conn: asyncpg.Connection) -> None:
@@ -377,7 +376,7 @@ class PostgresStore:
         row = await self._with_conn(run)
         if row is None:
             return None
-        return Claim(row["token"], row["attempt"], owner, merged(json.loads(row["data"]), 2))
+        return Claim(row["token"], row["attempt"], owner, Submission.loads(row["data"], 2))
 
     async def renew(self, claim: Claim, lease: float) -> bool:
         async def run(conn: asyncpg.Connection) -> str:
@@ -394,8 +393,8 @@ class PostgresStore:
 
         return await self._with_conn(run) == "UPDATE 1"
 
-    async def finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
-        record = {**claim.record, **changes}
+    async def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        record = claim.record.finished(outcome)
 
         async def run(conn: asyncpg.Connection) -> bool:
             return bool(
@@ -404,8 +403,8 @@ class PostgresStore:
                     claim.token,
                     claim.attempt,
                     claim.owner,
-                    int(record["status_id"]),
-                    json.dumps(record),
+                    record.status_id,
+                    record.dumps(),
                 )
             )
 

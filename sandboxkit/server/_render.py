@@ -8,6 +8,7 @@ from typing import Any
 
 from ._judge0 import DECIMAL_FIELDS, STATUSES, TEXT_FIELDS
 from ._requests import archived_languages, available_languages
+from ._submission import Submission
 
 NOT_UTF8 = (
     "some attributes for this submission cannot be converted to UTF-8, use base64_encoded=true"
@@ -34,27 +35,27 @@ def _encode(value: str, b64: bool) -> str:
         raise NotUtf8 from None
 
 
-def serialize(record: dict[str, Any], fields: tuple[str, ...], b64: bool) -> dict[str, Any]:
-    """A stored record as Judge0 renders it (decimals as strings, text maybe base64)."""
+def serialize(record: Submission, fields: tuple[str, ...], b64: bool) -> dict[str, Any]:
+    """A submission as Judge0 renders it (decimals as strings, text maybe base64)."""
     langs = {**available_languages(), **{i: ("", n) for i, n in archived_languages().items()}}
     out: dict[str, Any] = {}
     for name in fields:
         if name == "status":
-            sid = record["status_id"]
+            sid = record.status_id
             out[name] = {"id": sid, "description": STATUSES[sid]}
         elif name == "language":
-            lid = record["language_id"]
+            lid = record.language_id
             out[name] = {"id": lid, "name": langs.get(lid, ("", str(lid)))[1]}
         elif name in TEXT_FIELDS:
-            value = record.get(name)
+            value = getattr(record, name)
             out[name] = _encode(value, b64) if value else None
         elif name in DECIMAL_FIELDS:
-            value = record.get(name)
+            value = getattr(record, name)
             out[name] = (
                 None
                 if value is None
                 else (f"{value:.3f}" if name in ("time", "wall_time") else str(float(value)))
             )
         else:
-            out[name] = record.get(name)
+            out[name] = getattr(record, name)
     return out

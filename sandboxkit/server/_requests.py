@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._languages import REGISTRY
-from ._judge0 import CONFIG, IN_QUEUE, LANGUAGES, MULTI_FILE, UNAVAILABLE
+from ._judge0 import CONFIG, LANGUAGES, MULTI_FILE, UNAVAILABLE
+from ._submission import Submission
 
 Errors = dict[str, list[str]]
 
@@ -210,8 +211,8 @@ def parse_submission(
     max_source_bytes: int,
     max_io_bytes: int,
     allow_network: bool = False,
-) -> tuple[dict[str, Any] | None, Errors]:
-    """A new submission record (queued) from a request body, or the field errors."""
+) -> tuple[Submission | None, Errors]:
+    """A new submission (queued) from a request body, or the field errors."""
     errors: Errors = {}
     if not isinstance(body, dict):
         return None, {"submission": ["must be a JSON object"]}
@@ -251,54 +252,44 @@ def parse_submission(
         if value is not None and len(value.encode("utf-8", "surrogateescape")) > max_io_bytes:
             errors[name] = [f"is too long (maximum is {max_io_bytes} bytes)"]
 
-    record: dict[str, Any] = {}
+    options: dict[str, Any] = {}  # the limits and options, checked
     for field, default_key, max_key, integer, minimum, inclusive in _NUMERIC:
         value = body.get(field)
         if value is None or value == "":
-            record[field] = CONFIG[default_key]
+            options[field] = CONFIG[default_key]
         else:
-            record[field] = _number(
+            options[field] = _number(
                 value, field, CONFIG[max_key], integer, errors, minimum, inclusive
             )
     for field in _BOOLEANS:
-        record[field] = _boolean(body.get(field), field, errors)
-    if record["enable_network"] and not allow_network:
+        options[field] = _boolean(body.get(field), field, errors)
+    if options["enable_network"] and not allow_network:
         errors.setdefault("enable_network", []).append("enabling network is not allowed")
 
-    record["compiler_options"] = _options(body.get("compiler_options"), "compiler_options", errors)
-    if record["compiler_options"] and language_id in available_languages():
+    options["compiler_options"] = _options(body.get("compiler_options"), "compiler_options", errors)
+    if options["compiler_options"] and language_id in available_languages():
         spec = REGISTRY.get(LANGUAGES[language_id][0])
         if spec.compile is None or multi_file:
             errors.setdefault("compiler_options", []).append(
                 "setting compiler options is only allowed for compiled languages"
             )
-    record["command_line_arguments"] = _options(
+    options["command_line_arguments"] = _options(
         body.get("command_line_arguments"), "command_line_arguments", errors
     )
-    record["callback_url"] = _url(body.get("callback_url"), errors)
-    record["additional_files"] = _additional_files(body.get("additional_files"), errors)
-    if multi_file and record["additional_files"] is None and "additional_files" not in errors:
+    options["callback_url"] = _url(body.get("callback_url"), errors)
+    options["additional_files"] = _additional_files(body.get("additional_files"), errors)
+    if multi_file and options["additional_files"] is None and "additional_files" not in errors:
         errors["additional_files"] = ["can't be blank for a multi-file program"]
 
-    if errors:
+    if errors or language_id is None:  # no language id is an error already
         return None, errors
-    record.update(
+    submission = Submission(
         token=str(uuid.uuid4()),
         source_code=source,
         language_id=language_id,
         stdin=stdin,
         expected_output=expected,
-        status_id=IN_QUEUE,
         created_at=now(),
-        finished_at=None,
-        stdout=None,
-        stderr=None,
-        compile_output=None,
-        message=None,
-        exit_code=None,
-        exit_signal=None,
-        time=None,
-        wall_time=None,
-        memory=None,
+        **options,
     )
-    return record, {}
+    return submission, {}

@@ -28,8 +28,8 @@ from ._store import (
     QueueFull,
     TooManyInFlight,
     WorkerBeat,
-    merged,
 )
+from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
 
 T = TypeVar("T")
@@ -99,14 +99,14 @@ class SqliteStore:
             self._db.close()
 
     # ---- sync core (runs in a worker thread, under the lock)
-    def _insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
+    def _insert(self, records: Sequence[Submission], admission: Admission) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 marks = ",".join("?" * len(records))
                 (present,) = self._db.execute(
                     f"SELECT COUNT(*) FROM submissions WHERE token IN ({marks})",  # noqa: S608
-                    tuple(r["token"] for r in records),
+                    tuple(r.token for r in records),
                 ).fetchone()
                 if present == len(records):  # a retry of an insert that committed
                     self._db.execute("COMMIT")
@@ -127,30 +127,30 @@ class SqliteStore:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO submissions (token, status_id, data, client) "
                     "VALUES (?, ?, ?, ?)",
-                    [(r["token"], IN_QUEUE, json.dumps(r), admission.client) for r in records],
+                    [(r.token, IN_QUEUE, r.dumps(), admission.client) for r in records],
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def _get_many(self, tokens: Sequence[str]) -> dict[str, Submission]:
         with self._lock:
             marks = ",".join("?" * len(tokens))
             rows = self._db.execute(
                 f"SELECT token, status_id, data FROM submissions WHERE token IN ({marks})",  # noqa: S608
                 tuple(tokens),
             ).fetchall()
-        return {t: merged(json.loads(d), s) for t, s, d in rows}
+        return {t: Submission.loads(d, s) for t, s, d in rows}
 
-    def _page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    def _page(self, page: int, per_page: int) -> tuple[list[Submission], int]:
         with self._lock:
             total = self._db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
             rows = self._db.execute(
                 "SELECT status_id, data FROM submissions ORDER BY seq DESC LIMIT ? OFFSET ?",
                 (per_page, (page - 1) * per_page),
             ).fetchall()
-        return [merged(json.loads(d), s) for s, d in rows], int(total)
+        return [Submission.loads(d, s) for s, d in rows], int(total)
 
     def _delete(self, token: str) -> None:
         with self._lock:
@@ -202,7 +202,7 @@ class SqliteStore:
                 "lease_until = ? WHERE seq = ?",
                 (PROCESSING, attempt + 1, owner, now + lease, seq),
             )
-        return Claim(token, attempt + 1, owner, merged(json.loads(data), PROCESSING))
+        return Claim(token, attempt + 1, owner, Submission.loads(data, PROCESSING))
 
     def _renew(self, claim: Claim, lease: float) -> bool:
         with self._lock:
@@ -213,15 +213,15 @@ class SqliteStore:
             )
         return cursor.rowcount == 1
 
-    def _finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
-        record = {**claim.record, **changes}
+    def _finish(self, claim: Claim, outcome: Outcome) -> bool:
+        record = claim.record.finished(outcome)
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE submissions SET status_id = ?, data = ?, lease_until = NULL "
                 "WHERE token = ? AND attempt = ? AND lease_owner = ? AND status_id = 2",
                 (
-                    record["status_id"],
-                    json.dumps(record),
+                    record.status_id,
+                    record.dumps(),
                     claim.token,
                     claim.attempt,
                     claim.owner,
@@ -241,17 +241,17 @@ class SqliteStore:
         )
 
     # ---- async face
-    async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
+    async def insert(self, records: Sequence[Submission], admission: Admission) -> None:
         if records:
             await self._call(self._insert, records, admission)
             self._wakeups.queued()
 
-    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]:
+    async def get_many(self, tokens: Sequence[str]) -> dict[str, Submission]:
         if not tokens:
             return {}
         return await self._call(self._get_many, list(tokens))
 
-    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    async def page(self, page: int, per_page: int) -> tuple[list[Submission], int]:
         return await self._call(self._page, page, per_page)
 
     async def delete(self, token: str) -> None:
@@ -269,8 +269,8 @@ class SqliteStore:
     async def renew(self, claim: Claim, lease: float) -> bool:
         return await self._call(self._renew, claim, lease)
 
-    async def finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
-        done = await self._call(self._finish, claim, changes)
+    async def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        done = await self._call(self._finish, claim, outcome)
         self._wakeups.finished(claim.token)
         return done
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
 
 IN_QUEUE, PROCESSING = 1, 2
@@ -45,7 +46,7 @@ class Claim:
     token: str
     attempt: int
     owner: str
-    record: dict[str, Any]
+    record: Submission
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,12 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # ---- submissions (API nodes)
-    async def insert(self, records: Sequence[dict[str, Any]], admission: Admission) -> None:
+    async def insert(self, records: Sequence[Submission], admission: Admission) -> None:
         """Store ``records`` (In Queue) atomically; raises QueueFull or TooManyInFlight
         and stores none when a cap would be passed. Returns once they are durable."""
 
-    async def get_many(self, tokens: Sequence[str]) -> dict[str, dict[str, Any]]: ...
-    async def page(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]: ...
+    async def get_many(self, tokens: Sequence[str]) -> dict[str, Submission]: ...
+    async def page(self, page: int, per_page: int) -> tuple[list[Submission], int]: ...
     async def delete(self, token: str) -> None: ...
     async def statistics(self) -> dict[str, Any]: ...
     async def counts_by_status(self) -> dict[int, int]: ...
@@ -96,8 +97,9 @@ class Store(Protocol):
     async def renew(self, claim: Claim, lease: float) -> bool:
         """Extend the lease; False when it was lost (another worker took it over)."""
 
-    async def finish(self, claim: Claim, changes: dict[str, Any]) -> bool:
-        """Store the final result; False (nothing written) when the lease was lost."""
+    async def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """Store the claimed submission with its outcome; False (nothing written) when
+        the lease was lost."""
 
     async def release(self, claim: Claim) -> None:
         """Give the submission back to the queue at once (this worker is stopping)."""
@@ -121,9 +123,3 @@ def open_store(db: str) -> Store:
     from ._sqlite_store import SqliteStore
 
     return SqliteStore(db)
-
-
-def merged(record: dict[str, Any], status_id: int) -> dict[str, Any]:
-    """A stored record with its authoritative status (the column, not the JSON copy)."""
-    record["status_id"] = status_id
-    return record

@@ -17,13 +17,14 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from dataclasses import replace
 
 from ._judge0 import INTERNAL_ERROR
 from ._judging import Judging
 from ._metrics import Metrics
 from ._requests import now
 from ._store import Claim, Store, WorkerBeat
+from ._submission import Outcome
 
 log = logging.getLogger("sandboxkit.worker")
 
@@ -144,30 +145,30 @@ class Worker:
                 claim.attempt - 1,
                 extra=token,
             )
-            changes: dict[str, Any] = {
-                "status_id": INTERNAL_ERROR,
-                "message": f"{claim.attempt - 1} workers stopped before finishing it",
-            }
+            outcome = Outcome(
+                status_id=INTERNAL_ERROR,
+                message=f"{claim.attempt - 1} workers stopped before finishing it",
+            )
         else:
             log.info("%s: judging (attempt %d)", claim.token, claim.attempt, extra=token)
             judged = await self._judge_holding_lease(claim)
             if judged is None:
                 return
-            changes = judged
-        changes["finished_at"] = now()
-        if not await self.store.finish(claim, changes):
+            outcome = judged
+        outcome = replace(outcome, finished_at=now())
+        if not await self.store.finish(claim, outcome):
             log.warning("%s: result refused, another worker took it over", claim.token, extra=token)
             return
         elapsed = time.perf_counter() - started
         self.judged += 1
-        if changes["status_id"] == INTERNAL_ERROR:
+        if outcome.status_id == INTERNAL_ERROR:
             self.failed += 1
         if self.metrics is not None:
             self.metrics.judging.observe(elapsed)
-        log.info("%s: status %d in %.3f s", claim.token, changes["status_id"], elapsed, extra=token)
-        self.judging.call_back({**claim.record, **changes})
+        log.info("%s: status %d in %.3f s", claim.token, outcome.status_id, elapsed, extra=token)
+        self.judging.call_back(claim.record.finished(outcome))
 
-    async def _judge_holding_lease(self, claim: Claim) -> dict[str, Any] | None:
+    async def _judge_holding_lease(self, claim: Claim) -> Outcome | None:
         """The result, judged while the lease is renewed; None if the lease was lost."""
         judging = asyncio.create_task(self.judging.judge(claim.record))
         try:

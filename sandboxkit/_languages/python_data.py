@@ -8,9 +8,8 @@ into the run's writable ``MPLCONFIGDIR`` when a program imports matplotlib.
 
 from __future__ import annotations
 
-from ._languages import LanguageSpec, get_language
-
-PYTHON = get_language("python")  # registered before this module is imported
+from .builtin import PYTHON
+from .spec import LanguageSpec
 
 MPL_CACHE = "/opt/sandboxkit/matplotlib"
 

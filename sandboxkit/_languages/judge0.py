@@ -12,11 +12,12 @@ build cache stores it once.
 
 from __future__ import annotations
 
-from ._languages import _JVM, LanguageSpec
+from .builtin import JVM_FLAGS
+from .spec import LanguageSpec
 
 _JDK = ("default-jdk-headless",)  # the java image's package: its layer is reused
 _GCC = ("gcc", "libc6-dev")  # the c image's packages
-_JAVA_OPTS = " ".join((*_JVM, "-XX:MaxRAMPercentage=60", "-Xss64m"))
+_JAVA_OPTS = " ".join((*JVM_FLAGS, "-XX:MaxRAMPercentage=60", "-Xss64m"))
 
 # OTP 25's JIT maps its code through a memfd that RLIMIT_FSIZE counts: below ~16 MB the
 # VM dies of SIGXFSZ before the program starts (Judge0's OTP 22 had no JIT)
@@ -310,7 +311,7 @@ GROOVY = LanguageSpec(
     packages=("groovy",),
     source_file="script.groovy",
     compile=("groovyc", "script.groovy"),
-    run=("java", *_JVM, "-Xss64m", "-cp", ".:/usr/share/groovy/lib/*", "script"),
+    run=("java", *JVM_FLAGS, "-Xss64m", "-cp", ".:/usr/share/groovy/lib/*", "script"),
     env={"JAVA_OPTS": _JAVA_OPTS},
     version_command=("groovy", "--version"),
     compile_pids=256,
