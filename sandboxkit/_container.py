@@ -37,7 +37,7 @@ log = logging.getLogger("sandboxkit")
 SANDBOX_UID = 65534
 WORKDIR = "/work"
 # a session run's own files (its source, what its compiler makes), apart from the user's
-# files in WORKDIR: a user's main.py is the user's (see _runner.make_job's ``own``)
+# files in WORKDIR: a user's main.py is the user's (see _run.jobs.make_job's ``own``)
 OWN_DIR = "/run/sandboxkit"
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0

@@ -29,7 +29,8 @@ from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
 from ._languages import get_language
 from ._models import Event, FileEntry, Limits, RunResult
 from ._process import Process, launch
-from ._runner import final_result, run_program
+from ._run.program import run_program
+from ._run.reader import final_result
 from ._sandbox_pool import Runtime, SandboxPool, check_runtime
 from ._stream import EventStream
 from ._transfer import collect_local, store_local
