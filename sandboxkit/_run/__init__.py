@@ -9,6 +9,7 @@
 - ``program``: ``Program``, compile once, run many, the next run queued ahead. Every
   kind of run (one-shot, session, ``start()``, the judge) goes through it.
 
-Callers above this layer hand it a leased ``Box`` and read events; only the reader and
-the program speak the wire (``_protocol``).
+Callers above this layer hand it a leased ``Box`` and read events. Of the frames, only
+the reader sends and reads a run's (the job, its output, a kill); the jobs are built
+from the wire module's types in ``jobs``; a live ``Process`` adds its stdin frames.
 """
