@@ -16,7 +16,7 @@ import statistics
 import time
 
 import sandboxkit as sk
-from sandboxkit._judge import _Program
+from sandboxkit._run.program import Program
 
 AB = r"""
 #include <cstdio>
@@ -56,15 +56,16 @@ async def main(n: int, repeat: int) -> None:
 
         # the marginal step alone, without the noise of leasing and compiling: one
         # fresh process of the compiled program in the same sandbox, timed from the host
-        prog = _Program(pool, sk.get_language("cpp"), sk.Limits(time=2.0), AB)
-        await prog.open()
-        steps = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            r = await prog.run(f"{i} {i}\n".encode())
-            steps.append(time.perf_counter() - t0)
-            assert r.stdout == f"{2 * i}\n", r
-        await prog.aclose()
+        cpp, limits = sk.get_language("cpp"), sk.Limits(time=2.0)
+        async with pool.checkout(cpp, limits) as box:
+            prog = Program(box, cpp, limits, files={cpp.source_file: AB.encode()})
+            await prog.compile()
+            steps = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                r = await prog.result(f"{i} {i}\n".encode())
+                steps.append(time.perf_counter() - t0)
+                assert r.stdout == f"{2 * i}\n", r
         step = statistics.median(steps)
 
         oneshot = []

@@ -5,7 +5,7 @@
 (another language runs its hello world from tests/test_languages.py; a compiled one's
 second job, the run after the compile, has its stages marked ``#2``.)
 
-Host stamps are ``time.perf_counter_ns()`` taken by wrapping the pool's and the runner's
+Host stamps are ``time.perf_counter_ns()`` taken by wrapping the pool's and the run layer's
 functions (checkout, job encoding, the write to the attach socket, each frame read back,
 the result, the release); agent stamps come from a traced job (``"trace": true``): the
 agent reports, in its exit frame, when it read the job, wrote the files, forked, when
@@ -35,9 +35,9 @@ from typing import Any
 
 import sandboxkit as sk
 from sandboxkit import _protocol as wire
-from sandboxkit import _runner
 from sandboxkit._container import Box
 from sandboxkit._pool import WarmPool
+from sandboxkit._run import jobs, policy, program, reader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_all import settle  # the benchmarks' own module, beside this one
@@ -74,14 +74,15 @@ def _hook_async(owner: Any, attr: str, before: str | None, after: str | None) ->
 def _install_hooks() -> None:
     _hook_async(WarmPool, "acquire", "acquire", "acquired")
     _hook_async(WarmPool, "release", "release", "released")
-    _hook_async(_runner, "encode_job", "encode", "encoded")
+    for user in (policy, program):  # where the compile step's and the run's jobs are built
+        _hook_async(user, "encode_job", "encode", "encoded")
 
-    make_job = _runner.make_job
+    make_job = jobs.make_job
 
     def traced_job(*args: Any, **kwargs: Any) -> Any:
         return {**make_job(*args, **kwargs), "trace": True}
 
-    _runner.make_job = traced_job  # type: ignore[assignment]
+    jobs.make_job = traced_job  # type: ignore[assignment]
 
     send = Box.send
 
@@ -111,14 +112,14 @@ def _install_hooks() -> None:
 
     Box.recv = traced_recv  # type: ignore[method-assign]
 
-    result_of = _runner.result_of
+    result_of = reader.result_of
 
     def traced_result(*args: Any, **kwargs: Any) -> Any:
         out = result_of(*args, **kwargs)
         _now("result")
         return out
 
-    _runner.result_of = traced_result  # type: ignore[assignment]
+    reader.result_of = traced_result  # type: ignore[assignment]
 
 
 def host_python() -> float:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -32,12 +32,15 @@ from ._errors import EngineError, SandboxError
 from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._protocol import FileJob, ListJob, ReadJob, Reply, WriteJob
+
 log = logging.getLogger("sandboxkit")
 
 SANDBOX_UID = 65534
 WORKDIR = "/work"
 # a session run's own files (its source, what its compiler makes), apart from the user's
-# files in WORKDIR: a user's main.py is the user's (see _runner.make_job's ``own``)
+# files in WORKDIR: a user's main.py is the user's (see _run.jobs.make_job's ``own``)
 OWN_DIR = "/run/sandboxkit"
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0
@@ -271,16 +274,45 @@ class Box:
         tail = self.agent_stderr.decode(errors="replace").strip()[-500:]
         return "the sandbox container ended unexpectedly" + (f": {tail}" if tail else "")
 
-    async def call(self, op: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """A file operation: one job frame, one reply frame."""
-        await self.send_json(wire.JOB, op)
+    async def call(self, job: FileJob) -> tuple[Reply, bytes]:
+        """A file operation: one job frame, one reply frame (its header, its data)."""
+        await self.send_json(wire.JOB, job)
         kind, payload = await self.recv()
         if kind == wire.FAULT:
             raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
         if kind != wire.REPLY:
             raise SandboxError(f"unexpected frame {kind!r} from the sandbox agent")
         header, _, data = payload.partition(b"\0")
-        return json.loads(header), data
+        reply: Reply = json.loads(header)
+        return reply, data
+
+    # ------------------------------------------------------------------ files
+    # Paths are relative to the workdir and already checked (``_validate.check_path``);
+    # the agent opens them without following any symlink. A refusal is a reply whose
+    # ``ok`` is false, with its ``error``: the caller words it for its user.
+    async def write_file(self, path: str, data: bytes, mode: int) -> Reply:
+        """Write ``data`` to ``path`` (directories made on the way) with ``mode``."""
+        job: WriteJob = {
+            "op": "write",
+            "path": path,
+            "data": base64.b64encode(data).decode(),
+            "mode": mode,
+        }
+        reply, _ = await self.call(job)
+        return reply
+
+    async def read_file(self, path: str, max_bytes: int) -> tuple[Reply, bytes]:
+        """The bytes of the regular file at ``path``, refused past ``max_bytes``."""
+        job: ReadJob = {"op": "read", "path": path, "max_bytes": max_bytes}
+        return await self.call(job)
+
+    async def list_files(self, path: str | None = None) -> Reply:
+        """Every entry under the directory ``path`` (None: the whole workdir)."""
+        job: ListJob = {"op": "list"}
+        if path is not None:
+            job["path"] = path
+        reply, _ = await self.call(job)
+        return reply
 
     # ------------------------------------------------------------------ resources
     async def set_resources(self, wanted: Resources) -> None:

@@ -26,7 +26,6 @@ import signal as signals
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
-from . import _protocol as wire
 from ._checkers import (
     BUILTIN,
     EXPLAIN,
@@ -36,7 +35,6 @@ from ._checkers import (
     explain_lines,
     float_tolerance,
 )
-from ._container import Box
 from ._errors import CheckerError, InvalidInput, SandboxError
 from ._judge_models import (
     Checker,
@@ -49,7 +47,7 @@ from ._judge_models import (
 )
 from ._languages import LanguageSpec, get_language
 from ._models import Limits, RunResult
-from ._runner import compile_source, encode_job, execute, final_result, fit_run_limits
+from ._run.program import Program
 from ._sandbox_pool import SandboxPool
 from ._validate import check_code, check_files, check_limits
 
@@ -57,8 +55,11 @@ MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
 
 
-class _Program:
-    """One source, compiled once in a leased sandbox, then run many times."""
+class _LeasedProgram:
+    """The submission (or the checker) as a :class:`Program` in a sandbox leased from
+    ``pool``. When that sandbox is gone (a run ended it) or holds a queued job for
+    another input, a fresh one is leased and the source compiled again, so the remaining
+    tests still run."""
 
     def __init__(
         self,
@@ -72,14 +73,11 @@ class _Program:
         self.pool = pool
         self.spec = spec
         self.limits = limits
-        self.source = source.encode("utf-8", errors="surrogateescape")
-        self.files = dict(files or {})
+        code = source.encode("utf-8", errors="surrogateescape")
+        self.files = {**(files or {}), spec.source_file: code}
         self.args = args
         self._lease: AsyncExitStack | None = None
-        self._box: Box | None = None
-        self.compiled: RunResult | None = None
-        # the stdin of a run whose job the agent holds already (see ``run(ahead=...)``)
-        self._queued: tuple[Box, bytes | None] | None = None
+        self.program: Program | None = None
 
     async def open(self) -> RunResult | None:
         """Lease a sandbox and compile; the compiler's result, or None (interpreted)."""
@@ -87,38 +85,20 @@ class _Program:
         stack = AsyncExitStack()
         self._lease = stack
         box = await stack.enter_async_context(self.pool.checkout(self.spec, self.limits))
-        self._box = box
-        sources = {**self.files, self.spec.source_file: self.source}
-        self.compiled = await compile_source(box, self.spec, self.limits, sources)
-        if self.compiled is not None and self.compiled.status != "ok":
-            return self.compiled
-        unfit = await fit_run_limits(box, self.spec, self.limits)
-        if unfit is not None:  # a fresh sandbox always fits; if not, the machinery failed
-            raise SandboxError(unfit.stderr)
-        return self.compiled
+        self.program = Program(box, self.spec, self.limits, files=self.files, args=self.args)
+        return await self.program.compile()
 
     async def run(
         self,
         stdin: bytes | None,
         *,
-        files: dict[str, bytes] | None = None,
-        args: tuple[str, ...] = (),
-        ahead: tuple[bytes | None] | None = None,
+        files: Mapping[str, bytes] | None = None,
+        args: tuple[str, ...] | None = None,
+        ahead: bytes | None = None,
     ) -> RunResult:
-        """A fresh process of the program; re-leases (and recompiles) a dead sandbox.
-
-        ``ahead=(stdin,)``: the next run's input (same files and arguments), whose job goes
-        to the agent before this run's result is read. The agent queues it and starts it
-        the moment this run has ended (and every process of it is gone), so the host's
-        round trip overlaps the runs; the next call, with that input, reads its result.
-        A job that died with its sandbox is run again in a fresh one.
-        """
-        queued, self._queued = self._queued, None
-        if queued is not None and queued[0] is self._box and queued[1] == stdin and self._box.alive:
-            return await self._read_run(self._box, None, ahead, files, args)
-        if queued is not None and queued[0] is self._box and self._box is not None:
-            await self._box.destroy()  # its queued job is not this run: start clean
-        if self._box is None or not self._box.alive:
+        """A fresh process of the program (``Program.run``, ``ahead`` included); in a
+        fresh sandbox, compiled again, when this one cannot take it."""
+        if self.program is None or not self.program.can_run(stdin, files=files, args=args):
             compiled = await self.open()
             if compiled is not None and compiled.status != "ok":
                 # the same source compiled before; now it does not: the machinery failed
@@ -126,45 +106,11 @@ class _Program:
                     f"recompiling {self.spec.name} in a fresh sandbox failed: "
                     f"{(compiled.stdout + compiled.stderr)[-500:]}"
                 )
-        assert self._box is not None
-        return await self._read_run(self._box, stdin, ahead, files, args, send=True)
-
-    async def _job(
-        self, stdin: bytes | None, files: dict[str, bytes] | None, args: tuple[str, ...]
-    ) -> bytes:
-        all_files = dict(files or {})
-        if self.spec.compile is None:
-            # interpreted: send the source (and its files) with every run, so a run that
-            # rewrote or deleted them cannot change the next test
-            all_files = {**self.files, **all_files, self.spec.source_file: self.source}
-        argv = self.spec.run + (args or self.args)
-        return await encode_job(self.spec, argv, self.limits, files=all_files, stdin=stdin)
-
-    async def _read_run(
-        self,
-        box: Box,
-        stdin: bytes | None,
-        ahead: tuple[bytes | None] | None,
-        files: dict[str, bytes] | None,
-        args: tuple[str, ...],
-        *,
-        send: bool = False,
-    ) -> RunResult:
-        """Send this run's job (``send``) and the next one's (``ahead``), then read this
-        run's frames."""
-        if send:
-            await box.send(wire.JOB, await self._job(stdin, files, args))
-        if ahead is not None:
-            await box.send(wire.JOB, await self._job(ahead[0], files, args))
-            self._queued = (box, ahead[0])
-        try:
-            return await final_result(execute(box, None, self.limits, self.spec.name))
-        except BaseException:
-            self._queued = None
-            raise
+        assert self.program is not None
+        return await self.program.result(stdin, files=files, args=args, ahead=ahead)
 
     async def aclose(self) -> None:
-        lease, self._lease, self._box = self._lease, None, None
+        lease, self._lease, self.program = self._lease, None, None
         if lease is not None:
             await lease.aclose()
 
@@ -348,8 +294,8 @@ async def judge(
         pool = await default_pool()
     lim = check_limits(limits) if limits is not None else pool.limits
 
-    program = _Program(pool, spec, lim, code, extra, argv)
-    checker_prog: _Program | None = None
+    program = _LeasedProgram(pool, spec, lim, code, extra, argv)
+    checker_prog: _LeasedProgram | None = None
     try:
         compiled = await program.open()
         if compiled is not None and compiled.status != "ok":
@@ -365,7 +311,7 @@ async def judge(
         results: list[TestResult] = []
         for index, case in enumerate(cases):
             following = cases[index + 1] if index + 1 < len(cases) else None
-            ahead = (_as_bytes(following.input),) if following is not None else None
+            ahead = _as_bytes(following.input) if following is not None else None
             run = await program.run(_as_bytes(case.input), ahead=ahead)
             verdict = _run_verdict(run)
             message = explanation = ""
@@ -420,8 +366,8 @@ async def judge(
             await checker_prog.aclose()
 
 
-async def _open_checker(pool: SandboxPool, checker: CheckerProgram) -> _Program:
-    prog = _Program(
+async def _open_checker(pool: SandboxPool, checker: CheckerProgram) -> _LeasedProgram:
+    prog = _LeasedProgram(
         pool, get_language(checker.language), checker.limits, check_code(checker.source)
     )
     try:
@@ -439,7 +385,7 @@ async def _open_checker(pool: SandboxPool, checker: CheckerProgram) -> _Program:
 
 
 async def _program_check(
-    prog: _Program, index: int, case: TestCase, run: RunResult
+    prog: _LeasedProgram, index: int, case: TestCase, run: RunResult
 ) -> tuple[Verdict, str]:
     files = {
         "input.txt": _as_bytes(case.input),

@@ -9,16 +9,15 @@ type checker sees ``language=`` on the class and flags it on a session."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import functools
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, TypeVar, overload
 
 import anyio
 from typing_extensions import Never, ParamSpec
@@ -29,7 +28,8 @@ from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
 from ._languages import get_language
 from ._models import Event, FileEntry, Limits, RunResult
 from ._process import Process, launch
-from ._runner import final_result, run_program
+from ._run.program import run_program
+from ._run.reader import final_result
 from ._sandbox_pool import Runtime, SandboxPool, check_runtime
 from ._stream import EventStream
 from ._transfer import collect_local, store_local
@@ -45,10 +45,14 @@ from ._validate import (
     prepare_run,
 )
 
+if TYPE_CHECKING:
+    from ._protocol import Reply
+
 ClassP = ParamSpec("ClassP")
 ClassR = TypeVar("ClassR")
 SessionP = ParamSpec("SessionP")
 SessionR = TypeVar("SessionR")
+Done = TypeVar("Done")
 
 MAX_READ_BYTES = 64 * 1024 * 1024
 
@@ -495,34 +499,27 @@ class Sandbox:
     start = _ClassOrInstance(_oneshot_start, _start)
 
     # ------------------------------------------------------------------ files
-    async def _file_op(self, op: dict[str, Any], what: str, path: str) -> tuple[Any, bytes]:
+    async def _on_box(self, operation: Callable[[Box], Awaitable[Done]]) -> Done:
+        """A file operation on the session's sandbox, never during one of its runs."""
         async with self._lock:
-            box = self._live_box()
-            reply, data = await box.call(op)
+            done = await operation(self._live_box())
             self._touch()
-        if not reply.get("ok"):
-            raise SandboxFileError(what, path, str(reply.get("error") or "refused"))
-        return reply, data
+        return done
 
     async def write_file(self, path: str, data: bytes | str, *, executable: bool = False) -> None:
         """Write ``data`` to ``path`` (relative to the workdir), creating directories."""
         clean = check_files({check_path(path): data})
         ((rel, content),) = clean.items()
-        op = {
-            "op": "write",
-            "path": rel,
-            "data": base64.b64encode(content).decode(),
-            "mode": 0o755 if executable else 0o644,
-        }
-        await self._file_op(op, "write", path)
+        mode = 0o755 if executable else 0o644
+        reply = await self._on_box(lambda box: box.write_file(rel, content, mode))
+        _refused_unless_ok(reply, "write", path)
 
     async def read_file(self, path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
         """The bytes of a regular file in the workdir (symlinks and devices refused);
         ``SandboxFileError`` when it is missing, not a regular file or too large."""
         rel = check_path(path)
-        _, data = await self._file_op(
-            {"op": "read", "path": rel, "max_bytes": max_bytes}, "read", path
-        )
+        reply, data = await self._on_box(lambda box: box.read_file(rel, max_bytes))
+        _refused_unless_ok(reply, "read", path)
         return data
 
     async def write_dir(self, local_dir: str | os.PathLike[str], dest: str = ".") -> int:
@@ -559,11 +556,16 @@ class Sandbox:
         """Every entry under ``path`` (a directory of the workdir; default the whole
         workdir): its path relative to the workdir, type (file/dir/symlink/other), size.
         ``SandboxFileError`` when ``path`` is missing or not a directory."""
-        op: dict[str, Any] = {"op": "list"}
-        if path not in (".", ""):
-            op["path"] = check_path(path)
-        reply, _ = await self._file_op(op, "list", path)
+        rel = None if path in (".", "") else check_path(path)
+        reply = await self._on_box(lambda box: box.list_files(rel))
+        _refused_unless_ok(reply, "list", path)
         return [
             FileEntry(path=str(e["path"]), type=e["type"], size=int(e.get("size") or 0))
             for e in reply.get("entries", [])
         ]
+
+
+def _refused_unless_ok(reply: Reply, operation: str, path: str) -> None:
+    """The agent's refusal of a file operation, as the error the user can act on."""
+    if not reply.get("ok"):
+        raise SandboxFileError(operation, path, str(reply.get("error") or "refused"))

@@ -35,7 +35,9 @@ from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process, launch
 from ._reaper import reap
-from ._runner import compile_limits, final_result, resources_for, run_program
+from ._run.jobs import compile_limits, resources_for
+from ._run.program import run_program
+from ._run.reader import final_result
 from ._stream import EventStream
 from ._validate import RunInput, check_limits, prepare_run
 
@@ -432,7 +434,7 @@ class SandboxPool:
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
                 size = self.size if shape == self._shape(tag, self.limits, spec) else 0
-                # the run's own room: a compile fits in it or widens it (_runner.compile_source)
+                # the run's own room: a compile fits in it or widens it (_run.policy)
                 create_for = shape.fixed or resources_for(self.limits)
                 pool = WarmPool(
                     self.fleet.members,

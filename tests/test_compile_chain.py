@@ -1,4 +1,4 @@
-"""A compile step carries its run (``RunJob.then``, ``_runner.FollowUp``): the agent
+"""A compile step carries its run (``RunJob.then``, ``_run.jobs.FollowUp``): the agent
 starts the program as soon as the compiler ended well, with no round trip to the host;
 in every other case the host's own policy runs as before. Real engine, C."""
 
@@ -10,7 +10,8 @@ import pytest
 
 import sandboxkit as sk
 from sandboxkit._languages import get_language
-from sandboxkit._runner import final_result, run_program
+from sandboxkit._run.program import run_program
+from sandboxkit._run.reader import final_result
 from sandboxkit._validate import RunInput
 
 pytestmark = pytest.mark.docker

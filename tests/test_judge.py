@@ -426,18 +426,18 @@ async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
 ) -> None:
     # what happens after the host had to kill a hung sandbox: the next test leases a
     # fresh one and compiles again, instead of failing the rest
-    from sandboxkit._judge import _Program
+    from sandboxkit._judge import _LeasedProgram
 
-    prog = _Program(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
+    prog = _LeasedProgram(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
     try:
         compiled = await prog.open()
         assert compiled is not None and compiled.status == "ok"
-        first = prog._box
-        assert first is not None
+        assert prog.program is not None
+        first = prog.program.box
         assert (await prog.run(b"ok 1 2\n")).stdout == "3\n"
         await first.destroy()
         again = await prog.run(b"ok 2 2\n")
-        assert again.stdout == "4\n" and prog._box is not first
+        assert again.stdout == "4\n" and prog.program.box is not first
     finally:
         await prog.aclose()
 
@@ -447,21 +447,23 @@ async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
 async def test_a_queued_test_lost_with_its_sandbox_runs_again_in_a_fresh_one(
     cpp_pool: sk.SandboxPool,
 ) -> None:
-    from sandboxkit._judge import _Program
+    from sandboxkit._judge import _LeasedProgram
 
-    prog = _Program(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
+    prog = _LeasedProgram(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
     try:
         await prog.open()
-        first = prog._box
-        assert first is not None
-        r = await prog.run(b"ok 1 2\n", ahead=(b"ok 2 2\n",))
+        assert prog.program is not None
+        first = prog.program.box
+        r = await prog.run(b"ok 1 2\n", ahead=b"ok 2 2\n")
         assert r.stdout == "3\n" and first.frames_sent == 3  # compile, this run, the next
         await first.destroy()  # the queued job goes with it
-        again = await prog.run(b"ok 2 2\n", ahead=(b"ok 3 3\n",))
-        assert again.stdout == "4\n" and prog._box is not first
-        # a call for another input than the queued one: that job is dropped, not misread
+        again = await prog.run(b"ok 2 2\n", ahead=b"ok 3 3\n")
+        second = prog.program.box
+        assert again.stdout == "4\n" and second is not first
+        # a call for another input than the queued one: that sandbox is dropped (its
+        # queued job with it), not misread
         other = await prog.run(b"ok 5 5\n")
-        assert other.stdout == "10\n"
+        assert other.stdout == "10\n" and second.closed and prog.program.box is not second
     finally:
         await prog.aclose()
 

@@ -12,7 +12,7 @@ import sandboxkit as sk
 from sandboxkit._dockerfile import render
 from sandboxkit._languages import LanguageSpec
 from sandboxkit._languages.judge0 import EXTRA
-from sandboxkit._runner import ended_by
+from sandboxkit._run.outcome import outcome
 
 GOLDEN = Path(__file__).parent / "golden" / "extra"
 UPDATE = os.environ.get("SANDBOXKIT_UPDATE_GOLDEN", "") not in ("", "0")
@@ -46,12 +46,15 @@ def test_limits_defaults_and_ranges() -> None:
 
 
 def test_ended_by_from_exit_reports() -> None:
-    assert ended_by({"reason": None, "exit_code": 0, "signal": None, "oom_kills": 0}) is None  # type: ignore[typeddict-item]
-    assert ended_by({"reason": "timeout", "oom_kills": 0}) == "wall_time"  # type: ignore[typeddict-item]
-    assert ended_by({"reason": "cpu_timeout", "oom_kills": 0}) == "cpu_time"  # type: ignore[typeddict-item]
-    assert ended_by({"reason": "output_limit", "oom_kills": 0}) == "output"  # type: ignore[typeddict-item]
-    assert ended_by({"reason": "timeout", "oom_kills": 1}) == "memory"  # type: ignore[typeddict-item]
-    assert ended_by({"reason": None, "signal": 25, "oom_kills": 0}) == "file_size"  # type: ignore[typeddict-item]
+    def ended_by(report: dict[str, object]) -> str | None:
+        return outcome(report).ended_by  # type: ignore[arg-type]
+
+    assert ended_by({"reason": None, "exit_code": 0, "signal": None, "oom_kills": 0}) is None
+    assert ended_by({"reason": "timeout", "oom_kills": 0}) == "wall_time"
+    assert ended_by({"reason": "cpu_timeout", "oom_kills": 0}) == "cpu_time"
+    assert ended_by({"reason": "output_limit", "oom_kills": 0}) == "output"
+    assert ended_by({"reason": "timeout", "oom_kills": 1}) == "memory"
+    assert ended_by({"reason": None, "signal": 25, "oom_kills": 0}) == "file_size"
 
 
 DEEP = (

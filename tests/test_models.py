@@ -59,9 +59,9 @@ def test_stream_refuses_bad_input_at_call_time() -> None:
 
 def test_output_is_kept_to_the_cap_and_decoded_across_chunks() -> None:
     from sandboxkit import _protocol as wire
-    from sandboxkit._runner import _Output
+    from sandboxkit._run.reader import OutputBuffer
 
-    out = _Output(keep=5)
+    out = OutputBuffer(keep=5)
     first = out.add(wire.STDOUT, "π".encode()[:1])  # half a character
     second = out.add(wire.STDOUT, "π".encode()[1:] + b"abcdef")
     assert first is not None and first.data == "" and first.data_bytes == b"\xcf"
@@ -70,23 +70,32 @@ def test_output_is_kept_to_the_cap_and_decoded_across_chunks() -> None:
     assert out.truncated and out.stdout == "πabc".encode()
 
 
-def test_status_of_an_exit_report() -> None:
-    from sandboxkit._runner import status_of
+def test_outcome_of_an_exit_report_gives_status_and_ended_by_together() -> None:
+    from sandboxkit._run.outcome import outcome
 
-    assert status_of({"exit_code": 0, "signal": None}) == "ok"
-    assert status_of({"exit_code": 1}) == "error"
-    assert status_of({"exit_code": None, "signal": 9, "reason": "timeout"}) == "timeout"
-    assert status_of({"exit_code": None, "signal": 24, "reason": "cpu_timeout"}) == "timeout"
-    assert status_of({"exit_code": 0, "reason": "output_limit"}) == "output_limit"
+    assert outcome({"exit_code": 0, "signal": None}) == ("ok", None)
+    assert outcome({"exit_code": 1}) == ("error", None)
+    assert outcome({"exit_code": None, "signal": 9, "reason": "timeout"}) == (
+        "timeout",
+        "wall_time",
+    )
+    assert outcome({"exit_code": None, "signal": 24, "reason": "cpu_timeout"}) == (
+        "timeout",
+        "cpu_time",
+    )
+    assert outcome({"exit_code": 0, "reason": "output_limit"}) == ("output_limit", "output")
+    assert outcome({"exit_code": None, "signal": 25}) == ("error", "file_size")
+    assert outcome({"exit_code": None, "signal": 9, "reason": "killed"}) == ("error", None)
     # an OOM kill explains the other symptoms, so it wins
-    assert status_of({"exit_code": None, "signal": 9, "reason": "timeout", "oom_kills": 1}) == "oom"
+    report = {"exit_code": None, "signal": 9, "reason": "timeout", "oom_kills": 1}
+    assert outcome(report) == ("oom", "memory")  # type: ignore[arg-type]
 
 
 def test_result_of_carries_bytes_and_engine() -> None:
     from sandboxkit import _protocol as wire
-    from sandboxkit._runner import _Output, result_of
+    from sandboxkit._run.reader import OutputBuffer, result_of
 
-    out = _Output(keep=100)
+    out = OutputBuffer(keep=100)
     out.add(wire.STDOUT, b"\xfe1")
     out.add(wire.STDERR, b"e")
     r = result_of(
@@ -106,9 +115,9 @@ def test_result_of_carries_bytes_and_engine() -> None:
 
 
 def test_result_of_says_when_a_session_lost_its_state() -> None:
-    from sandboxkit._runner import _Output, result_of
+    from sandboxkit._run.reader import OutputBuffer, result_of
 
-    lost = result_of({"exit_code": 5, "state_lost": True}, _Output(keep=10), "python", None)
-    kept = result_of({"exit_code": 0}, _Output(keep=10), "python", None)
+    lost = result_of({"exit_code": 5, "state_lost": True}, OutputBuffer(keep=10), "python", None)
+    kept = result_of({"exit_code": 0}, OutputBuffer(keep=10), "python", None)
     assert (lost.status, lost.state_lost, kept.state_lost) == ("error", True, False)
     assert sk.RunResult(status="ok").state_lost is False

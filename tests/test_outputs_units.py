@@ -13,7 +13,7 @@ import pytest
 
 from sandboxkit import DisplayData, InvalidInput, RunResult
 from sandboxkit import _protocol as wire
-from sandboxkit._runner import _Output
+from sandboxkit._run.reader import OutputBuffer
 from sandboxkit.agent import _display
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
@@ -104,7 +104,7 @@ def test_emit_writes_whole_files_the_agent_collects(
 
 
 def test_host_keeps_outputs_up_to_the_cap_and_drops_malformed() -> None:
-    out = _Output(keep=200)
+    out = OutputBuffer(keep=200)
     good = json.dumps({"kind": "display", "data": {"text/plain": "hi"}}).encode()
     out.add_display(good)
     out.add_display(b"not json")

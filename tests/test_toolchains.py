@@ -27,7 +27,7 @@ from sandboxkit._container import SANDBOX_UID
 from sandboxkit._dockerfile import JAVAC_CLASSES, PRESTART_TSC, prestart_config, render
 from sandboxkit._languages import CPP, JAVA, TYPESCRIPT, LanguageSpec, get_language, language_env
 from sandboxkit._models import Limits
-from sandboxkit._runner import compile_limits, make_job
+from sandboxkit._run.jobs import compile_limits, make_job
 from sandboxkit.agent._prestart import Prestarted
 
 BITS = (

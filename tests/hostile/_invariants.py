@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import sandboxkit as sk
 from sandboxkit._labels import LABEL_POOL
-from sandboxkit._runner import HOST_GRACE
+from sandboxkit._run.reader import HOST_GRACE
 
 # Slack for a shared 2-core CI machine (acquiring a sandbox, scheduling). A bound on a
 # hung call, not a speed claim: timings live in benchmarks/.

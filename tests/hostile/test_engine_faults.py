@@ -22,7 +22,7 @@ import time
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._runner import HOST_GRACE
+from sandboxkit._run.reader import HOST_GRACE
 
 from ._invariants import GRACE, canary, settle, view
 
