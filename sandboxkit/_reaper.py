@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._backends import Backend
+from ._backends import ContainerEngine
 from ._labels import LABEL_MANAGED, LABEL_OWNER, owner_alive
 
 log = logging.getLogger("sandboxkit")
@@ -35,7 +36,7 @@ class ReapReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def orphaned(labels: dict[str, str]) -> bool:
+def orphaned(labels: Mapping[str, str]) -> bool:
     """Whether a managed container's owner is gone (pure: reads only ``/proc``)."""
     owner = labels.get(LABEL_OWNER)
     if not owner:
@@ -43,14 +44,13 @@ def orphaned(labels: dict[str, str]) -> bool:
     return not owner_alive(owner)
 
 
-async def reap(engine: Backend, *, dry_run: bool = False) -> ReapReport:
+async def reap(engine: ContainerEngine, *, dry_run: bool = False) -> ReapReport:
     """Remove every sandboxkit container whose owning process no longer runs here."""
     report = ReapReport()
     doomed: list[str] = []
     for c in await engine.list_containers({LABEL_MANAGED: None}):
-        labels = c.get("Labels") or {}
-        if orphaned(labels):
-            doomed.append(str(c["Id"]))
+        if orphaned(c.labels):
+            doomed.append(c.id)
         else:
             report.kept += 1
     if dry_run:

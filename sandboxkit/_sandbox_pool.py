@@ -17,7 +17,7 @@ from typing import Literal
 
 import anyio
 
-from ._backends import Backend, EngineLike, engine_configs
+from ._backends import Backend, BridgeNetwork, EngineLike, NetworkPolicy, engine_configs
 from ._container import Box, Resources, Shape
 from ._errors import (
     EngineError,
@@ -126,7 +126,7 @@ class SandboxPool:
         self.acquire_timeout = acquire_timeout
         self.limits = check_limits(limits)
         self.runtime: Runtime = runtime
-        self.network = network
+        self.network: NetworkPolicy = BridgeNetwork() if network else None
         self.max_idle_age = max_idle_age
         self.pool_id = secrets.token_hex(4)
         self.fleet = Fleet(
@@ -309,7 +309,7 @@ class SandboxPool:
         if source is not None:
             with contextlib.suppress(SandboxkitError):
                 record = await source.backend.inspect_image(tag)
-                size = int(record.get("Size") or 0) if record else None
+                size = record.size if record else None
         by_copy = [
             m for m in targets if choose_method(tag, size, have_source=source is not None) == "copy"
         ]
@@ -405,7 +405,11 @@ class SandboxPool:
         self, tag: str, limits: Limits, spec: LanguageSpec, runtime: Runtime | None = None
     ) -> Shape:
         runtime = runtime or self.runtime
-        fixed = self._container_resources(spec, limits) if runtime == "runsc" else None
+        fixed = (
+            self._container_resources(spec, limits)
+            if any(m.raw.limits_fixed(runtime) for m in self.fleet.members)
+            else None
+        )
         return Shape(
             image=tag,
             runtime=runtime,
