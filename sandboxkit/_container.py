@@ -30,6 +30,7 @@ from ._channel import wanted as channel_wanted
 from ._dockerfile import AGENT_PYC
 from ._errors import EngineError, SandboxError
 from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
+from ._reaper import remove
 from ._version import __version__
 
 log = logging.getLogger("sandboxkit")
@@ -180,8 +181,7 @@ class Box:
                     await box.destroy()
                 else:
                     # failed or cancelled mid-launch, the engine may hold it: by name
-                    with anyio.move_on_after(CLEANUP_TIMEOUT):
-                        await _quiet_remove(engine, name)
+                    await _quiet_remove(engine, name)
             if isinstance(exc, TimeoutError):
                 raise SandboxError(
                     f"the sandbox did not become ready within {READY_TIMEOUT:.0f}s"
@@ -303,10 +303,9 @@ class Box:
 
 
 async def _quiet_remove(engine: ContainerEngine, cid: str) -> None:
-    try:
-        await engine.remove(cid)
-    except Exception as exc:  # noqa: BLE001 - the reaper catches what this misses
-        log.warning("could not remove container %s: %s", cid[:12], exc)
+    failure = await remove(engine, cid, timeout=CLEANUP_TIMEOUT)
+    if failure is not None:  # the reaper's next pass catches it
+        log.warning("could not remove container %s: %s", cid[:12], failure)
 
 
 def encode_files(files: Mapping[str, bytes]) -> dict[str, str]:

@@ -37,10 +37,9 @@ from pydantic import Field
 
 from ._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
 from ._errors import EngineError, EngineUnavailable, SandboxkitError
-from ._labels import LABEL_POOL
 from ._models import _Frozen
 from ._placement import Host
-from ._reaper import reap
+from ._reaper import reap, sweep
 
 log = logging.getLogger("sandboxkit")
 
@@ -360,33 +359,6 @@ class Fleet:
                 )
             )
         return out
-
-
-async def remove_labelled(
-    engine: ContainerEngine, labels: dict[str, str | None], *, settle: float = 0.0
-) -> int:
-    """Remove every container carrying ``labels`` on ``engine``; how many.
-
-    With ``settle`` > 0, keep listing until two listings 0.2 s apart find nothing, for
-    at most ``settle`` seconds: a create cancelled mid-request can still land a moment
-    after the first listing."""
-    removed = quiet = 0
-    deadline = time.monotonic() + settle
-    while True:
-        found = await engine.list_containers(labels)
-        for c in found:
-            with contextlib.suppress(SandboxkitError):
-                await engine.remove(c.id)
-                removed += 1
-        quiet = 0 if found else quiet + 1
-        if settle <= 0 or quiet >= 2 or time.monotonic() >= deadline:
-            return removed
-        await asyncio.sleep(0.2)
-
-
-async def sweep(engine: ContainerEngine, pool_id: str, *, settle: float = 0.0) -> int:
-    """Remove every container labelled with ``pool_id`` on ``engine``; how many."""
-    return await remove_labelled(engine, {LABEL_POOL: pool_id}, settle=settle)
 
 
 class WatchedBackend:

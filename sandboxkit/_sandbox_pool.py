@@ -28,13 +28,13 @@ from ._errors import (
     SandboxkitError,
     UsageError,
 )
-from ._fleet import EngineStatus, Fleet, Member, sweep
+from ._fleet import EngineStatus, Fleet, Member
 from ._images import choose_method, ensure_image, image_tag, transfer
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process, launch
-from ._reaper import reap
+from ._reaper import reap_everywhere, sweep_everywhere
 from ._runner import compile_limits, final_result, resources_for, run_program
 from ._stream import EventStream
 from ._validate import RunInput, check_limits, prepare_run
@@ -190,20 +190,16 @@ class SandboxPool:
             # a create cancelled mid-request may land after the close: look a little longer
             creating = any(p.health()["starting"] for p in pools)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+            # last resort: anything still labelled with this pool's id, on every engine
+            # that is up (a down one is swept when it comes back, or reaped later)
             with anyio.move_on_after(15):
-                await self._sweep(settle=3.0 if creating else 0.0)
+                await sweep_everywhere(
+                    [m.raw for m in self.fleet.up],
+                    self.pool_id,
+                    settle=3.0 if creating else 0.0,
+                )
             await asyncio.gather(*self._arrivals.values(), return_exceptions=True)
             await self.fleet.aclose()
-
-    async def _sweep(self, settle: float = 0.0) -> None:
-        """Last resort: remove anything still labelled with this pool's id, on every
-        engine that is up (a down one is swept when it comes back, or reaped later)."""
-
-        async def one(member: Member) -> None:
-            with contextlib.suppress(SandboxkitError):
-                await sweep(member.raw, self.pool_id, settle=settle)
-
-        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @property
     def closed(self) -> bool:
@@ -426,7 +422,8 @@ class SandboxPool:
         await self._connect()
         if not self._reaped:
             self._reaped = True
-            await self._reap_orphans()
+            # sandboxes of crashed owners: one list call per engine when there are none
+            await reap_everywhere([m.backend for m in self.fleet.up])
         tag = await self.image_for(spec)
         shape = self._shape(tag, limits, spec, runtime)
         async with self._lock:
@@ -452,21 +449,6 @@ class SandboxPool:
                 )
                 self._pools[shape] = pool
         return pool
-
-    async def _reap_orphans(self) -> None:
-        """Remove sandboxes of crashed owners on every engine (one list call each when
-        there are none)."""
-
-        async def one(member: Member) -> None:
-            with anyio.move_on_after(10):
-                try:
-                    await reap(member.backend)
-                except SandboxkitError as exc:
-                    log.warning(
-                        "sandboxkit: reaping orphaned sandboxes on %s failed: %s", member.url, exc
-                    )
-
-        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @staticmethod
     def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:
