@@ -142,19 +142,15 @@ class Member:
 class Fleet:
     """The engines of one SandboxPool (see the module docstring)."""
 
-    def __init__(
-        self,
-        configs: Sequence[EngineConfig],
-        pool_id: str,
-        *,
-        on_readmit: Callable[[Member], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, configs: Sequence[EngineConfig], pool_id: str) -> None:
         self.pool_id = pool_id
         self.members = [Member(self, c) for c in configs]
         self.by_url = {m.url: m for m in self.members}
         self.watched = len(self.members) > 1
         self.listeners: list[Listener] = []
-        self.on_readmit = on_readmit
+        # checked before an engine back from an outage is marked up (its images: the
+        # pool's depot, made with the fleet, sets it)
+        self.on_readmit: Callable[[Member], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = False
         self._closed = False

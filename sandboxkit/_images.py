@@ -574,6 +574,11 @@ async def transfer(
         for url, load in loads.items():
             load.cancel()
             outcome[url] = ImageError(f"exporting {tag} from {source.url} failed: {exc}")
+    except BaseException:
+        # cancelled (a pool closing): the loads would wait for chunks that never come
+        for load in loads.values():
+            load.cancel()
+        raise
     finally:
         results = await asyncio.gather(*loads.values(), return_exceptions=True)
     seconds = time.monotonic() - started
