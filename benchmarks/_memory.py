@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
 
 
 def _pss_kb(pid: int) -> int | None:
@@ -61,10 +60,9 @@ def _cgroup_usage(cid: str, pid: int) -> int | None:
     return None
 
 
-def container_memory(inspect: dict[str, Any]) -> dict[str, float | None]:
-    """MiB charged to the container's cgroup, and PSS of its agent + its shim."""
-    pid = int(inspect["State"]["Pid"])
-    cid = str(inspect["Id"])
+def container_memory(cid: str, pid: int) -> dict[str, float | None]:
+    """MiB charged to container ``cid``'s cgroup, and PSS of its agent (``pid``, on this
+    host) + its shim."""
     agent = _pss_kb(pid) if pid else None
     shim_pid = _ppid(pid) if pid else None
     shim = _pss_kb(shim_pid) if shim_pid and "shim" in _comm(shim_pid) else None

@@ -196,8 +196,7 @@ async def failover(fleet: Fleet, repeats: int, report: Report) -> dict[str, floa
 # ---------------------------------------------------------------- images
 async def clear(engine: Backend) -> None:
     for image in await engine.list_images("*"):
-        for tag in image.get("RepoTags") or []:
-            await engine.remove_image(tag)
+        await engine.remove_image(image.tag)
 
 
 async def copy_seconds(tag: str, source: Backend, target: Backend) -> float:

@@ -174,9 +174,9 @@ async def memory_section(pool: sk.SandboxPool, report: Report) -> None:
     rows = []
     for wp in pool._pools.values():
         for box in list(wp._idle):
-            info = await pool.engine.inspect(box.cid)
-            if info is not None:
-                rows.append(_memory.container_memory(info))
+            record = await pool.engine.inspect(box.cid)
+            if record is not None and record.pid is not None:
+                rows.append(_memory.container_memory(record.id, record.pid))
     if not rows:
         report.row("no idle container to measure")
         return

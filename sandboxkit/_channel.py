@@ -36,7 +36,7 @@ import zlib
 import anyio
 import anyio.abc
 
-from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend
+from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, ContainerEngine
 from ._errors import SandboxError
 from ._labels import owner_alive, owner_identity
 
@@ -49,7 +49,7 @@ _PREFIX = "sandboxkit-channels-"
 _dir: tuple[int, str] | None = None  # (the process that made it, its path)
 
 
-def wanted(engine: Backend, runtime: str) -> bool:
+def wanted(engine: ContainerEngine, runtime: str) -> bool:
     """Whether a new sandbox of ``engine`` under ``runtime`` should get a channel."""
     return (
         engine.local_paths
@@ -59,7 +59,7 @@ def wanted(engine: Backend, runtime: str) -> bool:
     )
 
 
-def refuse(engine: Backend) -> None:
+def refuse(engine: ContainerEngine) -> None:
     """A channel did not work with ``engine``: its sandboxes use the attach stream."""
     _refused.add(engine.url)
 
@@ -128,7 +128,7 @@ class Listener:
         # 0666: the agent runs as the sandbox's uid; the directory keeps others out
         return cls(path, await anyio.create_unix_listener(path, mode=0o666))
 
-    async def take(self, engine: Backend, attached: AttachedStream) -> AttachedStream:
+    async def take(self, engine: ContainerEngine, attached: AttachedStream) -> AttachedStream:
         """The agent's way of talking: the channel once it connected, or ``attached``
         when it spoke there first (it could not connect: ``engine`` is not offered a
         channel again). Closes the listener."""

@@ -1,9 +1,9 @@
 """One sandbox container: its engine-neutral spec (pure) and the live handle.
 
-A live :class:`Box` is created, attached and started ahead of demand; the agent inside
-(PID 1) announces itself with a ready frame. Jobs go in and frames come back over a
-direct channel (a Unix socket, see ``_channel``) or the attached stdin and stdout, so a
-run needs no engine call at all.
+A live :class:`Box` is launched (created, attached and started, in the order its engine
+needs) ahead of demand; the agent inside (PID 1) announces itself with a ready frame.
+Jobs go in and frames come back over a direct channel (a Unix socket, see ``_channel``)
+or the attached stdin and stdout, so a run needs no engine call at all.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from . import _protocol as wire
-from ._backends import STREAM_STDERR, AttachedStream, Backend, ContainerSpec
+from ._backends import STREAM_STDERR, AttachedStream, ContainerEngine, ContainerSpec, NetworkPolicy
 from ._channel import Listener
 from ._channel import refuse as refuse_channel
 from ._channel import wanted as channel_wanted
 from ._dockerfile import AGENT_PYC
 from ._errors import EngineError, SandboxError
 from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
+from ._reaper import remove
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -64,9 +65,10 @@ class Shape:
     image: str
     runtime: str = "runc"
     disk_mb: int = 64
-    network: bool = False
-    # gVisor (runsc) cannot change a live container's limits: there they are fixed at
-    # creation and part of the pool key; under runc they are updated in place per run
+    network: NetworkPolicy = None
+    # where the engine cannot change a live container's limits (gVisor's runsc; see
+    # ContainerEngine.limits_fixed) they are fixed at creation and part of the pool key;
+    # elsewhere they are updated in place per run
     fixed: Resources | None = None
 
 
@@ -103,7 +105,7 @@ class Box:
 
     def __init__(
         self,
-        engine: Backend,
+        engine: ContainerEngine,
         cid: str,
         stream: AttachedStream,
         shape: Shape,
@@ -131,7 +133,7 @@ class Box:
     @classmethod
     async def start(
         cls,
-        engine: Backend,
+        engine: ContainerEngine,
         shape: Shape,
         resources: Resources,
         env: Mapping[str, str],
@@ -154,7 +156,7 @@ class Box:
             channel = listener.path if listener is not None else None
             spec = container_spec(shape, resources, labels, env, name, channel)
             try:
-                cid = await engine.create(spec)
+                launched = await engine.launch(spec)
             except EngineError as exc:
                 if listener is None or "bind" not in str(exc).lower():
                     raise
@@ -162,13 +164,11 @@ class Box:
                 refuse_channel(engine)
                 await listener.aclose()
                 listener = None
-                cid = await engine.create(dataclasses.replace(spec, channel=None))
-            stream = await engine.attach(cid)
-            box = cls(engine, cid, stream, shape, resources)
-            await engine.start(cid)
+                launched = await engine.launch(dataclasses.replace(spec, channel=None))
+            box = cls(engine, launched.id, launched.stream, shape, resources)
             with anyio.fail_after(READY_TIMEOUT):
                 if listener is not None:
-                    box._stream = await listener.take(engine, stream)
+                    box._stream = await listener.take(engine, launched.stream)
                 kind, payload = await box.recv()
             if kind != wire.READY:
                 raise SandboxError(f"the sandbox agent sent {kind!r} instead of ready")
@@ -182,9 +182,8 @@ class Box:
                 if box is not None:
                     await box.destroy()
                 else:
-                    # cancelled mid-request, the engine may have made it: remove by name
-                    with anyio.move_on_after(CLEANUP_TIMEOUT):
-                        await _quiet_remove(engine, name)
+                    # failed or cancelled mid-launch, the engine may hold it: by name
+                    await _quiet_remove(engine, name)
             if isinstance(exc, TimeoutError):
                 raise SandboxError(
                     f"the sandbox did not become ready within {READY_TIMEOUT:.0f}s"
@@ -334,11 +333,10 @@ class Box:
         self.resources = wanted
 
 
-async def _quiet_remove(engine: Backend, cid: str) -> None:
-    try:
-        await engine.remove(cid)
-    except Exception as exc:  # noqa: BLE001 - the reaper catches what this misses
-        log.warning("could not remove container %s: %s", cid[:12], exc)
+async def _quiet_remove(engine: ContainerEngine, cid: str) -> None:
+    failure = await remove(engine, cid, timeout=CLEANUP_TIMEOUT)
+    if failure is not None:  # the reaper's next pass catches it
+        log.warning("could not remove container %s: %s", cid[:12], failure)
 
 
 def encode_files(files: Mapping[str, bytes]) -> dict[str, str]:

@@ -14,11 +14,10 @@ import atexit
 import contextlib
 import os
 import threading
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator
 
-from ._backends import EngineConfig, connect, load_fleet_file
-from ._fleet import remove_labelled
-from ._labels import LABEL_OWNER, LABEL_POOL, owner_identity
+from ._backends import EngineConfig, load_fleet_file
+from ._reaper import remove_owned
 from ._sandbox_pool import SandboxPool
 
 _lock = threading.Lock()
@@ -53,7 +52,7 @@ async def default_pool() -> SandboxPool:
         closer = _closers[loop] = _closer(loop, fresh)
     await closer.__anext__()  # now the loop counts it among its open async generators
     for orphan in orphans:
-        await _reap_owned(orphan.pool_id, [m.config for m in orphan.fleet.members])
+        await remove_owned([m.config for m in orphan.fleet.members], orphan.pool_id)
     return fresh
 
 
@@ -87,28 +86,6 @@ async def aclose() -> None:
         await pool.aclose()
 
 
-SETTLE_TIMEOUT = 5.0  # seconds the exit clean-up keeps looking for late arrivals
-
-
-async def _reap_owned(pool_id: str | None, engines: Iterable[EngineConfig]) -> None:
-    """Remove this process's containers (of one pool, or all) from each of ``engines``."""
-    labels: dict[str, str | None] = {LABEL_OWNER: owner_identity()}
-    if pool_id is not None:
-        labels[LABEL_POOL] = pool_id
-
-    async def one(config: EngineConfig) -> None:
-        engine = connect(config)
-        try:
-            with contextlib.suppress(Exception):  # an engine that is gone holds nothing
-                await asyncio.wait_for(
-                    remove_labelled(engine, labels, settle=SETTLE_TIMEOUT), SETTLE_TIMEOUT + 20
-                )
-        finally:
-            await engine.close()
-
-    await asyncio.gather(*(one(c) for c in engines))
-
-
 def _reap_owned_sync() -> None:
     """Remove every container this process made, on every engine used, from a private
     event loop."""
@@ -116,7 +93,7 @@ def _reap_owned_sync() -> None:
 
     def work() -> None:
         with contextlib.suppress(Exception):  # at exit there is no one to tell
-            asyncio.run(_reap_owned(None, engines))
+            asyncio.run(remove_owned(engines))
 
     thread = threading.Thread(target=work, name="sandboxkit-exit-cleanup")
     thread.start()

@@ -25,23 +25,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, Literal, Protocol
 
 import anyio
 from pydantic import Field
 
-from ._backends import AttachedStream, Backend, ContainerSpec, EngineConfig, connect
+from ._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
 from ._errors import EngineError, EngineUnavailable, SandboxkitError
-from ._labels import LABEL_POOL
 from ._models import _Frozen
 from ._placement import Host
-from ._reaper import reap
+from ._reaper import reap, sweep
 
 log = logging.getLogger("sandboxkit")
-T = TypeVar("T")
 
 #: Whether an engine serves: ``"up"``, or ``"down"`` (probed with backoff until it answers).
 EngineState = Literal["up", "down"]
@@ -81,10 +81,10 @@ class Listener(Protocol):
     def engine_up(self, url: str) -> None: ...
 
 
-def derived_weight(info: Mapping[str, Any]) -> float:
+def derived_weight(info: EngineInfo) -> float:
     """An engine's weight from its ``info``: sandboxes its CPUs and memory could hold."""
-    cpus = int(info.get("NCPU") or 1)
-    mem_mb = int(info.get("MemTotal") or 0) // (1024 * 1024)
+    cpus = max(1, info.cpus)
+    mem_mb = info.memory_bytes // (1024 * 1024)
     by_memory = mem_mb // MB_PER_SANDBOX if mem_mb else cpus * SANDBOXES_PER_CPU
     return float(max(1, min(cpus * SANDBOXES_PER_CPU, by_memory)))
 
@@ -102,7 +102,8 @@ class Member:
         self.fleet = fleet
         self.config = config
         self.raw: Backend = connect(config)
-        self.backend = WatchedBackend(self)
+        # typed as the protocols it serves (it forwards each of their calls, watched)
+        self.backend: Backend = WatchedBackend(self)
         self.host = Host(config.url, weight=float(config.capacity or 1), capacity=config.capacity)
         self.state: EngineState = "up"
         self.since = time.time()
@@ -124,10 +125,12 @@ class Member:
     def __repr__(self) -> str:
         return f"Member({self.url!r}, {self.state})"
 
-    def learn(self, info: Mapping[str, Any]) -> None:
-        """Weight from the engine's CPUs and memory, unless a capacity was given."""
+    def learn(self, info: EngineInfo) -> None:
+        """Weight from the engine's CPUs and memory, unless a capacity was given; its
+        version for the status."""
         if self.config.capacity is None:
             self.host.weight = derived_weight(info)
+        self.version = info.version or self.version
 
     def down_error(self) -> EngineUnavailable:
         return EngineUnavailable(
@@ -139,19 +142,15 @@ class Member:
 class Fleet:
     """The engines of one SandboxPool (see the module docstring)."""
 
-    def __init__(
-        self,
-        configs: Sequence[EngineConfig],
-        pool_id: str,
-        *,
-        on_readmit: Callable[[Member], Awaitable[None]] | None = None,
-    ) -> None:
+    def __init__(self, configs: Sequence[EngineConfig], pool_id: str) -> None:
         self.pool_id = pool_id
         self.members = [Member(self, c) for c in configs]
         self.by_url = {m.url: m for m in self.members}
         self.watched = len(self.members) > 1
         self.listeners: list[Listener] = []
-        self.on_readmit = on_readmit
+        # checked before an engine back from an outage is marked up (its images: the
+        # pool's depot, made with the fleet, sets it)
+        self.on_readmit: Callable[[Member], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = False
         self._closed = False
@@ -202,7 +201,6 @@ class Fleet:
                     f"{CONTACT_TIMEOUT:.0f}s"
                 ) from None
         member.learn(info)
-        member.version = str(info.get("ServerVersion") or "") or None
         member.contacted = True
 
     async def aclose(self) -> None:
@@ -303,9 +301,7 @@ class Fleet:
     async def _readmit(self, member: Member) -> None:
         """Clean up after the engine's outage, then mark it up."""
         with anyio.fail_after(READMIT_TIMEOUT):
-            info = await member.raw.info()
-            member.learn(info)
-            member.version = str(info.get("ServerVersion") or "") or member.version
+            member.learn(await member.raw.info())
             await sweep(member.raw, self.pool_id)
             with contextlib.suppress(SandboxkitError):
                 await reap(member.raw)
@@ -361,37 +357,16 @@ class Fleet:
         return out
 
 
-async def remove_labelled(
-    engine: Backend, labels: dict[str, str | None], *, settle: float = 0.0
-) -> int:
-    """Remove every container carrying ``labels`` on ``engine``; how many.
-
-    With ``settle`` > 0, keep listing until two listings 0.2 s apart find nothing, for
-    at most ``settle`` seconds: a create cancelled mid-request can still land a moment
-    after the first listing."""
-    removed = quiet = 0
-    deadline = time.monotonic() + settle
-    while True:
-        found = await engine.list_containers(labels)
-        for c in found:
-            with contextlib.suppress(SandboxkitError):
-                await engine.remove(str(c["Id"]))
-                removed += 1
-        quiet = 0 if found else quiet + 1
-        if settle <= 0 or quiet >= 2 or time.monotonic() >= deadline:
-            return removed
-        await asyncio.sleep(0.2)
-
-
-async def sweep(engine: Backend, pool_id: str, *, settle: float = 0.0) -> int:
-    """Remove every container labelled with ``pool_id`` on ``engine``; how many."""
-    return await remove_labelled(engine, {LABEL_POOL: pool_id}, settle=settle)
-
-
 class WatchedBackend:
     """A member's backend as the pool, its boxes and the runner see it: every call goes
     to the engine unless the fleet knows it is down (then it fails at once), and a call
-    that finds the engine unreachable makes the fleet probe it now."""
+    that finds the engine unreachable makes the fleet probe it now.
+
+    It implements :class:`~._backends.ContainerEngine` and
+    :class:`~._backends.ImageStore` (``Member.backend`` is typed as them) by wrapping
+    each of their calls once, on first use (:meth:`__getattr__`): a new method of the
+    seam needs no edit here. Only what behaves otherwise is written out.
+    """
 
     def __init__(self, member: Member) -> None:
         self._member = member
@@ -402,108 +377,81 @@ class WatchedBackend:
 
     @property
     def local_paths(self) -> bool:
-        return self.raw.local_paths
+        return self._member.raw.local_paths
+
+    @property
+    def images(self) -> ImageStore | None:
+        # its image calls are watched too
+        return self if self._member.raw.images is not None else None
 
     def __repr__(self) -> str:
         return f"WatchedBackend({self.url!r})"
 
-    @property
-    def raw(self) -> Backend:
-        return self._member.raw
-
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
-        member = self._member
-        if not member.up:
-            raise member.down_error()
-        try:
-            return await call()
-        except EngineUnavailable as exc:
-            member.fleet.suspect(member, exc)
-            raise
-
     async def close(self) -> None:
+        """Closing is never refused, even while the engine is down."""
         await self._member.raw.close()
-
-    async def info(self) -> dict[str, Any]:
-        return await self._call(self.raw.info)
-
-    async def version(self) -> dict[str, Any]:
-        return await self._call(self.raw.version)
-
-    async def ping(self, timeout: float) -> None:
-        await self._call(lambda: self.raw.ping(timeout))
-
-    async def create(self, spec: ContainerSpec) -> str:
-        return await self._call(lambda: self.raw.create(spec))
-
-    async def attach(self, cid: str) -> AttachedStream:
-        return await self._call(lambda: self.raw.attach(cid))
-
-    async def start(self, cid: str) -> None:
-        await self._call(lambda: self.raw.start(cid))
-
-    async def update_resources(
-        self,
-        cid: str,
-        *,
-        memory_mb: int | None = None,
-        pids: int | None = None,
-        cpus: float | None = None,
-    ) -> None:
-        await self._call(
-            lambda: self.raw.update_resources(cid, memory_mb=memory_mb, pids=pids, cpus=cpus)
-        )
 
     async def wait_removed(self, cid: str) -> bool:
         if not self._member.up:
             return False  # cannot be known: the caller falls back (or the sweep removes it)
-        return await self.raw.wait_removed(cid)
+        return await self._member.raw.wait_removed(cid)
 
-    async def remove(self, cid: str) -> None:
-        await self._call(lambda: self.raw.remove(cid))
+    def __getattr__(self, name: str) -> Any:
+        """The raw backend's ``name``, its calls watched (kept: found directly next time)."""
+        if name not in _SEAM:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        method = getattr(self._member.raw, name)
+        if inspect.isasyncgenfunction(method):
+            wrapped: Any = self._watched_stream(name)
+        elif inspect.iscoroutinefunction(method):
+            wrapped = self._watched_call(name)
+        else:
+            return method  # plain answers (limits_fixed): nothing to watch
+        setattr(self, name, wrapped)
+        return wrapped
 
-    async def inspect(self, cid: str) -> dict[str, Any] | None:
-        return await self._call(lambda: self.raw.inspect(cid))
+    def _watched_call(self, name: str) -> Callable[..., Awaitable[Any]]:
+        member = self._member
 
-    async def list_containers(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
-        return await self._call(lambda: self.raw.list_containers(labels))
+        @functools.wraps(getattr(member.raw, name))
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if not member.up:
+                raise member.down_error()
+            try:
+                return await getattr(member.raw, name)(*args, **kwargs)
+            except EngineUnavailable as exc:
+                member.fleet.suspect(member, exc)
+                raise
 
-    async def had_oom(self, cid: str, since: float) -> bool:
-        return await self._call(lambda: self.raw.had_oom(cid, since))
+        return call
 
-    async def image_exists(self, tag: str) -> bool:
-        return await self._call(lambda: self.raw.image_exists(tag))
+    def _watched_stream(self, name: str) -> Callable[..., AsyncIterator[Any]]:
+        member = self._member
 
-    async def inspect_image(self, tag: str) -> dict[str, Any] | None:
-        return await self._call(lambda: self.raw.inspect_image(tag))
+        @functools.wraps(getattr(member.raw, name))
+        async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            if not member.up:
+                raise member.down_error()
+            try:
+                async for item in getattr(member.raw, name)(*args, **kwargs):
+                    yield item
+            except EngineUnavailable as exc:
+                member.fleet.suspect(member, exc)
+                raise
 
-    async def save_image(self, tag: str) -> AsyncIterator[bytes]:
-        if not self._member.up:
-            raise self._member.down_error()
-        async for chunk in self.raw.save_image(tag):
-            yield chunk
+        return stream
 
-    async def load_image(self, chunks: AsyncIterable[bytes]) -> None:
-        await self._call(lambda: self.raw.load_image(chunks))
 
-    async def list_images(self, reference: str) -> list[dict[str, Any]]:
-        return await self._call(lambda: self.raw.list_images(reference))
+def _protocol_methods(*protocols: type) -> frozenset[str]:
+    """The public members the protocols declare (their own and inherited)."""
+    return frozenset(
+        name
+        for protocol in protocols
+        for klass in protocol.__mro__
+        if klass not in (object, Protocol, Generic)
+        for name in vars(klass)
+        if not name.startswith("_")
+    )
 
-    async def remove_image(self, tag: str) -> None:
-        await self._call(lambda: self.raw.remove_image(tag))
 
-    async def build(
-        self,
-        tag: str,
-        dockerfile: str,
-        files: Mapping[str, bytes],
-        on_line: Callable[[str], None] | None = None,
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
-        await self._call(lambda: self.raw.build(tag, dockerfile, files, on_line, labels))
-
-    async def import_rootfs(self, tag: str, tar_path: str) -> None:
-        await self._call(lambda: self.raw.import_rootfs(tag, tar_path))
-
-    async def pull(self, reference: str, tag: str) -> None:
-        await self._call(lambda: self.raw.pull(reference, tag))
+_SEAM = _protocol_methods(ContainerEngine, ImageStore)

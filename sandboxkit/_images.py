@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._backends import Backend
+from ._backends import ImageStore
 from ._backends.advice import engine_up_script
 from ._dockerfile import BASE_IMAGE, BuildContext, build_context
 from ._errors import ImageError, SandboxkitError
@@ -332,7 +332,7 @@ async def _run(*argv: str) -> tuple[int, str]:
 
 
 async def bootstrap_base(
-    engine: Backend, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None
+    engine: ImageStore, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None
 ) -> None:
     """Build the base image from the host's Debian mirror: debootstrap minbase + import."""
     say = on_line or (lambda _line: None)
@@ -376,7 +376,7 @@ async def bootstrap_base(
         await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-async def _try_pull(engine: Backend, tag: str) -> bool:
+async def _try_pull(engine: ImageStore, tag: str) -> bool:
     try:
         await asyncio.wait_for(engine.pull(REGISTRY_BASE, tag), 60)
         return True
@@ -385,12 +385,12 @@ async def _try_pull(engine: Backend, tag: str) -> bool:
 
 
 async def ensure_base(
-    engine: Backend,
+    engine: ImageStore,
     tag: str = BASE_IMAGE,
     on_line: Callable[[str], None] | None = None,
     *,
     allow_pull: bool | None = None,
-    sources: Sequence[Backend] = (),
+    sources: Sequence[ImageStore] = (),
 ) -> None:
     """The base image on ``engine``: present, else copied from one of ``sources`` that
     has it, else pulled from a registry, else bootstrapped from the Debian mirror."""
@@ -429,11 +429,11 @@ async def image_tag(spec: LanguageSpec) -> str:
 
 
 async def ensure_image(
-    engine: Backend,
+    engine: ImageStore,
     spec: LanguageSpec,
     on_line: Callable[[str], None] | None = None,
     *,
-    sources: Sequence[Backend] = (),
+    sources: Sequence[ImageStore] = (),
 ) -> str:
     """The tag of ``spec``'s image, building it (and the base) only when missing.
 
@@ -522,8 +522,8 @@ def choose_method(tag: str, size: int | None, *, have_source: bool, costs: Costs
 
 async def transfer(
     tag: str,
-    source: Backend,
-    targets: Sequence[Backend],
+    source: ImageStore,
+    targets: Sequence[ImageStore],
     on_line: Callable[[str], None] | None = None,
 ) -> dict[str, BaseException | None]:
     """Copy ``tag`` from ``source`` to every one of ``targets`` with one export: the
@@ -531,8 +531,8 @@ async def transfer(
     per target URL, None (the image is there) or what failed; one failing target does
     not stop the others."""
     say = on_line or (lambda _line: None)
-    info = await source.inspect_image(tag)
-    size = int(info.get("Size") or 0) if info else 0
+    record = await source.inspect_image(tag)
+    size = record.size if record else 0
     queues: dict[str, asyncio.Queue[bytes | None]] = {
         t.url: asyncio.Queue(maxsize=_QUEUE_CHUNKS) for t in targets
     }
@@ -574,6 +574,11 @@ async def transfer(
         for url, load in loads.items():
             load.cancel()
             outcome[url] = ImageError(f"exporting {tag} from {source.url} failed: {exc}")
+    except BaseException:
+        # cancelled (a pool closing): the loads would wait for chunks that never come
+        for load in loads.values():
+            load.cancel()
+        raise
     finally:
         results = await asyncio.gather(*loads.values(), return_exceptions=True)
     seconds = time.monotonic() - started

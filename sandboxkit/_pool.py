@@ -367,6 +367,11 @@ class WarmPool:
             self.image_errors[url] = exc
             self._spawn(self._notify(), "sandboxkit-notify")
 
+    def image_gone(self, url: str) -> None:
+        """``url`` came back without the pool's image: no sandbox there until it arrives."""
+        if url in self.engines:
+            self.placement.set_ready(url, False)
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()

@@ -1,12 +1,12 @@
-"""``SandboxPool``: owns the engines (one, or a fleet), images, warm pools and their
-background work, and hands out sandboxes through one lease (:meth:`SandboxPool.checkout`)
-that one-shot runs, sessions, ``start()`` and the judge all use, so all of them run on
-fleets. ``Sandbox.run`` uses a process-wide default pool."""
+"""``SandboxPool``: owns the engines (one, or a fleet), their image depot, warm pools and
+their background work, and hands out sandboxes through one lease
+(:meth:`SandboxPool.checkout`) that one-shot runs, sessions, ``start()`` and the judge
+all use, so all of them run on fleets. ``Sandbox.run`` uses a process-wide default pool.
+Images are the depot's job (``_depot``), removals the reaper's (``_reaper``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import secrets
@@ -17,24 +17,22 @@ from typing import Literal
 
 import anyio
 
-from ._backends import Backend, EngineLike, engine_configs
+from ._backends import Backend, BridgeNetwork, EngineLike, NetworkPolicy, engine_configs
 from ._container import Box, Resources, Shape
+from ._depot import Depot
 from ._errors import (
     EngineError,
-    ImageError,
     InvalidInput,
     PoolClosed,
     SandboxError,
-    SandboxkitError,
     UsageError,
 )
-from ._fleet import EngineStatus, Fleet, Member, sweep
-from ._images import choose_method, ensure_image, image_tag, transfer
+from ._fleet import EngineStatus, Fleet
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
 from ._pool import WarmPool
 from ._process import Process, launch
-from ._reaper import reap
+from ._reaper import reap_everywhere, sweep_everywhere
 from ._run.jobs import compile_limits, resources_for
 from ._run.program import run_program
 from ._run.reader import final_result
@@ -128,21 +126,18 @@ class SandboxPool:
         self.acquire_timeout = acquire_timeout
         self.limits = check_limits(limits)
         self.runtime: Runtime = runtime
-        self.network = network
+        self.network: NetworkPolicy = BridgeNetwork() if network else None
         self.max_idle_age = max_idle_age
         self.pool_id = secrets.token_hex(4)
-        self.fleet = Fleet(
-            engine_configs(engines, docker_url), self.pool_id, on_readmit=self._readmitted
-        )
-        self.fleet.listeners.append(self)
+        self.fleet = Fleet(engine_configs(engines, docker_url), self.pool_id)
+        self.depot = Depot(self.fleet, on_build_line)
+        # an engine back from an outage: its images are checked before it serves again;
+        # once up, its warm pools take their share and the depot brings what it lacks
+        self.fleet.on_readmit = self.depot.readmitted
+        self.fleet.listeners += [self, self.depot]
         #: the first engine (the only one outside fleets)
         self.engine: Backend = self.fleet.members[0].backend
-        self._on_build_line = on_build_line
         self._pools: dict[Shape, WarmPool] = {}
-        self._tags: dict[str, str] = {}
-        self._specs: dict[str, LanguageSpec] = {}  # tag -> the spec it is built from
-        self._have: dict[tuple[str, str], bool] = {}  # (engine, tag) -> the image is there
-        self._arrivals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
         self._state = _State.NEW
@@ -161,7 +156,7 @@ class SandboxPool:
             await self._connect()  # an unreachable engine fails here, with what to do
             for name in self.languages:
                 await self._warm_pool(get_language(name), self.limits)
-            await self._images_everywhere()
+            await self.depot.everywhere()
             await asyncio.gather(*(p.warm_up() for p in self._pools.values()))
         except BaseException:
             await self.aclose()
@@ -186,26 +181,20 @@ class SandboxPool:
             return
         self._state = _State.CLOSED
         with anyio.CancelScope(shield=True):
-            for task in self._arrivals.values():
-                task.cancel()
+            await self.depot.aclose()
             pools = list(self._pools.values())
             # a create cancelled mid-request may land after the close: look a little longer
             creating = any(p.health()["starting"] for p in pools)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+            # last resort: anything still labelled with this pool's id, on every engine
+            # that is up (a down one is swept when it comes back, or reaped later)
             with anyio.move_on_after(15):
-                await self._sweep(settle=3.0 if creating else 0.0)
-            await asyncio.gather(*self._arrivals.values(), return_exceptions=True)
+                await sweep_everywhere(
+                    [m.raw for m in self.fleet.up],
+                    self.pool_id,
+                    settle=3.0 if creating else 0.0,
+                )
             await self.fleet.aclose()
-
-    async def _sweep(self, settle: float = 0.0) -> None:
-        """Last resort: remove anything still labelled with this pool's id, on every
-        engine that is up (a down one is swept when it comes back, or reaped later)."""
-
-        async def one(member: Member) -> None:
-            with contextlib.suppress(SandboxkitError):
-                await sweep(member.raw, self.pool_id, settle=settle)
-
-        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @property
     def closed(self) -> bool:
@@ -244,170 +233,28 @@ class SandboxPool:
     def engine_up(self, url: str) -> None:
         for pool in list(self._pools.values()):
             pool.engine_up(url)
-        for tag, spec in self._specs.items():
-            if not self._have.get((url, tag)):
-                self._spread(tag, spec)
 
     def _dead_idle(self, url: str) -> None:
         member = self.fleet.by_url.get(url)
         if member is not None:
             self.fleet.suspect(member)
 
-    async def _readmitted(self, member: Member) -> None:
-        """Before an engine is marked up again: are its images still there?"""
-        for tag in list(self._specs):
-            present = await member.raw.image_exists(tag)
-            self._have[(member.url, tag)] = present
-            if not present:
-                for pool in self._pools.values():
-                    if pool.shape.image == tag and member.url in pool.placement.spots:
-                        pool.placement.set_ready(member.url, False)
-
-    # ------------------------------------------------------------------ images
-    async def _present(self, member: Member, tag: str) -> bool:
-        key = (member.url, tag)
-        if not self._have.get(key):
-            self._have[key] = await member.backend.image_exists(tag)
-        return self._have[key]
-
-    def _arrived(self, url: str, tag: str, failure: BaseException | None) -> None:
-        if failure is None:
-            self._have[(url, tag)] = True
-        for pool in self._pools.values():
-            if pool.shape.image == tag:
-                if failure is None:
-                    pool.image_ready(url)
-                else:
-                    pool.image_failed(url, failure)
-
-    def _spread(self, tag: str, spec: LanguageSpec) -> None:
-        """Bring ``tag`` to every engine that is up and lacks it, in the background."""
-        if self.closed:
-            return
-        lacking = [
-            m
-            for m in self.fleet.up
-            if not self._have.get((m.url, tag))
-            and ((m.url, tag) not in self._arrivals or self._arrivals[(m.url, tag)].done())
-        ]
-        if not lacking:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._bring(tag, spec, lacking), name=f"sandboxkit-images-{tag}"
-        )
-        for m in lacking:
-            self._arrivals[(m.url, tag)] = task
-
-    async def _bring(self, tag: str, spec: LanguageSpec, targets: list[Member]) -> None:
-        """Copy ``tag`` to ``targets`` from an engine that has it (one export for all),
-        or build it there, whichever is expected to be faster; the other way when the
-        first fails. Each engine's outcome reaches the warm pools."""
-        say = self._on_build_line
-        sources = [m for m in self.fleet.up if self._have.get((m.url, tag))]
-        # a local engine first: no TLS to pay for on the way out
-        sources.sort(key=lambda m: not m.url.startswith("unix://"))
-        source = sources[0] if sources else None
-        size: int | None = None
-        if source is not None:
-            with contextlib.suppress(SandboxkitError):
-                record = await source.backend.inspect_image(tag)
-                size = int(record.get("Size") or 0) if record else None
-        by_copy = [
-            m for m in targets if choose_method(tag, size, have_source=source is not None) == "copy"
-        ]
-        failures: dict[str, BaseException | None] = {}
-        if source is not None and by_copy:
-            try:
-                failures.update(
-                    await transfer(tag, source.backend, [m.backend for m in by_copy], say)
-                )
-            except SandboxkitError as exc:
-                failures.update({m.url: exc for m in by_copy})
-        for m in targets:
-            if m.url in failures and failures[m.url] is None:
-                self._arrived(m.url, tag, None)
-                continue
-            copy_failure = failures.get(m.url)
-            try:
-                await ensure_image(
-                    m.backend, spec, say, sources=[s.backend for s in self.fleet.up if s is not m]
-                )
-            except SandboxkitError as exc:
-                if copy_failure is None and source is not None and m not in by_copy:
-                    # built first and failed (no route to the mirror?): copy after all
-                    try:
-                        copy_failure = (await transfer(tag, source.backend, [m.backend], say))[
-                            m.url
-                        ]
-                    except SandboxkitError as again:
-                        copy_failure = again
-                    if copy_failure is None:
-                        self._arrived(m.url, tag, None)
-                        continue
-                how = f"copying it failed ({copy_failure}); " if copy_failure else ""
-                failure = ImageError(
-                    f"the image {tag} could not reach the engine at {m.url}: {how}"
-                    f"building it there failed ({str(exc).splitlines()[0]})"
-                )
-                log.warning("sandboxkit: %s", failure)
-                self._arrived(m.url, tag, failure)
-            else:
-                self._arrived(m.url, tag, None)
-
-    async def _images_everywhere(self) -> None:
-        """Wait until every image in use is on every engine that is up; an engine the
-        image could not reach raises (naming it)."""
-        tasks = {t for t in self._arrivals.values() if not t.done()}
-        if tasks:
-            await asyncio.gather(*tasks)
-        for pool in self._pools.values():
-            for url, exc in pool.image_errors.items():
-                member = self.fleet.by_url.get(url)
-                if member is not None and member.up:
-                    raise exc
-
     # ------------------------------------------------------------------ internals
     async def image_for(self, spec: LanguageSpec) -> str:
         """The tag of ``spec``'s image, on one engine at least (built there if no engine
-        has it); the other engines receive it in the background."""
-        tag = self._tags.get(spec.name)
-        if tag is not None:
-            return tag
+        has it); the depot brings it to the other engines in the background."""
         await self._connect()
-        if not self.fleet.watched:
-            member = self.fleet.members[0]
-            tag = await ensure_image(member.backend, spec, self._on_build_line)
-            self._have[(member.url, tag)] = True
-        else:
-            tag = await image_tag(spec)
-            up = self.fleet.up
-            present = await asyncio.gather(*(self._present(m, tag) for m in up))
-            if not any(present):
-                await self._build_somewhere(spec, tag, up)
-        self._tags[spec.name] = tag
-        self._specs[tag] = spec
-        self._spread(tag, spec)
-        return tag
-
-    async def _build_somewhere(self, spec: LanguageSpec, tag: str, up: list[Member]) -> None:
-        """No engine has ``tag``: build it on the first that can (local engines first)."""
-        failures: list[str] = []
-        for member in sorted(up, key=lambda m: not m.url.startswith("unix://")):
-            others = [m.backend for m in up if m is not member]
-            try:
-                await ensure_image(member.backend, spec, self._on_build_line, sources=others)
-            except (ImageError, EngineError) as exc:
-                failures.append(f"{member.url}: {str(exc).splitlines()[0]}")
-                continue
-            self._have[(member.url, tag)] = True
-            return
-        raise ImageError(f"no engine of this pool could build {tag}: " + "; ".join(failures))
+        return await self.depot.image_for(spec)
 
     def _shape(
         self, tag: str, limits: Limits, spec: LanguageSpec, runtime: Runtime | None = None
     ) -> Shape:
         runtime = runtime or self.runtime
-        fixed = self._container_resources(spec, limits) if runtime == "runsc" else None
+        fixed = (
+            self._container_resources(spec, limits)
+            if any(m.raw.limits_fixed(runtime) for m in self.fleet.members)
+            else None
+        )
         return Shape(
             image=tag,
             runtime=runtime,
@@ -424,8 +271,9 @@ class SandboxPool:
         await self._connect()
         if not self._reaped:
             self._reaped = True
-            await self._reap_orphans()
-        tag = await self.image_for(spec)
+            # sandboxes of crashed owners: one list call per engine when there are none
+            await reap_everywhere([m.backend for m in self.fleet.up])
+        tag = await self.depot.image_for(spec)
         shape = self._shape(tag, limits, spec, runtime)
         async with self._lock:
             if self.closed:  # closed while the image was being prepared
@@ -445,26 +293,12 @@ class SandboxPool:
                     size=size,
                     max_size=self.max_size,
                     max_idle_age=self.max_idle_age,
-                    ready=lambda url: bool(self._have.get((url, tag))),
+                    ready=lambda url: self.depot.has(url, tag),
                     on_dead_idle=self._dead_idle,
                 )
+                self.depot.subscribe(tag, pool)
                 self._pools[shape] = pool
         return pool
-
-    async def _reap_orphans(self) -> None:
-        """Remove sandboxes of crashed owners on every engine (one list call each when
-        there are none)."""
-
-        async def one(member: Member) -> None:
-            with anyio.move_on_after(10):
-                try:
-                    await reap(member.backend)
-                except SandboxkitError as exc:
-                    log.warning(
-                        "sandboxkit: reaping orphaned sandboxes on %s failed: %s", member.url, exc
-                    )
-
-        await asyncio.gather(*(one(m) for m in self.fleet.members if m.up))
 
     @staticmethod
     def _container_resources(spec: LanguageSpec, limits: Limits) -> Resources:

@@ -11,6 +11,7 @@ import socket
 import stat
 import time
 import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -27,10 +28,14 @@ from sandboxkit import _protocol as wire
 from sandboxkit._backends import (
     STREAM_STDERR,
     STREAM_STDOUT,
-    AttachedStream,
-    Backend,
+    BridgeNetwork,
+    ContainerEngine,
+    ContainerRecord,
     ContainerSpec,
     DockerBackend,
+    EngineInfo,
+    ImageRecord,
+    Launched,
     connect,
 )
 from sandboxkit._backends import docker as dk
@@ -192,7 +197,7 @@ def test_only_the_docker_backend_imports_aiodocker_or_aiohttp() -> None:
 # ---------------------------------------------------------------- the create body
 def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     spec = container_spec(
-        Shape(image="img:1", runtime="runsc", disk_mb=32, network=True),
+        Shape(image="img:1", runtime="runsc", disk_mb=32, network=BridgeNetwork()),
         Resources(memory_mb=128, pids=32, cpus=0.5),
         {"a": "1"},
         {"B": "2", "A": "1"},
@@ -267,6 +272,119 @@ def test_an_update_body_carries_only_what_changes() -> None:
     }
 
 
+def test_network_is_a_policy_the_engine_enforces_or_refuses() -> None:
+    assert dk.network_mode(None) == "none"
+    assert dk.network_mode(BridgeNetwork()) == "bridge"
+    with pytest.raises(sk.EngineError, match="cannot enforce"):
+        dk.network_mode(cast(Any, "allow everything"))
+    # the policy is part of the pool key: a bridge pool is not a no-network pool
+    assert Shape(image="i") != Shape(image="i", network=BridgeNetwork())
+    assert Shape(image="i", network=BridgeNetwork()) == Shape(image="i", network=BridgeNetwork())
+
+
+# ---------------------------------------------------------------- typed records
+def test_docker_listings_and_inspections_become_the_same_records() -> None:
+    listed = {
+        "Id": "abc",
+        "Names": ["/sandboxkit-p-1-0"],
+        "State": "running",
+        "Created": 1700000000,
+        "Labels": {"org.sandboxkit.pool": "p"},
+    }
+    inspected = {
+        "Id": "abc",
+        "Created": "2023-11-14T22:13:20.123456789Z",
+        "State": {"Status": "running", "Pid": 4242},
+        "Config": {"Labels": {"org.sandboxkit.pool": "p"}},
+    }
+    assert dk.container_record(listed) == ContainerRecord(
+        "abc", {"org.sandboxkit.pool": "p"}, "running", 1700000000.0
+    )
+    record = dk.container_record(inspected)
+    assert (record.id, record.state, record.pid) == ("abc", "running", 4242)
+    assert record.labels == {"org.sandboxkit.pool": "p"}
+    assert abs(record.created - 1700000000.123456) < 1e-3
+    bare = dk.container_record({"Id": "x", "Labels": None})
+    assert (bare.labels, bare.state, bare.created, bare.pid) == ({}, "unknown", 0.0, None)
+
+
+def test_created_times_in_every_form_docker_writes() -> None:
+    assert dk.epoch(1700000000) == 1700000000.0
+    assert dk.epoch("2023-11-14T22:13:20Z") == 1700000000.0
+    assert dk.epoch("2023-11-14T23:13:20.5+01:00") == 1700000000.5
+    assert dk.epoch("not a time") == dk.epoch(None) == dk.epoch(True) == 0.0
+
+
+def test_an_image_with_two_tags_is_two_records() -> None:
+    listed = {
+        "Id": "sha256:1",
+        "RepoTags": ["sandboxkit/python:a", "sandboxkit/python:latest"],
+        "Size": 332_000_000,
+        "Created": 1700000000,
+        "Labels": {"org.sandboxkit.language": "python"},
+    }
+    first, second = dk.image_records(listed)
+    assert first == ImageRecord(
+        "sandboxkit/python:a",
+        "sha256:1",
+        332_000_000,
+        {"org.sandboxkit.language": "python"},
+        1700000000.0,
+    )
+    assert second.tag == "sandboxkit/python:latest" and second.id == first.id
+    assert dk.image_records({"Id": "sha256:2", "RepoTags": None}) == []  # dangling
+
+
+def test_engine_info_joins_info_and_version() -> None:
+    info = {
+        "NCPU": 8,
+        "MemTotal": 16 * 1024**3,
+        "Runtimes": {"runsc": {}, "runc": {}},
+        "CgroupVersion": "2",
+        "CgroupDriver": "systemd",
+        "ServerVersion": "24.0.7",
+    }
+    version = {"Version": "24.0.7", "ApiVersion": "1.43", "Platform": {"Name": "Docker Engine"}}
+    assert dk.engine_info(info, version) == EngineInfo(
+        product="Docker",
+        version="24.0.7",
+        api_version="1.43",
+        cpus=8,
+        memory_bytes=16 * 1024**3,
+        runtimes=("runc", "runsc"),
+        cgroup_version="2",
+        cgroup_driver="systemd",
+    )
+    podman = dk.engine_info({}, {"Version": "4.3.1", "Platform": {"Name": "linux/amd64/podman"}})
+    assert (podman.product, podman.cpus, podman.runtimes, podman.api_version) == (
+        "Podman",
+        1,
+        (),
+        None,
+    )
+
+
+def test_only_gvisor_fixes_a_docker_containers_limits_at_creation() -> None:
+    backend = DockerBackend("unix:///nonexistent/docker.sock")
+    assert backend.limits_fixed("runsc") and not backend.limits_fixed("runc")
+    assert backend.images is backend  # a Docker engine keeps its own images
+
+
+def test_the_seam_speaks_in_records_not_engine_dicts() -> None:
+    """No ``Any`` (a raw engine dict) in any signature of the two protocols."""
+    from sandboxkit._backends import base
+
+    for protocol in (base.ContainerEngine, base.ImageStore):
+        for name, member in vars(protocol).items():
+            if name.startswith("_"):
+                continue
+            func = member.fget if isinstance(member, property) else member
+            hints = typing.get_type_hints(func, vars(base))
+            assert hints, name
+            for hint in hints.values():
+                assert "Any" not in repr(hint), (protocol.__name__, name, hint)
+
+
 # ---------------------------------------------------------------- labels
 def test_this_process_is_alive_and_a_reused_pid_is_not() -> None:
     me = owner_identity()
@@ -327,7 +445,7 @@ class FakeStream:
 
 
 class FakeBackend:
-    """Just enough of a Backend for a Box's life: the container is a FakeStream."""
+    """Just enough of a ContainerEngine for a Box's life: the container is a FakeStream."""
 
     url = "fake://"
     local_paths = False
@@ -339,14 +457,13 @@ class FakeBackend:
         self.removed: list[str] = []
         self.removed_in_time = removed_in_time
 
-    async def create(self, spec: ContainerSpec) -> str:
+    async def launch(self, spec: ContainerSpec) -> Launched:
         self.specs.append(spec)
-        return "c0ffee"
+        await self.start()
+        return Launched("c0ffee", self.stream)
 
-    async def attach(self, cid: str) -> AttachedStream:
-        return self.stream
-
-    async def start(self, cid: str) -> None:
+    async def start(self) -> None:
+        """The agent's first words once started (tests replace this)."""
         self.stream.agent_sends(wire.READY, json.dumps({"toolchain": "Python 3.11"}).encode())
 
     async def update_resources(self, cid: str, **limits: Any) -> None:
@@ -358,13 +475,13 @@ class FakeBackend:
     async def remove(self, cid: str) -> None:
         self.removed.append(cid)
 
-    async def list_containers(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    async def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerRecord]:
         return []
 
 
 async def started(backend: FakeBackend) -> Box:
     return await Box.start(
-        cast(Backend, backend), Shape(image="img:1"), Resources(), {"LANG": "C"}, "p1"
+        cast(ContainerEngine, backend), Shape(image="img:1"), Resources(), {"LANG": "C"}, "p1"
     )
 
 
@@ -395,7 +512,7 @@ async def test_a_box_starts_talks_and_ends_over_the_stream() -> None:
 async def test_a_box_is_as_old_as_its_ready_agent() -> None:
     backend = FakeBackend()
 
-    async def start(cid: str) -> None:  # a slow engine: ready comes half a second later
+    async def start() -> None:  # a slow engine: ready comes half a second later
         asyncio.get_running_loop().call_later(0.5, backend.stream.agent_sends, wire.READY, b"{}")
 
     backend.start = start  # type: ignore[method-assign]
@@ -439,13 +556,26 @@ async def test_a_box_whose_agent_does_not_go_is_removed() -> None:
 async def test_a_box_whose_agent_is_not_ready_is_removed() -> None:
     backend = FakeBackend()
 
-    async def start(cid: str) -> None:
+    async def start() -> None:
         backend.stream.agent_sends(wire.FAULT, b"no python")
 
     backend.start = start  # type: ignore[method-assign]
     with pytest.raises(sk.SandboxError, match="instead of ready"):
         await started(backend)
     assert backend.stream.closed
+
+
+async def test_a_box_whose_launch_fails_is_removed_by_name() -> None:
+    backend = FakeBackend()
+
+    async def launch(spec: ContainerSpec) -> Launched:
+        backend.specs.append(spec)
+        raise sk.EngineError("Docker engine refused to start a container: [500] no runtime")
+
+    backend.launch = launch  # type: ignore[method-assign]
+    with pytest.raises(sk.EngineError, match="no runtime"):
+        await started(backend)
+    assert backend.removed == [backend.specs[0].name]  # the engine may still hold it
 
 
 # ---------------------------------------------------------------- the direct channel
@@ -459,7 +589,7 @@ class ChannelBackend(FakeBackend):
         super().__init__()
         self.agent: anyio.abc.SocketStream | None = None
 
-    async def start(self, cid: str) -> None:
+    async def start(self) -> None:
         path = self.specs[-1].channel
         assert path is not None
         self.agent = await anyio.connect_unix(path)
@@ -500,7 +630,7 @@ async def test_a_local_box_talks_over_its_channel_and_the_socket_file_goes() -> 
 async def test_an_agent_that_cannot_connect_keeps_the_attach_stream() -> None:
     backend = ChannelBackend()
 
-    async def start(cid: str) -> None:  # it says why, then ready on its stdout
+    async def start() -> None:  # it says why, then ready on its stdout
         backend.stream._put(STREAM_STDERR, b"sandboxkit agent: no direct channel\n")
         backend.stream.agent_sends(wire.READY, b'{"toolchain": "T"}')
 
@@ -509,7 +639,7 @@ async def test_an_agent_that_cannot_connect_keeps_the_attach_stream() -> None:
     assert box.toolchain == "T" and b"no direct channel" in box.agent_stderr
     backend.stream.agent_sends(wire.REPLY, b'{"ok": true}\0')
     assert await box.call({"op": "list"}) == ({"ok": True}, b"")
-    assert not _channel.wanted(cast(Backend, backend), "runc")  # not offered again
+    assert not _channel.wanted(cast(ContainerEngine, backend), "runc")  # not offered again
     await box.destroy()
     box = await started(backend)
     assert backend.specs[-1].channel is None
@@ -519,13 +649,13 @@ async def test_an_agent_that_cannot_connect_keeps_the_attach_stream() -> None:
 async def test_an_agent_that_dies_at_start_is_no_reason_to_drop_the_channel() -> None:
     backend = ChannelBackend()
 
-    async def start(cid: str) -> None:
+    async def start() -> None:
         backend.stream.agent_exits(stderr=b"python3: cannot start\n")
 
     backend.start = start  # type: ignore[method-assign]
     with pytest.raises(sk.SandboxError, match="ended unexpectedly: python3: cannot start"):
         await started(backend)
-    assert _channel.wanted(cast(Backend, backend), "runc")
+    assert _channel.wanted(cast(ContainerEngine, backend), "runc")
     assert not os.listdir(_channel._channel_dir())  # its listening socket is gone too
 
 
@@ -545,17 +675,17 @@ async def test_no_socket_can_be_made_here_so_the_box_uses_the_attach_stream(
 async def test_an_engine_that_cannot_mount_the_socket_gets_a_box_without_it() -> None:
     backend = FakeBackend()
     backend.local_paths = True  # type: ignore[misc]
-    create = backend.create
+    launch = backend.launch
 
-    async def refusing(spec: ContainerSpec) -> str:
+    async def refusing(spec: ContainerSpec) -> Launched:
         if spec.channel is not None:
             raise sk.EngineError("invalid mount config for type bind: bind source path")
-        return await create(spec)
+        return await launch(spec)
 
-    backend.create = refusing  # type: ignore[method-assign]
+    backend.launch = refusing  # type: ignore[method-assign]
     box = await started(backend)
     assert [s.channel for s in backend.specs] == [None]
-    assert not _channel.wanted(cast(Backend, backend), "runc")
+    assert not _channel.wanted(cast(ContainerEngine, backend), "runc")
     await box.destroy()
 
 
@@ -576,7 +706,7 @@ def test_who_is_offered_a_channel(
     backend.local_paths = local  # type: ignore[misc]
     if setting is not None:
         monkeypatch.setenv("SANDBOXKIT_CHANNEL", setting)
-    assert _channel.wanted(cast(Backend, backend), runtime) is wanted
+    assert _channel.wanted(cast(ContainerEngine, backend), runtime) is wanted
 
 
 def test_a_killed_process_s_channel_directory_is_swept_by_the_next(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def identity_of(pid: int) -> str:
 
 
 async def owned_by(engine: Backend, owner: str) -> list[str]:
-    return [str(c["Id"]) for c in await engine.list_containers({LABEL_OWNER: owner})]
+    return [c.id for c in await engine.list_containers({LABEL_OWNER: owner})]
 
 
 async def wait_none_owned(engine: Backend, owner: str, timeout: float = 60) -> None:

@@ -9,6 +9,7 @@ import random
 import ssl
 import statistics
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,16 @@ import pytest
 
 import sandboxkit as sk
 from sandboxkit import _fleet
-from sandboxkit._backends import EngineConfig, engine_configs, load_fleet_file, tls_problem
+from sandboxkit._backends import (
+    ContainerRecord,
+    EngineConfig,
+    EngineInfo,
+    engine_configs,
+    load_fleet_file,
+    tls_problem,
+)
 from sandboxkit._backends import docker as dk
-from sandboxkit._fleet import Fleet, derived_weight, is_config_error
+from sandboxkit._fleet import Fleet, WatchedBackend, derived_weight, is_config_error
 from sandboxkit._images import Costs, choose_method
 from sandboxkit._labels import LABEL_POOL
 from sandboxkit._placement import (
@@ -372,9 +380,9 @@ def test_engines_without_the_image_get_no_share() -> None:
 
 def test_weights_come_from_cpus_and_memory() -> None:
     gib = 1024**3
-    assert derived_weight({"NCPU": 2, "MemTotal": 24 * gib}) == 8.0
-    assert derived_weight({"NCPU": 64, "MemTotal": 8 * gib}) == 16.0
-    assert derived_weight({}) == 4.0
+    assert derived_weight(EngineInfo("Docker", cpus=2, memory_bytes=24 * gib)) == 8.0
+    assert derived_weight(EngineInfo("Docker", cpus=64, memory_bytes=8 * gib)) == 16.0
+    assert derived_weight(EngineInfo("Docker")) == 4.0
 
 
 # ---------------------------------------------------------------- build or copy
@@ -396,33 +404,43 @@ class FakeEngine:
     def __init__(self, url: str) -> None:
         self.url = url
         self.mode = "up"  # "up" | "refuse" | "hang"
-        self.containers: list[dict[str, Any]] = []
+        self.containers: list[ContainerRecord] = []
         self.removed: list[str] = []
 
     def _check(self) -> None:
         if self.mode == "refuse":
             raise sk.EngineUnavailable(f"no Docker engine answers at {self.url}")
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> EngineInfo:
         self._check()
-        return {"NCPU": 2, "MemTotal": 4 * 1024**3, "ServerVersion": "test"}
+        return EngineInfo("Docker", version="test", cpus=2, memory_bytes=4 * 1024**3)
 
     async def ping(self, timeout: float) -> None:
         if self.mode == "hang":
             await asyncio.sleep(3600)
         self._check()
 
-    async def list_containers(self, labels: dict[str, str | None]) -> list[dict[str, Any]]:
+    def limits_fixed(self, runtime: str) -> bool:
+        return runtime == "runsc"
+
+    @property
+    def images(self) -> FakeEngine:
+        return self
+
+    async def list_containers(self, labels: dict[str, str | None]) -> list[ContainerRecord]:
         self._check()
         return [
-            c
-            for c in self.containers
-            if all(c["Labels"].get(k) == v for k, v in labels.items() if v)
+            c for c in self.containers if all(c.labels.get(k) == v for k, v in labels.items() if v)
         ]
 
     async def remove(self, cid: str) -> None:
+        self._check()
         self.removed.append(cid)
-        self.containers = [c for c in self.containers if c["Id"] != cid]
+        self.containers = [c for c in self.containers if c.id != cid]
+
+    async def save_image(self, tag: str) -> AsyncIterator[bytes]:
+        self._check()
+        yield b"layer"
 
     async def close(self) -> None:
         pass
@@ -477,8 +495,8 @@ async def test_a_refusing_engine_is_down_at_once_and_readmitted_after_a_sweep(
             await fleet.members[1].backend.info()  # at once, no call to the dead engine
         # what the pool had there before it died, and a stranger's container
         b.containers = [
-            {"Id": "mine", "Labels": {LABEL_POOL: "pool1"}},
-            {"Id": "theirs", "Labels": {LABEL_POOL: "other"}},
+            ContainerRecord("mine", {LABEL_POOL: "pool1"}),
+            ContainerRecord("theirs", {LABEL_POOL: "other"}),
         ]
         b.mode = "up"
         await until(lambda: fleet.members[1].up)
@@ -533,7 +551,7 @@ async def test_an_engine_that_refuses_our_tls_fails_the_open(
     fleet = Fleet([EngineConfig(f"unix:///fake{i}.sock") for i in range(2)], "p")
     fakes = [FakeEngine(m.url) for m in fleet.members]
 
-    async def refuses() -> dict[str, Any]:
+    async def refuses() -> EngineInfo:
         raise sk.EngineError("the engine at unix:///fake1.sock refused this client's certificate")
 
     fakes[1].info = refuses  # type: ignore[method-assign]
@@ -573,3 +591,32 @@ def test_at_rest_takes_drain_a_surplus_and_a_lopsided_pool_is_noticed() -> None:
     placement.idle_gone("e2")  # the surplus retired
     placement.idle_gone("e2")
     assert placement.misplaced() is None
+
+
+async def test_the_watched_backend_wraps_every_call_of_the_seam(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet, (a, b), _recorder = await watched_fleet(monkeypatch)
+    try:
+        watched = fleet.members[1].backend
+        assert isinstance(watched, WatchedBackend)
+        assert (await watched.info()).cpus == 2  # through to the engine while it is up
+        assert [c async for c in watched.save_image("t:1")] == [b"layer"]
+        assert watched.limits_fixed("runsc")  # a plain answer passes as it is
+        assert watched.images is watched  # its image calls are watched too
+        with pytest.raises(AttributeError):
+            watched.no_such_call  # noqa: B018 - only the seam's names are forwarded
+        b.mode = "refuse"
+        with pytest.raises(sk.EngineUnavailable, match="no Docker engine answers"):
+            await watched.remove("c1")  # the engine's own error, and a probe now
+        await until(lambda: not fleet.members[1].up)
+        b.mode = "up"  # it answers again, but the fleet has not re-admitted it yet
+        for call in (watched.info(), watched.remove("c1"), watched.list_containers({})):
+            with pytest.raises(sk.EngineUnavailable, match="is down"):
+                await call  # refused at once: no call reaches the engine
+        with pytest.raises(sk.EngineUnavailable, match="is down"):
+            [c async for c in watched.save_image("t:1")]
+        assert await watched.wait_removed("c1") is False  # cannot be known: fall back
+        assert b.removed == [] and a.removed == []
+    finally:
+        await fleet.aclose()

@@ -1,8 +1,24 @@
-"""Container engines behind one seam (:class:`Backend`); Docker's is the only one yet."""
+"""Container engines behind one seam (:class:`ContainerEngine`, and :class:`ImageStore`
+where the engine keeps its own images; :class:`Backend` is both); Docker's is the only
+one yet."""
 
 from __future__ import annotations
 
-from .base import STREAM_STDERR, STREAM_STDOUT, AttachedStream, Backend, ContainerSpec
+from .base import (
+    STREAM_STDERR,
+    STREAM_STDOUT,
+    AttachedStream,
+    Backend,
+    BridgeNetwork,
+    ContainerEngine,
+    ContainerRecord,
+    ContainerSpec,
+    EngineInfo,
+    ImageRecord,
+    ImageStore,
+    Launched,
+    NetworkPolicy,
+)
 from .config import EngineConfig, EngineLike, engine_config, engine_configs, load_fleet_file
 from .docker import DockerBackend, tls_problem
 
@@ -11,10 +27,18 @@ __all__ = [
     "STREAM_STDOUT",
     "AttachedStream",
     "Backend",
+    "BridgeNetwork",
+    "ContainerEngine",
+    "ContainerRecord",
     "ContainerSpec",
     "DockerBackend",
     "EngineConfig",
+    "EngineInfo",
     "EngineLike",
+    "ImageRecord",
+    "ImageStore",
+    "Launched",
+    "NetworkPolicy",
     "connect",
     "engine_config",
     "engine_configs",

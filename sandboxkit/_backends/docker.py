@@ -17,6 +17,7 @@ import ssl
 import tarfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -31,7 +32,15 @@ from yarl import URL
 from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitError
 from .._protocol import CHANNEL_PATH
 from .advice import PERMISSION, how_to_reach, how_to_start
-from .base import ContainerSpec
+from .base import (
+    BridgeNetwork,
+    ContainerRecord,
+    ContainerSpec,
+    EngineInfo,
+    ImageRecord,
+    Launched,
+    NetworkPolicy,
+)
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
 T = TypeVar("T")
@@ -41,6 +50,9 @@ _CANNOT_CONNECT = 900  # aiodocker's status for "could not connect"
 _BUILD_LOG_TAIL = 40  # lines of a build's log an ImageError carries
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP connection to a remote engine
 TRANSFER_CHUNK = 1 << 20  # bytes read at a time from an image export
+CLOSE_TIMEOUT = 5.0  # seconds a failed launch may take to close what it opened
+# runtimes whose containers refuse `docker update`: their limits are fixed at creation
+FIXED_LIMIT_RUNTIMES = frozenset({"runsc"})
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -237,12 +249,22 @@ async def _idempotent(call: Callable[[], Awaitable[T]]) -> T:
 
 
 # ---------------------------------------------------------------------- pure parts
+def network_mode(policy: NetworkPolicy) -> str:
+    """Docker's network mode for ``policy``; EngineError for one it cannot enforce."""
+    if policy is None:
+        return "none"
+    if isinstance(policy, BridgeNetwork):
+        return "bridge"
+    raise EngineError(f"the Docker backend cannot enforce the network policy {policy!r}")
+
+
 def create_body(spec: ContainerSpec) -> dict[str, Any]:
     """The engine's create body for ``spec``: every DESIGN §4 default, nothing loosened."""
     mem = spec.memory_mb * 1024 * 1024
     tmpfs_opts = f"rw,exec,nosuid,nodev,size={spec.disk_mb}m"
+    mode = network_mode(spec.network)
     host: dict[str, Any] = {
-        "NetworkMode": "bridge" if spec.network else "none",
+        "NetworkMode": mode,
         "CapDrop": ["ALL"],
         "SecurityOpt": ["no-new-privileges"],
         "ReadonlyRootfs": True,
@@ -285,7 +307,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "OpenStdin": True,
         "StdinOnce": True,  # our attach closing = EOF for the agent = the container ends
         "Tty": False,
-        "NetworkDisabled": not spec.network,
+        "NetworkDisabled": mode == "none",
         "StopSignal": "SIGKILL",
         "HostConfig": host,
     }
@@ -313,6 +335,81 @@ def split_tag(tag: str) -> tuple[str, str]:
     if not colon or "/" in version:
         return tag, "latest"
     return repo, version
+
+
+def epoch(value: object) -> float:
+    """Epoch seconds from Docker's ``Created``: an int in listings, an RFC 3339 text
+    with nanoseconds in inspections (0.0 when it is neither)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        return 0.0
+    text = value.strip()
+    head, dot, rest = text.partition(".")
+    if dot:  # datetime reads microseconds at most: drop the nanoseconds
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:digits][:6]}{rest[digits:]}"
+    if text.endswith("Z"):  # Python 3.10 reads only the +00:00 form
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _labels(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def container_record(raw: Mapping[str, Any]) -> ContainerRecord:
+    """A container of a listing (``State`` a word) or an inspection (``State`` an
+    object, labels under ``Config``)."""
+    state = raw.get("State")
+    config = raw.get("Config")
+    labels = raw.get("Labels") if "Labels" in raw else (config or {}).get("Labels")
+    if isinstance(state, dict):
+        word, pid = str(state.get("Status") or "unknown"), int(state.get("Pid") or 0)
+    else:
+        word, pid = str(state or "unknown"), 0
+    return ContainerRecord(
+        id=str(raw["Id"]),
+        labels=_labels(labels),
+        state=word,
+        created=epoch(raw.get("Created")),
+        pid=pid or None,
+    )
+
+
+def image_records(raw: Mapping[str, Any]) -> list[ImageRecord]:
+    """One record per tag of an image of a listing or an inspection."""
+    config = raw.get("Config")
+    labels = raw.get("Labels") if "Labels" in raw else (config or {}).get("Labels")
+    return [
+        ImageRecord(
+            tag=str(tag),
+            id=str(raw.get("Id") or ""),
+            size=int(raw.get("Size") or 0),
+            labels=_labels(labels),
+            created=epoch(raw.get("Created")),
+        )
+        for tag in raw.get("RepoTags") or []
+    ]
+
+
+def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineInfo:
+    """``GET /info`` and ``GET /version`` as one record."""
+    platform = version.get("Platform")
+    name = str(platform.get("Name") or "") if isinstance(platform, dict) else ""
+    return EngineInfo(
+        product="Podman" if "podman" in name.lower() else "Docker",
+        version=str(version.get("Version") or info.get("ServerVersion") or "") or None,
+        api_version=str(version.get("ApiVersion") or "") or None,
+        cpus=int(info.get("NCPU") or 1),
+        memory_bytes=int(info.get("MemTotal") or 0),
+        runtimes=tuple(sorted(info.get("Runtimes") or {})),
+        cgroup_version=str(info.get("CgroupVersion") or "") or None,
+        cgroup_driver=str(info.get("CgroupDriver") or "") or None,
+    )
 
 
 def _tar_context(dockerfile: str, files: Mapping[str, bytes]) -> io.BytesIO:
@@ -404,6 +501,10 @@ class DockerBackend:
         # a local socket: the engine runs on this machine (in a container sharing only
         # the socket it would not: the create then fails and the channel is not used)
         return scheme_of(self._url) == "unix"
+
+    @property
+    def images(self) -> DockerBackend:
+        return self  # a Docker engine keeps its own images
 
     def __repr__(self) -> str:
         return f"DockerBackend({self._url!r})"
@@ -512,34 +613,50 @@ class DockerBackend:
         return exc
 
     # ------------------------------------------------------------------ system
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> EngineInfo:
         try:
             with self._map("report its info"):
-                return dict(await _idempotent(self._client.system.info))
+                info, version = await asyncio.gather(
+                    _idempotent(self._client.system.info),
+                    _idempotent(self._client.version),
+                )
         except EngineUnavailable as exc:
             raise await self._explained(exc) from exc
+        return engine_info(info, version)
 
-    async def version(self) -> dict[str, Any]:
-        try:
-            with self._map("report its version"):
-                return dict(await self._client.version())
-        except EngineUnavailable as exc:
-            raise await self._explained(exc) from exc
+    def limits_fixed(self, runtime: str) -> bool:
+        return runtime in FIXED_LIMIT_RUNTIMES
 
     # ------------------------------------------------------------------ containers
-    async def create(self, spec: ContainerSpec) -> str:
-        with self._map("create a container"):
-            container = await self._client.containers.create(
-                config=create_body(spec), name=spec.name
-            )
-            return str(container.id)
+    async def launch(self, spec: ContainerSpec) -> Launched:
+        """Create, attach, start: attached before it starts, so no output is missed.
 
-    async def start(self, cid: str) -> None:
-        with self._map("start a container"):
-            await self._client.containers.container(cid).start()
+        A failure (or a cancellation) after the create closes the attach stream; the
+        container is the caller's to remove, by ``spec.name`` (a create cancelled
+        mid-request may still land, with no id known here)."""
+        stream: DockerStream | None = None
+        try:
+            with self._map("create a container"):
+                container = await self._client.containers.create(
+                    config=create_body(spec), name=spec.name
+                )
+            cid = str(container.id)
+            stream = await self._attach(cid)
+            with self._map("start a container"):
+                await self._client.containers.container(cid).start()
+        except BaseException:
+            if stream is not None:
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(CLOSE_TIMEOUT),
+                    contextlib.suppress(Exception),
+                ):
+                    await stream.close()
+            raise
+        return Launched(cid, stream)
 
-    async def attach(self, cid: str) -> DockerStream:
-        """Open the container's stdin/stdout/stderr (before start, so nothing is missed)."""
+    async def _attach(self, cid: str) -> DockerStream:
+        """Open the container's stdin/stdout/stderr."""
         docker = self._client
         url = URL(f"containers/{cid}/attach").with_query(
             {"detachKeys": "", "logs": 0, "stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -590,13 +707,13 @@ class DockerBackend:
             container = self._client.containers.container(cid)
             await _idempotent(lambda: container.delete(force=True, v=True))
 
-    async def inspect(self, cid: str) -> dict[str, Any] | None:
+    async def inspect(self, cid: str) -> ContainerRecord | None:
         with self._map("inspect a container"), absent(404):
             found = await _idempotent(lambda: self._client.containers.get(cid))
-            return dict(found._container)
+            return container_record(found._container)
         return None
 
-    async def list_containers(self, labels: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    async def list_containers(self, labels: Mapping[str, str | None]) -> list[ContainerRecord]:
         flt = json.dumps({"label": [k if v is None else f"{k}={v}" for k, v in labels.items()]})
         with self._map("list containers"):
             found = await _idempotent(lambda: self._client.containers.list(all=True, filters=flt))
@@ -609,7 +726,7 @@ class DockerBackend:
             ghost = c.get("State") == "dead" and not c.get("Names")
             if ghost and await self.inspect(str(c["Id"])) is None:
                 continue
-            kept.append(c)
+            kept.append(container_record(c))
         return kept
 
     async def had_oom(self, cid: str, since: float) -> bool:
@@ -635,12 +752,12 @@ class DockerBackend:
             return True
         return False
 
-    async def list_images(self, reference: str) -> list[dict[str, Any]]:
+    async def list_images(self, reference: str) -> list[ImageRecord]:
         with self._map("list images"):
             found = await _idempotent(
                 lambda: self._client.images.list(filters={"reference": [reference]})
             )
-            return list(found)
+        return [record for image in found for record in image_records(image)]
 
     async def remove_image(self, tag: str) -> None:
         with self._map(f"remove image {tag}"):
@@ -708,10 +825,18 @@ class DockerBackend:
             await self._client.images.pull(reference)
             await self._client.images.tag(reference, repo, tag=version)
 
-    async def inspect_image(self, tag: str) -> dict[str, Any] | None:
-        """Image ``tag``'s record (``Id``, ``Size``...), or None when absent; retried."""
+    async def inspect_image(self, tag: str) -> ImageRecord | None:
+        """Image ``tag``'s record, or None when absent; retried."""
         with self._map(f"inspect image {tag}"), absent(404):
-            return dict(await _idempotent(lambda: self._client.images.inspect(tag)))
+            found = await _idempotent(lambda: self._client.images.inspect(tag))
+            config = found.get("Config")
+            return ImageRecord(
+                tag=tag,
+                id=str(found.get("Id") or ""),
+                size=int(found.get("Size") or 0),
+                labels=_labels((config or {}).get("Labels")),
+                created=epoch(found.get("Created")),
+            )
         return None
 
     async def save_image(self, tag: str) -> AsyncIterator[bytes]:

@@ -43,38 +43,16 @@ async def _check_engine(
     """The rows of one engine and whether it can run sandboxes."""
     rows: list[Row] = []
     try:
-        version = await engine.version()
         info = await engine.info()
     except SandboxkitError as exc:
         rows.append(_unreachable(config, exc))
         return False, rows
     tls = " over mutual TLS" if config.tls else ""
-    rows.append(
-        (
-            "engine",
-            f"Docker {version.get('Version')} (API {version.get('ApiVersion')}){tls}",
-            "",
-        )
-    )
-    rows.append(
-        ("cgroup", f"v{info.get('CgroupVersion', '?')} ({info.get('CgroupDriver', '?')})", "")
-    )
-    rows.append(
-        (
-            "cpus, memory",
-            f"{info.get('NCPU')}, {int(info.get('MemTotal') or 0) / 1024**3:.1f} GiB",
-            "",
-        )
-    )
-    runtimes = sorted((info.get("Runtimes") or {}).keys())
-    gvisor = "runsc" in runtimes
-    rows.append(
-        (
-            "runtimes",
-            ", ".join(runtimes),
-            "" if gvisor else how_to_get_gvisor(),
-        )
-    )
+    rows.append(("engine", f"{info.product} {info.version} (API {info.api_version}){tls}", ""))
+    rows.append(("cgroup", f"v{info.cgroup_version or '?'} ({info.cgroup_driver or '?'})", ""))
+    rows.append(("cpus, memory", f"{info.cpus}, {info.memory_bytes / 1024**3:.1f} GiB", ""))
+    gvisor = "runsc" in info.runtimes
+    rows.append(("runtimes", ", ".join(info.runtimes), "" if gvisor else how_to_get_gvisor()))
     base = await engine.image_exists(BASE_IMAGE)
     fix_base = (
         "a pool copies it from an engine that has it"

@@ -104,28 +104,24 @@ async def engine_facts(config: EngineConfig, engine: Backend) -> dict[str, Any]:
         return {"url": config.url, "state": "down", "error": f"no answer in {PROBE_TIMEOUT:.0f}s"}
     except SandboxkitError as exc:
         return {"url": config.url, "state": "down", "error": str(exc)}
-    version = await engine.version()
     info = await engine.info()
     containers = await engine.list_containers({LABEL_MANAGED: None})
-    running = sum(1 for c in containers if c.get("State") == "running")
-    owners = {str((c.get("Labels") or {}).get(LABEL_OWNER, "")) for c in containers}
-    orphans = sum(1 for c in containers if orphaned(dict(c.get("Labels") or {})))
-    images = await engine.list_images("sandboxkit/*")
+    owners = {c.labels.get(LABEL_OWNER, "") for c in containers}
     return {
         "url": config.url,
         "state": "up",
         "tls": config.tls,
-        "version": version.get("Version"),
-        "api": version.get("ApiVersion"),
-        "cpus": info.get("NCPU"),
-        "memory_gb": round(int(info.get("MemTotal") or 0) / 1024**3, 1),
-        "runtimes": sorted((info.get("Runtimes") or {}).keys()),
+        "version": info.version,
+        "api": info.api_version,
+        "cpus": info.cpus,
+        "memory_gb": round(info.memory_bytes / 1024**3, 1),
+        "runtimes": list(info.runtimes),
         "capacity": config.capacity,
         "sandboxes": len(containers),
-        "running": running,
+        "running": sum(1 for c in containers if c.state == "running"),
         "owners": len(owners - {""}),
-        "orphans": orphans,
-        "images": sum(len(i.get("RepoTags") or []) for i in images),
+        "orphans": sum(1 for c in containers if orphaned(c.labels)),
+        "images": len(await engine.list_images("sandboxkit/*")),
     }
 
 

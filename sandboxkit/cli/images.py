@@ -136,17 +136,15 @@ def list_() -> None:
             table.add_column("state", no_wrap=True)
             states: set[str] = set()
             for img in await engine.list_images("sandboxkit/*"):
-                language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
-                for tag in img.get("RepoTags") or []:
-                    if tag in current:
-                        state = "current"
-                    elif language in known:
-                        state = "stale"
-                    else:
-                        state = "custom"
-                    states.add(state)
-                    size = f"{img.get('Size', 0) / 1e6:.0f} MB"
-                    table.add_row(tag, size, state)
+                language = img.labels.get(LABEL_LANGUAGE, "")
+                if img.tag in current:
+                    state = "current"
+                elif language in known:
+                    state = "stale"
+                else:
+                    state = "custom"
+                states.add(state)
+                table.add_row(img.tag, f"{img.size / 1e6:.0f} MB", state)
             console.print(table)
             if "stale" in states:
                 console.print("stale: built from an older spec; `sandboxkit images prune` removes")
@@ -180,14 +178,13 @@ def prune(
             known = set(REGISTRY.names())
             removed = 0
             for img in await engine.list_images("sandboxkit/*"):
-                language = (img.get("Labels") or {}).get(LABEL_LANGUAGE, "")
+                language = img.labels.get(LABEL_LANGUAGE, "")
                 if not language or (language not in known and not unknown):
                     continue
-                for tag in img.get("RepoTags") or []:
-                    if tag not in current:
-                        await engine.remove_image(tag)
-                        console.print(f"removed {tag}")
-                        removed += 1
+                if img.tag not in current:
+                    await engine.remove_image(img.tag)
+                    console.print(f"removed {img.tag}")
+                    removed += 1
             console.print(f"{removed} image(s) removed")
         finally:
             await engine.close()

@@ -49,7 +49,7 @@ def view(pool: sk.SandboxPool) -> PoolView:
 async def containers(pool: sk.SandboxPool) -> set[str]:
     """Every container the engine holds with this pool's label, whatever its state."""
     found = await pool.engine.list_containers({LABEL_POOL: pool.pool_id})
-    return {str(c["Id"]) for c in found}
+    return {c.id for c in found}
 
 
 async def settle(pool: sk.SandboxPool, timeout: float = SETTLE_TIMEOUT) -> None:
