@@ -44,8 +44,8 @@ from _stats import Report, ratio
 
 import sandboxkit as sk
 from sandboxkit._backends import Backend, connect
-from sandboxkit._dockerfile import BASE_IMAGE
-from sandboxkit._images import context_for, transfer
+from sandboxkit._images.dockerfile import BASE_IMAGE
+from sandboxkit._images.ensure import context_for, transfer
 from sandboxkit._languages import get_language
 
 ROOT = Path(__file__).resolve().parent.parent

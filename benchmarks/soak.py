@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_POOL
+from sandboxkit._fleet.labels import LABEL_POOL
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 import sandboxkit as sk
 from sandboxkit import _protocol as wire
 from sandboxkit._container import Box
-from sandboxkit._pool import WarmPool
+from sandboxkit._fleet.pool import WarmPool
 from sandboxkit._run import jobs, policy, program, reader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -22,9 +22,9 @@ from ._errors import (
     UnknownLanguage,
     UsageError,
 )
-from ._fleet import EngineState, EngineStatus
-from ._judge import judge
-from ._judge_models import (
+from ._fleet.engines import EngineState, EngineStatus
+from ._judge.judge import judge
+from ._judge.models import (
     CheckerProgram,
     FloatTolerance,
     JudgeReport,

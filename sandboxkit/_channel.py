@@ -38,7 +38,7 @@ import anyio.abc
 
 from ._backends import STREAM_STDERR, STREAM_STDOUT, AttachedStream, ContainerEngine
 from ._errors import SandboxError
-from ._labels import owner_alive, owner_identity
+from ._fleet.labels import owner_alive, owner_identity
 
 # runtimes whose containers share the host's kernel, so a mounted socket connects
 DIRECT_RUNTIMES = frozenset({"runc", "crun"})

@@ -27,10 +27,10 @@ from ._backends import STREAM_STDERR, AttachedStream, ContainerEngine, Container
 from ._channel import Listener
 from ._channel import refuse as refuse_channel
 from ._channel import wanted as channel_wanted
-from ._dockerfile import AGENT_PYC
 from ._errors import EngineError, SandboxError
-from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
-from ._reaper import remove
+from ._fleet.labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
+from ._fleet.reaper import remove
+from ._images.dockerfile import AGENT_PYC
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ import threading
 from collections.abc import AsyncGenerator
 
 from ._backends import EngineConfig, load_fleet_file
-from ._reaper import remove_owned
+from ._fleet.reaper import remove_owned
 from ._sandbox_pool import SandboxPool
 
 _lock = threading.Lock()

@@ -2,7 +2,7 @@
 their background work, and hands out sandboxes through one lease
 (:meth:`SandboxPool.checkout`) that one-shot runs, sessions, ``start()`` and the judge
 all use, so all of them run on fleets. ``Sandbox.run`` uses a process-wide default pool.
-Images are the depot's job (``_depot``), removals the reaper's (``_reaper``)."""
+Images are the depot's job (``_images.depot``), removals the reaper's (``_fleet.reaper``)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import anyio
 
 from ._backends import Backend, BridgeNetwork, EngineLike, NetworkPolicy, engine_configs
 from ._container import Box, Resources, Shape
-from ._depot import Depot
 from ._errors import (
     EngineError,
     InvalidInput,
@@ -27,12 +26,13 @@ from ._errors import (
     SandboxError,
     UsageError,
 )
-from ._fleet import EngineStatus, Fleet
+from ._fleet.engines import EngineStatus, Fleet
+from ._fleet.pool import WarmPool
+from ._fleet.reaper import reap_everywhere, sweep_everywhere
+from ._images.depot import Depot
 from ._languages import LanguageSpec, get_language, language_env
 from ._models import Event, Limits, RunResult
-from ._pool import WarmPool
 from ._process import Process, launch
-from ._reaper import reap_everywhere, sweep_everywhere
 from ._run.jobs import compile_limits, resources_for
 from ._run.program import run_program
 from ._run.reader import final_result

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_LANGUAGE, LABEL_POOL
+from sandboxkit._fleet.labels import LABEL_LANGUAGE, LABEL_POOL
 from sandboxkit._languages import REGISTRY, LanguageSpec
 
 if TYPE_CHECKING:  # imported by the fixtures: it needs httpx, not in the core install

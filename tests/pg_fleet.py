@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from sandboxkit._labels import LABEL_OWNER
+from sandboxkit._fleet.labels import LABEL_OWNER
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SCRIPT = ROOT / "scripts" / "postgres.sh"

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from sandboxkit import _protocol as wire
-from sandboxkit._dockerfile import agent_files
+from sandboxkit._images.dockerfile import agent_files
 
 PY = sys.executable
 RLIMITS = {"cpu": 10, "fsize": 64 << 20, "nofile": 256, "core": 0}

@@ -40,7 +40,7 @@ from sandboxkit._backends import (
 )
 from sandboxkit._backends import docker as dk
 from sandboxkit._container import Box, Resources, Shape, container_spec
-from sandboxkit._labels import LABEL_OWNER, owner_alive, owner_identity
+from sandboxkit._fleet.labels import LABEL_OWNER, owner_alive, owner_identity
 
 PACKAGE = Path(sk.__file__).parent
 

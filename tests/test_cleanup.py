@@ -15,8 +15,8 @@ import pytest
 
 import sandboxkit as sk
 from sandboxkit._backends import Backend, connect
-from sandboxkit._labels import LABEL_MANAGED, LABEL_OWNER
-from sandboxkit._reaper import reap
+from sandboxkit._fleet.labels import LABEL_MANAGED, LABEL_OWNER
+from sandboxkit._fleet.reaper import reap
 
 pytestmark = pytest.mark.docker
 

@@ -19,8 +19,8 @@ from conftest import images_of, scratch_language
 
 from sandboxkit import ImageError
 from sandboxkit._backends import Backend, connect
-from sandboxkit._dockerfile import CA_FILE, build_context, render
-from sandboxkit._images import build_ca_bundle, context_for, ensure_image
+from sandboxkit._images.dockerfile import CA_FILE, build_context, render
+from sandboxkit._images.ensure import build_ca_bundle, context_for, ensure_image
 from sandboxkit._languages import BASH, BUILTIN, PYTHON, LanguageSpec
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxkit._labels import LABEL_OWNER
+from sandboxkit._fleet.labels import LABEL_OWNER
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.py"))
 pytestmark = pytest.mark.docker
@@ -24,7 +24,7 @@ def test_example_runs(path: Path) -> None:
 def test_no_container_outlives_its_process() -> None:
     code = (
         "import asyncio, os, sandboxkit as sk\n"
-        "from sandboxkit._labels import owner_identity\n"
+        "from sandboxkit._fleet.labels import owner_identity\n"
         "async def main():\n"
         "    r = await sk.Sandbox.run('print(1)')\n"
         "    print(owner_identity())\n"

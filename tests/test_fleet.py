@@ -29,9 +29,9 @@ import pytest
 import sandboxkit as sk
 from sandboxkit._backends import Backend, connect
 from sandboxkit._container import Resources, Shape, container_spec
-from sandboxkit._dockerfile import BASE_IMAGE
-from sandboxkit._images import ensure_base, image_tag
-from sandboxkit._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL
+from sandboxkit._fleet.labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL
+from sandboxkit._images.dockerfile import BASE_IMAGE
+from sandboxkit._images.ensure import ensure_base, image_tag
 from sandboxkit._languages import get_language
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]

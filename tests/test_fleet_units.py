@@ -17,7 +17,6 @@ import aiodocker
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _fleet
 from sandboxkit._backends import (
     ContainerRecord,
     EngineConfig,
@@ -27,10 +26,10 @@ from sandboxkit._backends import (
     tls_problem,
 )
 from sandboxkit._backends import docker as dk
-from sandboxkit._fleet import Fleet, WatchedBackend, derived_weight, is_config_error
-from sandboxkit._images import Costs, choose_method
-from sandboxkit._labels import LABEL_POOL
-from sandboxkit._placement import (
+from sandboxkit._fleet import engines as _fleet
+from sandboxkit._fleet.engines import Fleet, WatchedBackend, derived_weight, is_config_error
+from sandboxkit._fleet.labels import LABEL_POOL
+from sandboxkit._fleet.placement import (
     FAILURES_TO_PAUSE,
     RETRY_AFTER,
     Host,
@@ -38,6 +37,7 @@ from sandboxkit._placement import (
     Placement,
     shares,
 )
+from sandboxkit._images.ensure import Costs, choose_method
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _fleet
 from sandboxkit._backends import ContainerRecord, EngineConfig, EngineInfo, ImageRecord
-from sandboxkit._depot import Depot
-from sandboxkit._dockerfile import BASE_IMAGE
-from sandboxkit._fleet import Fleet
-from sandboxkit._images import image_tag
+from sandboxkit._fleet import engines as _fleet
+from sandboxkit._fleet.engines import Fleet
+from sandboxkit._images.depot import Depot
+from sandboxkit._images.dockerfile import BASE_IMAGE
+from sandboxkit._images.ensure import image_tag
 from sandboxkit._languages import BASH, LanguageSpec
 
 

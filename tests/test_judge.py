@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _checkers
+from sandboxkit._judge import checkers as _checkers
 
 # ---------------------------------------------------------------- pure checkers
 
@@ -426,7 +426,7 @@ async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
 ) -> None:
     # what happens after the host had to kill a hung sandbox: the next test leases a
     # fresh one and compiles again, instead of failing the rest
-    from sandboxkit._judge import _LeasedProgram
+    from sandboxkit._judge.judge import _LeasedProgram
 
     prog = _LeasedProgram(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
     try:
@@ -447,7 +447,7 @@ async def test_a_sandbox_that_ends_mid_judge_is_replaced_and_recompiled(
 async def test_a_queued_test_lost_with_its_sandbox_runs_again_in_a_fresh_one(
     cpp_pool: sk.SandboxPool,
 ) -> None:
-    from sandboxkit._judge import _LeasedProgram
+    from sandboxkit._judge.judge import _LeasedProgram
 
     prog = _LeasedProgram(cpp_pool, sk.get_language("cpp"), sk.Limits(time=2.0), BRANCHY_CPP)
     try:

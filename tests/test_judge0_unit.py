@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sandboxkit._dockerfile import render
-from sandboxkit._judge_models import JudgeReport, TestResult
+from sandboxkit._images.dockerfile import render
+from sandboxkit._judge.models import JudgeReport, TestResult
 from sandboxkit._languages import REGISTRY, get_language
 from sandboxkit._languages.judge0 import EXTRA, OBJECTIVE_C
 from sandboxkit.server import Settings, create_app

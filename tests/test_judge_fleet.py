@@ -37,7 +37,7 @@ from pg_fleet import (
 
 import sandboxkit as sk  # noqa: F401 - the package under test must import
 from sandboxkit._backends import connect
-from sandboxkit._reaper import reap
+from sandboxkit._fleet.reaper import reap
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sandboxkit as sk
-from sandboxkit._dockerfile import render
+from sandboxkit._images.dockerfile import render
 from sandboxkit._languages import LanguageSpec
 from sandboxkit._languages.judge0 import EXTRA
 from sandboxkit._run.outcome import outcome

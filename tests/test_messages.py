@@ -22,11 +22,11 @@ import pytest
 from rich.console import Console
 
 import sandboxkit as sk
-from sandboxkit import _images
 from sandboxkit._backends import advice
 from sandboxkit._backends import docker as dk
-from sandboxkit._dockerfile import BASE_IMAGE
-from sandboxkit._images import BuildProgress, build_hook, context_for, ensure_image
+from sandboxkit._images import ensure as _images
+from sandboxkit._images.dockerfile import BASE_IMAGE
+from sandboxkit._images.ensure import BuildProgress, build_hook, context_for, ensure_image
 from sandboxkit._languages import BASH, REGISTRY
 from sandboxkit._validate import check_limits
 from sandboxkit.cli import _common

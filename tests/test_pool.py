@@ -15,8 +15,8 @@ from conftest import containers_of_pool, images_of, scratch_language
 
 import sandboxkit as sk
 from sandboxkit._container import Box
+from sandboxkit._fleet.pool import WarmPool
 from sandboxkit._languages import get_language
-from sandboxkit._pool import WarmPool
 
 PY = get_language("python")
 

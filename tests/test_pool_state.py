@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _pool
 from sandboxkit._container import Box, Resources, Shape
-from sandboxkit._placement import (
+from sandboxkit._fleet import pool as _pool
+from sandboxkit._fleet.placement import (
     FAILURES_TO_PAUSE,
     RETRY_AFTER,
     Counts,
@@ -32,7 +32,7 @@ from sandboxkit._placement import (
     Placement,
     backoff,
 )
-from sandboxkit._pool import PoolState, WarmPool
+from sandboxkit._fleet.pool import PoolState, WarmPool
 
 PHASES = ("starting", "idle", "busy", "leaving")
 # the random walk's steps; the common ones weighted up so the pool is used in between

@@ -11,9 +11,9 @@ import anyio
 import pytest
 
 import sandboxkit as sk
-from sandboxkit import _reaper
 from sandboxkit._backends import ContainerRecord
-from sandboxkit._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_identity
+from sandboxkit._fleet import reaper as _reaper
+from sandboxkit._fleet.labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_identity
 
 
 class FakeEngine:

@@ -24,7 +24,7 @@ from test_parity import plain_run, sandbox_status
 
 import sandboxkit as sk
 from sandboxkit._container import SANDBOX_UID
-from sandboxkit._dockerfile import JAVAC_CLASSES, PRESTART_TSC, prestart_config, render
+from sandboxkit._images.dockerfile import JAVAC_CLASSES, PRESTART_TSC, prestart_config, render
 from sandboxkit._languages import CPP, JAVA, TYPESCRIPT, LanguageSpec, get_language, language_env
 from sandboxkit._models import Limits
 from sandboxkit._run.jobs import compile_limits, make_job

@@ -14,7 +14,7 @@ import pytest
 from conftest import running_container_ids
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_OWNER, owner_identity
+from sandboxkit._fleet.labels import LABEL_OWNER, owner_identity
 from sandboxkit.server import run_worker
 from sandboxkit.server._requests import parse_submission
 from sandboxkit.server._store import Admission

@@ -1,6 +1,6 @@
 """The language spec: what an image holds and how a program is compiled and run.
 
-A spec is data. The Dockerfile is generated from it (``_dockerfile``), so a user adds a
+A spec is data. The Dockerfile is generated from it (``_images.dockerfile``), so a user adds a
 language, or extends a built-in one (Python plus numpy), with the same model.
 """
 

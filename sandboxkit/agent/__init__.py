@@ -2,7 +2,7 @@
 
 Its modules, with the wire protocol (``sandboxkit/_protocol.py``), are copied into each
 image (``/opt/sandboxkit/lib``) and run as ``python3 -I /opt/sandboxkit/agent.pyc``
-(``__main__``, see ``_dockerfile``). The host never imports this package.
+(``__main__``, see ``_images.dockerfile``). The host never imports this package.
 
 | module | one job |
 | --- | --- |

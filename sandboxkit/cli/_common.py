@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from .._errors import SandboxkitError
-from .._images import BASE, BuildProgress, build_hook
+from .._images.ensure import BASE, BuildProgress, build_hook
 
 T = TypeVar("T")
 

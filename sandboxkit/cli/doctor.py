@@ -15,9 +15,9 @@ from rich.table import Table
 
 from .._backends import Backend, EngineConfig
 from .._backends.advice import PERMISSION, how_to_get_gvisor, how_to_reach, how_to_start
-from .._dockerfile import BASE_IMAGE, build_context
 from .._errors import EngineUnavailable, InvalidInput, SandboxkitError
-from .._images import debian_mirror
+from .._images.dockerfile import BASE_IMAGE, build_context
+from .._images.ensure import debian_mirror
 from .._languages import REGISTRY, get_language
 from ._common import console, run_async
 from .fleet import EngineOpt, FleetOpt, TlsOpt, each_engine, engines_from

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from .._backends import Backend, EngineConfig, connect, load_fleet_file
 from .._errors import InvalidInput, SandboxkitError
-from .._labels import LABEL_MANAGED, LABEL_OWNER
-from .._reaper import orphaned
+from .._fleet.labels import LABEL_MANAGED, LABEL_OWNER
+from .._fleet.reaper import orphaned
 from ._common import console, run_async
 
 T = TypeVar("T")

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 
 from .._backends import Backend, connect
-from .._dockerfile import BASE_IMAGE
 from .._errors import ImageError
-from .._images import bootstrap_base, context_for, ensure_image
-from .._labels import LABEL_LANGUAGE
+from .._fleet.labels import LABEL_LANGUAGE
+from .._images.dockerfile import BASE_IMAGE
+from .._images.ensure import bootstrap_base, context_for, ensure_image
 from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .._default import aclose
-from .._judge import judge as run_judge
-from .._judge_models import FloatTolerance, JudgeReport, TestCase
+from .._judge.judge import judge as run_judge
+from .._judge.models import FloatTolerance, JudgeReport, TestCase
 from .._models import Limits
 from ._common import console, run_async
 from .run import guess_language

@@ -9,7 +9,7 @@ import typer
 
 from .._backends import Backend, EngineConfig
 from .._errors import InvalidInput, SandboxkitError
-from .._reaper import ReapReport, reap
+from .._fleet.reaper import ReapReport, reap
 from ._common import console, run_async
 from .fleet import EngineOpt, FleetOpt, TlsOpt, each_engine, engines_from
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import httpx
 
 from .._errors import SandboxkitError
-from .._judge import judge
-from .._judge_models import JudgeReport, TestCase
+from .._judge.judge import judge
+from .._judge.models import JudgeReport, TestCase
 from .._languages import LanguageSpec, get_language
 from .._models import Limits
 from .._sandbox_pool import SandboxPool

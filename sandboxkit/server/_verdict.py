@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .._judge_models import JudgeReport
+from .._judge.models import JudgeReport
 from ._judge0 import INTERNAL_ERROR, SIGNAL_STATUS
 from ._submission import Outcome, Submission
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sandboxkit as sk
-from sandboxkit._labels import LABEL_POOL
+from sandboxkit._fleet.labels import LABEL_POOL
 from sandboxkit._run.reader import HOST_GRACE
 
 # Slack for a shared 2-core CI machine (acquiring a sandbox, scheduling). A bound on a

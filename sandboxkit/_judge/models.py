@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ._models import Limits, _Frozen
+from .._models import Limits, _Frozen
 
 Verdict = Literal["AC", "WA", "TLE", "MLE", "RE", "CE", "OLE"]
 

@@ -27,12 +27,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._backends import ImageStore
-from ._backends.advice import engine_up_script
-from ._dockerfile import BASE_IMAGE, BuildContext, build_context
-from ._errors import ImageError, SandboxkitError
-from ._labels import LABEL_LANGUAGE, LABEL_MANAGED
-from ._languages import LanguageSpec
+from .._backends import ImageStore
+from .._backends.advice import engine_up_script
+from .._errors import ImageError, SandboxkitError
+from .._fleet.labels import LABEL_LANGUAGE, LABEL_MANAGED
+from .._languages import LanguageSpec
+from .dockerfile import BASE_IMAGE, BuildContext, build_context
 
 SUITE = "bookworm"
 REGISTRY_BASE = "debian:bookworm-slim"

@@ -2,7 +2,7 @@
 engine or several.
 
 The counting is kept in pure objects tested without Docker: the
-:class:`~._placement.Placement` is the one book of counts (per engine and phase:
+:class:`~.placement.Placement` is the one book of counts (per engine and phase:
 starting, idle, busy, leaving; the target share; where a run takes from and where a
 refill goes), and :class:`PoolState` reads its totals from it to decide what to start.
 Each change of a sandbox's phase is one placement call. The I/O (creating, destroying,
@@ -24,11 +24,11 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._backends import Backend
-from ._container import Box, Resources, Shape
-from ._errors import EngineUnavailable, PoolClosed, PoolTimeout
-from ._placement import Host, Placement
-from ._placement import backoff as _backoff
+from .._backends import Backend
+from .._container import Box, Resources, Shape
+from .._errors import EngineUnavailable, PoolClosed, PoolTimeout
+from .placement import Host, Placement
+from .placement import backoff as _backoff
 
 log = logging.getLogger("sandboxkit")
 

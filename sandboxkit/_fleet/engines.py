@@ -35,11 +35,11 @@ from typing import Any, Generic, Literal, Protocol
 import anyio
 from pydantic import Field
 
-from ._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
-from ._errors import EngineError, EngineUnavailable, SandboxkitError
-from ._models import _Frozen
-from ._placement import Host
-from ._reaper import reap, sweep
+from .._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
+from .._errors import EngineError, EngineUnavailable, SandboxkitError
+from .._models import _Frozen
+from .placement import Host
+from .reaper import reap, sweep
 
 log = logging.getLogger("sandboxkit")
 

@@ -10,7 +10,7 @@
   engines it may no longer be connected to (the default pool's exit clean-up).
 
 Every container carries ``org.sandboxkit.owner = host:pid:start-ticks``
-(:func:`._labels.owner_identity`). The start time (in clock ticks since boot, from
+(:func:`.labels.owner_identity`). The start time (in clock ticks since boot, from
 ``/proc/PID/stat``) makes the identity survive PID reuse: a new process that happens to
 get the same PID has another start time, so its predecessor's containers still read as
 orphaned. Containers of live owners, and of owners on another host (whose liveness this
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._backends import ContainerEngine, EngineConfig, connect
-from ._errors import SandboxkitError
-from ._labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_alive, owner_identity
+from .._backends import ContainerEngine, EngineConfig, connect
+from .._errors import SandboxkitError
+from .labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_alive, owner_identity
 
 log = logging.getLogger("sandboxkit")
 

@@ -24,11 +24,11 @@ from typing import Protocol
 
 import anyio
 
-from ._backends import ImageStore
-from ._errors import EngineError, ImageError, SandboxkitError
-from ._fleet import Fleet, Member
-from ._images import choose_method, ensure_image, image_tag, transfer
-from ._languages import LanguageSpec
+from .._backends import ImageStore
+from .._errors import EngineError, ImageError, SandboxkitError
+from .._fleet.engines import Fleet, Member
+from .._languages import LanguageSpec
+from .ensure import choose_method, ensure_image, image_tag, transfer
 
 log = logging.getLogger("sandboxkit")
 

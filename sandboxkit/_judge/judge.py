@@ -26,7 +26,13 @@ import signal as signals
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 
-from ._checkers import (
+from .._errors import CheckerError, InvalidInput, SandboxError
+from .._languages import LanguageSpec, get_language
+from .._models import Limits, RunResult
+from .._run.program import Program
+from .._sandbox_pool import SandboxPool
+from .._validate import check_code, check_files, check_limits
+from .checkers import (
     BUILTIN,
     EXPLAIN,
     Compare,
@@ -35,8 +41,7 @@ from ._checkers import (
     explain_lines,
     float_tolerance,
 )
-from ._errors import CheckerError, InvalidInput, SandboxError
-from ._judge_models import (
+from .models import (
     Checker,
     CheckerProgram,
     FloatTolerance,
@@ -45,11 +50,6 @@ from ._judge_models import (
     TestResult,
     Verdict,
 )
-from ._languages import LanguageSpec, get_language
-from ._models import Limits, RunResult
-from ._run.program import Program
-from ._sandbox_pool import SandboxPool
-from ._validate import check_code, check_files, check_limits
 
 MAX_TESTS = 10_000
 CHECKER_FILES = ("input.txt", "expected.txt", "output.txt")
@@ -259,7 +259,7 @@ async def judge(
         report.verdict  # "AC" | "WA" | "TLE" | "MLE" | "RE" | "CE" | "OLE"
 
     ``checker``: ``"tokens"`` (default), ``"exact"``, ``"lines"`` (rules in
-    ``sandboxkit._checkers.lines``: trailing whitespace of each line and trailing blank
+    ``sandboxkit._judge.checkers.lines``: trailing whitespace of each line and trailing blank
     lines ignored), ``FloatTolerance(eps)``, a callable ``(input, expected, output) ->
     bool`` or ``-> (bool, message)`` (may be async), or a sandboxed ``CheckerProgram``.
     The submission's failures are verdicts; an exception means sandboxkit, the engine
@@ -289,7 +289,7 @@ async def judge(
     if not isinstance(stop_on_failure, bool):
         raise InvalidInput("stop_on_failure must be a bool")
     if pool is None:
-        from ._default import default_pool
+        from .._default import default_pool
 
         pool = await default_pool()
     lim = check_limits(limits) if limits is not None else pool.limits

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
-from ._languages import LanguageSpec, language_env
+from .._languages import LanguageSpec, language_env
 
 BASE_IMAGE = "sandboxkit/base:bookworm"
 AGENT_DIR = "/opt/sandboxkit"  # gets the build context's agent/ directory (agent_files)
