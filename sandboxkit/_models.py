@@ -23,7 +23,10 @@ EventKind = Literal["stdout", "stderr", "exit"]
 FileType = Literal["file", "dir", "symlink", "other"]
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """The base of sandboxkit's data models (also the judge's and the engine config's):
+    frozen, no unknown field."""
+
     # bytes (exact output) travel as base64 in JSON: they need not be valid UTF-8
     model_config = ConfigDict(
         frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
@@ -147,7 +150,7 @@ def explain(model: type[BaseModel], exc: ValidationError) -> str:
     return f"invalid {model.__name__}: " + "; ".join(parts)
 
 
-class Limits(_Frozen):
+class Limits(Frozen):
     """Resource limits of one run. Every limit is on by default."""
 
     time: float = Field(10.0, gt=0, le=3600, description="wall-clock seconds")
@@ -195,7 +198,7 @@ class Limits(_Frozen):
 OutputKind = Literal["display", "result"]
 
 
-class DisplayData(_Frozen):
+class DisplayData(Frozen):
     """One rich output of a run, as Jupyter's display data: a MIME bundle.
 
     ``data`` maps MIME types to content: text for ``text/*``, ``image/svg+xml`` and
@@ -252,7 +255,7 @@ def _decoded(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-class RunResult(_Frozen):
+class RunResult(Frozen):
     """What one run of the user's program did. Failures of the code are statuses.
 
     ``stdout_bytes``/``stderr_bytes`` are exactly what the program wrote (up to
@@ -316,7 +319,7 @@ class RunResult(_Frozen):
         return self.status == "ok"
 
 
-class Event(_Frozen):
+class Event(Frozen):
     """One streamed event: a chunk of output, or the final ``exit`` with the result.
 
     ``data_bytes`` is the chunk exactly as written; ``data`` its text, decoded
@@ -329,7 +332,7 @@ class Event(_Frozen):
     result: RunResult | None = None
 
 
-class FileEntry(_Frozen):
+class FileEntry(Frozen):
     """One entry under a session's workdir, as ``Sandbox.list_files`` reports it."""
 
     path: str = Field(description="relative to the workdir")

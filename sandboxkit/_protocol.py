@@ -105,10 +105,6 @@ if TYPE_CHECKING:
         # it, since the last report that said so: during this run, or before it
         state_lost: bool
 
-    class DisplayWire(TypedDict):
-        kind: Literal["display", "result"]
-        data: dict[str, str]  # MIME type -> text (base64 for images)
-
     class FileEntryWire(TypedDict):
         path: str
         type: Literal["file", "dir", "symlink", "other"]

@@ -9,7 +9,6 @@ type checker sees ``language=`` on the class and flags it on a session."""
 from __future__ import annotations
 
 import asyncio
-import enum
 import functools
 import os
 import time
@@ -30,7 +29,7 @@ from ._models import Event, FileEntry, Limits, RunResult
 from ._process import Process, launch
 from ._run.program import run_program
 from ._run.reader import final_result
-from ._sandbox_pool import Runtime, SandboxPool, check_runtime
+from ._sandbox_pool import Lifecycle, Runtime, SandboxPool, check_runtime
 from ._stream import EventStream
 from ._transfer import collect_local, store_local
 from ._validate import (
@@ -215,12 +214,6 @@ def _refuse(unexpected: Mapping[str, object], language: str, method: str) -> Non
         raise TypeError(f"Sandbox.{method}() got an unexpected keyword argument {name!r}")
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class Sandbox:
     """A session: one sandbox kept for several runs; files persist between them.
 
@@ -278,7 +271,7 @@ class Sandbox:
             raise InvalidInput("idle_timeout must be > 0 or None")
         self.idle_timeout = idle_timeout
         self._pool = pool
-        self._state = _State.NEW
+        self._state = Lifecycle.NEW
         self._lease: AsyncExitStack | None = None
         self._box: Box | None = None
         self._lock = asyncio.Lock()
@@ -294,12 +287,12 @@ class Sandbox:
     # ------------------------------------------------------------------ life cycle
     async def open(self) -> Sandbox:
         """Take a sandbox for this session; returns the session itself."""
-        if self._state is not _State.NEW:
-            done = "was already opened" if self._state is _State.OPEN else "is closed"
+        if self._state is not Lifecycle.NEW:
+            done = "was already opened" if self._state is Lifecycle.OPEN else "is closed"
             raise UsageError(
                 f"this Sandbox {done}; a session is opened once (create a new Sandbox for another)"
             )
-        self._state = _State.OPEN
+        self._state = Lifecycle.OPEN
         pool = self._pool or await default_pool()
         self._pool = pool
         lease = AsyncExitStack()
@@ -308,7 +301,7 @@ class Sandbox:
                 pool.checkout(self.spec, self.limits, self.runtime)
             )
         except BaseException:
-            self._state = _State.CLOSED
+            self._state = Lifecycle.CLOSED
             raise
         self._lease = lease
         self._touch()
@@ -327,7 +320,7 @@ class Sandbox:
 
     async def aclose(self) -> None:
         """Give the sandbox back (it is destroyed); shielded. Closing twice is fine."""
-        self._state = _State.CLOSED
+        self._state = Lifecycle.CLOSED
         if self._idle_handle is not None:
             self._idle_handle.cancel()
         lease, self._lease, self._box = self._lease, None, None
@@ -363,7 +356,7 @@ class Sandbox:
                     "and state; open a new one, and pass Sandbox(..., idle_timeout=SECONDS) "
                     "to keep a session longer (None: until it is closed)"
                 )
-            elif self._state is _State.CLOSED:
+            elif self._state is Lifecycle.CLOSED:
                 why = "is closed; open a new one (`async with Sandbox(...)`)"
             else:
                 why = "is not open; use `async with Sandbox(...)` or `await sb.open()`"

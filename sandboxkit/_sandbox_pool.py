@@ -54,7 +54,9 @@ def check_runtime(runtime: object) -> Runtime | None:
     raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
 
 
-class _State(enum.Enum):
+class Lifecycle(enum.Enum):
+    """A pool's or a session's: opened once, closed for good (httpx's ClientState)."""
+
     NEW = "new"
     OPEN = "open"
     CLOSED = "closed"
@@ -136,22 +138,22 @@ class SandboxPool:
         self.fleet.on_readmit = self.depot.readmitted
         self.fleet.listeners += [self, self.depot]
         #: the first engine (the only one outside fleets)
-        self.engine: Backend = self.fleet.members[0].backend
+        self.engine: Backend = self.fleet.members[0].engine
         self._pools: dict[Shape, WarmPool] = {}
         self._lock = asyncio.Lock()
         self._connect_lock = asyncio.Lock()
-        self._state = _State.NEW
+        self._state = Lifecycle.NEW
         self._reaped = False  # orphans of crashed owners are removed once, at first use
 
     # ------------------------------------------------------------------ life cycle
     async def open(self) -> SandboxPool:
         """Build missing images and warm every language's pool; the first failure
         raises (and closes the pool). Returns the pool itself."""
-        if self._state is _State.OPEN:
+        if self._state is Lifecycle.OPEN:
             raise UsageError("this SandboxPool is already open; open it once")
-        if self._state is _State.CLOSED:
+        if self._state is Lifecycle.CLOSED:
             raise PoolClosed("this SandboxPool is closed; create a new one")
-        self._state = _State.OPEN
+        self._state = Lifecycle.OPEN
         try:
             await self._connect()  # an unreachable engine fails here, with what to do
             for name in self.languages:
@@ -177,9 +179,9 @@ class SandboxPool:
     async def aclose(self) -> None:
         """Destroy every sandbox this pool made; shielded from cancellation, bounded.
         Closing twice is fine."""
-        if self._state is _State.CLOSED:
+        if self._state is Lifecycle.CLOSED:
             return
-        self._state = _State.CLOSED
+        self._state = Lifecycle.CLOSED
         with anyio.CancelScope(shield=True):
             await self.depot.aclose()
             pools = list(self._pools.values())
@@ -190,7 +192,7 @@ class SandboxPool:
             # that is up (a down one is swept when it comes back, or reaped later)
             with anyio.move_on_after(15):
                 await sweep_everywhere(
-                    [m.raw for m in self.fleet.up],
+                    [m.unwatched for m in self.fleet.up],
                     self.pool_id,
                     settle=3.0 if creating else 0.0,
                 )
@@ -198,7 +200,7 @@ class SandboxPool:
 
     @property
     def closed(self) -> bool:
-        return self._state is _State.CLOSED
+        return self._state is Lifecycle.CLOSED
 
     def health(self) -> dict[str, dict[str, int]]:
         """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
@@ -215,7 +217,7 @@ class SandboxPool:
                 mine = counts.setdefault(url, {"idle": 0, "busy": 0, "starting": 0})
                 for key in mine:
                     mine[key] += c[key]
-        if self.fleet.watched and self._state is _State.OPEN and self.fleet.connected:
+        if self.fleet.watched and self._state is Lifecycle.OPEN and self.fleet.connected:
             return self.fleet.status(counts)
         return await self.fleet.probed_status(counts)
 
@@ -252,7 +254,7 @@ class SandboxPool:
         runtime = runtime or self.runtime
         fixed = (
             self._container_resources(spec, limits)
-            if any(m.raw.limits_fixed(runtime) for m in self.fleet.members)
+            if any(m.unwatched.limits_fixed(runtime) for m in self.fleet.members)
             else None
         )
         return Shape(
@@ -272,7 +274,7 @@ class SandboxPool:
         if not self._reaped:
             self._reaped = True
             # sandboxes of crashed owners: one list call per engine when there are none
-            await reap_everywhere([m.backend for m in self.fleet.up])
+            await reap_everywhere([m.engine for m in self.fleet.up])
         tag = await self.depot.image_for(spec)
         shape = self._shape(tag, limits, spec, runtime)
         async with self._lock:

@@ -467,7 +467,7 @@ async def watched_fleet(
     fleet = Fleet([EngineConfig(f"unix:///fake{i}.sock") for i in range(n)], "pool1")
     fakes = [FakeEngine(m.url) for m in fleet.members]
     for member, fake in zip(fleet.members, fakes, strict=True):
-        member.raw = fake  # type: ignore[assignment]
+        member.unwatched = fake  # type: ignore[assignment]
     recorder = Recorder()
     fleet.listeners.append(recorder)
     await fleet.connect()
@@ -492,7 +492,7 @@ async def test_a_refusing_engine_is_down_at_once_and_readmitted_after_a_sweep(
         assert recorder.events == [("down", b.url)]
         assert "no Docker engine answers" in (fleet.members[1].error or "")
         with pytest.raises(sk.EngineUnavailable, match="is down"):
-            await fleet.members[1].backend.info()  # at once, no call to the dead engine
+            await fleet.members[1].engine.info()  # at once, no call to the dead engine
         # what the pool had there before it died, and a stranger's container
         b.containers = [
             ContainerRecord("mine", {LABEL_POOL: "pool1"}),
@@ -529,7 +529,7 @@ async def test_an_unreachable_engine_at_open_starts_down_unless_none_answers(
     fakes = [FakeEngine(m.url) for m in fleet.members]
     fakes[1].mode = "refuse"
     for member, fake in zip(fleet.members, fakes, strict=True):
-        member.raw = fake  # type: ignore[assignment]
+        member.unwatched = fake  # type: ignore[assignment]
     await fleet.connect()
     try:
         assert [m.state for m in fleet.members] == ["up", "down"]
@@ -539,7 +539,7 @@ async def test_an_unreachable_engine_at_open_starts_down_unless_none_answers(
     for member in nobody.members:
         fake = FakeEngine(member.url)
         fake.mode = "refuse"
-        member.raw = fake  # type: ignore[assignment]
+        member.unwatched = fake  # type: ignore[assignment]
     with pytest.raises(sk.EngineUnavailable, match="no engine of this pool answers"):
         await nobody.connect()
     await nobody.aclose()
@@ -556,7 +556,7 @@ async def test_an_engine_that_refuses_our_tls_fails_the_open(
 
     fakes[1].info = refuses  # type: ignore[method-assign]
     for member, fake in zip(fleet.members, fakes, strict=True):
-        member.raw = fake  # type: ignore[assignment]
+        member.unwatched = fake  # type: ignore[assignment]
     with pytest.raises(sk.EngineError, match="refused this client's certificate"):
         await fleet.connect()
     await fleet.aclose()
@@ -565,7 +565,7 @@ async def test_an_engine_that_refuses_our_tls_fails_the_open(
 async def test_one_engine_alone_is_not_watched() -> None:
     fleet = Fleet([EngineConfig("unix:///fake0.sock")], "p")
     fake = FakeEngine(fleet.members[0].url)
-    fleet.members[0].raw = fake  # type: ignore[assignment]
+    fleet.members[0].unwatched = fake  # type: ignore[assignment]
     await fleet.connect()
     try:
         fake.mode = "refuse"
@@ -598,7 +598,7 @@ async def test_the_watched_backend_wraps_every_call_of_the_seam(
 ) -> None:
     fleet, (a, b), _recorder = await watched_fleet(monkeypatch)
     try:
-        watched = fleet.members[1].backend
+        watched = fleet.members[1].engine
         assert isinstance(watched, WatchedBackend)
         assert (await watched.info()).cpus == 2  # through to the engine while it is up
         assert [c async for c in watched.save_image("t:1")] == [b"layer"]

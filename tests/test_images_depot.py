@@ -113,7 +113,7 @@ async def fleet_of(n: int, **engines: Any) -> tuple[Fleet, list[FakeEngine]]:
     fleet = Fleet([EngineConfig(f"unix:///fake{i}.sock") for i in range(n)], "p")
     fakes = [FakeEngine(m.url, **engines) for m in fleet.members]
     for member, fake in zip(fleet.members, fakes, strict=True):
-        member.raw = fake  # type: ignore[assignment]
+        member.unwatched = fake  # type: ignore[assignment]
     await fleet.connect()
     return fleet, fakes
 

@@ -263,7 +263,7 @@ class FakeEngine:
     def __init__(self, url: str, capacity: int | None = None) -> None:
         self.url = url
         self.host = Host(url, capacity=capacity)
-        self.backend = self
+        self.engine = self
         self.mode = "ok"
         self.gate = asyncio.Event()
         self.containers: set[FakeBox] = set()

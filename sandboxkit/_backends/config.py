@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from .._errors import InvalidInput
-from .._models import _Frozen
+from .._models import Frozen
 
 SCHEMES = ("unix", "tcp", "http", "https", "ssh", "npipe")
 DEFAULT_URL = "unix:///var/run/docker.sock"
@@ -33,7 +33,7 @@ def scheme_of(url: str) -> str:
     return scheme.lower() if sep else ""
 
 
-class EngineConfig(_Frozen):
+class EngineConfig(Frozen):
     """One Docker engine of a pool: where it is, how to trust it, how much it may hold.
 
     ::

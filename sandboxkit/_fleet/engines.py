@@ -37,7 +37,7 @@ from pydantic import Field
 
 from .._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
 from .._errors import EngineError, EngineUnavailable, SandboxkitError
-from .._models import _Frozen
+from .._models import Frozen
 from .placement import Host
 from .reaper import reap, sweep
 
@@ -57,7 +57,7 @@ SANDBOXES_PER_CPU = 4  # derived capacity weight: sandboxes per CPU of an engine
 MB_PER_SANDBOX = 512  # ... and per this much of its memory, whichever is fewer
 
 
-class EngineStatus(_Frozen):
+class EngineStatus(Frozen):
     """One engine of a pool, as :meth:`SandboxPool.engine_status` reports it."""
 
     url: str = Field(description="the engine's address: its identity in the fleet")
@@ -96,14 +96,15 @@ def is_config_error(exc: BaseException) -> bool:
 
 
 class Member:
-    """One engine of a fleet: its backends (raw, and watched), placement host and health."""
+    """One engine of a fleet: the engine (its calls watched: a failure marks it suspect),
+    the same engine unwatched (the watcher's own probes), placement host and health."""
 
     def __init__(self, fleet: Fleet, config: EngineConfig) -> None:
         self.fleet = fleet
         self.config = config
-        self.raw: Backend = connect(config)
+        self.unwatched: Backend = connect(config)
         # typed as the protocols it serves (it forwards each of their calls, watched)
-        self.backend: Backend = WatchedBackend(self)
+        self.engine: Backend = WatchedBackend(self)
         self.host = Host(config.url, weight=float(config.capacity or 1), capacity=config.capacity)
         self.state: EngineState = "up"
         self.since = time.time()
@@ -194,7 +195,7 @@ class Fleet:
     async def _contact(self, member: Member) -> None:
         with anyio.fail_after(CONTACT_TIMEOUT):
             try:
-                info = await member.raw.info()
+                info = await member.unwatched.info()
             except TimeoutError:
                 raise EngineUnavailable(
                     f"the Docker engine at {member.url} did not answer within "
@@ -212,7 +213,9 @@ class Fleet:
             if self._tasks:
                 with anyio.move_on_after(5):
                     await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            await asyncio.gather(*(m.raw.close() for m in self.members), return_exceptions=True)
+            await asyncio.gather(
+                *(m.unwatched.close() for m in self.members), return_exceptions=True
+            )
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
@@ -258,7 +261,7 @@ class Fleet:
         """None when the engine answered in time, else what went wrong ("timeout"...)."""
         try:
             with anyio.fail_after(PROBE_TIMEOUT):
-                await member.raw.ping(PROBE_TIMEOUT * 2)
+                await member.unwatched.ping(PROBE_TIMEOUT * 2)
         except TimeoutError:
             return "timeout"
         except SandboxkitError as exc:
@@ -301,10 +304,10 @@ class Fleet:
     async def _readmit(self, member: Member) -> None:
         """Clean up after the engine's outage, then mark it up."""
         with anyio.fail_after(READMIT_TIMEOUT):
-            member.learn(await member.raw.info())
-            await sweep(member.raw, self.pool_id)
+            member.learn(await member.unwatched.info())
+            await sweep(member.unwatched, self.pool_id)
             with contextlib.suppress(SandboxkitError):
-                await reap(member.raw)
+                await reap(member.unwatched)
             if self.on_readmit is not None:
                 await self.on_readmit(member)
         self.mark_up(member)
@@ -363,7 +366,7 @@ class WatchedBackend:
     that finds the engine unreachable makes the fleet probe it now.
 
     It implements :class:`~._backends.ContainerEngine` and
-    :class:`~._backends.ImageStore` (``Member.backend`` is typed as them) by wrapping
+    :class:`~._backends.ImageStore` (``Member.engine`` is typed as them) by wrapping
     each of their calls once, on first use (:meth:`__getattr__`): a new method of the
     seam needs no edit here. Only what behaves otherwise is written out.
     """
@@ -377,30 +380,30 @@ class WatchedBackend:
 
     @property
     def local_paths(self) -> bool:
-        return self._member.raw.local_paths
+        return self._member.unwatched.local_paths
 
     @property
     def images(self) -> ImageStore | None:
         # its image calls are watched too
-        return self if self._member.raw.images is not None else None
+        return self if self._member.unwatched.images is not None else None
 
     def __repr__(self) -> str:
         return f"WatchedBackend({self.url!r})"
 
     async def close(self) -> None:
         """Closing is never refused, even while the engine is down."""
-        await self._member.raw.close()
+        await self._member.unwatched.close()
 
     async def wait_removed(self, cid: str) -> bool:
         if not self._member.up:
             return False  # cannot be known: the caller falls back (or the sweep removes it)
-        return await self._member.raw.wait_removed(cid)
+        return await self._member.unwatched.wait_removed(cid)
 
     def __getattr__(self, name: str) -> Any:
         """The raw backend's ``name``, its calls watched (kept: found directly next time)."""
         if name not in _SEAM:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        method = getattr(self._member.raw, name)
+        method = getattr(self._member.unwatched, name)
         if inspect.isasyncgenfunction(method):
             wrapped: Any = self._watched_stream(name)
         elif inspect.iscoroutinefunction(method):
@@ -413,12 +416,12 @@ class WatchedBackend:
     def _watched_call(self, name: str) -> Callable[..., Awaitable[Any]]:
         member = self._member
 
-        @functools.wraps(getattr(member.raw, name))
+        @functools.wraps(getattr(member.unwatched, name))
         async def call(*args: Any, **kwargs: Any) -> Any:
             if not member.up:
                 raise member.down_error()
             try:
-                return await getattr(member.raw, name)(*args, **kwargs)
+                return await getattr(member.unwatched, name)(*args, **kwargs)
             except EngineUnavailable as exc:
                 member.fleet.suspect(member, exc)
                 raise
@@ -428,12 +431,12 @@ class WatchedBackend:
     def _watched_stream(self, name: str) -> Callable[..., AsyncIterator[Any]]:
         member = self._member
 
-        @functools.wraps(getattr(member.raw, name))
+        @functools.wraps(getattr(member.unwatched, name))
         async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             if not member.up:
                 raise member.down_error()
             try:
-                async for item in getattr(member.raw, name)(*args, **kwargs):
+                async for item in getattr(member.unwatched, name)(*args, **kwargs):
                     yield item
             except EngineUnavailable as exc:
                 member.fleet.suspect(member, exc)

@@ -83,14 +83,14 @@ class PoolState:
         return max(0, min(want, room))
 
 
-class PoolEngine(Protocol):
-    """One engine as a warm pool needs it (a fleet's member)."""
+class PoolMember(Protocol):
+    """One engine of the fleet as a warm pool needs it (a fleet's member)."""
 
     @property
     def url(self) -> str: ...
 
     @property
-    def backend(self) -> Backend: ...
+    def engine(self) -> Backend: ...
 
     @property
     def host(self) -> Host: ...
@@ -102,7 +102,7 @@ class WarmPool:
 
     def __init__(
         self,
-        engines: Sequence[PoolEngine],
+        members: Sequence[PoolMember],
         shape: Shape,
         resources: Resources,
         env: Mapping[str, str],
@@ -114,7 +114,7 @@ class WarmPool:
         ready: Callable[[str], bool] = lambda url: True,
         on_dead_idle: Callable[[str], None] | None = None,
     ) -> None:
-        self.engines = {e.url: e for e in engines}
+        self.members = {m.url: m for m in members}
         self.shape = shape
         self.resources = resources
         self.env = dict(env)
@@ -122,9 +122,9 @@ class WarmPool:
         self.max_idle_age = max_idle_age
         self.placement = Placement()
         self._boxes: dict[str, collections.deque[Box]] = {}  # the idle ones, per engine
-        for e in engines:
-            self.placement.add(e.host, ready=ready(e.url))
-            self._boxes[e.url] = collections.deque()
+        for m in members:
+            self.placement.add(m.host, ready=ready(m.url))
+            self._boxes[m.url] = collections.deque()
         self.state = PoolState(self.placement, size=size, max_size=max_size)
         # handed out, not yet released, with the engine each came from: closing kills them too
         self._leased: dict[Box, str] = {}
@@ -136,7 +136,7 @@ class WarmPool:
         # every task this pool starts, kept here (not found by name): closing cancels the
         # starts and the janitor, and waits for all of them (removals run to their end)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._starts: dict[str, set[asyncio.Task[None]]] = {url: set() for url in self.engines}
+        self._starts: dict[str, set[asyncio.Task[None]]] = {url: set() for url in self.members}
         self._janitor: asyncio.Task[None] | None = None
         self._closed = False
         self._on_dead_idle = on_dead_idle
@@ -183,14 +183,12 @@ class WarmPool:
         """Start one sandbox on ``url`` and count it out of "starting": idle, or failed.
         Nothing is awaited once the start is over, so a cancelled task is always one
         that never got that far (see _start_cancelled)."""
-        engine = self.engines[url]
+        member = self.members[url]
         delay = _backoff(self.placement.spots[url].failures)
         if delay:
             await asyncio.sleep(delay)
         try:
-            box = await Box.start(
-                engine.backend, self.shape, self.resources, self.env, self.pool_id
-            )
+            box = await Box.start(member.engine, self.shape, self.resources, self.env, self.pool_id)
         except Exception as exc:  # noqa: BLE001 - remembered, surfaced to callers
             self.last_error = exc
             log.warning("sandboxkit: starting a sandbox on %s failed: %s", url, exc)
@@ -326,7 +324,7 @@ class WarmPool:
     def engine_down(self, url: str) -> None:
         """``url`` stopped answering: drop its sandboxes, end its runs' streams, cancel
         its starts, and make its share up on the other engines."""
-        if url not in self.engines:
+        if url not in self.members:
             return
         for box in self._boxes[url]:
             self.placement.idle_gone(url)
@@ -344,7 +342,7 @@ class WarmPool:
 
     def engine_up(self, url: str) -> None:
         """``url`` is back: it takes its share of the warm pool again."""
-        if url not in self.engines:
+        if url not in self.members:
             return
         self.placement.host_up(url)
         if self._serving:
@@ -354,7 +352,7 @@ class WarmPool:
 
     def image_ready(self, url: str) -> None:
         """The pool's image arrived on ``url``: it can hold sandboxes of this pool now."""
-        if url in self.engines:
+        if url in self.members:
             self.image_errors.pop(url, None)
             self.placement.set_ready(url)
             if self._serving:
@@ -363,13 +361,13 @@ class WarmPool:
             self._spawn(self._notify(), "sandboxkit-notify")
 
     def image_failed(self, url: str, exc: BaseException) -> None:
-        if url in self.engines:
+        if url in self.members:
             self.image_errors[url] = exc
             self._spawn(self._notify(), "sandboxkit-notify")
 
     def image_gone(self, url: str) -> None:
         """``url`` came back without the pool's image: no sandbox there until it arrives."""
-        if url in self.engines:
+        if url in self.members:
             self.placement.set_ready(url, False)
 
     async def _notify(self) -> None:
@@ -379,18 +377,18 @@ class WarmPool:
     def _unservable(self) -> BaseException | None:
         """Why no engine can hold a sandbox of this pool, when that will not pass by
         waiting: every engine down, or the image failed to reach every engine up."""
-        engines = list(self.engines.values())
-        if not any(e.host.up for e in engines):
-            if len(engines) == 1:
+        members = list(self.members.values())
+        if not any(e.host.up for e in members):
+            if len(members) == 1:
                 return None  # one engine is never marked down
             return EngineUnavailable(
                 "every engine of this pool is down: "
-                + "; ".join(f"{e.url}" for e in engines)
+                + "; ".join(f"{e.url}" for e in members)
                 + ". They are probed and re-admitted when they answer; "
                 "`sandboxkit fleet status` shows them"
             )
-        failed = [e.url for e in engines if e.host.up and e.url in self.image_errors]
-        if failed and len(failed) == sum(1 for e in engines if e.host.up):
+        failed = [e.url for e in members if e.host.up and e.url in self.image_errors]
+        if failed and len(failed) == sum(1 for e in members if e.host.up):
             return self.image_errors[failed[0]]
         return None
 

@@ -90,7 +90,7 @@ class Depot:
             return tag
         if not self.fleet.watched:
             member = self.fleet.members[0]
-            store = member.backend.images
+            store = member.engine.images
             if store is None:
                 tag = await image_tag(spec)
             else:
@@ -121,19 +121,19 @@ class Depot:
     async def _present(self, member: Member, tag: str) -> bool:
         key = (member.url, tag)
         if not self._have.get(key):
-            store = member.backend.images
+            store = member.engine.images
             self._have[key] = store is None or await store.image_exists(tag)
         return self._have[key]
 
     def _stores(self, members: list[Member], *, but: Member | None = None) -> list[ImageStore]:
         """The image stores of ``members`` (less ``but``; those without one are left out)."""
-        return [store for m in members if m is not but and (store := m.backend.images) is not None]
+        return [store for m in members if m is not but and (store := m.engine.images) is not None]
 
     async def _build_somewhere(self, spec: LanguageSpec, tag: str, up: list[Member]) -> None:
         """No engine has ``tag``: build it on the first that can (local engines first)."""
         failures: list[str] = []
         for member in sorted(up, key=_local_first):
-            store = member.backend.images
+            store = member.engine.images
             if store is None:
                 continue  # counted as present: never here
             try:
@@ -192,7 +192,7 @@ class Depot:
         by_copy = [
             m
             for m in targets
-            if m.backend.images is not None
+            if m.engine.images is not None
             and choose_method(tag, size, have_source=source is not None) == "copy"
         ]
         failures: dict[str, BaseException | None] = {}
@@ -218,7 +218,7 @@ class Depot:
         """Build ``tag`` on ``member`` (its copy failed, or a build was expected to be
         faster); when that fails and no copy was tried, copy after all. What failed, or
         None when the image is there."""
-        store = member.backend.images
+        store = member.engine.images
         if store is None:
             return None  # it fetches its images itself
         copy_failure = copies.get(member.url)
@@ -257,7 +257,7 @@ class Depot:
     async def readmitted(self, member: Member) -> None:
         """Before an engine is marked up again: are its images still there? (Asked of
         the engine itself: the fleet still counts it down.)"""
-        store = member.raw.images
+        store = member.unwatched.images
         if store is None:
             return
         for tag in list(self._specs):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .._models import Limits, _Frozen
+from .._models import Frozen, Limits
 
 Verdict = Literal["AC", "WA", "TLE", "MLE", "RE", "CE", "OLE"]
 
@@ -22,7 +22,7 @@ CheckerOutcome = bool | tuple[bool, str]
 CheckerFunction = Callable[[str, str, str], CheckerOutcome | Awaitable[CheckerOutcome]]
 
 
-class TestCase(_Frozen):
+class TestCase(Frozen):
     """One test: what the program reads on stdin and what it should print.
 
     ``expected=None`` checks nothing: the test passes when the program runs cleanly
@@ -38,7 +38,7 @@ class TestCase(_Frozen):
     name: str | None = Field(None, description="a label for reports (e.g. the file stem)")
 
 
-class FloatTolerance(_Frozen):
+class FloatTolerance(Frozen):
     """Token comparison where numbers may differ by ``tolerance``, absolute or relative.
 
     ``FloatTolerance(1e-6)`` accepts 0.3333333 for 1/3 and 1000000.1 for 1e6 (relative).
@@ -57,7 +57,7 @@ class FloatTolerance(_Frozen):
         return self
 
 
-class CheckerProgram(_Frozen):
+class CheckerProgram(Frozen):
     """A checker program, run sandboxed (it is untrusted too), testlib-style:
     ``checker input.txt expected.txt output.txt``; exit 0 accepts, 1 or 2 reject
     (wrong answer, presentation error), anything else means the checker itself failed
@@ -76,7 +76,7 @@ class CheckerProgram(_Frozen):
 Checker = Literal["tokens", "exact", "lines"] | FloatTolerance | CheckerProgram | CheckerFunction
 
 
-class TestResult(_Frozen):
+class TestResult(Frozen):
     """How one test went."""
 
     __test__ = False
@@ -119,7 +119,7 @@ class TestResult(_Frozen):
         return self.verdict == "AC"
 
 
-class JudgeReport(_Frozen):
+class JudgeReport(Frozen):
     """The outcome of judging one submission on a list of tests.
 
     ``verdict`` is the first non-AC verdict in test order ("AC" when all pass, "CE"

@@ -6,13 +6,20 @@ image (``/opt/sandboxkit/lib``) and run as ``python3 -I /opt/sandboxkit/agent.py
 
 | module | one job |
 | --- | --- |
+| ``__main__`` | the entry: puts the image's ``lib/`` on ``sys.path``, then ``_serve.main`` |
 | ``_serve`` | ready frame, the host's input, one job at a time, ``main`` |
 | ``_run`` | one run's life: start, stdin, output and its cap, limits, the EXIT frame |
 | ``_procs`` | the forked child's setup, killing (PID 1 only) and reaping, /proc figures |
+| ``_spare`` | a child forked ahead of the next run, set up but for the job |
+| ``_prestart`` | a language's runtime started before its first step (node, tsc, javac) |
 | ``_files`` | write, read and list under the workdir, never following a symlink |
+| | (and a session run's own files, kept apart from the workdir) |
 | ``_inline`` | Python run in the forked, pre-loaded interpreter |
 | ``_kernel`` | a session's persistent Python interpreter |
+| ``_display`` | rich outputs (figures, tables, images) as MIME bundles |
 | ``_host`` | frames to the host on descriptor 1 |
+| ``prestart.js`` ... | the pre-started runtimes' own code (also ``prestart_tsc.js``, |
+| | ``SandboxkitJavac.java``) |
 
 Why PID 1 and not a user program: PID 1 ignores any signal it has no handler for, even
 SIGKILL sent from inside its own namespace, so user code cannot kill its supervisor; and

@@ -340,8 +340,3 @@ def program_for(job: RunJob, argv: list[str], env: dict[str, str]) -> Become:
         stamp(2)
         return program
     _procs.exec_program(argv, env)
-
-
-def run_file(argv: list[str], env: dict[str, str]) -> NoReturn:
-    """Run ``argv[1]`` (``argv`` is ``python3 FILE ARGS...``) in this interpreter; exit."""
-    prepare_file(argv, env).run()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-from ._judge0 import STATUSES
-from ._store import IN_QUEUE, Store
+from ._judge0 import IN_QUEUE, STATUSES
+from ._store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

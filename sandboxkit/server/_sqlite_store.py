@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from ._judge0 import IN_QUEUE, PROCESSING
 from ._requests import now_date
 from ._store import (
-    IN_QUEUE,
-    PROCESSING,
     UNFINISHED,
     Admission,
     Claim,

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._judge0 import IN_QUEUE, PROCESSING
 from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
 
-IN_QUEUE, PROCESSING = 1, 2
 UNFINISHED = (IN_QUEUE, PROCESSING)
 
 

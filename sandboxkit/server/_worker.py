@@ -67,10 +67,6 @@ class Worker:
         self._tasks = [asyncio.create_task(self._loop(i)) for i in range(self.concurrency)]
         self._tasks.append(asyncio.create_task(self._beat()))
 
-    def draining(self) -> None:
-        """Claim nothing more; what is being judged is finished."""
-        self._stopping.set()
-
     async def stop(self, grace: float = 0.0) -> None:
         """Stop: within ``grace`` seconds the submissions being judged finish; past it
         they are abandoned (their leases expire and another worker judges them)."""
