@@ -29,7 +29,7 @@ from .._errors import InvalidInput, SandboxkitError
 from .._process import Process
 from .._sandbox import Sandbox
 from ._catalogue import SIGNALS
-from ._job import Job, JobError, parse_job
+from ._job import Job, JobError, check_request, parse_job
 from ._result import ending
 from ._service import PistonService
 
@@ -51,6 +51,7 @@ class Connection:
         self.initialized = False
         self.proc: Process | None = None
         self.pending: list[str] = []  # stdin sent before the program started
+        self.kill_pending = False  # a signal sent before the program started
         self.closed = False
         self._tasks: TaskGroup | None = None
 
@@ -128,9 +129,9 @@ class Connection:
             if self.initialized:
                 await self._close(4000, "Already Initialized")
                 return
-            job = parse_job(
-                message, await self.service.runtimes(), self.service.settings, live=True
-            )
+            check_request(message)  # before the runtimes are asked for, as Piston orders it
+            runtimes = await self.service.runtimes()
+            job = parse_job(message, runtimes, self.service.settings, live=True)
             self.initialized = True
             if self._tasks is not None:
                 self._tasks.start_soon(self._run, job)
@@ -146,9 +147,17 @@ class Connection:
                 await self._close(4003, "Not yet initialized")
             elif message.get("signal") not in SIGNALS.values():
                 await self._close(4005, "Invalid signal")
-            elif self.proc is not None:
-                with contextlib.suppress(SandboxkitError):
-                    await self.proc.kill()
+            else:
+                await self._kill()
+
+    async def _kill(self) -> None:
+        """Stop the program; asked before it started (it is still being compiled or
+        started), it is stopped as soon as it starts."""
+        if self.proc is None:
+            self.kill_pending = True
+            return
+        with contextlib.suppress(SandboxkitError):  # it has ended already
+            await self.proc.kill()
 
     async def _write(self, data: str) -> None:
         if self.proc is None:
@@ -191,6 +200,8 @@ class Connection:
         for data in self.pending:
             await self._write(data)
         self.pending.clear()
+        if self.kill_pending:
+            await self._kill()
         try:
             async for event in self.proc:
                 if event.kind == "exit" and event.result is not None:

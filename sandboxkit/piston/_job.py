@@ -144,11 +144,9 @@ def _files(raw: Sequence[Any]) -> list[tuple[str, bytes, bool]]:
     return out
 
 
-def parse_job(
-    body: object, runtimes: Sequence[Runtime], cfg: PistonSettings, *, live: bool = False
-) -> Job:
-    """``body`` (a decoded JSON request) as a job, or :class:`JobError` with Piston's
-    message. ``live``: for the WebSocket, whose stdin comes as it runs."""
+def check_request(body: object) -> tuple[str, str, list[dict[str, Any]]]:
+    """Piston's first checks, those needing no runtime: the language, version and files
+    (each with its content) a request names."""
     if not isinstance(body, dict):
         raise JobError("language is required as a string")
     language, version, files = body.get("language"), body.get("version"), body.get("files")
@@ -161,6 +159,16 @@ def parse_job(
     for i, file in enumerate(files):
         if not isinstance(file, dict) or not isinstance(file.get("content"), str):
             raise JobError(f"files[{i}].content is required as a string")
+    return language, version, files
+
+
+def parse_job(
+    body: object, runtimes: Sequence[Runtime], cfg: PistonSettings, *, live: bool = False
+) -> Job:
+    """``body`` (a decoded JSON request) as a job, or :class:`JobError` with Piston's
+    message. ``live``: for the WebSocket, whose stdin comes as it runs."""
+    language, version, files = check_request(body)
+    assert isinstance(body, dict)  # checked: mypy does not follow it through the call
     runtime = find_runtime(runtimes, language, version)
     if runtime is None:
         raise JobError(f"{language}-{version} runtime is unknown")

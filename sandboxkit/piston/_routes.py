@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from .._sandbox_pool import SandboxPool
 from ._connect import serve_connection
-from ._job import JobError, parse_job
+from ._job import JobError, check_request, parse_job
 from ._service import PackageError, PistonService
 from ._settings import PistonSettings
 
@@ -88,6 +88,7 @@ def create_router(
         if limiter is not None and not limiter.admit(client, time.monotonic()):
             return _message(429, limiter.message)
         try:
+            check_request(body)  # before the runtimes are asked for, as Piston orders it
             job = parse_job(body, await service.runtimes(), service.settings)
             return JSONResponse(await service.execute(job))
         except JobError as exc:
