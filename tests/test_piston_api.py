@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from judge0_server import Server
 from piston_client import run_client
+from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -376,3 +377,12 @@ def test_no_piston_serves_judge0_alone() -> None:
     assert {"/runtimes", "/execute", "/packages", "/connect"} <= {
         getattr(r, "path", "") for r in mounted.routes
     }
+
+
+def test_the_websocket_asks_for_the_servers_auth_token() -> None:
+    app = create_app(Settings(db=":memory:", workers=1, auth_token="t"))
+    client = TestClient(app)  # no lifespan: refused before the service is asked anything
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/api/v2/connect"):
+        pass
+    assert refused.value.code == 1008
+    assert client.get("/api/v2/runtimes").status_code == 401  # HTTP: the server's guard
