@@ -31,7 +31,17 @@ PROGRAMS = Path(__file__).resolve().parent / "piston" / "programs"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("piston") / "db.sqlite3", "--pool-size", "1")
+    # JVM languages start slowly on a busy 2-core machine: more than Piston's 3 s default,
+    # given per language as a Piston deployment gives it (PISTON_LIMIT_OVERRIDES)
+    slow = {"run_timeout": 10_000, "run_cpu_time": 10_000}
+    jvm = {name: slow for name in ("clojure", "groovy", "java", "kotlin", "scala")}
+    srv = Server(
+        tmp_path_factory.mktemp("piston") / "db.sqlite3",
+        "--pool-size",
+        "1",
+        "--piston-limit-overrides",
+        json.dumps(jvm),
+    )
     try:
         yield srv
     finally:
