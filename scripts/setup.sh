@@ -2,7 +2,8 @@
 # One-time setup on a fresh Debian/Ubuntu machine: a running Docker engine, a venv with
 # sandboxkit installed, the base image (bootstrapped offline from the apt mirror when no
 # registry answers), every language's image, and PostgreSQL's binaries (the fleet tests
-# start their own server). Safe to run again: it only does what is missing.
+# start their own server), and the official judge0 and Piston clients the tests drive.
+# Safe to run again: it only does what is missing.
 #
 # What it costs from a bare machine (2 cores, a nearby Debian mirror): about 6 minutes
 # and ~15 GB of disk, nearly all of it the ~40 language images (python alone: ~330 MB,
@@ -54,3 +55,11 @@ J0=$(.venv/bin/python -c "from importlib.metadata import version; print(version(
 if [ ! -f ".cache/judge0-sdist/judge0-$J0.tar.gz" ]; then
     .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d .cache/judge0-sdist "judge0==$J0"
 fi
+
+# Piston's official Node client (piston-client, from npm into .cache/piston-client),
+# driven against `sandboxkit serve` by tests/test_piston_api.py: Node.js and npm first
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+.venv/bin/python tests/piston_client.py >/dev/null

@@ -1,4 +1,5 @@
-"""The FastAPI application: Judge0's routes over a store and its workers.
+"""The FastAPI application: Judge0's routes over a store and its workers, and Piston's
+v2 API at ``/api/v2`` (``sandboxkit.piston``, a wing of its own).
 
 A submission is stored (In Queue) before the answer says 201; workers — in this process
 (``workers`` > 0) or in ``sandboxkit worker`` processes sharing a PostgreSQL store —
@@ -20,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from .._version import __version__
+from ..piston import create_router as piston_router
 from ._render import NOT_UTF8, NotUtf8
 from ._service import Judge0Service
 from ._settings import Settings
@@ -111,4 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _internal)
     for area in (system, health, auth, languages, submissions):
         app.include_router(area.router)
+    if cfg.piston is not None:
+        piston = piston_router(cfg.piston, pool=cfg.pool, auth_token=cfg.auth_token)
+        app.include_router(piston, prefix="/api/v2")
     return app

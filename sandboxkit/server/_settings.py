@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .._sandbox_pool import SandboxPool
+from ..piston import PistonSettings
 from ._judge0 import CONFIG
 
 
@@ -29,6 +30,7 @@ class Settings:
     ``X-Auth-User``, else its address) may have queued or being judged; past it, 429
     (0: no cap). ``lease_seconds``: how long a worker holds a submission between
     renewals. ``wait_timeout``: the longest a ``wait=true`` request is held.
+    ``piston``: Piston's v2 API at ``/api/v2`` with these settings (None: not served).
     """
 
     db: str = "sandboxkit-judge0.sqlite3"
@@ -49,4 +51,5 @@ class Settings:
     max_in_flight_per_user: int = 0
     lease_seconds: float = 10.0
     wait_timeout: float = 300.0
+    piston: PistonSettings | None = field(default_factory=PistonSettings)
     pool: SandboxPool | None = field(default=None, repr=False)  # an existing one, not closed

@@ -1,0 +1,5 @@
+(ns clojure.examples.main
+   (:gen-class))
+(defn main []
+   (println "OK"))
+(main)

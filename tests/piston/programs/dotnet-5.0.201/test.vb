@@ -1,0 +1,9 @@
+Imports System
+
+Module Module1
+
+    Sub Main()
+        Console.WriteLine("OK")
+    End Sub
+
+End Module

@@ -1,0 +1,3 @@
+
+main(_) ->
+    io:format("OK~n").

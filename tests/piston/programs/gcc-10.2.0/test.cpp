@@ -1,0 +1,6 @@
+#include <iostream>
+
+int main(void) {
+    printf("OK");
+    return 0;
+}

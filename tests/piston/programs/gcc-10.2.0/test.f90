@@ -1,0 +1,3 @@
+program test
+  print "(a)", 'OK'
+end program test

@@ -1,0 +1,5 @@
+program test;
+
+    begin
+        writeln('OK');
+    end.

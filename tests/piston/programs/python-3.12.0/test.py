@@ -1,0 +1,7 @@
+working = True
+
+match working:
+    case True:
+        print("OK")
+    case False:
+        print()

@@ -1,0 +1,3 @@
+@main def run(): Unit = {
+  println("OK")
+}
