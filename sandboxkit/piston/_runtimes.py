@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import SandboxkitError
-from .._images import image_tag
+from .._images.ensure import image_tag
 from .._languages import LanguageSpec, languages
 from .._sandbox_pool import SandboxPool
 from ._catalogue import piston_name, semver_of
