@@ -83,6 +83,24 @@ class PoolState:
         return max(0, min(want, room))
 
 
+class Changes:
+    """Wakes whoever waits for the pool to change. No lock: the pool's state changes only
+    between awaits of one event loop, and a waiter cancelled mid-wait must never queue for
+    a lock to leave (``asyncio.Condition`` re-acquires its lock on cancel: a mass cancel
+    deadlocked the pool's callers on Python 3.11.7, CPython gh-112202)."""
+
+    def __init__(self) -> None:
+        self._now = asyncio.Event()
+
+    def notify_all(self) -> None:
+        self._now.set()
+        self._now = asyncio.Event()
+
+    def next(self) -> asyncio.Event:
+        """The event the next change sets: taken before awaiting, so none is missed."""
+        return self._now
+
+
 class PoolMember(Protocol):
     """One engine of the fleet as a warm pool needs it (a fleet's member)."""
 
@@ -132,7 +150,7 @@ class WarmPool:
         # (or DEFER_REFILL), so the engine's work of making it does not compete for the CPU
         # with that run; void the moment the pool runs out of idle sandboxes
         self._deferred: dict[Box, asyncio.TimerHandle] = {}
-        self._changed = asyncio.Condition()
+        self._changed = Changes()
         # every task this pool starts, kept here (not found by name): closing cancels the
         # starts and the janitor, and waits for all of them (removals run to their end)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -245,8 +263,7 @@ class WarmPool:
         period = max(0.5, min(30.0, self.max_idle_age / 4))
         while not self._closed:
             await asyncio.sleep(period)
-            async with self._changed:
-                self._tidy(period)
+            self._tidy(period)
 
     def _tidy(self, period: float) -> None:
         """One round of the janitor, ``period`` seconds before the next: idle sandboxes
@@ -371,8 +388,7 @@ class WarmPool:
             self.placement.set_ready(url, False)
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify_all()
 
     def _unservable(self) -> BaseException | None:
         """Why no engine can hold a sandbox of this pool, when that will not pass by
@@ -400,16 +416,15 @@ class WarmPool:
         is misconfigured (image, runtime, engine), and the caller should hear it now.
         """
         self._refill()
-        async with self._changed:
-            while self.state.idle < self.state.size:
-                if self.last_error is not None:
-                    raise self.last_error
-                if self._closed:
-                    raise PoolClosed("the pool was closed while warming up")
-                problem = self._unservable()
-                if problem is not None:
-                    raise problem
-                await self._changed.wait()
+        while self.state.idle < self.state.size:
+            if self.last_error is not None:
+                raise self.last_error
+            if self._closed:
+                raise PoolClosed("the pool was closed while warming up")
+            problem = self._unservable()
+            if problem is not None:
+                raise problem
+            await self._changed.next().wait()
 
     async def acquire(self, timeout: float, avoid: frozenset[str] = frozenset()) -> Box:
         """An idle, live sandbox, waiting up to ``timeout`` seconds for one; from an engine
@@ -420,47 +435,46 @@ class WarmPool:
         if self._closed:
             raise PoolClosed("the sandbox pool is closed; create a new one")
         deadline = time.monotonic() + timeout
-        async with self._changed:
-            self.state.waiters += 1
-            try:
-                while True:
-                    while (url := self.placement.choose_idle(avoid)) is not None:
-                        box = self._boxes[url].popleft()
-                        too_old = time.monotonic() - box.created > self.max_idle_age
-                        if box.alive and not too_old:
-                            self.placement.idle_to_busy(url)
-                            self._leased[box] = url
-                            if self.state.idle > 0 and self.state.waiters == 1:
-                                self._defer_refill(box)
-                            return box
-                        self.placement.idle_gone(url)
-                        self._drop(url, box)
-                    if self._closed:
-                        raise PoolClosed("the sandbox pool was closed")
-                    problem = self._unservable()
-                    if problem is not None:
-                        raise problem
-                    now = time.monotonic()
-                    if (
-                        self.placement.all_paused(now)
-                        and self.last_error is not None
-                        and not self.state.starting
-                    ):
-                        raise self.last_error
-                    self.placement.resume_paused(now)
-                    self._refill()
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise PoolTimeout(
-                            f"no sandbox became free within {timeout:.1f}s "
-                            f"({self.state.busy} busy of at most {self.state.max_size}); "
-                            "raise max_size or acquire_timeout, or run fewer at once"
-                        )
-                    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), remaining)
-            finally:
-                self.state.waiters -= 1
+        self.state.waiters += 1
+        try:
+            while True:
+                while (url := self.placement.choose_idle(avoid)) is not None:
+                    box = self._boxes[url].popleft()
+                    too_old = time.monotonic() - box.created > self.max_idle_age
+                    if box.alive and not too_old:
+                        self.placement.idle_to_busy(url)
+                        self._leased[box] = url
+                        if self.state.idle > 0 and self.state.waiters == 1:
+                            self._defer_refill(box)
+                        return box
+                    self.placement.idle_gone(url)
+                    self._drop(url, box)
+                if self._closed:
+                    raise PoolClosed("the sandbox pool was closed")
+                problem = self._unservable()
+                if problem is not None:
+                    raise problem
+                now = time.monotonic()
+                if (
+                    self.placement.all_paused(now)
+                    and self.last_error is not None
+                    and not self.state.starting
+                ):
+                    raise self.last_error
+                self.placement.resume_paused(now)
                 self._refill()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PoolTimeout(
+                        f"no sandbox became free within {timeout:.1f}s "
+                        f"({self.state.busy} busy of at most {self.state.max_size}); "
+                        "raise max_size or acquire_timeout, or run fewer at once"
+                    )
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(self._changed.next().wait(), remaining)
+        finally:
+            self.state.waiters -= 1
+            self._refill()
 
     def _defer_refill(self, box: Box) -> None:
         """Hold ``box``'s replacement back until it is released or DEFER_REFILL passed."""
@@ -477,24 +491,22 @@ class WarmPool:
 
     async def release(self, box: Box) -> None:
         """Done with ``box``: single use, so it is destroyed and replaced."""
-        async with self._changed:
-            self.discard(box)
-            self._changed.notify_all()
+        self.discard(box)
+        self._changed.notify_all()
 
     async def aclose(self) -> None:
         """Destroy every sandbox and stop background work; shielded and bounded."""
         with anyio.CancelScope(shield=True):
-            async with self._changed:
-                self._closed = True
-                for handle in self._deferred.values():
-                    handle.cancel()
-                self._deferred.clear()
-                for url, boxes in self._boxes.items():
-                    for box in boxes:
-                        self.placement.idle_gone(url)
-                        self._drop(url, box, lost=box.lost)
-                    boxes.clear()
-                self._changed.notify_all()
+            self._closed = True
+            for handle in self._deferred.values():
+                handle.cancel()
+            self._deferred.clear()
+            for url, boxes in self._boxes.items():
+                for box in boxes:
+                    self.placement.idle_gone(url)
+                    self._drop(url, box, lost=box.lost)
+                boxes.clear()
+            self._changed.notify_all()
             for starts in self._starts.values():
                 for task in list(starts):
                     task.cancel()
