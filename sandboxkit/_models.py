@@ -161,7 +161,24 @@ class Limits(Frozen):
         description="CPU seconds of the whole run, every process together, to ~10 ms "
         "(RLIMIT_CPU a second later as a backstop); default: the wall limit",
     )
+    process_cpu_time: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="CPU seconds of each process alone (RLIMIT_CPU, whole seconds rounded "
+        "up): a process past it is killed, a run whose program is ends as a cpu_time "
+        "timeout. Without cpu_time, the run's processes together are bounded by the "
+        "wall limit only",
+    )
     memory_mb: int = Field(256, ge=16, le=65536, description="memory and memory+swap, MB")
+    process_memory_mb: float | None = Field(
+        None,
+        gt=0,
+        le=65536,
+        description="address space of each process alone, MB (RLIMIT_AS, isolate's --mem: "
+        "past it an allocation fails, and the program decides what follows); 62.5 = "
+        "64000 KB. None: only memory_mb, every process together",
+    )
     pids: int = Field(64, ge=8, le=4096, description="processes and threads in the sandbox")
     output_bytes: int = Field(
         1_000_000, ge=1, le=64_000_000, description="bytes kept per stream; more is dropped"
@@ -183,7 +200,7 @@ class Limits(Frozen):
 
     @model_validator(mode="after")
     def _finite(self) -> Limits:
-        for name in ("time", "cpu_time", "cpus"):
+        for name in ("time", "cpu_time", "process_cpu_time", "process_memory_mb", "cpus"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite")

@@ -96,3 +96,42 @@ async def test_cpu_limit_is_the_sum_of_the_processes() -> None:
 async def test_cpu_time() -> None:
     r = await sk.Sandbox.run("while True: pass", limits=sk.Limits(time=10, cpu_time=1))
     assert r.status == "timeout" and r.ended_by == "cpu_time"
+
+
+async def test_process_cpu_time_limits_each_process_alone() -> None:
+    # the same two children pass when the limit is each process's (RLIMIT_CPU)
+    code = (
+        "import os, time\n"
+        "for _ in range(2):\n"
+        "    if os.fork() == 0:\n"
+        "        end = time.process_time() + 0.8\n"
+        "        while time.process_time() < end: pass\n"
+        "        os._exit(0)\n"
+        "os.wait(); os.wait(); print('done')"
+    )
+    r = await sk.Sandbox.run(code, limits=sk.Limits(time=10, process_cpu_time=1))
+    assert r.ok and r.stdout == "done\n", (r.status, r.stderr)
+    alone = await sk.Sandbox.run("while True: pass", limits=sk.Limits(time=10, process_cpu_time=1))
+    assert alone.status == "timeout" and alone.ended_by == "cpu_time", alone.status
+    assert alone.duration < 5
+
+
+async def test_process_memory_limits_each_process_address_space() -> None:
+    # three children of 40 MB each fit 62.5 MB apiece (RLIMIT_AS); one of 100 MB does not
+    code = (
+        "import os, sys\n"
+        "size = int(sys.argv[1])\n"
+        "kids = [os.fork() for _ in range(3 if size < 64 else 1)]\n"
+        "if 0 in kids:\n"
+        "    try:\n"
+        "        block = bytearray(size << 20); os._exit(0)\n"
+        "    except MemoryError:\n"
+        "        os._exit(3)\n"
+        "codes = [os.waitstatus_to_exitcode(os.wait()[1]) for _ in kids]\n"
+        "print(codes)"
+    )
+    limits = sk.Limits(memory_mb=256, process_memory_mb=62.5)
+    r = await sk.Sandbox.run(code, args=["40"], limits=limits)
+    assert r.ok and r.stdout == "[0, 0, 0]\n", (r.status, r.stdout, r.stderr)
+    r = await sk.Sandbox.run(code, args=["100"], limits=limits)
+    assert r.ok and r.stdout == "[3]\n", (r.status, r.stdout, r.stderr)

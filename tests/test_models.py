@@ -91,6 +91,22 @@ def test_outcome_of_an_exit_report_gives_status_and_ended_by_together() -> None:
     assert outcome(report) == ("oom", "memory")  # type: ignore[arg-type]
 
 
+def test_per_process_limits_are_each_process_rlimits() -> None:
+    from sandboxkit._run.jobs import make_job
+
+    python = sk.get_language("python")
+    plain = make_job(python, python.run, sk.Limits(time=10))
+    assert plain["cpu_time"] == 10 and plain["rlimits"]["cpu"] == 11
+    assert "as" not in plain["rlimits"]
+    each = make_job(python, python.run, sk.Limits(process_cpu_time=1.5, process_memory_mb=62.5))
+    assert each["rlimits"]["cpu"] == 2  # RLIMIT_CPU counts whole seconds
+    assert each["rlimits"].get("as") == 64000 * 1024  # 62.5 MB: Judge0's 64000 KB
+    # no run-wide CPU limit asked: the wall limit bounds the processes together
+    assert "cpu_time" not in each
+    both = make_job(python, python.run, sk.Limits(cpu_time=3, process_cpu_time=1))
+    assert both["cpu_time"] == 3 and both["rlimits"]["cpu"] == 1
+
+
 def test_result_of_carries_bytes_and_engine() -> None:
     from sandboxkit import _protocol as wire
     from sandboxkit._run.reader import OutputBuffer, result_of

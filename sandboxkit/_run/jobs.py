@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,7 +17,17 @@ from .._languages import LanguageSpec, language_env
 from .._models import Limits
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
     from .._protocol import RLimits, RunJob
+
+    # Limits.process_memory_mb: RLIMIT_AS rides in a job's rlimits like the others, which
+    # the agent applies by name (agent/_procs.apply_job). Declared here, not in RLimits,
+    # because the wire module's bytes are hashed into every image tag.
+    _AddressSpace = TypedDict("_AddressSpace", {"as": int}, total=False)
+
+    class ProcessRLimits(RLimits, _AddressSpace):
+        pass
 
 
 def resources_for(limits: Limits) -> Resources:
@@ -37,17 +48,24 @@ def compile_limits(spec: LanguageSpec, limits: Limits) -> Limits:
     )
 
 
-def rlimits(limits: Limits) -> RLimits:
-    return {
+def rlimits(limits: Limits) -> ProcessRLimits:
+    out: ProcessRLimits = {
         "cpu": limits.cpu_seconds + 1,
         "fsize": int(limits.file_size_mb * 1024 * 1024),
         "stack": limits.stack_mb * 1024 * 1024,
         "nofile": limits.open_files,
         "core": 0,
     }
+    # the per-process limits (Judge0's enable_per_process_and_thread_*: isolate's --time
+    # without cgroup timing, and --mem)
+    if limits.process_cpu_time is not None:
+        out["cpu"] = min(out["cpu"], math.ceil(limits.process_cpu_time))
+    if limits.process_memory_mb is not None:
+        out["as"] = int(limits.process_memory_mb * 1024 * 1024)
+    return out
 
 
-def _floor_fsize(limits: RLimits, spec: LanguageSpec) -> RLimits:
+def _floor_fsize(limits: ProcessRLimits, spec: LanguageSpec) -> ProcessRLimits:
     floor = int(spec.min_file_size_mb * 1024 * 1024)
     if limits["fsize"] < floor:
         return {**limits, "fsize": floor}
@@ -100,6 +118,10 @@ def make_job(
         "env": variables,
         "cwd": cwd,
     }
+    if limits.cpu_time is None and limits.process_cpu_time is not None:
+        # each process's CPU alone: the run's total is left to the wall limit, and the
+        # agent then takes a kill at RLIMIT_CPU (the per-process limit) for a cpu_timeout
+        del job["cpu_time"]
     if own is not None:
         job["own_dir"] = OWN_DIR
         job["own_files"] = encode_files(own)
