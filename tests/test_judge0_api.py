@@ -181,6 +181,123 @@ def test_multi_file_program_compiles_and_runs_its_scripts(server: Server) -> Non
     assert answer["stdout"] == "hi files\n"
 
 
+def test_multi_file_program_refuses_source_code(server: Server) -> None:
+    files = zip_b64({"run": b"echo hi"})
+    r = server.submit({"language_id": 89, "source_code": "echo hi", "additional_files": files})
+    assert (r.status_code, r.json()) == (422, {"source_code": ["must be blank"]})
+    r = server.submit({"language_id": 89, "source_code": "  \n", "additional_files": files})
+    assert r.status_code == 201 and r.json()["stdout"] == "hi\n", r.json()
+    r = server.submit({"language_id": 89})
+    assert (r.status_code, r.json()) == (422, {"additional_files": ["can't be blank"]})
+
+
+def test_multi_file_program_scripts_are_found_as_judge0_finds_them(server: Server) -> None:
+    # compile.sh before compile, run.sh before run, both run as `/bin/bash NAME` with no
+    # arguments (command_line_arguments are not passed to a project's run script)
+    files = {
+        "compile.sh": b"echo building >&2; gcc -o prog main.c",
+        "compile": b"exit 1",
+        "run.sh": b'echo "args: $#"; ./prog',
+        "run": b"echo wrong script",
+        "main.c": b'#include <stdio.h>\nint main(void) { puts("built"); }',
+    }
+    body = {"language_id": 89, "additional_files": zip_b64(files)}
+    answer = server.submit({**body, "command_line_arguments": "a b"}).json()
+    assert answer["status"]["id"] == 3, answer
+    assert answer["stdout"] == "args: 0\nbuilt\n"
+    assert answer["compile_output"] == "building\n"
+    broken = {**files, "compile.sh": b"echo nope; exit 2"}
+    answer = server.submit({"language_id": 89, "additional_files": zip_b64(broken)}).json()
+    assert answer["status"]["id"] == 6 and answer["compile_output"] == "nope\n", answer
+    # no run script: bash is asked for run.sh, and answers 127
+    answer = server.submit(
+        {"language_id": 89, "additional_files": zip_b64({"main.c": b"int main;"})},
+        "fields=status,exit_code,stderr",
+    ).json()
+    assert answer["status"]["id"] == 11 and answer["exit_code"] == 127, answer
+    assert answer["stderr"] == "/bin/bash: run.sh: No such file or directory\n"
+
+
+# ---------------------------------------------------------------- per-process limits
+CHILDREN_40_MB = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(void) {
+    for (int i = 0; i < 3; i++)
+        if (fork() == 0) {
+            char *p = malloc(40 << 20);
+            if (!p) return 1;
+            memset(p, 1, 40 << 20);
+            sleep(1);  /* all three hold their 40 MB at once */
+            return p[4096] - 1;
+        }
+    int status, good = 1;
+    while (wait(&status) > 0) good &= WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    puts(good ? "all three" : "a child failed");
+    return !good;
+}
+"""
+ONE_100_MB = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    char *p = malloc(100 << 20);
+    if (!p) { puts("no memory"); return 1; }
+    memset(p, 1, 100 << 20);
+    printf("%d\n", p[4096]);
+}
+"""
+
+
+def test_per_process_memory_limit_is_each_process_address_space(server: Server) -> None:
+    body = {"language_id": 50, "memory_limit": 64000}
+    flag = {"enable_per_process_and_thread_memory_limit": True}
+    each = server.submit({**body, **flag, "source_code": CHILDREN_40_MB}).json()
+    assert each["status"]["id"] == 3 and each["stdout"] == "all three\n", each
+    together = server.submit({**body, "source_code": CHILDREN_40_MB}).json()
+    assert together["status"]["id"] != 3, together  # 120 MB in a 64 MB group
+    big = server.submit({**body, **flag, "source_code": ONE_100_MB}).json()
+    # isolate's -m is RLIMIT_AS: the allocation fails and the program says what follows
+    assert big["status"]["id"] == 11 and big["stdout"] == "no memory\n", big
+
+
+CPU_CHILDREN = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static void spin(double seconds) {
+    clock_t end = clock() + (clock_t)(seconds * CLOCKS_PER_SEC);
+    while (clock() < end) {}
+}
+int main(int argc, char **argv) {
+    int children = 0;
+    if (scanf("%d", &children) != 1) return 2;
+    for (int i = 0; i < children; i++)
+        if (fork() == 0) { spin(0.7); return 0; }
+    if (children == 0) spin(3.0);
+    while (wait(NULL) > 0) {}
+    puts("done");
+}
+"""
+
+
+def test_per_process_time_limit_is_each_process_cpu_time(server: Server) -> None:
+    body = {"language_id": 50, "source_code": CPU_CHILDREN, "cpu_time_limit": 1}
+    flag = {"enable_per_process_and_thread_time_limit": True}
+    each = server.submit({**body, **flag, "stdin": "3"}).json()
+    assert each["status"]["id"] == 3 and each["stdout"] == "done\n", each
+    assert float(each["time"]) > 1.5  # the time reported is still every process's
+    together = server.submit({**body, "stdin": "3"}).json()
+    assert together["status"]["id"] == 5, together
+    alone = server.submit({**body, **flag, "stdin": "0"}).json()
+    assert alone["status"]["id"] == 5, alone
+
+
 # ---------------------------------------------------------------- fields
 def test_compiler_options(server: Server) -> None:
     src = "#include <stdio.h>\nint main(void) { puts(GREETING); }"

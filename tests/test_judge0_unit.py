@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sandboxkit._languages import REGISTRY, get_language
 from sandboxkit._languages.judge0 import EXTRA, OBJECTIVE_C
 from sandboxkit.server import Settings, create_app
 from sandboxkit.server._judge0 import ALL_FIELDS, CONFIG, LANGUAGES, UNAVAILABLE
-from sandboxkit.server._judging import _limits
+from sandboxkit.server._judging import _limits, project_program
 from sandboxkit.server._render import NotUtf8, serialize
 from sandboxkit.server._requests import (
     archived_languages,
@@ -196,10 +197,42 @@ def test_additional_files_are_a_base64_zip() -> None:
 
 
 def test_multi_file_program_needs_files_not_source() -> None:
-    record, errors = parse({"language_id": 89, "additional_files": _zip({"run": b"echo hi"})})
+    # Judge0's model: absence of source_code and presence of additional_files
+    files = _zip({"run": b"echo hi"})
+    record, errors = parse({"language_id": 89, "additional_files": files})
     assert record is not None, errors
+    record, errors = parse({"language_id": 89, "additional_files": files, "source_code": " \n"})
+    assert record is not None and record.source_code is None, errors
+    record, errors = parse({"language_id": 89, "additional_files": files, "source_code": "x"})
+    assert record is None and errors == {"source_code": ["must be blank"]}
+    encoded = base64.b64encode(b"echo hi").decode()
+    body = {"language_id": 89, "additional_files": files, "source_code": encoded}
+    assert parse(body, b64=True)[1] == {"source_code": ["must be blank"]}
     record, errors = parse({"language_id": 89})
-    assert record is None and "additional_files" in errors
+    assert record is None and errors == {"additional_files": ["can't be blank"]}
+
+
+def test_multi_file_program_scripts_as_isolate_job_finds_them() -> None:
+    spec = get_language("multifile")
+    files = {"compile": b"c", "compile.sh": b"c.sh", "run": b"r", "run.sh": b"r.sh", "a.c": b""}
+    program = project_program(spec, files)
+    assert program is not None
+    project, source, rest = program
+    assert project.compile == ("/bin/bash", "compile.sh")
+    assert project.run == ("/bin/bash", "run.sh")
+    assert (project.source_file, source) == ("run.sh", "r.sh")
+    assert rest == {"compile": b"c", "compile.sh": b"c.sh", "run": b"r", "a.c": b""}
+    program = project_program(spec, {"compile": b"make", "run": b"./a"})
+    assert program is not None and program[0].compile == ("/bin/bash", "compile")
+    assert program[0].run == ("/bin/bash", "run") and program[1] == "./a"
+    # no run script: bash is asked for run.sh (the compile script may write it)
+    program = project_program(spec, {"compile": b"echo ./a > run.sh"})
+    assert program is not None and program[0].run == ("/bin/bash", "run.sh")
+    assert program[0].source_file == "compile" and program[2] == {}
+    program = project_program(spec, {"src/a.c": b"", "data.txt": b"1"})
+    assert program is not None and program[0].compile is None
+    assert (program[0].source_file, program[1], program[2]) == ("data.txt", "1", {"src/a.c": b""})
+    assert project_program(spec, {"src/a.c": b""}) is None
 
 
 def test_archived_and_unknown_language_ids() -> None:
@@ -231,6 +264,38 @@ def test_limits_follow_judge0_units() -> None:
     assert limits.file_size_mb == pytest.approx(100 / 1024)
     assert limits.output_bytes == 100 * 1024
     assert limits.stack_mb == 63
+
+
+def test_per_process_limits_follow_isolate_job() -> None:
+    # isolate's -m (RLIMIT_AS) on each process, no group limit: the sandbox keeps Judge0's
+    # max_memory_limit as its bound
+    limits = _limits(ok(memory_limit=64000, enable_per_process_and_thread_memory_limit=True))
+    assert limits.process_memory_mb == 62.5
+    assert limits.memory_mb == math.ceil(CONFIG["max_memory_limit"] / 1024)
+    plain = _limits(ok(memory_limit=64000))
+    assert plain.process_memory_mb is None and plain.memory_mb == 63
+    # --time without cgroup timing: each process's CPU; the run as a whole has its wall limit
+    limits = _limits(ok(cpu_time_limit=2, enable_per_process_and_thread_time_limit=True))
+    assert limits.process_cpu_time == 2 and limits.cpu_time is None
+    assert plain.process_cpu_time is None and plain.cpu_time == 6
+    # isolate's -t 0 is no CPU limit at all
+    assert _limits(ok(cpu_time_limit=0)).cpu_time is None
+
+
+def _one_run(verdict: str, time: float, signal: int | None = None) -> JudgeReport:
+    test = TestResult(index=0, verdict=verdict, time=time, wall=time, signal=signal)  # type: ignore[arg-type]
+    return JudgeReport(verdict=test.verdict, tests=(test,), language="c", total_tests=1)
+
+
+def test_per_process_time_is_not_the_total() -> None:
+    each = ok(cpu_time_limit=1, enable_per_process_and_thread_time_limit=True)
+    together = ok(cpu_time_limit=1)
+    assert outcome_of(_one_run("AC", 2.1), each).status_id == 3
+    assert outcome_of(_one_run("AC", 2.1), together).status_id == 5
+    # a process killed at its RLIMIT_CPU (whole seconds), its rusage a tick short
+    assert outcome_of(_one_run("RE", 0.96, 9), each).status_id == 5
+    assert outcome_of(_one_run("RE", 0.2, 9), each).status_id == 12
+    assert outcome_of(_one_run("AC", 30.0), ok(cpu_time_limit=0)).status_id == 3
 
 
 def test_judge0_comparison() -> None:
@@ -370,3 +435,9 @@ def test_routes_check_tokens_and_refuse_deleting_queued_work(api: TestClient) ->
         400,
         "submission cannot be deleted because its status is 1 (In Queue)",
     )
+
+
+def test_a_multi_file_program_with_source_code_is_refused(api: TestClient) -> None:
+    body = {"language_id": 89, "source_code": "echo hi", "additional_files": _zip({"run": b""})}
+    r = api.post("/submissions", json=body)
+    assert (r.status_code, r.json()) == (422, {"source_code": ["must be blank"]})

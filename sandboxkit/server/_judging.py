@@ -29,19 +29,82 @@ log = logging.getLogger("sandboxkit.server")
 
 
 def _limits(record: Submission) -> Limits:
-    """Judge0's limits as ours. CPU: killed past limit + extra (RLIMIT_CPU), reported
-    TLE past the limit; memory and file size in KB; at least what a sandbox needs."""
-    cpu = float(record.cpu_time_limit) + float(record.cpu_extra_time)
+    """Judge0's limits as ours. CPU: killed past limit + extra, reported TLE past the
+    limit; memory and file size in KB; at least what a sandbox needs.
+
+    The per-process flags follow isolate_job.rb: with
+    ``enable_per_process_and_thread_memory_limit`` the memory limit is each process's
+    address space (isolate's ``-m``, RLIMIT_AS) and no group limit is set there (here the
+    sandbox keeps ``max_memory_limit`` as a bound); with
+    ``enable_per_process_and_thread_time_limit`` the CPU limit is each process's (no
+    cgroup timing), the run as a whole bounded by the wall limit. A CPU limit of 0 is
+    isolate's "no limit"."""
+    cpu_limit = float(record.cpu_time_limit)
+    per_process_time = record.enable_per_process_and_thread_time_limit and cpu_limit > 0
+    whole_run_cpu: float | None = None
+    if cpu_limit > 0 and not per_process_time:
+        whole_run_cpu = cpu_limit + float(record.cpu_extra_time)
+    memory_kb = int(record.memory_limit)
+    box_kb = memory_kb
+    if record.enable_per_process_and_thread_memory_limit:
+        box_kb = max(memory_kb, int(CONFIG["max_memory_limit"]))
     max_file_kb = max(1, int(record.max_file_size))
     return Limits(
         time=float(record.wall_time_limit),
-        cpu_time=max(0.01, cpu),
-        memory_mb=max(16, math.ceil(int(record.memory_limit) / 1024)),
+        cpu_time=whole_run_cpu,
+        process_cpu_time=cpu_limit if per_process_time else None,
+        memory_mb=max(16, math.ceil(box_kb / 1024)),
+        process_memory_mb=(
+            memory_kb / 1024 if record.enable_per_process_and_thread_memory_limit else None
+        ),
         stack_mb=max(1, math.ceil(int(record.stack_limit) / 1024)),
         pids=min(4096, max(8, int(record.max_processes_and_or_threads))),
         file_size_mb=max_file_kb / 1024,
         output_bytes=max_file_kb * 1024,
     )
+
+
+# isolate_job.rb's names for a multi-file program's scripts, in the order it looks
+COMPILE_SCRIPTS = ("compile.sh", "compile")
+RUN_SCRIPTS = ("run.sh", "run")
+
+
+def project_program(
+    spec: LanguageSpec, files: dict[str, bytes]
+) -> tuple[LanguageSpec, str, dict[str, bytes]] | None:
+    """Judge0's multi-file program (language 89) as a spec, its source and its files.
+
+    As isolate_job.rb does for a project: the archive's ``compile.sh`` (else ``compile``),
+    if there is one, runs first as ``/bin/bash NAME``; then ``/bin/bash run.sh`` (else
+    ``run``; ``run.sh`` when there is neither, which bash answers with 127). Neither gets
+    compiler options or arguments. One file of the archive stands as the spec's source
+    (the run script, else the compile script, else any top-level file), so every file is
+    written as the archive has it. None when there is no such file: nothing can run, and
+    bash's 127 is the answer."""
+    compile_script = next((name for name in COMPILE_SCRIPTS if name in files), None)
+    run_script = next((name for name in RUN_SCRIPTS if name in files), None)
+    plain = [name for name in files if "/" not in name and not name.startswith(".")]
+    source_file = run_script or compile_script or (plain[0] if plain else None)
+    if source_file is None:
+        return None
+    rest = dict(files)
+    source = rest.pop(source_file).decode("utf-8", "surrogateescape")
+    project = spec.model_copy(
+        update={
+            "source_file": source_file,
+            "compile": None if compile_script is None else ("/bin/bash", compile_script),
+            "run": ("/bin/bash", run_script or RUN_SCRIPTS[0]),
+        }
+    )
+    return project, source, rest
+
+
+NO_RUN_SCRIPT = Outcome(
+    status_id=11,
+    stderr=f"/bin/bash: {RUN_SCRIPTS[0]}: No such file or directory\n",
+    exit_code=127,
+    message="Exited with error status 127",
+)
 
 
 @dataclass
@@ -132,21 +195,14 @@ class Judging:
                 int(CONFIG["max_extract_size"]) * 1024,
             )
         source = record.source_code or ""
-        if record.language_id == MULTI_FILE:
-            # Judge0's multi-file program: its ``compile`` script (if any), then ``run``
-            if "run" not in files:
-                return Outcome(
-                    status_id=11,
-                    stderr="bash: run: No such file or directory\n",
-                    exit_code=127,
-                    message="Exited with error status 127",
-                )
-            source = files.pop("run").decode("utf-8", "surrogateescape")
-            spec = spec.model_copy(
-                update={"compile": ("bash", "compile") if "compile" in files else None}
-            )
-        options = shlex.split(record.compiler_options or "")
         args = shlex.split(record.command_line_arguments or "")
+        if record.language_id == MULTI_FILE:
+            program = project_program(spec, files)
+            if program is None:
+                return NO_RUN_SCRIPT
+            spec, source, files = program
+            args = []
+        options = shlex.split(record.compiler_options or "")
         runs = max(1, int(record.number_of_runs or 1))
         stdin = (record.stdin or "").encode("utf-8", "surrogateescape")
         report: JudgeReport | None = None

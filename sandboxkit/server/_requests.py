@@ -238,10 +238,14 @@ def parse_submission(
             errors["language_id"] = [f"language with id {raw_lang} doesn't exist"]
     multi_file = language_id == MULTI_FILE
 
+    # Judge0's model: source_code present, except for a multi-file program, where it must
+    # be blank (its program is all in additional_files)
     source = _text(body.get("source_code"), "source_code", b64, errors)
     if source is not None and not source.strip() and "source_code" not in errors:
         source = None
-    if source is None and "source_code" not in errors and not multi_file:
+    if multi_file and source is not None:
+        errors["source_code"] = ["must be blank"]
+    elif source is None and "source_code" not in errors and not multi_file:
         errors["source_code"] = ["can't be blank"]
     elif source is not None and len(source.encode("utf-8", "surrogateescape")) > max_source_bytes:
         errors["source_code"] = [f"is too long (maximum is {max_source_bytes} bytes)"]
@@ -279,7 +283,7 @@ def parse_submission(
     options["callback_url"] = _url(body.get("callback_url"), errors)
     options["additional_files"] = _additional_files(body.get("additional_files"), errors)
     if multi_file and options["additional_files"] is None and "additional_files" not in errors:
-        errors["additional_files"] = ["can't be blank for a multi-file program"]
+        errors["additional_files"] = ["can't be blank"]
 
     if errors or language_id is None:  # no language id is an error already
         return None, errors

@@ -10,6 +10,10 @@ from .._judge.models import JudgeReport
 from ._judge0 import INTERNAL_ERROR, SIGNAL_STATUS
 from ._submission import Outcome, Submission
 
+# how far below RLIMIT_CPU a process it killed may be reported (the kernel's rusage is
+# kept in ticks)
+CPU_TICK = 0.1
+
 
 def stored_text(data: bytes) -> str:
     """Program output as a record keeps it: a str (the store is JSON) that still holds the
@@ -58,8 +62,16 @@ def outcome_of(report: JudgeReport | None, record: Submission, error: str | None
             if judge0_equal(expected.encode("utf-8", "surrogateescape"), t.stdout_bytes)
             else "WA"
         )
-    over_cpu = t.time is not None and t.time > float(record.cpu_time_limit)
-    if over_cpu and (verdict in ("AC", "WA") or (verdict == "RE" and t.signal in (9, 24))):
+    cpu_limit = float(record.cpu_time_limit)
+    killed = verdict == "RE" and t.signal in (9, 24)
+    if cpu_limit <= 0 or t.time is None:
+        pass  # isolate's -t 0: no CPU limit
+    elif record.enable_per_process_and_thread_time_limit:
+        # each process alone: the run's total may pass the limit; a process past it is
+        # killed at RLIMIT_CPU (whole seconds), usually reported as a timeout already
+        if killed and t.time >= math.ceil(cpu_limit) - CPU_TICK:
+            verdict = "TLE"
+    elif t.time > cpu_limit and (verdict in ("AC", "WA") or killed):
         # Judge0 counts CPU time past the limit (not the extra) as TLE, and so is a kill
         # (RLIMIT_CPU's SIGXCPU/SIGKILL) of a program already past it
         verdict = "TLE"
