@@ -15,6 +15,7 @@ import json
 import threading
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -542,6 +543,9 @@ def test_system_routes(server: Server) -> None:
     assert workers[0]["queue"] == "1.13.1" and workers[0]["available"] == 2
     stats = get("/statistics").json()
     assert stats["submissions"]["total"] >= 0 and "database" in stats
+    assert len(stats["submissions"]["last_30_days"]) == 30
+    created = datetime.fromisoformat(stats["created_at"])
+    assert datetime.fromisoformat(stats["cached_until"]) - created == timedelta(minutes=10)
     config = get("/config_info").json()
     assert config["enable_compiler_options"] and config["enable_callbacks"]
     assert config["allow_enable_network"] is True

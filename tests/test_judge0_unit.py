@@ -11,6 +11,7 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from sandboxkit.server._requests import (
 from sandboxkit.server._submission import Outcome, Submission
 from sandboxkit.server._verdict import judge0_equal, outcome_of
 from sandboxkit.server.routes._common import requested_fields
+from sandboxkit.server.routes.health import pg_size_pretty, statistics_document
 
 # Judge0 CE 1.13.1's 47 active language ids
 JUDGE0_IDS = {*range(43, 90)}
@@ -441,3 +443,60 @@ def test_a_multi_file_program_with_source_code_is_refused(api: TestClient) -> No
     body = {"language_id": 89, "source_code": "echo hi", "additional_files": _zip({"run": b""})}
     r = api.post("/submissions", json=body)
     assert (r.status_code, r.json()) == (422, {"source_code": ["must be blank"]})
+
+
+def test_pg_size_pretty() -> None:
+    # the answers of PostgreSQL 15's own pg_size_pretty
+    sizes = [10239, 10240, 10752, 15872, 16776192, 20970496, 123456789, 9_000_000_000, 50 << 40]
+    assert [pg_size_pretty(n) for n in sizes] == [
+        "10239 bytes",
+        "10 kB",
+        "11 kB",
+        "16 kB",
+        "16 MB",
+        "20 MB",
+        "118 MB",
+        "8583 MB",
+        "50 TB",
+    ]
+
+
+def test_statistics_as_judge0_counts_them() -> None:
+    now = datetime(2026, 12, 6, 22, 43, 2, 123456, tzinfo=timezone.utc)
+    stats = {
+        "total": 6,
+        "days": {"2026-12-06": 2, "2026-12-05": 3, "2026-11-06": 1},
+        "languages": [(71, 1), (50, 5)],
+        "statuses": [(3, 4), (6, 2)],
+        "size": 24576,
+    }
+    doc = statistics_document(stats, now)
+    assert doc["created_at"] == "2026-12-06T22:43:02.123+00:00"
+    assert doc["cached_until"] == "2026-12-06T22:53:02.123+00:00"
+    days = doc["submissions"]["last_30_days"]
+    assert list(days) == [f"2026-12-{d:02}" for d in range(5, 0, -1)] + [
+        f"2026-11-{d:02}" for d in range(30, 5, -1)
+    ]
+    assert days["2026-12-05"] == 3 and days["2026-11-06"] == 1 and days["2026-11-20"] == 0
+    assert doc["submissions"]["total"] == 6 and doc["submissions"]["today"] == 2
+    assert doc["languages"][0] == {"language": {"id": 50, "name": "C (GCC 12.2.0)"}, "count": 5}
+    assert doc["statuses"][0] == {"status": {"id": 3, "name": "Accepted"}, "count": 4}
+    assert doc["database"] == {"size_pretty": "24 kB", "size_in_bytes": 24576}
+
+
+def test_statistics_are_cached_for_ten_minutes(api: TestClient) -> None:
+    first = api.get("/statistics").json()
+    assert set(first) == {
+        "created_at",
+        "cached_until",
+        "submissions",
+        "languages",
+        "statuses",
+        "database",
+    }
+    assert first["submissions"]["total"] == 0
+    api.post("/submissions", json={"source_code": "print(1)", "language_id": 71})
+    assert api.get("/statistics").json() == first  # from the cache
+    fresh = api.get("/statistics?invalidate_cache=true").json()
+    assert fresh["submissions"]["total"] == 1 and fresh["submissions"]["today"] == 1
+    assert fresh["created_at"] != first["created_at"]

@@ -11,11 +11,13 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sandboxkit.server._requests import now
 from sandboxkit.server._sqlite_store import SqliteStore
 from sandboxkit.server._store import (
     Admission,
@@ -30,9 +32,8 @@ asyncpg = pytest.importorskip("asyncpg")
 
 
 def record(**extra: Any) -> Submission:
-    return Submission(
-        token=str(uuid.uuid4()), language_id=71, created_at="2026-12-01T00:00:00.000Z", **extra
-    )
+    fields: dict[str, Any] = {"created_at": "2026-12-01T00:00:00.000Z", **extra}
+    return Submission(token=str(uuid.uuid4()), language_id=71, **fields)
 
 
 async def fresh_database(server_url: str) -> str:
@@ -220,3 +221,13 @@ async def test_caps_hold_under_concurrent_inserts(store: Store) -> None:
     one = Admission(client="same", max_in_flight=3)
     stored = await asyncio.gather(*(submit("same", one) for _ in range(20)))
     assert sum(stored) == 3
+
+
+async def test_statistics_count_by_day(store: Store) -> None:
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    made = [record(created_at=now()) for _ in range(2)]
+    await store.insert(made, Admission())
+    stats = await store.statistics()
+    assert stats["total"] == 2 and stats["days"] == {today: 2}
+    assert stats["languages"] == [(71, 2)] and stats["statuses"] == [(1, 2)]
+    assert stats["size"] > 0

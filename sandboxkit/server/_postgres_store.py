@@ -34,6 +34,7 @@ from ._store import (
     StoreUnavailable,
     TooManyInFlight,
     WorkerBeat,
+    statistics_since,
 )
 from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
@@ -332,8 +333,11 @@ class PostgresStore:
     async def statistics(self) -> dict[str, Any]:
         async def run(conn: asyncpg.Connection) -> dict[str, Any]:
             total = await conn.fetchval("SELECT count(*) FROM submissions")
-            today = await conn.fetchval(
-                "SELECT count(*) FROM submissions WHERE created_at >= date_trunc('day', now())"
+            days = await conn.fetch(
+                "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, "
+                "count(*) AS n FROM submissions "
+                "WHERE created_at >= ($1::text)::date::timestamp AT TIME ZONE 'UTC' GROUP BY 1",
+                statistics_since(),
             )
             languages = await conn.fetch(
                 "SELECT language_id, count(*) AS n FROM submissions GROUP BY 1 ORDER BY 2 DESC"
@@ -344,7 +348,7 @@ class PostgresStore:
             size = await conn.fetchval("SELECT pg_database_size(current_database())")
             return {
                 "total": int(total),
-                "today": int(today),
+                "days": {str(r["day"]): int(r["n"]) for r in days},
                 "languages": [(int(r["language_id"]), int(r["n"])) for r in languages],
                 "statuses": [(int(r["status_id"]), int(r["n"])) for r in statuses],
                 "size": int(size),

@@ -48,10 +48,6 @@ _BOOLEANS = (
 MAX_OPTIONS = 512  # compiler_options and command_line_arguments, characters
 
 
-def now_date() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
-
-
 def now() -> str:
     """Judge0's timestamp format (UTC, milliseconds, ``Z``)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

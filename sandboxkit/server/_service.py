@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from .._errors import InvalidInput
 from .._sandbox_pool import SandboxPool
@@ -38,6 +39,8 @@ class Judge0Service:
         self.metrics = Metrics()
         self.worker: Worker | None = None
         self.judging: Judging | None = None
+        #: Judge0's /statistics document and when (monotonic) it expires
+        self.statistics: tuple[float, dict[str, Any]] | None = None
 
     async def start(self) -> None:
         await self.store.open()

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from ._judge0 import IN_QUEUE, PROCESSING
-from ._requests import now_date
 from ._store import (
     UNFINISHED,
     Admission,
@@ -27,6 +26,7 @@ from ._store import (
     QueueFull,
     TooManyInFlight,
     WorkerBeat,
+    statistics_since,
 )
 from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
@@ -167,18 +167,20 @@ class SqliteStore:
             rows = self._db.execute("SELECT status_id, data FROM submissions").fetchall()
             pages = self._db.execute("PRAGMA page_count").fetchone()[0]
             size = self._db.execute("PRAGMA page_size").fetchone()[0]
-        today = now_date()
+        since = statistics_since()
         languages: dict[int, int] = {}
         statuses: dict[int, int] = {}
-        in_day = 0
+        days: dict[str, int] = {}
         for status_id, data in rows:
             record = json.loads(data)
             languages[record["language_id"]] = languages.get(record["language_id"], 0) + 1
             statuses[status_id] = statuses.get(status_id, 0) + 1
-            in_day += str(record.get("created_at", "")).startswith(today)
+            day = str(record.get("created_at", ""))[:10]  # UTC, as every created_at here
+            if day >= since:
+                days[day] = days.get(day, 0) + 1
         return {
             "total": len(rows),
-            "today": in_day,
+            "days": days,
             "languages": sorted(languages.items(), key=lambda kv: -kv[1]),
             "statuses": sorted(statuses.items()),
             "size": int(pages) * int(size),

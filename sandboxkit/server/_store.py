@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from ._judge0 import IN_QUEUE, PROCESSING
@@ -19,6 +20,12 @@ from ._submission import Outcome, Submission
 from ._wakeups import Wakeups
 
 UNFINISHED = (IN_QUEUE, PROCESSING)
+STATISTICS_DAYS = 30  # Judge0's /statistics counts the submissions of the last 30 days
+
+
+def statistics_since() -> str:
+    """The first day (UTC, ``YYYY-MM-DD``) that ``Store.statistics`` counts by day."""
+    return (datetime.now(timezone.utc) - timedelta(days=STATISTICS_DAYS)).strftime("%Y-%m-%d")
 
 
 class QueueFull(Exception):
@@ -83,7 +90,11 @@ class Store(Protocol):
     async def get_many(self, tokens: Sequence[str]) -> dict[str, Submission]: ...
     async def page(self, page: int, per_page: int) -> tuple[list[Submission], int]: ...
     async def delete(self, token: str) -> None: ...
-    async def statistics(self) -> dict[str, Any]: ...
+    async def statistics(self) -> dict[str, Any]:
+        """``total``; ``days``: UTC day (``YYYY-MM-DD``) -> submissions created that day,
+        from :func:`statistics_since` on; ``languages`` and ``statuses``: (id, count)
+        pairs; ``size``: the database's bytes."""
+
     async def counts_by_status(self) -> dict[int, int]: ...
     @property
     def wakeups(self) -> Wakeups:
