@@ -570,6 +570,10 @@ def test_listing_and_deleting_need_authorization(server: Server) -> None:
     page = httpx.get(server.url + "/submissions?per_page=2&page=1", headers=admin).json()
     assert len(page["submissions"]) <= 2
     assert page["meta"]["current_page"] == 1 and page["meta"]["total_count"] >= 1
+    refused = httpx.get(server.url + "/submissions?page=0", headers=admin)
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid page: 0"})
+    refused = httpx.get(server.url + "/submissions?per_page=-1", headers=admin)
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid per_page: -1"})
     assert httpx.delete(f"{server.url}/submissions/{token}").status_code == 403
     gone = httpx.delete(f"{server.url}/submissions/{token}", headers=admin)
     assert gone.status_code == 200 and gone.json()["token"] == token

@@ -36,6 +36,7 @@ from sandboxkit.server._submission import Outcome, Submission
 from sandboxkit.server._verdict import judge0_equal, outcome_of
 from sandboxkit.server.routes._common import requested_fields
 from sandboxkit.server.routes.health import pg_size_pretty, statistics_document
+from sandboxkit.server.routes.submissions import ruby_to_i
 
 # Judge0 CE 1.13.1's 47 active language ids
 JUDGE0_IDS = {*range(43, 90)}
@@ -443,6 +444,60 @@ def test_a_multi_file_program_with_source_code_is_refused(api: TestClient) -> No
     body = {"language_id": 89, "source_code": "echo hi", "additional_files": _zip({"run": b""})}
     r = api.post("/submissions", json=body)
     assert (r.status_code, r.json()) == (422, {"source_code": ["must be blank"]})
+
+
+def test_ruby_to_i_reads_a_parameter_as_judge0_does() -> None:
+    assert ruby_to_i(None, 20) == 20
+    assert [ruby_to_i(v, 20) for v in ("", "abc", "-0", " 3", "2abc", "1.9", "1_000", "-2")] == [
+        0,
+        0,
+        0,
+        3,
+        2,
+        1,
+        1000,
+        -2,
+    ]
+    assert ruby_to_i("\uff11\uff12", 1) == 0  # fullwidth digits: only ASCII ones count
+
+
+def test_listing_validates_page_and_per_page_as_judge0(api: TestClient) -> None:
+    admin = {"X-Auth-User": "u"}
+
+    def listing(query: str) -> tuple[int, Any]:
+        r = api.get(f"/submissions?{query}", headers=admin)
+        return r.status_code, r.json()
+
+    assert listing("page=0") == (400, {"error": "invalid page: 0"})
+    assert listing("page=-3") == (400, {"error": "invalid page: -3"})
+    assert listing("page=abc") == (400, {"error": "invalid page: 0"})
+    assert listing("per_page=-2") == (400, {"error": "invalid per_page: -2"})
+    assert listing("per_page=0") == (400, {"error": "invalid per_page: 0"})
+    assert listing(f"page=3&per_page={2**62}")[0] == 404  # past SQL's largest offset
+    assert listing(f"per_page={2**70}")[0] == 200
+    # will_paginate's arithmetic: an empty table is one page; no cap on per_page
+    status, empty = listing("per_page=1000")
+    assert status == 200 and empty["submissions"] == []
+    assert empty["meta"] == {
+        "current_page": 1,
+        "next_page": None,
+        "prev_page": None,
+        "total_pages": 1,
+        "total_count": 0,
+    }
+    for n in range(3):
+        api.post("/submissions", json={"source_code": f"print({n})", "language_id": 71})
+    status, second = listing("page=2&per_page=2&fields=source_code")
+    assert second["submissions"] == [{"source_code": "print(0)"}]  # newest first
+    assert second["meta"] == {
+        "current_page": 2,
+        "next_page": None,
+        "prev_page": 1,
+        "total_pages": 2,
+        "total_count": 3,
+    }
+    beyond = listing("page=5&per_page=2")[1]
+    assert beyond["submissions"] == [] and beyond["meta"]["prev_page"] == 4
 
 
 def test_pg_size_pretty() -> None:

@@ -7,6 +7,7 @@ answer until a worker has stored its result (or ``wait_timeout`` passes).
 from __future__ import annotations
 
 import math
+import re
 from json import JSONDecodeError
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,6 +25,19 @@ from .._submission import Submission
 from ._common import Service, authorized, error, flag, requested_fields
 
 router = APIRouter()
+
+PER_PAGE = 20  # Judge0's Submission.per_page
+MAX_OFFSET = 2**63 - 1  # the largest offset will_paginate takes (SQL's bigint)
+_RUBY_INTEGER = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+(?:_[0-9]+)*)")
+
+
+def ruby_to_i(value: str | None, default: int) -> int:
+    """A query parameter as Judge0 reads it (``params[:page].try(:to_i) || default``):
+    Ruby's ``String#to_i`` takes the leading integer and is 0 when there is none."""
+    if value is None:
+        return default
+    match = _RUBY_INTEGER.match(value)
+    return int(match.group(1).replace("_", "")) if match else 0
 
 
 async def _body(request: Request) -> Any:
@@ -103,13 +117,18 @@ async def index(request: Request, service: Service) -> Response:
     fields = requested_fields(request)
     if isinstance(fields, JSONResponse):
         return fields
-    try:
-        page = max(1, int(request.query_params.get("page", "1")))
-        per_page = max(1, min(100, int(request.query_params.get("per_page", "20"))))
-    except ValueError:
-        return error(400, "page and per_page must be integers")
-    records, total = await service.store.page(page, per_page)
-    pages = max(1, math.ceil(total / per_page)) if total else 0
+    page = ruby_to_i(request.query_params.get("page"), 1)
+    per_page = ruby_to_i(request.query_params.get("per_page"), PER_PAGE)
+    if page <= 0:
+        return error(400, f"invalid page: {page}")
+    if per_page <= 0:  # Judge0 refuses a negative one; 0 divides by zero in will_paginate
+        return error(400, f"invalid per_page: {per_page}")
+    offset = (page - 1) * per_page
+    if offset > MAX_OFFSET:  # will_paginate's InvalidPage, which Rails answers 404
+        return error(404, f"invalid offset: {offset}")
+    records, total = await service.store.page(page, min(per_page, MAX_OFFSET))
+    # will_paginate's arithmetic: an empty list is one page
+    pages = max(1, math.ceil(total / per_page))
     b64 = flag(request, "base64_encoded")
     return JSONResponse(
         {
