@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -98,25 +98,25 @@ def create_router(
     async def packages() -> list[dict[str, Any]]:
         return await service.packages()
 
-    @router.post("/packages")
-    async def install(request: Request) -> JSONResponse:
+    async def _package(
+        request: Request, change: Callable[[object], Awaitable[dict[str, Any]]]
+    ) -> JSONResponse:
+        """An install or a removal: its JSON body, the change, Piston's answer."""
         body = await _json_body(request)
         if isinstance(body, JSONResponse):
             return body
         try:
-            return JSONResponse(await service.install(body))
+            return JSONResponse(await change(body))
         except PackageError as exc:
             return _message(exc.status, exc.message)
 
+    @router.post("/packages")
+    async def install(request: Request) -> JSONResponse:
+        return await _package(request, service.install)
+
     @router.delete("/packages")
     async def uninstall(request: Request) -> JSONResponse:
-        body = await _json_body(request)
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            return JSONResponse(await service.uninstall(body))
-        except PackageError as exc:
-            return _message(exc.status, exc.message)
+        return await _package(request, service.uninstall)
 
     @router.websocket("/connect")
     async def connect(ws: WebSocket) -> None:
