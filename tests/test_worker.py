@@ -14,7 +14,7 @@ import pytest
 from conftest import running_container_ids
 
 import sandboxkit as sk
-from sandboxkit._fleet.labels import LABEL_OWNER, owner_identity
+from sandboxkit._fleet.labels import LABEL_OWNER, LABEL_POOL, owner_identity
 from sandboxkit.server import run_worker
 from sandboxkit.server._requests import parse_submission
 from sandboxkit.server._store import Admission
@@ -35,6 +35,30 @@ def submission(source: str, **fields: Any) -> Submission:
     return record
 
 
+def my_containers() -> dict[str, str]:
+    """This process's containers (other suites may be running): id → pool id."""
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--filter",
+            f"label={LABEL_OWNER}={owner_identity()}",
+            "--format",
+            f'{{{{.ID}}}} {{{{.Label "{LABEL_POOL}"}}}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+
+
+def my_pools() -> set[str]:
+    return set(my_containers().values())
+
+
 async def final(store: Any, tokens: list[str], timeout: float = 120) -> dict[str, Submission]:
     deadline = time.monotonic() + timeout
     while True:
@@ -50,6 +74,9 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
     from sandboxkit.server._postgres_store import PostgresStore
 
     before = running_container_ids()
+    # pools of this process that outlive the test (the session's shared pool, the
+    # default pool) replace their idle sandboxes as they age: theirs are not the worker's
+    others = my_pools()
 
     store = PostgresStore(pg_db_url)
     await store.open()
@@ -85,16 +112,10 @@ async def test_worker_judges_on_the_engines_given_within_their_capacity(
         assert await store.workers() == []  # it said goodbye
     finally:
         await store.close()
-    leftover: set[str] = set()
-    me = owner_identity()  # this process's containers only: other suites may be running
+    leftover: dict[str, str] = {}
     for _ in range(25):  # the pool waited for late creates: none may come now
-        out = subprocess.run(
-            ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_OWNER}={me}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        leftover = set(out.stdout.split()) - before
+        leftover = {cid: pool for cid, pool in my_containers().items() if cid not in before}
+        leftover = {cid: pool for cid, pool in leftover.items() if pool not in others}
         if not leftover:
             break
         await asyncio.sleep(0.2)
