@@ -88,6 +88,7 @@ HELLO: dict[int, str] = {
     67: "program Hello;\nvar n: string;\nbegin\n  readln(n);\n  writeln('hello, ', n);\nend.",
     68: '<?php\n$n = trim(fgets(STDIN));\necho "hello, $n\\n";',
     69: ":- initialization(main).\nmain :- read_atom(N), write('hello, '), write(N), nl.",
+    70: 'print "hello, %s" % raw_input()',  # Python 2 only: a print statement, raw_input
     71: 'print(f"hello, {input()}")',
     72: 'puts "hello, #{gets.strip}"',
     73: "use std::io;\nfn main() { let mut n = String::new(); "
@@ -106,6 +107,7 @@ HELLO: dict[int, str] = {
     81: "object Main {\n  def main(args: Array[String]): Unit = {\n"
     '    println("hello, " + scala.io.StdIn.readLine())\n  }\n}',
     82: "SELECT 'hello, world';",
+    83: 'let n = readLine()!\nprint("hello, \\(n)")',
     85: 'my $n = <STDIN>; chomp $n; print "hello, $n\\n";',
     86: '(println (str "hello, " (read-line)))',
     88: 'def n = System.in.newReader().readLine()\nprintln "hello, " + n',
@@ -555,8 +557,8 @@ def test_languages_all_includes_archived(server: Server) -> None:
     rows = httpx.get(server.url + "/languages/all").json()
     by_id = {row["id"]: row for row in rows}
     assert set(by_id) == set(range(43, 90))
-    assert by_id[70]["is_archived"] is True and by_id[71]["is_archived"] is False
-    one = httpx.get(server.url + "/languages/83").json()
+    assert by_id[84]["is_archived"] is True and by_id[70]["is_archived"] is False
+    one = httpx.get(server.url + "/languages/87").json()
     assert one["is_archived"] is True
     assert httpx.get(server.url + "/languages/62").json()["source_file"] == "Main.java"
 

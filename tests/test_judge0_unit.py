@@ -239,8 +239,8 @@ def test_multi_file_program_scripts_as_isolate_job_finds_them() -> None:
 
 
 def test_archived_and_unknown_language_ids() -> None:
-    assert errors_of(language_id=70)["language_id"] == [
-        "language with id 70 is archived and cannot be used anymore"
+    assert errors_of(language_id=47)["language_id"] == [
+        "language with id 47 is archived and cannot be used anymore"
     ]
     assert errors_of(language_id=9999)["language_id"] == ["language with id 9999 doesn't exist"]
 

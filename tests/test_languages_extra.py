@@ -88,3 +88,32 @@ async def test_sdk_runs_an_extra_language_by_alias() -> None:
     assert r.ok and r.stdout == "hello from perl\n"
     r = await sk.Sandbox.run("SELECT 6 * 7;", language="sql")
     assert r.ok and r.stdout == "42\n"
+
+
+# ---------------------------------------------------------------- other Debian releases
+# Languages whose toolchain only another Debian release carries: each image stands on a
+# base bootstrapped from that suite, with the agent on that release's own python3.
+OTHER_SUITES = {
+    # language: (hello reading stdin, a program its toolchain refuses)
+    "python2": ('print "hello, %s" % raw_input()', "print 'unclosed"),
+    "swift": ('let n = readLine()!\nprint("hello, \\(n)")', "let x: Int = \"text\""),
+}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("language", sorted(OTHER_SUITES))
+async def test_another_suite_s_language_runs(language: str) -> None:
+    hello, broken = OTHER_SUITES[language]
+    async with sk.Sandbox(language=language) as sb:
+        r = await sb.run(hello, stdin="world")
+        assert (r.status, r.stdout) == ("ok", "hello, world\n"), r
+        bad = await sb.run(broken)
+        if sk.get_language(language).compiled:
+            assert bad.status == "compile_error" and bad.compile_output, bad
+        else:
+            assert bad.status == "error" and "SyntaxError" in bad.stderr, bad
+        exit_code = "import sys; sys.exit(3)" if language == "python2" else "exit(3)"
+        if language == "swift":
+            exit_code = "import Foundation\nexit(3)"
+        code = await sb.run(exit_code)
+        assert (code.status, code.exit_code) == ("error", 3), code

@@ -32,10 +32,14 @@ from .._backends.advice import engine_up_script
 from .._errors import ImageError, SandboxkitError
 from .._fleet.labels import LABEL_LANGUAGE, LABEL_MANAGED
 from .._languages import LanguageSpec
-from .dockerfile import BASE_IMAGE, BuildContext, build_context
+from .dockerfile import BASE_IMAGE, BASE_SUITE, BuildContext, base_image, build_context
 
-SUITE = "bookworm"
-REGISTRY_BASE = "debian:bookworm-slim"
+SUITE = BASE_SUITE  # the suite the host's apt sources are searched for (its mirror)
+
+
+def registry_base(suite: str) -> str:
+    """The registry image standing in for a bootstrapped base where one can be pulled."""
+    return f"debian:{suite}-slim"
 
 log = logging.getLogger("sandboxkit")
 
@@ -332,9 +336,16 @@ async def _run(*argv: str) -> tuple[int, str]:
 
 
 async def bootstrap_base(
-    engine: ImageStore, tag: str = BASE_IMAGE, on_line: Callable[[str], None] | None = None
+    engine: ImageStore,
+    tag: str = BASE_IMAGE,
+    on_line: Callable[[str], None] | None = None,
+    *,
+    suite: str = BASE_SUITE,
 ) -> None:
-    """Build the base image from the host's Debian mirror: debootstrap minbase + import."""
+    """Build the base image from the host's Debian mirror: debootstrap minbase + import.
+
+    Another ``suite`` comes from the same mirror: a Debian mirror carries every release
+    it serves (a language whose toolchain only another release packages)."""
     say = on_line or (lambda _line: None)
     mirror = debian_mirror()
     if mirror is None:
@@ -357,13 +368,13 @@ async def bootstrap_base(
     work = tempfile.mkdtemp(prefix="sandboxkit-rootfs-")
     try:
         root = os.path.join(work, "rootfs")
-        say(f"debootstrap --variant=minbase {SUITE} from {mirror}")
-        code, log = await _run("debootstrap", "--variant=minbase", SUITE, root, mirror)
+        say(f"debootstrap --variant=minbase {suite} from {mirror}")
+        code, log = await _run("debootstrap", "--variant=minbase", suite, root, mirror)
         if code != 0:
             raise ImageError(f"debootstrap failed (exit {code})", log[-3000:])
         # the image has no apt sources of its own beyond the mirror it came from
         await asyncio.to_thread(
-            _write_text, os.path.join(root, "etc/apt/sources.list"), f"deb {mirror} {SUITE} main\n"
+            _write_text, os.path.join(root, "etc/apt/sources.list"), f"deb {mirror} {suite} main\n"
         )
         tar_path = os.path.join(work, "rootfs.tar")
         say("packing the root filesystem")
@@ -376,9 +387,9 @@ async def bootstrap_base(
         await asyncio.to_thread(shutil.rmtree, work, True)
 
 
-async def _try_pull(engine: ImageStore, tag: str) -> bool:
+async def _try_pull(engine: ImageStore, tag: str, suite: str) -> bool:
     try:
-        await asyncio.wait_for(engine.pull(REGISTRY_BASE, tag), 60)
+        await asyncio.wait_for(engine.pull(registry_base(suite), tag), 60)
         return True
     except Exception:  # noqa: BLE001 - no registry: bootstrap instead
         return False
@@ -391,6 +402,7 @@ async def ensure_base(
     *,
     allow_pull: bool | None = None,
     sources: Sequence[ImageStore] = (),
+    suite: str = BASE_SUITE,
 ) -> None:
     """The base image on ``engine``: present, else copied from one of ``sources`` that
     has it, else pulled from a registry, else bootstrapped from the Debian mirror."""
@@ -409,13 +421,13 @@ async def ensure_base(
         if allow_pull is None:
             allow_pull = os.environ.get("SANDBOXKIT_NO_PULL", "") == ""
         report = _Report(BASE, tag, engine.url, on_line)
-        how = f"pulling {REGISTRY_BASE}, else " if allow_pull else ""
+        how = f"pulling {registry_base(suite)}, else " if allow_pull else ""
         report.start(f"it is missing: {how}bootstrapping it from the Debian mirror")
-        if allow_pull and await _try_pull(engine, tag):
+        if allow_pull and await _try_pull(engine, tag, suite):
             report.done()
             return
         try:
-            await bootstrap_base(engine, tag, report.line)
+            await bootstrap_base(engine, tag, report.line, suite=suite)
         except ImageError as exc:
             report.failed(str(exc).split("\n", 1)[0])
             raise
@@ -445,7 +457,13 @@ async def ensure_image(
     async with _lock(ctx.tag, engine.url):
         if await engine.image_exists(ctx.tag):
             return ctx.tag
-        await ensure_base(engine, on_line=on_line, sources=sources)
+        await ensure_base(
+            engine,
+            base_image(spec.suite),
+            on_line=on_line,
+            sources=sources,
+            suite=spec.suite,
+        )
         report = _Report(spec.name, ctx.tag, engine.url, on_line)
         report.start(f"first use of {spec.name!r} on this engine")
         started = time.monotonic()

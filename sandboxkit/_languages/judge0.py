@@ -1,4 +1,6 @@
-"""The languages of Judge0 CE beyond the ten built in, from Debian bookworm's packages.
+"""The languages of Judge0 CE beyond the ten built in, from Debian's packages: bookworm's,
+and another release's where only that one carries the toolchain (Python 2 from bullseye,
+Swift from trixie; each image stands on a base of its own suite).
 
 Each is an ordinary :class:`LanguageSpec`, registered like the built-in ones, so SDK users
 get them too (``Sandbox.run(code, language="haskell")``). Source file names and the
@@ -332,6 +334,37 @@ CLOJURE = LanguageSpec(
 
 # Judge0's "Multi-file program" (id 89): the sources come as a zip of files with a
 # ``compile`` and a ``run`` script; this image carries the common toolchains for them.
+# Python 2 left Debian with bookworm; bullseye still carries 2.7.18 (Judge0 has 2.7.17).
+# The agent runs on that image's own python3 (3.9).
+PYTHON2 = LanguageSpec(
+    name="python2",
+    aliases=("py2", "python2.7"),
+    suite="bullseye",
+    packages=("python2.7",),
+    source_file="script.py",
+    run=("python2.7", "script.py"),
+    env={"PYTHONDONTWRITEBYTECODE": "1"},
+    live_env={"PYTHONUNBUFFERED": "1"},
+    version_command=("python2.7", "--version"),
+)
+
+# Swift is packaged from trixie on (swiftlang 6.0.3; Judge0 has 5.2.3): Swift 6's
+# compiler in its Swift 5 language mode, the mode Judge0's programs were written for
+SWIFT = LanguageSpec(
+    name="swift",
+    suite="trixie",
+    packages=("swiftlang",),
+    source_file="main.swift",
+    compile=("swiftc", "-swift-version", "5", "-o", "main", "main.swift"),
+    run=("./main",),
+    # the module cache is written next to the compiler by default: the root is read-only
+    env={"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache"},
+    version_command=("swiftc", "--version"),
+    compile_time=60.0,
+    compile_pids=128,
+    compile_memory_mb=2048,
+)
+
 MULTIFILE = LanguageSpec(
     name="multifile",
     aliases=("multi-file",),
@@ -371,5 +404,7 @@ EXTRA: tuple[LanguageSpec, ...] = (
     SCALA,
     GROOVY,
     CLOJURE,
+    PYTHON2,
+    SWIFT,
     MULTIFILE,
 )

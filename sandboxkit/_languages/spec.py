@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _NAME = re.compile(r"^[a-z][a-z0-9_+.-]{0,31}$")
+_SUITE = re.compile(r"^[a-z][a-z0-9-]{1,30}$")
 _PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+.:~=_<>!,-]*$")
 
 
@@ -22,6 +23,11 @@ class LanguageSpec(BaseModel):
 
     name: str = Field(description="lower-case name, also the image name")
     aliases: tuple[str, ...] = ()
+    suite: str = Field(
+        "bookworm",
+        description="the Debian suite of the image's base (bootstrapped from the host's "
+        "mirror like bookworm): a toolchain Debian carries only in another release",
+    )
     packages: tuple[str, ...] = Field((), description="Debian packages to install")
     base_packages: tuple[str, ...] = Field(
         (),
@@ -80,6 +86,13 @@ class LanguageSpec(BaseModel):
     def _check_name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError(f"language name {v!r} must match {_NAME.pattern}")
+        return v
+
+    @field_validator("suite")
+    @classmethod
+    def _check_suite(cls, v: str) -> str:
+        if not _SUITE.match(v):
+            raise ValueError(f"suite {v!r} must be a Debian suite name such as 'bookworm'")
         return v
 
     @field_validator("packages", "pip_packages")

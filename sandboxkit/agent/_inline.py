@@ -211,7 +211,7 @@ class _Flags(tuple):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         return (
             "sys.flags("
-            + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self, strict=True))
+            + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self))
             + ")"
         )
 

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     """Start the agent. For tests on a host only: ``--workdir DIR`` replaces ``/work``,
     ``--channel PATH`` the mounted socket's path."""
     args = sys.argv[1:] if argv is None else argv
-    options = dict(zip(args[::2], args[1::2], strict=False))
+    options = dict(zip(args[::2], args[1::2]))
     if len(args) % 2 or not set(options) <= {"--workdir", "--channel"}:
         sys.exit("usage: agent [--workdir DIR] [--channel PATH]")
     workdir = options.get("--workdir", WORKDIR)

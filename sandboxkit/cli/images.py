@@ -12,7 +12,7 @@ from rich.table import Table
 from .._backends import Backend, connect
 from .._errors import ImageError
 from .._fleet.labels import LABEL_LANGUAGE
-from .._images.dockerfile import BASE_IMAGE
+from .._images.dockerfile import BASE_IMAGE, base_image
 from .._images.ensure import bootstrap_base, context_for, ensure_image
 from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
@@ -118,7 +118,8 @@ def build(
 
 
 async def _current_tags() -> set[str]:
-    return {context_for(get_language(n)).tag for n in REGISTRY.names()} | {BASE_IMAGE}
+    specs = [get_language(n) for n in REGISTRY.names()]
+    return {context_for(s).tag for s in specs} | {base_image(s.suite) for s in specs}
 
 
 @app.command("list")

@@ -55,6 +55,7 @@ LANGUAGES: dict[int, tuple[str, str]] = {
     67: ("pascal", "Pascal (FPC 3.2.2)"),
     68: ("php", "PHP (8.2)"),
     69: ("prolog", "Prolog (GNU Prolog 1.4.5)"),
+    70: ("python2", "Python (2.7.18)"),
     71: ("python", "Python (3.11.2)"),
     72: ("ruby", "Ruby (3.1.2)"),
     73: ("rust", "Rust (1.63.0)"),
@@ -67,6 +68,7 @@ LANGUAGES: dict[int, tuple[str, str]] = {
     80: ("r", "R (4.2.2)"),
     81: ("scala", "Scala (2.11.12)"),
     82: ("sqlite", "SQL (SQLite 3.40.1)"),
+    83: ("swift", "Swift (6.0.3, Swift 5 mode)"),
     85: ("perl", "Perl (5.36.0)"),
     86: ("clojure", "Clojure (1.11.1)"),
     88: ("groovy", "Groovy (2.4.21)"),
@@ -74,20 +76,20 @@ LANGUAGES: dict[int, tuple[str, str]] = {
 }
 MULTI_FILE = 89
 
-# Judge0 CE 1.13.1 ids whose toolchain neither Debian bookworm nor PyPI/npm provides:
+# Judge0 CE 1.13.1 ids whose toolchain no Debian release this machine's mirror serves
+# (bullseye, bookworm, trixie) nor PyPI or npm provides:
 # answered as Judge0 answers an archived language (listed by /languages/all with
 # ``is_archived: true``; a submission gets 422). id -> (Judge0's name, why).
 UNAVAILABLE: dict[int, tuple[str, str]] = {
-    47: ("Basic (FBC 1.07.1)", "FreeBASIC is not packaged by Debian"),
-    70: ("Python (2.7.17)", "Python 2 was removed from Debian in bookworm"),
-    83: ("Swift (5.2.3)", "Swift is not packaged by Debian bookworm"),
+    47: ("Basic (FBC 1.07.1)", "FreeBASIC has never been packaged by Debian"),
     84: (
         "Visual Basic.Net (vbnc 0.0.0.5943)",
-        "mono-vbnc is not in Debian bookworm (removed after bullseye)",
+        "mono-vbnc left Debian before bullseye; no served release carries it",
     ),
     87: (
         "F# (.NET Core SDK 3.1.202)",
-        "neither the .NET SDK nor mono's fsharp is in Debian bookworm",
+        "the .NET SDK comes only from Microsoft's feeds; mono's fsharp left Debian "
+        "before bullseye",
     ),
 }
 
