@@ -241,6 +241,18 @@ class SandboxPool:
         if member is not None:
             self.fleet.suspect(member)
 
+    # ------------------------------------------------------------------ images
+    async def has_image(self, language: str) -> bool:
+        """Whether ``language``'s image is on an engine now (nothing is built)."""
+        await self._connect()
+        return await self.depot.installed(get_language(language))
+
+    async def remove_image(self, language: str) -> None:
+        """Remove ``language``'s image from the engines (its next use builds it again).
+        An engine refuses while a sandbox of it runs: EngineError says so."""
+        await self._connect()
+        await self.depot.remove(get_language(language))
+
     # ------------------------------------------------------------------ internals
     async def image_for(self, spec: LanguageSpec) -> str:
         """The tag of ``spec``'s image, on one engine at least (built there if no engine

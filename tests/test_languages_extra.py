@@ -96,7 +96,7 @@ async def test_sdk_runs_an_extra_language_by_alias() -> None:
 OTHER_SUITES = {
     # language: (hello reading stdin, a program its toolchain refuses)
     "python2": ('print "hello, %s" % raw_input()', "print 'unclosed"),
-    "swift": ('let n = readLine()!\nprint("hello, \\(n)")', "let x: Int = \"text\""),
+    "swift": ('let n = readLine()!\nprint("hello, \\(n)")', 'let x: Int = "text"'),
 }
 
 

@@ -65,6 +65,7 @@ class Depot:
         self._failures: dict[tuple[str, str], BaseException] = {}  # could not get there
         self._arrivals: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._users: dict[str, list[ImageUser]] = {}  # tag -> the warm pools of it
+        self._computed: dict[str, tuple[LanguageSpec, str]] = {}  # language -> (spec, tag)
         self._closed = False
 
     # ------------------------------------------------------------------ queries
@@ -106,6 +107,34 @@ class Depot:
         self._specs[tag] = spec
         self._spread(tag, spec)
         return tag
+
+    async def installed(self, spec: LanguageSpec) -> bool:
+        """Whether an engine that is up holds ``spec``'s image now (asked, not cached:
+        an image may have been built or removed behind the pool's back)."""
+        tag = await self._tag_of(spec)
+        for member in self.fleet.up or self.fleet.members[:1]:
+            store = member.engine.images
+            if store is None or await store.image_exists(tag):
+                return True
+        return False
+
+    async def remove(self, spec: LanguageSpec) -> None:
+        """Remove ``spec``'s image from every engine that is up and holds it (the engine
+        refuses while a sandbox uses it: that error is raised)."""
+        tag = await self._tag_of(spec)
+        for member in self.fleet.up or self.fleet.members[:1]:
+            store = member.engine.images
+            if store is not None and await store.image_exists(tag):
+                await store.remove_image(tag)
+            self._have.pop((member.url, tag), None)
+        self._tags.pop(spec.name, None)
+
+    async def _tag_of(self, spec: LanguageSpec) -> str:
+        """``spec``'s tag, computed once per spec (a pip spec's reads the CA bundle)."""
+        known = self._computed.get(spec.name)
+        if known is None or known[0] != spec:
+            known = self._computed[spec.name] = (spec, await image_tag(spec))
+        return known[1]
 
     async def everywhere(self) -> None:
         """Wait until every image in use is on every engine that is up; an engine an

@@ -41,6 +41,7 @@ def registry_base(suite: str) -> str:
     """The registry image standing in for a bootstrapped base where one can be pulled."""
     return f"debian:{suite}-slim"
 
+
 log = logging.getLogger("sandboxkit")
 
 _locks: dict[tuple[int, str, str], asyncio.Lock] = {}

@@ -209,11 +209,7 @@ class _Flags(tuple):  # type: ignore[type-arg]
             raise AttributeError(name) from None
 
     def __repr__(self) -> str:
-        return (
-            "sys.flags("
-            + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self))
-            + ")"
-        )
+        return "sys.flags(" + ", ".join(f"{k}={v!r}" for k, v in zip(self._fields, self)) + ")"
 
 
 # the names of sys.flags in their order, read once in the agent (not in every run)

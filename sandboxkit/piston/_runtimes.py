@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._errors import SandboxkitError
-from .._images.ensure import image_tag
 from .._languages import LanguageSpec, languages
 from .._sandbox_pool import SandboxPool
 from ._catalogue import piston_name, semver_of
@@ -69,23 +68,14 @@ class Catalog:
     def __init__(self, pool: SandboxPool, probe: SandboxPool) -> None:
         self._pool = pool
         self._probe = probe
-        self._tags: dict[str, tuple[LanguageSpec, str]] = {}
         self._versions: dict[str, Version] = {}
         self._installed: list[LanguageSpec] = []
         self._checked = -REFRESH_SECONDS
         self._lock = asyncio.Lock()
         self._gate = asyncio.Semaphore(VERSION_PROBES)
 
-    async def tag(self, spec: LanguageSpec) -> str:
-        """The image tag of ``spec`` (a content hash: computed once per spec)."""
-        known = self._tags.get(spec.name)
-        if known is None or known[0] is not spec:
-            known = (spec, await image_tag(spec))
-            self._tags[spec.name] = known
-        return known[1]
-
     async def installed(self, spec: LanguageSpec) -> bool:
-        return await self._pool.engine.image_exists(await self.tag(spec))
+        return await self._pool.has_image(spec.name)
 
     async def version(self, spec: LanguageSpec) -> Version:
         """The toolchain version of ``spec``'s image (its first read starts a sandbox)."""

@@ -179,7 +179,7 @@ class PistonService:
             raise PackageError(500, "Package is not installed")
         try:
             version = await self.catalog.version(spec)
-            await self.pool.engine.remove_image(await self.catalog.tag(spec))
+            await self.pool.remove_image(spec.name)
         except SandboxkitError as exc:
             raise PackageError(500, str(exc)) from None
         finally:

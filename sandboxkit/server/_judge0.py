@@ -88,8 +88,7 @@ UNAVAILABLE: dict[int, tuple[str, str]] = {
     ),
     87: (
         "F# (.NET Core SDK 3.1.202)",
-        "the .NET SDK comes only from Microsoft's feeds; mono's fsharp left Debian "
-        "before bullseye",
+        "the .NET SDK comes only from Microsoft's feeds; mono's fsharp left Debian before bullseye",
     ),
 }
 
