@@ -145,6 +145,26 @@ async def throughput_section(
     return ours, churn
 
 
+async def back_to_back_section(n: int, report: Report) -> dict[bool, tuple[Latency, float]]:
+    """A tight loop of one-shot runs (no gaps), the default pool against reuse mode:
+    each run of the first waits for a new container once the warm ones are used up; in
+    reuse mode a scrubbed container serves the next run. reuse -> (latency, runs/s)."""
+    report.section(f"Back-to-back one-shot runs (a loop of pool.run, no gaps), {n} runs")
+    found: dict[bool, tuple[Latency, float]] = {}
+    for reuse in (False, True):
+        label = "reuse=True" if reuse else "fresh container per run (default)"
+        async with sk.SandboxPool(languages=["python"], size=2, reuse=reuse) as pool:
+            await checked_run(pool)
+            await settle(pool)
+            lat = Latency(label)
+            t0 = time.perf_counter()
+            lat.samples = await time_calls(n, lambda pool=pool: checked_run(pool))
+            rate = n / (time.perf_counter() - t0)
+        report.row(f"{label:36} p50 {ms(lat.p50)} p90 {ms(lat.p90)} {rate:7.1f} runs/s")
+        found[reuse] = (lat, rate)
+    return found
+
+
 async def session_section(pool: sk.SandboxPool, n: int, report: Report) -> tuple[float, float]:
     await settle(pool)
     async with sk.Sandbox(pool=pool) as sb:
@@ -212,7 +232,7 @@ async def runsc_section(n: int, report: Report) -> Latency | None:
     return lat
 
 
-SECTIONS = ("latency", "throughput", "session", "memory", "runsc")
+SECTIONS = ("latency", "throughput", "session", "memory", "runsc", "back-to-back")
 
 
 async def main(quick: bool, sections: tuple[str, ...] = SECTIONS) -> None:
@@ -236,6 +256,7 @@ async def main(quick: bool, sections: tuple[str, ...] = SECTIONS) -> None:
         finally:
             await raw.close()
     runsc = await runsc_section(n_runsc, report) if "runsc" in sections else None
+    b2b = await back_to_back_section(3 * n, report) if "back-to-back" in sections else None
 
     if warm is not None and host is not None:
         _latency_targets(report, warm, host, epic)
@@ -250,6 +271,13 @@ async def main(quick: bool, sections: tuple[str, ...] = SECTIONS) -> None:
             "runs in one sandbox >= 4x host subprocess rate (issue 11)",
             sess >= 4 * host_rate,
             f"{sess:.0f} vs {host_rate:.0f} per s ({ratio(sess, host_rate).strip()})",
+        )
+    if b2b is not None:
+        reused, rate = b2b[True]
+        report.target(
+            "reuse mode: >= 100 back-to-back runs/s, p50 <= 10 ms (issue 25)",
+            rate >= 100 and reused.p50 <= 0.010,
+            f"{rate:.0f} runs/s, p50 {ms(reused.p50).strip()}",
         )
     if runsc is not None and warm is not None:
         report.row(f"runsc p50 vs runc p50: {ratio(runsc.p50, warm.p50).strip()}")

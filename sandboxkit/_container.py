@@ -34,7 +34,7 @@ from ._images.dockerfile import AGENT_PYC
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._protocol import FileJob, ListJob, ReadJob, Reply, WriteJob
+    from ._protocol import FileJob, ListJob, ReadJob, Reply, ScrubJob, WriteJob
 
 log = logging.getLogger("sandboxkit")
 
@@ -128,6 +128,10 @@ class Box:
         # a session kernel's state was lost in a run whose result nobody read (abandoned
         # mid-run, then drained): the next run's result says state_lost
         self.unseen_state_loss = False
+        self.uses = 0  # runs it served and was scrubbed after (a pool's reuse mode)
+        # its holder's run ended and nothing is pending in it: it may be scrubbed and
+        # serve again (a pool's reuse mode; set by the holder, cleared at each lease)
+        self.reusable = False
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -312,6 +316,18 @@ class Box:
             job["path"] = path
         reply, _ = await self.call(job)
         return reply
+
+    async def scrub(self) -> bool:
+        """Make the sandbox as new for another run: whether it is (a pool in reuse mode
+        destroys one that is not). Every process but the agent killed, every writable
+        place emptied, IPC objects removed, the agent's limits put back."""
+        job: ScrubJob = {"op": "scrub"}
+        reply, _ = await self.call(job)
+        if not reply.get("clean"):
+            log.info("sandboxkit: %s not reusable: %s", self.cid[:12], reply.get("left"))
+            return False
+        self.uses += 1
+        return True
 
     # ------------------------------------------------------------------ resources
     async def set_resources(self, wanted: Resources) -> None:

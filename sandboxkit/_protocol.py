@@ -76,7 +76,12 @@ if TYPE_CHECKING:
         op: Literal["list"]
         path: str  # a directory of the workdir (default: the workdir)
 
-    FileJob = WriteJob | ReadJob | ListJob
+    class ScrubJob(TypedDict):
+        """Make the sandbox as new for another run (a pool's reuse mode)."""
+
+        op: Literal["scrub"]
+
+    FileJob = WriteJob | ReadJob | ListJob | ScrubJob
 
     class Ready(TypedDict, total=False):
         python: str
@@ -114,6 +119,8 @@ if TYPE_CHECKING:
         ok: bool
         error: str
         entries: list[FileEntryWire]
+        clean: bool  # (scrub) nothing of the last run is left
+        left: list[str]  # (scrub) what is, when not clean
 
 
 HEADER = struct.Struct(">BI")

@@ -62,6 +62,9 @@ class Lifecycle(enum.Enum):
     CLOSED = "closed"
 
 
+DEFAULT_REUSES = 100  # runs per container with ``reuse=True``
+
+
 class SandboxPool:
     """Warm sandboxes for some languages, and everything needed to run code in them.
 
@@ -84,6 +87,12 @@ class SandboxPool:
         runtime: the OCI runtime of its containers: ``"runc"``, or ``"runsc"`` (gVisor).
         network: give sandboxes a bridge network (off by default: only ``lo``).
         max_idle_age: seconds an idle sandbox is kept before it is replaced.
+        reuse: one-shot runs (``run``, ``stream``) may share a container one after
+            another: after a run that ended, its sandbox is scrubbed (every process but
+            the agent killed, every writable place emptied, IPC objects removed, the
+            agent's limits put back) and serves the next run; one that cannot be made
+            clean is destroyed. ``True`` serves up to 100 runs per container, an int that
+            many. Off by default: a fresh container per run (docs/security.md).
         docker_url: the engine (``unix://``, or ``tcp://`` with TLS from
             ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``; default ``DOCKER_HOST`` or the
             local socket).
@@ -108,6 +117,7 @@ class SandboxPool:
         runtime: Runtime = "runc",
         network: bool = False,
         max_idle_age: float = 300.0,
+        reuse: bool | int = False,
         docker_url: str | None = None,
         engines: Sequence[EngineLike] | None = None,
         on_build_line: Callable[[str], None] | None = None,
@@ -120,6 +130,8 @@ class SandboxPool:
             raise InvalidInput(f"max_size must be an int >= size and >= 1, not {max_size!r}")
         if not acquire_timeout > 0:
             raise InvalidInput("acquire_timeout must be > 0")
+        if not isinstance(reuse, (bool, int)) or (not isinstance(reuse, bool) and reuse < 1):
+            raise InvalidInput(f"reuse must be a bool or an int >= 1, not {reuse!r}")
         if check_runtime(runtime) is None:
             raise InvalidInput("runtime must be 'runc' or 'runsc'")
         self.languages = [get_language(name).name for name in languages]
@@ -130,6 +142,8 @@ class SandboxPool:
         self.runtime: Runtime = runtime
         self.network: NetworkPolicy = BridgeNetwork() if network else None
         self.max_idle_age = max_idle_age
+        # runs one sandbox serves in a one-shot run's lease (1: a fresh one every run)
+        self.max_uses = DEFAULT_REUSES if reuse is True else max(1, int(reuse))
         self.pool_id = secrets.token_hex(4)
         self.fleet = Fleet(engine_configs(engines, docker_url), self.pool_id)
         self.depot = Depot(self.fleet, on_build_line)
@@ -307,6 +321,7 @@ class SandboxPool:
                     size=size,
                     max_size=self.max_size,
                     max_idle_age=self.max_idle_age,
+                    max_uses=self.max_uses,
                     ready=lambda url: self.depot.has(url, tag),
                     on_dead_idle=self._dead_idle,
                 )
@@ -337,7 +352,7 @@ class SandboxPool:
             yield box
         finally:
             with anyio.CancelScope(shield=True):
-                await pool.release(box)
+                await pool.release(box, reuse=box.reusable)
 
     async def toolchain_version(self, language: str) -> str:
         """The version line of ``language``'s toolchain (``python3 --version`` and the
@@ -409,6 +424,9 @@ class SandboxPool:
                         async for event in events:
                             delivered = True
                             yield event
+                        # the run ended and its sandbox waits for a job: in reuse mode
+                        # it may be scrubbed and serve another run
+                        box.reusable = self.max_uses > 1
                         return
                     except (SandboxError, EngineError) as exc:
                         # the job never reached this sandbox (its engine died under it,

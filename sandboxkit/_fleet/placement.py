@@ -318,8 +318,12 @@ class Placement:
         """An idle sandbox left (died, too old, surplus, its host down); freed() follows."""
         self._move(key, "idle", "leaving")
 
+    def busy_to_idle(self, key: str) -> None:
+        """A run's sandbox, scrubbed, serves again (a pool's reuse mode)."""
+        self._move(key, "busy", "idle")
+
     def busy_done(self, key: str) -> None:
-        """A run's sandbox was given back (it is never reused); freed() follows."""
+        """A run's sandbox was given back, not to serve again; freed() follows."""
         self._move(key, "busy", "leaving")
 
     def freed(self, key: str) -> None:

@@ -26,7 +26,7 @@ import anyio
 
 from .._backends import Backend
 from .._container import Box, Resources, Shape
-from .._errors import EngineUnavailable, PoolClosed, PoolTimeout
+from .._errors import EngineUnavailable, PoolClosed, PoolTimeout, SandboxkitError
 from .placement import Host, Placement
 from .placement import backoff as _backoff
 
@@ -73,12 +73,13 @@ class PoolState:
         """Starting, idle or busy: never more than ``max_size``."""
         return self.placement.total.pooled
 
-    def to_start(self, deferred: int = 0) -> int:
+    def to_start(self, deferred: int = 0, scrubbing: int = 0) -> int:
         """New sandboxes to start now: refill to ``size`` idle, plus one per waiter,
         less the ``deferred`` replacements (see ``WarmPool._deferred``) while an idle
-        sandbox remains."""
+        sandbox remains, and less the ``scrubbing`` ones (reuse mode: idle again within
+        milliseconds, far sooner than a new container)."""
         deferred = deferred if self.idle > 0 else 0
-        want = self.size + self.waiters - self.idle - self.starting - deferred
+        want = self.size + self.waiters - self.idle - self.starting - deferred - scrubbing
         room = self.max_size - self.total
         return max(0, min(want, room))
 
@@ -129,6 +130,7 @@ class WarmPool:
         size: int,
         max_size: int,
         max_idle_age: float = 300.0,
+        max_uses: int = 1,
         ready: Callable[[str], bool] = lambda url: True,
         on_dead_idle: Callable[[str], None] | None = None,
     ) -> None:
@@ -138,6 +140,7 @@ class WarmPool:
         self.env = dict(env)
         self.pool_id = pool_id
         self.max_idle_age = max_idle_age
+        self.max_uses = max_uses  # runs one sandbox serves (more than 1: reuse mode)
         self.placement = Placement()
         self._boxes: dict[str, collections.deque[Box]] = {}  # the idle ones, per engine
         for m in members:
@@ -146,6 +149,8 @@ class WarmPool:
         self.state = PoolState(self.placement, size=size, max_size=max_size)
         # handed out, not yet released, with the engine each came from: closing kills them too
         self._leased: dict[Box, str] = {}
+        # leased ones given back in reuse mode, being scrubbed: idle again soon
+        self._scrubbing: set[Box] = set()
         # handed out while others stayed idle: their replacement waits for their run to end
         # (or DEFER_REFILL), so the engine's work of making it does not compete for the CPU
         # with that run; void the moment the pool runs out of idle sandboxes
@@ -182,7 +187,7 @@ class WarmPool:
                 self._tend(), name="sandboxkit-janitor"
             )
         now = time.monotonic()
-        for _ in range(self.state.to_start(len(self._deferred))):
+        for _ in range(self.state.to_start(len(self._deferred), len(self._scrubbing))):
             url = self.placement.choose_start(now)
             if url is None:
                 break  # no engine can take one now: up, with the image, with room
@@ -442,6 +447,7 @@ class WarmPool:
                     box = self._boxes[url].popleft()
                     too_old = time.monotonic() - box.created > self.max_idle_age
                     if box.alive and not too_old:
+                        box.reusable = False  # until its holder's run ends cleanly
                         self.placement.idle_to_busy(url)
                         self._leased[box] = url
                         if self.state.idle > 0 and self.state.waiters == 1:
@@ -489,9 +495,36 @@ class WarmPool:
             if refill:
                 self._refill()
 
-    async def release(self, box: Box) -> None:
-        """Done with ``box``: single use, so it is destroyed and replaced."""
+    async def release(self, box: Box, *, reuse: bool = False) -> None:
+        """Done with ``box``: destroyed and replaced; or, with ``reuse`` (its run ended
+        and nothing is pending in it), scrubbed in the background and idle again."""
+        if reuse and box.alive and box.uses < self.max_uses and box in self._leased:
+            self._end_deferral(box, refill=False)  # it may need no replacement
+            self._scrubbing.add(box)
+            self._spawn(self._scrub(box), "sandboxkit-scrub")
+            return
         self.discard(box)
+        self._changed.notify_all()
+
+    async def _scrub(self, box: Box) -> None:
+        """Make ``box`` as new and serve it again; destroyed (and replaced) when it is
+        not clean, broken, or no longer wanted (the pool full meanwhile, or closed)."""
+        clean = False
+        try:
+            with contextlib.suppress(SandboxkitError):
+                clean = await box.scrub()
+        finally:
+            self._scrubbing.discard(box)
+        url = self._leased.get(box)
+        if url is None:
+            return  # the pool closed meanwhile (it destroys leased boxes itself)
+        wanted = self.state.idle < self.state.size + self.state.waiters
+        if not (clean and wanted and box.alive and not self._closed):
+            self.discard(box)
+        else:
+            del self._leased[box]
+            self.placement.busy_to_idle(url)
+            self._boxes[url].append(box)
         self._changed.notify_all()
 
     async def aclose(self) -> None:

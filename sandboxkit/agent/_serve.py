@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _display, _files, _host
+from . import _display, _files, _host, _scrub
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -45,6 +45,8 @@ class Agent:
         self.read_ns = 0  # when the host's input was last read (a traced run reports it)
         self.spare: Spare | None = None  # forked ahead for the next run (see _spare)
         self.want_spare = True  # False after a run that had no use for one (a kernel's)
+        self.baseline = _scrub.Baseline()  # as it was before any program: scrub's target
+        self.prestart: Callable[[str], Prestarted | None] | None = None
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -119,6 +121,7 @@ class Agent:
         return pre
 
     def serve(self, prestart: Callable[[str], Prestarted | None] | None = None) -> None:
+        self.prestart = prestart
         if prestart is not None:
             self.prestarted = prestart(self.workdir)
         self.make_spare()
@@ -155,8 +158,23 @@ class Agent:
                 self.queue.insert(0, (job["then"], Inbox()))
         elif op in _files.OPS:
             _files.serve(self.workdir, job)
+        elif op == "scrub":
+            self.scrub()
         else:
             reply({"ok": False, "error": f"unknown op {op!r}"})
+
+    def scrub(self) -> None:
+        """Make the sandbox as new for another run (a pool's reuse mode), then pre-start
+        its runtime again, as for a first run."""
+        for handle in (self.take_spare(), self.take_prestarted()):
+            if handle is not None:
+                handle.discard()
+        self.kernel.forget()
+        report = _scrub.scrub(self.baseline)
+        if report["clean"] and self.prestart is not None:
+            self.prestarted = self.prestart(self.workdir)
+        self.want_spare = True
+        reply(report)
 
 
 def _toolchain() -> str | None:

@@ -41,7 +41,8 @@ def view(pool: sk.SandboxPool) -> PoolView:
         idle={b.cid for w in warm for b in w._idle},
         sessions={b.cid for w in warm for b in w._leased},
         starting=sum(w.state.starting for w in warm),
-        busy=sum(w.state.busy for w in warm),
+        # (reuse mode) a sandbox being scrubbed after its run counts busy until it is idle
+        busy=sum(w.state.busy - len(w._scrubbing) for w in warm),
         full=all(w.state.idle >= w.state.size for w in warm),
     )
 

@@ -12,9 +12,11 @@ import sandboxkit as sk
 from ._invariants import settle
 
 
-@pytest.fixture(scope="session")
-async def hostile_pool() -> AsyncIterator[sk.SandboxPool]:
-    async with sk.SandboxPool(languages=["python"], size=2) as p:
+@pytest.fixture(scope="session", params=["fresh", "reuse"])
+async def hostile_pool(request: pytest.FixtureRequest) -> AsyncIterator[sk.SandboxPool]:
+    """The suite twice: a fresh container per run, then the reuse mode, where each
+    program's canary often runs in the container the program used, scrubbed."""
+    async with sk.SandboxPool(languages=["python"], size=2, reuse=request.param == "reuse") as p:
         yield p
         await settle(p)  # the suite's last program left nothing behind either
 

@@ -2,7 +2,7 @@
 FROM sandboxkit/base:trixie AS toolchain
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libnss-myhostname python3 swiftlang \
+ && apt-get install -y --no-install-recommends libc6-dev libnss-myhostname python3 swiftlang \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && swiftc --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
