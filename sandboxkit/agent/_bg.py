@@ -94,7 +94,7 @@ class Background:
 
                     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
                 job = {"argv": argv, "env": env, "cwd": cwd, "rlimits": job.get("rlimits")}
-                _procs.apply_job(job, cwd)  # type: ignore[arg-type]
+                _procs.apply_job(job, cwd)
                 _procs.exec_program(argv, env)
             finally:
                 os._exit(127)
@@ -206,7 +206,9 @@ class Background:
             except BlockingIOError:
                 time.sleep(0.005)
             except OSError as exc:  # EPIPE: nobody reads it any more
-                raise Refused("invalid_path", f"process {proc.pid}'s stdin: {exc.strerror}") from None
+                raise Refused(
+                    "invalid_path", f"process {proc.pid}'s stdin: {exc.strerror}"
+                ) from None
         if job.get("eof") and proc.stdin is not None and not proc.pty:
             os.close(proc.stdin)
             proc.stdin = None
@@ -264,7 +266,7 @@ class Background:
             if p == 1 or p in internal:
                 continue
             info = _stat(p)
-            if info is None or info[0] == "Z" and p not in self.procs:
+            if info is None or (info[0] == "Z" and p not in self.procs):
                 continue
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:

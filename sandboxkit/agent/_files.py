@@ -241,7 +241,9 @@ def read(workdir: str, path: str, max_bytes: int) -> bytes:
         st = os.fstat(fd)
         _refuse_special(st, path)
         if st.st_size > max_bytes:
-            raise Refused("too_large", f"{path!r} is {st.st_size} bytes, over the {max_bytes}-byte cap")
+            raise Refused(
+                "too_large", f"{path!r} is {st.st_size} bytes, over the {max_bytes}-byte cap"
+            )
         chunks = []
         total = 0
         while True:
