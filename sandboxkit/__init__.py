@@ -5,6 +5,7 @@ result = await sk.Sandbox.run("print(6 * 7)")
 """
 
 from ._backends import EngineConfig
+from ._background import BackgroundProcess, Terminal
 from ._default import aclose
 from ._errors import (
     CheckerError,
@@ -33,7 +34,16 @@ from ._judge.models import (
     Verdict,
 )
 from ._languages import LanguageSpec, get_language, languages, register_language
-from ._models import DisplayData, EndedBy, Event, FileEntry, Limits, RunResult, Status
+from ._models import (
+    DisplayData,
+    EndedBy,
+    Event,
+    FileEntry,
+    Limits,
+    ProcessInfo,
+    RunResult,
+    Status,
+)
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
@@ -41,6 +51,7 @@ from ._stream import EventStream
 from ._version import __version__
 
 __all__ = [
+    "BackgroundProcess",
     "CheckerError",
     "CheckerProgram",
     "DisplayData",
@@ -64,6 +75,7 @@ __all__ = [
     "PoolError",
     "PoolTimeout",
     "Process",
+    "ProcessInfo",
     "RunResult",
     "Runtime",
     "Sandbox",
@@ -72,6 +84,7 @@ __all__ = [
     "SandboxPool",
     "SandboxkitError",
     "Status",
+    "Terminal",
     "TestCase",
     "TestResult",
     "UnknownLanguage",

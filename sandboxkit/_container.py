@@ -277,7 +277,7 @@ class Box:
         tail = self.agent_stderr.decode(errors="replace").strip()[-500:]
         return "the sandbox container ended unexpectedly" + (f": {tail}" if tail else "")
 
-    async def call(self, job: FileJob) -> tuple[Reply, bytes]:
+    async def call(self, job: FileJob | Mapping[str, object]) -> tuple[Reply, bytes]:
         """A file operation: one job frame, one reply frame (its header, its data)."""
         await self.send_json(wire.JOB, job)
         kind, payload = await self.recv()
@@ -309,11 +309,14 @@ class Box:
         job: ReadJob = {"op": "read", "path": path, "max_bytes": max_bytes}
         return await self.call(job)
 
-    async def list_files(self, path: str | None = None) -> Reply:
-        """Every entry under the directory ``path`` (None: the whole workdir)."""
+    async def list_files(self, path: str | None = None, depth: int | None = None) -> Reply:
+        """Every entry under the directory ``path`` (None: the whole workdir), ``depth``
+        levels down (None: all)."""
         job: ListJob = {"op": "list"}
         if path is not None:
             job["path"] = path
+        if depth is not None:
+            job["depth"] = depth
         reply, _ = await self.call(job)
         return reply
 
@@ -324,7 +327,7 @@ class Box:
         job: ScrubJob = {"op": "scrub"}
         reply, _ = await self.call(job)
         if not reply.get("clean"):
-            log.info("sandboxkit: %s not reusable: %s", self.cid[:12], reply.get("left"))
+            log.info("sandboxkit: %s not reusable: %s", self.cid[:12], reply.get("leftovers"))
             return False
         self.uses += 1
         return True

@@ -32,7 +32,8 @@ class UnknownLanguage(InvalidInput):
 
 
 class InvalidPath(InvalidInput):
-    """A file path is empty, absolute, has NUL bytes or escapes the workdir."""
+    """A file path is empty, has NUL bytes or ``..``, or (where only the workdir is
+    meant, as a run's ``files``) is absolute."""
 
 
 class EngineError(SandboxkitError):
@@ -77,16 +78,22 @@ class SandboxError(SandboxkitError):
 
 
 class SandboxFileError(SandboxkitError):
-    """A file operation in the sandbox failed: missing, not a regular file, too large.
+    """A file (or process) operation in the sandbox failed.
 
-    The sandbox is fine and the session stays usable; ``path`` and ``reason`` say what.
+    The sandbox is fine and the session stays usable. ``reason`` is one a program can act
+    on: ``not_found``, ``is_directory``, ``not_directory``, ``permission_denied``,
+    ``exists``, ``too_large``, ``invalid_path`` (a symlink on the way: none is followed;
+    a device, FIFO or socket), or ``io_error`` (anything else); ``detail`` the system's
+    words.
     """
 
-    def __init__(self, operation: str, path: str, reason: str) -> None:
-        super().__init__(f"cannot {operation} {path!r} in the sandbox: {reason}")
+    def __init__(self, operation: str, path: str, reason: str, detail: str = "") -> None:
+        more = f" ({detail})" if detail and detail != reason else ""
+        super().__init__(f"cannot {operation} {path!r} in the sandbox: {reason}{more}")
         self.operation = operation
         self.path = path
         self.reason = reason
+        self.detail = detail
 
 
 class UsageError(SandboxkitError, RuntimeError):

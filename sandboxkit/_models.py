@@ -196,7 +196,7 @@ class Limits(Frozen):
         "is not); it is address space, counted against memory only as it is used",
     )
     open_files: int = Field(256, ge=16, le=65536, description="open descriptors (RLIMIT_NOFILE)")
-    disk_mb: int = Field(64, ge=1, le=16384, description="size of the workdir and /tmp tmpfs")
+    disk_mb: int = Field(64, ge=1, le=16384, description="size of each tmpfs: workdir, /tmp, $HOME")
     cpus: float = Field(1.0, gt=0, le=64, description="CPU quota, in cores")
 
     @model_validator(mode="after")
@@ -351,8 +351,27 @@ class Event(Frozen):
 
 
 class FileEntry(Frozen):
-    """One entry under a session's workdir, as ``Sandbox.list_files`` reports it."""
+    """One entry of a session's filesystem, as ``Sandbox.list_files``/``stat`` report it."""
 
-    path: str = Field(description="relative to the workdir")
+    path: str = Field(
+        description="absolute when asked with an absolute path; otherwise relative to the workdir"
+    )
     type: FileType
     size: int = Field(0, description="bytes (files); 0 for the others")
+    mode: int = Field(0, description="permission bits (0o644...), without the file type")
+    mtime: float = Field(0.0, description="last modification, epoch seconds")
+    target: str | None = Field(None, description="a symlink's target (never followed)")
+
+
+class ProcessInfo(Frozen):
+    """One process of a session, as ``Sandbox.processes`` lists it."""
+
+    pid: int
+    ppid: int
+    cmd: list[str] = Field(description="its command line")
+    state: str = Field(description="as /proc says: R running, S sleeping, Z ended...")
+    background: bool = Field(
+        False, description="started by start(..., shell=True)/terminal(), or by one of those"
+    )
+    pty: bool = Field(False, description="a terminal's process")
+    started: float | None = Field(None, description="epoch seconds (background ones)")

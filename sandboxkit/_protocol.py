@@ -74,7 +74,15 @@ if TYPE_CHECKING:
 
     class ListJob(TypedDict, total=False):
         op: Literal["list"]
-        path: str  # a directory of the workdir (default: the workdir)
+        path: str  # a directory: relative to the workdir (default: it), or absolute
+        depth: int  # levels below it (default: all)
+
+    # Since issue 27 a file job's path may be absolute (anywhere in the box; relative:
+    # the workdir) and the other jobs are plain JSON objects: stat, mkdir (parents),
+    # rename (dst, overwrite), remove; proc_start (argv, env, cwd, rlimits, pty: {cols,
+    # rows}), proc_read (pid, after, peek), proc_write (pid, data, eof), proc_signal
+    # (pid, signal; 0 only asks what is left), proc_resize (pid, cols, rows), proc_list.
+    # A refusal's reply has ``reason`` (see agent/_files.REASONS) beside ``error``.
 
     class ScrubJob(TypedDict):
         """Make the sandbox as new for another run (a pool's reuse mode)."""
@@ -110,17 +118,35 @@ if TYPE_CHECKING:
         # it, since the last report that said so: during this run, or before it
         state_lost: bool
 
-    class FileEntryWire(TypedDict):
+    class _FileEntryBase(TypedDict):
         path: str
         type: Literal["file", "dir", "symlink", "other"]
         size: int
 
+    class FileEntryWire(_FileEntryBase, total=False):
+        mode: int
+        mtime: float
+        target: str  # a symlink's
+
     class Reply(TypedDict, total=False):
         ok: bool
         error: str
+        reason: str
         entries: list[FileEntryWire]
         clean: bool  # (scrub) nothing of the last run is left
-        left: list[str]  # (scrub) what is, when not clean
+        leftovers: list[str]  # (scrub) what is, when not clean
+        # background processes
+        pid: int
+        next: int
+        chunks: list[list[object]]  # [seq, stream, length] of the data after the header
+        running: bool
+        done: bool
+        dropped: bool
+        exit_code: int | None
+        signal: int | None
+        written: int
+        left: list[int]
+        processes: list[dict[str, object]]
 
 
 HEADER = struct.Struct(">BI")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import signal as signals
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, aclosing
@@ -21,12 +22,15 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, TypeVar, overload
 import anyio
 from typing_extensions import Never, ParamSpec
 
-from ._container import Box
+from ._background import BackgroundProcess, Terminal
+from ._background import refused as _refused_reply
+from ._container import WORKDIR, Box
 from ._default import default_pool
 from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
-from ._languages import get_language
-from ._models import Event, FileEntry, Limits, RunResult
+from ._languages import get_language, language_env
+from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult
 from ._process import Process, launch
+from ._run.jobs import rlimits
 from ._run.program import run_program
 from ._run.reader import final_result
 from ._sandbox_pool import Lifecycle, Runtime, SandboxPool, check_runtime
@@ -37,6 +41,7 @@ from ._validate import (
     MAX_FILES_BYTES,
     RunInput,
     check_args,
+    check_box_path,
     check_env,
     check_files,
     check_limits,
@@ -449,17 +454,35 @@ class Sandbox:
     async def _start(
         self,
         /,
-        code: str,
+        code: str | Sequence[str],
         *,
         stdin: str | bytes | None = None,
         files: Mapping[str, bytes] | None = None,
         limits: Limits | None = None,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] | None = None,
+        shell: bool = False,
+        cwd: str | None = None,
         **unexpected: Never,
-    ) -> Process:
-        """Start ``code`` in this session with stdin open; the session waits for it."""
+    ) -> Process | BackgroundProcess:
+        """Start ``code`` in this session with stdin open; the session waits for it.
+
+        With ``shell=True`` (``code`` a command line for ``/bin/sh -c``) or ``code`` a
+        list (an argv), the command starts in the background instead and this returns
+        at once: a :class:`BackgroundProcess` (its ``pid``), which runs on across runs
+        and file calls, in ``cwd`` (default: the workdir) with ``env`` over the
+        language's variables, until it ends, :meth:`kill` ends it or the session closes.
+        """
         _refuse(unexpected, self.language, "start")
+        if shell or not isinstance(code, str):
+            if stdin is not None or files is not None or args is not None or limits is not None:
+                raise InvalidInput(
+                    "a background command takes env= and cwd=; write files first with "
+                    "write_file, send input with proc.write"
+                )
+            return await self._start_background(code, shell=shell, env=env, cwd=cwd)
+        if cwd is not None:
+            raise InvalidInput("cwd= is for background commands (shell=True, or an argv list)")
         job = self._prepare(code, stdin, files, limits, env, args)
         await self._lock.acquire()
         try:
@@ -500,18 +523,30 @@ class Sandbox:
         return done
 
     async def write_file(self, path: str, data: bytes | str, *, executable: bool = False) -> None:
-        """Write ``data`` to ``path`` (relative to the workdir), creating directories."""
-        clean = check_files({check_path(path): data})
-        ((rel, content),) = clean.items()
+        """Write ``data`` to ``path``, creating directories: relative to the workdir, or
+        absolute anywhere the sandbox user may write (``/tmp``, ``$HOME``...).
+        ``SandboxFileError`` (``reason``: permission_denied, is_directory, invalid_path
+        for a symlink on the way...) when it cannot."""
+        where = check_box_path(path)
+        if where.startswith("/"):
+            content = data.encode() if isinstance(data, str) else data
+            if not isinstance(content, (bytes, bytearray, memoryview)):
+                raise InvalidInput(f"content of {path!r} must be bytes, not {type(data).__name__}")
+            content = bytes(content)
+            if len(content) > MAX_FILES_BYTES:
+                raise InvalidInput(f"{path!r} is over {MAX_FILES_BYTES} bytes")
+        else:
+            ((where, content),) = check_files({where: data}).items()
         mode = 0o755 if executable else 0o644
-        reply = await self._on_box(lambda box: box.write_file(rel, content, mode))
+        reply = await self._on_box(lambda box: box.write_file(where, content, mode))
         _refused_unless_ok(reply, "write", path)
 
     async def read_file(self, path: str, *, max_bytes: int = MAX_READ_BYTES) -> bytes:
-        """The bytes of a regular file in the workdir (symlinks and devices refused);
-        ``SandboxFileError`` when it is missing, not a regular file or too large."""
-        rel = check_path(path)
-        reply, data = await self._on_box(lambda box: box.read_file(rel, max_bytes))
+        """The bytes of a regular file (relative: in the workdir; absolute: anywhere the
+        sandbox user may read); ``SandboxFileError`` when it is missing, not a regular
+        file (symlinks are not followed, devices and FIFOs refused) or too large."""
+        where = check_box_path(path)
+        reply, data = await self._on_box(lambda box: box.read_file(where, max_bytes))
         _refused_unless_ok(reply, "read", path)
         return data
 
@@ -545,20 +580,171 @@ class Sandbox:
             files[entry.path[len(prefix) :]] = data
         return await asyncio.to_thread(store_local, local_dir, files)
 
-    async def list_files(self, path: str = ".") -> list[FileEntry]:
-        """Every entry under ``path`` (a directory of the workdir; default the whole
-        workdir): its path relative to the workdir, type (file/dir/symlink/other), size.
-        ``SandboxFileError`` when ``path`` is missing or not a directory."""
-        rel = None if path in (".", "") else check_path(path)
-        reply = await self._on_box(lambda box: box.list_files(rel))
+    async def list_files(self, path: str = ".", *, depth: int | None = None) -> list[FileEntry]:
+        """Every entry under the directory ``path`` (default: the whole workdir), ``depth``
+        levels down (``1``: its own entries; None: all), symlinks listed, not followed.
+        Paths are relative to the workdir for a relative ``path``, absolute for an
+        absolute one. ``SandboxFileError`` when ``path`` is missing or not a directory."""
+        if depth is not None and (
+            isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
+        ):
+            raise InvalidInput("depth must be a whole number >= 1, or None (all)")
+        where = None if path in (".", "") else check_box_path(path)
+        reply = await self._on_box(lambda box: box.list_files(where, depth))
         _refused_unless_ok(reply, "list", path)
-        return [
-            FileEntry(path=str(e["path"]), type=e["type"], size=int(e.get("size") or 0))
-            for e in reply.get("entries", [])
-        ]
+        return [_entry(e) for e in reply.get("entries", [])]
+
+    # ------------------------------------------------------------------ the whole box
+    # Files anywhere, background processes and terminals (issue 27): relative paths mean
+    # the workdir, absolute ones the box's filesystem (no symlink followed on the way).
+    async def _job(self, job: Mapping[str, object]) -> tuple[Reply, bytes]:
+        return await self._on_box(lambda box: box.call(job))
+
+    async def stat(self, path: str) -> FileEntry:
+        """What is at ``path`` (a symlink is reported as one, with its ``target``);
+        ``SandboxFileError`` (``not_found``...) when nothing is."""
+        where = check_box_path(path)
+        reply, _ = await self._job({"op": "stat", "path": where})
+        _refused_unless_ok(reply, "stat", path)
+        return _entry(reply["entries"][0])
+
+    async def make_dir(self, path: str, *, parents: bool = True) -> None:
+        """Make the directory ``path`` (with ``parents``, as ``mkdir -p``: its missing
+        parents too, and no error when it exists)."""
+        where = check_box_path(path)
+        reply, _ = await self._job({"op": "mkdir", "path": where, "parents": bool(parents)})
+        _refused_unless_ok(reply, "make the directory", path)
+
+    async def rename(self, src: str, dst: str, *, overwrite: bool = False) -> None:
+        """Move ``src`` to ``dst`` (across filesystems too: /tmp, the workdir and the
+        home are each one); ``exists`` unless ``overwrite`` when ``dst`` exists."""
+        job = {
+            "op": "rename",
+            "path": check_box_path(src),
+            "dst": check_box_path(dst),
+            "overwrite": bool(overwrite),
+        }
+        reply, _ = await self._job(job)
+        _refused_unless_ok(reply, "rename", src)
+
+    async def remove(self, path: str) -> None:
+        """Remove a file, a symlink (not what it names) or a whole directory tree."""
+        where = check_box_path(path)
+        reply, _ = await self._job({"op": "remove", "path": where})
+        _refused_unless_ok(reply, "remove", path)
+
+    def _bg_env(self, env: Mapping[str, str] | None, extra: Mapping[str, str]) -> dict[str, str]:
+        return {**language_env(self.spec), **extra, **check_env(env)}
+
+    async def _start_background(
+        self,
+        command: str | Sequence[str],
+        *,
+        shell: bool,
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        pty: tuple[int, int] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> BackgroundProcess:
+        if isinstance(command, str):
+            if not command.strip():
+                raise InvalidInput("the command is empty")
+            argv = ["/bin/sh", "-c", command] if shell else [command]
+        else:
+            argv = [str(a) for a in command]
+            if not argv or shell:
+                raise InvalidInput("give a command line with shell=True, or an argv list")
+        where = WORKDIR if cwd is None else check_box_path(cwd)
+        if not where.startswith("/"):
+            where = f"{WORKDIR}/{where}"
+        limits = dict(rlimits(self.limits))
+        limits.pop("cpu", None)  # a server runs for as long as it is wanted
+        job: dict[str, object] = {
+            "op": "proc_start",
+            "argv": argv,
+            "env": self._bg_env(env, extra_env or {}),
+            "cwd": where,
+            "rlimits": limits,
+        }
+        if pty is not None:
+            job["pty"] = {"cols": pty[0], "rows": pty[1]}
+        reply, _ = await self._job(job)
+        _refused_unless_ok(reply, "start", " ".join(argv))
+        kind = Terminal if pty is not None else BackgroundProcess
+        return kind(self._job, self.kill, int(reply["pid"]))
+
+    async def processes(self) -> list[ProcessInfo]:
+        """The session's processes (not sandboxkit's own): background ones, what they
+        started, and whatever a run left running (``keep_processes``)."""
+        reply, _ = await self._job({"op": "proc_list"})
+        _refused_unless_ok(reply, "list", "processes")
+        return [ProcessInfo.model_validate(p) for p in reply.get("processes", [])]
+
+    async def kill(self, pid: int, signal: int = signals.SIGTERM, *, grace: float = 3.0) -> None:
+        """Send ``signal`` to process ``pid`` and its whole tree (a background process's:
+        everything in its session). When the signal is not SIGKILL, whatever is left
+        after ``grace`` seconds (a process that traps SIGTERM) gets SIGKILL."""
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+            raise InvalidInput("pid must be a process id (an int >= 1)")
+        reply, _ = await self._job({"op": "proc_signal", "pid": pid, "signal": int(signal)})
+        _refused_reply(reply, "signal", str(pid))
+        deadline = time.monotonic() + (0.0 if signal == signals.SIGKILL else grace)
+        while reply.get("left") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            reply, _ = await self._job({"op": "proc_signal", "pid": pid, "signal": 0})
+            if not reply.get("ok"):
+                return  # gone
+        if reply.get("left") and signal != signals.SIGKILL:
+            await self._job({"op": "proc_signal", "pid": pid, "signal": int(signals.SIGKILL)})
+
+    async def connect(self, pid: int) -> BackgroundProcess:
+        """A handle on a background process started earlier (by pid: from another handle,
+        ``processes()``, another task): its output from now on, its stdin."""
+        reply, _ = await self._job({"op": "proc_read", "pid": int(pid), "peek": True})
+        _refused_reply(reply, "connect to", str(pid))
+        return BackgroundProcess(self._job, self.kill, int(pid), after=int(reply.get("next") or 0))
+
+    async def terminal(
+        self,
+        cols: int = 80,
+        rows: int = 24,
+        *,
+        command: str | Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Terminal:
+        """A shell (``bash``, else ``sh``; or ``command``) on a pseudo-terminal of
+        ``cols`` x ``rows``: write keys, read the screen's bytes, resize, kill."""
+        for name, value in (("cols", cols), ("rows", rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+                raise InvalidInput(f"{name} must be a whole number from 1 to 1000")
+        shell = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash -i || exec sh -i"]
+        argv: str | Sequence[str] = shell if command is None else command
+        term = await self._start_background(
+            argv,
+            shell=isinstance(argv, str),
+            env=env,
+            cwd=cwd,
+            pty=(cols, rows),
+            extra_env={"TERM": "xterm-256color"},
+        )
+        assert isinstance(term, Terminal)
+        return term
+
+
+def _entry(e: Mapping[str, Any]) -> FileEntry:
+    return FileEntry(
+        path=str(e["path"]),
+        type=e["type"],
+        size=int(e.get("size") or 0),
+        mode=int(e.get("mode") or 0),
+        mtime=float(e.get("mtime") or 0.0),
+        target=e.get("target"),
+    )
 
 
 def _refused_unless_ok(reply: Reply, operation: str, path: str) -> None:
     """The agent's refusal of a file operation, as the error the user can act on."""
     if not reply.get("ok"):
-        raise SandboxFileError(operation, path, str(reply.get("error") or "refused"))
+        reason = str(reply.get("reason") or "io_error")
+        raise SandboxFileError(operation, path, reason, str(reply.get("error") or ""))

@@ -40,6 +40,19 @@ def check_path(path: object) -> str:
     return "/".join(parts)
 
 
+def check_box_path(path: object) -> str:
+    """A path in a session's box: relative (to the workdir) or absolute, normalised
+    (``//`` and ``.`` dropped); ``..`` is refused, not resolved (the agent follows no
+    symlink, so ``..`` could only mislead)."""
+    if isinstance(path, str) and path.startswith("/"):
+        if "\0" in path:
+            raise InvalidPath(f"file path {path!r} contains a NUL byte")
+        if path.strip("/") == "":
+            return "/"
+        return "/" + check_path(path.lstrip("/"))
+    return check_path(path)
+
+
 def check_files(files: Mapping[str, Any] | None) -> dict[str, bytes]:
     if files is None:
         return {}

@@ -592,13 +592,14 @@ def test_write_read_list(agent: Agent) -> None:
     reply, _ = agent.call({"op": "read", "path": "pkg/sub/a.bin", "max_bytes": 10})
     assert not reply["ok"] and "cap" in reply["error"]
     reply, _ = agent.call({"op": "list"})
-    assert reply["entries"] == [
-        {"path": "pkg", "type": "dir", "size": reply["entries"][0]["size"]},
-        {"path": "pkg/sub", "type": "dir", "size": reply["entries"][1]["size"]},
-        {"path": "pkg/sub/a.bin", "type": "file", "size": 256},
+    assert [(e["path"], e["type"]) for e in reply["entries"]] == [
+        ("pkg", "dir"),
+        ("pkg/sub", "dir"),
+        ("pkg/sub/a.bin", "file"),
     ]
+    assert reply["entries"][2]["size"] == 256 and reply["entries"][2]["mode"] == 0o755
     reply, _ = agent.call({"op": "read", "path": "missing", "max_bytes": 10})
-    assert not reply["ok"] and "No such file" in reply["error"]
+    assert not reply["ok"] and reply["reason"] == "not_found"
 
 
 def test_file_jobs_never_leave_the_workdir(agent: Agent, tmp_path: Path) -> None:
@@ -734,3 +735,136 @@ def test_a_step_that_fails_does_not_start_its_then_run(agent: Agent, step: str) 
     assert report["then_started"] is False
     out, _err, report = agent.run(["/bin/echo", "next"])  # the next job is the next run
     assert out == b"next\n"
+
+
+# ---------------------------------------------------------------- the whole box (issue 27)
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_absolute_paths_and_the_new_file_jobs(agent: Agent) -> None:
+    """Absolute paths reach the box's filesystem (here: the test's own directory, the
+    agent's FS_ROOT outside an image); every job says why it was refused."""
+    root = str(agent.workdir.parent)
+    ok = {"ok": True}
+    write = {"op": "write", "path": f"{root}/abs/deep/x.txt", "data": _b64(b"hi"), "mode": 0o600}
+    assert agent.call(write)[0] == ok
+    assert (agent.workdir.parent / "abs/deep/x.txt").read_bytes() == b"hi"
+    reply, _ = agent.call({"op": "stat", "path": f"{root}/abs/deep/x.txt"})
+    (info,) = reply["entries"]
+    assert info["path"] == f"{root}/abs/deep/x.txt" and info["mode"] == 0o600
+    assert info["type"] == "file" and info["size"] == 2 and info["mtime"] > 0
+    assert agent.call({"op": "mkdir", "path": f"{root}/abs/d1/d2"})[0] == ok
+    reply, _ = agent.call({"op": "mkdir", "path": f"{root}/abs/d1", "parents": False})
+    assert reply["reason"] == "exists"
+    reply, _ = agent.call({"op": "list", "path": f"{root}/abs", "depth": 1})
+    assert [e["path"] for e in reply["entries"]] == [f"{root}/abs/d1", f"{root}/abs/deep"]
+    reply, _ = agent.call({"op": "list", "path": f"{root}/abs"})
+    assert len(reply["entries"]) == 4
+    # a rename across filesystems would copy; within one it moves
+    move = {"op": "rename", "path": f"{root}/abs/deep", "dst": "moved"}
+    assert agent.call(move)[0] == ok
+    assert (agent.workdir / "moved/x.txt").read_bytes() == b"hi"
+    again = {"op": "rename", "path": f"{root}/abs/d1", "dst": "moved"}
+    assert agent.call(again)[0]["reason"] == "exists"
+    assert agent.call({**again, "overwrite": True})[0]["reason"] == "exists"  # non-empty dir
+    assert agent.call({"op": "remove", "path": f"{root}/abs"})[0] == ok
+    assert not (agent.workdir.parent / "abs").exists()
+    reasons = {
+        "missing": agent.call({"op": "stat", "path": "nope"})[0]["reason"],
+        "dir": agent.call({"op": "read", "path": "moved", "max_bytes": 9})[0]["reason"],
+        "notdir": agent.call({"op": "list", "path": "moved/x.txt"})[0]["reason"],
+        "under file": agent.call({**write, "path": "moved/x.txt/y"})[0]["reason"],
+        "outside": agent.call({"op": "stat", "path": "/etc/passwd"})[0]["reason"],
+        "dotdot": agent.call({"op": "stat", "path": f"{root}/../x"})[0]["reason"],
+    }
+    assert reasons == {
+        "missing": "not_found",
+        "dir": "is_directory",
+        "notdir": "not_directory",
+        "under file": "not_directory",
+        "outside": "invalid_path",
+        "dotdot": "invalid_path",
+    }
+
+
+def test_links_fifos_on_absolute_paths_are_refused(agent: Agent, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    (tmp_path / "dirlink").symlink_to(outside)
+    os.mkfifo(tmp_path / "fifo")
+    for path in (f"{tmp_path}/dirlink/secret", f"{tmp_path}/fifo"):
+        reply, data = agent.call({"op": "read", "path": path, "max_bytes": 100})
+        assert reply["reason"] == "invalid_path" and data == b"", path
+        write = {"op": "write", "path": path, "data": _b64(b"x"), "mode": 0o644}
+        assert agent.call(write)[0]["reason"] == "invalid_path", path
+    reply, _ = agent.call({"op": "stat", "path": f"{tmp_path}/dirlink"})
+    assert reply["entries"][0]["type"] == "symlink"
+    assert reply["entries"][0]["target"] == str(outside)
+    assert agent.call({"op": "remove", "path": f"{tmp_path}/dirlink"})[0] == {"ok": True}
+    assert (outside / "secret").read_text() == "s"  # the link went, not what it named
+
+
+def _read_all(agent: Agent, pid: int, until_done: bool = True) -> tuple[bytes, dict[str, Any]]:
+    out, after = b"", 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reply, data = agent.call({"op": "proc_read", "pid": pid, "after": after})
+        out += data
+        after = reply["next"]
+        if not until_done or reply.get("done"):
+            return out, reply
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not end: {out!r}")
+
+
+def test_background_process_outlives_runs_and_takes_stdin(agent: Agent) -> None:
+    script = "echo up; echo oops >&2; read line; echo got $line"
+    reply, _ = agent.call(
+        {"op": "proc_start", "argv": ["/bin/sh", "-c", script], "env": {}, "cwd": "/"}
+    )
+    pid = reply["pid"]
+    # a run (and its clean-up of leftovers) between: the background process stays
+    assert agent.run(["/bin/echo", "run"])[0] == b"run\n"
+    listed = agent.call({"op": "proc_list"})[0]["processes"]
+    assert any(p["pid"] == pid and p["background"] for p in listed)
+    sent = agent.call({"op": "proc_write", "pid": pid, "data": _b64(b"ada\n"), "eof": True})
+    assert sent[0] == {"ok": True, "written": 4}
+    out, reply = _read_all(agent, pid)
+    assert out.replace(b"oops\n", b"") == b"up\ngot ada\n" and b"oops" in out
+    assert reply["exit_code"] == 0 and reply["running"] is False
+
+
+def test_a_kill_reaches_the_whole_tree(agent: Agent) -> None:
+    tree = "sleep 60 & sleep 60 & trap '' TERM; while :; do sleep 0.05; done"
+    reply, _ = agent.call({"op": "proc_start", "argv": ["/bin/sh", "-c", tree], "env": {}})
+    pid = reply["pid"]
+    deadline = time.monotonic() + 5
+    while len(agent.call({"op": "proc_signal", "pid": pid, "signal": 0})[0]["left"]) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    left = agent.call({"op": "proc_signal", "pid": pid, "signal": 15})[0]["left"]
+    time.sleep(0.3)
+    # the sleeps took SIGTERM; the shell ignores it and goes on: still there
+    assert pid in agent.call({"op": "proc_signal", "pid": pid, "signal": 0})[0]["left"], left
+    agent.call({"op": "proc_signal", "pid": pid, "signal": 9})
+    _out, reply = _read_all(agent, pid)
+    assert reply["signal"] == 9
+    assert agent.call({"op": "proc_signal", "pid": 1, "signal": 9})[0]["reason"] == "not_found"
+
+
+def test_a_terminal_is_a_pty_with_a_size(agent: Agent) -> None:
+    job = {"op": "proc_start", "argv": ["/bin/sh"], "env": {}, "pty": {"cols": 91, "rows": 33}}
+    pid = agent.call(job)[0]["pid"]
+    agent.call({"op": "proc_write", "pid": pid, "data": _b64(b"stty size; tty\n")})
+    out = b""
+    deadline = time.monotonic() + 10
+    while b"33 91" not in out or b"/dev/pts" not in out:
+        assert time.monotonic() < deadline, out
+        out += _read_all(agent, pid, until_done=False)[0]
+        time.sleep(0.02)
+    assert agent.call({"op": "proc_resize", "pid": pid, "cols": 120, "rows": 40})[0]["ok"]
+    agent.call({"op": "proc_write", "pid": pid, "data": _b64(b"stty size; exit 3\n")})
+    out, reply = _read_all(agent, pid)
+    assert b"40 120" in out and reply["exit_code"] == 3

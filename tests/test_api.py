@@ -118,11 +118,13 @@ async def test_file_entries_and_file_errors(pool: sk.SandboxPool) -> None:
     async with sk.Sandbox(pool=pool) as sb:
         await sb.write_file("d/a.txt", b"abc")
         entries = {e.path: e for e in await sb.list_files()}
-        assert entries["d/a.txt"] == sk.FileEntry(path="d/a.txt", type="file", size=3)
+        a = entries["d/a.txt"]
+        assert (a.path, a.type, a.size, a.mode) == ("d/a.txt", "file", 3, 0o644)
         assert entries["d"].type == "dir"
         with pytest.raises(sk.SandboxFileError, match=r"missing\.txt") as caught:
             await sb.read_file("missing.txt")
         assert caught.value.operation == "read" and caught.value.path == "missing.txt"
+        assert caught.value.reason == "not_found"
         assert await sb.read_file("d/a.txt") == b"abc"  # the session is still fine
 
 

@@ -231,6 +231,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
             "/work": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",
             "/run/sandboxkit": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0700",
             "/tmp": "rw,exec,nosuid,nodev,size=32m,mode=1777",
+            "/home/sandbox": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",
         },
         "ShmSize": 16777216,
         "Memory": 134217728,

@@ -106,27 +106,28 @@ async def test_a_one_shot_run_keeps_python3s_buffering(pool: sk.SandboxPool) -> 
 
 
 # ---------------------------------------------------------------- env= and args=
+# HOME is the sandbox user's own directory (a tmpfs like the workdir)
 ECHO = "import os, sys\nprint(sys.argv[1:], os.environ.get('GREETING'), os.environ['HOME'])"
 
 
 async def test_env_and_args_in_a_one_shot_run(pool: sk.SandboxPool) -> None:
     r = await sk.Sandbox.run(ECHO, env={"GREETING": "hello"}, args=["a", "b c"], pool=pool)
-    assert (r.status, r.stdout) == ("ok", "['a', 'b c'] hello /work\n"), r.stderr
+    assert (r.status, r.stdout) == ("ok", "['a', 'b c'] hello /home/sandbox\n"), r.stderr
 
 
 async def test_env_and_args_in_a_stream_start_and_session(pool: sk.SandboxPool) -> None:
     async with sk.Sandbox.stream(ECHO, env={"GREETING": "s"}, args=["1"], pool=pool) as events:
         out = "".join([ev.data async for ev in events if ev.kind == "stdout"])
-    assert out == "['1'] s /work\n"
+    assert out == "['1'] s /home/sandbox\n"
     async with await pool.start(ECHO, env={"GREETING": "p"}, args=["2"]) as proc:
         async for _ in proc:
             pass
-    assert proc.result is not None and proc.result.stdout == "['2'] p /work\n"
+    assert proc.result is not None and proc.result.stdout == "['2'] p /home/sandbox\n"
     async with sk.Sandbox(pool=pool) as sb:
         r = await sb.run(ECHO, env={"GREETING": "x", "HOME": "/tmp"}, args=["3"])
         assert r.stdout == "['3'] x /tmp\n"
         r = await sb.run(ECHO)  # nothing carried over from the run before
-        assert r.stdout == "[] None /work\n"
+        assert r.stdout == "[] None /home/sandbox\n"
 
 
 async def test_args_reach_a_compiled_program() -> None:
@@ -172,11 +173,11 @@ def test_help_shows_the_public_names() -> None:
 async def test_keep_state_cells_take_env_args_and_write_as_they_go(pool: sk.SandboxPool) -> None:
     async with sk.Sandbox(pool=pool, keep_state=True) as sb:
         r = await sb.run(ECHO, env={"GREETING": "k"}, args=["1", "2"])
-        assert (r.status, r.stdout) == ("ok", "['1', '2'] k /work\n"), r.stderr
+        assert (r.status, r.stdout) == ("ok", "['1', '2'] k /home/sandbox\n"), r.stderr
         r = await sb.run("import time\nprint('begun')\ntime.sleep(10)", limits=sk.Limits(time=1))
         assert (r.status, r.stdout, r.state_lost) == ("timeout", "begun\n", True)
         r = await sb.run(ECHO, args=["3"])  # a fresh interpreter, the same rules
-        assert r.stdout == "['3'] None /work\n"
+        assert r.stdout == "['3'] None /home/sandbox\n"
 
 
 async def test_list_files_of_a_directory(pool: sk.SandboxPool) -> None:

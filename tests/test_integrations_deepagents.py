@@ -52,13 +52,19 @@ async def test_aexecute(backend: SandboxkitBackend) -> None:
 def test_upload_download_and_base_sandbox_file_tools(backend: SandboxkitBackend) -> None:
     blob = bytes(range(256))
     up = backend.upload_files(
-        [("/work/d/blob.bin", blob), ("notes.md", b"alpha\nbeta\n"), ("/etc/x", b"no")]
+        [
+            ("/work/d/blob.bin", blob),
+            ("/work/notes.md", b"alpha\nbeta\n"),
+            ("/etc/x", b"no"),
+            ("notes.md", b"relative"),
+        ]
     )
-    assert [u.error for u in up] == [None, None, "invalid_path"]
-    down = backend.download_files(["/work/d/blob.bin", "/work/missing", "/etc/passwd"])
+    assert [u.error for u in up] == [None, None, "permission_denied", "invalid_path"]
+    down = backend.download_files(["/work/d/blob.bin", "/work/missing", "/etc/passwd", "x"])
     assert down[0].content == blob and down[0].error is None
     assert down[1].content is None and down[1].error == "file_not_found"
-    assert down[2].error == "invalid_path"
+    assert down[2].content is not None and b"root:" in down[2].content  # readable by the user
+    assert down[3].error == "invalid_path"
 
     # BaseSandbox's helpers, built on execute and upload
     assert backend.write("/work/src/app.py", "print('hi')\n").error is None

@@ -134,7 +134,7 @@ async def test_hostile_files_are_refused_without_blocking(
         assert (await sb.run("print('still usable')")).stdout == "still usable\n"
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "", "a\0b"])
+@pytest.mark.parametrize("bad", ["../x", "/etc/../x", "", "a\0b"])
 async def test_hostile_paths_rejected(pool: sk.SandboxPool, bad: str) -> None:
     async with sk.Sandbox(pool=pool) as sb:
         with pytest.raises(sk.InvalidPath):

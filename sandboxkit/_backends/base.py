@@ -56,8 +56,8 @@ class ContainerSpec:
 
     Every backend applies the same isolation to it (DESIGN §4): no capabilities, no new
     privileges, a read-only root filesystem with size-bounded tmpfs at ``workdir`` and
-    ``own_dir`` (both owned by ``uid``; ``own_dir`` holds a session run's source and what
-    its compiler makes, out of the user's files) and ``/tmp``, the network ``network``
+    ``own_dir`` and ``home`` (all owned by ``uid``; ``own_dir`` holds a session run's source
+    and what its compiler makes, out of the user's files) and ``/tmp``, the network ``network``
     allows (None: none), memory without swap, no TTY, stdin attached once (closing it
     ends the container), and removal when ``command`` exits.
     """
@@ -77,6 +77,8 @@ class ContainerSpec:
     runtime: str = "runc"
     network: NetworkPolicy = None
     hostname: str = "sandbox"
+    # the sandbox user's home ($HOME), a tmpfs of ``disk_mb`` owned by ``uid`` like the workdir
+    home: str = "/home/sandbox"
     # a Unix socket on this machine, mounted read-only at CHANNEL_PATH (see _channel);
     # only offered to a backend whose ``local_paths`` is true
     channel: str | None = None

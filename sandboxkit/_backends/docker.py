@@ -272,6 +272,8 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
             spec.own_dir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0700",
             "/tmp": f"{tmpfs_opts},mode=1777",
+            # the sandbox user's home ($HOME): a real directory of its own, as agents expect
+            spec.home: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
         },
         "ShmSize": 16 * 1024 * 1024,
         "Memory": mem,

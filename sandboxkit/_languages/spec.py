@@ -139,7 +139,7 @@ class LanguageSpec(BaseModel):
 
 # Every program's environment, under its spec's own ``env``
 BASE_ENV = {
-    "HOME": "/work",
+    "HOME": "/home/sandbox",  # a tmpfs of its own (the backend's ContainerSpec.home)
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",

@@ -31,18 +31,42 @@ def _init_only() -> None:
         os._exit(70)
 
 
-def kill_all(spare: int = 0) -> bool:
-    """SIGKILL every process in the namespace but this one and ``spare`` (a kernel);
-    whether there was any to kill."""
+# Session ids of the processes started in the background (``sb.start(cmd, shell=True)``,
+# terminals): a run's clean-up spares every process of those sessions (a background
+# process and what it started, unless that left its session); the sandbox's end does not.
+KEPT: set[int] = set()
+# wait statuses of ended background processes, by pid, as whichever loop reaped them saw
+EXITS: dict[int, int] = {}
+
+
+def note_exit(pid: int, status: int) -> None:
+    if pid in KEPT:
+        EXITS[pid] = status
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of a process (``/proc/PID/stat``), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_all(spare: int = 0, *, everything: bool = False) -> bool:
+    """SIGKILL every process in the namespace but this one, ``spare`` (a kernel) and,
+    unless ``everything``, the background sessions (:data:`KEPT`); whether there was any
+    to kill."""
     _init_only()
-    if not spare:
+    if not spare and (everything or not KEPT):
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             return False
         return True
     found = False
-    for p in others(spare):
+    for p in others(spare, everything=everything):
         try:
             os.kill(p, signal.SIGKILL)
             found = True
@@ -51,19 +75,23 @@ def kill_all(spare: int = 0) -> bool:
     return found
 
 
-def others(spare: int = 0) -> list[int]:
-    """The processes in the namespace (zombies too) but this one and ``spare``."""
+def others(spare: int = 0, *, everything: bool = False) -> list[int]:
+    """The processes in the namespace (zombies too) but this one, ``spare`` and, unless
+    ``everything``, the background sessions'."""
     try:
-        return [
+        pids = [
             p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if p not in (1, spare)
         ]
     except OSError:
         return []
+    if KEPT and not everything:
+        pids = [p for p in pids if p not in KEPT and session_of(p) not in KEPT]
+    return pids
 
 
 def kill_and_reap(timeout: float = 2.0) -> None:
     """Kill every other process, then reap them (bounded: an unkillable one cannot hang us)."""
-    kill_all()
+    kill_all(everything=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -79,11 +107,12 @@ def reap() -> list[int]:
     pids: list[int] = []
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return pids
         if pid == 0:
             return pids
+        note_exit(pid, status)
         pids.append(pid)
 
 

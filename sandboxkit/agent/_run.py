@@ -398,6 +398,7 @@ class Run:
                 return
             if pid == 0:
                 return
+            _procs.note_exit(pid, status)
             if pid == self.pid:
                 self.status, self.rusage = status, rusage
                 self.stamp("reaped")

@@ -153,7 +153,7 @@ def _restore(baseline: Baseline) -> list[str]:
 def scrub(baseline: Baseline) -> dict[str, Any]:
     """Everything a run left, gone; ``clean`` false (with ``left``) when something stays."""
     kill_and_reap()
-    left = [f"process {pid}" for pid in others()]
+    left = [f"process {pid}" for pid in others(everything=True)]
     for place in writable_places():
         left += _empty(place)
         mode = baseline.modes.get(place)
@@ -167,4 +167,4 @@ def scrub(baseline: Baseline) -> dict[str, Any]:
             left.append(f"{place}: {exc.strerror}")
     left += _remove_ipc()
     left += _restore(baseline)
-    return {"ok": True, "clean": not left, "left": left[:20]}
+    return {"ok": True, "clean": not left, "leftovers": left[:20]}

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _display, _files, _host, _scrub
+from . import _bg, _display, _files, _host, _scrub
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -60,6 +60,14 @@ class Agent:
             os.set_blocking(0, False)
             self.sel.register(0, selectors.EVENT_READ, self.watch_stdin)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
+        self.bg = _bg.Background(self.sel, self.internal_pids)
+
+    def internal_pids(self) -> list[int]:
+        """The agent's own helpers: not the user's processes to list or signal."""
+        pids = [self.kernel.pid, self.spare.pid if self.spare is not None else 0]
+        if self.prestarted is not None:
+            pids.append(self.prestarted.pid)
+        return [p for p in pids if p]
 
     def pump_host(self) -> None:
         """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
@@ -160,12 +168,23 @@ class Agent:
             _files.serve(self.workdir, job)
         elif op == "scrub":
             self.scrub()
+        elif op in _bg.OPS:
+            try:
+                header, data = self.bg.serve(job)
+            except (_files.Refused, OSError, ValueError) as exc:
+                text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                reply({"ok": False, "reason": _files.reason_of(exc), "error": text})
+            else:
+                reply(header, data)
         else:
             reply({"ok": False, "error": f"unknown op {op!r}"})
 
     def scrub(self) -> None:
         """Make the sandbox as new for another run (a pool's reuse mode), then pre-start
         its runtime again, as for a first run."""
+        if self.bg.procs:  # a session's background processes: never a one-shot run's
+            reply({"ok": True, "clean": False, "leftovers": ["background processes"]})
+            return
         for handle in (self.take_spare(), self.take_prestarted()):
             if handle is not None:
                 handle.discard()
@@ -196,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: agent [--workdir DIR] [--channel PATH]")
     workdir = options.get("--workdir", WORKDIR)
     if "--workdir" in options:
+        # a host test's agent: absolute paths stay inside the test's own directory
+        _files.FS_ROOT = os.path.dirname(os.path.abspath(workdir.rstrip("/")))
         _display.DIR = workdir.rstrip("/") + ".display"  # a host test's own, beside it
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine

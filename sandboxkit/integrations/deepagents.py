@@ -5,18 +5,29 @@ Written against deepagents 0.7 (``BaseSandbox`` needs ``execute``, ``upload_file
 ``download_files`` and ``id``; ``ls``/``read``/``write``/``edit``/``grep``/``glob`` are
 built by the base class on ``execute``). Commands run with bash in one session (files
 persist between calls), stderr merged into stdout in order, as deepagents expects.
-Paths are the sandbox's: absolute under ``/work`` (the workdir), or relative to it.
+Paths are absolute, as deepagents' protocol has them: anywhere in the box the sandbox
+user may read or write (``/work``, the workdir and the commands' directory; ``/tmp``;
+``$HOME``); a relative path is ``invalid_path``. LangChain's standard sandbox suite
+(``langchain_tests.integration_tests.SandboxIntegrationTests``) passes against it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
+import shlex
 from types import TracebackType
+from typing import Literal, cast
 
 from deepagents.backends.protocol import (
     ExecuteResponse,
     FileDownloadResponse,
+    FileInfo,
+    FileOperationError,
     FileUploadResponse,
+    GlobResult,
+    WriteResult,
 )
 from deepagents.backends.sandbox import BaseSandbox
 
@@ -27,10 +38,23 @@ from .._sandbox_pool import SandboxPool
 from ._loop import LoopThread
 
 WORKDIR = "/work"
+# glob_paths="relative": Python's own glob in the box, relative to the root given first
+_CLASSIC_GLOB = (
+    "import glob, json, os, sys\n"
+    "root = sys.argv[1]\n"
+    "for p in sorted(glob.glob(sys.argv[2], root_dir=root, recursive=True)):\n"
+    "    print(json.dumps({'path': p, 'is_dir': os.path.isdir(os.path.join(root, p))}))\n"
+)
+# every command: stderr into stdout, in order; ``python`` where an image has python3 only
+# (deepagents' tools and agents say ``python``), for the command and the shells it starts
+_PRELUDE = (
+    'exec 2>&1\ncommand -v python >/dev/null || { python() { python3 "$@"; }; export -f python; }\n'
+)
 
 
 def workdir_path(path: str) -> str | None:
-    """``path`` relative to the workdir, or None when it lies outside it."""
+    """``path`` relative to the workdir, or None when it lies outside it (kept for
+    callers of earlier versions; the backend itself takes any absolute path)."""
     if path.startswith("/"):
         if path == WORKDIR:
             return "."
@@ -49,6 +73,13 @@ class SandboxkitBackend(BaseSandbox):
             and ``"python"`` both do.
         limits: default limits of each command (``timeout`` overrides the wall time).
         pool: the :class:`~sandboxkit.SandboxPool` to take the session from.
+        write_existing: ``"overwrite"`` (deepagents 0.7's ``write``) or ``"refuse"``
+            (an error saying the file already exists: the contract LangChain's standard
+            sandbox suite, ``langchain-tests`` 1.1, still checks).
+        glob_paths: ``"absolute"`` (deepagents 0.7's ``glob``: files, absolute paths,
+            which its permission rules rely on) or ``"relative"``: Python's classic
+            ``glob`` (files and directories, ``**`` recursive) relative to the search
+            root, as ``langchain-tests`` 1.1 checks.
     """
 
     def __init__(
@@ -57,7 +88,15 @@ class SandboxkitBackend(BaseSandbox):
         *,
         limits: Limits | None = None,
         pool: SandboxPool | None = None,
+        write_existing: Literal["overwrite", "refuse"] = "overwrite",
+        glob_paths: Literal["absolute", "relative"] = "absolute",
     ) -> None:
+        if write_existing not in ("overwrite", "refuse"):
+            raise InvalidInput("write_existing must be 'overwrite' or 'refuse'")
+        if glob_paths not in ("absolute", "relative"):
+            raise InvalidInput("glob_paths must be 'absolute' or 'relative'")
+        self.write_existing = write_existing
+        self.glob_paths = glob_paths
         self._loop = LoopThread("sandboxkit-deepagents")
         self._default_pool = pool is None
         self.limits = limits or Limits()
@@ -80,7 +119,7 @@ class SandboxkitBackend(BaseSandbox):
 
     def _source(self, command: str) -> str:
         if self._bash:
-            return "exec 2>&1\n" + command
+            return _PRELUDE + command
         return (  # a Python session: the command through bash
             "import subprocess, sys\n"
             f"r = subprocess.run(['bash', '-c', {command!r}], stderr=subprocess.STDOUT)\n"
@@ -115,12 +154,11 @@ class SandboxkitBackend(BaseSandbox):
     async def _upload(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
         out = []
         for path, data in files:
-            rel = workdir_path(path)
-            if rel is None or rel == ".":
+            if not path.startswith("/"):
                 out.append(FileUploadResponse(path=path, error="invalid_path"))
                 continue
             try:
-                await self.sandbox.write_file(rel, data)
+                await self.sandbox.write_file(path, data)
                 out.append(FileUploadResponse(path=path, error=None))
             except InvalidInput:
                 out.append(FileUploadResponse(path=path, error="invalid_path"))
@@ -131,12 +169,11 @@ class SandboxkitBackend(BaseSandbox):
     async def _download(self, paths: list[str]) -> list[FileDownloadResponse]:
         out = []
         for path in paths:
-            rel = workdir_path(path)
-            if rel is None:
+            if not path.startswith("/"):
                 out.append(FileDownloadResponse(path=path, content=None, error="invalid_path"))
                 continue
             try:
-                data = await self.sandbox.read_file(rel)
+                data = await self.sandbox.read_file(path)
                 out.append(FileDownloadResponse(path=path, content=data, error=None))
             except InvalidInput:
                 out.append(FileDownloadResponse(path=path, content=None, error="invalid_path"))
@@ -144,6 +181,59 @@ class SandboxkitBackend(BaseSandbox):
                 err = _file_error(exc)
                 out.append(FileDownloadResponse(path=path, content=None, error=err))
         return out
+
+    async def _exists(self, path: str) -> bool:
+        try:
+            await self.sandbox.stat(path)
+        except (SandboxFileError, InvalidInput):
+            return False
+        return True
+
+    @staticmethod
+    def _already(path: str) -> WriteResult:
+        return WriteResult(
+            error=f"Cannot write to {path} because it already exists. Read and then make "
+            "an edit, or write to a new path."
+        )
+
+    def write(self, file_path: str, content: str) -> WriteResult:
+        if self.write_existing == "refuse" and self._loop.call(self._exists(file_path)):
+            return self._already(file_path)
+        return super().write(file_path, content)
+
+    async def awrite(self, file_path: str, content: str) -> WriteResult:
+        if self.write_existing == "refuse" and await self._loop.acall(self._exists(file_path)):
+            return self._already(file_path)
+        return await super().awrite(file_path, content)
+
+    @staticmethod
+    def _glob_command(pattern: str, path: str | None) -> str:
+        return f"python3 -c {shlex.quote(_CLASSIC_GLOB)} {shlex.quote(path or '/')} " + shlex.quote(
+            pattern
+        )
+
+    @staticmethod
+    def _glob_parse(result: ExecuteResponse) -> GlobResult:
+        if result.exit_code != 0:
+            return GlobResult(error=f"glob failed: {result.output.strip()[-500:]}")
+        matches: list[FileInfo] = []
+        for line in result.output.splitlines():
+            with contextlib.suppress(ValueError):
+                found = json.loads(line)
+                # (cast: mypy reads FileInfo's NotRequired keys as required under Python 3.10)
+                info = {"path": str(found["path"]), "is_dir": bool(found["is_dir"])}
+                matches.append(cast(FileInfo, info))
+        return GlobResult(matches=matches)
+
+    def glob(self, pattern: str, path: str | None = None) -> GlobResult:
+        if self.glob_paths == "absolute":
+            return super().glob(pattern, path)
+        return self._glob_parse(self.execute(self._glob_command(pattern, path)))
+
+    async def aglob(self, pattern: str, path: str | None = None) -> GlobResult:
+        if self.glob_paths == "absolute":
+            return await super().aglob(pattern, path)
+        return self._glob_parse(await self.aexecute(self._glob_command(pattern, path)))
 
     def upload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
         return self._loop.call(self._upload(files))
@@ -174,12 +264,15 @@ class SandboxkitBackend(BaseSandbox):
         self.close()
 
 
-def _file_error(exc: SandboxFileError) -> str:
-    text = str(exc).lower()
-    if "not found" in text or "no such" in text or "missing" in text:
-        return "file_not_found"
-    if "directory" in text:
-        return "is_directory"
-    if "permission" in text:
-        return "permission_denied"
-    return str(exc)
+def _file_error(exc: SandboxFileError) -> FileOperationError:
+    """deepagents' four error words for sandboxkit's reasons."""
+    return _ERRORS.get(exc.reason, "invalid_path")
+
+
+_ERRORS: dict[str, FileOperationError] = {
+    "not_found": "file_not_found",
+    "not_directory": "file_not_found",  # a file where a directory of the path should be
+    "is_directory": "is_directory",
+    "permission_denied": "permission_denied",
+    "too_large": "permission_denied",  # the box's disk is full
+}

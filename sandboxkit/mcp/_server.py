@@ -199,12 +199,14 @@ class SandboxkitMCP:
             data = content.encode("utf-8", "surrogatepass")
         else:
             raise ToolInputError("encoding must be 'utf-8' or 'base64'")
-        await entry.sandbox.write_file(path, data)
+        # the tools' promise is the session's workdir (the Python API reaches the whole box)
+        await entry.sandbox.write_file(check_path(path), data)
         return text_result(f"wrote {len(data)} bytes to {path}", {"path": path, "size": len(data)})
 
     async def read_file(self, ctx: Context[Any, Any], session_id: str, path: str) -> CallToolResult:
         entry = self.sessions.get(self._client(ctx), session_id)
-        return file_result(path, await entry.sandbox.read_file(path, max_bytes=MAX_READ))
+        data = await entry.sandbox.read_file(check_path(path), max_bytes=MAX_READ)
+        return file_result(path, data)
 
     async def list_files(
         self, ctx: Context[Any, Any], session_id: str, path: str

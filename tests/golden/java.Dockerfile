@@ -6,7 +6,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && javac -version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
-RUN mkdir -p /opt/sandboxkit && printf '%s' '{"argv": ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto", "-cp", "/opt/sandboxkit/java", "SandboxkitJavac", "-encoding", "UTF-8", "Main.java"], "env": {"HOME": "/work", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp"}, "run": ["javac", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-J-Xshare:auto", "-encoding", "UTF-8", "Main.java"]}' > /opt/sandboxkit/prestart.json
+RUN mkdir -p /opt/sandboxkit && printf '%s' '{"argv": ["java", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto", "-cp", "/opt/sandboxkit/java", "SandboxkitJavac", "-encoding", "UTF-8", "Main.java"], "env": {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp"}, "run": ["javac", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-J-XX:-UsePerfData", "-J-Xshare:auto", "-encoding", "UTF-8", "Main.java"]}' > /opt/sandboxkit/prestart.json
 COPY agent/ /opt/sandboxkit/
 RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \

@@ -6,7 +6,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && node --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
-RUN mkdir -p /opt/sandboxkit && printf '%s' '{"argv": ["node", "-r", "/opt/sandboxkit/lib/sandboxkit/agent/prestart.js", "main.js"], "env": {"HOME": "/work", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp"}, "run": ["node", "main.js"]}' > /opt/sandboxkit/prestart.json
+RUN mkdir -p /opt/sandboxkit && printf '%s' '{"argv": ["node", "-r", "/opt/sandboxkit/lib/sandboxkit/agent/prestart.js", "main.js"], "env": {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp"}, "run": ["node", "main.js"]}' > /opt/sandboxkit/prestart.json
 COPY agent/ /opt/sandboxkit/
 RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
