@@ -19,6 +19,7 @@ from ._errors import (
     SandboxError,
     SandboxFileError,
     SandboxkitError,
+    SnapshotError,
     UnknownLanguage,
     UsageError,
 )
@@ -37,6 +38,8 @@ from ._models import DisplayData, EndedBy, Event, FileEntry, Limits, RunResult, 
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
+from ._snapshot.session import delete_snapshot, snapshots
+from ._snapshot.store import Snapshot
 from ._stream import EventStream
 from ._version import __version__
 
@@ -71,6 +74,8 @@ __all__ = [
     "SandboxFileError",
     "SandboxPool",
     "SandboxkitError",
+    "Snapshot",
+    "SnapshotError",
     "Status",
     "TestCase",
     "TestResult",
@@ -79,8 +84,10 @@ __all__ = [
     "Verdict",
     "__version__",
     "aclose",
+    "delete_snapshot",
     "get_language",
     "judge",
     "languages",
     "register_language",
+    "snapshots",
 ]

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _display, _files, _host
+from . import _display, _files, _host, _snapshot
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -155,6 +155,8 @@ class Agent:
                 self.queue.insert(0, (job["then"], Inbox()))
         elif op in _files.OPS:
             _files.serve(self.workdir, job)
+        elif op in _snapshot.OPS:  # Sandbox.pause / resume / fork
+            _snapshot.serve(self, job, inbox)
         else:
             reply({"ok": False, "error": f"unknown op {op!r}"})
 
