@@ -300,15 +300,31 @@ class Sandbox:
         self._pool = pool
         lease = AsyncExitStack()
         try:
-            self._box = await lease.enter_async_context(
-                pool.checkout(self.spec, self.limits, self.runtime)
-            )
+            from ._snapshot.memory import open_pausable
+
+            # under gVisor with the engine's checkpoint API: a box whose memory pause() keeps
+            box = await open_pausable(self, pool)
+            if box is not None:
+                lease.push_async_callback(box.destroy)
+                self._box = box
+            else:
+                self._box = await lease.enter_async_context(
+                    pool.checkout(self.spec, self.limits, self.runtime)
+                )
         except BaseException:
             self._state = Lifecycle.CLOSED
             raise
         self._lease = lease
         self._touch()
         return self
+
+    async def _adopt(self, box: Box, pool: SandboxPool) -> None:
+        """Open this session on ``box`` (resumed from its checkpoint), not the pool's."""
+        lease = AsyncExitStack()
+        lease.push_async_callback(box.destroy)
+        self._state, self._pool, self._lease, self._box = Lifecycle.OPEN, pool, lease, box
+        self._opened_for_you = True
+        self._touch()
 
     async def __aenter__(self) -> Sandbox:
         if self._opened_for_you and self._state is Lifecycle.OPEN:

@@ -56,6 +56,7 @@ async def pause(sb: Sandbox) -> store.Snapshot:
                 runtime=box.shape.runtime,
                 has_memory=memory is not None,
                 size_bytes=writer.size,
+                memory_bytes=memory.memory_bytes if memory is not None else 0,
                 created_at=datetime.now(timezone.utc),
                 limits=sb.limits,
                 keep_state=sb.keep_state,

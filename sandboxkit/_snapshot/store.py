@@ -48,6 +48,7 @@ class Snapshot(Frozen):
         description="processes and a keep_state interpreter come back on resume (else files only)"
     )
     size_bytes: int = Field(description="the snapshot's files on the host (its tar)")
+    memory_bytes: int = Field(0, description="its checkpoint on the engine (0: none or unseen)")
     created_at: datetime
     limits: Limits
     keep_state: bool = False
@@ -61,6 +62,7 @@ class Memory:
     engine: str  # the engine's URL
     container: str  # its id
     checkpoint: str  # the checkpoint's name
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,13 @@ def remove(snapshot_id: str, root: Path | None = None) -> bool:
         return False
     shutil.rmtree(path)
     return True
+
+
+def rewrite(record: Record) -> None:
+    """Replace a snapshot's ``meta.json`` (its memory used up), atomically."""
+    tmp = record.path / (META + ".new")
+    tmp.write_bytes(_dump(record.snapshot, record.files_sha256, record.memory))
+    os.replace(tmp, record.path / META)
 
 
 class Writer:
