@@ -68,6 +68,10 @@ async def pause(sb: Sandbox) -> store.Snapshot:
                 await anyio.to_thread.run_sync(writer.discard)
             raise
         sb._paused_as = record.snapshot.id
+        # gone (or stopped and kept, with its memory) before pause returns: the pool's
+        # release would remove it in the background
+        with anyio.CancelScope(shield=True):
+            await box.destroy()
     await sb.aclose()
     return record.snapshot
 
