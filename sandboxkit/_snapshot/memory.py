@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from .._backends import connect
 from .._backends.docker import DockerBackend
 from .._container import Box
+from .._errors import SandboxError
 from .._fleet.labels import PAUSED_PREFIX, held_name
 from .._fleet.reaper import remove
 from .._languages import language_env
@@ -53,6 +54,15 @@ async def _checkpoints_on(engine: DockerBackend) -> bool:
     return _supported[engine.url]
 
 
+def _docker(engine: object) -> DockerBackend | None:
+    """The Docker backend under ``engine`` (a fleet member's watched one), if it is one:
+    the checkpoint calls are Docker's own, outside the engine seam."""
+    if isinstance(engine, DockerBackend):
+        return engine
+    raw = getattr(getattr(engine, "_member", None), "unwatched", None)
+    return raw if isinstance(raw, DockerBackend) else None
+
+
 async def open_pausable(sb: Sandbox, pool: SandboxPool) -> Box | None:
     """A pausable sandbox for ``sb`` when its memory can be kept; None: take one from
     the pool as usual (files-only pause)."""
@@ -61,21 +71,21 @@ async def open_pausable(sb: Sandbox, pool: SandboxPool) -> Box | None:
         return None
     tag = await pool.image_for(sb.spec)
     for member in pool.fleet.up:
-        engine = member.engine
-        if not isinstance(engine, DockerBackend) or not pool.depot.has(member.url, tag):
+        docker = _docker(member.engine)
+        if docker is None or not pool.depot.has(member.url, tag):
             continue
-        if not await _checkpoints_on(engine):
+        if not await _checkpoints_on(docker):
             continue
         shape = pool._shape(tag, sb.limits, sb.spec, runtime)
         resources = shape.fixed or pool._container_resources(sb.spec, sb.limits)
         return await Box.start(
-            engine, shape, resources, language_env(sb.spec), pool.pool_id, pausable=True
+            member.engine, shape, resources, language_env(sb.spec), pool.pool_id, pausable=True
         )
     return None
 
 
 def can_checkpoint(box: Box) -> bool:
-    return box.pausable and isinstance(box.engine, DockerBackend)
+    return box.pausable and _docker(box.engine) is not None
 
 
 def _checkpoint_bytes(cid: str, name: str) -> int:
@@ -91,9 +101,14 @@ def _checkpoint_bytes(cid: str, name: str) -> int:
 
 async def checkpoint(box: Box, snapshot_id: str) -> store.Memory:
     """Checkpoint ``box`` (it stops) and keep it, named for ``snapshot_id``."""
-    engine = box.engine
-    assert isinstance(engine, DockerBackend)
+    engine = _docker(box.engine)
+    assert engine is not None
     name = snapshot_id  # unique: its content is never restored twice
+    # the agent reads its next input by polling: its selector would miss it after a
+    # restore (see agent/_snapshot.await_restore)
+    reply, _ = await box.call({"op": "checkpoint"})  # type: ignore[typeddict-item]
+    if not reply.get("ok"):
+        raise SandboxError(f"the sandbox agent refused a checkpoint: {reply.get('error')}")
     await engine.checkpoint(box.cid, name)
     box.kept = True  # stopped, with its memory: closing the session must not remove it
     await engine.rename(box.cid, PAUSED_PREFIX + snapshot_id)
@@ -118,12 +133,12 @@ async def restore(
     snap = record.snapshot
     pool = pool or await default_pool()
     member = pool.fleet.by_url.get(memory.engine)
-    if member is None or not isinstance(member.engine, DockerBackend):
+    engine = _docker(member.engine) if member is not None else None
+    if member is None or engine is None:
         log.warning(
             "sandboxkit: snapshot %s's memory is on %s, not in this pool", snap.id, memory.engine
         )
         return None
-    engine = member.engine
     found = await engine.inspect(memory.container)
     if found is None or found.state == "running":
         return None
@@ -147,7 +162,7 @@ async def restore(
     except BaseException:
         await remove(engine, memory.container)
         raise
-    box = Box(engine, memory.container, stream, shape, resources)
+    box = Box(member.engine, memory.container, stream, shape, resources)
     box.pausable = True
     with contextlib.suppress(Exception):
         await engine.delete_checkpoint(memory.container, memory.checkpoint)

@@ -70,6 +70,10 @@ class Agent:
         if not data:
             self.hung_up(_host.IN)
             return
+        self.take(data)
+
+    def take(self, data: bytes) -> None:
+        """Frames from the host's bytes ``data``: jobs queued, input to its run's inbox."""
         self.read_ns = time.monotonic_ns()
         for kind, payload in self.reader.feed(data):
             if kind == JOB:

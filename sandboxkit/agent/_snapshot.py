@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
     from ._run import Inbox
 
-OPS = ("pack", "unpack")
+OPS = ("pack", "unpack", "checkpoint")
+POLL = 0.02  # seconds between reads of the host's input while a restore may come
 PIECE = 1 << 20  # bytes of tar per reply frame
 _SKIPPED_SHOWN = 20  # skipped paths named in the reply
 
@@ -378,8 +379,45 @@ def _write(tar: Any, member: Any, name: str, dirfd: int) -> None:
         os.close(fd)
 
 
+def await_restore(agent: Any) -> None:
+    """Wait for the host's next input by reading it, not by the selector, then make the
+    selector anew.
+
+    The host checkpoints the box right after this job's reply. Under gVisor a restored
+    box gets new host descriptors for its stdio, and an epoll registration made before
+    the checkpoint never fires for them again (a blocking read works): so the next
+    input is read by polling, and every registration is made again on a new selector.
+    Without a checkpoint after all, the next job arrives the same way."""
+    import selectors
+    import time
+
+    while True:
+        try:
+            data = os.read(_host.IN, 65536)
+        except BlockingIOError:
+            time.sleep(POLL)
+            continue
+        except OSError:
+            data = b""
+        break
+    old = agent.sel
+    agent.sel = selectors.DefaultSelector()
+    for key in list(old.get_map().values()):
+        agent.sel.register(key.fd, key.events, key.data)
+    old.close()
+    if data:
+        agent.take(data)
+    else:
+        agent.hung_up(_host.IN)
+
+
 def serve(agent: Any, job: Any, inbox: Inbox) -> None:
-    """Carry out a pack or unpack job and reply (a pack's pieces before its summary)."""
+    """Carry out a pack, unpack or checkpoint job and reply (a pack's pieces before its
+    summary)."""
+    if job["op"] == "checkpoint":
+        reply({"ok": True})
+        await_restore(agent)
+        return
     places = [str(p) for p in job.get("places") or []]
     if not places or any(not p.startswith("/") or ".." in p.split("/") for p in places):
         reply({"ok": False, "error": f"bad places {places!r}"})
