@@ -222,3 +222,20 @@ def test_default_dir_and_caps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     with pytest.raises(sk.InvalidInput):
         store.max_snapshot_bytes()
     assert json.loads(store._dump(_snapshot(store.new_id()), "0", None))["format"] == store.FORMAT
+
+
+# ---------------------------------------------------------------------- who reaps what
+def test_a_pausable_box_is_judged_by_the_holder_in_its_name() -> None:
+    from sandboxkit._fleet.labels import LABEL_PAUSABLE, PAUSED_PREFIX, held_name
+    from sandboxkit._fleet.reaper import orphaned
+
+    labels = {LABEL_PAUSABLE: "1"}
+    mine = held_name("abc123")
+    assert not orphaned(labels, mine)  # this process holds it
+    pid, start, tag = mine.rsplit("-", 3)[1:]
+    gone = mine.replace(f"-{pid}-{start}-", f"-{pid}-{int(start) + 1}-")  # same pid, reused
+    assert orphaned(labels, gone)
+    elsewhere = mine.replace(f"-{tag}", "-00000000" if tag != "00000000" else "-11111111")
+    assert not orphaned(labels, elsewhere)  # another host's: not ours to judge
+    assert not orphaned(labels, PAUSED_PREFIX + store.new_id())  # paused: kept
+    assert not orphaned(labels, "")  # no name known: kept

@@ -759,6 +759,12 @@ class DockerBackend:
             info = await _idempotent(self._client.system.info)
         return bool(info.get("ExperimentalBuild"))
 
+    async def root_dir(self) -> str:
+        """Where the engine keeps its data (its checkpoints under ``containers/``)."""
+        with self._map("report its info"):
+            info = await _idempotent(self._client.system.info)
+        return str(info.get("DockerRootDir") or "/var/lib/docker")
+
     async def checkpoint(self, cid: str, name: str) -> None:
         """Checkpoint ``cid`` as ``name`` and stop it (its memory kept with it)."""
         with self._map("checkpoint a container"):

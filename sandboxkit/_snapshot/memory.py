@@ -26,6 +26,8 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import anyio
+
 from .._backends import connect
 from .._backends.docker import DockerBackend
 from .._container import Box
@@ -88,9 +90,9 @@ def can_checkpoint(box: Box) -> bool:
     return box.pausable and _docker(box.engine) is not None
 
 
-def _checkpoint_bytes(cid: str, name: str) -> int:
+def _checkpoint_bytes(root: str, cid: str, name: str) -> int:
     """The checkpoint's size where this machine can see it (a local engine, as root)."""
-    path = f"/var/lib/docker/containers/{cid}/checkpoints/{name}"
+    path = os.path.join(root, "containers", cid, "checkpoints", name)
     total = 0
     for here, _dirs, files in os.walk(path):
         for f in files:
@@ -116,7 +118,9 @@ async def checkpoint(box: Box, snapshot_id: str) -> store.Memory:
         engine=engine.url,
         container=box.cid,
         checkpoint=name,
-        memory_bytes=_checkpoint_bytes(box.cid, name),
+        memory_bytes=await anyio.to_thread.run_sync(
+            _checkpoint_bytes, await engine.root_dir(), box.cid, name
+        ),
     )
 
 
@@ -171,8 +175,6 @@ async def restore(
 
 
 async def _forget_memory(record: store.Record) -> None:
-    import anyio
-
     snap = record.snapshot.model_copy(update={"has_memory": False})
     await anyio.to_thread.run_sync(store.rewrite, replace(record, snapshot=snap, memory=None))
 
