@@ -221,6 +221,17 @@ async def test_snapshot_over_the_cap_is_refused(
 # ---------------------------------------------------------------------- memory (gVisor)
 @pytest.fixture(scope="module")
 async def gvisor() -> AsyncIterator[sk.SandboxPool]:
+    on = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Experimental}}"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if on != "true":
+        pytest.fail(
+            "the engine's checkpoint API is off, so gVisor sessions cannot keep memory: "
+            'add "experimental": true to /etc/docker/daemon.json (scripts/engine-up.sh '
+            "does) and restart dockerd"
+        )
     async with sk.SandboxPool(languages=["python"], size=0, runtime="runsc") as p:
         yield p
 
