@@ -31,7 +31,7 @@ import anyio
 from .._backends import connect
 from .._backends.docker import DockerBackend
 from .._container import Box
-from .._errors import SandboxError
+from .._errors import EngineError, SandboxError
 from .._fleet.labels import PAUSED_PREFIX, held_name
 from .._fleet.reaper import remove
 from .._languages import language_env
@@ -108,7 +108,7 @@ async def checkpoint(box: Box, snapshot_id: str) -> store.Memory:
     name = snapshot_id  # unique: its content is never restored twice
     # the agent reads its next input by polling: its selector would miss it after a
     # restore (see agent/_snapshot.await_restore)
-    reply, _ = await box.call({"op": "checkpoint"})  # type: ignore[typeddict-item]
+    reply, _ = await box.call({"op": "checkpoint", "nonce": name})  # type: ignore[arg-type]
     if not reply.get("ok"):
         raise SandboxError(f"the sandbox agent refused a checkpoint: {reply.get('error')}")
     await engine.checkpoint(box.cid, name)
@@ -163,6 +163,10 @@ async def restore(
     resources = shape.fixed or pool._container_resources(sb.spec, sb.limits)
     try:
         stream = await engine.restore(memory.container, memory.checkpoint)
+    except EngineError as exc:  # the files are still there: the caller resumes them
+        log.warning("sandboxkit: snapshot %s: restoring its memory failed: %s", snap.id, exc)
+        await remove(engine, memory.container)
+        return None
     except BaseException:
         await remove(engine, memory.container)
         raise
