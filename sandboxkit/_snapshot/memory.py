@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._backends import connect
+from .._backends import AttachedStream, connect
 from .._backends.docker import DockerBackend
 from .._container import Box
 from .._errors import EngineError, SandboxError
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sandboxkit")
 
 MEMORY_RUNTIMES = frozenset({"runsc"})
+RESTORE_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds between tries (see _restore)
 _supported: dict[str, bool] = {}  # engine URL -> its checkpoint API is on
 
 
@@ -162,7 +163,7 @@ async def restore(
     shape = pool._shape(tag, sb.limits, sb.spec, "runsc")
     resources = shape.fixed or pool._container_resources(sb.spec, sb.limits)
     try:
-        stream = await engine.restore(memory.container, memory.checkpoint)
+        stream = await _restore(engine, memory)
     except EngineError as exc:  # the files are still there: the caller resumes them
         log.warning("sandboxkit: snapshot %s: restoring its memory failed: %s", snap.id, exc)
         await remove(engine, memory.container)
@@ -176,6 +177,21 @@ async def restore(
         await engine.delete_checkpoint(memory.container, memory.checkpoint)
     await sb._adopt(box, pool)
     return sb
+
+
+async def _restore(engine: DockerBackend, memory: store.Memory) -> AttachedStream:
+    """Start the container from its checkpoint. The engine uploads the checkpoint to
+    containerd's store first, where the copy containerd made when checkpointing may
+    still lie until its garbage collection runs ("content ... already exists"): such a
+    refusal is tried again for a few seconds."""
+    for wait in RESTORE_RETRIES:
+        try:
+            return await engine.restore(memory.container, memory.checkpoint)
+        except EngineError as exc:
+            if "already exists" not in str(exc):
+                raise
+            await anyio.sleep(wait)
+    return await engine.restore(memory.container, memory.checkpoint)
 
 
 async def _forget_memory(record: store.Record) -> None:
