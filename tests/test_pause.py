@@ -284,3 +284,27 @@ async def test_gvisor_delete_removes_the_paused_container(
     assert snap.has_memory and _container(cid) is not None
     await sk.delete_snapshot(snap.id)
     assert _container(cid) is None and not (snapshot_dir / snap.id).exists()
+
+
+async def test_gvisor_memory_resumes_in_another_process(
+    gvisor: sk.SandboxPool, no_pausable_left: None
+) -> None:
+    sb = await sk.Sandbox(pool=gvisor, keep_state=True).open()
+    await sb.run("answer = [6 * 7]")
+    snap = await sb.pause()
+    assert snap.has_memory
+    script = (
+        "import asyncio\nimport sandboxkit as sk\n"
+        "async def main():\n"
+        f"    async with await sk.Sandbox.resume({snap.id!r}) as sb:\n"
+        "        print((await sb.run('print(answer[0])')).stdout, end='')\n"
+        "    await sk.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(sk.__file__).parent.parent))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "42\n"
+    await sk.delete_snapshot(snap.id)
