@@ -45,6 +45,8 @@ log = logging.getLogger("sandboxkit")
 
 MEMORY_RUNTIMES = frozenset({"runsc"})
 RESTORE_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)  # seconds between tries (see _restore)
+# a refusal that passes: containerd's own copy of the checkpoint not yet collected
+RESTORE_BUSY = ("already exists",)
 _supported: dict[str, bool] = {}  # engine URL -> its checkpoint API is on
 
 
@@ -87,8 +89,14 @@ async def open_pausable(sb: Sandbox, pool: SandboxPool) -> Box | None:
     return None
 
 
+_restored: set[str] = set()  # containers started from a checkpoint (ids)
+
+
 def can_checkpoint(box: Box) -> bool:
-    return box.pausable and _docker(box.engine) is not None
+    """Whether ``box``'s memory can be kept. Not a second time: this engine (20.10)
+    leaves the containerd task of a container started from a checkpoint behind when it
+    is checkpointed again, and it cannot be restored ("id already in use")."""
+    return box.pausable and box.cid not in _restored and _docker(box.engine) is not None
 
 
 def _checkpoint_bytes(root: str, cid: str, name: str) -> int:
@@ -173,6 +181,7 @@ async def restore(
         raise
     box = Box(member.engine, memory.container, stream, shape, resources)
     box.pausable = True
+    _restored.add(box.cid)
     with contextlib.suppress(Exception):
         await engine.delete_checkpoint(memory.container, memory.checkpoint)
     await sb._adopt(box, pool)
@@ -188,7 +197,7 @@ async def _restore(engine: DockerBackend, memory: store.Memory) -> AttachedStrea
         try:
             return await engine.restore(memory.container, memory.checkpoint)
         except EngineError as exc:
-            if "already exists" not in str(exc):
+            if not any(busy in str(exc) for busy in RESTORE_BUSY):
                 raise
             await anyio.sleep(wait)
     return await engine.restore(memory.container, memory.checkpoint)
