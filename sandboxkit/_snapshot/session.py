@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._errors import SandboxError, SnapshotError
+from .._errors import SnapshotError
 from . import memory as mem
 from . import store
 from .files import pack, unpack
@@ -181,4 +181,4 @@ async def delete_snapshot(snapshot_id: str | store.Snapshot) -> None:
         raise SnapshotError(f"no snapshot {sid} in {store.snapshot_dir()}", "not_found", sid)
 
 
-__all__ = ["SandboxError", "delete_snapshot", "fork", "pause", "resume", "snapshots"]
+__all__ = ["delete_snapshot", "fork", "pause", "resume", "snapshots"]
