@@ -121,8 +121,8 @@ async def checkpoint(box: Box, snapshot_id: str) -> store.Memory:
     if not reply.get("ok"):
         raise SandboxError(f"the sandbox agent refused a checkpoint: {reply.get('error')}")
     await engine.checkpoint(box.cid, name)
-    box.kept = True  # stopped, with its memory: closing the session must not remove it
     await engine.rename(box.cid, PAUSED_PREFIX + snapshot_id)
+    box.kept = True  # stopped, with its memory: closing the session must not remove it
     return store.Memory(
         engine=engine.url,
         container=box.cid,
