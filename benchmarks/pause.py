@@ -91,10 +91,8 @@ async def main(runs: int, gvisor: bool) -> None:
 
     def add(name: str, found: tuple[float, float, float, float, bool]) -> None:
         pause, resume, files, memory, kept = found
-        rows.append(
-            (name, f"{pause * 1000:.0f}", f"{resume * 1000:.0f}", f"{files:.1f}", f"{memory:.1f}",
-             "yes" if kept else "no")
-        )  # fmt: skip
+        cells = (f"{pause * 1000:.0f}", f"{resume * 1000:.0f}", f"{files:.1f}", f"{memory:.1f}")
+        rows.append((name, *cells, "yes" if kept else "no"))
 
     big = sk.Limits(disk_mb=128, memory_mb=512, file_size_mb=128)
     async with sk.SandboxPool(languages=["python"], size=2) as runc:
@@ -114,8 +112,10 @@ async def main(runs: int, gvisor: bool) -> None:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-    print(f"\nfork (until the copy answers): idle {fork_idle * 1000:.0f} ms, "
-          f"100 MB workdir {fork_big * 1000:.0f} ms  (median of {runs})")  # fmt: skip
+    print(
+        f"\nfork (until the copy answers): idle {fork_idle * 1000:.0f} ms, "
+        f"100 MB workdir {fork_big * 1000:.0f} ms  (median of {runs})"
+    )
 
 
 if __name__ == "__main__":

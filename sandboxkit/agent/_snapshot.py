@@ -157,8 +157,13 @@ def pack(places: list[str], max_bytes: int) -> dict[str, Any]:
         return {"ok": False, "error": str(exc), "reason": "too_large"}
     finally:
         sink.done = True
-    return {"ok": True, "bytes": sink.total, "files": files, "skipped": skipped[:_SKIPPED_SHOWN],
-            "skipped_count": len(skipped)}  # fmt: skip
+    return {
+        "ok": True,
+        "bytes": sink.total,
+        "files": files,
+        "skipped": skipped[:_SKIPPED_SHOWN],
+        "skipped_count": len(skipped),
+    }
 
 
 def _info(tarfile: Any, name: str, st: os.stat_result) -> Any:
@@ -319,8 +324,8 @@ def unpack(agent: Any, inbox: Inbox, places: list[str]) -> dict[str, Any]:
                     elif member.issym():
                         _clear(name, dirfd, keep_dir=False)
                         os.symlink(member.linkname, name, dir_fd=dirfd)
-                        os.utime(name, (member.mtime, member.mtime), dir_fd=dirfd,
-                                 follow_symlinks=False)  # fmt: skip
+                        stamp = (member.mtime, member.mtime)
+                        os.utime(name, stamp, dir_fd=dirfd, follow_symlinks=False)
                     elif member.islnk():
                         src_place, src_parts = _split(member.linkname, places)
                         src_dir = _parent(src_place, src_parts) if src_parts else -1
@@ -328,8 +333,13 @@ def unpack(agent: Any, inbox: Inbox, places: list[str]) -> dict[str, Any]:
                             if src_dir < 0:
                                 raise ValueError(f"a hard link to a place: {member.linkname!r}")
                             _clear(name, dirfd, keep_dir=False)
-                            os.link(src_parts[-1], name, src_dir_fd=src_dir, dst_dir_fd=dirfd,
-                                    follow_symlinks=False)  # fmt: skip
+                            os.link(
+                                src_parts[-1],
+                                name,
+                                src_dir_fd=src_dir,
+                                dst_dir_fd=dirfd,
+                                follow_symlinks=False,
+                            )
                         finally:
                             if src_dir >= 0:
                                 os.close(src_dir)
@@ -365,8 +375,8 @@ def unpack(agent: Any, inbox: Inbox, places: list[str]) -> dict[str, Any]:
 
 
 def _write(tar: Any, member: Any, name: str, dirfd: int) -> None:
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
-                 dir_fd=dirfd)  # fmt: skip
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(name, flags, 0o600, dir_fd=dirfd)
     try:
         data = tar.extractfile(member)
         while True:
