@@ -20,6 +20,7 @@ from ._errors import (
     SandboxError,
     SandboxFileError,
     SandboxkitError,
+    SnapshotError,
     UnknownLanguage,
     UsageError,
 )
@@ -47,6 +48,8 @@ from ._models import (
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
+from ._snapshot.session import delete_snapshot, snapshots
+from ._snapshot.store import Snapshot
 from ._stream import EventStream
 from ._version import __version__
 
@@ -83,6 +86,8 @@ __all__ = [
     "SandboxFileError",
     "SandboxPool",
     "SandboxkitError",
+    "Snapshot",
+    "SnapshotError",
     "Status",
     "Terminal",
     "TestCase",
@@ -92,8 +97,10 @@ __all__ = [
     "Verdict",
     "__version__",
     "aclose",
+    "delete_snapshot",
     "get_language",
     "judge",
     "languages",
     "register_language",
+    "snapshots",
 ]

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,7 +29,15 @@ from ._channel import Listener
 from ._channel import refuse as refuse_channel
 from ._channel import wanted as channel_wanted
 from ._errors import EngineError, SandboxError
-from ._fleet.labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
+from ._fleet.labels import (
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_PAUSABLE,
+    LABEL_POOL,
+    LABEL_VERSION,
+    held_name,
+    owner_identity,
+)
 from ._fleet.reaper import remove
 from ._images.dockerfile import AGENT_PYC
 from ._version import __version__
@@ -132,6 +141,8 @@ class Box:
         # its holder's run ended and nothing is pending in it: it may be scrubbed and
         # serve again (a pool's reuse mode; set by the holder, cleared at each lease)
         self.reusable = False
+        self.pausable = False  # kept when stopped: made for a pause with memory
+        self.kept = False  # stopped and kept by Sandbox.pause (its memory): not removed
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -142,6 +153,8 @@ class Box:
         resources: Resources,
         env: Mapping[str, str],
         pool_id: str,
+        *,
+        pausable: bool = False,
     ) -> Box:
         labels = {
             LABEL_MANAGED: "1",
@@ -150,6 +163,9 @@ class Box:
             LABEL_VERSION: __version__,
         }
         name = f"sandboxkit-{pool_id}-{os.getpid()}-{next(_names)}"
+        if pausable:  # Sandbox.pause keeps it stopped, beyond this process: see labels
+            labels = {LABEL_MANAGED: "1", LABEL_PAUSABLE: "1", LABEL_VERSION: __version__}
+            name = held_name(uuid.uuid4().hex[:12])
         listener: Listener | None = None
         if channel_wanted(engine, shape.runtime):
             # no socket here (a TMPDIR too long for one, not writable): the attach stream
@@ -159,6 +175,7 @@ class Box:
         try:
             channel = listener.path if listener is not None else None
             spec = container_spec(shape, resources, labels, env, name, channel)
+            spec = dataclasses.replace(spec, pausable=pausable)
             try:
                 launched = await engine.launch(spec)
             except EngineError as exc:
@@ -170,6 +187,7 @@ class Box:
                 listener = None
                 launched = await engine.launch(dataclasses.replace(spec, channel=None))
             box = cls(engine, launched.id, launched.stream, shape, resources)
+            box.pausable = pausable
             with anyio.fail_after(READY_TIMEOUT):
                 if listener is not None:
                     box._stream = await listener.take(engine, launched.stream)
@@ -224,7 +242,10 @@ class Box:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
             with contextlib.suppress(Exception):
                 await self._stream.close()
-            if self.lost:
+            if self.lost or self.kept:
+                return
+            if self.pausable:  # no AutoRemove to wait for
+                await _quiet_remove(self.engine, self.cid)
                 return
             # Closing our end is EOF on the agent's stdin (StdinOnce): it kills every
             # process, exits, and the engine removes the container (AutoRemove). Waiting

@@ -96,6 +96,20 @@ class SandboxFileError(SandboxkitError):
         self.detail = detail
 
 
+class SnapshotError(SandboxkitError):
+    """A snapshot (``Sandbox.pause``) cannot be taken, found or used.
+
+    ``reason``: ``not_found`` (no snapshot by that id), ``corrupt`` (its files do not
+    match what was recorded), ``too_large`` (over the snapshot or store cap),
+    ``unsupported`` (this engine cannot do what was asked).
+    """
+
+    def __init__(self, message: str, reason: str, snapshot_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.snapshot_id = snapshot_id
+
+
 class UsageError(SandboxkitError, RuntimeError):
     """An object was used out of order: opened twice, or used before it was opened."""
 

@@ -51,6 +51,7 @@ from ._validate import (
 
 if TYPE_CHECKING:
     from ._protocol import Reply
+    from ._snapshot.store import Snapshot
 
 ClassP = ParamSpec("ClassP")
 ClassR = TypeVar("ClassR")
@@ -284,6 +285,8 @@ class Sandbox:
         self._reclaim_task: asyncio.Task[None] | None = None
         self._last_used = time.monotonic()
         self._reclaimed = False
+        self._paused_as: str | None = None  # the snapshot pause() made of it
+        self._opened_for_you = False  # made open by resume()/fork(): `async with` takes it
 
     @property
     def language(self) -> str:
@@ -302,9 +305,17 @@ class Sandbox:
         self._pool = pool
         lease = AsyncExitStack()
         try:
-            self._box = await lease.enter_async_context(
-                pool.checkout(self.spec, self.limits, self.runtime)
-            )
+            from ._snapshot.memory import open_pausable
+
+            # under gVisor with the engine's checkpoint API: a box whose memory pause() keeps
+            box = await open_pausable(self, pool)
+            if box is not None:
+                lease.push_async_callback(box.destroy)
+                self._box = box
+            else:
+                self._box = await lease.enter_async_context(
+                    pool.checkout(self.spec, self.limits, self.runtime)
+                )
         except BaseException:
             self._state = Lifecycle.CLOSED
             raise
@@ -312,7 +323,18 @@ class Sandbox:
         self._touch()
         return self
 
+    async def _adopt(self, box: Box, pool: SandboxPool) -> None:
+        """Open this session on ``box`` (resumed from its checkpoint), not the pool's."""
+        lease = AsyncExitStack()
+        lease.push_async_callback(box.destroy)
+        self._state, self._pool, self._lease, self._box = Lifecycle.OPEN, pool, lease, box
+        self._opened_for_you = True
+        self._touch()
+
     async def __aenter__(self) -> Sandbox:
+        if self._opened_for_you and self._state is Lifecycle.OPEN:
+            self._opened_for_you = False
+            return self
         return await self.open()
 
     async def __aexit__(
@@ -355,7 +377,12 @@ class Sandbox:
 
     def _live_box(self) -> Box:
         if self._box is None:
-            if self._reclaimed:
+            if self._paused_as is not None:
+                why = (
+                    f"is paused as snapshot {self._paused_as}; resume it with "
+                    f"`await sandboxkit.Sandbox.resume({self._paused_as!r})`"
+                )
+            elif self._reclaimed:
                 why = (
                     f"was reclaimed after {self.idle_timeout or 0:g} s idle, with its files "
                     "and state; open a new one, and pass Sandbox(..., idle_timeout=SECONDS) "
@@ -730,6 +757,43 @@ class Sandbox:
         )
         assert isinstance(term, Terminal)
         return term
+
+    # ------------------------------------------------------------------ snapshots
+    async def pause(self) -> Snapshot:
+        """Save this session and stop its sandbox: nothing of it runs or holds memory.
+
+        Its files (workdir, ``/tmp``, home) are kept exactly; its memory (processes, a
+        ``keep_state`` interpreter) too where ``Snapshot.has_memory`` says so (gVisor on
+        an engine with the checkpoint API). The session is closed; bring it back with
+        :meth:`resume` (from any process, later), delete it with
+        ``sandboxkit.delete_snapshot``."""
+        from ._snapshot.session import pause
+
+        return await pause(self)
+
+    @classmethod
+    async def resume(
+        cls,
+        snapshot: str | Snapshot,
+        *,
+        pool: SandboxPool | None = None,
+        idle_timeout: float | None = 600.0,
+    ) -> Sandbox:
+        """An open session back from a snapshot (``async with await Sandbox.resume(id)``).
+
+        ``SnapshotError`` when the snapshot is missing (``not_found``) or damaged
+        (``corrupt``). A snapshot with memory resumes its processes once (its
+        checkpoint is used up); its files can be resumed any number of times."""
+        from ._snapshot.session import resume
+
+        return await resume(snapshot, pool=pool, idle_timeout=idle_timeout)
+
+    async def fork(self) -> Sandbox:
+        """A new open session with a copy of this one's files and settings; both go
+        their own way (``async with await sb.fork() as copy``). Memory is not copied."""
+        from ._snapshot.session import fork
+
+        return await fork(self)
 
 
 def _entry(e: Mapping[str, Any]) -> FileEntry:

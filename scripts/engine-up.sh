@@ -8,6 +8,10 @@ log() { printf '[engine-up] %s\n' "$*" >&2; }
 
 if docker info >/dev/null 2>&1; then
     log "engine answers: $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
+    if [ "$(docker version --format '{{.Server.Experimental}}' 2>/dev/null)" != true ]; then
+        log "its experimental API is off: paused gVisor sessions keep files, not memory" \
+            "(add \"experimental\": true to /etc/docker/daemon.json and restart dockerd)"
+    fi
     exit 0
 fi
 
@@ -33,15 +37,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # Register gVisor. This runsc build cannot set up a sandbox network here, hence --network=none.
+# "experimental": the checkpoint API, which keeps a paused gVisor session's memory
+# (Sandbox.pause); without it pause keeps files only.
 mkdir -p /etc/docker
 if [ ! -s /etc/docker/daemon.json ] && command -v runsc >/dev/null 2>&1; then
     cat > /etc/docker/daemon.json <<JSON
 {
+  "experimental": true,
   "runtimes": {
     "runsc": {"path": "$(command -v runsc)", "runtimeArgs": ["--network=none"]}
   }
 }
 JSON
+elif [ -s /etc/docker/daemon.json ] && ! grep -q '"experimental"' /etc/docker/daemon.json; then
+    python3 - /etc/docker/daemon.json <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    config = json.load(f)
+config["experimental"] = True
+with open(path, "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+PY
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

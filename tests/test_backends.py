@@ -299,7 +299,10 @@ def test_docker_listings_and_inspections_become_the_same_records() -> None:
         "Config": {"Labels": {"org.sandboxkit.pool": "p"}},
     }
     assert dk.container_record(listed) == ContainerRecord(
-        "abc", {"org.sandboxkit.pool": "p"}, "running", 1700000000.0
+        "abc", {"org.sandboxkit.pool": "p"}, "running", 1700000000.0, name="sandboxkit-p-1-0"
+    )
+    assert dk.container_record({**inspected, "Name": "/sandboxkit-p-1-0"}).name == (
+        "sandboxkit-p-1-0"
     )
     record = dk.container_record(inspected)
     assert (record.id, record.state, record.pid) == ("abc", "running", 4242)

@@ -82,6 +82,8 @@ class ContainerSpec:
     # a Unix socket on this machine, mounted read-only at CHANNEL_PATH (see _channel);
     # only offered to a backend whose ``local_paths`` is true
     channel: str | None = None
+    # kept when stopped (no AutoRemove): Sandbox.pause checkpoints it (see _snapshot)
+    pausable: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class ContainerRecord:
     created: float = 0.0  # epoch seconds
     #: its first process on the engine's host, when the engine says (for measurements)
     pid: int | None = None
+    name: str = ""  # without Docker's leading slash
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitErro
 from .._protocol import CHANNEL_PATH
 from .advice import PERMISSION, how_to_reach, how_to_start
 from .base import (
+    AttachedStream,
     BridgeNetwork,
     ContainerRecord,
     ContainerSpec,
@@ -286,7 +287,9 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         ],
         "LogConfig": {"Type": "none"},  # a flood never reaches the host's disk
         "Runtime": spec.runtime,
-        "AutoRemove": True,  # when the command exits (its stdin closed), the engine removes it
+        # when the command exits (its stdin closed), the engine removes it; a pausable
+        # box stays when stopped: its checkpoint (its memory) is kept with it
+        "AutoRemove": not spec.pausable,
         "Init": False,  # the command (sandboxkit's agent) is PID 1 and reaps
         "IpcMode": "private",
         "Privileged": False,
@@ -373,12 +376,14 @@ def container_record(raw: Mapping[str, Any]) -> ContainerRecord:
         word, pid = str(state.get("Status") or "unknown"), int(state.get("Pid") or 0)
     else:
         word, pid = str(state or "unknown"), 0
+    names = raw.get("Names") or [raw.get("Name") or ""]
     return ContainerRecord(
         id=str(raw["Id"]),
         labels=_labels(labels),
         state=word,
         created=epoch(raw.get("Created")),
         pid=pid or None,
+        name=str(names[0] or "").lstrip("/"),
     )
 
 
@@ -746,6 +751,65 @@ class DockerBackend:
         with self._map("list events"):
             async with self._client._query("events", params=params) as resp:
                 return '"oom"' in await resp.text()
+
+    # ------------------------------------------------------------------ checkpoints
+    # Sandbox.pause of a gVisor session keeps its memory through the engine's
+    # experimental checkpoint API (dockerd --experimental); see sandboxkit/_snapshot.
+    async def can_checkpoint(self) -> bool:
+        """Whether this engine's checkpoint API is on (an experimental daemon)."""
+        with self._map("report its info"):
+            info = await _idempotent(self._client.system.info)
+        return bool(info.get("ExperimentalBuild"))
+
+    async def root_dir(self) -> str:
+        """Where the engine keeps its data (its checkpoints under ``containers/``)."""
+        with self._map("report its info"):
+            info = await _idempotent(self._client.system.info)
+        return str(info.get("DockerRootDir") or "/var/lib/docker")
+
+    async def checkpoint(self, cid: str, name: str) -> None:
+        """Checkpoint ``cid`` as ``name`` and stop it (its memory kept with it)."""
+        with self._map("checkpoint a container"):
+            async with self._client._query(
+                f"containers/{cid}/checkpoints",
+                "POST",
+                data=json.dumps({"CheckpointID": name, "Exit": True}),
+                headers={"content-type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=None),
+            ) as resp:
+                await resp.read()
+
+    async def restore(self, cid: str, name: str) -> AttachedStream:
+        """Attach to the stopped ``cid``, then start it from its checkpoint ``name``."""
+        stream = await self._attach(cid)
+        try:
+            with self._map("restore a container from its checkpoint"):
+                async with self._client._query(
+                    f"containers/{cid}/start",
+                    "POST",
+                    params={"checkpoint": name},
+                    timeout=aiohttp.ClientTimeout(total=None),
+                ) as resp:
+                    await resp.read()
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await stream.close()
+            raise
+        return stream
+
+    async def delete_checkpoint(self, cid: str, name: str) -> None:
+        with self._map("delete a checkpoint"), absent(404):
+            async with self._client._query(
+                f"containers/{cid}/checkpoints/{name}", "DELETE"
+            ) as resp:
+                await resp.read()
+
+    async def rename(self, cid: str, name: str) -> None:
+        with self._map("rename a container"):
+            async with self._client._query(
+                f"containers/{cid}/rename", "POST", params={"name": name}
+            ) as resp:
+                await resp.read()
 
     # ------------------------------------------------------------------ images
     async def image_exists(self, tag: str) -> bool:

@@ -36,7 +36,15 @@ import anyio
 
 from .._backends import ContainerEngine, EngineConfig, connect
 from .._errors import SandboxkitError
-from .labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, owner_alive, owner_identity
+from .labels import (
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_PAUSABLE,
+    LABEL_POOL,
+    held_orphaned,
+    owner_alive,
+    owner_identity,
+)
 
 log = logging.getLogger("sandboxkit")
 
@@ -101,8 +109,10 @@ class ReapReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def orphaned(labels: Mapping[str, str]) -> bool:
+def orphaned(labels: Mapping[str, str], name: str = "") -> bool:
     """Whether a managed container's owner is gone (pure: reads only ``/proc``)."""
+    if labels.get(LABEL_PAUSABLE):  # its holder is in its name (see labels.held_name)
+        return held_orphaned(name)
     owner = labels.get(LABEL_OWNER)
     if not owner:
         return False  # not ours to judge: made by something that did not say who owns it
@@ -114,7 +124,7 @@ async def reap(engine: ContainerEngine, *, dry_run: bool = False) -> ReapReport:
     report = ReapReport()
     doomed: list[str] = []
     for c in await engine.list_containers({LABEL_MANAGED: None}):
-        if orphaned(c.labels):
+        if orphaned(c.labels, c.name):
             doomed.append(c.id)
         else:
             report.kept += 1

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _bg, _display, _files, _host, _scrub
+from . import _bg, _display, _files, _host, _scrub, _snapshot
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -80,6 +80,10 @@ class Agent:
         if not data:
             self.hung_up(_host.IN)
             return
+        self.take(data)
+
+    def take(self, data: bytes) -> None:
+        """Frames from the host's bytes ``data``: jobs queued, input to its run's inbox."""
         self.read_ns = time.monotonic_ns()
         for kind, payload in self.reader.feed(data):
             if kind == JOB:
@@ -176,6 +180,8 @@ class Agent:
                 reply({"ok": False, "reason": _files.reason_of(exc), "error": text})
             else:
                 reply(header, data)
+        elif op in _snapshot.OPS:  # Sandbox.pause / resume / fork
+            _snapshot.serve(self, job, inbox)
         else:
             reply({"ok": False, "error": f"unknown op {op!r}"})
 
