@@ -65,8 +65,9 @@ _ERRNO_REASONS = {
 }
 
 
-class Refused(Exception):
-    """A file job refused with a reason from :data:`REASONS`."""
+class Refused(ValueError):
+    """A file job refused with a reason from :data:`REASONS` (a ValueError: a bad path,
+    as the snapshot unpacking and the older callers take it)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
