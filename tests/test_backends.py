@@ -39,6 +39,7 @@ from sandboxkit._backends import (
     connect,
 )
 from sandboxkit._backends import docker as dk
+from sandboxkit._backends.seccomp import SECURITY_OPT
 from sandboxkit._container import Box, Resources, Shape, container_spec
 from sandboxkit._fleet.labels import LABEL_OWNER, owner_alive, owner_identity
 
@@ -225,7 +226,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     assert host == {
         "NetworkMode": "bridge",
         "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
+        "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
         "Tmpfs": {
             "/work": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",

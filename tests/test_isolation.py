@@ -80,7 +80,7 @@ async def test_non_root(facts: dict) -> None:
 async def test_no_capabilities_and_no_new_privileges(facts: dict) -> None:
     assert facts["cap_eff"] == facts["cap_bnd"] == "0000000000000000"
     assert facts["no_new_privs"] == "1"
-    assert facts["seccomp"] == "2"  # the engine's default seccomp filter is on
+    assert facts["seccomp"] == "2"  # a seccomp filter is on (sandboxkit's: test_seccomp.py)
 
 
 async def test_no_network_but_loopback(facts: dict) -> None:

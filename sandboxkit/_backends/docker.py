@@ -42,6 +42,7 @@ from .base import (
     NetworkPolicy,
 )
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
+from .seccomp import SECURITY_OPT
 
 T = TypeVar("T")
 
@@ -266,7 +267,8 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
     host: dict[str, Any] = {
         "NetworkMode": mode,
         "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
+        # sandboxkit's own syscall filter, not the engine's (which varies by version)
+        "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
         "Tmpfs": {
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
