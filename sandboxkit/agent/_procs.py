@@ -12,6 +12,8 @@ import resource  # at module level: a forked run would otherwise import it each 
 import signal
 import time
 
+from . import _privs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs ~3 ms of every sandbox's start; annotations only
     from typing import Any, NoReturn
@@ -213,6 +215,11 @@ def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> No
     if keep_fd is not None:
         os.dup2(keep_fd, 3)
     os.closerange(3 if keep_fd is None else 4, 65536)
+    try:  # nothing of the user's may run with the agent's uid or capabilities
+        _privs.become_program()
+    except OSError as exc:
+        os.write(2, f"sandboxkit: cannot drop the supervisor's privileges: {exc}\n".encode())
+        os._exit(127)
 
 
 def apply_job(

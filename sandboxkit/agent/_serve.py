@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _display, _files, _host
+from . import _display, _files, _host, _privs
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
+    # first of all: out of the program's uid, keeping only what supervising takes
+    _privs.separate(workdir)
     set_dumpable(False)  # keep same-uid user code out of /proc/1 (fds, memory)
     # before anything is forked: no other process may ever hold the channel
     _host.open_channel(options.get("--channel", CHANNEL_PATH))
