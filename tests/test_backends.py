@@ -345,6 +345,7 @@ def test_engine_info_joins_info_and_version() -> None:
         "CgroupVersion": "2",
         "CgroupDriver": "systemd",
         "ServerVersion": "24.0.7",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=userns"],
     }
     version = {"Version": "24.0.7", "ApiVersion": "1.43", "Platform": {"Name": "Docker Engine"}}
     assert dk.engine_info(info, version) == EngineInfo(
@@ -356,8 +357,10 @@ def test_engine_info_joins_info_and_version() -> None:
         runtimes=("runc", "runsc"),
         cgroup_version="2",
         cgroup_driver="systemd",
+        user_namespaces=True,
     )
     podman = dk.engine_info({}, {"Version": "4.3.1", "Platform": {"Name": "linux/amd64/podman"}})
+    assert not podman.user_namespaces
     assert (podman.product, podman.cpus, podman.runtimes, podman.api_version) == (
         "Podman",
         1,

@@ -415,6 +415,9 @@ def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineIn
         runtimes=tuple(sorted(info.get("Runtimes") or {})),
         cgroup_version=str(info.get("CgroupVersion") or "") or None,
         cgroup_driver=str(info.get("CgroupDriver") or "") or None,
+        user_namespaces=any(
+            str(o).startswith("name=userns") for o in info.get("SecurityOptions") or ()
+        ),
     )
 
 
