@@ -5,9 +5,14 @@ capability, and PID 1 is out of its reach."""
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+from conftest import containers_of_pool
 
 import sandboxkit as sk
 from sandboxkit._backends import docker as dk
@@ -126,3 +131,53 @@ async def test_the_supervisor_still_ends_what_the_program_leaves(
         r = await sb.run(count)
     # PID 1 alone (under gVisor too): the leftover of another uid was killed (CAP_KILL)
     assert r.stdout == "[1]\n", r
+
+
+def host_status(pid: int | str) -> dict[str, list[str]]:
+    """A process's /proc status as the host sees it."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {
+        k: v.split() for k, v in (ln.split(":\t", 1) for ln in text.splitlines() if ":\t" in ln)
+    }
+
+
+def find_program(pool_id: str, marker: str) -> tuple[str, str, str] | None:
+    """(PID 1, the program) as host pids, and PID 1's uid map: the program is the child
+    of a runc sandbox's PID 1 holding ``marker`` open."""
+    for cid in containers_of_pool(pool_id):
+        out = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}} {{.HostConfig.Runtime}}", cid],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        if len(out) != 2 or out[1] != "runc" or out[0] == "0":
+            continue
+        pid = out[0]
+        try:
+            for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+                fds = Path(f"/proc/{child}/fd")
+                if any(os.readlink(fds / fd).endswith(marker) for fd in os.listdir(fds)):
+                    return pid, child, Path(f"/proc/{pid}/uid_map").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+    return None
+
+
+@pytest.mark.docker
+async def test_no_process_of_a_sandbox_is_root_on_the_host(pool: sk.SandboxPool) -> None:
+    marker = f"sk-marker-{secrets.token_hex(4)}"
+    code = f"import sys\nf = open('/tmp/{marker}', 'w')\nprint('up', flush=True)\nsys.stdin.read()"
+    async with await sk.Sandbox.start(code, pool=pool) as proc:
+        async for event in proc:
+            if event.kind == "stdout":
+                break
+        found = find_program(pool.pool_id, marker)
+        assert found is not None, "the program's process was not found on this machine"
+        agent, program = host_status(found[0]), host_status(found[1])
+        await proc.close_stdin()
+        assert (await proc.wait()).status == "ok"
+    # uid 0 inside is host uid `offset`: 0 itself unless the engine remaps (doctor says)
+    offset = int(found[2].split()[1])
+    sup, prog = str(offset + _privs.SUPERVISOR_UID), str(offset + 65534)
+    assert agent["Uid"] == [sup, prog, sup, prog]
+    assert program["Uid"] == [prog] * 4
