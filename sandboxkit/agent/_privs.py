@@ -33,66 +33,68 @@ PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
 _CAP_VERSION_3 = 0x20080522
 _EINVAL = 22
 
-_libc: Any = None
 program_uid: int | None = None  # set by separate(): the uid every child becomes
+_calls: Any = None  # set by separate(): prctl, capset and their prepared arguments
 
 
-def _load() -> Any:
-    global _libc
-    if _libc is None:
+class _Calls:
+    """libc's calls and the arguments a child's drop needs, made once in the agent so
+    that each fork pays for the system calls only (not for ctypes' set-up)."""
+
+    def __init__(self) -> None:
         import ctypes
 
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
+        class Data(ctypes.Structure):
+            _fields_ = [
+                ("effective", ctypes.c_uint32),
+                ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32),
+            ]
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.get_errno = ctypes.get_errno
+        self.prctl = libc.prctl
+        self.capset = libc.capset
+        self._header = Header(_CAP_VERSION_3, 0)
+        self.header = ctypes.byref(self._header)
+        self.kept = (Data * 2)(Data(KEPT, KEPT, 0), Data(0, 0, 0))
+        self.none = (Data * 2)(Data(0, 0, 0), Data(0, 0, 0))
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as f:
+                self.last_cap = int(f.read())
+        except (OSError, ValueError):
+            self.last_cap = 63  # past the kernel's last, a drop answers EINVAL (the end)
 
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _capset(effective: int, permitted: int) -> None:
-    """Set this thread's capabilities (inheritable: none)."""
-    import ctypes
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        ]
-
-    header = Header(_CAP_VERSION_3, 0)
-    data = (Data * 2)(Data(effective, permitted, 0), Data(0, 0, 0))
-    _check(_load().capset(ctypes.byref(header), data), "capset")
+    def check(self, result: int, what: str) -> None:
+        if result != 0:
+            err = self.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def separate(workdir: str) -> None:
     """In the agent, before anything else: become SUPERVISOR_UID with the four
     capabilities, acting on files as the program's uid (see the module's text)."""
-    global program_uid
+    global program_uid, _calls
     try:
         program = os.stat(workdir).st_uid
     except OSError:
         return
     if os.getuid() != 0 or program == 0:
         return
-    libc = _load()
-    _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities")
+    calls = _calls = _Calls()
+    calls.check(calls.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities")
     os.setgroups([])
     # real and saved: the supervisor's, which is what signals, ptrace and prlimit check;
     # effective: the program's, which is what files are made and opened as (setfsuid
     # would do the same on Linux, but gVisor ignores it)
     os.setresgid(SUPERVISOR_UID, program, SUPERVISOR_UID)
     os.setresuid(SUPERVISOR_UID, program, SUPERVISOR_UID)
-    _capset(KEPT, KEPT)  # leaving uid 0 emptied the effective set; permitted stayed
-    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "keep capabilities")
+    # leaving uid 0 emptied the effective set; permitted stayed
+    calls.check(calls.capset(calls.header, calls.kept), "capset")
+    calls.check(calls.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "keep capabilities")
     program_uid = program
 
 
@@ -102,15 +104,13 @@ def become_program() -> None:
     uid = program_uid
     if uid is None:
         return
-    libc = _load()
-    for cap in range(64):  # up to the kernel's last: EINVAL past it
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            import ctypes
-
-            if ctypes.get_errno() == _EINVAL:
-                break
-            _check(-1, "drop from the bounding set")
+    calls = _calls
+    for cap in range(calls.last_cap + 1):
+        if calls.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if calls.get_errno() == _EINVAL and cap > 0:
+                break  # past the kernel's last capability
+            calls.check(-1, "drop from the bounding set")
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    _capset(0, 0)
+    calls.check(calls.capset(calls.header, calls.none), "capset")
