@@ -168,9 +168,10 @@ PR_SET_DUMPABLE = 4
 
 def set_dumpable(on: bool) -> None:
     """``PR_SET_DUMPABLE``: the agent (PID 1) sets it off, so user code cannot open
-    ``/proc/1`` (its fds, memory) nor ptrace it even where it shares PID 1's uid; a forked run's child sets it on again
-    (a fork inherits the flag, only an exec resets it), so its own ``/proc/self`` is
-    readable and writable (``oom_score_adj``, ``environ``, ``fd``) as in a fresh process."""
+    ``/proc/1`` (its fds, memory) nor ptrace it even where it shares PID 1's uid; a
+    forked run's child sets it on again (a fork inherits the flag, only an exec resets
+    it), so its own ``/proc/self`` is readable and writable (``oom_score_adj``,
+    ``environ``, ``fd``) as in a fresh process."""
     global _prctl
     try:
         if _prctl is None:
