@@ -25,7 +25,7 @@ import resource
 import select
 import signal
 
-from ._privs import become_program
+from ._privs import become_program, prlimit
 from ._procs import SHIELDED, set_dumpable
 
 TYPE_CHECKING = False
@@ -113,10 +113,10 @@ class Prestarted:
             value = int(raw)
             res = getattr(resource, "RLIMIT_" + str(name).upper())
             try:
-                resource.prlimit(self.pid, res, (value, value))
+                prlimit(self.pid, res, (value, value))
             except (ValueError, OSError):
-                _soft, hard = resource.prlimit(self.pid, res)
-                resource.prlimit(self.pid, res, (min(value, hard) if hard >= 0 else value, hard))
+                _soft, hard = prlimit(self.pid, res)
+                prlimit(self.pid, res, (min(value, hard) if hard >= 0 else value, hard))
         args = [str(a) for a in job["argv"]][len(self.run) :]
         message = json.dumps({"args": args, "env": self.env}).encode()
         view = memoryview(message)

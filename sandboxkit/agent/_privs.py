@@ -114,3 +114,23 @@ def become_program() -> None:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     calls.check(calls.capset(calls.header, calls.none), "capset")
+
+
+def prlimit(pid: int, resource: int, limits: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``resource.prlimit`` on a program's process (a pre-started runtime's, before its
+    program arrives). The kernel lets only the process's own uid and gid (or
+    ``CAP_SYS_RESOURCE``, which the agent does not hold) change its limits: the agent takes
+    the program's real uid and gid for the call and then its own again. No user code runs
+    meanwhile (a runtime is pre-started for a sandbox's first run only)."""
+    import resource as rlimits
+
+    uid = program_uid
+    if uid is None:
+        return rlimits.prlimit(pid, resource, *(() if limits is None else (limits,)))
+    os.setresgid(uid, uid, SUPERVISOR_UID)
+    os.setresuid(uid, uid, SUPERVISOR_UID)
+    try:
+        return rlimits.prlimit(pid, resource, *(() if limits is None else (limits,)))
+    finally:
+        os.setresuid(SUPERVISOR_UID, uid, SUPERVISOR_UID)
+        os.setresgid(SUPERVISOR_UID, uid, SUPERVISOR_UID)
