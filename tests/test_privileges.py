@@ -71,7 +71,7 @@ def test_only_the_agent_gets_capabilities_and_it_starts_as_root() -> None:
     assert body["HostConfig"]["CapDrop"] == ["ALL"]
     # the engine grants what the agent keeps (bits 5 to 8), nothing more
     assert sorted(dk.AGENT_CAPABILITIES) == ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"]
-    assert _privs.KEPT == 0x1E0
+    assert _privs.GRANTED == 0x1E0 and _privs.HELD == 0xE0  # SETPCAP: the start only
     assert _privs.SUPERVISOR_UID not in (0, spec.uid)
 
 
@@ -94,7 +94,8 @@ async def test_pid1_is_out_of_the_programs_reach(pool: sk.SandboxPool, runtime: 
     # the supervisor: its own real and saved uid, acting on files as the program's
     sup, prog = str(_privs.SUPERVISOR_UID), "65534"
     assert pid1["Uid"] == [sup, prog, sup, prog] and pid1["Gid"] == [sup, prog, sup, prog]
-    assert pid1["CapEff"] == [f"{_privs.KEPT:016x}"]
+    assert pid1["CapEff"] == pid1["CapPrm"] == [f"{_privs.HELD:016x}"]
+    assert pid1["CapBnd"] == ["0000000000000000"]  # emptied at its start, for every child
     assert out.pop("made_owner") == out.pop("given_owner") == 65534
     refused = {
         "kill_1_sig0": EPERM,

@@ -2,14 +2,15 @@
 
 The engine starts the agent as uid 0 holding four capabilities and nothing else
 (``CAP_SETUID``, ``CAP_SETGID``, ``CAP_KILL``, ``CAP_SETPCAP``; no-new-privileges and
-sandboxkit's seccomp profile apply). :func:`separate`, the agent's first act, makes
-:data:`SUPERVISOR_UID` its real and saved uid, keeping those four, and the program's uid
-(the owner of the working directory) its effective uid: the files it writes for the
-program are the program's, and it reads the program's files as the program would, while
-the kernel's checks on signals, ``ptrace`` and ``prlimit`` see the real and saved uid,
-not the program's. Every child that will
-run user code calls :func:`become_program` before anything of the user's runs: the
-program's uid, no supplementary group, an empty bounding set, no capability at all.
+sandboxkit's seccomp profile apply). :func:`separate`, the agent's first act, empties
+the bounding set (``CAP_SETPCAP``'s one use), makes :data:`SUPERVISOR_UID` its real and
+saved uid and the program's uid (the owner of the working directory) its effective uid,
+and keeps three capabilities (:data:`HELD`). Its files are the program's, and it reads
+the program's files as the program would, while the kernel's checks on signals,
+``ptrace`` and ``prlimit`` see the real and saved uid, not the program's. Every child
+that will run user code calls :func:`become_program` before anything of the user's
+runs: the program's uid in all its uids, no supplementary group, no capability at all
+(the bounding set is empty already).
 
 So the program cannot signal, trace nor ``prlimit`` PID 1 (another uid, and it holds no
 ``CAP_KILL``), under runc and gVisor alike; PID 1 still ends every process of the
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 SUPERVISOR_UID = 65533  # nobody's (65534) neighbour: owns no file, in no image's passwd
 CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 5, 6, 7, 8
-KEPT = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_SETPCAP)
+HELD = (1 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID)  # the agent's, from its start
+GRANTED = HELD | (1 << CAP_SETPCAP)  # by the engine: SETPCAP empties the bounding set
 PR_SET_KEEPCAPS, PR_CAPBSET_DROP = 8, 24
 _CAP_VERSION_3 = 0x20080522
 _EINVAL = 22
@@ -60,7 +62,7 @@ class _Calls:
         self.capset = libc.capset
         self._header = Header(_CAP_VERSION_3, 0)
         self.header = ctypes.byref(self._header)
-        self.kept = (Data * 2)(Data(KEPT, KEPT, 0), Data(0, 0, 0))
+        self.held = (Data * 2)(Data(HELD, HELD, 0), Data(0, 0, 0))
         self.none = (Data * 2)(Data(0, 0, 0), Data(0, 0, 0))
         try:
             with open("/proc/sys/kernel/cap_last_cap") as f:
@@ -85,6 +87,13 @@ def separate(workdir: str) -> None:
     if os.getuid() != 0 or program == 0:
         return
     calls = _calls = _Calls()
+    # the bounding set emptied here, once: every child inherits it so (it limits what an
+    # exec could gain; the agent's own permitted set is not touched)
+    for cap in range(calls.last_cap + 1):
+        if calls.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if calls.get_errno() == _EINVAL and cap > 0:
+                break  # past the kernel's last capability
+            calls.check(-1, "drop from the bounding set")
     calls.check(calls.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keep capabilities")
     os.setgroups([])
     # real and saved: the supervisor's, which is what signals, ptrace and prlimit check;
@@ -92,8 +101,8 @@ def separate(workdir: str) -> None:
     # would do the same on Linux, but gVisor ignores it)
     os.setresgid(SUPERVISOR_UID, program, SUPERVISOR_UID)
     os.setresuid(SUPERVISOR_UID, program, SUPERVISOR_UID)
-    # leaving uid 0 emptied the effective set; permitted stayed
-    calls.check(calls.capset(calls.header, calls.kept), "capset")
+    # leaving uid 0 emptied the effective set; permitted stayed: keep three of it
+    calls.check(calls.capset(calls.header, calls.held), "capset")
     calls.check(calls.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "keep capabilities")
     program_uid = program
 
@@ -105,11 +114,6 @@ def become_program() -> None:
     if uid is None:
         return
     calls = _calls
-    for cap in range(calls.last_cap + 1):
-        if calls.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            if calls.get_errno() == _EINVAL and cap > 0:
-                break  # past the kernel's last capability
-            calls.check(-1, "drop from the bounding set")
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
