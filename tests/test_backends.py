@@ -39,6 +39,7 @@ from sandboxkit._backends import (
     connect,
 )
 from sandboxkit._backends import docker as dk
+from sandboxkit._backends.seccomp import SECURITY_OPT
 from sandboxkit._container import Box, Resources, Shape, container_spec
 from sandboxkit._fleet.labels import LABEL_OWNER, owner_alive, owner_identity
 
@@ -208,7 +209,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     assert body == {
         "Image": "img:1",
         "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
-        "User": "65534:65534",
+        "User": "0:0",
         "WorkingDir": "/work",
         "Env": ["A=1", "B=2"],
         "Labels": {"a": "1"},
@@ -225,7 +226,8 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     assert host == {
         "NetworkMode": "bridge",
         "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
+        "CapAdd": ["CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID"],  # the agent's
+        "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
         "Tmpfs": {
             "/work": "rw,exec,nosuid,nodev,size=32m,uid=65534,gid=65534,mode=0755",
@@ -347,6 +349,7 @@ def test_engine_info_joins_info_and_version() -> None:
         "CgroupVersion": "2",
         "CgroupDriver": "systemd",
         "ServerVersion": "24.0.7",
+        "SecurityOptions": ["name=seccomp,profile=builtin", "name=userns"],
     }
     version = {"Version": "24.0.7", "ApiVersion": "1.43", "Platform": {"Name": "Docker Engine"}}
     assert dk.engine_info(info, version) == EngineInfo(
@@ -358,8 +361,10 @@ def test_engine_info_joins_info_and_version() -> None:
         runtimes=("runc", "runsc"),
         cgroup_version="2",
         cgroup_driver="systemd",
+        user_namespaces=True,
     )
     podman = dk.engine_info({}, {"Version": "4.3.1", "Platform": {"Name": "linux/amd64/podman"}})
+    assert not podman.user_namespaces
     assert (podman.product, podman.cpus, podman.runtimes, podman.api_version) == (
         "Podman",
         1,

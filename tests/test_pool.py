@@ -81,10 +81,11 @@ async def test_refill_starts_several_at_once_within_max_size() -> None:
 
 @pytest.mark.docker
 async def test_warm_up_failure_surfaces_from_async_with() -> None:
-    # an image that builds (as root) but whose agent, as the sandbox user, exits at once
-    # (site runs a .pth file's import lines even under -I): no sandbox can become ready
+    # an image that builds but whose agent, in a sandbox (where the engine mounted its
+    # own directory), exits at once (site runs a .pth file's import lines even under
+    # -I): no sandbox can become ready
     quit_at_start = (
-        "echo 'import os; os.getuid() == 65534 and os._exit(3)'"
+        "echo 'import os; os.path.isdir(\"/run/sandboxkit\") and os._exit(3)'"
         " > /usr/lib/python3/dist-packages/zz-quit.pth"
     )
     with scratch_language(PY.extend("pybroken-pooltest", setup=[quit_at_start])) as broken:

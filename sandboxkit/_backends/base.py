@@ -123,6 +123,8 @@ class EngineInfo:
     runtimes: tuple[str, ...] = ()  # OCI runtimes a sandbox may name (runc, runsc...)
     cgroup_version: str | None = None
     cgroup_driver: str | None = None
+    # the engine remaps the containers' uids to unprivileged host uids (``userns-remap``)
+    user_namespaces: bool = False
 
 
 # ---------------------------------------------------------------------- streams

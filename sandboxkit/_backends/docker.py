@@ -43,8 +43,10 @@ from .base import (
     NetworkPolicy,
 )
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
+from .seccomp import SECURITY_OPT
 
 T = TypeVar("T")
+AGENT_CAPABILITIES = ("CAP_KILL", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID")
 
 _SOCKETS = SOCKETS  # where engines listen when DOCKER_HOST does not say (tests replace it)
 _CANNOT_CONNECT = 900  # aiodocker's status for "could not connect"
@@ -267,7 +269,11 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
     host: dict[str, Any] = {
         "NetworkMode": mode,
         "CapDrop": ["ALL"],
-        "SecurityOpt": ["no-new-privileges"],
+        # the agent's alone: it starts as uid 0 with these, becomes a uid of its own and
+        # runs every program as ``spec.uid`` with none (sandboxkit/agent/_privs.py)
+        "CapAdd": list(AGENT_CAPABILITIES),
+        # sandboxkit's own syscall filter, not the engine's (which varies by version)
+        "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
         "Tmpfs": {
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
@@ -301,7 +307,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
     return {
         "Image": spec.image,
         "Cmd": list(spec.command),
-        "User": f"{spec.uid}:{spec.uid}",
+        "User": "0:0",  # only until the agent's first act (the program runs as spec.uid)
         "WorkingDir": spec.workdir,
         "Env": [f"{k}={v}" for k, v in sorted(spec.env.items())],
         "Labels": dict(spec.labels),
@@ -416,6 +422,9 @@ def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineIn
         runtimes=tuple(sorted(info.get("Runtimes") or {})),
         cgroup_version=str(info.get("CgroupVersion") or "") or None,
         cgroup_driver=str(info.get("CgroupDriver") or "") or None,
+        user_namespaces=any(
+            str(o).startswith("name=userns") for o in info.get("SecurityOptions") or ()
+        ),
     )
 
 

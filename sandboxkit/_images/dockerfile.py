@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
+from .._backends.seccomp import PROFILE_DIGEST
 from .._languages import LanguageSpec, language_env
 
 BASE_SUITE = "bookworm"  # the Debian release nearly every language image stands on
@@ -180,7 +181,8 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
 def build_context(
     spec: LanguageSpec, base: str | None = None, *, ca_bundle: bytes | None = None
 ) -> BuildContext:
-    """Dockerfile, copied files and the tag: ``sandboxkit/<name>:<hash of all of it>``.
+    """Dockerfile, copied files and the tag: ``sandboxkit/<name>:<hash of all of it>``
+    and of the seccomp profile its containers run under.
 
     ``ca_bundle`` is ignored unless the spec has pip packages: images that install
     nothing from PyPI neither carry it nor change tag with it.
@@ -192,6 +194,8 @@ def build_context(
         assert ca_bundle is not None
         files[CA_FILE] = ca_bundle
     digest = hashlib.sha256(dockerfile.encode())
+    # the seccomp profile every container of the image runs under: part of the sandbox
+    digest.update(b"\0seccomp\0" + PROFILE_DIGEST.encode())
     for name in sorted(files):
         digest.update(b"\0" + name.encode() + b"\0" + files[name])
     return BuildContext(dockerfile, files, f"sandboxkit/{spec.name}:{digest.hexdigest()[:16]}")

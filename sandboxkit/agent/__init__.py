@@ -9,6 +9,7 @@ image (``/opt/sandboxkit/lib``) and run as ``python3 -I /opt/sandboxkit/agent.py
 | ``__main__`` | the entry: puts the image's ``lib/`` on ``sys.path``, then ``_serve.main`` |
 | ``_serve`` | ready frame, the host's input, one job at a time, ``main`` |
 | ``_run`` | one run's life: start, stdin, output and its cap, limits, the EXIT frame |
+| ``_privs`` | the agent's uid and four capabilities, and every child's drop to none |
 | ``_procs`` | the forked child's setup, killing (PID 1 only) and reaping, /proc figures |
 | ``_spare`` | a child forked ahead of the next run, set up but for the job |
 | ``_prestart`` | a language's runtime started before its first step (node, tsc, javac) |
@@ -29,8 +30,9 @@ start anywhere but as PID 1 of a PID namespace (tests run it under ``unshare --p
 
 Why user output cannot forge our framing: the user's program writes into pipes that this
 process reads and frames; the container's stdout (the attach stream) is held only by this
-process, which marks itself non-dumpable so that ``/proc/1/fd/1`` cannot be opened by the
-(same-uid) user code. Only this process writes frames.
+process, which runs as another uid than the user's program (``_privs``) and marks itself
+non-dumpable, so that ``/proc/1/fd/1`` cannot be opened by user code. Only this process
+writes frames.
 
 Start-up is paid once per container, each run's work after the fork: the modules import
 no ``typing`` at run time (``TYPE_CHECKING = False``), and what every run needs

@@ -25,6 +25,7 @@ import resource
 import select
 import signal
 
+from ._privs import become_program, prlimit
 from ._procs import SHIELDED, set_dumpable
 
 TYPE_CHECKING = False
@@ -112,10 +113,10 @@ class Prestarted:
             value = int(raw)
             res = getattr(resource, "RLIMIT_" + str(name).upper())
             try:
-                resource.prlimit(self.pid, res, (value, value))
+                prlimit(self.pid, res, (value, value))
             except (ValueError, OSError):
-                _soft, hard = resource.prlimit(self.pid, res)
-                resource.prlimit(self.pid, res, (min(value, hard) if hard >= 0 else value, hard))
+                _soft, hard = prlimit(self.pid, res)
+                prlimit(self.pid, res, (min(value, hard) if hard >= 0 else value, hard))
         args = [str(a) for a in job["argv"]][len(self.run) :]
         message = json.dumps({"args": args, "env": self.env}).encode()
         view = memoryview(message)
@@ -147,6 +148,7 @@ def _child(fds: list[int], argv: list[str], env: dict[str, str], cwd: str) -> No
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
         os.closerange(len(fds), 65536)
+        become_program()  # raising: the finally below ends the child, nothing run
         set_dumpable(True)  # as a run's child: else the write below fails (see _procs)
         try:
             with open("/proc/self/oom_score_adj", "w") as f:

@@ -12,6 +12,8 @@ import resource  # at module level: a forked run would otherwise import it each 
 import signal
 import time
 
+from . import _privs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # importing typing costs ~3 ms of every sandbox's start; annotations only
     from typing import Any, NoReturn
@@ -194,10 +196,11 @@ PR_SET_DUMPABLE = 4
 
 
 def set_dumpable(on: bool) -> None:
-    """``PR_SET_DUMPABLE``: the agent (PID 1) sets it off, so same-uid user code cannot
-    open ``/proc/1`` (its fds, memory) nor ptrace it; a forked run's child sets it on again
-    (a fork inherits the flag, only an exec resets it), so its own ``/proc/self`` is
-    readable and writable (``oom_score_adj``, ``environ``, ``fd``) as in a fresh process."""
+    """``PR_SET_DUMPABLE``: the agent (PID 1) sets it off, so user code cannot open
+    ``/proc/1`` (its fds, memory) nor ptrace it even where it shares PID 1's uid; a
+    forked run's child sets it on again (a fork inherits the flag, only an exec resets
+    it), so its own ``/proc/self`` is readable and writable (``oom_score_adj``,
+    ``environ``, ``fd``) as in a fresh process."""
     global _prctl
     try:
         if _prctl is None:
@@ -242,6 +245,11 @@ def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> No
     if keep_fd is not None:
         os.dup2(keep_fd, 3)
     os.closerange(3 if keep_fd is None else 4, 65536)
+    try:  # nothing of the user's may run with the agent's uid or capabilities
+        _privs.become_program()
+    except OSError as exc:
+        os.write(2, f"sandboxkit: cannot drop the supervisor's privileges: {exc}\n".encode())
+        os._exit(127)
 
 
 def apply_job(

@@ -68,7 +68,7 @@ class Baseline:
 def _empty(place: str) -> list[str]:
     """Remove everything under ``place`` (never following a link); what stayed."""
     try:
-        if os.lstat(place).st_uid == os.getuid():
+        if os.lstat(place).st_uid == os.geteuid():
             os.chmod(place, 0o700)  # a program may have taken its own rwx away
         names = os.listdir(place)
     except FileNotFoundError:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _bg, _display, _files, _host, _scrub, _snapshot
+from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -227,12 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     if os.getpid() != 1:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
-    set_dumpable(False)  # keep same-uid user code out of /proc/1 (fds, memory)
+    # first of all: out of the program's uid, keeping only what supervising takes
+    _privs.separate(workdir)
+    set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
     # before anything is forked: no other process may ever hold the channel
     _host.open_channel(options.get("--channel", CHANNEL_PATH))
-    # User code runs as the same uid and may signal PID 1. Linux drops signals PID 1 has
-    # no handler for, but Python installs one for SIGINT, and gVisor does not protect an
-    # init at all: ignore every signal that can be ignored (runs get the defaults back).
+    # A second wall behind the uids (and the only one where the engine granted no
+    # capability, see _privs): Linux drops signals PID 1 has no handler for, but Python
+    # installs one for SIGINT, and gVisor does not protect an init at all: ignore every
+    # signal that can be ignored (runs get the defaults back).
     for sig in SHIELDED:
         try:
             signal.signal(sig, signal.SIG_IGN)

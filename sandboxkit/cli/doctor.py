@@ -53,6 +53,16 @@ async def _check_engine(
     rows.append(("cpus, memory", f"{info.cpus}, {info.memory_bytes / 1024**3:.1f} GiB", ""))
     gvisor = "runsc" in info.runtimes
     rows.append(("runtimes", ", ".join(info.runtimes), "" if gvisor else how_to_get_gvisor()))
+    rows.append(
+        (
+            "user namespaces",
+            "on (userns-remap)" if info.user_namespaces else "off",
+            ""
+            if info.user_namespaces
+            else 'optional, a wall more under runc: "userns-remap" in dockerd\'s '
+            "daemon.json (docs/security.md)",
+        )
+    )
     base = await engine.image_exists(BASE_IMAGE)
     fix_base = (
         "a pool copies it from an engine that has it"

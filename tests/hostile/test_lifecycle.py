@@ -106,15 +106,16 @@ async def test_sigterm_ignored_in_bash(hostile_pool: sk.SandboxPool) -> None:
 
 
 PID1_ATTACKS = {
-    "kill-9-1": "import os\nos.kill(1, 9)\nprint('alive')\n",
+    # PID 1 is another uid (sandboxkit/agent/_privs.py): each kill is refused (EPERM)
+    "kill-9-1": "import os\ntry:\n    os.kill(1, 9)\nexcept OSError:\n    pass\nprint('alive')\n",
     "every-signal-to-1": (
         "import os, signal\nfor s in signal.valid_signals():\n    try:\n        os.kill(1, s)\n"
         "    except OSError:\n        pass\nprint('alive')\n"
     ),
-    "sigint-to-1": "import os, signal, time\nos.kill(1, signal.SIGINT)\ntime.sleep(0.3)\n"
-    "print('alive')\n",
-    "sigstop-to-1": "import os, signal, time\nos.kill(1, signal.SIGSTOP)\ntime.sleep(0.3)\n"
-    "print('alive')\n",
+    "sigint-to-1": "import os, signal, time\ntry:\n    os.kill(1, signal.SIGINT)\n"
+    "except OSError:\n    pass\ntime.sleep(0.3)\nprint('alive')\n",
+    "sigstop-to-1": "import os, signal, time\ntry:\n    os.kill(1, signal.SIGSTOP)\n"
+    "except OSError:\n    pass\ntime.sleep(0.3)\nprint('alive')\n",
     "kill-minus-1": "import os\ntry:\n    os.kill(-1, 9)\nexcept OSError:\n    pass\n"
     "print('alive')\n",
     "open-proc-1-fd-1": (
@@ -165,18 +166,17 @@ async def test_agent_survives_signals_within_a_session(
     await settle(hostile_pool)
 
 
-async def test_supervisor_killed_by_rlimit_is_a_status_not_an_exception(
+async def test_the_supervisors_limits_are_out_of_the_programs_reach(
     hostile_pool: sk.SandboxPool,
 ) -> None:
-    # same uid as PID 1, the program may lower PID 1's limits; the run must still end
-    # with a status (the engine is fine), never an exception
+    # PID 1 is another uid: lowering its limits is refused, and the run goes on
     code = (
-        "import resource, time\nresource.prlimit(1, resource.RLIMIT_CPU, (0, 0))\n"
+        "import resource, time\ntry:\n    resource.prlimit(1, resource.RLIMIT_CPU, (0, 0))\n"
+        "except OSError as e:\n    print('denied', e.errno)\n"
         "t = time.time()\nwhile time.time() - t < 2:\n    pass\nprint('done')\n"
     )
-    r = await check(hostile_pool, code, ("ok", "error"), limits=sk.Limits(time=10))
-    if r.status == "error":
-        assert "sandbox ended during the run" in r.stderr
+    r = await check(hostile_pool, code, "ok", limits=sk.Limits(time=10))
+    assert r.stdout == "denied 1\ndone\n"
 
 
 async def test_frames_forged_on_stdout_are_plain_output(hostile_pool: sk.SandboxPool) -> None:
