@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         own_argc: int  # how many leading argv words may name an entry of own_dir
         path0: str  # (set by the agent) a Python script's sys.path[0]
         trace: bool  # report stage timestamps in the exit report (benchmarks only)
+        exact: bool  # run by the real command: no pre-started runtime, no inline Python
         # (a compile step) the run to start at once if this step ends with status 0 and
         # no OOM kill or pids-limit refusal; the exit report's then_started says whether
         then: RunJob

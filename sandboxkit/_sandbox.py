@@ -121,13 +121,15 @@ async def _oneshot_run(
     args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
+    exact: bool | None = None,
 ) -> RunResult:
     """Run ``code`` in a fresh sandbox from the (default) pool and return its result.
 
     ``env``: variables over the language's own; ``args``: the program's command-line
     arguments. Python's output is block-buffered as ``python3 main.py`` into a pipe (a
     program killed at its time limit loses what it had not flushed; ``stream`` and
-    sessions run Python unbuffered)."""
+    sessions run Python unbuffered). ``exact``: by the real command, not the pre-loaded
+    runtime (default: the pool's; see ``SandboxPool``)."""
     _check_oneshot(language, env, args, runtime)
     target = pool or await default_pool()
     return await target.run(
@@ -139,6 +141,7 @@ async def _oneshot_run(
         env=env,
         args=args,
         runtime=runtime,
+        exact=exact,
     )
 
 
@@ -153,6 +156,7 @@ def _oneshot_stream(
     args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
+    exact: bool | None = None,
 ) -> EventStream:
     """Run ``code`` once: ``stdout``/``stderr`` chunks as written, then ``exit``.
 
@@ -172,6 +176,7 @@ def _oneshot_stream(
             env=env,
             args=args,
             runtime=runtime,
+            exact=exact,
         )
         async with inner:
             async for event in inner:
@@ -191,6 +196,7 @@ async def _oneshot_start(
     args: Sequence[str] | None = None,
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
+    exact: bool | None = None,
 ) -> Process:
     """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
     _check_oneshot(language, env, args, runtime)
@@ -204,6 +210,7 @@ async def _oneshot_start(
         env=env,
         args=args,
         runtime=runtime,
+        exact=exact,
     )
 
 

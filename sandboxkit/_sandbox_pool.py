@@ -93,6 +93,12 @@ class SandboxPool:
             agent's limits put back) and serves the next run; one that cannot be made
             clean is destroyed. ``True`` serves up to 100 runs per container, an int that
             many. Off by default: a fresh container per run (docs/security.md).
+        exact: run interpreted programs by their real command (``python3 main.py``,
+            ``node main.js``) instead of in the pre-loaded or pre-started runtime: a
+            fresh ``sys.modules``, hash seed and ``/proc/self/cmdline``, for the few
+            graders that need them more than the milliseconds (docs/fast-path.md). The
+            default of this pool's runs and judges; ``run``/``stream``/``start`` take
+            ``exact=`` per run.
         docker_url: the engine (``unix://``, or ``tcp://`` with TLS from
             ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``; default ``DOCKER_HOST`` or the
             local socket).
@@ -118,6 +124,7 @@ class SandboxPool:
         network: bool = False,
         max_idle_age: float = 300.0,
         reuse: bool | int = False,
+        exact: bool = False,
         docker_url: str | None = None,
         engines: Sequence[EngineLike] | None = None,
         on_build_line: Callable[[str], None] | None = None,
@@ -144,6 +151,9 @@ class SandboxPool:
         self.max_idle_age = max_idle_age
         # runs one sandbox serves in a one-shot run's lease (1: a fresh one every run)
         self.max_uses = DEFAULT_REUSES if reuse is True else max(1, int(reuse))
+        if not isinstance(exact, bool):
+            raise InvalidInput(f"exact must be True or False, not {exact!r}")
+        self.exact = exact
         self.pool_id = secrets.token_hex(4)
         self.fleet = Fleet(engine_configs(engines, docker_url), self.pool_id)
         self.depot = Depot(self.fleet, on_build_line)
@@ -376,6 +386,7 @@ class SandboxPool:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
+        exact: bool | None = None,
     ) -> RunResult:
         """Run ``code`` once in a fresh sandbox; the user's failures are statuses.
 
@@ -386,7 +397,15 @@ class SandboxPool:
         shows it as it is printed)."""
         spec = get_language(language)
         job = prepare_run(
-            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args
+            spec.source_file,
+            code,
+            stdin,
+            files,
+            limits,
+            self.limits,
+            env=env,
+            args=args,
+            exact=self.exact if exact is None else exact,
         )
         return await final_result(self._events(spec, job, check_runtime(runtime)))
 
@@ -401,13 +420,23 @@ class SandboxPool:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
+        exact: bool | None = None,
     ) -> EventStream:
         """Run ``code`` once, yielding output chunks as written, then the ``exit`` event
         (Python unbuffered: each ``print`` as it happens). Use as
         ``async with pool.stream(...) as events`` to free the sandbox on exit."""
         spec = get_language(language)  # bad input fails here, not at the first event
         job = prepare_run(
-            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args, live=True
+            spec.source_file,
+            code,
+            stdin,
+            files,
+            limits,
+            self.limits,
+            env=env,
+            args=args,
+            live=True,
+            exact=self.exact if exact is None else exact,
         )
         return EventStream(self._events(spec, job, check_runtime(runtime)))
 
@@ -451,11 +480,21 @@ class SandboxPool:
         env: Mapping[str, str] | None = None,
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
+        exact: bool | None = None,
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
         spec = get_language(language)
         job = prepare_run(
-            spec.source_file, code, stdin, files, limits, self.limits, env=env, args=args, live=True
+            spec.source_file,
+            code,
+            stdin,
+            files,
+            limits,
+            self.limits,
+            env=env,
+            args=args,
+            live=True,
+            exact=self.exact if exact is None else exact,
         )
         lease = AsyncExitStack()
         box = await lease.enter_async_context(

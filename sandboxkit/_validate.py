@@ -181,6 +181,7 @@ class RunInput:
     args: tuple[str, ...] = ()
     own: dict[str, bytes] | None = None
     live: bool = False  # watched as it goes (a stream, a session): no output held back
+    exact: bool = False  # by the real command, not a pre-loaded or pre-started runtime
 
 
 def prepare_run(
@@ -195,6 +196,7 @@ def prepare_run(
     args: object = None,
     own_source: bool = False,
     live: bool = False,
+    exact: bool = False,
 ) -> RunInput:
     """Check everything a run is given, before any container is touched.
 
@@ -221,7 +223,9 @@ def prepare_run(
         raise InvalidInput(
             f"the files do not fit the {lim.disk_mb} MB workdir; raise Limits(disk_mb=...)"
         )
-    return RunInput(all_files, data, lim, variables, arguments, own, live)
+    if not isinstance(exact, bool):
+        raise InvalidInput(f"exact must be True or False, not {exact!r}")
+    return RunInput(all_files, data, lim, variables, arguments, own, live, exact)
 
 
 def is_loopback(host: str) -> bool:

@@ -85,7 +85,9 @@ class _LeasedProgram:
         stack = AsyncExitStack()
         self._lease = stack
         box = await stack.enter_async_context(self.pool.checkout(self.spec, self.limits))
-        self.program = Program(box, self.spec, self.limits, files=self.files, args=self.args)
+        self.program = Program(
+            box, self.spec, self.limits, files=self.files, args=self.args, exact=self.pool.exact
+        )
         return await self.program.compile()
 
     async def run(

@@ -85,6 +85,7 @@ def make_job(
     env: Mapping[str, str] | None = None,
     own: Mapping[str, bytes] | None = None,
     compiling: bool = False,
+    exact: bool = False,
 ) -> RunJob:
     """The job frame for one program run (a pre-loaded Python runs the source inline).
 
@@ -103,7 +104,8 @@ def make_job(
     job: RunJob = {
         "op": "run",
         "argv": list(argv),
-        "python_inline": spec.preload == "python",
+        # exact mode: the real command (``python3 main.py``), not the pre-loaded one
+        "python_inline": spec.preload == "python" and not exact,
         "kernel": kernel,
         "files": encode_files(files or {}),
         "stdin": None if stdin is None else base64.b64encode(stdin).decode(),
@@ -122,6 +124,8 @@ def make_job(
         # each process's CPU alone: the run's total is left to the wall limit, and the
         # agent then takes a kill at RLIMIT_CPU (the per-process limit) for a cpu_timeout
         del job["cpu_time"]
+    if exact:
+        job["exact"] = True  # the agent's pre-started runtime is not used for it
     if own is not None:
         job["own_dir"] = OWN_DIR
         job["own_files"] = encode_files(own)

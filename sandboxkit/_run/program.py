@@ -56,6 +56,7 @@ class Program:
         keep_processes: bool = False,
         kernel: bool = False,
         salvage: bool = False,
+        exact: bool = False,
     ) -> None:
         self.box = box
         self.spec = spec
@@ -67,6 +68,7 @@ class Program:
         self.keep_processes = keep_processes
         self.kernel = kernel
         self.salvage = salvage
+        self.exact = exact  # the program by its real command (see SandboxPool's ``exact``)
         self._built = spec.compile is None
         self._fitted = False
         # the input of the run whose job the agent holds already (``run(ahead=...)``)
@@ -250,6 +252,7 @@ class Program:
             interactive=interactive,
             keep_processes=self.keep_processes,
             kernel=self.kernel,
+            exact=self.exact,
         )
 
 
@@ -279,5 +282,6 @@ def run_program(
         keep_processes=keep_processes,
         kernel=kernel,
         salvage=salvage,
+        exact=job.exact,
     )
     return program.run(job.stdin, interactive=interactive, on_sent=on_sent)

@@ -96,6 +96,7 @@ class Prestarted:
             and (job.get("cwd") or self.cwd) == self.cwd
             and env == self.env
             and not job.get("kernel")
+            and not job.get("exact")
             and self._alive()
         )
 

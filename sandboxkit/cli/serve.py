@@ -103,6 +103,12 @@ def serve(
         envvar="SANDBOXKIT_AUTHZ_TOKEN",
         help="X-Auth-User value allowed to list and delete submissions (unset: nobody)",
     ),
+    exact: bool = typer.Option(
+        False,
+        "--exact",
+        help="run interpreted programs by their real command (python3 script.py), not "
+        "the pre-loaded runtime: a fresh sys.modules and hash seed, some ms slower",
+    ),
     allow_network: bool = typer.Option(
         False,
         "--allow-network",
@@ -229,6 +235,7 @@ def serve(
         workers=workers,
         warm_languages=tuple(warm),
         pool_size=pool_size,
+        exact=exact,
         authz_token=authz_token or None,
         allow_network=allow_network,
         enable_submission_delete=enable_submission_delete,

@@ -48,6 +48,9 @@ def worker(
     pool_size: int = typer.Option(
         1, "--pool-size", min=0, max=64, help="warm sandboxes per language"
     ),
+    exact: bool = typer.Option(
+        False, "--exact", help="interpreted programs by their real command (as `serve --exact`)"
+    ),
     grace: float = typer.Option(
         60.0, "--grace", min=0.0, help="seconds to finish held submissions on SIGTERM"
     ),
@@ -72,6 +75,7 @@ def worker(
                 metrics_port=metrics_port,
                 warm_languages=tuple(warm),
                 pool_size=pool_size,
+                exact=exact,
                 grace=grace,
             )
         )

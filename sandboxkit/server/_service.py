@@ -50,7 +50,7 @@ class Judge0Service:
         self.judging = Judging(
             cfg.pool
             if cfg.pool is not None
-            else SandboxPool(languages=cfg.warm_languages, size=cfg.pool_size),
+            else SandboxPool(languages=cfg.warm_languages, size=cfg.pool_size, exact=cfg.exact),
             owned=cfg.pool is None,
             callbacks=CallbackPolicy(cfg.callback_tries, cfg.callback_timeout),
         )

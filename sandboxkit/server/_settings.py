@@ -31,6 +31,8 @@ class Settings:
     (0: no cap). ``lease_seconds``: how long a worker holds a submission between
     renewals. ``wait_timeout``: the longest a ``wait=true`` request is held.
     ``piston``: Piston's v2 API at ``/api/v2`` with these settings (None: not served).
+    ``exact``: run interpreted submissions by their real command (``python3 script.py``)
+    instead of the pre-loaded runtime, as Judge0's isolate does (``SandboxPool(exact=)``).
     """
 
     db: str = "sandboxkit-judge0.sqlite3"
@@ -44,6 +46,7 @@ class Settings:
     workers: int = 2
     warm_languages: tuple[str, ...] = ("python",)
     pool_size: int = 1
+    exact: bool = False
     max_source_bytes: int = 512 * 1024
     max_io_bytes: int = 16 * 1024 * 1024
     max_request_bytes: int = 64 * 1024 * 1024

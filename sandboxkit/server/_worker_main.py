@@ -30,6 +30,7 @@ async def run_worker(
     metrics_port: int | None = None,
     warm_languages: Sequence[str] = ("python",),
     pool_size: int = 1,
+    exact: bool = False,
     grace: float = 60.0,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -48,6 +49,7 @@ async def run_worker(
     pool = SandboxPool(
         languages=warm_languages,
         size=pool_size,
+        exact=exact,
         # room for the busy sandboxes and the warm ones behind them (each serves one run)
         max_size=max(concurrency + pool_size, 2 * pool_size, pool_size + 4),
         engines=engines,
