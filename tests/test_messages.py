@@ -151,8 +151,10 @@ async def test_a_failed_build_reports_failed_then_raises() -> None:
 async def test_a_missing_base_image_is_reported_too(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def bootstrap(engine: Any, tag: str, on_line: Callable[[str], None]) -> None:
-        on_line("debootstrap --variant=minbase bookworm")
+    async def bootstrap(
+        engine: Any, tag: str, on_line: Callable[[str], None], *, suite: str = "bookworm"
+    ) -> None:
+        on_line(f"debootstrap --variant=minbase {suite}")
         engine.images.add(tag)
 
     monkeypatch.setattr(_images, "bootstrap_base", bootstrap)
