@@ -6,6 +6,7 @@ result = await sk.Sandbox.run("print(6 * 7)")
 
 from ._backends import EngineConfig
 from ._default import aclose
+from ._egress.policy import Egress
 from ._errors import (
     CheckerError,
     EngineError,
@@ -33,7 +34,16 @@ from ._judge.models import (
     Verdict,
 )
 from ._languages import LanguageSpec, get_language, languages, register_language
-from ._models import DisplayData, EndedBy, Event, FileEntry, Limits, RunResult, Status
+from ._models import (
+    DisplayData,
+    EndedBy,
+    Event,
+    FileEntry,
+    Limits,
+    NetworkUsage,
+    RunResult,
+    Status,
+)
 from ._process import Process
 from ._sandbox import Sandbox
 from ._sandbox_pool import Runtime, SandboxPool
@@ -44,6 +54,7 @@ __all__ = [
     "CheckerError",
     "CheckerProgram",
     "DisplayData",
+    "Egress",
     "EndedBy",
     "EngineConfig",
     "EngineError",
@@ -60,6 +71,7 @@ __all__ = [
     "JudgeReport",
     "LanguageSpec",
     "Limits",
+    "NetworkUsage",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",

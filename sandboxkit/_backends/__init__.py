@@ -13,11 +13,14 @@ from .base import (
     ContainerEngine,
     ContainerRecord,
     ContainerSpec,
+    EgressNetwork,
     EngineInfo,
     ImageRecord,
     ImageStore,
     Launched,
     NetworkPolicy,
+    NetworkRecord,
+    NetworkStore,
 )
 from .config import EngineConfig, EngineLike, engine_config, engine_configs, load_fleet_file
 from .docker import DockerBackend, tls_problem
@@ -32,6 +35,7 @@ __all__ = [
     "ContainerRecord",
     "ContainerSpec",
     "DockerBackend",
+    "EgressNetwork",
     "EngineConfig",
     "EngineInfo",
     "EngineLike",
@@ -39,6 +43,8 @@ __all__ = [
     "ImageStore",
     "Launched",
     "NetworkPolicy",
+    "NetworkRecord",
+    "NetworkStore",
     "connect",
     "engine_config",
     "engine_configs",

@@ -42,11 +42,32 @@ class BridgeNetwork:
     server that allows it)."""
 
 
+@dataclass(frozen=True)
+class EgressNetwork:
+    """A network of the sandbox's own with no route out (``internal``): its only peer is
+    the egress gateway at ``dns``, its only resolver too (``sandboxkit._egress``)."""
+
+    name: str  # the engine's network
+    address: str  # the sandbox's address on it
+    dns: str  # the gateway's address on it
+
+
 #: What a sandbox may reach over the network: ``None`` is nothing at all (only ``lo``,
-#: the default); :class:`BridgeNetwork` is the engine's bridge. Part of the pool key
-#: (:class:`~sandboxkit._container.Shape`), carried to the engine in the
+#: the default); :class:`BridgeNetwork` is the engine's bridge; :class:`EgressNetwork`
+#: its own network to the egress gateway. Carried to the engine in the
 #: :class:`ContainerSpec`. An engine refuses a policy it cannot enforce.
-NetworkPolicy = BridgeNetwork | None
+NetworkPolicy = BridgeNetwork | EgressNetwork | None
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """One network as an engine lists it."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    subnets: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()  # ids of the containers on it
 
 
 # ---------------------------------------------------------------------- records
@@ -258,6 +279,28 @@ class ContainerEngine(Protocol):
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether an OOM kill hit ``cid`` since ``since`` (epoch s), even once it is gone."""
+
+
+class NetworkStore(Protocol):
+    """An engine's own networks: what egress (``sandboxkit._egress``) needs of it."""
+
+    async def create_network(
+        self, name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+    ) -> str:
+        """Create a bridge network on ``subnet`` (the engine's host gets no address on it
+        when ``internal``); its id. EngineError when the subnet overlaps another."""
+
+    async def connect_network(self, network: str, cid: str, address: str) -> None:
+        """Put running container ``cid`` on ``network`` at ``address``."""
+
+    async def disconnect_network(self, network: str, cid: str) -> None:
+        """Take ``cid`` off ``network``; either already gone is fine; retried."""
+
+    async def remove_network(self, network: str) -> None:
+        """Remove ``network``; one already gone is fine; retried."""
+
+    async def list_networks(self, labels: Mapping[str, str | None]) -> list[NetworkRecord]:
+        """Every network carrying all ``labels`` (None: any value; empty: all of them)."""
 
 
 class Backend(ContainerEngine, ImageStore, Protocol):

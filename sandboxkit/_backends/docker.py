@@ -36,10 +36,12 @@ from .base import (
     BridgeNetwork,
     ContainerRecord,
     ContainerSpec,
+    EgressNetwork,
     EngineInfo,
     ImageRecord,
     Launched,
     NetworkPolicy,
+    NetworkRecord,
 )
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
@@ -255,6 +257,8 @@ def network_mode(policy: NetworkPolicy) -> str:
         return "none"
     if isinstance(policy, BridgeNetwork):
         return "bridge"
+    if isinstance(policy, EgressNetwork):
+        return policy.name
     raise EngineError(f"the Docker backend cannot enforce the network policy {policy!r}")
 
 
@@ -293,6 +297,15 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         host["Mounts"] = [
             {"Type": "bind", "Source": spec.channel, "Target": CHANNEL_PATH, "ReadOnly": True}
         ]
+    extra: dict[str, Any] = {}
+    if isinstance(spec.network, EgressNetwork):
+        # the gateway is the only resolver (the engine's embedded DNS forwards to it)
+        host["Dns"] = [spec.network.dns]
+        extra["NetworkingConfig"] = {
+            "EndpointsConfig": {
+                spec.network.name: {"IPAMConfig": {"IPv4Address": spec.network.address}}
+            }
+        }
     return {
         "Image": spec.image,
         "Cmd": list(spec.command),
@@ -310,7 +323,41 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "NetworkDisabled": mode == "none",
         "StopSignal": "SIGKILL",
         "HostConfig": host,
+        **extra,
     }
+
+
+def network_body(
+    name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+) -> dict[str, Any]:
+    """The engine's create body of a bridge network on ``subnet``. Internal: no route
+    out, and no address of the engine's host on it (``inhibit_ipv4``), so a container
+    on it cannot reach the host's own services either."""
+    options = {"com.docker.network.bridge.enable_ip_masquerade": "false"} if internal else {}
+    if internal:
+        options["com.docker.network.bridge.inhibit_ipv4"] = "true"
+    return {
+        "Name": name,
+        "CheckDuplicate": True,
+        "Driver": "bridge",
+        "Internal": internal,
+        "IPAM": {"Driver": "default", "Config": [{"Subnet": subnet}]},
+        "Options": options,
+        "Labels": dict(labels),
+    }
+
+
+def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
+    """A network of a listing."""
+    ipam = raw.get("IPAM") or {}
+    subnets = tuple(str(c["Subnet"]) for c in ipam.get("Config") or [] if c.get("Subnet"))
+    return NetworkRecord(
+        id=str(raw.get("Id") or ""),
+        name=str(raw.get("Name") or ""),
+        labels=_labels(raw.get("Labels")),
+        subnets=subnets,
+        containers=tuple(raw.get("Containers") or {}),
+    )
 
 
 def update_body(
@@ -728,6 +775,44 @@ class DockerBackend:
                 continue
             kept.append(container_record(c))
         return kept
+
+    # ------------------------------------------------------------------ networks
+    async def create_network(
+        self, name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+    ) -> str:
+        body = network_body(name, subnet, labels, internal=internal)
+        with self._map("create a network"):
+            found = await self._client._query_json("networks/create", "POST", data=body)
+        return str(found["Id"])
+
+    async def connect_network(self, network: str, cid: str, address: str) -> None:
+        body = {"Container": cid, "EndpointConfig": {"IPAMConfig": {"IPv4Address": address}}}
+        with self._map("connect a container to a network"):
+            await self._client._query_json(f"networks/{network}/connect", "POST", data=body)
+
+    async def disconnect_network(self, network: str, cid: str) -> None:
+        body = {"Container": cid, "Force": True}
+        with self._map("disconnect a container from a network"), absent(404, 500):
+            await _idempotent(
+                lambda: self._client._query_json(
+                    f"networks/{network}/disconnect", "POST", data=body
+                )
+            )
+
+    async def remove_network(self, network: str) -> None:
+        with self._map("remove a network"), absent(404):
+            await _idempotent(lambda: self._client._query_json(f"networks/{network}", "DELETE"))
+
+    async def list_networks(self, labels: Mapping[str, str | None]) -> list[NetworkRecord]:
+        params = {}
+        if labels:
+            flt = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+            params["filters"] = json.dumps({"label": flt})
+        with self._map("list networks"):
+            found = await _idempotent(
+                lambda: self._client._query_json("networks", "GET", params=params)
+            )
+        return [network_record(raw) for raw in found]
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether the engine saw an OOM kill in ``cid`` since ``since`` (epoch seconds).
