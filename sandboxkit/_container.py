@@ -162,7 +162,7 @@ class Box:
         try:
             channel = listener.path if listener is not None else None
             if isinstance(shape.network, EgressHub):
-                lease = await shape.network.attach(engine, name)
+                lease = await shape.network.attach(engine, name, shape.runtime)
             network = lease.network if lease is not None else None
             spec = container_spec(shape, resources, labels, env, name, channel, network)
             try:

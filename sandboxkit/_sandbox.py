@@ -443,15 +443,16 @@ class Sandbox:
         this returns (within a second); connections already open to a name no longer
         allowed are cut. None: nothing at all (DNS and every connection refused)."""
         policy = check_egress(network)
-        async with self._lock:
-            box = self._live_box()
-            if box.egress is None:
-                raise UsageError(
-                    "this session's sandbox has no egress network to change: open it with "
-                    "Sandbox(..., network=sk.Egress(...)) (sk.Egress() allows nothing)"
-                )
-            await box.egress.set_policy(policy)
-            self._touch()
+        # not under the session's lock: a change must reach a run in progress (only the
+        # gateway is told; the sandbox itself is not touched)
+        box = self._live_box()
+        if box.egress is None:
+            raise UsageError(
+                "this session's sandbox has no egress network to change: open it with "
+                "Sandbox(..., network=sk.Egress(...)) (sk.Egress() allows nothing)"
+            )
+        await box.egress.set_policy(policy)
+        self._touch()
 
     def _prepare(
         self,

@@ -43,8 +43,15 @@ ZONE = {
     "rebind-bridge.test": "172.17.0.1",
     "rebind-meta.test": "169.254.169.254",
 }
-CERT_NAMES = ["allowed.test", "other.test", "second.test", "*.wild.test", "*.a.wild.test",
-              "wild.test", "pypi.test"]
+CERT_NAMES = [
+    "allowed.test",
+    "other.test",
+    "second.test",
+    "*.wild.test",
+    "*.a.wild.test",
+    "wild.test",
+    "pypi.test",
+]
 PACKAGE = "skegpkg"
 
 
@@ -64,8 +71,10 @@ class Inet:
         return any(e["kind"] == "dns" and e["name"] == name for e in self.entries())
 
     def requested(self, host: str) -> bool:
-        return any(e["kind"] == "http" and (e["host"] == host or e.get("sni") == host)
-                   for e in self.entries())
+        return any(
+            e["kind"] == "http" and (e["host"] == host or e.get("sni") == host)
+            for e in self.entries()
+        )
 
     def settings(self) -> dict[str, str]:
         return {"egress_resolvers": RESOLVER, "egress_allow_private": RANGE}
@@ -86,39 +95,52 @@ def _certificates(workdir: Path) -> tuple[bytes, Path, Path]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sandboxkit egress test CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                       critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "allowed.test")]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in CERT_NAMES]),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in CERT_NAMES]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     cert_path, key_path = workdir / "server.pem", workdir / "server.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return ca.public_bytes(serialization.Encoding.PEM), cert_path, key_path
 
 
@@ -175,14 +197,21 @@ def private_internet(workdir: Path) -> Iterator[Inet]:
         ca, cert, key = _certificates(workdir)
         log_path = workdir / "servers.log"
         config = {
-            "log": str(log_path), "resolver": RESOLVER, "web": [WEB, WEB2], "zone": ZONE,
-            "cert": str(cert), "key": str(key), "files": _wheel(workdir),
+            "log": str(log_path),
+            "resolver": RESOLVER,
+            "web": [WEB, WEB2],
+            "zone": ZONE,
+            "cert": str(cert),
+            "key": str(key),
+            "files": _wheel(workdir),
         }
         (workdir / "config.json").write_text(json.dumps(config))
         script = Path(__file__).with_name("egress_servers.py")
         server = subprocess.Popen(
             [*ns, sys.executable, str(script), str(workdir / "config.json")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert server.stdout is not None
         if server.stdout.readline().strip() != "ready":

@@ -64,10 +64,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         host = (self.headers.get("Host") or "").split(":")[0]
         sni = getattr(self.connection, "sni", None) if hasattr(self.connection, "version") else None
-        log(kind="http", host=host, path=self.path, tls=hasattr(self.connection, "version"), sni=sni)
+        log(
+            kind="http", host=host, path=self.path, tls=hasattr(self.connection, "version"), sni=sni
+        )
         files: dict[str, str] = CONFIG.get("files", {})
         if self.path in files:
             with open(files[self.path], "rb") as f:

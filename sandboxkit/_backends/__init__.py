@@ -21,6 +21,7 @@ from .base import (
     NetworkPolicy,
     NetworkRecord,
     NetworkStore,
+    OwnNetwork,
 )
 from .config import EngineConfig, EngineLike, engine_config, engine_configs, load_fleet_file
 from .docker import DockerBackend, tls_problem
@@ -45,6 +46,7 @@ __all__ = [
     "NetworkPolicy",
     "NetworkRecord",
     "NetworkStore",
+    "OwnNetwork",
     "connect",
     "engine_config",
     "engine_configs",

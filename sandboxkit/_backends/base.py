@@ -50,13 +50,26 @@ class EgressNetwork:
     name: str  # the engine's network
     address: str  # the sandbox's address on it
     dns: str  # the gateway's address on it
+    # a file on this machine naming ``dns`` as the only nameserver, mounted read-only at
+    # /etc/resolv.conf (local engines): the engine's embedded DNS at 127.0.0.11 is an
+    # iptables rule that gVisor's own network stack never sees
+    resolv_conf: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnNetwork:
+    """A network sandboxkit made (with a route out): the egress gateway's uplink, apart
+    from the engine's default bridge (which other engines' tools may delete or share)."""
+
+    name: str
+    address: str  # the container's address on it
 
 
 #: What a sandbox may reach over the network: ``None`` is nothing at all (only ``lo``,
 #: the default); :class:`BridgeNetwork` is the engine's bridge; :class:`EgressNetwork`
 #: its own network to the egress gateway. Carried to the engine in the
 #: :class:`ContainerSpec`. An engine refuses a policy it cannot enforce.
-NetworkPolicy = BridgeNetwork | EgressNetwork | None
+NetworkPolicy = BridgeNetwork | EgressNetwork | OwnNetwork | None
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,9 @@ class EngineInfo:
     cpus: int = 1
     memory_bytes: int = 0  # 0: not known
     runtimes: tuple[str, ...] = ()  # OCI runtimes a sandbox may name (runc, runsc...)
+    #: the arguments the engine gives each runtime (``--network=none`` for runsc: no
+    #: network at all under it, so no egress either)
+    runtime_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cgroup_version: str | None = None
     cgroup_driver: str | None = None
 

@@ -42,6 +42,7 @@ from .base import (
     Launched,
     NetworkPolicy,
     NetworkRecord,
+    OwnNetwork,
 )
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 
@@ -257,7 +258,7 @@ def network_mode(policy: NetworkPolicy) -> str:
         return "none"
     if isinstance(policy, BridgeNetwork):
         return "bridge"
-    if isinstance(policy, EgressNetwork):
+    if isinstance(policy, EgressNetwork | OwnNetwork):
         return policy.name
     raise EngineError(f"the Docker backend cannot enforce the network policy {policy!r}")
 
@@ -301,6 +302,15 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
     if isinstance(spec.network, EgressNetwork):
         # the gateway is the only resolver (the engine's embedded DNS forwards to it)
         host["Dns"] = [spec.network.dns]
+        if spec.network.resolv_conf is not None:
+            mount = {
+                "Type": "bind",
+                "Source": spec.network.resolv_conf,
+                "Target": "/etc/resolv.conf",
+                "ReadOnly": True,
+            }
+            host["Mounts"] = [*host.get("Mounts", []), mount]
+    if isinstance(spec.network, EgressNetwork | OwnNetwork):
         extra["NetworkingConfig"] = {
             "EndpointsConfig": {
                 spec.network.name: {"IPAMConfig": {"IPv4Address": spec.network.address}}
@@ -454,6 +464,11 @@ def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineIn
         cpus=int(info.get("NCPU") or 1),
         memory_bytes=int(info.get("MemTotal") or 0),
         runtimes=tuple(sorted(info.get("Runtimes") or {})),
+        runtime_args={
+            str(name): tuple(str(a) for a in (rt or {}).get("runtimeArgs") or ())
+            for name, rt in (info.get("Runtimes") or {}).items()
+            if isinstance(rt, dict)
+        },
         cgroup_version=str(info.get("CgroupVersion") or "") or None,
         cgroup_driver=str(info.get("CgroupDriver") or "") or None,
     )

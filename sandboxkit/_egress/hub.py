@@ -23,6 +23,8 @@ import itertools
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +35,11 @@ import anyio
 from .._backends import (
     STREAM_STDOUT,
     AttachedStream,
-    BridgeNetwork,
     ContainerEngine,
     ContainerSpec,
     EgressNetwork,
     NetworkStore,
+    OwnNetwork,
 )
 from .._errors import EngineError, SandboxError, UsageError
 from .._fleet.labels import LABEL_MANAGED, LABEL_OWNER, LABEL_POOL, LABEL_VERSION, owner_identity
@@ -149,6 +151,7 @@ class Gateway:
     stream: AttachedStream
     pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     seq: itertools.count[int] = field(default_factory=itertools.count)
+    uplink: str | None = None  # its own network out (removed after it)
     reader: asyncio.Task[None] | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     ended: str | None = None
@@ -231,6 +234,9 @@ class Gateway:
                 await self.reader
         if await remove(self.engine, self.cid, timeout=CLEANUP_TIMEOUT) is not None:
             log.warning("could not remove the egress gateway %s", self.cid[:12])
+        if self.uplink is not None:
+            with contextlib.suppress(EngineError):
+                await network_engine(self.engine).remove_network(self.uplink)
 
 
 class EgressHub:
@@ -255,6 +261,8 @@ class EgressHub:
         self._alloc_lock = asyncio.Lock()
         self._candidates = blocks(settings.subnets)
         self.closed = False
+        self._files: Path | None = None  # resolv.conf files of local sandboxes
+        self._runtime_ok: dict[str, set[str]] = {}  # per engine: runtimes checked
 
     def labels(self, kind: str) -> dict[str, str]:
         return {
@@ -291,6 +299,10 @@ class EgressHub:
             "ports": [80, 443],
         }
         name = f"sandboxkit-{self.pool_id}-egress-{os.getpid()}-{next(_names)}"
+        # its way out: a network of its own, not the engine's default bridge (shared with
+        # every bridge container; and a second engine started with ``bridge: none`` on
+        # the same host deletes docker0)
+        uplink, address = await self._new_network(engine, "uplink", internal=False)
         spec = ContainerSpec(
             name=name,
             image=image,
@@ -305,7 +317,7 @@ class EgressHub:
             pids=64,
             cpus=1.0,
             disk_mb=8,
-            network=BridgeNetwork(),
+            network=OwnNetwork(uplink, address),
             hostname="egress",
         )
         try:
@@ -313,8 +325,10 @@ class EgressHub:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await remove(engine, name, timeout=CLEANUP_TIMEOUT)
+                with contextlib.suppress(EngineError):
+                    await network_engine(engine).remove_network(uplink)
             raise
-        gateway = Gateway(engine, launched.id, launched.stream)
+        gateway = Gateway(engine, launched.id, launched.stream, uplink=uplink)
         gateway.start_reading()
         try:
             with anyio.fail_after(READY_TIMEOUT):
@@ -330,41 +344,78 @@ class EgressHub:
         return gateway
 
     # ------------------------------------------------------------------ networks
-    async def attach(self, engine: ContainerEngine, label: str) -> Lease:
+    async def attach(self, engine: ContainerEngine, label: str, runtime: str = "runc") -> Lease:
         """A network of its own for a sandbox about to start, with the gateway on it."""
         store = network_engine(engine)
+        if runtime not in self._runtime_ok.get(engine.url, ()):
+            info = await engine.info()
+            if "--network=none" in info.runtime_args.get(runtime, ()):
+                raise EngineError(
+                    f"the engine at {engine.url} runs {runtime} with --network=none (its "
+                    "daemon.json runtimeArgs): a sandbox under it has no network, so no "
+                    f"egress either. Use runtime='runc' for egress there, or register "
+                    f"{runtime} without --network=none"
+                )
+            self._runtime_ok.setdefault(engine.url, set()).add(runtime)
         gateway = await self.gateway(engine)
-        labels = self.labels("network")
+        network_id, block = await self._new_block(engine, "network", internal=True)
+        hosts = list(block.hosts())
+        dns = str(hosts[GATEWAY_HOST - 1])
+        lease = Lease(
+            self,
+            engine,
+            EgressNetwork(
+                name=network_id,
+                address=str(hosts[SANDBOX_HOST - 1]),
+                dns=dns,
+                resolv_conf=self._resolv_conf(block, dns) if engine.local_paths else None,
+            ),
+            network_id,
+            block,
+            label,
+        )
+        try:
+            await store.connect_network(network_id, gateway.cid, lease.network.dns)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await lease.release()
+            raise
+        return lease
+
+    def _resolv_conf(self, block: ipaddress.IPv4Network, dns: str) -> str:
+        """A resolv.conf naming only the gateway, for a sandbox on ``block``."""
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix="sandboxkit-egress-"))
+            self._files.chmod(0o755)  # read by the sandbox's user through the mount
+        path = self._files / f"resolv-{block.network_address}.conf"
+        path.write_text(f"nameserver {dns}\noptions ndots:0 attempts:2 timeout:2\n")
+        path.chmod(0o644)
+        return str(path)
+
+    async def _new_network(
+        self, engine: ContainerEngine, kind: str, *, internal: bool
+    ) -> tuple[str, str]:
+        """A network of ``kind`` and the first container address on it."""
+        network_id, block = await self._new_block(engine, kind, internal=internal)
+        return network_id, str(list(block.hosts())[GATEWAY_HOST - 1])
+
+    async def _new_block(
+        self, engine: ContainerEngine, kind: str, *, internal: bool
+    ) -> tuple[str, ipaddress.IPv4Network]:
+        """A labelled network on a free /29 of the operator's range: its name and block."""
+        store = network_engine(engine)
+        labels = self.labels(kind)
         for _ in range(CREATE_ATTEMPTS):
             block = await self._allocate(engine)
-            name = f"sandboxkit-{self.pool_id}-net-{block.network_address}"
+            name = f"sandboxkit-{self.pool_id}-{kind}-{block.network_address}"
             try:
-                network_id = await store.create_network(name, str(block), labels, internal=True)
+                await store.create_network(name, str(block), labels, internal=internal)
             except EngineError as exc:
                 self._used[engine.url].add(block)  # someone else's: never ours to free
                 if "overlap" in str(exc).lower() or "already exists" in str(exc).lower():
                     continue
                 raise
-            hosts = list(block.hosts())
-            lease = Lease(
-                self,
-                engine,
-                EgressNetwork(
-                    name=name,
-                    address=str(hosts[SANDBOX_HOST - 1]),
-                    dns=str(hosts[GATEWAY_HOST - 1]),
-                ),
-                network_id,
-                block,
-                label,
-            )
-            try:
-                await store.connect_network(network_id, gateway.cid, lease.network.dns)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await lease.release()
-                raise
-            return lease
+            return name, block  # the engine takes its name wherever it takes its id
         raise EngineError("no free subnet for a sandbox network: widen SANDBOXKIT_EGRESS_SUBNETS")
 
     async def _allocate(self, engine: ContainerEngine) -> ipaddress.IPv4Network:
@@ -404,6 +455,8 @@ class EgressHub:
             used = self._used.get(lease.engine.url)
             if used is not None:
                 used.discard(lease.block)
+            if lease.network.resolv_conf is not None:
+                await anyio.Path(lease.network.resolv_conf).unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         """Stop every gateway (after the sandboxes: their networks go with them)."""
@@ -411,3 +464,5 @@ class EgressHub:
         gateways, self._gateways = list(self._gateways.values()), {}
         with anyio.CancelScope(shield=True):
             await asyncio.gather(*(g.close() for g in gateways), return_exceptions=True)
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
