@@ -150,8 +150,12 @@ def _wheel(workdir: Path) -> dict[str, str]:
     buf = io.BytesIO()
     files = {
         f"{PACKAGE}.py": "VALUE = 42\n",
-        f"{PACKAGE}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 1.0\n",
-        f"{PACKAGE}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{PACKAGE}-1.0.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 1.0\n"
+        ),
+        f"{PACKAGE}-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     record = "".join(f"{p},,\n" for p in files) + f"{PACKAGE}-1.0.dist-info/RECORD,,\n"
     with zipfile.ZipFile(buf, "w") as z:

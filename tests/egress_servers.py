@@ -41,7 +41,7 @@ def serve_dns() -> None:
     zone: dict[str, str] = CONFIG["zone"]
     while True:
         query, peer = sock.recvfrom(4096)
-        qid, flags = struct.unpack("!HH", query[:4])
+        qid, _flags = struct.unpack("!HH", query[:4])
         name, end = read_name(query, 12)
         qtype = struct.unpack("!H", query[end : end + 2])[0]
         log(kind="dns", name=name.lower(), qtype=qtype, peer=peer[0])

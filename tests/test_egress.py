@@ -55,7 +55,9 @@ def attempt(kind, target, extra):
             host, port = target.rsplit(":", 1)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(2)
-            s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05other\x04test\x00\x00\x01\x00\x01", (host, int(port)))
+            query = bytes.fromhex("123401000001000000000000")
+            query += b"\x05other\x04test\x00\x00\x01\x00\x01"
+            s.sendto(query, (host, int(port)))
             return "ok:" + repr(s.recv(512))[:40]
     except Exception as exc:
         return "fail:" + type(exc).__name__ + ":" + str(exc)[:80]
