@@ -342,4 +342,4 @@ def test_runtime_args_are_read_from_the_engine() -> None:
         {},
     )
     assert info.runtime_args["runsc"] == ("--network=none",)
-    assert info.runtime_args["runc"] == ()
+    assert info.runtime_args.get("runc", ()) == ()

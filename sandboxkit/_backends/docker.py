@@ -467,7 +467,7 @@ def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineIn
         runtime_args={
             str(name): tuple(str(a) for a in (rt or {}).get("runtimeArgs") or ())
             for name, rt in (info.get("Runtimes") or {}).items()
-            if isinstance(rt, dict)
+            if isinstance(rt, dict) and rt.get("runtimeArgs")
         },
         cgroup_version=str(info.get("CgroupVersion") or "") or None,
         cgroup_driver=str(info.get("CgroupDriver") or "") or None,
