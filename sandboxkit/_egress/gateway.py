@@ -46,6 +46,8 @@ RESOLVE_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 10.0
 REFUSED_KEPT = 100  # refused names remembered per sandbox
 CHUNK = 65536
+CACHE_MAX = 30  # seconds an answer is kept at most
+CACHE_SIZE = 4096  # names kept
 EVERYWHERE = "0.0.0.0"  # noqa: S104 (every sandbox network the gateway joins)
 
 
@@ -390,6 +392,11 @@ def build_query(qid: int, name: str) -> bytes:
 
 def parse_addresses(packet: bytes, qid: int) -> list[str]:
     """The A records of a response (the CNAME chain's end is among them)."""
+    return parse_answer(packet, qid)[0]
+
+
+def parse_answer(packet: bytes, qid: int) -> tuple[list[str], int]:
+    """The A records of a response and the least TTL among them."""
     rid, flags, qd, an = struct.unpack("!HHHH", packet[:8])
     if rid != qid or not flags & 0x8000:
         raise ValueError("not the answer to our query")
@@ -399,32 +406,54 @@ def parse_addresses(packet: bytes, qid: int) -> list[str]:
     for _ in range(qd):
         pos = read_name(packet, pos)[1] + 4
     found: list[str] = []
+    ttl = CACHE_MAX
     for _ in range(an):
         pos = read_name(packet, pos)[1]
-        rtype, _rclass, _ttl, size = struct.unpack("!HHIH", packet[pos : pos + 10])
+        rtype, _rclass, record_ttl, size = struct.unpack("!HHIH", packet[pos : pos + 10])
         pos += 10
         if rtype == 1 and size == 4:
             found.append(socket.inet_ntoa(packet[pos : pos + 4]))
+            ttl = min(ttl, record_ttl)
         pos += size
-    return found
+    return found, ttl
 
 
 class _Answer(asyncio.DatagramProtocol):
     def __init__(self, qid: int) -> None:
         self.qid = qid
-        self.done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[tuple[list[str], int]] = (
+            asyncio.get_running_loop().create_future()
+        )
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.done.done():
             return
         try:
-            self.done.set_result(parse_addresses(data, self.qid))
+            self.done.set_result(parse_answer(data, self.qid))
         except (ValueError, struct.error, IndexError) as exc:
             self.done.set_exception(ValueError(str(exc)))
 
 
+_cache: dict[str, tuple[float, list[str]]] = {}
+
+
 async def resolve(name: str, resolvers: list[str]) -> list[str]:
-    """``name``'s IPv4 addresses, asked of the operator's resolvers only, in turn."""
+    """``name``'s IPv4 addresses, asked of the operator's resolvers only, in turn; kept
+    for the answer's TTL (at most CACHE_MAX seconds). Only allowed names are ever asked,
+    and every address is checked on every connection, cached or not."""
+    loop = asyncio.get_running_loop()
+    cached = _cache.get(name)
+    if cached is not None and cached[0] > loop.time():
+        return cached[1]
+    addresses, ttl = await _ask(name, resolvers)
+    if ttl > 0:
+        if len(_cache) > CACHE_SIZE:
+            _cache.clear()
+        _cache[name] = (loop.time() + ttl, addresses)
+    return addresses
+
+
+async def _ask(name: str, resolvers: list[str]) -> tuple[list[str], int]:
     if not resolvers:
         raise ValueError("no resolver configured")
     loop = asyncio.get_running_loop()
