@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -404,3 +405,39 @@ async def test_nothing_left_after_aclose(inet: Inet) -> None:
         ).stdout.count(NETNS)
         == 1
     )  # the fixture's own, until it ends
+
+
+def test_cli_run_allow(inet: Inet, tmp_path: Path) -> None:
+    script = tmp_path / "fetch.py"
+    script.write_text(
+        "import urllib.request\n"
+        "print(urllib.request.urlopen('http://allowed.test/cli', timeout=5).read().decode())\n"
+        "try:\n"
+        "    urllib.request.urlopen('http://other.test/cli', timeout=5)\n"
+        "except OSError as e:\n"
+        "    print('refused', type(e).__name__)\n"
+    )
+    env = {
+        **os.environ,
+        "SANDBOXKIT_EGRESS_RESOLVERS": inet.settings()["egress_resolvers"],
+        "SANDBOXKIT_EGRESS_ALLOW_PRIVATE": inet.settings()["egress_allow_private"],
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    cli = [sys.executable, "-m", "sandboxkit", "run"]
+    r = subprocess.run(
+        [*cli, str(script), "--allow", "allowed.test"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello from allowed.test\nrefused URLError\n"
+    bad = subprocess.run(
+        [*cli, str(script), "--allow", "https://allowed.test/"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "URL" in bad.stderr
