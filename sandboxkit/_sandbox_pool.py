@@ -17,7 +17,14 @@ from typing import Literal
 
 import anyio
 
-from ._backends import Backend, BridgeNetwork, EngineLike, NetworkPolicy, engine_configs
+from ._backends import (
+    Backend,
+    BridgeNetwork,
+    ContainerEngine,
+    EngineLike,
+    NetworkPolicy,
+    engine_configs,
+)
 from ._container import Box, Resources, Shape
 from ._egress.hub import EgressHub
 from ._egress.policy import Egress, EgressSettings, check_egress
@@ -43,6 +50,7 @@ from ._validate import RunInput, check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
 
+GATEWAY_IMAGE_WAIT = 300.0  # seconds an engine may wait for the gateway's image
 ATTEMPTS = 3  # tries of a one-shot run whose job never reached a sandbox (engine faults)
 
 #: The OCI runtime a sandbox's container runs under: runc, or gVisor's runsc.
@@ -54,6 +62,27 @@ def check_runtime(runtime: object) -> Runtime | None:
     if runtime is None or runtime == "runc" or runtime == "runsc":
         return runtime
     raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
+
+
+class _ImageWatch:
+    """Waits for an image to reach one engine (or fail to), as the depot tells it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = asyncio.Event()
+        self.why = f" in {GATEWAY_IMAGE_WAIT:.0f} s"
+
+    def image_ready(self, url: str) -> None:
+        if url == self.url:
+            self.done.set()
+
+    def image_failed(self, url: str, exc: BaseException) -> None:
+        if url == self.url:
+            self.why = f": {exc}"
+            self.done.set()
+
+    def image_gone(self, url: str) -> None:
+        pass
 
 
 class Lifecycle(enum.Enum):
@@ -271,12 +300,26 @@ class SandboxPool:
         """The pool's egress (its gateways start on first use)."""
         if self._hub is None:
             self._hub = EgressHub(self.pool_id, self.egress_settings, self._gateway_image)
+            self._hub.default_policy = self.egress
         return self._hub
 
-    async def _gateway_image(self, engine: object) -> str:
-        # any image with python3 runs the gateway: the Python language's, which the
-        # depot builds and brings to every engine like any other
-        return await self.depot.image_for(get_language("python"))
+    async def _gateway_image(self, engine: ContainerEngine) -> str:
+        """Any image with python3 runs the gateway: the Python language's, which the
+        depot builds and brings to every engine like any other (waited for on a fleet's
+        engine it has not reached yet)."""
+        tag = await self.depot.image_for(get_language("python"))
+        if not self.depot.has(engine.url, tag):
+            watch = _ImageWatch(engine.url)
+            self.depot.subscribe(tag, watch)
+            with anyio.move_on_after(GATEWAY_IMAGE_WAIT):
+                if not self.depot.has(engine.url, tag):
+                    await watch.done.wait()
+            if not self.depot.has(engine.url, tag):
+                raise EngineError(
+                    f"the image {tag} (the egress gateway's) did not reach {engine.url}"
+                    f"{watch.why}; build it there: sandboxkit images build python"
+                )
+        return tag
 
     def _shape(
         self,
@@ -372,7 +415,7 @@ class SandboxPool:
         )
         box = await pool.acquire(self.acquire_timeout, avoid)
         try:
-            if box.egress is not None and policy is not None:
+            if box.egress is not None and policy is not None and box.egress.policy != policy:
                 await box.egress.set_policy(policy)
             yield box
         finally:

@@ -261,6 +261,7 @@ class EgressHub:
         self._alloc_lock = asyncio.Lock()
         self._candidates = blocks(settings.subnets)
         self.closed = False
+        self.default_policy: Egress | None = None  # the pool's (its warm sandboxes get it)
         self._files: Path | None = None  # resolv.conf files of local sandboxes
         self._runtime_ok: dict[str, set[str]] = {}  # per engine: runtimes checked
 
@@ -376,6 +377,10 @@ class EgressHub:
         )
         try:
             await store.connect_network(network_id, gateway.cid, lease.network.dns)
+            if self.default_policy is not None:
+                # the pool's own policy, in force before the sandbox is asked for: a
+                # checkout with it sends nothing to the gateway
+                await lease.set_policy(self.default_policy)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await lease.release()
