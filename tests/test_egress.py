@@ -441,3 +441,34 @@ def test_cli_run_allow(inet: Inet, tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "URL" in bad.stderr
+
+
+async def test_judge0_enable_network_gets_the_operators_policy(
+    inet: Inet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("httpx")
+    from types import SimpleNamespace
+
+    from sandboxkit.server._judging import Judging
+
+    monkeypatch.setenv("SANDBOXKIT_EGRESS_RESOLVERS", inet.settings()["egress_resolvers"])
+    monkeypatch.setenv("SANDBOXKIT_EGRESS_ALLOW_PRIVATE", inet.settings()["egress_allow_private"])
+    judging = Judging(
+        sk.SandboxPool(languages=(), size=0), network=sk.Egress(allow=["allowed.test"])
+    )
+    try:
+        pool = await judging._pool_for(SimpleNamespace(enable_network=True))  # type: ignore[arg-type]
+        assert pool.egress == sk.Egress(allow=["allowed.test"]) and pool.network is None
+        code = (
+            "import urllib.request\n"
+            "r = urllib.request.urlopen('http://allowed.test/judge0', timeout=5)\n"
+            "print(r.read().decode())\n"
+            "try:\n"
+            "    urllib.request.urlopen('http://other.test/judge0', timeout=5)\n"
+            "except OSError:\n"
+            "    print('refused')\n"
+        )
+        report = await sk.judge(code, tests=[sk.TestCase(input="")], pool=pool)
+        assert report.tests[0].stdout == "hello from allowed.test\nrefused\n"
+    finally:
+        await judging.close()
