@@ -251,7 +251,12 @@ class SandboxPool:
 
     def health(self) -> dict[str, dict[str, int]]:
         """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
-        return {f"{s.image}@{s.runtime}/{s.disk_mb}m": p.health() for s, p in self._pools.items()}
+        return {
+            f"{s.image}@{s.runtime}/{s.disk_mb}m" + ("+egress" if s.network is self._hub else ""): (
+                p.health()
+            )
+            for s, p in self._pools.items()
+        }
 
     async def engine_status(self) -> list[EngineStatus]:
         """One entry per engine, in the order given: ``url``, ``state`` (``"up"`` or
