@@ -301,6 +301,11 @@ class SandboxPool:
         return await self.depot.image_for(spec)
 
     @property
+    def egress_hub(self) -> EgressHub | None:
+        """The pool's egress, once a sandbox with a policy was asked for."""
+        return self._hub
+
+    @property
     def hub(self) -> EgressHub:
         """The pool's egress (its gateways start on first use)."""
         if self._hub is None:

@@ -470,5 +470,19 @@ async def test_judge0_enable_network_gets_the_operators_policy(
         )
         report = await sk.judge(code, tests=[sk.TestCase(input="")], pool=pool)
         assert report.tests[0].stdout == "hello from allowed.test\nrefused\n"
+        # the totals reach the server's metrics once the sandbox is gone (in the background)
+        from sandboxkit.server._metrics import Metrics
+
+        hub = pool.egress_hub
+        assert hub is not None
+        for _ in range(100):
+            if hub.bytes_in:
+                break
+            await asyncio.sleep(0.1)
+        metrics = Metrics()
+        metrics.egress(hub)
+        text = metrics.render().decode()
+        assert f'sandboxkit_egress_bytes{{direction="in"}} {float(hub.bytes_in)}' in text
+        assert hub.bytes_in > 0 and hub.refused >= 1
     finally:
         await judging.close()

@@ -262,6 +262,8 @@ class EgressHub:
         self._candidates = blocks(settings.subnets)
         self.closed = False
         self.default_policy: Egress | None = None  # the pool's (its warm sandboxes get it)
+        # totals of the sandboxes gone so far (the metrics): bytes each way, refusals
+        self.bytes_out = self.bytes_in = self.refused = 0
         self._files: Path | None = None  # resolv.conf files of local sandboxes
         self._runtime_ok: dict[str, set[str]] = {}  # per engine: runtimes checked
 
@@ -449,7 +451,10 @@ class EgressHub:
             gateway = self._gateways.get(lease.engine.url)
             if gateway is not None and gateway.ended is None:
                 with contextlib.suppress(SandboxError):
-                    await gateway.request({"op": "forget", "ip": lease.network.address})
+                    final = await gateway.request({"op": "forget", "ip": lease.network.address})
+                    self.bytes_out += int(final.get("bytes_out", 0))
+                    self.bytes_in += int(final.get("bytes_in", 0))
+                    self.refused += len(final.get("refused", ()))
                 with contextlib.suppress(EngineError):
                     await store.disconnect_network(lease.network_id, gateway.cid)
             try:
