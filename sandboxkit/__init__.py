@@ -7,6 +7,7 @@ result = await sk.Sandbox.run("print(6 * 7)")
 from ._backends import EngineConfig
 from ._background import BackgroundProcess, Terminal
 from ._default import aclose
+from ._egress.policy import Egress
 from ._errors import (
     CheckerError,
     EngineError,
@@ -41,6 +42,7 @@ from ._models import (
     Event,
     FileEntry,
     Limits,
+    NetworkUsage,
     ProcessInfo,
     RunResult,
     Status,
@@ -58,6 +60,7 @@ __all__ = [
     "CheckerError",
     "CheckerProgram",
     "DisplayData",
+    "Egress",
     "EndedBy",
     "EngineConfig",
     "EngineError",
@@ -74,6 +77,7 @@ __all__ = [
     "JudgeReport",
     "LanguageSpec",
     "Limits",
+    "NetworkUsage",
     "PoolClosed",
     "PoolError",
     "PoolTimeout",

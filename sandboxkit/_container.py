@@ -28,6 +28,7 @@ from ._backends import STREAM_STDERR, AttachedStream, ContainerEngine, Container
 from ._channel import Listener
 from ._channel import refuse as refuse_channel
 from ._channel import wanted as channel_wanted
+from ._egress.hub import EgressHub, Lease
 from ._errors import EngineError, SandboxError
 from ._fleet.labels import (
     LABEL_MANAGED,
@@ -74,7 +75,9 @@ class Shape:
     image: str
     runtime: str = "runc"
     disk_mb: int = 64
-    network: NetworkPolicy = None
+    # an EgressHub: a network of each sandbox's own, through the hub's gateway (the
+    # policy itself is per checkout, not part of the key)
+    network: NetworkPolicy | EgressHub = None
     # where the engine cannot change a live container's limits (gVisor's runsc; see
     # ContainerEngine.limits_fixed) they are fixed at creation and part of the pool key;
     # elsewhere they are updated in place per run
@@ -88,8 +91,10 @@ def container_spec(
     env: Mapping[str, str],
     name: str,
     channel: str | None = None,
+    network: NetworkPolicy = None,
 ) -> ContainerSpec:
-    """A sandbox with sandboxkit's agent as PID 1; the backend applies DESIGN §4 to it."""
+    """A sandbox with sandboxkit's agent as PID 1; the backend applies DESIGN §4 to it.
+    ``network``: its own (an egress lease's), when the shape's is an EgressHub."""
     return ContainerSpec(
         name=name,
         image=shape.image,
@@ -104,7 +109,7 @@ def container_spec(
         cpus=resources.cpus,
         disk_mb=shape.disk_mb,
         runtime=shape.runtime,
-        network=shape.network,
+        network=network if isinstance(shape.network, EgressHub) else shape.network,
         channel=channel,
     )
 
@@ -143,6 +148,7 @@ class Box:
         self.reusable = False
         self.pausable = False  # kept when stopped: made for a pause with memory
         self.kept = False  # stopped and kept by Sandbox.pause (its memory): not removed
+        self.egress: Lease | None = None  # its own network to the egress gateway
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -172,9 +178,13 @@ class Box:
             with contextlib.suppress(OSError):
                 listener = await Listener.open()
         box: Box | None = None
+        lease: Lease | None = None
         try:
             channel = listener.path if listener is not None else None
-            spec = container_spec(shape, resources, labels, env, name, channel)
+            if isinstance(shape.network, EgressHub):
+                lease = await shape.network.attach(engine, name, shape.runtime)
+            network = lease.network if lease is not None else None
+            spec = container_spec(shape, resources, labels, env, name, channel, network)
             spec = dataclasses.replace(spec, pausable=pausable)
             try:
                 launched = await engine.launch(spec)
@@ -188,6 +198,7 @@ class Box:
                 launched = await engine.launch(dataclasses.replace(spec, channel=None))
             box = cls(engine, launched.id, launched.stream, shape, resources)
             box.pausable = pausable
+            box.egress, lease = lease, None
             with anyio.fail_after(READY_TIMEOUT):
                 if listener is not None:
                     box._stream = await listener.take(engine, launched.stream)
@@ -206,6 +217,8 @@ class Box:
                 else:
                     # failed or cancelled mid-launch, the engine may hold it: by name
                     await _quiet_remove(engine, name)
+                if lease is not None:
+                    await lease.release()
             if isinstance(exc, TimeoutError):
                 raise SandboxError(
                     f"the sandbox did not become ready within {READY_TIMEOUT:.0f}s"
@@ -239,6 +252,14 @@ class Box:
         if self._closed:
             return
         self._closed = True
+        try:
+            await self._remove()
+        finally:
+            if self.egress is not None and not self.lost:
+                # after the container: a network is removed once nothing is on it
+                await self.egress.release()
+
+    async def _remove(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
             with contextlib.suppress(Exception):
                 await self._stream.close()

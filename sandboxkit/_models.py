@@ -273,6 +273,16 @@ def _decoded(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+class NetworkUsage(Frozen):
+    """What a sandbox with an egress policy did on the network (``RunResult.network``):
+    bytes it sent and received through the egress gateway (since its sandbox started),
+    and the names it was refused."""
+
+    bytes_out: int = 0
+    bytes_in: int = 0
+    refused: tuple[str, ...] = ()
+
+
 class RunResult(Frozen):
     """What one run of the user's program did. Failures of the code are statuses.
 
@@ -317,6 +327,11 @@ class RunResult(Frozen):
         "os._exit, a crash, the sandbox lost) or, when nothing could tell then, since "
         "the previous run. Said once per loss, by the first result that can; the next "
         "run starts a fresh interpreter. Always False elsewhere",
+    )
+    network: NetworkUsage | None = Field(
+        None,
+        description="(runs with an sk.Egress policy) bytes out and in through the egress "
+        "gateway and the names refused, for the sandbox so far; None without a policy",
     )
 
     @model_validator(mode="before")

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, TypeVar, overload
 
 import anyio
 from typing_extensions import Never, ParamSpec
@@ -26,6 +26,7 @@ from ._background import BackgroundProcess, Terminal
 from ._background import refused as _refused_reply
 from ._container import WORKDIR, Box
 from ._default import default_pool
+from ._egress.policy import Egress, check_egress
 from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
 from ._languages import get_language, language_env
 from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult
@@ -33,7 +34,7 @@ from ._process import Process, launch
 from ._run.jobs import rlimits
 from ._run.program import run_program
 from ._run.reader import final_result
-from ._sandbox_pool import Lifecycle, Runtime, SandboxPool, check_runtime
+from ._sandbox_pool import Lifecycle, Runtime, SandboxPool, check_runtime, with_usage
 from ._stream import EventStream
 from ._transfer import collect_local, store_local
 from ._validate import (
@@ -102,12 +103,16 @@ class _ClassOrInstance(Generic[ClassP, ClassR, SessionP, SessionR]):
         return functools.partial(self._on_instance, obj)
 
 
-def _check_oneshot(language: str, env: object, args: object, runtime: object) -> None:
+def _check_oneshot(
+    language: str, env: object, args: object, runtime: object, network: object = None
+) -> None:
     """Bad input fails before the default pool (and any engine work) is touched; the
     rest (code, files, stdin, limits) the pool checks before it takes a sandbox."""
     get_language(language)
     check_env(env), check_args(args)
     check_runtime(runtime)
+    if network != "pool":
+        check_egress(network)
 
 
 async def _oneshot_run(
@@ -122,15 +127,18 @@ async def _oneshot_run(
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
     exact: bool | None = None,
+    network: Egress | Literal["pool"] | None = "pool",
 ) -> RunResult:
     """Run ``code`` in a fresh sandbox from the (default) pool and return its result.
 
     ``env``: variables over the language's own; ``args``: the program's command-line
-    arguments. Python's output is block-buffered as ``python3 main.py`` into a pipe (a
+    arguments. ``network``: an :class:`Egress` policy (the names the code may reach),
+    or None for none (default: the pool's; none for the default pool). Python's output
+    is block-buffered as ``python3 main.py`` into a pipe (a
     program killed at its time limit loses what it had not flushed; ``stream`` and
     sessions run Python unbuffered). ``exact``: by the real command, not the pre-loaded
     runtime (default: the pool's; see ``SandboxPool``)."""
-    _check_oneshot(language, env, args, runtime)
+    _check_oneshot(language, env, args, runtime, network)
     target = pool or await default_pool()
     return await target.run(
         code,
@@ -142,6 +150,7 @@ async def _oneshot_run(
         args=args,
         runtime=runtime,
         exact=exact,
+        network=network,
     )
 
 
@@ -157,13 +166,14 @@ def _oneshot_stream(
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
     exact: bool | None = None,
+    network: Egress | Literal["pool"] | None = "pool",
 ) -> EventStream:
     """Run ``code`` once: ``stdout``/``stderr`` chunks as written, then ``exit``.
 
     ``async with Sandbox.stream(code) as events: async for ev in events: ...`` frees the
     sandbox when the block ends; plain ``async for`` works too. A compile error's
     diagnostics come as ``stderr`` events; Python runs unbuffered."""
-    _check_oneshot(language, env, args, runtime)
+    _check_oneshot(language, env, args, runtime, network)
 
     async def events() -> AsyncGenerator[Event, None]:
         target = pool or await default_pool()
@@ -177,6 +187,7 @@ def _oneshot_stream(
             args=args,
             runtime=runtime,
             exact=exact,
+            network=network,
         )
         async with inner:
             async for event in inner:
@@ -197,9 +208,10 @@ async def _oneshot_start(
     pool: SandboxPool | None = None,
     runtime: Runtime | None = None,
     exact: bool | None = None,
+    network: Egress | Literal["pool"] | None = "pool",
 ) -> Process:
     """Start ``code`` in a fresh sandbox with its stdin open (``async with`` the result)."""
-    _check_oneshot(language, env, args, runtime)
+    _check_oneshot(language, env, args, runtime, network)
     target = pool or await default_pool()
     return await target.start(
         code,
@@ -211,6 +223,7 @@ async def _oneshot_start(
         args=args,
         runtime=runtime,
         exact=exact,
+        network=network,
     )
 
 
@@ -260,6 +273,10 @@ class Sandbox:
         idle_timeout: seconds without use after which the sandbox is reclaimed
             (default 600 s; ``None``: never).
         runtime: the OCI runtime, ``"runc"`` or ``"runsc"`` (default: the pool's).
+        network: an :class:`Egress` policy: the host names its code may reach (default:
+            the pool's, none for the default pool). :meth:`set_network` changes it while
+            the session runs; a session opened with no policy has no network to change
+            (open it with ``network=sk.Egress()``, which allows nothing, to add one later).
     """
 
     def __init__(
@@ -272,8 +289,10 @@ class Sandbox:
         keep_state: bool = False,
         idle_timeout: float | None = 600.0,
         runtime: Runtime | None = None,
+        network: Egress | Literal["pool"] | None = "pool",
     ) -> None:
         self.spec = get_language(language)
+        self.network = network if network == "pool" else check_egress(network)
         if keep_state and self.spec.preload != "python":
             raise InvalidInput("keep_state is available for Python sessions only")
         self.keep_state = keep_state
@@ -315,13 +334,17 @@ class Sandbox:
             from ._snapshot.memory import open_pausable
 
             # under gVisor with the engine's checkpoint API: a box whose memory pause() keeps
-            box = await open_pausable(self, pool)
+            # (one without a network: one with a policy or a bridge takes a warm one)
+            offline = self.network is None or (
+                self.network == "pool" and pool.egress is None and pool.network is None
+            )
+            box = await open_pausable(self, pool) if offline else None
             if box is not None:
                 lease.push_async_callback(box.destroy)
                 self._box = box
             else:
                 self._box = await lease.enter_async_context(
-                    pool.checkout(self.spec, self.limits, self.runtime)
+                    pool.checkout(self.spec, self.limits, self.runtime, network=self.network)
                 )
         except BaseException:
             self._state = Lifecycle.CLOSED
@@ -454,9 +477,25 @@ class Sandbox:
                 # next one starts (killed, read to its end, the sandbox kept)
                 async with aclosing(events):
                     async for event in events:
-                        yield event
+                        yield await with_usage(box, event)
             finally:
                 self._touch()
+
+    async def set_network(self, network: Egress | None) -> None:
+        """Change what this session's sandbox may reach, while it runs: in force when
+        this returns (within a second); connections already open to a name no longer
+        allowed are cut. None: nothing at all (DNS and every connection refused)."""
+        policy = check_egress(network)
+        # not under the session's lock: a change must reach a run in progress (only the
+        # gateway is told; the sandbox itself is not touched)
+        box = self._live_box()
+        if box.egress is None:
+            raise UsageError(
+                "this session's sandbox has no egress network to change: open it with "
+                "Sandbox(..., network=sk.Egress(...)) (sk.Egress() allows nothing)"
+            )
+        await box.egress.set_policy(policy)
+        self._touch()
 
     def _prepare(
         self,

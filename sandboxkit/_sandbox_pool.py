@@ -17,8 +17,17 @@ from typing import Literal
 
 import anyio
 
-from ._backends import Backend, BridgeNetwork, EngineLike, NetworkPolicy, engine_configs
+from ._backends import (
+    Backend,
+    BridgeNetwork,
+    ContainerEngine,
+    EngineLike,
+    NetworkPolicy,
+    engine_configs,
+)
 from ._container import Box, Resources, Shape
+from ._egress.hub import EgressHub
+from ._egress.policy import Egress, EgressSettings, check_egress
 from ._errors import (
     EngineError,
     InvalidInput,
@@ -41,6 +50,7 @@ from ._validate import RunInput, check_limits, prepare_run
 
 log = logging.getLogger("sandboxkit")
 
+GATEWAY_IMAGE_WAIT = 300.0  # seconds an engine may wait for the gateway's image
 ATTEMPTS = 3  # tries of a one-shot run whose job never reached a sandbox (engine faults)
 
 #: The OCI runtime a sandbox's container runs under: runc, or gVisor's runsc.
@@ -52,6 +62,27 @@ def check_runtime(runtime: object) -> Runtime | None:
     if runtime is None or runtime == "runc" or runtime == "runsc":
         return runtime
     raise InvalidInput(f"runtime must be 'runc' or 'runsc', not {runtime!r}")
+
+
+class _ImageWatch:
+    """Waits for an image to reach one engine (or fail to), as the depot tells it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = asyncio.Event()
+        self.why = f" in {GATEWAY_IMAGE_WAIT:.0f} s"
+
+    def image_ready(self, url: str) -> None:
+        if url == self.url:
+            self.done.set()
+
+    def image_failed(self, url: str, exc: BaseException) -> None:
+        if url == self.url:
+            self.why = f": {exc}"
+            self.done.set()
+
+    def image_gone(self, url: str) -> None:
+        pass
 
 
 class Lifecycle(enum.Enum):
@@ -85,7 +116,15 @@ class SandboxPool:
         acquire_timeout: seconds a run waits for a free sandbox before ``PoolTimeout``.
         limits: the default :class:`Limits` of runs that give none.
         runtime: the OCI runtime of its containers: ``"runc"``, or ``"runsc"`` (gVisor).
-        network: give sandboxes a bridge network (off by default: only ``lo``).
+        network: what sandboxes may reach: nothing (the default: only ``lo``), an
+            :class:`Egress` policy (the names it allows, through an egress gateway on
+            each engine; a run, a session or ``set_network`` may give another), or
+            ``True``: the engine's whole bridge (an operator's opt-in, as Judge0's
+            ``enable_network``).
+        egress_resolvers: the resolver addresses the egress gateway asks (default
+            ``SANDBOXKIT_EGRESS_RESOLVERS``, else the host's resolv.conf).
+        egress_allow_private: address ranges (CIDR) an allowed name may resolve to
+            although private (default ``SANDBOXKIT_EGRESS_ALLOW_PRIVATE``, else none).
         max_idle_age: seconds an idle sandbox is kept before it is replaced.
         reuse: one-shot runs (``run``, ``stream``) may share a container one after
             another: after a run that ended, its sandbox is scrubbed (every process but
@@ -121,13 +160,15 @@ class SandboxPool:
         acquire_timeout: float = 60.0,
         limits: Limits | None = None,
         runtime: Runtime = "runc",
-        network: bool = False,
+        network: bool | Egress | None = None,
         max_idle_age: float = 300.0,
         reuse: bool | int = False,
         exact: bool = False,
         docker_url: str | None = None,
         engines: Sequence[EngineLike] | None = None,
         on_build_line: Callable[[str], None] | None = None,
+        egress_resolvers: Sequence[str] | str | None = None,
+        egress_allow_private: Sequence[str] | str | None = None,
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 256:
             raise InvalidInput(f"size must be an int from 0 to 256, not {size!r}")
@@ -147,7 +188,11 @@ class SandboxPool:
         self.acquire_timeout = acquire_timeout
         self.limits = check_limits(limits)
         self.runtime: Runtime = runtime
-        self.network: NetworkPolicy = BridgeNetwork() if network else None
+        self.network: NetworkPolicy = BridgeNetwork() if network is True else None
+        #: the default egress policy of its runs and sessions (None: no network)
+        self.egress: Egress | None = None if isinstance(network, bool) else check_egress(network)
+        self.egress_settings = EgressSettings.from_env(egress_resolvers, egress_allow_private)
+        self._hub: EgressHub | None = None
         self.max_idle_age = max_idle_age
         # runs one sandbox serves in a one-shot run's lease (1: a fresh one every run)
         self.max_uses = DEFAULT_REUSES if reuse is True else max(1, int(reuse))
@@ -212,6 +257,8 @@ class SandboxPool:
             # a create cancelled mid-request may land after the close: look a little longer
             creating = any(p.health()["starting"] for p in pools)
             await asyncio.gather(*(p.aclose() for p in pools), return_exceptions=True)
+            if self._hub is not None:  # after the sandboxes: their networks are gone
+                await self._hub.aclose()
             # last resort: anything still labelled with this pool's id, on every engine
             # that is up (a down one is swept when it comes back, or reaped later)
             with anyio.move_on_after(15):
@@ -228,7 +275,12 @@ class SandboxPool:
 
     def health(self) -> dict[str, dict[str, int]]:
         """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
-        return {f"{s.image}@{s.runtime}/{s.disk_mb}m": p.health() for s, p in self._pools.items()}
+        return {
+            f"{s.image}@{s.runtime}/{s.disk_mb}m" + ("+egress" if s.network is self._hub else ""): (
+                p.health()
+            )
+            for s, p in self._pools.items()
+        }
 
     async def engine_status(self) -> list[EngineStatus]:
         """One entry per engine, in the order given: ``url``, ``state`` (``"up"`` or
@@ -284,8 +336,44 @@ class SandboxPool:
         await self._connect()
         return await self.depot.image_for(spec)
 
+    @property
+    def egress_hub(self) -> EgressHub | None:
+        """The pool's egress, once a sandbox with a policy was asked for."""
+        return self._hub
+
+    @property
+    def hub(self) -> EgressHub:
+        """The pool's egress (its gateways start on first use)."""
+        if self._hub is None:
+            self._hub = EgressHub(self.pool_id, self.egress_settings, self._gateway_image)
+            self._hub.default_policy = self.egress
+        return self._hub
+
+    async def _gateway_image(self, engine: ContainerEngine) -> str:
+        """Any image with python3 runs the gateway: the Python language's, which the
+        depot builds and brings to every engine like any other (waited for on a fleet's
+        engine it has not reached yet)."""
+        tag = await self.depot.image_for(get_language("python"))
+        if not self.depot.has(engine.url, tag):
+            watch = _ImageWatch(engine.url)
+            self.depot.subscribe(tag, watch)
+            with anyio.move_on_after(GATEWAY_IMAGE_WAIT):
+                if not self.depot.has(engine.url, tag):
+                    await watch.done.wait()
+            if not self.depot.has(engine.url, tag):
+                raise EngineError(
+                    f"the image {tag} (the egress gateway's) did not reach {engine.url}"
+                    f"{watch.why}; build it there: sandboxkit images build python"
+                )
+        return tag
+
     def _shape(
-        self, tag: str, limits: Limits, spec: LanguageSpec, runtime: Runtime | None = None
+        self,
+        tag: str,
+        limits: Limits,
+        spec: LanguageSpec,
+        runtime: Runtime | None = None,
+        egress: bool = False,
     ) -> Shape:
         runtime = runtime or self.runtime
         fixed = (
@@ -297,12 +385,16 @@ class SandboxPool:
             image=tag,
             runtime=runtime,
             disk_mb=limits.disk_mb,
-            network=self.network,
+            network=self.hub if egress else self.network,
             fixed=fixed,
         )
 
     async def _warm_pool(
-        self, spec: LanguageSpec, limits: Limits, runtime: Runtime | None = None
+        self,
+        spec: LanguageSpec,
+        limits: Limits,
+        runtime: Runtime | None = None,
+        egress: bool | None = None,
     ) -> WarmPool:
         if self.closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
@@ -312,14 +404,18 @@ class SandboxPool:
             # sandboxes of crashed owners: one list call per engine when there are none
             await reap_everywhere([m.engine for m in self.fleet.up])
         tag = await self.depot.image_for(spec)
-        shape = self._shape(tag, limits, spec, runtime)
+        if egress is None:
+            egress = self.egress is not None
+        shape = self._shape(tag, limits, spec, runtime, egress)
         async with self._lock:
             if self.closed:  # closed while the image was being prepared
                 raise PoolClosed("this SandboxPool is closed; create a new one")
             pool = self._pools.get(shape)
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
-                size = self.size if shape == self._shape(tag, self.limits, spec) else 0
+                # (egress sandboxes too, once asked for: their networks made ahead)
+                own = self._shape(tag, self.limits, spec, None, egress)
+                size = self.size if shape == own else 0
                 # the run's own room: a compile fits in it or widens it (_run.policy)
                 create_for = shape.fixed or resources_for(self.limits)
                 pool = WarmPool(
@@ -352,13 +448,22 @@ class SandboxPool:
         runtime: Runtime | None = None,
         *,
         avoid: frozenset[str] = frozenset(),
+        network: Egress | Literal["pool"] | None = "pool",
     ) -> AsyncIterator[Box]:
         """The one lease: a warm sandbox for the caller alone, destroyed (and replaced)
         when the block ends. Every run, session, ``start()`` and judge goes through it.
-        ``avoid``: engines (URLs) to take from only when no other has a sandbox."""
-        pool = await self._warm_pool(spec, limits, check_runtime(runtime))
+        ``avoid``: engines (URLs) to take from only when no other has a sandbox.
+        ``network``: its egress policy (``"pool"``: the pool's own)."""
+        policy = self.egress if network == "pool" else check_egress(network)
+        if policy is not None and self.network is not None:
+            raise InvalidInput("this pool gives its sandboxes the whole bridge: no Egress policy")
+        pool = await self._warm_pool(
+            spec, limits, check_runtime(runtime), egress=policy is not None
+        )
         box = await pool.acquire(self.acquire_timeout, avoid)
         try:
+            if box.egress is not None and policy is not None and box.egress.policy != policy:
+                await box.egress.set_policy(policy)
             yield box
         finally:
             with anyio.CancelScope(shield=True):
@@ -387,14 +492,16 @@ class SandboxPool:
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
         exact: bool | None = None,
+        network: Egress | Literal["pool"] | None = "pool",
     ) -> RunResult:
         """Run ``code`` once in a fresh sandbox; the user's failures are statuses.
 
         ``env``: variables over the language's own; ``args``: the program's arguments
         (``sys.argv[1:]``). ``runtime`` overrides the pool's for this run (``"runsc"``:
-        gVisor). Python's output is block-buffered, as ``python3 main.py`` into a pipe:
-        what a program killed at its time limit had not flushed is lost (``stream``
-        shows it as it is printed)."""
+        gVisor). ``network``: an :class:`Egress` policy for this run, or None for no
+        network (default: the pool's). Python's output is block-buffered, as
+        ``python3 main.py`` into a pipe: what a program killed at its time limit had not
+        flushed is lost (``stream`` shows it as it is printed)."""
         spec = get_language(language)
         job = prepare_run(
             spec.source_file,
@@ -407,7 +514,12 @@ class SandboxPool:
             args=args,
             exact=self.exact if exact is None else exact,
         )
-        return await final_result(self._events(spec, job, check_runtime(runtime)))
+        policy = self._policy(network)
+        return await final_result(self._events(spec, job, check_runtime(runtime), policy))
+
+    def _policy(self, network: object) -> Egress | None:
+        """A run's egress policy (``"pool"``: the pool's); bad input fails here."""
+        return self.egress if network == "pool" else check_egress(network)
 
     def stream(
         self,
@@ -421,6 +533,7 @@ class SandboxPool:
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
         exact: bool | None = None,
+        network: Egress | Literal["pool"] | None = "pool",
     ) -> EventStream:
         """Run ``code`` once, yielding output chunks as written, then the ``exit`` event
         (Python unbuffered: each ``print`` as it happens). Use as
@@ -438,24 +551,32 @@ class SandboxPool:
             live=True,
             exact=self.exact if exact is None else exact,
         )
-        return EventStream(self._events(spec, job, check_runtime(runtime)))
+        policy = self._policy(network)
+        return EventStream(self._events(spec, job, check_runtime(runtime), policy))
 
     async def _events(
-        self, spec: LanguageSpec, job: RunInput, runtime: Runtime | None
+        self,
+        spec: LanguageSpec,
+        job: RunInput,
+        runtime: Runtime | None,
+        policy: Egress | None = None,
     ) -> AsyncGenerator[Event, None]:
         avoid: set[str] = set()
         for attempt in range(ATTEMPTS):
-            async with self.checkout(spec, job.limits, runtime, avoid=frozenset(avoid)) as box:
+            async with self.checkout(
+                spec, job.limits, runtime, avoid=frozenset(avoid), network=policy
+            ) as box:
                 events = run_program(box, spec, job)
                 delivered = False
                 async with aclosing(events):  # a consumer leaving early stops the run now
                     try:
                         async for event in events:
                             delivered = True
-                            yield event
+                            yield await with_usage(box, event)
                         # the run ended and its sandbox waits for a job: in reuse mode
-                        # it may be scrubbed and serve another run
-                        box.reusable = self.max_uses > 1
+                        # it may be scrubbed and serve another run (not one with its own
+                        # egress network: its policy and counts were the run's)
+                        box.reusable = self.max_uses > 1 and box.egress is None
                         return
                     except (SandboxError, EngineError) as exc:
                         # the job never reached this sandbox (its engine died under it,
@@ -481,6 +602,7 @@ class SandboxPool:
         args: Sequence[str] | None = None,
         runtime: Runtime | None = None,
         exact: bool | None = None,
+        network: Egress | Literal["pool"] | None = "pool",
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
         spec = get_language(language)
@@ -496,12 +618,25 @@ class SandboxPool:
             live=True,
             exact=self.exact if exact is None else exact,
         )
+        policy = self._policy(network)
         lease = AsyncExitStack()
         box = await lease.enter_async_context(
-            self.checkout(spec, job.limits, check_runtime(runtime))
+            self.checkout(spec, job.limits, check_runtime(runtime), network=policy)
         )
         return await launch(
             box,
             lambda sent: run_program(box, spec, job, interactive=True, on_sent=sent),
             on_close=lease.aclose,
         )
+
+
+async def with_usage(box: Box, event: Event) -> Event:
+    """A run's ``exit`` event with what its sandbox did through the egress gateway."""
+    if event.kind != "exit" or box.egress is None or event.result is None:
+        return event
+    try:
+        usage = await box.egress.usage()
+    except SandboxError as exc:
+        log.warning("sandboxkit: no egress counts for this run: %s", exc)
+        return event
+    return event.model_copy(update={"result": event.result.model_copy(update={"network": usage})})

@@ -13,11 +13,15 @@ from .base import (
     ContainerEngine,
     ContainerRecord,
     ContainerSpec,
+    EgressNetwork,
     EngineInfo,
     ImageRecord,
     ImageStore,
     Launched,
     NetworkPolicy,
+    NetworkRecord,
+    NetworkStore,
+    OwnNetwork,
 )
 from .config import EngineConfig, EngineLike, engine_config, engine_configs, load_fleet_file
 from .docker import DockerBackend, tls_problem
@@ -32,6 +36,7 @@ __all__ = [
     "ContainerRecord",
     "ContainerSpec",
     "DockerBackend",
+    "EgressNetwork",
     "EngineConfig",
     "EngineInfo",
     "EngineLike",
@@ -39,6 +44,9 @@ __all__ = [
     "ImageStore",
     "Launched",
     "NetworkPolicy",
+    "NetworkRecord",
+    "NetworkStore",
+    "OwnNetwork",
     "connect",
     "engine_config",
     "engine_configs",

@@ -42,11 +42,45 @@ class BridgeNetwork:
     server that allows it)."""
 
 
+@dataclass(frozen=True)
+class EgressNetwork:
+    """A network of the sandbox's own with no route out (``internal``): its only peer is
+    the egress gateway at ``dns``, its only resolver too (``sandboxkit._egress``)."""
+
+    name: str  # the engine's network
+    address: str  # the sandbox's address on it
+    dns: str  # the gateway's address on it
+    # a file on this machine naming ``dns`` as the only nameserver, mounted read-only at
+    # /etc/resolv.conf (local engines): the engine's embedded DNS at 127.0.0.11 is an
+    # iptables rule that gVisor's own network stack never sees
+    resolv_conf: str | None = None
+
+
+@dataclass(frozen=True)
+class OwnNetwork:
+    """A network sandboxkit made (with a route out): the egress gateway's uplink, apart
+    from the engine's default bridge (which other engines' tools may delete or share)."""
+
+    name: str
+    address: str  # the container's address on it
+
+
 #: What a sandbox may reach over the network: ``None`` is nothing at all (only ``lo``,
-#: the default); :class:`BridgeNetwork` is the engine's bridge. Part of the pool key
-#: (:class:`~sandboxkit._container.Shape`), carried to the engine in the
+#: the default); :class:`BridgeNetwork` is the engine's bridge; :class:`EgressNetwork`
+#: its own network to the egress gateway. Carried to the engine in the
 #: :class:`ContainerSpec`. An engine refuses a policy it cannot enforce.
-NetworkPolicy = BridgeNetwork | None
+NetworkPolicy = BridgeNetwork | EgressNetwork | OwnNetwork | None
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """One network as an engine lists it."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    subnets: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()  # ids of the containers on it
 
 
 # ---------------------------------------------------------------------- records
@@ -84,6 +118,10 @@ class ContainerSpec:
     channel: str | None = None
     # kept when stopped (no AutoRemove): Sandbox.pause checkpoints it (see _snapshot)
     pausable: bool = False
+    # ``command`` is sandboxkit's agent, which starts as uid 0 with the few capabilities
+    # it needs to run programs as ``uid`` (agent/_privs.py); anything else (the egress
+    # gateway) runs as ``uid`` from its first instruction, with no capability at all
+    supervisor: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +159,9 @@ class EngineInfo:
     cpus: int = 1
     memory_bytes: int = 0  # 0: not known
     runtimes: tuple[str, ...] = ()  # OCI runtimes a sandbox may name (runc, runsc...)
+    #: the arguments the engine gives each runtime (``--network=none`` for runsc: no
+    #: network at all under it, so no egress either)
+    runtime_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     cgroup_version: str | None = None
     cgroup_driver: str | None = None
     # the engine remaps the containers' uids to unprivileged host uids (``userns-remap``)
@@ -265,6 +306,28 @@ class ContainerEngine(Protocol):
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether an OOM kill hit ``cid`` since ``since`` (epoch s), even once it is gone."""
+
+
+class NetworkStore(Protocol):
+    """An engine's own networks: what egress (``sandboxkit._egress``) needs of it."""
+
+    async def create_network(
+        self, name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+    ) -> str:
+        """Create a bridge network on ``subnet`` (the engine's host gets no address on it
+        when ``internal``); its id. EngineError when the subnet overlaps another."""
+
+    async def connect_network(self, network: str, cid: str, address: str) -> None:
+        """Put running container ``cid`` on ``network`` at ``address``."""
+
+    async def disconnect_network(self, network: str, cid: str) -> None:
+        """Take ``cid`` off ``network``; either already gone is fine; retried."""
+
+    async def remove_network(self, network: str) -> None:
+        """Remove ``network``; one already gone is fine; retried."""
+
+    async def list_networks(self, labels: Mapping[str, str | None]) -> list[NetworkRecord]:
+        """Every network carrying all ``labels`` (None: any value; empty: all of them)."""
 
 
 class Backend(ContainerEngine, ImageStore, Protocol):

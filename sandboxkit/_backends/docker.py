@@ -37,10 +37,13 @@ from .base import (
     BridgeNetwork,
     ContainerRecord,
     ContainerSpec,
+    EgressNetwork,
     EngineInfo,
     ImageRecord,
     Launched,
     NetworkPolicy,
+    NetworkRecord,
+    OwnNetwork,
 )
 from .config import DEFAULT_URL, SOCKETS, EngineConfig, local_socket, scheme_of  # noqa: F401
 from .seccomp import SECURITY_OPT
@@ -258,6 +261,8 @@ def network_mode(policy: NetworkPolicy) -> str:
         return "none"
     if isinstance(policy, BridgeNetwork):
         return "bridge"
+    if isinstance(policy, EgressNetwork | OwnNetwork):
+        return policy.name
     raise EngineError(f"the Docker backend cannot enforce the network policy {policy!r}")
 
 
@@ -271,7 +276,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "CapDrop": ["ALL"],
         # the agent's alone: it starts as uid 0 with these, becomes a uid of its own and
         # runs every program as ``spec.uid`` with none (sandboxkit/agent/_privs.py)
-        "CapAdd": list(AGENT_CAPABILITIES),
+        "CapAdd": list(AGENT_CAPABILITIES) if spec.supervisor else [],
         # sandboxkit's own syscall filter, not the engine's (which varies by version)
         "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
         "ReadonlyRootfs": True,
@@ -304,10 +309,29 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         host["Mounts"] = [
             {"Type": "bind", "Source": spec.channel, "Target": CHANNEL_PATH, "ReadOnly": True}
         ]
+    extra: dict[str, Any] = {}
+    if isinstance(spec.network, EgressNetwork):
+        # the gateway is the only resolver (the engine's embedded DNS forwards to it)
+        host["Dns"] = [spec.network.dns]
+        if spec.network.resolv_conf is not None:
+            mount = {
+                "Type": "bind",
+                "Source": spec.network.resolv_conf,
+                "Target": "/etc/resolv.conf",
+                "ReadOnly": True,
+            }
+            host["Mounts"] = [*host.get("Mounts", []), mount]
+    if isinstance(spec.network, EgressNetwork | OwnNetwork):
+        extra["NetworkingConfig"] = {
+            "EndpointsConfig": {
+                spec.network.name: {"IPAMConfig": {"IPv4Address": spec.network.address}}
+            }
+        }
     return {
         "Image": spec.image,
         "Cmd": list(spec.command),
-        "User": "0:0",  # only until the agent's first act (the program runs as spec.uid)
+        # the agent: uid 0 only until its first act (the program runs as spec.uid)
+        "User": "0:0" if spec.supervisor else f"{spec.uid}:{spec.uid}",
         "WorkingDir": spec.workdir,
         "Env": [f"{k}={v}" for k, v in sorted(spec.env.items())],
         "Labels": dict(spec.labels),
@@ -321,7 +345,41 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "NetworkDisabled": mode == "none",
         "StopSignal": "SIGKILL",
         "HostConfig": host,
+        **extra,
     }
+
+
+def network_body(
+    name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+) -> dict[str, Any]:
+    """The engine's create body of a bridge network on ``subnet``. Internal: no route
+    out, and no address of the engine's host on it (``inhibit_ipv4``), so a container
+    on it cannot reach the host's own services either."""
+    options = {"com.docker.network.bridge.enable_ip_masquerade": "false"} if internal else {}
+    if internal:
+        options["com.docker.network.bridge.inhibit_ipv4"] = "true"
+    return {
+        "Name": name,
+        "CheckDuplicate": True,
+        "Driver": "bridge",
+        "Internal": internal,
+        "IPAM": {"Driver": "default", "Config": [{"Subnet": subnet}]},
+        "Options": options,
+        "Labels": dict(labels),
+    }
+
+
+def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
+    """A network of a listing."""
+    ipam = raw.get("IPAM") or {}
+    subnets = tuple(str(c["Subnet"]) for c in ipam.get("Config") or [] if c.get("Subnet"))
+    return NetworkRecord(
+        id=str(raw.get("Id") or ""),
+        name=str(raw.get("Name") or ""),
+        labels=_labels(raw.get("Labels")),
+        subnets=subnets,
+        containers=tuple(raw.get("Containers") or {}),
+    )
 
 
 def update_body(
@@ -420,6 +478,11 @@ def engine_info(info: Mapping[str, Any], version: Mapping[str, Any]) -> EngineIn
         cpus=int(info.get("NCPU") or 1),
         memory_bytes=int(info.get("MemTotal") or 0),
         runtimes=tuple(sorted(info.get("Runtimes") or {})),
+        runtime_args={
+            str(name): tuple(str(a) for a in (rt or {}).get("runtimeArgs") or ())
+            for name, rt in (info.get("Runtimes") or {}).items()
+            if isinstance(rt, dict) and rt.get("runtimeArgs")
+        },
         cgroup_version=str(info.get("CgroupVersion") or "") or None,
         cgroup_driver=str(info.get("CgroupDriver") or "") or None,
         user_namespaces=any(
@@ -744,6 +807,44 @@ class DockerBackend:
                 continue
             kept.append(container_record(c))
         return kept
+
+    # ------------------------------------------------------------------ networks
+    async def create_network(
+        self, name: str, subnet: str, labels: Mapping[str, str], *, internal: bool
+    ) -> str:
+        body = network_body(name, subnet, labels, internal=internal)
+        with self._map("create a network"):
+            found = await self._client._query_json("networks/create", "POST", data=body)
+        return str(found["Id"])
+
+    async def connect_network(self, network: str, cid: str, address: str) -> None:
+        body = {"Container": cid, "EndpointConfig": {"IPAMConfig": {"IPv4Address": address}}}
+        with self._map("connect a container to a network"):
+            await self._client._query_json(f"networks/{network}/connect", "POST", data=body)
+
+    async def disconnect_network(self, network: str, cid: str) -> None:
+        body = {"Container": cid, "Force": True}
+        with self._map("disconnect a container from a network"), absent(404, 500):
+            await _idempotent(
+                lambda: self._client._query_json(
+                    f"networks/{network}/disconnect", "POST", data=body
+                )
+            )
+
+    async def remove_network(self, network: str) -> None:
+        with self._map("remove a network"), absent(404):
+            await _idempotent(lambda: self._client._query_json(f"networks/{network}", "DELETE"))
+
+    async def list_networks(self, labels: Mapping[str, str | None]) -> list[NetworkRecord]:
+        params = {}
+        if labels:
+            flt = [k if v is None else f"{k}={v}" for k, v in labels.items()]
+            params["filters"] = json.dumps({"label": flt})
+        with self._map("list networks"):
+            found = await _idempotent(
+                lambda: self._client._query_json("networks", "GET", params=params)
+            )
+        return [network_record(raw) for raw in found]
 
     async def had_oom(self, cid: str, since: float) -> bool:
         """Whether the engine saw an OOM kill in ``cid`` since ``since`` (epoch seconds).

@@ -35,7 +35,15 @@ from typing import Any, Generic, Literal, Protocol
 import anyio
 from pydantic import Field
 
-from .._backends import Backend, ContainerEngine, EngineConfig, EngineInfo, ImageStore, connect
+from .._backends import (
+    Backend,
+    ContainerEngine,
+    EngineConfig,
+    EngineInfo,
+    ImageStore,
+    NetworkStore,
+    connect,
+)
 from .._errors import EngineError, EngineUnavailable, SandboxkitError
 from .._models import Frozen
 from .placement import Host
@@ -457,4 +465,4 @@ def _protocol_methods(*protocols: type) -> frozenset[str]:
     )
 
 
-_SEAM = _protocol_methods(ContainerEngine, ImageStore)
+_SEAM = _protocol_methods(ContainerEngine, ImageStore, NetworkStore)

@@ -138,7 +138,44 @@ async def reap(engine: ContainerEngine, *, dry_run: bool = False) -> ReapReport:
             report.failed[cid] = str(failure)
     if report.removed:
         log.info("sandboxkit: removed %d orphaned sandbox(es)", len(report.removed))
+    # then the networks of egress (a sandbox's own, a gateway's uplink) of dead owners
+    networks = await remove_networks(engine, {LABEL_MANAGED: None}, orphans_only=True)
+    if networks:
+        log.info("sandboxkit: removed %d orphaned network(s)", networks)
     return report
+
+
+async def remove_networks(
+    engine: ContainerEngine, labels: Mapping[str, str | None], *, orphans_only: bool = False
+) -> int:
+    """Remove the networks carrying ``labels`` (of dead owners only, if asked); how
+    many. After their containers: a network still in use is tried once more, then left
+    to the next pass. An engine without networks of its own has none to remove."""
+    listing = getattr(engine, "list_networks", None)
+    removing = getattr(engine, "remove_network", None)
+    if listing is None or removing is None:
+        return 0
+    try:
+        found = await listing(labels)
+    except SandboxkitError as exc:
+        log.warning("sandboxkit: listing networks on %s failed: %s", engine.url, exc)
+        return 0
+    removed = 0
+    for network in found:
+        if orphans_only and not orphaned(network.labels):
+            continue
+        for attempt in range(2):
+            try:
+                await removing(network.id)
+            except SandboxkitError as exc:
+                if attempt == 0:
+                    await asyncio.sleep(0.5)  # its last container is still going
+                    continue
+                log.warning("sandboxkit: could not remove network %s: %s", network.name, exc)
+            else:
+                removed += 1
+            break
+    return removed
 
 
 async def reap_everywhere(
@@ -163,7 +200,8 @@ async def reap_everywhere(
 async def remove_labelled(
     engine: ContainerEngine, labels: Mapping[str, str | None], *, settle: float = 0.0
 ) -> int:
-    """Remove every container carrying ``labels`` on ``engine``; how many.
+    """Remove every container carrying ``labels`` on ``engine``, then every network;
+    how many containers.
 
     With ``settle`` > 0, keep listing until two listings 0.2 s apart find nothing, for
     at most ``settle`` seconds: a create cancelled mid-request can still land a moment
@@ -176,6 +214,7 @@ async def remove_labelled(
         removed += sum(1 for failure in outcomes.values() if failure is None)
         quiet = 0 if found else quiet + 1
         if settle <= 0 or quiet >= 2 or time.monotonic() >= deadline:
+            await remove_networks(engine, labels)  # egress networks, once nothing is on them
             return removed
         await asyncio.sleep(0.2)
 

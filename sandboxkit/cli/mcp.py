@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 
+from .._egress.policy import Egress
 from .._errors import SandboxkitError
 from ._common import console, needs_extra
 
@@ -29,6 +30,16 @@ def mcp(
     idle_timeout: float = typer.Option(600.0, "--idle-timeout", help="seconds a session may idle"),
     warm: list[str] = typer.Option(["python"], "--warm", help="languages kept warm"),
     pool_size: int = typer.Option(1, "--pool-size", min=0, max=64, help="warm per language"),
+    allow_domain: list[str] | None = typer.Option(
+        None,
+        "--allow-domain",
+        metavar="DOMAIN",
+        help="a host name (or *.suffix) every sandbox may reach over HTTP(S) (repeat); "
+        "default: no network",
+    ),
+    deny_domain: list[str] | None = typer.Option(
+        None, "--deny-domain", metavar="DOMAIN", help="refused even when allowed (repeat)"
+    ),
 ) -> None:
     """Serve sandboxkit's tools over MCP (stdio by default; --transport http)."""
     with needs_extra("mcp", "sandboxkit mcp"):
@@ -37,6 +48,11 @@ def mcp(
         console.print("[red]error:[/red] --transport must be stdio or http")
         raise typer.Exit(2)
     try:
+        network = (
+            Egress(allow=allow_domain or [], deny=deny_domain or [])
+            if allow_domain or deny_domain
+            else None
+        )
         caps = Caps(
             default_timeout=min(timeout, max_timeout),
             max_timeout=max_timeout,
@@ -47,7 +63,7 @@ def mcp(
             idle_timeout=idle_timeout,
         )
         if transport == "stdio":
-            asyncio.run(serve_stdio(caps, warm=tuple(warm), pool_size=pool_size))
+            asyncio.run(serve_stdio(caps, warm=tuple(warm), pool_size=pool_size, network=network))
         else:
             asyncio.run(
                 serve_http(
@@ -57,6 +73,7 @@ def mcp(
                     token=auth_token or None,
                     warm=tuple(warm),
                     pool_size=pool_size,
+                    network=network,
                 )
             )
     except SandboxkitError as exc:

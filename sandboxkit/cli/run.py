@@ -22,7 +22,8 @@ from pathlib import Path
 import typer
 
 from .._default import aclose
-from .._errors import SandboxError
+from .._egress.policy import Egress
+from .._errors import InvalidInput, SandboxError
 from .._languages import REGISTRY
 from .._models import Event, Limits
 from .._process import Process
@@ -106,17 +107,26 @@ async def _events(
     limits: Limits,
     env: dict[str, str],
     args: list[str],
+    network: Egress | None = None,
 ) -> AsyncIterator[Event]:
     """The run's events; with ``forward``, its stdin fed from this command's as it comes."""
     if not forward:
         stream = Sandbox.stream(
-            code, language=language, stdin=data, limits=limits, env=env, args=args
+            code,
+            language=language,
+            stdin=data,
+            limits=limits,
+            env=env,
+            args=args,
+            network=network,
         )
         async with stream as events:
             async for ev in events:
                 yield ev
         return
-    started = Sandbox.start(code, language=language, limits=limits, env=env, args=args)
+    started = Sandbox.start(
+        code, language=language, limits=limits, env=env, args=args, network=network
+    )
     async with await started as proc:
         feeder = asyncio.ensure_future(_forward_stdin(proc))
         try:
@@ -162,11 +172,23 @@ def run(
     ),
     time: float = typer.Option(_DEFAULTS.time, "--time", help="wall-clock limit, seconds"),
     memory: int = typer.Option(_DEFAULTS.memory_mb, "--memory", help="memory limit, MB"),
+    allow: list[str] | None = typer.Option(
+        None,
+        "--allow",
+        metavar="DOMAIN",
+        help="a host name (or *.suffix) the program may reach over HTTP(S) (repeat); "
+        "default: no network",
+    ),
+    deny: list[str] | None = typer.Option(
+        None, "--deny", metavar="DOMAIN", help="a name refused even when --allow covers it"
+    ),
 ) -> None:
     """Run FILE in a fresh sandbox; output streams live.
 
     ARGS after FILE are the program's own (`sandboxkit run f.py -- -v x`); --env NAME=VALUE
-    sets a variable for it.
+    sets a variable for it. --allow DOMAIN lets it reach that host name over HTTP(S)
+    (through the egress gateway: SANDBOXKIT_EGRESS_RESOLVERS and
+    SANDBOXKIT_EGRESS_ALLOW_PRIVATE configure it); by default it has no network.
 
     Exits with the program's exit code (128+N when signal N ended it). Piped input
     reaches the program as it arrives: `echo 5 | sandboxkit run f.py`. With - as FILE
@@ -194,11 +216,15 @@ def run(
     data = stdin.read_bytes() if stdin is not None else None
     forward = data is None and file != "-" and _piped()
     limits = Limits(time=time, memory_mb=memory)
+    try:
+        network = Egress(allow=allow or [], deny=deny or []) if allow or deny else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--allow'") from None
 
     async def go() -> int:
         try:
             async for ev in _events(
-                code, language, data, forward, limits, variables, list(args or [])
+                code, language, data, forward, limits, variables, list(args or []), network
             ):
                 if ev.kind == "stdout":
                     sys.stdout.write(ev.data)

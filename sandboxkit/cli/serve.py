@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from .._egress.policy import Egress
 from .._errors import SandboxkitError
 from ._common import (
     LogFormatChoice,
@@ -112,7 +113,15 @@ def serve(
     allow_network: bool = typer.Option(
         False,
         "--allow-network",
-        help="honour enable_network: such submissions get a bridge network of their own",
+        help="honour enable_network: such submissions get the --network-allow policy, "
+        "else the engine's whole bridge",
+    ),
+    network_allow: list[str] | None = typer.Option(
+        None,
+        "--network-allow",
+        metavar="DOMAIN",
+        help="with --allow-network: a host name (or *.suffix) an enable_network "
+        "submission may reach over HTTP(S) (repeat), instead of the whole bridge",
     ),
     enable_submission_delete: bool = typer.Option(
         False, "--enable-submission-delete", help="allow DELETE /submissions/TOKEN"
@@ -238,6 +247,7 @@ def serve(
         exact=exact,
         authz_token=authz_token or None,
         allow_network=allow_network,
+        network=Egress(allow=network_allow) if network_allow else None,
         enable_submission_delete=enable_submission_delete,
         cors_origins=tuple(cors_origin),
         max_queue_size=max_queue_size,

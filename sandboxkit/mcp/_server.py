@@ -26,6 +26,7 @@ from typing import Any, Literal
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
+from .._egress.policy import Egress
 from .._errors import SandboxFileError, SandboxkitError
 from .._languages import get_language, languages
 from .._models import Event, RunResult
@@ -68,9 +69,11 @@ class SandboxkitMCP:
         warm: tuple[str, ...] = ("python",),
         pool_size: int = 1,
         pool: SandboxPool | None = None,
+        network: Egress | None = None,
     ) -> None:
         self.caps = caps or Caps()
-        self.pool = pool or SandboxPool(languages=list(warm), size=pool_size)
+        # network: the operator's egress policy for every run and session (none by default)
+        self.pool = pool or SandboxPool(languages=list(warm), size=pool_size, network=network)
         self._own_pool = pool is None
         self.sessions: SessionRegistry[Sandbox] = SessionRegistry(self.caps)
         self._reaper: asyncio.Task[None] | None = None

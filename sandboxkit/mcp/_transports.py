@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from .._egress.policy import Egress
 from .._errors import InvalidInput
 from .._validate import is_loopback
 from ._caps import Caps
@@ -52,8 +53,10 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-async def serve_stdio(caps: Caps, *, warm: tuple[str, ...], pool_size: int) -> None:
-    async with SandboxkitMCP(caps, warm=warm, pool_size=pool_size) as app:
+async def serve_stdio(
+    caps: Caps, *, warm: tuple[str, ...], pool_size: int, network: Egress | None = None
+) -> None:
+    async with SandboxkitMCP(caps, warm=warm, pool_size=pool_size, network=network) as app:
         await app.server.run_stdio_async()
 
 
@@ -82,11 +85,12 @@ async def serve_http(
     warm: tuple[str, ...],
     pool_size: int,
     log_level: str = "warning",
+    network: Egress | None = None,
 ) -> None:
     import uvicorn
 
     check_bind(host, token)
-    async with SandboxkitMCP(caps, warm=warm, pool_size=pool_size) as app:
+    async with SandboxkitMCP(caps, warm=warm, pool_size=pool_size, network=network) as app:
         asgi = http_app(app, host=host, token=token)
         config = uvicorn.Config(asgi, host=host, port=port, log_level=log_level)
         await uvicorn.Server(config).serve()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from .._egress.policy import Egress
 from .._errors import SandboxkitError
 from .._judge.judge import judge
 from .._judge.models import JudgeReport, TestCase
@@ -122,10 +123,14 @@ class Judging:
         *,
         owned: bool = False,
         callbacks: CallbackPolicy | None = None,
+        network: Egress | None = None,
     ) -> None:
         #: ``owned``: opened by :meth:`open` and closed by :meth:`close`; else the
         #: caller's, already open, left open
         self.pool = pool
+        #: what an ``enable_network`` submission may reach: the operator's egress policy,
+        #: or (None) the engine's whole bridge
+        self.network = network
         self.owned = owned
         self.network_pool: SandboxPool | None = None
         self.callbacks = callbacks or CallbackPolicy()
@@ -178,7 +183,8 @@ class Judging:
         if not record.enable_network:
             return self.pool
         if self.network_pool is None:
-            self.network_pool = await SandboxPool(languages=(), size=0, network=True).open()
+            network: Egress | bool = self.network if self.network is not None else True
+            self.network_pool = await SandboxPool(languages=(), size=0, network=network).open()
         return self.network_pool
 
     async def judge(self, record: Submission) -> Outcome:

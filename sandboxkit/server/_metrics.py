@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
+from .._egress.hub import EgressHub
 from ._judge0 import IN_QUEUE, STATUSES
 from ._store import Store
 
@@ -38,6 +39,25 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        self.egress_bytes = Gauge(
+            "sandboxkit_egress_bytes",
+            "Bytes through the egress gateway of enable_network submissions, by direction",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.egress_refused = Gauge(
+            "sandboxkit_egress_refused",
+            "Names refused to enable_network submissions by the egress policy",
+            registry=self.registry,
+        )
+
+    def egress(self, hub: EgressHub | None) -> None:
+        """The egress totals of the sandboxes gone so far (none without a policy)."""
+        if hub is not None:
+            self.egress_bytes.labels(direction="out").set(hub.bytes_out)
+            self.egress_bytes.labels(direction="in").set(hub.bytes_in)
+            self.egress_refused.set(hub.refused)
 
     async def refresh(self, store: Store) -> None:
         counts = await store.counts_by_status()

@@ -53,6 +53,7 @@ class Judge0Service:
             else SandboxPool(languages=cfg.warm_languages, size=cfg.pool_size, exact=cfg.exact),
             owned=cfg.pool is None,
             callbacks=CallbackPolicy(cfg.callback_tries, cfg.callback_timeout),
+            network=cfg.network,
         )
         try:
             await self.judging.open()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._egress.policy import Egress
 from .._sandbox_pool import SandboxPool
 from ..piston import PistonSettings
 from ._judge0 import CONFIG
@@ -22,8 +23,9 @@ class Settings:
     ``X-Auth-Token`` header or query parameter (required beyond loopback).
     ``authz_token`` (AUTHZ_TOKEN): ``X-Auth-User`` value that unlocks the listing and
     deletion of submissions; unset, nobody is authorized (403), as in Judge0.
-    ``allow_network``: honour ``enable_network`` (the sandbox then gets a bridge network
-    of its own: it can reach what the engine's bridge reaches); off, it is a 422.
+    ``allow_network``: honour ``enable_network``; off, it is a 422. ``network``: what
+    such a submission may reach, an :class:`~sandboxkit.Egress` policy (the names it
+    allows, through the egress gateway); None gives it the engine's whole bridge.
     ``cors_origins``: CORS allowed origins (Judge0's ALLOW_ORIGIN, ``*`` by default).
     ``max_queue_size`` (MAX_QUEUE_SIZE): In Queue submissions past which a new one is
     answered 503. ``max_in_flight_per_user``: submissions one client (its
@@ -39,6 +41,7 @@ class Settings:
     auth_token: str | None = None
     authz_token: str | None = None
     allow_network: bool = False
+    network: Egress | None = None
     enable_submission_delete: bool = False
     cors_origins: tuple[str, ...] = ("*",)
     callback_tries: int = 3

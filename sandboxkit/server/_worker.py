@@ -92,6 +92,8 @@ class Worker:
                 await self.store.heartbeat(self.beat(), ttl=3 * self.beat_every)
                 if self.metrics is not None:
                     await self.metrics.refresh(self.store)
+                    network_pool = self.judging.network_pool
+                    self.metrics.egress(network_pool.egress_hub if network_pool else None)
             except Exception as exc:  # noqa: BLE001 - the database is away: beat later
                 log.warning("heartbeat failed: %s", exc, extra={"worker": self.name})
             await asyncio.sleep(self.beat_every)
