@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
     # first of all: out of the program's uid, keeping only what supervising takes
+    _privs.take_nproc()
     _privs.separate(workdir)
     set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
     # before anything is forked: no other process may ever hold the channel
