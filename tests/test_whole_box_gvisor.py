@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from test_whole_box import check_watch
 
 import sandboxkit as sk
 
@@ -74,3 +75,7 @@ async def test_the_pids_limit_holds_a_forkbomb_inside_the_sandbox(pool: sk.Sandb
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
         assert (await box.run("print('still')")).stdout == "still\n"
+
+
+async def test_watch_under_gvisor(gsb: sk.Sandbox) -> None:
+    await check_watch(gsb)  # inotify works under gVisor too
