@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -211,6 +212,12 @@ async def test_watch_relative_not_recursive_and_refusals(sb: sk.Sandbox) -> None
         await sb.watch("/tmp").start()
     for w in opened:
         await w.aclose()
+    # handles dropped without closing (a `break`) stop in the background
+    for _ in range(20):
+        dropped = await sb.watch("/tmp").start()
+        del dropped
+        gc.collect()
+        await asyncio.sleep(0.01)
     async with sb.watch("/tmp"):
         pass
 
