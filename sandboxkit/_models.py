@@ -378,6 +378,21 @@ class FileEntry(Frozen):
     target: str | None = Field(None, description="a symlink's target (never followed)")
 
 
+ChangeKind = Literal["created", "modified", "removed"]
+
+
+class FileChange(Frozen):
+    """One change ``Sandbox.watch`` saw (inotify in the sandbox)."""
+
+    path: str = Field(
+        description="absolute when watched with an absolute path; otherwise relative to the workdir"
+    )
+    kind: ChangeKind = Field(
+        description="created (made, or moved in), modified (written to), removed (deleted, "
+        "or moved away)"
+    )
+
+
 class ProcessInfo(Frozen):
     """One process of a session, as ``Sandbox.processes`` lists it."""
 

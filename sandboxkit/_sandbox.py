@@ -49,6 +49,7 @@ from ._validate import (
     check_path,
     prepare_run,
 )
+from ._watch import Watch
 
 if TYPE_CHECKING:
     from ._protocol import Reply
@@ -745,6 +746,27 @@ class Sandbox:
         _refused_unless_ok(reply, "start", " ".join(argv))
         kind = Terminal if pty is not None else BackgroundProcess
         return kind(self._job, self.kill, int(reply["pid"]))
+
+    def watch(self, path: str = ".", *, recursive: bool = False) -> Watch:
+        """Changes under ``path`` (a directory: its entries, all levels down with
+        ``recursive``; a file: itself) as an async iterator of :class:`FileChange`
+        (``created``, ``modified``, ``removed``), seen by inotify in the box::
+
+            async with sb.watch("/tmp/out", recursive=True) as changes:
+                async for change in changes: ...
+
+        ``async with`` starts the watch on entering (every later change is seen) and
+        stops it on leaving; a bare ``async for`` starts it at its first step. It ends
+        when the path itself is removed, it is closed, or the session ends. No symlink
+        is followed. ``SandboxFileError`` (``not_found``...) when ``path`` cannot be
+        watched."""
+        if not isinstance(recursive, bool):
+            raise InvalidInput("recursive must be True or False")
+        where = "." if path in (".", "") else check_box_path(path)
+        return Watch(self._job, self._watchable, where, recursive)
+
+    def _watchable(self) -> bool:
+        return self._box is not None and self._box.alive
 
     async def processes(self) -> list[ProcessInfo]:
         """The session's processes (not sandboxkit's own): background ones, what they

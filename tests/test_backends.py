@@ -211,7 +211,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
         "User": "0:0",
         "WorkingDir": "/work",
-        "Env": ["A=1", "B=2"],
+        "Env": ["A=1", "B=2", "SANDBOXKIT_NPROC=32"],  # gVisor: the limit inside
         "Labels": {"a": "1"},
         "Hostname": "sandbox",
         "AttachStdin": True,
@@ -238,7 +238,7 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "ShmSize": 16777216,
         "Memory": 134217728,
         "MemorySwap": 134217728,
-        "PidsLimit": 32,
+        "PidsLimit": 128 + 16 * 32,  # gVisor: the sandbox kernel's threads, see engine_pids
         "NanoCpus": 500000000,
         "Ulimits": [
             {"Name": "nofile", "Soft": 1024, "Hard": 1024},
@@ -254,6 +254,8 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
     closed = dk.create_body(container_spec(Shape(image="i"), Resources(), {}, {}, "n"))
     assert closed["NetworkDisabled"] is True and closed["HostConfig"]["NetworkMode"] == "none"
     assert "Mounts" not in closed["HostConfig"]  # nothing of the host's without a channel
+    # runc counts the processes themselves: the cgroup is the limit, nothing else
+    assert closed["HostConfig"]["PidsLimit"] == 64 and closed["Env"] == []
 
 
 def test_a_channel_is_the_one_mount_and_it_is_read_only() -> None:

@@ -4,6 +4,8 @@ background, terminals. One session is shared where isolation is not the point.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -120,6 +122,113 @@ async def test_devices_symlink_stat_and_dotdot(sb: sk.Sandbox) -> None:
     assert b"root:" in await sb.read_file("/etc/passwd")
     with pytest.raises(sk.InvalidPath):
         await sb.read_file("/tmp/../etc/passwd")
+
+
+# ---------------------------------------------------------------------- watch
+async def changes_until(
+    changes: AsyncIterator[sk.FileChange], last: tuple[str, str], timeout: float = 10
+) -> list[tuple[str, str]]:
+    """(kind, path) of each change up to ``last`` (kind, path) included."""
+    seen: list[tuple[str, str]] = []
+
+    async def collect() -> None:
+        async for change in changes:
+            seen.append((change.kind, change.path))
+            if seen[-1] == last:
+                return
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(collect(), timeout)
+    if not seen or seen[-1] != last:
+        raise AssertionError(f"{last} never came; saw {seen}")
+    return seen
+
+
+async def _all(changes: AsyncIterator[sk.FileChange]) -> list[tuple[str, str]]:
+    return [(c.kind, c.path) async for c in changes]
+
+
+async def check_watch(sb: sk.Sandbox) -> None:
+    """What every runtime must show: shared by the gVisor tests."""
+    await sb.make_dir("/tmp/w/sub")
+    async with sb.watch("/tmp/w", recursive=True) as changes:
+        await sb.write_file("/tmp/w/a.txt", b"1")
+        script = "import os; open('/tmp/w/a.txt', 'a').write('2'); os.makedirs('/tmp/w/sub/deep')"
+        assert (await sb.run(script)).status == "ok"
+        seen = await changes_until(changes, ("created", "/tmp/w/sub/deep"))
+        script = (
+            "import os\n"
+            "open('/tmp/w/sub/deep/b.txt', 'w').write('x')\n"
+            "os.rename('/tmp/w/sub/deep/b.txt', '/tmp/w/sub/c.txt')\n"
+            "os.remove('/tmp/w/a.txt')"
+        )
+        assert (await sb.run(script)).status == "ok"
+        seen += await changes_until(changes, ("removed", "/tmp/w/a.txt"))
+    for expected in [
+        ("created", "/tmp/w/a.txt"),
+        ("modified", "/tmp/w/a.txt"),
+        ("created", "/tmp/w/sub/deep"),
+        ("created", "/tmp/w/sub/deep/b.txt"),  # in a directory made after the watch began
+        ("removed", "/tmp/w/sub/deep/b.txt"),
+        ("created", "/tmp/w/sub/c.txt"),
+    ]:
+        assert expected in seen, (expected, seen)
+    assert seen.index(("created", "/tmp/w/a.txt")) < seen.index(("modified", "/tmp/w/a.txt"))
+    # a file: its own changes; removing it ends the iteration
+    await sb.write_file("/tmp/w/f.txt", b"")
+    got: list[tuple[str, str]] = []
+    async with sb.watch("/tmp/w/f.txt") as changes:
+        await sb.run("open('/tmp/w/f.txt', 'w').write('x'); import os; os.remove('/tmp/w/f.txt')")
+        got = await asyncio.wait_for(_all(changes), 10)
+    assert got == [("modified", "/tmp/w/f.txt"), ("removed", "/tmp/w/f.txt")]
+
+
+async def test_watch_reports_created_modified_removed(sb: sk.Sandbox) -> None:
+    await check_watch(sb)
+
+
+async def test_watch_relative_not_recursive_and_refusals(sb: sk.Sandbox) -> None:
+    await sb.make_dir("watched/inner")
+    changes = sb.watch("watched")
+    first = asyncio.ensure_future(changes.__anext__())
+    await sb.run("import time; time.sleep(0.3)")  # the watch has started meanwhile
+    await sb.write_file("watched/inner/deep.txt", b"not seen: not recursive")
+    await sb.write_file("watched/top.txt", b"seen")
+    change = await asyncio.wait_for(first, 10)
+    assert (change.kind, change.path) == ("created", "watched/top.txt")
+    await changes.aclose()
+    assert [c async for c in changes] == []  # closed: it ends
+    for path, reason in [("missing", "not_found"), ("/tmp/../etc", None)]:
+        if reason is None:
+            with pytest.raises(sk.InvalidPath):
+                sb.watch(path)
+            continue
+        assert await _reason(sb.watch(path).start()) == reason
+    await sb.run("import os; os.symlink('/etc', '/tmp/wlink')")
+    assert await _reason(sb.watch("/tmp/wlink").start()) == "invalid_path"
+    # many watches left open are refused with what to do, then free again once closed
+    opened = [await sb.watch("/tmp").start() for _ in range(16)]
+    with pytest.raises(sk.SandboxFileError, match="close one"):
+        await sb.watch("/tmp").start()
+    for w in opened:
+        await w.aclose()
+    # handles dropped without closing (a `break`) stop in the background
+    for _ in range(20):
+        dropped = await sb.watch("/tmp").start()
+        del dropped
+        gc.collect()
+        await asyncio.sleep(0.01)
+    async with sb.watch("/tmp"):
+        pass
+
+
+async def test_a_watch_ends_with_its_session(pool: sk.SandboxPool) -> None:
+    async with sk.Sandbox(pool=pool) as box:
+        changes = box.watch("/tmp")
+        await changes.start()
+        seen = asyncio.ensure_future(_all(changes))
+        await asyncio.sleep(0.3)
+    assert await asyncio.wait_for(seen, 10) == []  # it ended with the session, no error
 
 
 # ---------------------------------------------------------------------- processes

@@ -59,6 +59,25 @@ TRANSFER_CHUNK = 1 << 20  # bytes read at a time from an image export
 CLOSE_TIMEOUT = 5.0  # seconds a failed launch may take to close what it opened
 # runtimes whose containers refuse `docker update`: their limits are fixed at creation
 FIXED_LIMIT_RUNTIMES = frozenset({"runsc"})
+# Under gVisor the container's pids cgroup holds the sandbox kernel (the Sentry), not the
+# sandbox's processes: ~42 host threads idle and ~9.4 more per process it runs (measured
+# with runsc 20221219, ptrace platform). At the sandbox's own 64 it could run ~2
+# processes, and the Sentry, refused a thread, exits (status 2) taking the whole sandbox
+# with it (issue 27: a background `sh -c 'sleep 300 & sleep 300'`). There the cgroup
+# gets room for the Sentry to run every allowed process (a backstop for the machine),
+# and the sandbox's own limit is RLIMIT_NPROC on the program's uid, which gVisor counts
+# within the sandbox (the agent applies it: ENV_NPROC). runc counts the processes
+# themselves in the cgroup, exactly, and keeps it.
+SENTRY_PIDS_BASE = 128
+SENTRY_PIDS_PER_TASK = 16
+ENV_NPROC = "SANDBOXKIT_NPROC"
+
+
+def engine_pids(pids: int, runtime: str) -> int:
+    """The pids cgroup limit that lets a ``runtime`` sandbox run ``pids`` tasks."""
+    if runtime == "runsc":
+        return SENTRY_PIDS_BASE + SENTRY_PIDS_PER_TASK * pids
+    return pids
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -290,7 +309,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "ShmSize": 16 * 1024 * 1024,
         "Memory": mem,
         "MemorySwap": mem,  # equal: no swap
-        "PidsLimit": spec.pids,
+        "PidsLimit": engine_pids(spec.pids, spec.runtime),
         "NanoCpus": int(spec.cpus * 1e9),
         "Ulimits": [
             {"Name": "nofile", "Soft": 1024, "Hard": 1024},
@@ -333,7 +352,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         # the agent: uid 0 only until its first act (the program runs as spec.uid)
         "User": "0:0" if spec.supervisor else f"{spec.uid}:{spec.uid}",
         "WorkingDir": spec.workdir,
-        "Env": [f"{k}={v}" for k, v in sorted(spec.env.items())],
+        "Env": [f"{k}={v}" for k, v in sorted(container_env(spec).items())],
         "Labels": dict(spec.labels),
         "Hostname": spec.hostname,
         "AttachStdin": True,
@@ -380,6 +399,15 @@ def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
         subnets=subnets,
         containers=tuple(raw.get("Containers") or {}),
     )
+
+
+def container_env(spec: ContainerSpec) -> dict[str, str]:
+    """The agent's environment: the spec's, and under gVisor the sandbox's own process
+    limit (see :data:`ENV_NPROC`; the agent takes it out before any program starts)."""
+    env = dict(spec.env)
+    if spec.runtime == "runsc":
+        env[ENV_NPROC] = str(spec.pids)
+    return env
 
 
 def update_body(

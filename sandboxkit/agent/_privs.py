@@ -22,6 +22,7 @@ agent and program then share one uid, as before.
 from __future__ import annotations
 
 import os
+import resource
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +37,20 @@ _CAP_VERSION_3 = 0x20080522
 _EINVAL = 22
 
 program_uid: int | None = None  # set by separate(): the uid every child becomes
+# Under gVisor, the sandbox's process limit (the engine's pids cgroup there holds the
+# sandbox kernel's own threads, see the Docker backend's ENV_NPROC): RLIMIT_NPROC on the
+# program's uid, which gVisor counts within the sandbox. None: the cgroup is exact (runc).
+ENV_NPROC = "SANDBOXKIT_NPROC"
+nproc: int | None = None
+
+
+def take_nproc() -> None:
+    """Read (and remove from the agent's environment) the sandbox's process limit."""
+    global nproc
+    value = os.environ.pop(ENV_NPROC, "")
+    nproc = int(value) if value.isdigit() and int(value) > 0 else None
+
+
 _calls: Any = None  # set by separate(): prctl, capset and their prepared arguments
 
 
@@ -110,6 +125,8 @@ def separate(workdir: str) -> None:
 def become_program() -> None:
     """In a forked child, before anything of the user's runs: the program's uid and no
     capability, the bounding set included (a no-op when the agent is not apart)."""
+    if nproc is not None:  # lowering a limit takes no privilege; set before the uid changes
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     uid = program_uid
     if uid is None:
         return
@@ -120,21 +137,23 @@ def become_program() -> None:
     calls.check(calls.capset(calls.header, calls.none), "capset")
 
 
-def prlimit(pid: int, resource: int, limits: tuple[int, int] | None = None) -> tuple[int, int]:
+def _prlimit(pid: int, which: int, limits: tuple[int, int] | None) -> tuple[int, int]:
+    return resource.prlimit(pid, which, *(() if limits is None else (limits,)))
+
+
+def prlimit(pid: int, which: int, limits: tuple[int, int] | None = None) -> tuple[int, int]:
     """``resource.prlimit`` on a program's process (a pre-started runtime's, before its
     program arrives). The kernel lets only the process's own uid and gid (or
     ``CAP_SYS_RESOURCE``, which the agent does not hold) change its limits: the agent takes
     the program's real uid and gid for the call and then its own again. No user code runs
     meanwhile (a runtime is pre-started for a sandbox's first run only)."""
-    import resource as rlimits
-
     uid = program_uid
     if uid is None:
-        return rlimits.prlimit(pid, resource, *(() if limits is None else (limits,)))
+        return _prlimit(pid, which, limits)
     os.setresgid(uid, uid, SUPERVISOR_UID)
     os.setresuid(uid, uid, SUPERVISOR_UID)
     try:
-        return rlimits.prlimit(pid, resource, *(() if limits is None else (limits,)))
+        return _prlimit(pid, which, limits)
     finally:
         os.setresuid(SUPERVISOR_UID, uid, SUPERVISOR_UID)
         os.setresgid(SUPERVISOR_UID, uid, SUPERVISOR_UID)

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
-from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot
+from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot, _watch
 from ._host import CHUNK, reply, send_json
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
@@ -61,6 +61,7 @@ class Agent:
             self.sel.register(0, selectors.EVENT_READ, self.watch_stdin)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
         self.bg = _bg.Background(self.sel, self.internal_pids)
+        self.watches = _watch.Watches(self.sel, workdir)  # Sandbox.watch's inotify
 
     def internal_pids(self) -> list[int]:
         """The agent's own helpers: not the user's processes to list or signal."""
@@ -172,9 +173,12 @@ class Agent:
             _files.serve(self.workdir, job)
         elif op == "scrub":
             self.scrub()
-        elif op in _bg.OPS:
+        elif op in _bg.OPS or op in _watch.OPS:
             try:
-                header, data = self.bg.serve(job)
+                if op in _watch.OPS:
+                    header, data = self.watches.serve(job), b""
+                else:
+                    header, data = self.bg.serve(job)
             except (_files.Refused, OSError, ValueError) as exc:
                 text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 reply({"ok": False, "reason": _files.reason_of(exc), "error": text})
@@ -228,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
     # first of all: out of the program's uid, keeping only what supervising takes
+    _privs.take_nproc()
     _privs.separate(workdir)
     set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
     # before anything is forked: no other process may ever hold the channel

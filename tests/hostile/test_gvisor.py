@@ -42,9 +42,11 @@ async def test_hostile_subset_under_each_runtime(
     code, status, limits = SUBSET[name]
     wanted: tuple[str, ...] = (status,)
     if any_runtime_pool.runtime == "runsc" and name == "fork-bomb":
-        # gVisor runs every task inside one sandbox kernel whose host threads the pids
-        # limit counts: a fork bomb ends the whole sandbox (contained, reported as a
-        # status) rather than stalling at the limit until the wall clock runs out
+        # gVisor runs every task inside one sandbox kernel: the process limit there is
+        # RLIMIT_NPROC (the pids cgroup is sized for the kernel's host threads), and
+        # each task costs that kernel host memory, so a fork bomb either stalls at the
+        # limit until the wall clock runs out or ends the whole sandbox at the memory
+        # limit (contained, reported as a status)
         wanted = ("timeout", "error", "oom")
     r = await check(any_runtime_pool, code, wanted, limits=limits)
     if r.status == "error" and status != "error":
