@@ -185,3 +185,18 @@ def test_code_interpreter_keeps_state(server: Settings) -> None:
         assert failed.error.value == "division by zero"
     finally:
         box.kill()
+
+
+def test_pause_and_connect_resumes(server: Settings) -> None:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="base", timeout=120)
+    try:
+        box.files.write("/home/user/kept.txt", "still here")
+        box.pause()
+        assert box.get_info().state == "paused"
+        resumed = Sandbox.connect(box.sandbox_id)
+        assert resumed.get_info().state == "running"
+        assert resumed.files.read("/home/user/kept.txt") == "still here"
+    finally:
+        box.kill()
