@@ -4,6 +4,7 @@ on loopback: one server per module (in a thread, with its own event loop and poo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -14,8 +15,8 @@ import pytest
 pytest.importorskip("e2b")
 pytest.importorskip("e2b_code_interpreter")
 
-import sandboxkit as sk  # noqa: E402
-from sandboxkit.e2b import Settings, serve  # noqa: E402
+import sandboxkit as sk
+from sandboxkit.e2b import Settings, serve
 
 pytestmark = pytest.mark.docker
 
@@ -43,10 +44,8 @@ def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
             stop.append(task)
             await ready.wait()
             started.set()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     thread.start()

@@ -14,7 +14,7 @@ from typing import Any
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from .._sandbox_pool import SandboxPool
 from ._control import control_router, error
@@ -102,7 +102,9 @@ async def serve(settings: Settings, started: asyncio.Event | None = None) -> Non
     async with running_registry(settings) as registry:
         servers = [
             uvicorn.Server(
-                uvicorn.Config(app, host=settings.host, port=port, log_level="warning", lifespan="off")
+                uvicorn.Config(
+                    app, host=settings.host, port=port, log_level="warning", lifespan="off"
+                )
             )
             for app, port in (
                 (api_app(registry, settings.api_keys), settings.port),
@@ -111,7 +113,8 @@ async def serve(settings: Settings, started: asyncio.Event | None = None) -> Non
         ]
         tasks = [asyncio.create_task(s.serve()) for s in servers]
         if started is not None:
-            while not all(s.started for s in servers):
+            # uvicorn's Server says it is listening by a flag only: no event to await
+            while not all(s.started for s in servers):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             started.set()
         try:

@@ -4,7 +4,7 @@ kill, set timeout, connect, pause; errors in E2B's ``{"code", "message"}`` shape
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,7 +22,7 @@ def error(code: int, message: str) -> JSONResponse:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _created(entry: Entry) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def _detail(entry: Entry) -> dict[str, Any]:
 def _timeout(value: object, default: float = 300) -> float | None:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         return None
     return float(min(value, MAX_TIMEOUT))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 import signal as signals
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -24,6 +24,7 @@ from e2b.envd.process import process_pb as pb
 from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
+from .._background import BackgroundProcess
 from .._container import WORKDIR
 from .._errors import InvalidInput, SandboxFileError
 from .._models import FileEntry
@@ -100,9 +101,7 @@ def entry_info(entry: FileEntry) -> fs.EntryInfo:
 
 def _permissions(entry: FileEntry) -> str:
     kind = {"dir": "d", "symlink": "L"}.get(entry.type, "-")
-    bits = "".join(
-        ch if entry.mode & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx")
-    )
+    bits = "".join(ch if entry.mode & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx"))
     return kind + bits
 
 
@@ -190,7 +189,9 @@ class FilesystemService:
 
 # ---------------------------------------------------------------------- process
 def _start_event(pid: int) -> pb.ProcessEvent:
-    return pb.ProcessEvent(event=Oneof("start", pb.ProcessEvent.StartEvent(pid=pid)))
+    start: Oneof[Literal["start"], pb.ProcessEvent.StartEvent]
+    start = Oneof("start", pb.ProcessEvent.StartEvent(pid=pid))
+    return pb.ProcessEvent(event=start)
 
 
 async def _events(proc: Any) -> AsyncIterator[pb.ProcessEvent]:
@@ -198,7 +199,8 @@ async def _events(proc: Any) -> AsyncIterator[pb.ProcessEvent]:
     async for event in proc:
         if event.kind in ("stdout", "stderr"):
             data = pb.ProcessEvent.DataEvent(output=Oneof(event.kind, event.data_bytes or b""))
-            yield pb.ProcessEvent(event=Oneof("data", data))
+            chunk: Oneof[Literal["data"], pb.ProcessEvent.DataEvent] = Oneof("data", data)
+            yield pb.ProcessEvent(event=chunk)
         elif event.kind == "exit" and event.result is not None:
             result = event.result
             code = result.exit_code if result.exit_code is not None else -1
@@ -208,7 +210,8 @@ async def _events(proc: Any) -> AsyncIterator[pb.ProcessEvent]:
                 else f"exit status {code}"
             )
             end = pb.ProcessEvent.EndEvent(exit_code=code, exited=True, status=status)
-            yield pb.ProcessEvent(event=Oneof("end", end))
+            ended: Oneof[Literal["end"], pb.ProcessEvent.EndEvent] = Oneof("end", end)
+            yield pb.ProcessEvent(event=ended)
 
 
 def _pid(selector: pb.ProcessSelector | None) -> int:
@@ -245,6 +248,7 @@ class ProcessService:
             proc = await sb.start(argv, env=env, cwd=cwd)
         except (SandboxFileError, InvalidInput) as exc:
             raise file_error(exc) from None
+        assert isinstance(proc, BackgroundProcess)  # a session's start() is one
         yield pb.StartResponse(event=_start_event(proc.pid))
         async for event in _events(proc):
             yield pb.StartResponse(event=event)
