@@ -199,3 +199,27 @@ def test_pause_and_connect_resumes(server: Settings) -> None:
         assert resumed.files.read("/home/user/kept.txt") == "still here"
     finally:
         box.kill()
+
+
+def test_connect_to_a_process_and_send_stdin(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    handle = sbx.commands.run("read line; echo got $line", background=True, stdin=True)
+    again = sbx.commands.connect(handle.pid)
+    sbx.commands.send_stdin(handle.pid, "hello\n")
+    assert again.wait().stdout == "got hello\n"
+
+
+def test_list_pages(server: Settings) -> None:
+    from e2b import Sandbox, SandboxQuery
+
+    boxes = [Sandbox.create(template="base", metadata={"page": "yes"}) for _ in range(2)]
+    try:
+        pages = Sandbox.list(query=SandboxQuery(metadata={"page": "yes"}), limit=1)
+        first, second = pages.next_items(), pages.next_items()
+        assert len(first) == len(second) == 1 and not pages.has_next
+        assert {first[0].sandbox_id, second[0].sandbox_id} == {b.sandbox_id for b in boxes}
+    finally:
+        for box in boxes:
+            box.kill()
