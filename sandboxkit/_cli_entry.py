@@ -19,6 +19,7 @@ EXTRAS: dict[str, frozenset[str]] = {
     ),
     "postgres": frozenset({"asyncpg"}),
     "mcp": frozenset({"mcp", "mcp_types", "uvicorn", "starlette"}),
+    "e2b": frozenset({"e2b", "connectrpc", "protobuf", "fastapi", "starlette", "uvicorn"}),
 }
 
 

@@ -24,6 +24,9 @@ EXTRA_PACKAGES = (
     "httpx",
     "mcp",
     "mcp_types",
+    "e2b",
+    "e2b_code_interpreter",
+    "connectrpc",
     "smolagents",
     "deepagents",
     "langchain",
@@ -110,6 +113,15 @@ def test_mcp_without_mcp_extra_names_it(package: str) -> None:
     r = _without(package, "mcp")
     assert r.returncode == 1, r.stderr
     assert "pip install 'sandboxkit[mcp]'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("package", ["e2b", "connectrpc"])
+def test_e2b_without_e2b_extra_names_it(package: str) -> None:
+    pytest.importorskip("typer")
+    r = _without(package, "e2b")
+    assert r.returncode == 1, r.stderr
+    assert "pip install 'sandboxkit[e2b]'" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from . import doctor, fleet, images, judge, mcp, reap, run, serve, worker
+from . import doctor, e2b, fleet, images, judge, mcp, reap, run, serve, worker
 
 app = typer.Typer(
     name="sandboxkit",
@@ -28,5 +28,6 @@ reap.register(app)
 mcp.register(app)  # the mcp extra is imported when `mcp` runs
 fleet.register(app)
 worker.register(app)  # the server and postgres extras are imported when it runs
+e2b.register(app)  # the e2b extra is imported when `e2b` runs
 
 __all__ = ["app"]

@@ -1,0 +1,9 @@
+"""An E2B-compatible server: the unmodified ``e2b`` and ``e2b-code-interpreter`` SDKs
+drive sandboxkit sessions through ``E2B_API_URL``/``E2B_SANDBOX_URL`` (the ``e2b``
+extra; see docs/e2b.md). Nothing below this package knows about E2B."""
+
+from __future__ import annotations
+
+from ._app import Settings, api_app, sandbox_app, serve
+
+__all__ = ["Settings", "api_app", "sandbox_app", "serve"]

@@ -1,0 +1,161 @@
+"""The E2B server's sandboxes: each one a sandboxkit session (``sk.Sandbox``) kept by id,
+with what E2B tracks beside it (template, metadata, env vars, end time, paused state).
+
+A sandbox past its end time is killed, as E2B does: a sweeper task looks twice a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from .._sandbox import Sandbox
+from .._sandbox_pool import SandboxPool
+
+# E2B's templates, each onto a sandboxkit language and session kind
+TEMPLATES: dict[str, dict[str, Any]] = {
+    "base": {"language": "python", "keep_state": False},
+    "code-interpreter-v1": {"language": "python", "keep_state": True},
+}
+SWEEP_EVERY = 0.5  # seconds between looks for sandboxes past their end time
+MAX_TIMEOUT = 24 * 3600  # E2B's own ceiling on a sandbox's life (Pro tier)
+
+
+@dataclass
+class Entry:
+    """One E2B sandbox: its session (``None`` while paused) and E2B's fields."""
+
+    sandbox_id: str
+    template: str
+    session: Sandbox | None
+    started_at: float
+    end_at: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    envs: dict[str, str] = field(default_factory=dict)
+    # stored and reported; egress by domain is wired in by the egress work (see docs/e2b.md)
+    allow_internet_access: bool | None = None
+    network: dict[str, Any] | None = None
+    snapshot_id: str | None = None  # set while paused
+
+    @property
+    def state(self) -> str:
+        return "paused" if self.session is None else "running"
+
+    def live(self) -> Sandbox:
+        if self.session is None:
+            raise LookupError(self.sandbox_id)
+        return self.session
+
+
+class Full(Exception):
+    """More sandboxes than ``--max-sandboxes``."""
+
+
+class Registry:
+    def __init__(self, pool: SandboxPool | None = None, max_sandboxes: int = 64) -> None:
+        self._pool = pool
+        self.max_sandboxes = max_sandboxes
+        self._entries: dict[str, Entry] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        with anyio.CancelScope(shield=True):
+            for sandbox_id in list(self._entries):
+                await self.kill(sandbox_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            now = time.time()
+            for entry in list(self._entries.values()):
+                # a paused sandbox does not age, as on E2B
+                if entry.session is not None and entry.end_at <= now:
+                    await self.kill(entry.sandbox_id)
+
+    # ------------------------------------------------------------------ operations
+    def get(self, sandbox_id: str) -> Entry | None:
+        return self._entries.get(sandbox_id)
+
+    def all(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    async def create(
+        self,
+        template: str,
+        timeout: float,
+        metadata: dict[str, str],
+        envs: dict[str, str],
+        allow_internet_access: bool | None,
+        network: dict[str, Any] | None,
+    ) -> Entry:
+        if len(self._entries) >= self.max_sandboxes:
+            raise Full(f"at most {self.max_sandboxes} sandboxes at once")
+        spec = TEMPLATES[template]
+        session = Sandbox(
+            spec["language"], pool=self._pool, keep_state=spec["keep_state"], idle_timeout=None
+        )
+        await session.open()
+        now = time.time()
+        sandbox_id = "i" + secrets.token_hex(10)
+        entry = Entry(
+            sandbox_id=sandbox_id,
+            template=template,
+            session=session,
+            started_at=now,
+            end_at=now + timeout,
+            metadata=metadata,
+            envs=envs,
+            allow_internet_access=allow_internet_access,
+            network=network,
+        )
+        self._entries[sandbox_id] = entry
+        return entry
+
+    async def kill(self, sandbox_id: str) -> bool:
+        entry = self._entries.pop(sandbox_id, None)
+        if entry is None:
+            return False
+        if entry.session is not None:
+            await entry.session.aclose()
+        if entry.snapshot_id is not None:
+            from .._snapshot.session import delete_snapshot
+
+            with contextlib.suppress(Exception):
+                await delete_snapshot(entry.snapshot_id)
+        return True
+
+    def set_timeout(self, entry: Entry, timeout: float) -> None:
+        entry.end_at = time.time() + timeout
+
+    async def pause(self, entry: Entry) -> None:
+        session = entry.live()
+        snapshot = await session.pause()
+        entry.snapshot_id, entry.session = snapshot.id, None
+        entry.end_at = entry.end_at - time.time()  # kept as the time left while paused
+
+    async def resume(self, entry: Entry, timeout: float) -> None:
+        if entry.session is not None:
+            entry.end_at = max(entry.end_at, time.time() + timeout)
+            return
+        assert entry.snapshot_id is not None
+        entry.session = await Sandbox.resume(entry.snapshot_id, pool=self._pool, idle_timeout=None)
+        from .._snapshot.session import delete_snapshot
+
+        with contextlib.suppress(Exception):
+            await delete_snapshot(entry.snapshot_id)
+        entry.snapshot_id = None
+        entry.end_at = time.time() + timeout

@@ -1,0 +1,225 @@
+"""The unmodified ``e2b`` and ``e2b-code-interpreter`` SDKs driving ``sandboxkit e2b``
+on loopback: one server per module (in a thread, with its own event loop and pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("e2b")
+pytest.importorskip("e2b_code_interpreter")
+
+import sandboxkit as sk
+from sandboxkit.e2b import Settings, serve
+
+pytestmark = pytest.mark.docker
+
+KEY = "e2b_sandboxkit_test_key"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
+    settings = Settings(port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY])
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        async with sk.SandboxPool(languages=["python"], size=2) as pool:
+            settings.pool = pool
+            ready = asyncio.Event()
+            task = asyncio.create_task(serve(settings, ready))
+            stop.append(task)
+            await ready.wait()
+            started.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    assert started.wait(120), "the server did not start"
+    # the SDK only ever reaches loopback: both URLs given, and its domain is localhost so
+    # that anything it would build from the domain also stays on this machine
+    monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
+    monkeypatch_module.setenv("E2B_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
+    monkeypatch_module.setenv("E2B_API_KEY", KEY)
+    monkeypatch_module.setenv("E2B_DOMAIN", "localhost")
+    monkeypatch_module.setenv("E2B_DEBUG", "false")
+    yield settings
+    loop.call_soon_threadsafe(stop[0].cancel)
+    thread.join(60)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def sbx(server: Settings) -> Iterator[object]:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="base", timeout=120, metadata={"suite": "e2b"}, envs={"A": "1"})
+    yield box
+    box.kill()
+
+
+def test_api_key_is_checked(server: Settings) -> None:
+    from e2b import AuthenticationException, Sandbox
+
+    with pytest.raises(AuthenticationException):
+        Sandbox.create(template="base", api_key="e2b_wrong")
+
+
+def test_unknown_template_is_404(server: Settings) -> None:
+    from e2b import Sandbox, SandboxException
+
+    with pytest.raises(SandboxException):
+        Sandbox.create(template="no-such-template")
+
+
+def test_info_list_and_connect(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    info = sbx.get_info()
+    assert info.sandbox_id == sbx.sandbox_id and info.template_id == "base"
+    assert info.metadata == {"suite": "e2b"}
+    from e2b import SandboxQuery
+
+    listed = Sandbox.list(query=SandboxQuery(metadata={"suite": "e2b"})).next_items()
+    assert [s.sandbox_id for s in listed] == [sbx.sandbox_id]
+    assert Sandbox.list(query=SandboxQuery(metadata={"suite": "other"})).next_items() == []
+    again = Sandbox.connect(sbx.sandbox_id)
+    assert again.commands.run("echo $A").stdout == "1\n"
+
+
+def test_commands(sbx: object) -> None:
+    from e2b import CommandExitException, Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    out = sbx.commands.run("echo hi; echo err >&2")
+    assert (out.stdout, out.stderr, out.exit_code) == ("hi\n", "err\n", 0)
+    assert sbx.commands.run("pwd", cwd="/tmp").stdout == "/tmp\n"
+    assert sbx.commands.run("echo $B", envs={"B": "2"}).stdout == "2\n"
+    with pytest.raises(CommandExitException) as failed:
+        sbx.commands.run("exit 3")
+    assert failed.value.exit_code == 3
+    seen: list[str] = []
+    sbx.commands.run("for i in 1 2 3; do echo $i; sleep 0.05; done", on_stdout=seen.append)
+    assert "".join(seen) == "1\n2\n3\n"
+
+
+def test_background_command_and_kill(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    handle = sbx.commands.run("sleep 30", background=True)
+    assert any(p.pid == handle.pid for p in sbx.commands.list())
+    assert sbx.commands.kill(handle.pid)
+    deadline = time.monotonic() + 10
+    while any(p.pid == handle.pid for p in sbx.commands.list()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_files(sbx: object) -> None:
+    from e2b import NotFoundException, Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.files.write("/tmp/e2b/a.txt", "hello")
+    assert sbx.files.read("/tmp/e2b/a.txt") == "hello"
+    assert sbx.files.exists("/tmp/e2b/a.txt")
+    assert not sbx.files.exists("/tmp/e2b/missing")
+    assert sbx.files.make_dir("/tmp/e2b/sub")
+    assert not sbx.files.make_dir("/tmp/e2b/sub")
+    names = sorted(e.name for e in sbx.files.list("/tmp/e2b"))
+    assert names == ["a.txt", "sub"]
+    info = sbx.files.get_info("/tmp/e2b/a.txt")
+    assert (info.name, info.size) == ("a.txt", 5)
+    sbx.files.rename("/tmp/e2b/a.txt", "/tmp/e2b/b.txt")
+    assert sbx.files.read("/tmp/e2b/b.txt") == "hello"
+    sbx.files.remove("/tmp/e2b/b.txt")
+    assert not sbx.files.exists("/tmp/e2b/b.txt")
+    with pytest.raises(NotFoundException):
+        sbx.files.read("/tmp/e2b/b.txt")
+
+
+def test_timeout_kills_the_sandbox(server: Settings) -> None:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="base", timeout=60)
+    box.set_timeout(1)
+    deadline = time.monotonic() + 10
+    while box.is_running():
+        assert time.monotonic() < deadline, "the sandbox outlived its timeout"
+        time.sleep(0.2)
+    assert box.sandbox_id not in [s.sandbox_id for s in Sandbox.list().next_items()]
+
+
+def test_code_interpreter_keeps_state(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        first = box.run_code("x = 1\nprint('side')")
+        assert first.logs.stdout == ["side\n"] and first.results == []
+        second = box.run_code("x + 1")
+        assert second.text == "2" and second.logs.stdout == []
+        failed = box.run_code("1 / 0")
+        assert failed.error is not None and failed.error.name == "ZeroDivisionError"
+        assert failed.error.value == "division by zero"
+    finally:
+        box.kill()
+
+
+def test_pause_and_connect_resumes(server: Settings) -> None:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="base", timeout=120)
+    try:
+        box.files.write("/home/user/kept.txt", "still here")
+        box.pause()
+        assert box.get_info().state == "paused"
+        resumed = Sandbox.connect(box.sandbox_id)
+        assert resumed.get_info().state == "running"
+        assert resumed.files.read("/home/user/kept.txt") == "still here"
+    finally:
+        box.kill()
+
+
+def test_connect_to_a_process_and_send_stdin(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    handle = sbx.commands.run("read line; echo got $line", background=True, stdin=True)
+    again = sbx.commands.connect(handle.pid)
+    sbx.commands.send_stdin(handle.pid, "hello\n")
+    assert again.wait().stdout == "got hello\n"
+
+
+def test_list_pages(server: Settings) -> None:
+    from e2b import Sandbox, SandboxQuery
+
+    boxes = [Sandbox.create(template="base", metadata={"page": "yes"}) for _ in range(2)]
+    try:
+        pages = Sandbox.list(query=SandboxQuery(metadata={"page": "yes"}), limit=1)
+        first, second = pages.next_items(), pages.next_items()
+        assert len(first) == len(second) == 1 and not pages.has_next
+        assert {first[0].sandbox_id, second[0].sandbox_id} == {b.sandbox_id for b in boxes}
+    finally:
+        for box in boxes:
+            box.kill()
