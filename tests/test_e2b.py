@@ -223,3 +223,28 @@ def test_list_pages(server: Settings) -> None:
     finally:
         for box in boxes:
             box.kill()
+
+
+IFACES = 'python3 -c "import socket; print(sorted(n for _, n in socket.if_nameindex()))"'
+
+
+def test_network_allow_out_is_the_egress_policy(server: Settings) -> None:
+    from e2b import Sandbox
+    from e2b.exceptions import SandboxException
+
+    # no traffic is sent: only whether the sandbox has a way out at all is looked at
+    plain = Sandbox.create(template="base", timeout=60)
+    try:
+        assert plain.commands.run(IFACES).stdout.strip() == "['lo']"  # no network
+    finally:
+        plain.kill()
+    allowed = Sandbox.create(
+        template="base", timeout=60, network={"allow_out": ["api.example.test"]}
+    )
+    try:
+        assert plain.sandbox_id != allowed.sandbox_id
+        assert allowed.commands.run(IFACES).stdout.strip() != "['lo']"  # its own network
+    finally:
+        allowed.kill()
+    with pytest.raises(SandboxException, match="domain names only"):
+        Sandbox.create(template="base", timeout=60, network={"allow_out": ["10.0.0.0/8"]})

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from .._errors import InvalidInput
 from ._registry import MAX_TIMEOUT, TEMPLATES, Entry, Full, Registry
 
 ENVD_VERSION = "0.5.7"  # the envd API we speak: raw (octet-stream) uploads, default user
@@ -121,6 +122,8 @@ def control_router(registry: Registry) -> APIRouter:
             )
         except Full as exc:
             return error(429, str(exc))
+        except InvalidInput as exc:  # an allowOut entry that is not a domain name
+            return error(400, f"network: {exc} (sandboxkit allows domain names only)")
         return JSONResponse(_created(entry), status_code=201)
 
     @router.get("/sandboxes/{sandbox_id}")

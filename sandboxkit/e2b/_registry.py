@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from .._egress import Egress
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
 
@@ -51,6 +52,25 @@ class Entry:
         if self.session is None:
             raise LookupError(self.sandbox_id)
         return self.session
+
+
+def egress_of(allow_internet_access: bool | None, network: dict[str, Any] | None) -> Egress | None:
+    """sandboxkit's egress policy for E2B's create fields: ``network.allowOut`` names the
+    domains the sandbox may reach (``denyOut``'s names are refused among them). E2B's
+    default, the whole internet, is not offered (docs/e2b.md): without ``allowOut`` a
+    sandbox has no network, as every sandboxkit sandbox by default. InvalidInput for an
+    entry that is not a domain name (E2B's CIDRs and addresses)."""
+    allow = (network or {}).get("allowOut") or []
+    if allow_internet_access is False or not allow:
+        return None
+    deny = (network or {}).get("denyOut") or []
+    return Egress(allow=list(allow), deny=[d for d in deny if _is_name(d)])
+
+
+def _is_name(entry: object) -> bool:
+    """A domain (not an address or a CIDR: E2B's deny lists hold those too)."""
+    text = str(entry)
+    return "/" not in text and not text.replace(".", "").replace(":", "").isdigit()
 
 
 class Full(Exception):
@@ -106,7 +126,11 @@ class Registry:
             raise Full(f"at most {self.max_sandboxes} sandboxes at once")
         spec = TEMPLATES[template]
         session = Sandbox(
-            spec["language"], pool=self._pool, keep_state=spec["keep_state"], idle_timeout=None
+            spec["language"],
+            pool=self._pool,
+            keep_state=spec["keep_state"],
+            idle_timeout=None,
+            network=egress_of(allow_internet_access, network),
         )
         await session.open()
         now = time.time()
