@@ -5,9 +5,10 @@
 # start their own server), and the official judge0 and Piston clients the tests drive.
 # Safe to run again: it only does what is missing.
 #
-# What it costs from a bare machine (2 cores, a nearby Debian mirror): about 6 minutes
-# and ~15 GB of disk, nearly all of it the ~40 language images (python alone: ~330 MB,
-# under a minute). Everything is for the full test suite.
+# What it costs from a bare machine (2 cores, a nearby Debian mirror): about 10-20
+# minutes and ~18 GB of disk, nearly all of it the ~50 language images (python alone:
+# ~330 MB, under a minute; swift, on a trixie base, 2 GB). Everything is for the full
+# test suite.
 #
 # A lighter path, to use sandboxkit rather than test it:
 #
