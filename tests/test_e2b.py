@@ -358,3 +358,18 @@ def test_async_watch_dir_on_event(sbx: object) -> None:
     seen = asyncio.run(main())
     assert ("b.txt", FilesystemEventType.CREATE) in seen
     assert ("b.txt", FilesystemEventType.WRITE) in seen
+
+
+def test_pty_stream_input_and_connect(sbx: object) -> None:
+    from e2b import Sandbox
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    assert isinstance(sbx, Sandbox)
+    term = sbx.pty.create(PtySize(rows=24, cols=80), cwd="/home/user")
+    again = sbx.pty.connect(term.pid)
+    sbx.pty.stream_input(term.pid, [b"echo $((", "6 * 7", ")); pwd; exit\n"])
+    screen: list[bytes] = []
+    assert again.wait(on_pty=screen.append).exit_code == 0
+    text = b"".join(screen).decode(errors="replace")
+    assert "\r42\r\n" in text and "\r\n/work\r\n" in text
+    term.disconnect()

@@ -354,7 +354,31 @@ class ProcessService:
     async def stream_input(
         self, request: AsyncIterator[pb.StreamInputRequest], ctx: RequestContext[Any, Any]
     ) -> pb.StreamInputResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "streamed input is not supported yet")
+        """A start naming the process, then its input as it comes (stdin or a
+        terminal's keys alike: both are the process's input here)."""
+        _, sb = _session(self._registry, ctx)
+        proc: BackgroundProcess | None = None
+        async for message in request:
+            event = message.event
+            if event is None or event.field == "keepalive":
+                continue
+            if event.field == "start":
+                pid = _pid(event.value.process)
+                try:
+                    proc = await sb.connect(pid)
+                except SandboxFileError:
+                    msg = f"process with pid {pid} not found"
+                    raise ConnectError(Code.NOT_FOUND, msg) from None
+                continue
+            if proc is None:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the input stream must start first")
+            given = event.value.input
+            raw = b"" if given is None or given.input is None else bytes(given.input.value)
+            try:
+                await proc.write(raw)
+            except SandboxFileError as exc:
+                raise file_error(exc) from None
+        return pb.StreamInputResponse()
 
     async def send_input(
         self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]
