@@ -373,3 +373,14 @@ def test_pty_stream_input_and_connect(sbx: object) -> None:
     text = b"".join(screen).decode(errors="replace")
     assert "\r42\r\n" in text and "\r\n/work\r\n" in text
     term.disconnect()
+
+
+def test_a_killed_sandbox_ends_its_terminal(server: Settings) -> None:
+    from e2b import Sandbox, SandboxException
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    box = Sandbox.create(template="base", timeout=60)
+    term = box.pty.create(PtySize(rows=24, cols=80))
+    box.kill()
+    with pytest.raises(SandboxException):  # an error, not a hang or a clean exit
+        term.wait()
