@@ -248,3 +248,139 @@ def test_network_allow_out_is_the_egress_policy(server: Settings) -> None:
         allowed.kill()
     with pytest.raises(SandboxException, match="domain names only"):
         Sandbox.create(template="base", timeout=60, network={"allow_out": ["10.0.0.0/8"]})
+
+
+def _until(check: object, what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_pty_size_input_resize_and_exit(sbx: object) -> None:
+    from e2b import Sandbox
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    assert isinstance(sbx, Sandbox)
+    term = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.send_stdin(term.pid, b"stty size\n")
+    screen = b""
+    for _, _, chunk in term:  # the shell's answer before resizing (no typeahead race)
+        screen += chunk or b""
+        if b"24 80\r\n" in screen:
+            break
+    sbx.pty.resize(term.pid, PtySize(rows=30, cols=100))
+    sbx.pty.send_stdin(term.pid, b"stty size; echo $TERM; exit 0\n")
+    rest: list[bytes] = []
+    assert term.wait(on_pty=rest.append).exit_code == 0
+    text = b"".join(rest).decode(errors="replace")
+    assert "30 100\r\n" in text and "xterm-256color" in text
+
+
+def test_pty_kill(sbx: object) -> None:
+    from e2b import CommandExitException, Sandbox
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    assert isinstance(sbx, Sandbox)
+    term = sbx.pty.create(PtySize(rows=24, cols=80))
+    assert sbx.pty.kill(term.pid)
+    with pytest.raises(CommandExitException):
+        term.wait()
+    assert not sbx.pty.kill(term.pid)  # gone: E2B's "not found" is False
+
+
+def test_async_pty_on_data(sbx: object) -> None:
+    from e2b import AsyncSandbox, Sandbox
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    assert isinstance(sbx, Sandbox)
+
+    async def main() -> str:
+        box = await AsyncSandbox.connect(sbx.sandbox_id)
+        seen: list[bytes] = []
+        term = await box.pty.create(PtySize(rows=24, cols=80), on_data=seen.append)
+        await box.pty.send_stdin(term.pid, b"echo $((6 * 7)); exit\n")
+        await term.wait()
+        return b"".join(seen).decode(errors="replace")
+
+    assert "42" in asyncio.run(main())
+
+
+def test_watch_dir_polled(sbx: object) -> None:
+    from e2b import FilesystemEventType, NotFoundException, Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.files.make_dir("/tmp/watched")
+    handle = sbx.files.watch_dir("/tmp/watched", recursive=True)
+    try:
+        sbx.files.make_dir("/tmp/watched/sub")
+        sbx.files.write("/tmp/watched/sub/a.txt", "hello")
+        sbx.files.remove("/tmp/watched/sub/a.txt")
+        seen: list[tuple[str, object]] = []
+
+        def all_seen() -> bool:
+            seen.extend((e.name, e.type) for e in handle.get_new_events())
+            return ("sub/a.txt", FilesystemEventType.REMOVE) in seen
+
+        _until(all_seen, "the watcher did not see the changes")
+        assert ("sub", FilesystemEventType.CREATE) in seen
+        assert ("sub/a.txt", FilesystemEventType.CREATE) in seen
+    finally:
+        handle.stop()
+    with pytest.raises(NotFoundException):
+        sbx.files.watch_dir("/tmp/no-such-dir")
+
+
+def test_async_watch_dir_on_event(sbx: object) -> None:
+    from e2b import AsyncSandbox, FilesystemEvent, FilesystemEventType, Sandbox
+
+    assert isinstance(sbx, Sandbox)
+
+    async def main() -> list[tuple[str, FilesystemEventType]]:
+        box = await AsyncSandbox.connect(sbx.sandbox_id)
+        await box.files.make_dir("/tmp/streamed")
+        seen: list[tuple[str, FilesystemEventType]] = []
+        got = asyncio.Event()
+
+        def on_event(event: FilesystemEvent) -> None:
+            seen.append((event.name, event.type))
+            if event.type == FilesystemEventType.WRITE:
+                got.set()
+
+        handle = await box.files.watch_dir("/tmp/streamed", on_event=on_event)
+        try:
+            await box.files.write("/tmp/streamed/b.txt", "x")
+            await asyncio.wait_for(got.wait(), 10)
+        finally:
+            await handle.stop()
+        return seen
+
+    seen = asyncio.run(main())
+    assert ("b.txt", FilesystemEventType.CREATE) in seen
+    assert ("b.txt", FilesystemEventType.WRITE) in seen
+
+
+def test_pty_stream_input_and_connect(sbx: object) -> None:
+    from e2b import Sandbox
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    assert isinstance(sbx, Sandbox)
+    term = sbx.pty.create(PtySize(rows=24, cols=80), cwd="/home/user")
+    again = sbx.pty.connect(term.pid)
+    sbx.pty.stream_input(term.pid, [b"echo $((", "6 * 7", ")); pwd; exit\n"])
+    screen: list[bytes] = []
+    assert again.wait(on_pty=screen.append).exit_code == 0
+    text = b"".join(screen).decode(errors="replace")
+    assert "\r42\r\n" in text and "\r\n/work\r\n" in text
+    term.disconnect()
+
+
+def test_a_killed_sandbox_ends_its_terminal(server: Settings) -> None:
+    from e2b import Sandbox, SandboxException
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    box = Sandbox.create(template="base", timeout=60)
+    term = box.pty.create(PtySize(rows=24, cols=80))
+    box.kill()
+    with pytest.raises(SandboxException):  # an error, not a hang or a clean exit
+        term.wait()

@@ -11,7 +11,9 @@ map each call onto the session's ``Sandbox`` methods.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+import secrets
 import signal as signals
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -24,12 +26,13 @@ from e2b.envd.process import process_pb as pb
 from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
-from .._background import BackgroundProcess
+from .._background import BackgroundProcess, Terminal
 from .._container import WORKDIR
-from .._errors import InvalidInput, SandboxFileError
+from .._errors import InvalidInput, SandboxError, SandboxFileError
 from .._models import FileEntry
 from .._sandbox import Sandbox
 from ._registry import Entry, Registry
+from ._watchers import Watcher, event_of
 
 SANDBOX_HEADER = "e2b-sandbox-id"
 E2B_HOME = "/home/user"  # E2B's user home and default cwd...
@@ -55,6 +58,18 @@ def sandbox_of(registry: Registry, sandbox_id: str | None) -> tuple[Entry, Sandb
 
 def _session(registry: Registry, ctx: RequestContext[Any, Any]) -> tuple[Entry, Sandbox]:
     return sandbox_of(registry, ctx.request_headers.get(SANDBOX_HEADER))
+
+
+@contextlib.asynccontextmanager
+async def _sandbox_gone() -> AsyncIterator[None]:
+    """A stream whose sandbox was killed (or paused) under it ends as envd's would when
+    its box goes away: an error the SDK reports, not a server fault."""
+    try:
+        yield
+    except SandboxError as exc:
+        raise ConnectError(Code.UNAVAILABLE, f"the sandbox went away: {exc}") from None
+    except SandboxFileError as exc:  # the process or watched path went away meanwhile
+        raise file_error(exc) from None
 
 
 def file_error(exc: SandboxFileError | InvalidInput) -> ConnectError:
@@ -166,25 +181,57 @@ class FilesystemService:
             raise file_error(exc) from None
         return fs.RemoveResponse()
 
-    def watch_dir(
+    async def watch_dir(
         self, request: fs.WatchDirRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[fs.WatchDirResponse]:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching a directory is not supported yet")
+        _, sb = _session(self._registry, ctx)
+        path = box_path(request.path)
+        try:
+            watch = await sb.watch(path, recursive=request.recursive).start()
+        except (SandboxFileError, InvalidInput) as exc:
+            raise file_error(exc) from None
+        async with _sandbox_gone(), watch:  # stopped in the box when the client goes away
+            started = fs.WatchDirResponse.StartEvent()
+            start: Oneof[Literal["start"], fs.WatchDirResponse.StartEvent] = Oneof("start", started)
+            yield fs.WatchDirResponse(event=start)
+            async for change in watch:
+                seen: Oneof[Literal["filesystem"], fs.FilesystemEvent]
+                seen = Oneof("filesystem", event_of(path, change))
+                yield fs.WatchDirResponse(event=seen)
 
     async def create_watcher(
         self, request: fs.CreateWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.CreateWatcherResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching a directory is not supported yet")
+        entry, sb = _session(self._registry, ctx)
+        try:
+            watch = sb.watch(box_path(request.path), recursive=request.recursive)
+            watcher = await Watcher(watch).start()
+        except (SandboxFileError, InvalidInput) as exc:
+            raise file_error(exc) from None
+        watcher_id = secrets.token_hex(8)
+        entry.watchers[watcher_id] = watcher
+        return fs.CreateWatcherResponse(watcher_id=watcher_id)
+
+    def _watcher(self, ctx: RequestContext[Any, Any], watcher_id: str) -> tuple[Entry, Watcher]:
+        entry, _ = _session(self._registry, ctx)
+        watcher = entry.watchers.get(watcher_id)
+        if watcher is None:
+            raise ConnectError(Code.NOT_FOUND, f"watcher with id {watcher_id} not found")
+        return entry, watcher
 
     async def get_watcher_events(
         self, request: fs.GetWatcherEventsRequest, ctx: RequestContext[Any, Any]
     ) -> fs.GetWatcherEventsResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching a directory is not supported yet")
+        _, watcher = self._watcher(ctx, request.watcher_id)
+        return fs.GetWatcherEventsResponse(events=watcher.take())
 
     async def remove_watcher(
         self, request: fs.RemoveWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.RemoveWatcherResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "watching a directory is not supported yet")
+        entry, watcher = self._watcher(ctx, request.watcher_id)
+        entry.watchers.pop(request.watcher_id, None)
+        await watcher.stop()
+        return fs.RemoveWatcherResponse()
 
 
 # ---------------------------------------------------------------------- process
@@ -194,11 +241,21 @@ def _start_event(pid: int) -> pb.ProcessEvent:
     return pb.ProcessEvent(event=start)
 
 
-async def _events(proc: Any) -> AsyncIterator[pb.ProcessEvent]:
-    """A background process's output as envd's events, flushed as it is read."""
+async def _events(proc: Any, pty: bool = False) -> AsyncIterator[pb.ProcessEvent]:
+    """A background process's output as envd's events, flushed as it is read (a
+    terminal's screen is envd's ``pty`` output)."""
+    async with _sandbox_gone():
+        async for event in _output(proc, pty):
+            yield event
+
+
+async def _output(proc: Any, pty: bool) -> AsyncIterator[pb.ProcessEvent]:
     async for event in proc:
         if event.kind in ("stdout", "stderr"):
-            data = pb.ProcessEvent.DataEvent(output=Oneof(event.kind, event.data_bytes or b""))
+            raw = event.data_bytes or b""
+            output: Oneof[Literal["stdout", "stderr", "pty"], bytes]
+            output = Oneof("pty" if pty else event.kind, raw)
+            data = pb.ProcessEvent.DataEvent(output=output)  # type: ignore[arg-type]
             chunk: Oneof[Literal["data"], pb.ProcessEvent.DataEvent] = Oneof("data", data)
             yield pb.ProcessEvent(event=chunk)
         elif event.kind == "exit" and event.result is not None:
@@ -244,37 +301,84 @@ class ProcessService:
         argv = [config.cmd, *config.args]
         env = {**entry.envs, **dict(config.envs)}
         cwd = box_path(config.cwd) if config.cwd else HOME
+        size = request.pty.size if request.pty is not None else None
         try:
-            proc = await sb.start(argv, env=env, cwd=cwd)
+            if request.pty is not None:
+                cols, rows = (size.cols, size.rows) if size is not None else (80, 24)
+                proc: BackgroundProcess = await sb.terminal(
+                    cols, rows, command=argv, env=env, cwd=cwd
+                )
+            else:
+                started = await sb.start(argv, env=env, cwd=cwd)
+                assert isinstance(started, BackgroundProcess)  # a session's start() is one
+                proc = started
         except (SandboxFileError, InvalidInput) as exc:
             raise file_error(exc) from None
-        assert isinstance(proc, BackgroundProcess)  # a session's start() is one
+        if isinstance(proc, Terminal):
+            entry.terminals[proc.pid] = proc  # for resize, and connect's pty output
         yield pb.StartResponse(event=_start_event(proc.pid))
-        async for event in _events(proc):
+        async for event in _events(proc, pty=isinstance(proc, Terminal)):
             yield pb.StartResponse(event=event)
+        entry.terminals.pop(proc.pid, None)
 
     async def connect(
         self, request: pb.ConnectRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.ConnectResponse]:
-        _, sb = _session(self._registry, ctx)
+        entry, sb = _session(self._registry, ctx)
         pid = _pid(request.process)
         try:
             proc = await sb.connect(pid)
         except SandboxFileError:
             raise ConnectError(Code.NOT_FOUND, f"process with pid {pid} not found") from None
         yield pb.ConnectResponse(event=_start_event(pid))
-        async for event in _events(proc):
+        async for event in _events(proc, pty=pid in entry.terminals):
             yield pb.ConnectResponse(event=event)
 
     async def update(
         self, request: pb.UpdateRequest, ctx: RequestContext[Any, Any]
     ) -> pb.UpdateResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "terminals are not supported yet")
+        entry, _ = _session(self._registry, ctx)
+        pid = _pid(request.process)
+        term = entry.terminals.get(pid)
+        if term is None:
+            raise ConnectError(Code.NOT_FOUND, f"terminal with pid {pid} not found")
+        size = request.pty.size if request.pty is not None else None
+        if size is not None:
+            try:
+                await term.resize(size.cols, size.rows)
+            except SandboxFileError:
+                entry.terminals.pop(pid, None)  # it ended
+                raise ConnectError(Code.NOT_FOUND, f"terminal with pid {pid} not found") from None
+        return pb.UpdateResponse()
 
     async def stream_input(
         self, request: AsyncIterator[pb.StreamInputRequest], ctx: RequestContext[Any, Any]
     ) -> pb.StreamInputResponse:
-        raise ConnectError(Code.UNIMPLEMENTED, "streamed input is not supported yet")
+        """A start naming the process, then its input as it comes (stdin or a
+        terminal's keys alike: both are the process's input here)."""
+        _, sb = _session(self._registry, ctx)
+        proc: BackgroundProcess | None = None
+        async for message in request:
+            event = message.event
+            if event is None or event.field == "keepalive":
+                continue
+            if event.field == "start":
+                pid = _pid(event.value.process)
+                try:
+                    proc = await sb.connect(pid)
+                except SandboxFileError:
+                    msg = f"process with pid {pid} not found"
+                    raise ConnectError(Code.NOT_FOUND, msg) from None
+                continue
+            if proc is None:
+                raise ConnectError(Code.INVALID_ARGUMENT, "the input stream must start first")
+            given = event.value.input
+            raw = b"" if given is None or given.input is None else bytes(given.input.value)
+            try:
+                await proc.write(raw)
+            except SandboxFileError as exc:
+                raise file_error(exc) from None
+        return pb.StreamInputResponse()
 
     async def send_input(
         self, request: pb.SendInputRequest, ctx: RequestContext[Any, Any]

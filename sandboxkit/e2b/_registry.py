@@ -15,9 +15,11 @@ from typing import Any
 
 import anyio
 
+from .._background import Terminal
 from .._egress import Egress
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
+from ._watchers import Watcher
 
 # E2B's templates, each onto a sandboxkit language and session kind
 TEMPLATES: dict[str, dict[str, Any]] = {
@@ -43,6 +45,10 @@ class Entry:
     allow_internet_access: bool | None = None
     network: dict[str, Any] | None = None
     snapshot_id: str | None = None  # set while paused
+    # the terminals (``sandbox.pty``) by pid, and the polled watchers
+    # (``files.watch_dir`` of the sync SDK) by id: they go with the sandbox
+    terminals: dict[int, Terminal] = field(default_factory=dict)
+    watchers: dict[str, Watcher] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -153,6 +159,10 @@ class Registry:
         entry = self._entries.pop(sandbox_id, None)
         if entry is None:
             return False
+        for watcher in entry.watchers.values():
+            await watcher.stop()
+        entry.watchers.clear()
+        entry.terminals.clear()
         if entry.session is not None:
             await entry.session.aclose()
         if entry.snapshot_id is not None:
@@ -167,6 +177,10 @@ class Registry:
 
     async def pause(self, entry: Entry) -> None:
         session = entry.live()
+        for watcher in entry.watchers.values():
+            await watcher.stop()
+        entry.watchers.clear()
+        entry.terminals.clear()  # a pause without memory ends them; resumed, they are new
         snapshot = await session.pause()
         entry.snapshot_id, entry.session = snapshot.id, None
         entry.end_at = entry.end_at - time.time()  # kept as the time left while paused
