@@ -131,7 +131,7 @@ def test_the_readme_says_the_session_idle_default() -> None:
 
 def test_the_readme_says_what_setup_costs_and_the_light_path() -> None:
     quick = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
-    assert "~18 GB" in quick and "10–20 minutes" in quick and "PostgreSQL" in quick
+    assert "~18 GB" in quick and "20 minutes" in quick and "PostgreSQL" in quick
     assert "SANDBOXKIT_LANGUAGES=python bash scripts/setup.sh" in quick
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     assert "SANDBOXKIT_LANGUAGES" in setup
