@@ -196,3 +196,12 @@ def test_a_file_read_is_an_image_when_it_is_one() -> None:
     blob = file_result("b.bin", bytes(range(256)))
     assert blob.content[0].text.startswith("base64:")
     assert base64.b64decode(blob.structured_content["content"]) == bytes(range(256))
+
+
+def test_the_model_is_told_the_network_as_it_is() -> None:
+    import sandboxkit as sk
+    from sandboxkit.mcp._server import instructions
+
+    assert "no network" in instructions(None)
+    told = instructions(sk.Egress(allow=["pypi.org", "*.example.com"]))
+    assert "no network" not in told and "pypi.org, *.example.com" in told

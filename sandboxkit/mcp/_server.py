@@ -40,12 +40,24 @@ from ._registry import SessionRegistry
 
 log = logging.getLogger("sandboxkit.mcp")
 
-INSTRUCTIONS = (
-    "Run code in isolated, network-less sandboxes. run_code runs a snippet in a fresh "
-    "sandbox; create_session keeps one sandbox (and, for Python, its variables) across "
-    "run_in_session calls, with files read and written by write_file/read_file/list_files. "
-    "Figures shown with matplotlib's plt.show() come back as images."
-)
+
+def instructions(network: Egress | None) -> str:
+    """What the model is told first: the sandboxes' network as it is (none, or the
+    operator's allowed names), so it neither tries nor gives up in vain."""
+    if network is None:
+        reach = "isolated sandboxes with no network"
+    else:
+        reach = "isolated sandboxes that reach only these host names over HTTP(S): " + ", ".join(
+            network.allow
+        )
+    return (
+        f"Run code in {reach}. run_code runs a snippet in a fresh "
+        "sandbox; create_session keeps one sandbox (and, for Python, its variables) across "
+        "run_in_session calls, with files read and written by write_file/read_file/list_files. "
+        "Figures shown with matplotlib's plt.show() come back as images."
+    )
+
+
 MAX_READ = 8 * 1024 * 1024  # bytes read_file returns at most
 
 
@@ -72,6 +84,7 @@ class SandboxkitMCP:
         network: Egress | None = None,
     ) -> None:
         self.caps = caps or Caps()
+        self.network = network
         # network: the operator's egress policy for every run and session (none by default)
         self.pool = pool or SandboxPool(languages=list(warm), size=pool_size, network=network)
         self._own_pool = pool is None
@@ -245,12 +258,14 @@ class SandboxkitMCP:
     # ------------------------------------------------------------------ the tools
     def _build(self) -> MCPServer[Any]:
         server: MCPServer[Any] = MCPServer(
-            name="sandboxkit", version=__version__, instructions=INSTRUCTIONS
+            name="sandboxkit", version=__version__, instructions=instructions(self.network)
         )
         app = self
 
         @server.tool(
-            description="Run code in a fresh, isolated sandbox (no network). env: "
+            description="Run code in a fresh, isolated sandbox ("
+            + ("no network" if self.network is None else "only the allowed host names")
+            + "). env: "
             "environment variables; args: the program's arguments; timeout: seconds "
             "(lowered to the server's cap, the result says so)."
         )
