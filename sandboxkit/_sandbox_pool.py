@@ -503,7 +503,25 @@ class SandboxPool:
         ``python3 main.py`` into a pipe: what a program killed at its time limit had not
         flushed is lost (``stream`` shows it as it is printed)."""
         spec = get_language(language)
-        job = prepare_run(
+        job = self._prepare(spec, code, stdin, files, limits, env, args, exact)
+        policy = self._policy(network)
+        return await final_result(self._events(spec, job, check_runtime(runtime), policy))
+
+    def _prepare(
+        self,
+        spec: LanguageSpec,
+        code: object,
+        stdin: object,
+        files: Mapping[str, bytes] | None,
+        limits: object,
+        env: object,
+        args: object,
+        exact: bool | None,
+        *,
+        live: bool = False,
+    ) -> RunInput:
+        """A one-shot run's checked input, with the pool's defaults (limits, exact mode)."""
+        return prepare_run(
             spec.source_file,
             code,
             stdin,
@@ -512,10 +530,9 @@ class SandboxPool:
             self.limits,
             env=env,
             args=args,
+            live=live,
             exact=self.exact if exact is None else exact,
         )
-        policy = self._policy(network)
-        return await final_result(self._events(spec, job, check_runtime(runtime), policy))
 
     def _policy(self, network: object) -> Egress | None:
         """A run's egress policy (``"pool"``: the pool's); bad input fails here."""
@@ -539,18 +556,7 @@ class SandboxPool:
         (Python unbuffered: each ``print`` as it happens). Use as
         ``async with pool.stream(...) as events`` to free the sandbox on exit."""
         spec = get_language(language)  # bad input fails here, not at the first event
-        job = prepare_run(
-            spec.source_file,
-            code,
-            stdin,
-            files,
-            limits,
-            self.limits,
-            env=env,
-            args=args,
-            live=True,
-            exact=self.exact if exact is None else exact,
-        )
+        job = self._prepare(spec, code, stdin, files, limits, env, args, exact, live=True)
         policy = self._policy(network)
         return EventStream(self._events(spec, job, check_runtime(runtime), policy))
 
@@ -606,18 +612,7 @@ class SandboxPool:
     ) -> Process:
         """Start ``code`` in a fresh sandbox with stdin open; use as ``async with``."""
         spec = get_language(language)
-        job = prepare_run(
-            spec.source_file,
-            code,
-            stdin,
-            files,
-            limits,
-            self.limits,
-            env=env,
-            args=args,
-            live=True,
-            exact=self.exact if exact is None else exact,
-        )
+        job = self._prepare(spec, code, stdin, files, limits, env, args, exact, live=True)
         policy = self._policy(network)
         lease = AsyncExitStack()
         box = await lease.enter_async_context(
