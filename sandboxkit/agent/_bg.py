@@ -50,6 +50,9 @@ class BgProc:
             self.dropped = True
 
 
+KILL_PASSES = 10  # SIGKILL rounds over a tree before its last members are reported left
+
+
 class Background:
     def __init__(self, sel: selectors.BaseSelector, internal: Any) -> None:
         self.sel = sel
@@ -250,14 +253,22 @@ class Background:
         if not members and pid not in self.procs:
             raise Refused("not_found", f"no process {pid}")
         sig = int(job.get("signal", signal.SIGTERM))  # 0: only say which are left
-        if sig:
+        # SIGKILL: again while any is left, since a member forking as it is killed leaves
+        # a child the first pass did not see (re-parented to PID 1, still in the session)
+        for _ in range(KILL_PASSES if sig == signal.SIGKILL else 1 if sig else 0):
             for p in members:
                 try:
                     os.kill(p, sig)
                 except OSError:
                     pass
-        left = [p for p in self.tree(pid) if (info := _stat(p)) is not None and info[0] != "Z"]
-        return {"ok": True, "left": left}
+            members = self._alive(pid)
+            if not members:
+                break
+        return {"ok": True, "left": self._alive(pid)}
+
+    def _alive(self, pid: int) -> list[int]:
+        """``pid``'s tree less its zombies."""
+        return [p for p in self.tree(pid) if (info := _stat(p)) is not None and info[0] != "Z"]
 
     def listing(self, job: Any) -> dict[str, Any]:
         internal = set(self.internal())
