@@ -190,10 +190,12 @@ class Registry:
             entry.end_at = max(entry.end_at, time.time() + timeout)
             return
         assert entry.snapshot_id is not None
-        entry.session = await Sandbox.resume(entry.snapshot_id, pool=self._pool, idle_timeout=None)
+        session = await Sandbox.resume(entry.snapshot_id, pool=self._pool, idle_timeout=None)
+        # its end and its session together, with no await between: while paused, end_at
+        # holds the time left, which the sweeper would read as long past
+        entry.end_at, entry.session = time.time() + timeout, session
+        snapshot_id, entry.snapshot_id = entry.snapshot_id, None
         from .._snapshot.session import delete_snapshot
 
         with contextlib.suppress(Exception):
-            await delete_snapshot(entry.snapshot_id)
-        entry.snapshot_id = None
-        entry.end_at = time.time() + timeout
+            await delete_snapshot(snapshot_id)
