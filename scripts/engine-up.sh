@@ -36,26 +36,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Register gVisor. This runsc build cannot set up a sandbox network here, hence --network=none.
+# Register gVisor (scripts/runsc-runtime.py says which runsc and why: Debian's cannot give a
+# sandbox a network on kernels >= 6.11 without a one-probe fix).
 # "experimental": the checkpoint API, which keeps a paused gVisor session's memory
 # (Sandbox.pause); without it pause keeps files only.
 mkdir -p /etc/docker
-if [ ! -s /etc/docker/daemon.json ] && command -v runsc >/dev/null 2>&1; then
-    cat > /etc/docker/daemon.json <<JSON
-{
-  "experimental": true,
-  "runtimes": {
-    "runsc": {"path": "$(command -v runsc)", "runtimeArgs": ["--network=none"]}
-  }
-}
-JSON
-elif [ -s /etc/docker/daemon.json ] && ! grep -q '"experimental"' /etc/docker/daemon.json; then
-    python3 - /etc/docker/daemon.json <<'PY'
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+runsc_entry="$(python3 "$here/runsc-runtime.py")"
+if [ ! -s /etc/docker/daemon.json ]; then
+    if [ -n "$runsc_entry" ]; then
+        printf '{\n  "experimental": true,\n  "runtimes": {"runsc": %s}\n}\n' "$runsc_entry" \
+            >/etc/docker/daemon.json
+    else
+        printf '{\n  "experimental": true\n}\n' >/etc/docker/daemon.json
+    fi
+else
+    # an engine this script configured before: experimental on, and gVisor's entry refreshed
+    # when it is the one this script wrote (runsc with --network=none)
+    python3 - /etc/docker/daemon.json "$runsc_entry" <<'PY'
 import json, sys
-path = sys.argv[1]
+path, entry = sys.argv[1], sys.argv[2]
 with open(path) as f:
     config = json.load(f)
 config["experimental"] = True
+runsc = config.get("runtimes", {}).get("runsc")
+if entry and runsc and runsc.get("runtimeArgs") == ["--network=none"]:
+    config["runtimes"]["runsc"] = json.loads(entry)
 with open(path, "w") as f:
     json.dump(config, f, indent=2)
     f.write("\n")

@@ -224,9 +224,10 @@ up_host() {  # up_host INDEX
     ip -n "$netns" link set lo up
     ip -n "$netns" link set eth0 up
     make_cert "$dir/certs" "$hdir/server" "$hname" serverAuth "IP:$ns_ip"
-    if command -v runsc >/dev/null 2>&1; then
-        printf '{"runtimes": {"runsc": {"path": "%s", "runtimeArgs": ["--network=none"]}}}\n' \
-            "$(command -v runsc)" >"$hdir/daemon.json"
+    local runsc_entry
+    runsc_entry="$(python3 "$(dirname "${BASH_SOURCE[0]}")/runsc-runtime.py")"
+    if [ -n "$runsc_entry" ]; then
+        printf '{"runtimes": {"runsc": %s}}\n' "$runsc_entry" >"$hdir/daemon.json"
     else
         echo '{}' >"$hdir/daemon.json"
     fi
