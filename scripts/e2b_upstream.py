@@ -86,6 +86,7 @@ NOT_SELECTED = {
     "e2b/shared/*": "unit tests of the SDK itself (no server)",
     "code-interpreter/*/env_vars/test_r.py": "R kernel (not offered)",
     "code-interpreter/*/env_vars/test_java.py": "Java kernel (not offered)",
+    "code-interpreter/*/env_vars/test_js.py": "JavaScript kernel (not offered: python and bash)",
     "code-interpreter/*/test_*systemd.py": "restarts E2B's systemd units inside the VM",
     "code-interpreter/test_sandbox_url.py": "unit test of the SDK's URL building",
     "code-interpreter/performance.py": "a benchmark, not a test",
@@ -112,6 +113,27 @@ _deselect(
     "auto-pause (a sandbox paused at its timeout) is not offered",
 )
 _deselect(_CREATE, ["test_auto_resume_wakes_on_http_request"], "auto-resume by E2B's edge proxy")
+_CI = "code-interpreter"
+_deselect(
+    [f"{_CI}/sync/test_default_kernels.py", f"{_CI}/async/test_async_default_kernels.py"],
+    ["test_js_kernel", "test_js_esm_imports", "test_js_top_level_await", "test_ts_kernel"],
+    "JavaScript/TypeScript kernels (not offered: python and bash)",
+)
+_deselect(
+    [f"{_CI}/sync/test_default_kernels.py"],
+    ["test_r_kernel", "test_java_kernel"],
+    "R and Java kernels (not offered)",
+)
+_deselect(
+    [f"{_CI}/sync/test_cwd.py", f"{_CI}/async/test_async_cwd.py"],
+    ["test_cwd_javascript", "test_cwd_typescript", "test_cwd_r", "test_cwd_java"],
+    "JavaScript/TypeScript/R/Java kernels (not offered)",
+)
+_deselect(
+    [f"{_CI}/sync/test_contexts.py", f"{_CI}/async/test_async_contexts.py"],
+    ["test_list_contexts", "test_list_contexts_secure_traffic"],
+    "expects a default JavaScript context (not offered: python and bash)",
+)
 
 
 def _free_port() -> int:
@@ -141,8 +163,8 @@ def pytest_args(root: Path, suite: str) -> list[str]:
         if pattern.startswith(suite + "/"):
             args.append(f"--ignore-glob={root / pattern}")
     for node in DESELECTED:
-        if node.startswith(suite + "/"):
-            args += ["--deselect", str(root / node)]
+        if node.startswith(suite + "/"):  # a node id is relative to its suite's root
+            args += ["--deselect", node[len(suite) + 1 :]]
     return [
         "-p",
         "no:cacheprovider",
