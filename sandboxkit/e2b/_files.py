@@ -3,6 +3,7 @@ raw ``application/octet-stream`` or multipart with each part named by its path).
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -63,7 +64,13 @@ def files_router(registry: Registry) -> APIRouter:
                 name = request.query_params.get("path") or part.filename or ""
                 files.append((name, await part.read()))
         else:
-            files.append((request.query_params.get("path") or "", await request.body()))
+            body = await request.body()
+            if request.headers.get("content-encoding", "").lower() == "gzip":
+                try:  # the SDK's `gzip=True` upload: the body compressed whole
+                    body = gzip.decompress(body)
+                except (OSError, EOFError) as exc:
+                    return _error(400, f"the gzip body could not be read: {exc}")
+            files.append((request.query_params.get("path") or "", body))
         written = []
         for name, data in files:
             path = box_path(name)
