@@ -98,6 +98,13 @@ _TYPES = {
 }
 
 
+def e2b_path(path: str) -> str:
+    """A box path as E2B names it: the home's files under ``/home/user``."""
+    if path == HOME or path.startswith(HOME + "/"):
+        return E2B_HOME + path[len(HOME) :]
+    return path
+
+
 def entry_info(entry: FileEntry, target: FileEntry | None = None) -> fs.EntryInfo:
     """envd's entry; a symlink as envd shows it when ``target`` (what it points to) is
     given: the target's type, and the target's absolute path."""
@@ -106,14 +113,14 @@ def entry_info(entry: FileEntry, target: FileEntry | None = None) -> fs.EntryInf
     return fs.EntryInfo(
         name=posixpath.basename(entry.path.rstrip("/")) or "/",
         type=_TYPES.get(kind, fs.FileType.UNSPECIFIED),
-        path=entry.path,
+        path=e2b_path(entry.path),
         size=entry.size,
         mode=entry.mode,
         permissions=_permissions(entry),
         owner="user",
         group="user",
         modified_time=Timestamp(seconds=seconds, nanos=int((entry.mtime - seconds) * 1e9)),
-        symlink_target=target.path if target is not None else entry.target,
+        symlink_target=e2b_path(target.path) if target is not None else entry.target,
         is_symlink=entry.type == "symlink",
     )
 
@@ -190,6 +197,8 @@ class FilesystemService:
             entries = await sb.list_files(box_path(request.path), depth=max(1, request.depth))
         except (SandboxFileError, InvalidInput) as exc:
             raise file_error(exc) from None
+        # envd walks a directory in lexical order
+        entries = sorted(entries, key=lambda e: e.path)
         return fs.ListDirResponse(entries=[await self._info(sb, e) for e in entries])
 
     async def remove(

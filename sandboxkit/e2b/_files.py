@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .._errors import InvalidInput, SandboxFileError
-from ._envd import SANDBOX_HEADER, box_path
+from ._envd import SANDBOX_HEADER, box_path, e2b_path
 from ._registry import Registry
 
 _STATUS = {"not_found": 404, "permission_denied": 403, "is_directory": 400, "invalid_path": 400}
@@ -80,7 +80,8 @@ def files_router(registry: Registry) -> APIRouter:
                 return _error(_STATUS.get(exc.reason, 500), str(exc))
             except InvalidInput as exc:
                 return _error(400, str(exc))
-            written.append({"name": path.rsplit("/", 1)[-1], "type": "file", "path": path})
+            name = path.rsplit("/", 1)[-1]
+            written.append({"name": name, "type": "file", "path": e2b_path(path)})
         return JSONResponse(written)
 
     return router

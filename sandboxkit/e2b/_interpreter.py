@@ -23,6 +23,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,6 +37,9 @@ from ._envd import E2B_HOME, SANDBOX_HEADER, box_path
 from ._registry import Entry, Registry
 
 RESULT_NAME = "__e2b_result__"
+PRELUDE = (Path(__file__).parent / "_prelude.py").read_text(encoding="utf-8")
+MAIN = "application/x-e2b-main"  # the prelude's mark on a cell's last expression
+SHOW_MAIN = "getattr(__import__('sys'), '_e2b_main', display)"  # display: no prelude
 CONTEXTS = "_e2b_contexts"  # the attribute of ``sys`` (in the kernel) holding contexts
 TRACEBACK = "Traceback (most recent call last):"
 # the languages E2B's SDK names, onto the ones served here
@@ -54,6 +58,8 @@ _MIME_FIELDS = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    "e2b/chart": "chart",  # the prelude's chart data of a matplotlib figure
+    "e2b/data": "data",  # ...and a pandas DataFrame's columns
 }
 
 
@@ -104,7 +110,7 @@ def as_cell(code: str) -> str:
     expr = ast.get_source_segment(code, last.value) or ""
     return (
         f"{head}{RESULT_NAME} = ({expr})\n"
-        f"if {RESULT_NAME} is not None:\n    display({RESULT_NAME})\n"
+        f"if {RESULT_NAME} is not None:\n    {SHOW_MAIN}({RESULT_NAME})\n"
         f"del {RESULT_NAME}\n"
     )
 
@@ -119,11 +125,19 @@ def in_context(cell: str, context_id: str) -> str:
     return f"exec(compile({cell!r}, '<cell>', 'exec'), {namespace})\n"
 
 
-def with_cwd(cell: str, cwd: str) -> str:
-    """Contexts share the kernel's process: each cell moves to its context's directory
-    first (one line; a directory it may not enter is left as it is)."""
-    move = f"try: __import__('os').chdir({cwd!r})\nexcept OSError: pass\n"
-    return f"exec({move!r})\n{cell}"
+def with_setup(cell: str, cwd: str) -> str:
+    """The cell after one line of set-up, run in a namespace of its own: E2B's additions
+    to the kernel (:mod:`._prelude`) the first time a kernel runs a cell, and the move to
+    the context's directory (contexts share the kernel's process; a directory it may not
+    enter is left as it is)."""
+    setup = (
+        "import sys, os\n"
+        "if not hasattr(sys, '_e2b_main'):\n"
+        f"    exec({PRELUDE!r}, {{'__name__': '_e2b_prelude'}})\n"
+        f"try: os.chdir({cwd!r})\n"
+        "except OSError: pass\n"
+    )
+    return f"exec({setup!r}, {{}})\n{cell}"
 
 
 def restore_env(own: dict[str, str], sandbox: dict[str, str]) -> str:
@@ -150,13 +164,15 @@ def _text(value: str) -> str:
     return value
 
 
-def result_line(output: DisplayData, main: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": "result", "is_main_result": main}
+def result_line(output: DisplayData) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "result", "is_main_result": MAIN in output.data}
     extra: dict[str, str] = {}
     for mime, value in output.data.items():
         name = _MIME_FIELDS.get(mime)
-        if name == "json":
-            body["json"] = json.loads(value)
+        if mime == MAIN:
+            continue
+        if name in ("json", "chart", "data"):
+            body[name] = json.loads(value)
         elif name == "text":
             body["text"] = _text(value)
         elif name is not None:
@@ -254,7 +270,7 @@ async def _python_cell(
     cell = as_cell(parsable(code))
     if context.id != "python":
         cell = in_context(cell, context.id)
-    cell = with_cwd(cell, box_path(context.cwd))
+    cell = with_setup(cell, box_path(context.cwd))
     stdout, stderr_lines, stderr = Lines(), Lines(), Stderr()
     result: RunResult | None = None
     async with session.stream(cell, env=env or None) as events:
@@ -278,11 +294,8 @@ async def _python_cell(
     failed = result.status != "ok"
     if stderr.held and not failed:
         yield _log("stderr", stderr.held)
-    outputs = list(result.outputs)
-    for i, output in enumerate(outputs):
-        # the last display of a cell whose last expression was shown is its main result
-        main = i == len(outputs) - 1 and output.kind != "result" and _shown_last(code)
-        yield line(result_line(output, main=main))
+    for output in result.outputs:
+        yield line(result_line(output))
     if failed:
         if stderr.held:
             yield line(error_line(stderr.held, result.status))
@@ -295,16 +308,6 @@ async def _python_cell(
                     "traceback": result.stderr,
                 }
             )
-
-
-def _shown_last(code: str) -> bool:
-    """Whether the cell's last statement is an expression (then its value, when not
-    None, is the cell's last output)."""
-    try:
-        tree = ast.parse(parsable(code))
-    except SyntaxError:
-        return False
-    return bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
 
 
 async def _bash_cell(
