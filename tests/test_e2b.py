@@ -186,6 +186,89 @@ def test_code_interpreter_keeps_state(server: Settings) -> None:
         box.kill()
 
 
+def test_run_code_streams_while_the_cell_runs(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        seen: list[tuple[str, float]] = []
+        code = (
+            "import sys, time\nprint('first')\nprint('warn', file=sys.stderr)\n"
+            "time.sleep(1.5)\nprint('second')\n"
+        )
+        run = box.run_code(
+            code,
+            on_stdout=lambda m: seen.append((m.line, time.monotonic())),
+            on_stderr=lambda m: seen.append((m.line, time.monotonic())),
+        )
+        ended = time.monotonic()
+        assert [line for line, _ in seen] == ["first\n", "warn\n", "second\n"]
+        assert ended - seen[0][1] > 1.0, "the first line came only when the cell ended"
+        assert run.logs.stdout == ["first\n", "second\n"] and run.logs.stderr == ["warn\n"]
+        assert run.execution_count == 1 and box.run_code("1").execution_count == 2
+    finally:
+        box.kill()
+
+
+def test_code_contexts_bash_and_env(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120, envs={"KEPT": "sandbox"})
+    try:
+        box.run_code("x = 1")
+        other = box.create_code_context()
+        assert other.id in [c.id for c in box.list_code_contexts()]
+        missing = box.run_code("x", context=other)
+        assert missing.error is not None and missing.error.name == "NameError"
+        assert missing.error.value == "name 'x' is not defined"
+        box.run_code("y = 5", context=other)
+        assert box.run_code("y * 2", context=other).text == "10"
+        box.restart_code_context(other)
+        assert box.run_code("y", context=other).error is not None
+        box.remove_code_context(other)
+        assert other.id not in [c.id for c in box.list_code_contexts()]
+        assert box.run_code("x").text == "1"  # the default context was never touched
+        # a string result is shown without its quotes; envs last one execution
+        read = "import os; os.getenv('KEPT')"
+        assert box.run_code(read, envs={"KEPT": "cell"}).text == "cell"
+        assert box.run_code(read).text == "sandbox"
+        bash = box.run_code("echo $KEPT; echo oops >&2; exit 3", language="bash")
+        assert bash.logs.stdout == ["sandbox\n"] and bash.logs.stderr == ["oops\n"]
+        assert bash.error is not None
+        shell = box.run_code("print('py')\n!echo sh")
+        assert shell.logs.stdout == ["py\n", "sh\n"]
+    finally:
+        box.kill()
+
+
+def test_run_code_charts_and_data(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+    from e2b_code_interpreter.charts import BarChart, LineChart
+
+    box = Sandbox.create(timeout=120)
+    try:
+        bars = box.run_code(
+            "import matplotlib.pyplot as plt\n"
+            "plt.bar(['a', 'b'], [3, 4], label='n'); plt.title('T'); plt.ylabel('v (s)')\n"
+            "plt.show()\n"
+        )
+        shown = bars.results[0]
+        assert shown.png and not shown.is_main_result
+        assert isinstance(shown.chart, BarChart) and shown.chart.title == "T"
+        assert [(b.label, b.value, b.group) for b in shown.chart.elements] == [
+            ("a", 3, "n"),
+            ("b", 4, "n"),
+        ]
+        assert shown.chart.y_unit == "s"
+        line = box.run_code("plt.plot([1, 2], [3, 4], label='up'); plt.show()")
+        assert isinstance(line.results[0].chart, LineChart)
+        assert line.results[0].chart.elements[0].points == [(1.0, 3.0), (2.0, 4.0)]
+        frame = box.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+        assert frame.results[0].is_main_result and frame.results[0].data == {"a": [1, 2]}
+    finally:
+        box.kill()
+
+
 def test_pause_and_connect_resumes(server: Settings) -> None:
     from e2b import Sandbox
 
