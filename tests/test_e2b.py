@@ -263,6 +263,26 @@ def test_run_code_charts_and_data(server: Settings) -> None:
         line = box.run_code("plt.plot([1, 2], [3, 4], label='up'); plt.show()")
         assert isinstance(line.results[0].chart, LineChart)
         assert line.results[0].chart.elements[0].points == [(1.0, 3.0), (2.0, 4.0)]
+        several = box.run_code(
+            "fig, ax = plt.subplots(); ax.pie([3, 1], labels=['x', 'y']); plt.show()\n"
+            "fig, ax = plt.subplots(); ax.boxplot([[1, 2, 3, 4, 5, 30]], labels=['g'])\n"
+            "plt.show()\n"
+            "fig, axs = plt.subplots(1, 2); fig.suptitle('S'); axs[0].plot([1], [2])\n"
+            "axs[1].scatter([1, 2], [3, 4]); plt.show()\n"
+            "fig, ax = plt.subplots(); ax.add_artist(plt.Circle((0, 0), 1)); plt.show()\n"
+        )
+        pie, boxes, sup, unknown = (r.chart for r in several.results)
+        assert [(w.label, w.angle) for w in pie.elements] == [("x", 270), ("y", 90)]
+        (group,) = boxes.elements
+        assert (group.label, group.median, group.outliers) == ("g", 3.5, [30])
+        assert (group.min, group.first_quartile, group.third_quartile, group.max) == (
+            1,
+            2.25,
+            4.75,
+            5,
+        )
+        assert sup.title == "S" and [c.type for c in sup.elements] == ["line", "scatter"]
+        assert unknown.type == "unknown" and unknown.elements == []
         frame = box.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
         assert frame.results[0].is_main_result and frame.results[0].data == {"a": [1, 2]}
     finally:

@@ -127,13 +127,37 @@ def _tick_label(ax, x):
     return labels[nearest] if nearest < len(labels) and labels[nearest] else str(x)
 
 
-def _boxes(ax, boxes):
-    from matplotlib.lines import Line2D
+def _outline(line):
+    """A box drawn as a line (``boxplot`` without ``patch_artist``): a closed rectangle."""
+    xy = line.get_xydata()
+    if len(xy) != 5 or tuple(xy[0]) != tuple(xy[-1]):
+        return None
+    if len({float(x) for x in xy[:, 0]}) != 2 or len({float(y) for y in xy[:, 1]}) != 2:
+        return None
+    return xy
 
+
+def _box_outlines(ax):
+    """The boxes of a boxplot drawn with lines: rectangles with a whisker (a vertical
+    line) leaving their middle; none for any other chart."""
+    lines = list(ax.get_lines())
+    outlines = [xy for xy in map(_outline, lines) if xy is not None]
+    found = []
+    for xy in outlines:
+        center = (float(xy[:, 0].min()) + float(xy[:, 0].max())) / 2
+        for line in lines:
+            xs = {float(x) for x in line.get_xdata()}
+            if len(line.get_xdata()) == 2 and xs == {center}:
+                found.append(xy)
+                break
+    return found
+
+
+def _boxes(ax, boxes):
+    """Box-and-whisker data, each box given by its outline's vertices."""
     elements = []
-    lines = [line for line in ax.get_lines() if isinstance(line, Line2D)]
-    for box in boxes:
-        vertices = box.get_path().vertices
+    lines = list(ax.get_lines())
+    for vertices in boxes:
         x0, x1 = float(vertices[:, 0].min()), float(vertices[:, 0].max())
         q1, q3 = float(vertices[:, 1].min()), float(vertices[:, 1].max())
         center = (x0 + x1) / 2
@@ -184,7 +208,8 @@ def _chart_of_axes(ax):
                 for w in wedges
             ],
         }
-    boxes = [p for p in patches if isinstance(p, PathPatch)]
+    boxes = [p.get_path().vertices for p in patches if isinstance(p, PathPatch)]
+    boxes = boxes or _box_outlines(ax)
     if boxes:
         return _boxes(ax, boxes)
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
