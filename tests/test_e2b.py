@@ -210,6 +210,17 @@ def test_run_code_streams_while_the_cell_runs(server: Settings) -> None:
         box.kill()
 
 
+def test_a_cell_may_outlast_a_session_runs_time_limit(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:  # sandboxkit's default run limit is 10 s; an E2B cell lives as long as the box
+        done = box.run_code("import time; time.sleep(10.5); 'awake'")
+        assert done.error is None and done.text == "awake"
+    finally:
+        box.kill()
+
+
 def test_code_contexts_bash_and_env(server: Settings) -> None:
     from e2b_code_interpreter import Sandbox
 

@@ -37,6 +37,7 @@ from ._envd import E2B_HOME, SANDBOX_HEADER, box_path
 from ._registry import Entry, Registry
 
 RESULT_NAME = "__e2b_result__"
+MAX_CELL = 3600.0  # seconds: sandboxkit's ceiling on one run
 PRELUDE = (Path(__file__).parent / "_prelude.py").read_text(encoding="utf-8")
 MAIN = "application/x-e2b-main"  # the prelude's mark on a cell's last expression
 SHOW_MAIN = "getattr(__import__('sys'), '_e2b_main', display)"  # display: no prelude
@@ -265,7 +266,7 @@ class Contexts:
 
 # --------------------------------------------------------------------------- runs
 async def _python_cell(
-    session: Sandbox, context: Context, code: str, env: dict[str, str]
+    session: Sandbox, context: Context, code: str, env: dict[str, str], seconds: float
 ) -> AsyncIterator[bytes]:
     cell = as_cell(parsable(code))
     if context.id != "python":
@@ -273,7 +274,8 @@ async def _python_cell(
     cell = with_setup(cell, box_path(context.cwd))
     stdout, stderr_lines, stderr = Lines(), Lines(), Stderr()
     result: RunResult | None = None
-    async with session.stream(cell, env=env or None) as events:
+    limits = session.limits.model_copy(update={"time": seconds})
+    async with session.stream(cell, env=env or None, limits=limits) as events:
         async for event in events:
             if event.kind == "stdout":
                 out = stdout.feed(event.data)
@@ -311,7 +313,7 @@ async def _python_cell(
 
 
 async def _bash_cell(
-    session: Sandbox, context: Context, code: str, env: dict[str, str]
+    session: Sandbox, context: Context, code: str, env: dict[str, str], seconds: float
 ) -> AsyncIterator[bytes]:
     proc = await session.start(["bash", "-c", code], env=env, cwd=box_path(context.cwd))
     assert isinstance(proc, BackgroundProcess)  # a session's argv start is one
@@ -389,7 +391,10 @@ def interpreter_router(registry: Registry) -> APIRouter:
             # a sandbox killed under the cell: the response breaks off (an error here,
             # after the headers went), as E2B's does when its VM goes; the SDK then
             # finds the sandbox gone and reports it killed
-            async for chunk in run(session, context, code, env):
+            # a cell may run as long as its sandbox lives (E2B's client bounds it with
+            # its own timeout, 300 s by default); a session's runs stop at 10 s
+            seconds = min(MAX_CELL, max(1.0, entry.end_at - time.time()))
+            async for chunk in run(session, context, code, env, seconds):
                 yield chunk
             if own_env and context.language == "python":
                 # the kernel keeps a run's variables; E2B's are for one execution
