@@ -69,6 +69,19 @@ def test_lines_pass_whole_lines_and_keep_the_rest() -> None:
     assert lines.feed("tail") == "" and lines.rest() == "tail" and lines.rest() == ""
 
 
+def test_a_partial_line_that_waited_goes_with_the_next_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("sandboxkit.e2b._interpreter.time.monotonic", lambda: clock[0])
+    lines = Lines()
+    assert lines.feed("10%\r") == ""
+    clock[0] += 0.001
+    assert lines.feed("20%\r") == ""  # a moment later: still one line being written
+    clock[0] += 1.0
+    assert lines.feed("30%\r") == "10%\r20%\r30%\r"  # it waited: out as it is
+
+
 def test_stderr_holds_a_traceback_back() -> None:
     err = Stderr()
     assert err.feed("warning\n") == "warning\n"

@@ -38,6 +38,7 @@ from ._registry import Entry, Registry
 
 RESULT_NAME = "__e2b_result__"
 MAX_CELL = 3600.0  # seconds: sandboxkit's ceiling on one run
+PARTIAL_WAIT = 0.05  # seconds a partial line of output waits for the rest of its line
 PRELUDE = (Path(__file__).parent / "_prelude.py").read_text(encoding="utf-8")
 MAIN = "application/x-e2b-main"  # the prelude's mark on a cell's last expression
 SHOW_MAIN = "getattr(__import__('sys'), '_e2b_main', display)"  # display: no prelude
@@ -201,15 +202,22 @@ def _log(kind: str, text: str) -> bytes:
 
 class Lines:
     """Output passed on in whole lines, as Jupyter's streams do (``print`` writes its
-    text and its newline apart); a partial line waits for its end or the cell's."""
+    text and its newline apart). A partial line waits for its end, for the cell's, or
+    (a progress bar, a prompt) goes with the next output once it has waited
+    :data:`PARTIAL_WAIT`."""
 
     def __init__(self) -> None:
         self.partial = ""
+        self.since = 0.0
 
     def feed(self, text: str) -> str:
+        now = time.monotonic()
+        waited = bool(self.partial) and now - self.since >= PARTIAL_WAIT
         text, self.partial = self.partial + text, ""
-        cut = text.rfind("\n") + 1
+        cut = len(text) if waited else text.rfind("\n") + 1
         text, self.partial = text[:cut], text[cut:]
+        if self.partial:
+            self.since = now
         return text
 
     def rest(self) -> str:
