@@ -24,7 +24,7 @@ from ._watchers import Watcher
 # E2B's templates, each onto a sandboxkit language and session kind
 TEMPLATES: dict[str, dict[str, Any]] = {
     "base": {"language": "python", "keep_state": False},
-    "code-interpreter-v1": {"language": "python", "keep_state": True},
+    "code-interpreter-v1": {"language": "python-data", "keep_state": True},
 }
 SWEEP_EVERY = 0.5  # seconds between looks for sandboxes past their end time
 MAX_TIMEOUT = 24 * 3600  # E2B's own ceiling on a sandbox's life (Pro tier)
