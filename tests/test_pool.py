@@ -217,3 +217,27 @@ async def test_each_container_serves_exactly_one_run() -> None:
         async with pool.checkout(PY, pool.limits) as second:
             assert second.cid != first.cid
         await _until(lambda: first.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
+
+
+@pytest.mark.docker
+async def test_runs_back_to_back_grow_the_pool_which_shrinks_when_quiet_and_leaves_nothing() -> (
+    None
+):
+    pool = sk.SandboxPool(size=2, max_size=6)
+    async with pool:
+        wp = _warm(pool)
+        wp.shrink_after = 1.0  # the quiet period, shortened for the test
+        for _ in range(12):  # a loop of runs: faster than containers are made
+            result = await pool.run("print(1)")
+            assert result.stdout == "1\n", result
+        grown = wp.state.want
+        assert 2 < grown <= 6, wp.health()
+        assert pool.health()[next(iter(pool.health()))]["want"] == grown
+        # the grown pool fills up: more idle sandboxes than size, all of them real
+        await _until(lambda: wp.state.idle >= 3 and not wp.state.starting)
+        assert len(containers_of_pool(pool.pool_id)) >= 3
+        # quiet: back to size, the extras removed from the engine
+        await _until(lambda: wp.state.want == 2 and wp.state.idle == 2, timeout=15)
+        await _until(lambda: len(containers_of_pool(pool.pool_id)) == 2, timeout=15)
+        assert (await pool.run("print(2)")).stdout == "2\n"  # and it still serves
+    assert containers_of_pool(pool.pool_id) == []
