@@ -521,9 +521,10 @@ class WarmPool:
                         self._leased[box] = url
                         if self.state.idle > 0 and self.state.waiters == 1:
                             self._defer_refill(box)
-                        elif not self.state.idle and self.state.starting and not self._scrubbing:
+                        elif not self.state.idle and self.state.starting and self.max_uses == 1:
                             # dry, with an earlier run's refill still on its way: runs
-                            # outpace refills (the finally below starts the growth)
+                            # outpace refills (the finally below starts the growth); in
+                            # reuse mode a scrub, not a refill, serves the next run
                             self.state.pressure(time.monotonic())
                         return box
                     self.placement.idle_gone(url)
@@ -541,7 +542,9 @@ class WarmPool:
                 ):
                     raise self.last_error
                 self.placement.resume_paused(now)
-                self.state.pressure(now)  # a caller waits: the pool is too small
+                if len(self._scrubbing) < self.state.waiters:
+                    # a caller waits, and no scrub (milliseconds) will serve it: too small
+                    self.state.pressure(now)
                 self._refill()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
