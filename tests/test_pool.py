@@ -42,6 +42,26 @@ def test_pool_arguments_are_validated(kwargs: dict[str, object]) -> None:
         sk.SandboxPool(**kwargs)  # type: ignore[arg-type]
 
 
+def test_max_size_defaults_to_the_engines_capacity() -> None:
+    pool = sk.SandboxPool(size=2)
+    assert pool.max_size == 6  # before the engine answered: max(2 * size, size + 4)
+    engine = pool.fleet.members[0].host
+    engine.weight = 16.0  # what a 4-core engine's CPUs make it (4 sandboxes per CPU)
+    assert (pool.capacity, pool.max_size) == (16, 16)
+    engine.capacity = 3  # a configured capacity wins; the floor stays
+    assert (pool.capacity, pool.max_size) == (3, 6)
+    assert sk.SandboxPool(size=2, max_size=3).max_size == 3  # given: as given
+
+
+@pytest.mark.docker
+async def test_an_open_pool_may_grow_to_the_engines_capacity() -> None:
+    async with sk.SandboxPool(size=2) as pool:
+        wp = _warm(pool)
+        assert pool.capacity > 1  # learnt from the engine's CPUs and memory
+        assert wp.state.max_size == pool.max_size == max(6, pool.capacity)
+        assert wp.state.grow_to == pool.capacity
+
+
 # --------------------------------------------------------------------------- real Docker
 
 
