@@ -185,7 +185,7 @@ async def back_to_back_section(n: int, report: Report) -> dict[str, tuple[Latenc
             await checked_run(pool)
         keys = list(B2B)
         for i in range(rounds):
-            for key in keys[i % 3 :] + keys[: i % 3]:
+            for key in keys[i % len(keys) :] + keys[: i % len(keys)]:
                 for pool in pools.values():
                     await settle(pool)
                 t0 = time.perf_counter()
