@@ -90,3 +90,46 @@ class Report:
         print("\nTargets (benchmarks, not tests)")
         print("------------------------------")
         print("\n".join(self.verdicts))
+
+
+@dataclass
+class Line:
+    """One row of the scoreboard: a path, what was measured, its target, the verdict."""
+
+    path: str
+    measured: str
+    target: str
+    mark: str
+
+
+class Scoreboard:
+    """Every row of issue 25's table beside its target, printed last: ✓ (target met),
+    ``bar`` (only the lower bar met), ✗ (missed), or "skip" (not measured: why is in the row)."""
+
+    def __init__(self) -> None:
+        self.lines: list[Line] = []
+
+    def add(
+        self, path: str, measured: str, target: str, ok: bool | None, bar: bool | None = None
+    ) -> None:
+        if ok is None:
+            mark = "skip"
+        elif ok:
+            mark = "✓"
+        else:
+            mark = "bar" if bar else "✗"
+        self.lines.append(Line(path, measured, target, mark))
+
+    def print(self) -> None:
+        title = "Issue 25: every row beside its target (benchmarks, not tests)"
+        print(f"\n{title}\n{'-' * len(title)}")
+        widths = [
+            max([len(head), *(len(getattr(line, key)) for line in self.lines)])
+            for head, key in (("path", "path"), ("measured", "measured"), ("target", "target"))
+        ]
+        head = ("path", "measured", "target")
+        print("  " + "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + "  ok")
+        for line in self.lines:
+            cells = (line.path, line.measured, line.target)
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)), end="")
+            print(f"  {line.mark}")

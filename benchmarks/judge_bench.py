@@ -38,21 +38,34 @@ async def timed_judge(pool: sk.SandboxPool, n: int) -> tuple[float, sk.JudgeRepo
     return elapsed, report
 
 
+async def extra_test_cost(
+    pool: sk.SandboxPool, n: int, repeat: int
+) -> tuple[float, float, float, float]:
+    """Medians over ``repeat`` rounds, in seconds: a judge of 1 test, of ``n`` tests, the
+    cost of each extra test ``(T_n - T_1) / (n - 1)``, and the program's own wall time
+    inside per test. ``run_all.py`` shows the extra test's cost in its table."""
+    await timed_judge(pool, 1)  # warm caches
+    one, many, extras, per_test_runs = [], [], [], []
+    for _ in range(repeat):
+        await asyncio.sleep(0.5)  # let the pool refill, as between real submissions
+        t1, _ = await timed_judge(pool, 1)
+        await asyncio.sleep(0.5)
+        tn, report = await timed_judge(pool, n)
+        one.append(t1)
+        many.append(tn)
+        extras.append((tn - t1) / (n - 1))
+        per_test_runs.append(statistics.median(t.wall for t in report.tests))
+    return (
+        statistics.median(one),
+        statistics.median(many),
+        statistics.median(extras),
+        statistics.median(per_test_runs),
+    )
+
+
 async def main(n: int, repeat: int) -> None:
     async with sk.SandboxPool(languages=["cpp"], size=2) as pool:
-        await timed_judge(pool, 1)  # warm caches
-        one, many, extras, per_test_runs = [], [], [], []
-        for _ in range(repeat):
-            await asyncio.sleep(0.5)  # let the pool refill, as between real submissions
-            t1, _ = await timed_judge(pool, 1)
-            await asyncio.sleep(0.5)
-            tn, report = await timed_judge(pool, n)
-            one.append(t1)
-            many.append(tn)
-            extras.append((tn - t1) / (n - 1))
-            per_test_runs.append(statistics.median(t.wall for t in report.tests))
-        t1, tn = statistics.median(one), statistics.median(many)
-        extra = statistics.median(extras)
+        t1, tn, extra, inside = await extra_test_cost(pool, n, repeat)
 
         # the marginal step alone, without the noise of leasing and compiling: one
         # fresh process of the compiled program in the same sandbox, timed from the host
@@ -84,7 +97,6 @@ async def main(n: int, repeat: int) -> None:
         f"   (goal <= 2 ms: {'MET' if extra <= 0.002 else 'MISSED'}; limit 25 ms)"
     )
     print(f"  one test step timed from the host        : {step * 1000:8.2f} ms (median)")
-    inside = statistics.median(per_test_runs)
     print(f"  program wall time inside, per test       : {inside * 1000:8.2f} ms")
     print(
         f"  {n} one-shot runs (sandbox+compile+run)   : {total_oneshot * 1000:8.1f} ms"

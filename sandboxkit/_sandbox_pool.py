@@ -110,9 +110,15 @@ class SandboxPool:
 
     Args:
         languages: languages to warm when the pool opens (others warm on first use).
-        size: idle sandboxes kept started per language (0: start one per run).
-        max_size: most sandboxes per language at once, idle and busy (default
-            ``max(2 * size, size + 4)``); a run beyond it waits up to ``acquire_timeout``.
+        size: idle sandboxes kept started per language at rest (0: start one per run).
+            While runs come faster than containers are made (a loop of runs, a burst),
+            the pool keeps more idle ones ready, doubling up to ``max_size`` and the
+            engines' capacity, and steps back to ``size`` once demand has been quiet
+            for 15 s (docs/fast-path.md).
+        max_size: most sandboxes per language at once, idle and busy; a run beyond it
+            waits up to ``acquire_timeout``. ``None`` (the default): the engines'
+            capacity (4 per CPU, at most one per 512 MB of memory, or each engine's
+            configured ``capacity``), and at least ``max(2 * size, size + 4)``.
         acquire_timeout: seconds a run waits for a free sandbox before ``PoolTimeout``.
         limits: the default :class:`Limits` of runs that give none.
         runtime: the OCI runtime of its containers: ``"runc"``, or ``"runsc"`` (gVisor).
@@ -172,9 +178,12 @@ class SandboxPool:
     ) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 256:
             raise InvalidInput(f"size must be an int from 0 to 256, not {size!r}")
-        if max_size is None:
-            max_size = max(2 * size, size + 4)
-        if not isinstance(max_size, int) or max_size < max(size, 1) or max_size > 1024:
+        if max_size is not None and (
+            not isinstance(max_size, int)
+            or isinstance(max_size, bool)
+            or max_size < max(size, 1)
+            or max_size > 1024
+        ):
             raise InvalidInput(f"max_size must be an int >= size and >= 1, not {max_size!r}")
         if not acquire_timeout > 0:
             raise InvalidInput("acquire_timeout must be > 0")
@@ -184,7 +193,7 @@ class SandboxPool:
             raise InvalidInput("runtime must be 'runc' or 'runsc'")
         self.languages = [get_language(name).name for name in languages]
         self.size = size
-        self.max_size = max_size
+        self._max_size = max_size  # None: from the engines' capacity (see max_size)
         self.acquire_timeout = acquire_timeout
         self.limits = check_limits(limits)
         self.runtime: Runtime = runtime
@@ -270,11 +279,28 @@ class SandboxPool:
             await self.fleet.aclose()
 
     @property
+    def max_size(self) -> int:
+        """Most sandboxes per language at once: as given, or (``None``) the engines'
+        capacity, at least ``max(2 * size, size + 4)`` (capacity is known once the
+        engines answered: before, that floor)."""
+        if self._max_size is not None:
+            return self._max_size
+        return min(1024, max(2 * self.size, self.size + 4, self.capacity))
+
+    @property
+    def capacity(self) -> int:
+        """Sandboxes the engines can hold at once: each engine's configured
+        ``capacity``, else what its CPUs and memory allow (4 per CPU, at most one per
+        512 MB), summed over the engines. What a warm pool may grow to under load."""
+        return sum(max(1, int(m.host.capacity or m.host.weight)) for m in self.fleet.members)
+
+    @property
     def closed(self) -> bool:
         return self._state is Lifecycle.CLOSED
 
     def health(self) -> dict[str, dict[str, int]]:
-        """Counts per warm pool (idle, starting, busy, size), keyed by image and shape."""
+        """Counts per warm pool (idle, starting, busy, size, and ``want``: the idle
+        ones it keeps ready now, ``size`` or more under load), keyed by image and shape."""
         return {
             f"{s.image}@{s.runtime}/{s.disk_mb}m" + ("+egress" if s.network is self._hub else ""): (
                 p.health()
@@ -426,6 +452,7 @@ class SandboxPool:
                     self.pool_id,
                     size=size,
                     max_size=self.max_size,
+                    grow_to=self.capacity,
                     max_idle_age=self.max_idle_age,
                     max_uses=self.max_uses,
                     ready=lambda url: self.depot.has(url, tag),

@@ -42,6 +42,26 @@ def test_pool_arguments_are_validated(kwargs: dict[str, object]) -> None:
         sk.SandboxPool(**kwargs)  # type: ignore[arg-type]
 
 
+def test_max_size_defaults_to_the_engines_capacity() -> None:
+    pool = sk.SandboxPool(size=2)
+    assert pool.max_size == 6  # before the engine answered: max(2 * size, size + 4)
+    engine = pool.fleet.members[0].host
+    engine.weight = 16.0  # what a 4-core engine's CPUs make it (4 sandboxes per CPU)
+    assert (pool.capacity, pool.max_size) == (16, 16)
+    engine.capacity = 3  # a configured capacity wins; the floor stays
+    assert (pool.capacity, pool.max_size) == (3, 6)
+    assert sk.SandboxPool(size=2, max_size=3).max_size == 3  # given: as given
+
+
+@pytest.mark.docker
+async def test_an_open_pool_may_grow_to_the_engines_capacity() -> None:
+    async with sk.SandboxPool(size=2) as pool:
+        wp = _warm(pool)
+        assert pool.capacity > 1  # learnt from the engine's CPUs and memory
+        assert wp.state.max_size == pool.max_size == max(6, pool.capacity)
+        assert wp.state.grow_to == pool.capacity
+
+
 # --------------------------------------------------------------------------- real Docker
 
 
@@ -217,3 +237,28 @@ async def test_each_container_serves_exactly_one_run() -> None:
         async with pool.checkout(PY, pool.limits) as second:
             assert second.cid != first.cid
         await _until(lambda: first.cid[:12] not in " ".join(containers_of_pool(pool.pool_id)))
+
+
+@pytest.mark.docker
+async def test_runs_back_to_back_grow_the_pool_which_shrinks_when_quiet_and_leaves_nothing() -> (
+    None
+):
+    pool = sk.SandboxPool(size=2, max_size=6)
+    async with pool:
+        wp = _warm(pool)
+        for _ in range(12):  # a loop of runs: faster than containers are made
+            result = await pool.run("print(1)")
+            assert result.stdout == "1\n", result
+        grown = wp.state.want
+        assert 2 < grown <= 6, wp.health()
+        assert pool.health()[next(iter(pool.health()))]["want"] == grown
+        # the grown pool fills up: more idle sandboxes than size, all of them real
+        await _until(lambda: wp.state.idle >= 3 and not wp.state.starting, timeout=30)
+        assert len(containers_of_pool(pool.pool_id)) >= 3
+        # quiet (the period shortened for the test; the janitor notices within its round
+        # of up to 7.5 s): back to size, the extras removed from the engine
+        wp.shrink_after = 1.0
+        await _until(lambda: wp.state.want == 2 and wp.state.idle == 2, timeout=40)
+        await _until(lambda: len(containers_of_pool(pool.pool_id)) == 2, timeout=20)
+        assert (await pool.run("print(2)")).stdout == "2\n"  # and it still serves
+    assert containers_of_pool(pool.pool_id) == []

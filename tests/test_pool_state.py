@@ -32,20 +32,29 @@ from sandboxkit._fleet.placement import (
     Placement,
     backoff,
 )
-from sandboxkit._fleet.pool import PoolState, WarmPool
+from sandboxkit._fleet.pool import GROW_EVERY, PoolState, WarmPool
 
 PHASES = ("starting", "idle", "busy", "leaving")
 # the random walk's steps; the common ones weighted up so the pool is used in between
 MOVES = ["take"] * 4 + ["give"] * 4 + ["tick"] * 3
 MOVES += ["kill_idle", "kill_busy", "age", "tidy", "down", "up", "mode", "image", "undefer"]
+MOVES += ["quiet"]
 
 
 # --------------------------------------------------------------------------- PoolState
-def book(size: int, max_size: int, *, idle: int = 0, starting: int = 0, busy: int = 0) -> PoolState:
+def book(
+    size: int,
+    max_size: int,
+    *,
+    idle: int = 0,
+    starting: int = 0,
+    busy: int = 0,
+    grow_to: int | None = None,
+) -> PoolState:
     """A one-engine pool's state, its sandboxes brought to those phases by transitions."""
     placement = Placement(random.Random(0))
     placement.add(Host("e0"), ready=True)
-    state = PoolState(placement, size=size, max_size=max_size)
+    state = PoolState(placement, size=size, max_size=max_size, grow_to=grow_to)
     for _ in range(idle + busy):
         placement.begin_start("e0")
         placement.end_start("e0", ok=True)
@@ -107,6 +116,64 @@ def test_state_defers_replacements_only_while_an_idle_sandbox_remains() -> None:
     assert book(2, 4, idle=1, busy=1).to_start() == 1
     # the last idle one went too: every replacement starts now, deferred or not
     assert book(2, 4, busy=2).to_start(deferred=1) == 2
+
+
+# --------------------------------------------------------------------------- sizing to demand
+def test_pressure_doubles_want_at_most_once_per_grow_every() -> None:
+    state = book(2, 16, grow_to=16)
+    assert state.want == 2
+    assert state.pressure(0.0) and state.want == 4
+    # the rest of the burst's callers, finding it dry at the same moment: no more growth
+    assert not state.pressure(0.0) and not state.pressure(GROW_EVERY / 2)
+    assert state.want == 4
+    assert state.pressure(GROW_EVERY) and state.want == 8
+    assert state.to_start() == 8  # refills go to want, not to size
+
+
+def test_growth_stops_at_the_lower_of_max_size_and_the_engines_capacity() -> None:
+    by_capacity = book(2, 16, grow_to=5)
+    by_max_size = book(2, 6, grow_to=100)
+    for t in range(10):
+        by_capacity.pressure(t * GROW_EVERY)
+        by_max_size.pressure(t * GROW_EVERY)
+    assert (by_capacity.grow_to, by_capacity.want) == (5, 5)
+    assert (by_max_size.grow_to, by_max_size.want) == (6, 6)
+    # a capacity below size never cuts size: size is the user's promise
+    assert book(4, 8, grow_to=2).grow_to == 4
+
+
+def test_a_size_zero_pool_starts_per_run_and_never_grows() -> None:
+    state = book(0, 8, grow_to=8)
+    assert not state.pressure(0.0)
+    assert (state.want, state.to_start()) == (0, 0)
+
+
+def test_a_size_one_pool_grows_from_one() -> None:
+    state = book(1, 8, grow_to=8)
+    assert state.pressure(0.0) and state.want == 2
+
+
+def test_want_steps_halfway_back_to_size_after_each_quiet_period() -> None:
+    state = book(2, 32, grow_to=32, idle=18)
+    for t in range(4):
+        state.pressure(t * GROW_EVERY)
+    assert state.want == 32
+    pressed = 3 * GROW_EVERY
+    # pressure within the quiet period keeps it
+    assert state.relax(pressed + 1.0, quiet=10.0) == 0 and state.want == 32
+    assert state.relax(pressed + 10.0, quiet=10.0) == 1  # 2 + 30 // 2 = 17 wanted, 18 idle
+    assert state.want == 17
+    assert state.relax(pressed + 15.0, quiet=10.0) == 1  # the next step waits a whole period
+    steps = [state.relax(pressed + 10.0 * k, quiet=10.0) for k in range(2, 7)]
+    assert state.want == 2 and steps[-1] == 16  # back at size: 16 idle beyond it
+    assert state.relax(1e6, quiet=10.0) == 16 and state.want == 2  # never below size
+
+
+def test_no_idle_sandbox_is_surplus_while_callers_wait() -> None:
+    state = book(2, 8, idle=5)
+    assert state.relax(0.0) == 3
+    state.waiters = 1
+    assert state.relax(0.0) == 0
 
 
 def test_leaving_sandboxes_take_engine_room_but_not_pool_room() -> None:
@@ -577,6 +644,55 @@ async def test_a_deferred_replacement_starts_when_its_timer_ends(
     check([wp], engines[:1])
 
 
+async def test_a_pool_outpaced_by_its_runs_grows_then_retires_its_extras_when_quiet(
+    engines: list[FakeEngine],
+) -> None:
+    engine = engines[0]
+    wp = warm_pool([engine], size=2, max_size=8)
+    try:
+        await wp.warm_up()
+        engine.mode = "hang"  # containers take a while to make: runs outpace refills
+        held = [await wp.acquire(1.0), await wp.acquire(1.0)]
+        await settle()
+        assert (wp.state.want, wp.state.starting) == (2, 2)  # just the two replacements
+        waiter = asyncio.get_running_loop().create_task(wp.acquire(5.0))
+        await settle()
+        check([wp], [engine])
+        # a caller waits: want doubled, its starts on the way with one for the waiter
+        assert wp.state.want == 4 and wp.health()["want"] == 4
+        assert wp.state.starting == 4 + 1
+        engine.unhang()
+        held.append(await waiter)
+        await settle()
+        check([wp], [engine])
+        assert (wp.state.idle, wp.state.busy) == (4, 3)
+        for box in held:
+            await wp.release(box)
+        await settle()
+        assert wp.state.idle == 4 and len(engine.containers) == 4  # the grown pool stays
+
+        wp._tidy(1.0)  # within the quiet period: nothing retired
+        await settle()
+        assert (wp.state.want, wp.state.idle) == (4, 4)
+        wp.shrink_after = 0.0  # every round now comes after a quiet period
+        wp._tidy(1.0)
+        await settle()
+        check([wp], [engine])
+        assert (wp.state.want, wp.state.idle) == (3, 3)
+        oldest = min(box.created for box in engine.containers)
+        wp._tidy(1.0)
+        await settle()
+        check([wp], [engine])
+        assert (wp.state.want, wp.state.idle, wp.state.starting) == (2, 2, 0)
+        assert len(engine.containers) == 2  # retired ones are destroyed, not leaked
+        assert all(box.created > oldest for box in engine.containers)  # oldest went first
+    finally:
+        await wp.aclose()
+    await settle()
+    check([wp], [engine])
+    assert not engine.containers and wp.placement.total == Counts()
+
+
 async def test_a_random_walk_through_every_transition_keeps_the_invariant(
     engines: list[FakeEngine],
 ) -> None:
@@ -601,6 +717,7 @@ async def test_a_random_walk_through_every_transition_keeps_the_invariant(
         return rng.choice(engines)
 
     seen: set[str] = set()
+    grew = False
     for _step in range(400):
         wp = rng.choice(pools)
         move = rng.choice(MOVES)
@@ -617,6 +734,10 @@ async def test_a_random_walk_through_every_transition_keeps_the_invariant(
             rng.choice(wp._idle).created -= wp.max_idle_age
         elif move == "tidy":
             wp._tidy(1.0)
+        elif move == "quiet":  # a round of the janitor after demand fell: extras retire
+            wp.shrink_after = 0.0
+            wp._tidy(1.0)
+            wp.shrink_after = _pool.SHRINK_AFTER
         elif move == "down":
             engine = pick_engine()
             if engine.host.up:
@@ -645,10 +766,12 @@ async def test_a_random_walk_through_every_transition_keeps_the_invariant(
         else:
             await settle(rng.randrange(1, 6))
         seen.add(move)
+        grew = grew or any(each.state.want > each.state.size for each in pools)
         check(pools, engines)
         await asyncio.sleep(0)
         check(pools, engines)
-    assert seen >= {"take", "give", "kill_idle", "down", "up", "mode", "tidy", "undefer"}
+    assert seen >= {"take", "give", "kill_idle", "down", "up", "mode", "tidy", "undefer", "quiet"}
+    assert grew, "no pool grew under the walk's pressure"
 
     for engine in engines:
         engine.mode = "hang"  # close while starts hang

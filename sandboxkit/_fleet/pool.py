@@ -35,14 +35,30 @@ log = logging.getLogger("sandboxkit")
 # the longest a replacement waits for the run of the sandbox it replaces: a short run
 # (a hello world, a compile-and-run) ends first; a long one is not left a spare short
 DEFER_REFILL = 0.5
+# the pool grows at most this often (seconds): about one container start, so a burst's
+# callers, all finding the pool dry at once, double it once and not once each
+GROW_EVERY = 0.25
+# seconds without pressure (a caller waiting, a run leaving the pool dry) after which a
+# grown pool steps halfway back to ``size``, retiring the idle sandboxes beyond that
+SHRINK_AFTER = 15.0
 
 
 class PoolState:
     """What a warm pool wants next, over the counts its placement keeps (all engines):
-    this holds only what is not a count of sandboxes (the bound, the callers waiting).
-    No I/O."""
+    this holds only what is not a count of sandboxes (the bound, the callers waiting,
+    how many idle ones demand calls for). No I/O; the clock is the caller's.
 
-    def __init__(self, placement: Placement, *, size: int, max_size: int) -> None:
+    **Sizing to demand.** ``want`` is the number of idle sandboxes the pool keeps ready:
+    ``size`` at rest. Pressure (a run that leaves the pool dry, a caller that has to
+    wait) doubles it, at most once per ``GROW_EVERY`` and never past ``grow_to`` (the
+    user's ``max_size`` and the engines' capacity, whichever is lower); a
+    ``SHRINK_AFTER`` without pressure steps it halfway back to ``size``, and the idle
+    sandboxes beyond it are retired. A pool of ``size=0`` starts one per run and never
+    grows."""
+
+    def __init__(
+        self, placement: Placement, *, size: int, max_size: int, grow_to: int | None = None
+    ) -> None:
         if size < 0:
             raise ValueError("size must be >= 0")
         if max_size < max(size, 1):
@@ -51,6 +67,12 @@ class PoolState:
         self.max_size = max_size
         self.waiters = 0
         placement.retarget(size)
+        # the most idle sandboxes demand may ask for: never below size, nor above max_size
+        bound = max_size if grow_to is None else min(max_size, grow_to)
+        self.grow_to = max(size, bound)
+        self._want = size
+        self._grew_at = -1e18  # when want last grew (caller's clock)
+        self._pressed_at = -1e18  # when pressure was last seen (or want last shrank)
 
     @property
     def size(self) -> int:
@@ -73,13 +95,42 @@ class PoolState:
         """Starting, idle or busy: never more than ``max_size``."""
         return self.placement.total.pooled
 
+    @property
+    def want(self) -> int:
+        """Idle sandboxes to keep ready: ``size``, or more while demand is high (never
+        below ``size``, even when the placement's ``size`` was changed since)."""
+        return max(self.size, self._want)
+
+    def pressure(self, now: float) -> bool:
+        """A run left the pool dry, or a caller waits: want more idle sandboxes (doubled,
+        at most once per ``GROW_EVERY``, up to ``grow_to``). True when it grew."""
+        self._pressed_at = now
+        want = self.want
+        if self.size == 0 or want >= self.grow_to or now - self._grew_at < GROW_EVERY:
+            return False
+        self._want = min(self.grow_to, max(want + 1, 2 * want))
+        self._grew_at = now
+        return True
+
+    def relax(self, now: float, quiet: float = SHRINK_AFTER) -> int:
+        """Called now and then: after ``quiet`` seconds without pressure, ``want`` steps
+        halfway back to ``size`` (the next step one more quiet period later). Returns
+        how many idle sandboxes are surplus now (0 while callers wait)."""
+        want = self.want
+        if want > self.size and now - self._pressed_at >= quiet:
+            self._want = self.size + (want - self.size) // 2
+            self._pressed_at = now
+        if self.waiters:
+            return 0
+        return max(0, self.idle - self.want)
+
     def to_start(self, deferred: int = 0, scrubbing: int = 0) -> int:
-        """New sandboxes to start now: refill to ``size`` idle, plus one per waiter,
+        """New sandboxes to start now: refill to ``want`` idle, plus one per waiter,
         less the ``deferred`` replacements (see ``WarmPool._deferred``) while an idle
         sandbox remains, and less the ``scrubbing`` ones (reuse mode: idle again within
         milliseconds, far sooner than a new container)."""
         deferred = deferred if self.idle > 0 else 0
-        want = self.size + self.waiters - self.idle - self.starting - deferred - scrubbing
+        want = self.want + self.waiters - self.idle - self.starting - deferred - scrubbing
         room = self.max_size - self.total
         return max(0, min(want, room))
 
@@ -129,6 +180,7 @@ class WarmPool:
         *,
         size: int,
         max_size: int,
+        grow_to: int | None = None,
         max_idle_age: float = 300.0,
         max_uses: int = 1,
         ready: Callable[[str], bool] = lambda url: True,
@@ -146,7 +198,8 @@ class WarmPool:
         for m in members:
             self.placement.add(m.host, ready=ready(m.url))
             self._boxes[m.url] = collections.deque()
-        self.state = PoolState(self.placement, size=size, max_size=max_size)
+        self.state = PoolState(self.placement, size=size, max_size=max_size, grow_to=grow_to)
+        self.shrink_after = SHRINK_AFTER  # quiet seconds before a grown pool steps back
         # handed out, not yet released, with the engine each came from: closing kills them too
         self._leased: dict[Box, str] = {}
         # leased ones given back in reuse mode, being scrubbed: idle again soon
@@ -265,8 +318,8 @@ class WarmPool:
         Otherwise the first caller after a quiet spell would find every idle sandbox
         expired and wait for a container to be created on its request path.
         """
-        period = max(0.5, min(30.0, self.max_idle_age / 4))
         while not self._closed:
+            period = max(0.5, min(30.0, self.max_idle_age / 4, self.shrink_after / 2))
             await asyncio.sleep(period)
             self._tidy(period)
 
@@ -289,6 +342,7 @@ class WarmPool:
             self._boxes[url] = fresh
             if died and self._on_dead_idle is not None:
                 self._on_dead_idle(url)  # an engine whose sandboxes die: probe it
+        self._shrink(self.state.relax(now, self.shrink_after))
         self._refill()
         if not self.state.waiters and not self.state.starting:
             # at rest but lopsided (a burst's refills went where there was room): start
@@ -296,6 +350,21 @@ class WarmPool:
             short = self.placement.misplaced()
             if short is not None:
                 self._rebalance(short)
+
+    def _shrink(self, surplus: int) -> None:
+        """Retire ``surplus`` idle sandboxes (demand fell): the oldest first, each from
+        the engine furthest over its target, so what is left keeps the targets."""
+        spots = self.placement.spots
+        for _ in range(surplus):
+            stocked = [u for u, boxes in self._boxes.items() if boxes]
+            if not stocked:
+                return
+            url = max(
+                stocked, key=lambda u: (spots[u].idle - spots[u].target, -self._boxes[u][0].created)
+            )
+            box = self._boxes[url].popleft()  # the oldest there
+            self.placement.idle_gone(url)
+            self._drop(url, box)
 
     def _rebalance(self, url: str) -> None:
         """Start ``url``'s share of the warm pool now (an engine back up, or one its
@@ -315,7 +384,7 @@ class WarmPool:
         spots = self.placement.spots
         if len(spots) < 2 or spots[url].idle > spots[url].target:
             return
-        if self.state.idle <= self.state.size + self.state.waiters:
+        if self.state.idle <= self.state.want + self.state.waiters:
             return
         over = [u for u, s in spots.items() if u != url and s.idle > s.target]
         if not over:
@@ -452,6 +521,11 @@ class WarmPool:
                         self._leased[box] = url
                         if self.state.idle > 0 and self.state.waiters == 1:
                             self._defer_refill(box)
+                        elif not self.state.idle and self.state.starting and self.max_uses == 1:
+                            # dry, with an earlier run's refill still on its way: runs
+                            # outpace refills (the finally below starts the growth); in
+                            # reuse mode a scrub, not a refill, serves the next run
+                            self.state.pressure(time.monotonic())
                         return box
                     self.placement.idle_gone(url)
                     self._drop(url, box)
@@ -468,6 +542,9 @@ class WarmPool:
                 ):
                     raise self.last_error
                 self.placement.resume_paused(now)
+                if len(self._scrubbing) < self.state.waiters:
+                    # a caller waits, and no scrub (milliseconds) will serve it: too small
+                    self.state.pressure(now)
                 self._refill()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -518,7 +595,7 @@ class WarmPool:
         url = self._leased.get(box)
         if url is None:
             return  # the pool closed meanwhile (it destroys leased boxes itself)
-        wanted = self.state.idle < self.state.size + self.state.waiters
+        wanted = self.state.idle < self.state.want + self.state.waiters
         if not (clean and wanted and box.alive and not self._closed):
             self.discard(box)
         else:
@@ -560,6 +637,7 @@ class WarmPool:
             "starting": self.state.starting,
             "busy": self.state.busy,
             "size": self.state.size,
+            "want": self.state.want,
         }
 
     def per_engine(self) -> dict[str, dict[str, int]]:
