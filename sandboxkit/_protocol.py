@@ -129,6 +129,11 @@ if TYPE_CHECKING:
         mtime: float
         target: str  # a symlink's
 
+    class UsageWire(TypedDict):
+        path: str
+        used: int
+        total: int
+
     class Reply(TypedDict, total=False):
         ok: bool
         error: str
@@ -136,6 +141,7 @@ if TYPE_CHECKING:
         entries: list[FileEntryWire]
         clean: bool  # (scrub) nothing of the last run is left
         leftovers: list[str]  # (scrub) what is, when not clean
+        usage: list[UsageWire]  # (usage) each place's bytes used and total
         # background processes
         pid: int
         next: int

@@ -29,7 +29,7 @@ from ._default import default_pool
 from ._egress.policy import Egress, check_egress
 from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
 from ._languages import get_language, language_env
-from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult
+from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult, SandboxMetrics
 from ._process import Process, launch
 from ._run.jobs import rlimits
 from ._run.program import run_program
@@ -314,6 +314,7 @@ class Sandbox:
         self._reclaimed = False
         self._paused_as: str | None = None  # the snapshot pause() made of it
         self._opened_for_you = False  # made open by resume()/fork(): `async with` takes it
+        self._cpu_sample: tuple[str, float, int] | None = None  # metrics(): box, clock, CPU ns
 
     @property
     def language(self) -> str:
@@ -774,6 +775,38 @@ class Sandbox:
         reply, _ = await self._job({"op": "proc_list"})
         _refused_unless_ok(reply, "list", "processes")
         return [ProcessInfo.model_validate(p) for p in reply.get("processes", [])]
+
+    async def metrics(self) -> SandboxMetrics:
+        """The session's use of its limits now: CPU over the time since the previous
+        call (the first: since the sandbox started), memory as the engine charges its
+        cgroup, and the disk of its writable places (workdir, home, /tmp). On an engine
+        that reports no stats (not Docker), CPU and memory used read 0."""
+        from ._snapshot.memory import docker_of
+
+        box = self._live_box()
+        reply, _ = await self._job({"op": "usage", "paths": [WORKDIR, box.home, "/tmp"]})
+        _refused_unless_ok(reply, "measure", "the sandbox's disk")
+        places = reply.get("usage", [])
+        engine = docker_of(box.engine)
+        stats = await engine.stats(box.cid) if engine is not None else None
+        clock, cpus = time.monotonic(), box.resources.cpus
+        cpu_ns = stats.cpu_ns if stats is not None else 0
+        last = self._cpu_sample
+        since, before = (last[1], last[2]) if last and last[0] == box.cid else (box.created, 0)
+        self._cpu_sample = (box.cid, clock, cpu_ns)
+        wall_ns = max(clock - since, 1e-3) * 1e9 * cpus
+        limit = box.resources.memory_mb * 1024 * 1024
+        return SandboxMetrics(
+            cpu_count=cpus,
+            cpu_percent=round(min(100.0, max(0.0, 100.0 * (cpu_ns - before) / wall_ns)), 2),
+            memory_used=stats.memory_used if stats is not None else 0,
+            memory_cache=stats.memory_cache if stats is not None else 0,
+            # the engine's figure is the host's memory where the cgroup has no limit
+            memory_total=min(stats.memory_limit, limit) if stats and stats.memory_limit else limit,
+            disk_used=sum(int(p["used"]) for p in places),
+            disk_total=sum(int(p["total"]) for p in places),
+            timestamp=time.time(),
+        )
 
     async def kill(self, pid: int, signal: int = signals.SIGTERM, *, grace: float = 3.0) -> None:
         """Send ``signal`` to process ``pid`` and its whole tree (a background process's:

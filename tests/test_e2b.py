@@ -37,7 +37,8 @@ def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
     stop: list[asyncio.Task[None]] = []
 
     async def main() -> None:
-        async with sk.SandboxPool(languages=["python"], size=2) as pool:
+        # the templates' languages: base's warm, the code interpreter's made on first use
+        async with sk.SandboxPool(languages=["e2b-base"], size=2) as pool:
             settings.pool = pool
             ready = asyncio.Event()
             task = asyncio.create_task(serve(settings, ready))
@@ -371,7 +372,7 @@ def test_pty_stream_input_and_connect(sbx: object) -> None:
     screen: list[bytes] = []
     assert again.wait(on_pty=screen.append).exit_code == 0
     text = b"".join(screen).decode(errors="replace")
-    assert "\r42\r\n" in text and "\r\n/work\r\n" in text
+    assert "\r42\r\n" in text and "\r\n/home/user\r\n" in text
     term.disconnect()
 
 
@@ -384,3 +385,168 @@ def test_a_killed_sandbox_ends_its_terminal(server: Settings) -> None:
     box.kill()
     with pytest.raises(SandboxException):  # an error, not a hang or a clean exit
         term.wait()
+
+
+# ---------------------------------------------------------------- templates (issue 24, item 3)
+def test_base_template_is_e2b_shaped(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    out = sbx.commands.run("whoami; pwd; echo $HOME; cd ~ && pwd; id -u")
+    assert out.stdout.split() == ["user", "/home/user", "/home/user", "/home/user", "65534"]
+    tools = sbx.commands.run("bash --version | head -1; node --version; git --version; python3 -V")
+    lines = tools.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("GNU bash")
+    assert lines[1].startswith("v") and lines[2].startswith("git version")
+    assert lines[3].startswith("Python 3")
+    sbx.files.write("relative.txt", "in the home")
+    assert sbx.commands.run("cat /home/user/relative.txt").stdout == "in the home"
+    assert sbx.files.read("/home/user/relative.txt") == "in the home"
+    assert "relative.txt" in [e.name for e in sbx.files.list("/home/user")]
+    assert sbx.commands.run("ls ~/relative.txt && test -O ~/relative.txt").exit_code == 0
+
+
+def test_code_interpreter_template_has_the_data_stack(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        assert box.get_info().template_id == "code-interpreter-v1"
+        done = box.run_code("import numpy, pandas, matplotlib\nnumpy.arange(4).sum()")
+        assert done.error is None and done.text == "6"
+        assert box.commands.run("whoami; pwd").stdout.split() == ["user", "/home/user"]
+    finally:
+        box.kill()
+
+
+def test_unknown_template_is_e2b_404(server: Settings) -> None:
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as client:
+        r = client.post("/v2/sandboxes", json={"templateID": "nope"}, headers={"X-API-Key": KEY})
+    assert r.status_code == 404 and r.json() == {
+        "code": 404,
+        "message": "template 'nope' not found",
+    }
+
+
+def test_a_template_registered_from_a_language_spec() -> None:
+    from sandboxkit.e2b import template_from
+    from sandboxkit.e2b._templates import parse_template_flag, resolve
+
+    assert parse_template_flag("js-box=javascript") == ("js-box", "javascript")
+    with pytest.raises(sk.InvalidInput):
+        parse_template_flag("no-language")
+    with pytest.raises(sk.InvalidInput):
+        template_from("Bad Id", "python")
+    with pytest.raises(sk.InvalidInput):
+        template_from("x", "no-such-language")
+    templates = resolve({"js-box": "javascript"})
+    js = templates["js-box"]
+    assert js.language == "e2b-javascript" and sk.get_language("e2b-javascript") is js.spec
+    assert js.spec.env["HOME"] == "/home/user" and "nodejs" in js.spec.packages
+    assert {"base", "code-interpreter-v1", "js-box"} <= set(templates)
+
+
+# ---------------------------------------------------------------- secure sandboxes
+def _envd(server: Settings, sandbox_id: str, headers: dict[str, str] | None = None) -> object:
+    import httpx
+
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{server.sandbox_port}",
+        headers={"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": "49983", **(headers or {})},
+    )
+
+
+def test_secure_sandbox_needs_its_access_token(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    token = sbx._envd_access_token  # what the create response carried
+    assert token
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as api:
+        detail = api.get(f"/sandboxes/{sbx.sandbox_id}", headers={"X-API-Key": KEY})
+        assert detail.json()["envdAccessToken"] == token  # what get_info and connect carry
+    # the SDK sends it: every call works (the fixture's other tests too)
+    assert sbx.commands.run("echo ok").stdout == "ok\n"
+    stat = {"path": "/tmp"}
+    for headers, status in (
+        ({}, 401),
+        ({"X-Access-Token": "wrong"}, 401),
+        ({"X-Access-Token": token}, 200),
+    ):
+        with _envd(server, sbx.sandbox_id, headers) as client:
+            assert isinstance(client, httpx.Client)
+            r = client.post("/filesystem.Filesystem/Stat", json=stat)
+            assert r.status_code == status, (headers, r.text)
+            files = client.get("/files", params={"path": "/tmp"})
+            assert files.status_code == (400 if status == 200 else 401), files.text
+            assert client.get("/health").status_code == 204  # envd's probe stays open
+    with _envd(server, sbx.sandbox_id) as client:
+        assert isinstance(client, httpx.Client)
+        r = client.post("/filesystem.Filesystem/Stat", json=stat)
+        assert r.json()["message"].startswith("unauthorized access")
+        run = client.post("/execute", json={"code": "1"}, headers={"E2b-Sandbox-Port": "49999"})
+        assert run.status_code == 401
+
+
+def test_signed_file_urls(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.files.write("signed.txt", "by signature")
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
+    with httpx.Client(headers=headers) as client:  # no access token: the URL's signature
+        url = sbx.download_url("signed.txt")
+        assert "signature=v1_" in url
+        base = f"http://127.0.0.1:{server.sandbox_port}"
+        got = client.get(base + url[url.index("/files") :])
+        assert got.status_code == 200 and got.text == "by signature"
+        up = sbx.upload_url("up.txt", use_signature_expiration=60)
+        sent = client.post(base + up[up.index("/files") :], files={"file": ("up.txt", b"up")})
+        assert sent.status_code == 200, sent.text
+        assert sbx.files.read("up.txt") == "up"
+        expired = sbx.download_url("signed.txt", use_signature_expiration=-10)
+        late = client.get(base + expired[expired.index("/files") :])
+        assert late.status_code == 401 and "expired" in late.json()["message"]
+        forged = base + url[url.index("/files") :].replace("signed.txt", "up.txt")
+        assert client.get(forged).status_code == 401
+
+
+def test_a_sandbox_created_not_secure_accepts_any_request(server: Settings) -> None:
+    import httpx
+
+    api = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"X-API-Key": KEY})
+    with api:
+        made = api.post("/sandboxes", json={"templateID": "base", "secure": False})
+        assert made.status_code == 201 and "envdAccessToken" not in made.json()
+        sandbox_id = made.json()["sandboxID"]
+        try:
+            with _envd(server, sandbox_id) as client:
+                assert isinstance(client, httpx.Client)
+                r = client.post("/filesystem.Filesystem/Stat", json={"path": "/tmp"})
+                assert r.status_code == 200 and r.json()["entry"]["type"] == "FILE_TYPE_DIRECTORY"
+        finally:
+            api.delete(f"/sandboxes/{sandbox_id}")
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.commands.run("head -c 3000000 /dev/urandom > ~/blob")  # 3 MB on the home's tmpfs
+    (metric,) = sbx.get_metrics()
+    assert metric.cpu_count == 1 and 0 <= metric.cpu_used_pct <= 100
+    assert 0 < metric.mem_used <= metric.mem_total <= 256 * 1024 * 1024
+    assert 3_000_000 <= metric.disk_used < metric.disk_total
+    sbx.commands.run("rm ~/blob")
+    (after,) = sbx.get_metrics()
+    assert after.disk_used < metric.disk_used - 2_900_000
+    assert after.timestamp >= metric.timestamp
+    from e2b import SandboxNotFoundException
+
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.get_metrics("inosuchsandbox")

@@ -17,6 +17,7 @@ import ssl
 import tarfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -479,6 +480,30 @@ def container_record(raw: Mapping[str, Any]) -> ContainerRecord:
     )
 
 
+@dataclass(frozen=True)
+class ContainerStats:
+    """A container's cgroup as the engine reports it (:meth:`DockerBackend.stats`)."""
+
+    cpu_ns: int  # CPU time used since it started
+    memory_used: int
+    memory_cache: int
+    memory_limit: int
+
+
+def container_stats(raw: Mapping[str, Any]) -> ContainerStats:
+    memory = raw.get("memory_stats") or {}
+    detail = memory.get("stats") or {}
+    # cgroup v1 names the page cache "cache", v2 "file"
+    cache = int(detail.get("cache", detail.get("file", 0)) or 0)
+    cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
+    return ContainerStats(
+        cpu_ns=int(cpu.get("total_usage") or 0),
+        memory_used=int(memory.get("usage") or 0),
+        memory_cache=cache,
+        memory_limit=int(memory.get("limit") or 0),
+    )
+
+
 def image_records(raw: Mapping[str, Any]) -> list[ImageRecord]:
     """One record per tag of an image of a listing or an inspection."""
     config = raw.get("Config")
@@ -893,6 +918,19 @@ class DockerBackend:
     # ------------------------------------------------------------------ checkpoints
     # Sandbox.pause of a gVisor session keeps its memory through the engine's
     # experimental checkpoint API (dockerd --experimental); see sandboxkit/_snapshot.
+    # ------------------------------------------------------------------ usage
+    # Sandbox.metrics: the engine's own account of a container's cgroup (Docker's, not
+    # part of the engine seam: a backend without it reports no CPU or memory figures)
+    async def stats(self, cid: str) -> ContainerStats:
+        """``cid``'s CPU time and memory now (one sample: ``one-shot``, no wait)."""
+        with self._map("report a container's stats"):
+            raw = await _idempotent(
+                lambda: self._client._query_json(
+                    f"containers/{cid}/stats", params={"stream": "false", "one-shot": "true"}
+                )
+            )
+        return container_stats(raw)
+
     async def can_checkpoint(self) -> bool:
         """Whether this engine's checkpoint API is on (an experimental daemon)."""
         with self._map("report its info"):

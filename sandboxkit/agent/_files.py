@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .._protocol import FileEntryWire, FileJob, RunJob
 
 MAX_ENTRIES = 10000
-OPS = ("write", "read", "list", "stat", "mkdir", "rename", "remove")
+OPS = ("write", "read", "list", "stat", "mkdir", "rename", "remove", "usage")
 REASONS = (
     "not_found",
     "is_directory",
@@ -481,6 +481,20 @@ def place_own(job: RunJob) -> None:
     job["argv"] = argv
 
 
+def usage(paths: list[str]) -> list[dict[str, Any]]:
+    """Bytes used and total of each filesystem at ``paths`` (the box's tmpfs places):
+    what the box may still write, as ``df`` says it."""
+    found = []
+    for path in paths:
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            continue
+        total = st.f_blocks * st.f_frsize
+        found.append({"path": path, "used": total - st.f_bfree * st.f_frsize, "total": total})
+    return found
+
+
 def carry_out(workdir: str, job: Any) -> tuple[dict[str, Any], bytes]:
     """One file job: its reply and its data."""
     op = job["op"]
@@ -500,6 +514,8 @@ def carry_out(workdir: str, job: Any) -> tuple[dict[str, Any], bytes]:
         make_dir(workdir, path, bool(job.get("parents", True)))
     elif op == "rename":
         rename(workdir, path, str(job["dst"]), bool(job.get("overwrite")))
+    elif op == "usage":
+        return {"ok": True, "usage": usage([str(p) for p in job["paths"]])}, b""
     else:
         remove(workdir, path)
     return {"ok": True}, b""

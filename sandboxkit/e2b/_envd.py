@@ -27,16 +27,17 @@ from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
 from .._background import BackgroundProcess, Terminal
-from .._container import WORKDIR
 from .._errors import InvalidInput, SandboxError, SandboxFileError
 from .._models import FileEntry
 from .._sandbox import Sandbox
 from ._registry import Entry, Registry
+from ._templates import E2B_HOME
 from ._watchers import Watcher, event_of
 
 SANDBOX_HEADER = "e2b-sandbox-id"
-E2B_HOME = "/home/user"  # E2B's user home and default cwd...
-HOME = WORKDIR  # ...is the session's workdir here (the sandbox user's own, kept by pause)
+# E2B's user home and default cwd: every template's image names the sandbox's uid
+# ``user`` with this home, a tmpfs of the box's own kept by pause (see _templates)
+HOME = E2B_HOME
 
 _FILE_ERRORS = {
     "not_found": Code.NOT_FOUND,
@@ -83,10 +84,7 @@ def box_path(path: str) -> str:
     are the box's, so a relative one is made absolute against the home."""
     if not path:
         return HOME
-    where = posixpath.normpath(path if path.startswith("/") else posixpath.join(HOME, path))
-    if where == E2B_HOME or where.startswith(E2B_HOME + "/"):
-        where = HOME + where[len(E2B_HOME) :]
-    return where
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(HOME, path))
 
 
 # ---------------------------------------------------------------------- filesystem

@@ -19,13 +19,9 @@ from .._background import Terminal
 from .._egress import Egress
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
+from ._templates import Template, resolve
 from ._watchers import Watcher
 
-# E2B's templates, each onto a sandboxkit language and session kind
-TEMPLATES: dict[str, dict[str, Any]] = {
-    "base": {"language": "python", "keep_state": False},
-    "code-interpreter-v1": {"language": "python", "keep_state": True},
-}
 SWEEP_EVERY = 0.5  # seconds between looks for sandboxes past their end time
 MAX_TIMEOUT = 24 * 3600  # E2B's own ceiling on a sandbox's life (Pro tier)
 
@@ -45,6 +41,9 @@ class Entry:
     allow_internet_access: bool | None = None
     network: dict[str, Any] | None = None
     snapshot_id: str | None = None  # set while paused
+    # envd's access token of a ``secure`` sandbox (E2B 2.x: every one the SDK creates):
+    # its envd and interpreter routes refuse a request without it (see _access)
+    access_token: str | None = None
     # the terminals (``sandbox.pty``) by pid, and the polled watchers
     # (``files.watch_dir`` of the sync SDK) by id: they go with the sandbox
     terminals: dict[int, Terminal] = field(default_factory=dict)
@@ -84,8 +83,14 @@ class Full(Exception):
 
 
 class Registry:
-    def __init__(self, pool: SandboxPool | None = None, max_sandboxes: int = 64) -> None:
+    def __init__(
+        self,
+        pool: SandboxPool | None = None,
+        max_sandboxes: int = 64,
+        templates: dict[str, Template] | None = None,
+    ) -> None:
         self._pool = pool
+        self.templates = templates if templates is not None else resolve()
         self.max_sandboxes = max_sandboxes
         self._entries: dict[str, Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -127,14 +132,15 @@ class Registry:
         envs: dict[str, str],
         allow_internet_access: bool | None,
         network: dict[str, Any] | None,
+        secure: bool = True,
     ) -> Entry:
         if len(self._entries) >= self.max_sandboxes:
             raise Full(f"at most {self.max_sandboxes} sandboxes at once")
-        spec = TEMPLATES[template]
+        spec = self.templates[template]
         session = Sandbox(
-            spec["language"],
+            spec.language,
             pool=self._pool,
-            keep_state=spec["keep_state"],
+            keep_state=spec.keep_state,
             idle_timeout=None,
             network=egress_of(allow_internet_access, network),
         )
@@ -151,6 +157,7 @@ class Registry:
             envs=envs,
             allow_internet_access=allow_internet_access,
             network=network,
+            access_token=secrets.token_urlsafe(24) if secure else None,
         )
         self._entries[sandbox_id] = entry
         return entry

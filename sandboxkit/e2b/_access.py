@@ -1,0 +1,81 @@
+"""envd's access token, as envd checks it: a ``secure`` sandbox (every one E2B 2.x's SDK
+creates) answers only requests carrying its token in ``X-Access-Token``; its file URLs
+may carry a signature instead (``sandbox.download_url``/``upload_url``: no header, a
+``signature`` of the path, operation, user and token, optionally with an expiry).
+
+Refusals are envd's: 401 with ``{"code": 401, "message": ...}``. A sandbox created with
+``secure=False`` (older SDKs) has no token and accepts any request, as envd does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+TOKEN_HEADER = b"x-access-token"
+UNAUTHORIZED = (
+    "unauthorized access, please provide a valid access token or method signing if supported"
+)
+# envd's routes that a signature may open instead of the header: the file routes
+SIGNED_ROUTES = {("GET", "/files"): "read", ("POST", "/files"): "write"}
+# reached without any token: envd's health probe; the code interpreter's context routes,
+# which the e2b-code-interpreter SDK calls without the token (it sends it to /execute)
+OPEN_ROUTES = {("GET", "/health")}
+INTERPRETER_OPEN_PREFIX = "/contexts"
+
+
+def signature(path: str, operation: str, user: str, token: str, expiration: int | None) -> str:
+    """envd's v1 file signature: base64 (unpadded) of the SHA-256 of
+    ``path:operation:user:token[:expiration]``."""
+    parts = [path, operation, user, token] + ([str(expiration)] if expiration is not None else [])
+    digest = hashlib.sha256(":".join(parts).encode()).digest()
+    return "v1_" + base64.b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def refusal(
+    token: str | None,
+    method: str,
+    path: str,
+    headers: Mapping[bytes, bytes],
+    query: Mapping[str, str],
+    *,
+    interpreter: bool = False,
+) -> str | None:
+    """Why this request may not reach a sandbox whose token is ``token`` (None: it may)."""
+    if token is None:
+        return None
+    given = headers.get(TOKEN_HEADER, b"").decode("latin-1")
+    if given and _same(given, token):
+        return None
+    if interpreter:
+        return None if path.startswith(INTERPRETER_OPEN_PREFIX) else UNAUTHORIZED
+    if (method, path) in OPEN_ROUTES:
+        return None
+    operation = SIGNED_ROUTES.get((method, path))
+    if operation is None:
+        return UNAUTHORIZED
+    if given:
+        return "access token present in header but does not match"
+    signed = query.get("signature")
+    if signed is None:
+        return "missing signature query parameter"
+    raw_expiry = query.get("signature_expiration")
+    try:
+        expiration = int(raw_expiry) if raw_expiry is not None else None
+    except ValueError:
+        return "invalid signature"
+    expected = signature(
+        query.get("path", ""), operation, query.get("username", ""), token, expiration
+    )
+    if not _same(signed, expected):
+        return "invalid signature"
+    if expiration is not None and expiration < time.time():
+        return "signature is already expired"
+    return None
