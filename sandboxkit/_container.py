@@ -79,6 +79,8 @@ class Shape:
     # an EgressHub: a network of each sandbox's own, through the hub's gateway (the
     # policy itself is per checkout, not part of the key)
     network: NetworkPolicy | EgressHub = None
+    # a root filesystem of its own to write (see ContainerSpec.writable_root)
+    writable_root: bool = False
     # where the engine cannot change a live container's limits (gVisor's runsc; see
     # ContainerEngine.limits_fixed) they are fixed at creation and part of the pool key;
     # elsewhere they are updated in place per run
@@ -113,6 +115,7 @@ def container_spec(
         network=network if isinstance(shape.network, EgressHub) else shape.network,
         channel=channel,
         home=home_of(env),
+        writable_root=shape.writable_root,
     )
 
 

@@ -27,7 +27,7 @@ from ._background import refused as _refused_reply
 from ._container import WORKDIR, Box
 from ._default import default_pool
 from ._egress.policy import Egress, check_egress
-from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
+from ._errors import InvalidInput, SandboxError, SandboxFileError, SandboxkitError, UsageError
 from ._languages import get_language, language_env
 from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult, SandboxMetrics
 from ._process import Process, launch
@@ -241,6 +241,32 @@ def _refuse(unexpected: Mapping[str, object], language: str, method: str) -> Non
         raise TypeError(f"Sandbox.{method}() got an unexpected keyword argument {name!r}")
 
 
+ROOT_REFUSED = (
+    "root=True: uid 0 in a sandbox under runc is uid 0 of the host's kernel (the first "
+    "step of every container escape), and the engine {engine} does not remap it "
+    "(no userns-remap). Run the session under gVisor (runtime='runsc', or a pool with "
+    "runtime='runsc'), or give the engine userns-remap (see `sandboxkit doctor`)"
+)
+
+
+async def check_root_allowed(pool: SandboxPool, runtime: str) -> None:
+    """Refuse a root session unless uid 0 in its box is not the host's: gVisor's own
+    kernel, or an engine that remaps uids (every engine of the pool: the box may be
+    placed on any of them)."""
+    if runtime == "runsc":
+        return
+    await pool._connect()
+    if not pool.fleet.members:
+        raise InvalidInput(ROOT_REFUSED.format(engine="(none)"))
+    for member in pool.fleet.members:
+        try:
+            remapped = (await member.unwatched.info()).user_namespaces
+        except SandboxkitError:
+            remapped = False
+        if not remapped:
+            raise InvalidInput(ROOT_REFUSED.format(engine=member.url))
+
+
 class Sandbox:
     """A session: one sandbox kept for several runs; files persist between them.
 
@@ -278,6 +304,13 @@ class Sandbox:
             the pool's, none for the default pool). :meth:`set_network` changes it while
             the session runs; a session opened with no policy has no network to change
             (open it with ``network=sk.Egress()``, which allows nothing, to add one later).
+        root: let background commands and terminals run as uid 0 in the box
+            (``start(..., user="root")``, ``terminal(..., user="root")``), to install
+            packages and the like; its root filesystem is then writable (the container's
+            own layer, gone with it; the image is untouched). Only where uid 0 in the box
+            is not the host's: under gVisor (``runtime="runsc"``) or on an engine with
+            ``userns-remap``; elsewhere :meth:`open` refuses it (``InvalidInput``). The
+            program holds no capability even as uid 0.
     """
 
     def __init__(
@@ -291,8 +324,12 @@ class Sandbox:
         idle_timeout: float | None = 600.0,
         runtime: Runtime | None = None,
         network: Egress | Literal["pool"] | None = "pool",
+        root: bool = False,
     ) -> None:
         self.spec = get_language(language)
+        if not isinstance(root, bool):
+            raise InvalidInput(f"root must be True or False, not {root!r}")
+        self.root = root
         self.network = network if network == "pool" else check_egress(network)
         if keep_state and self.spec.preload != "python":
             raise InvalidInput("keep_state is available for Python sessions only")
@@ -333,6 +370,8 @@ class Sandbox:
         self._pool = pool
         lease = AsyncExitStack()
         try:
+            if self.root:
+                await check_root_allowed(pool, self.runtime or pool.runtime)
             from ._snapshot.memory import open_pausable
 
             # under gVisor with the engine's checkpoint API: a box whose memory pause() keeps
@@ -346,7 +385,13 @@ class Sandbox:
                 self._box = box
             else:
                 self._box = await lease.enter_async_context(
-                    pool.checkout(self.spec, self.limits, self.runtime, network=self.network)
+                    pool.checkout(
+                        self.spec,
+                        self.limits,
+                        self.runtime,
+                        network=self.network,
+                        writable_root=self.root,
+                    )
                 )
         except BaseException:
             self._state = Lifecycle.CLOSED
@@ -538,6 +583,7 @@ class Sandbox:
         args: Sequence[str] | None = None,
         shell: bool = False,
         cwd: str | None = None,
+        user: Literal["root"] | None = None,
         **unexpected: Never,
     ) -> Process | BackgroundProcess:
         """Start ``code`` in this session with stdin open; the session waits for it.
@@ -547,6 +593,7 @@ class Sandbox:
         at once: a :class:`BackgroundProcess` (its ``pid``), which runs on across runs
         and file calls, in ``cwd`` (default: the workdir) with ``env`` over the
         language's variables, until it ends, :meth:`kill` ends it or the session closes.
+        ``user="root"``: as uid 0, in a session opened with ``root=True``.
         """
         _refuse(unexpected, self.language, "start")
         if shell or not isinstance(code, str):
@@ -555,7 +602,9 @@ class Sandbox:
                     "a background command takes env= and cwd=; write files first with "
                     "write_file, send input with proc.write"
                 )
-            return await self._start_background(code, shell=shell, env=env, cwd=cwd)
+            return await self._start_background(code, shell=shell, env=env, cwd=cwd, user=user)
+        if user is not None:
+            raise InvalidInput("user= is for background commands (shell=True, or an argv list)")
         if cwd is not None:
             raise InvalidInput("cwd= is for background commands (shell=True, or an argv list)")
         job = self._prepare(code, stdin, files, limits, env, args)
@@ -720,7 +769,15 @@ class Sandbox:
         cwd: str | None,
         pty: tuple[int, int] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        user: Literal["root"] | None = None,
     ) -> BackgroundProcess:
+        if user is not None and user != "root":
+            raise InvalidInput(f"user must be 'root' or None (the sandbox's user), not {user!r}")
+        if user == "root" and not self.root:
+            raise InvalidInput(
+                "user='root' needs a session opened with root=True (under gVisor, or on "
+                "an engine with userns-remap)"
+            )
         if isinstance(command, str):
             if not command.strip():
                 raise InvalidInput("the command is empty")
@@ -743,6 +800,8 @@ class Sandbox:
         }
         if pty is not None:
             job["pty"] = {"cols": pty[0], "rows": pty[1]}
+        if user == "root":
+            job["root"] = True
         reply, _ = await self._job(job)
         _refused_unless_ok(reply, "start", " ".join(argv))
         kind = Terminal if pty is not None else BackgroundProcess
@@ -840,9 +899,11 @@ class Sandbox:
         command: str | Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        user: Literal["root"] | None = None,
     ) -> Terminal:
         """A shell (``bash``, else ``sh``; or ``command``) on a pseudo-terminal of
-        ``cols`` x ``rows``: write keys, read the screen's bytes, resize, kill."""
+        ``cols`` x ``rows``: write keys, read the screen's bytes, resize, kill.
+        ``user="root"``: as uid 0, in a session opened with ``root=True``."""
         for name, value in (("cols", cols), ("rows", rows)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
                 raise InvalidInput(f"{name} must be a whole number from 1 to 1000")
@@ -855,6 +916,7 @@ class Sandbox:
             cwd=cwd,
             pty=(cols, rows),
             extra_env={"TERM": "xterm-256color"},
+            user=user,
         )
         assert isinstance(term, Terminal)
         return term

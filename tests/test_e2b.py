@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -29,17 +30,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
+@contextlib.contextmanager
+def _serving(**pool: Any) -> Iterator[Settings]:
+    """``sandboxkit e2b`` in a thread of its own (its event loop, its pool)."""
     settings = Settings(port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY])
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: list[asyncio.Task[None]] = []
 
     async def main() -> None:
-        # the templates' languages: base's warm, the code interpreter's made on first use
-        async with sk.SandboxPool(languages=["e2b-base"], size=2) as pool:
-            settings.pool = pool
+        async with sk.SandboxPool(**pool) as made:
+            settings.pool = made
             ready = asyncio.Event()
             task = asyncio.create_task(serve(settings, ready))
             stop.append(task)
@@ -50,17 +51,26 @@ def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     thread.start()
-    assert started.wait(120), "the server did not start"
-    # the SDK only ever reaches loopback: both URLs given, and its domain is localhost so
-    # that anything it would build from the domain also stays on this machine
-    monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
-    monkeypatch_module.setenv("E2B_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
-    monkeypatch_module.setenv("E2B_API_KEY", KEY)
-    monkeypatch_module.setenv("E2B_DOMAIN", "localhost")
-    monkeypatch_module.setenv("E2B_DEBUG", "false")
-    yield settings
-    loop.call_soon_threadsafe(stop[0].cancel)
-    thread.join(60)
+    assert started.wait(300), "the server did not start"
+    try:
+        yield settings
+    finally:
+        loop.call_soon_threadsafe(stop[0].cancel)
+        thread.join(60)
+
+
+@pytest.fixture(scope="module")
+def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
+    # the templates' languages: base's warm, the code interpreter's made on first use
+    with _serving(languages=["e2b-base"], size=2) as settings:
+        # the SDK only ever reaches loopback: both URLs given, and its domain is localhost
+        # so that anything it would build from the domain also stays on this machine
+        monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
+        monkeypatch_module.setenv("E2B_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
+        monkeypatch_module.setenv("E2B_API_KEY", KEY)
+        monkeypatch_module.setenv("E2B_DOMAIN", "localhost")
+        monkeypatch_module.setenv("E2B_DEBUG", "false")
+        yield settings
 
 
 @pytest.fixture(scope="module")
@@ -550,3 +560,90 @@ def test_metrics(sbx: object) -> None:
 
     with pytest.raises(SandboxNotFoundException):
         Sandbox.get_metrics("inosuchsandbox")
+
+
+# ---------------------------------------------------------------- user="root" (item 6)
+def test_root_is_refused_under_runc_with_the_reason(sbx: object) -> None:
+    from e2b import Sandbox, SandboxException
+
+    assert isinstance(sbx, Sandbox)
+    # this engine has no userns-remap (the test would say nothing on one that has)
+    if _engine_info().user_namespaces:
+        pytest.skip("the engine remaps uids: root is allowed under runc there")
+    with pytest.raises(SandboxException, match="runsc") as refused:
+        sbx.commands.run("id -u", user="root")
+    assert "uid 0" in str(refused.value)
+    with pytest.raises(SandboxException, match="runsc"):
+        sbx.pty.create(_pty_size(), user="root")
+    assert sbx.commands.run("id -u", user="user").stdout == "65534\n"
+
+
+def _engine_info() -> Any:
+    from sandboxkit._backends import connect
+
+    async def ask() -> Any:
+        engine = connect()
+        try:
+            return await engine.info()
+        finally:
+            await engine.close()
+
+    return asyncio.run(ask())
+
+
+def _pty_size() -> object:
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    return PtySize(rows=24, cols=80)
+
+
+@pytest.fixture(scope="module")
+def gvisor_server() -> Iterator[Settings]:
+    if "runsc" not in _engine_info().runtimes:
+        pytest.skip("the engine has no runsc (gVisor) runtime")
+    with _serving(languages=["e2b-base"], size=1, runtime="runsc") as settings:
+        yield settings
+
+
+def _gvisor(settings: Settings) -> dict[str, str]:
+    return {
+        "api_url": f"http://127.0.0.1:{settings.port}",
+        "sandbox_url": f"http://127.0.0.1:{settings.sandbox_port}",
+        "api_key": KEY,
+        "domain": "localhost",
+    }
+
+
+def test_root_under_gvisor_is_uid_0_without_capabilities(gvisor_server: Settings) -> None:
+    from e2b import Sandbox
+
+    opts = _gvisor(gvisor_server)
+    box, other = Sandbox.create(timeout=120, **opts), Sandbox.create(timeout=120, **opts)
+    try:
+        out = box.commands.run("whoami; id -u; pwd; echo $HOME", user="root")
+        assert out.stdout.split() == ["root", "0", "/root", "/root"]
+        caps = box.commands.run("grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status", user="root")
+        assert [line.split()[1] for line in caps.stdout.splitlines()] == ["0" * 16] * 3
+        # the system directories are the box's own: written here, unseen next door
+        made = ("/etc/e2b-root-test", "/usr/local/bin/e2b-tool")
+        wrote = f"echo mine > {made[0]} && touch {made[1]} && cat {made[0]}"
+        assert box.commands.run(wrote, user="root").stdout == "mine\n"
+        # (python's stat: this gVisor answers coreutils' statx with EINVAL)
+        look = f'python3 -c "import os; print(*[os.path.exists(p) for p in {made!r}])"'
+        assert box.commands.run(look).stdout == "True True\n"
+        assert other.commands.run(look, user="root").stdout == "False False\n"
+        # the sandbox's user stays itself: root's files are not its to change
+        from e2b import CommandExitException
+
+        with pytest.raises(CommandExitException):
+            box.commands.run("echo no > /etc/e2b-root-test")
+        assert box.commands.run("whoami").stdout == "user\n"
+        term = box.pty.create(_pty_size(), user="root")  # type: ignore[arg-type]
+        screen: list[bytes] = []
+        box.pty.send_stdin(term.pid, b"id -u; exit\n")
+        assert term.wait(on_pty=screen.append).exit_code == 0
+        text = b"".join(screen).decode(errors="replace")
+        assert "root@sandbox:~# " in text and "\r0\r\n" in text
+    finally:
+        box.kill()
+        other.kill()

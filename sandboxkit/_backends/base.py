@@ -118,6 +118,9 @@ class ContainerSpec:
     channel: str | None = None
     # kept when stopped (no AutoRemove): Sandbox.pause checkpoints it (see _snapshot)
     pausable: bool = False
+    # its root filesystem writable (the container's own layer, gone with it): a box whose
+    # programs may run as uid 0 (Sandbox(root=True): gVisor or userns-remap only)
+    writable_root: bool = False
     # ``command`` is sandboxkit's agent, which starts as uid 0 with the few capabilities
     # it needs to run programs as ``uid`` (agent/_privs.py); anything else (the egress
     # gateway) runs as ``uid`` from its first instruction, with no capability at all

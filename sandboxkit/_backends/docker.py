@@ -299,7 +299,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "CapAdd": list(AGENT_CAPABILITIES) if spec.supervisor else [],
         # sandboxkit's own syscall filter, not the engine's (which varies by version)
         "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
-        "ReadonlyRootfs": True,
+        "ReadonlyRootfs": not spec.writable_root,
         "Tmpfs": {
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
             spec.own_dir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0700",

@@ -81,7 +81,7 @@ async def open_pausable(sb: Sandbox, pool: SandboxPool) -> Box | None:
             continue
         if not await _checkpoints_on(docker):
             continue
-        shape = pool._shape(tag, sb.limits, sb.spec, runtime)
+        shape = pool._shape(tag, sb.limits, sb.spec, runtime, writable_root=sb.root)
         resources = shape.fixed or pool._container_resources(sb.spec, sb.limits)
         return await Box.start(
             member.engine, shape, resources, language_env(sb.spec), pool.pool_id, pausable=True
@@ -163,6 +163,7 @@ async def restore(
         keep_state=snap.keep_state,
         idle_timeout=idle_timeout,
         runtime="runsc",
+        root=snap.root,
     )
     # the checkpoint is used up whatever happens next: the snapshot keeps its files
     await _forget_memory(record)

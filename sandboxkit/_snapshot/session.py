@@ -61,6 +61,7 @@ async def pause(sb: Sandbox) -> store.Snapshot:
                 limits=sb.limits,
                 keep_state=sb.keep_state,
                 keep_processes=sb.keep_processes,
+                root=sb.root,
             )
             record = await anyio.to_thread.run_sync(writer.commit, snapshot, memory)
         except BaseException:
@@ -102,6 +103,7 @@ async def resume(
         keep_state=snap.keep_state,
         idle_timeout=idle_timeout,
         runtime=snap.runtime if snap.runtime in ("runc", "runsc") else None,  # type: ignore[arg-type]
+        root=snap.root,
     )
     await sb.open()
     try:
@@ -132,6 +134,7 @@ async def fork(sb: Sandbox) -> Sandbox:
                 size_bytes=writer.size,
                 created_at=datetime.now(timezone.utc),
                 limits=sb.limits,
+                root=sb.root,
             )
             record = await anyio.to_thread.run_sync(writer.commit, snapshot, None)
         except BaseException:
@@ -148,6 +151,7 @@ async def fork(sb: Sandbox) -> Sandbox:
             keep_state=sb.keep_state,
             idle_timeout=sb.idle_timeout,
             runtime=sb.runtime,
+            root=sb.root,
         )
         await child.open()
         try:

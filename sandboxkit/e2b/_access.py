@@ -10,6 +10,7 @@ Refusals are envd's: 401 with ``{"code": 401, "message": ...}``. A sandbox creat
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -25,6 +26,19 @@ SIGNED_ROUTES = {("GET", "/files"): "read", ("POST", "/files"): "write"}
 # which the e2b-code-interpreter SDK calls without the token (it sends it to /execute)
 OPEN_ROUTES = {("GET", "/health")}
 INTERPRETER_OPEN_PREFIX = "/contexts"
+
+
+def user_of(authorization: str | None) -> str | None:
+    """The user an envd request names (the SDK's ``user=``): HTTP Basic's user name,
+    no password. None: the default user."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[0] or None
 
 
 def signature(path: str, operation: str, user: str, token: str, expiration: int | None) -> str:
