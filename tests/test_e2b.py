@@ -51,7 +51,7 @@ def _serving(**pool: Any) -> Iterator[Settings]:
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     thread.start()
-    assert started.wait(300), "the server did not start"
+    assert started.wait(600), "the server did not start (its images building?)"
     try:
         yield settings
     finally:
@@ -61,8 +61,8 @@ def _serving(**pool: Any) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
-    # the templates' languages: base's warm, the code interpreter's made on first use
-    with _serving(languages=["e2b-base"], size=2) as settings:
+    # the templates' languages, warm (their images built before the first create)
+    with _serving(languages=["e2b-base", "e2b-code-interpreter"], size=2) as settings:
         # the SDK only ever reaches loopback: both URLs given, and its domain is localhost
         # so that anything it would build from the domain also stays on this machine
         monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
@@ -425,6 +425,10 @@ def test_code_interpreter_template_has_the_data_stack(server: Settings) -> None:
         done = box.run_code("import numpy, pandas, matplotlib\nnumpy.arange(4).sum()")
         assert done.error is None and done.text == "6"
         assert box.commands.run("whoami; pwd").stdout.split() == ["user", "/home/user"]
+        # the kernel works in the home, where a relative files.write lands
+        box.files.write("data.txt", "42")
+        assert box.run_code("import os\nos.getcwd()").text == "'/home/user'"
+        assert box.run_code("open('data.txt').read()").text == "'42'"
     finally:
         box.kill()
 

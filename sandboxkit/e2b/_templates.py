@@ -22,8 +22,9 @@ E2B_USER = "user"
 E2B_HOME = "/home/user"
 SANDBOX_UID = 65534  # sandboxkit's program uid (``_container.SANDBOX_UID``), E2B's ``user`` here
 
-# What E2B's base image adds to Debian (its Dockerfile: bash, coreutils, python3, node, git)
-SHAPE_PACKAGES = ("bash", "coreutils", "python3", "nodejs", "git", "ca-certificates")
+# What E2B's base image adds to Debian (its Dockerfile: bash, coreutils, python3, node, git;
+# pip, which agents reach for first)
+SHAPE_PACKAGES = ("bash", "coreutils", "python3", "python3-pip", "nodejs", "git", "ca-certificates")
 # Debian names uid 65534 ``nobody`` (home /nonexistent) and gid 65534 ``nogroup``: E2B's
 # images name their user ``user`` with its home at /home/user, so ``whoami``, ``id``, ``~``
 # and ``$HOME`` say what E2B's say. The home itself is a tmpfs of the box's own (the
@@ -36,17 +37,30 @@ USER_SETUP = (
     f" && sed -i -e 's#^nobody:#{E2B_USER}:#' /etc/shadow"
     f" && mkdir -p {E2B_HOME} && chown {SANDBOX_UID}:{SANDBOX_UID} {E2B_HOME}"
     f" && id -un {SANDBOX_UID} | grep -qx {E2B_USER}"
+    # root here holds no capability (see Sandbox(root=True)): apt's download helper would
+    # drop to _apt, which takes CAP_SETGID, and fail; it stays root instead
+    " && echo 'APT::Sandbox::User \"root\";' > /etc/apt/apt.conf.d/99sandboxkit-root"
 )
 _TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 def e2b_shape(spec: LanguageSpec, name: str) -> LanguageSpec:
-    """``spec`` in the shape of E2B's base image, as language ``name``."""
+    """``spec`` in the shape of E2B's base image, as language ``name``. Its own packages
+    become the shared first layer (as the engine's cache has it from ``spec``'s image,
+    numpy and all) and the shape's are a layer over it."""
     return spec.extend(
         name,
+        base_packages=() if spec.base_packages else spec.packages,
         packages=SHAPE_PACKAGES,
         setup=(USER_SETUP,),
-        env={**spec.env, "HOME": E2B_HOME, "USER": E2B_USER, "SHELL": "/bin/bash"},
+        env={
+            **spec.env,
+            "HOME": E2B_HOME,
+            "USER": E2B_USER,
+            "SHELL": "/bin/bash",
+            # `pip install` works as on E2B's images (Debian's Python refuses it, PEP 668)
+            "PIP_BREAK_SYSTEM_PACKAGES": "1",
+        },
     )
 
 
