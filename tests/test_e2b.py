@@ -651,3 +651,33 @@ def test_root_under_gvisor_is_uid_0_without_capabilities(gvisor_server: Settings
     finally:
         box.kill()
         other.kill()
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_refuses_a_bad_template_or_runtime() -> None:
+    from typer.testing import CliRunner
+
+    from sandboxkit.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["e2b", "--template", "no-language-given"])
+    assert bad.exit_code == 2 and "NAME=LANGUAGE" in bad.output
+    unknown = runner.invoke(app, ["e2b", "--template", "box=no-such-language"])
+    assert unknown.exit_code == 2 and "unknown language" in unknown.output
+    runtime = runner.invoke(app, ["e2b", "--runtime", "kata"])
+    assert runtime.exit_code == 2 and "runc or runsc" in runtime.output
+
+
+def test_sandboxkit_images_lists_the_templates(server: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from sandboxkit._images.dockerfile import build_context
+    from sandboxkit.cli import app
+    from sandboxkit.e2b._templates import BASE, CODE_INTERPRETER
+
+    listed = CliRunner().invoke(app, ["images", "list"])  # built by the server's pool
+    assert listed.exit_code == 0, listed.output
+    for template in (BASE, CODE_INTERPRETER):
+        tag = build_context(template.spec).tag
+        rows = [line for line in listed.output.splitlines() if tag in line]
+        assert len(rows) == 1 and "current" in rows[0], listed.output
