@@ -388,7 +388,10 @@ class SandboxMetrics(Frozen):
     )
     memory_used: int = Field(description="bytes charged to its memory limit (page cache too)")
     memory_cache: int = Field(0, description="of memory_used: the page cache, tmpfs files included")
-    memory_total: int = Field(description="its memory limit in bytes")
+    memory_total: int = Field(
+        description="its container's memory limit now, in bytes (a run's own limit "
+        "applies while that run runs)"
+    )
     disk_used: int = Field(description="bytes used in its writable places (workdir, home, /tmp)")
     disk_total: int = Field(description="the size of those places in bytes")
     timestamp: float = Field(description="when it was measured, epoch seconds")

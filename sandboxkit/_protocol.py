@@ -142,6 +142,7 @@ if TYPE_CHECKING:
         clean: bool  # (scrub) nothing of the last run is left
         leftovers: list[str]  # (scrub) what is, when not clean
         usage: list[UsageWire]  # (usage) each place's bytes used and total
+        cgroup: dict[str, int]  # (usage) cpu_ns, memory_used, memory_cache, memory_limit
         # background processes
         pid: int
         next: int

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, TypeVar, o
 import anyio
 from typing_extensions import Never, ParamSpec
 
+from ._backends import ContainerStats
 from ._background import BackgroundProcess, Terminal
 from ._background import refused as _refused_reply
 from ._container import WORKDIR, Box
@@ -837,17 +838,21 @@ class Sandbox:
 
     async def metrics(self) -> SandboxMetrics:
         """The session's use of its limits now: CPU over the time since the previous
-        call (the first: since the sandbox started), memory as the engine charges its
-        cgroup, and the disk of its writable places (workdir, home, /tmp). On an engine
-        that reports no stats (not Docker), CPU and memory used read 0."""
+        call (the first: since the sandbox started), memory as the kernel charges its
+        cgroup, and the disk of its writable places (workdir, home, /tmp). The agent
+        reads the cgroup in the box (no engine call); where the box sees none (gVisor)
+        the Docker engine's stats stand in (up to a second: its collector's tick), and
+        on another engine CPU and memory used read 0."""
         from ._snapshot.memory import docker_of
 
         box = self._live_box()
         reply, _ = await self._job({"op": "usage", "paths": [WORKDIR, box.home, "/tmp"]})
         _refused_unless_ok(reply, "measure", "the sandbox's disk")
         places = reply.get("usage", [])
-        engine = docker_of(box.engine)
-        stats = await engine.stats(box.cid) if engine is not None else None
+        stats = _stats_of(reply.get("cgroup"))
+        if stats is None:  # the box sees no cgroup (gVisor): the engine's account of it
+            engine = docker_of(box.engine)
+            stats = await engine.stats(box.cid) if engine is not None else None
         clock, cpus = time.monotonic(), box.resources.cpus
         cpu_ns = stats.cpu_ns if stats is not None else 0
         last = self._cpu_sample
@@ -957,6 +962,17 @@ class Sandbox:
         from ._snapshot.session import fork
 
         return await fork(self)
+
+
+def _stats_of(account: Mapping[str, int] | None) -> ContainerStats | None:
+    if not account:
+        return None
+    return ContainerStats(
+        cpu_ns=int(account.get("cpu_ns", 0)),
+        memory_used=int(account.get("memory_used", 0)),
+        memory_cache=int(account.get("memory_cache", 0)),
+        memory_limit=int(account.get("memory_limit", 0)),
+    )
 
 
 def _entry(e: Mapping[str, Any]) -> FileEntry:

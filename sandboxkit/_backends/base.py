@@ -85,6 +85,17 @@ class NetworkRecord:
 
 # ---------------------------------------------------------------------- records
 @dataclass(frozen=True)
+class ContainerStats:
+    """A sandbox's cgroup as the kernel charges it (``Sandbox.metrics``): read in the box
+    by its agent, or the Docker engine's account where the box sees no cgroup (gVisor)."""
+
+    cpu_ns: int  # CPU time used since it started
+    memory_used: int
+    memory_cache: int  # of memory_used: the page cache (tmpfs files included)
+    memory_limit: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One sandbox container, engine-neutral: what runs, as whom, under which limits.
 

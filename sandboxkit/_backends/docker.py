@@ -17,7 +17,6 @@ import ssl
 import tarfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ from .base import (
     BridgeNetwork,
     ContainerRecord,
     ContainerSpec,
+    ContainerStats,
     EgressNetwork,
     EngineInfo,
     ImageRecord,
@@ -478,16 +478,6 @@ def container_record(raw: Mapping[str, Any]) -> ContainerRecord:
         pid=pid or None,
         name=str(names[0] or "").lstrip("/"),
     )
-
-
-@dataclass(frozen=True)
-class ContainerStats:
-    """A container's cgroup as the engine reports it (:meth:`DockerBackend.stats`)."""
-
-    cpu_ns: int  # CPU time used since it started
-    memory_used: int
-    memory_cache: int
-    memory_limit: int
 
 
 def container_stats(raw: Mapping[str, Any]) -> ContainerStats:
