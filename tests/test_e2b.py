@@ -31,9 +31,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(**pool: Any) -> Iterator[Settings]:
-    """``sandboxkit e2b`` in a thread of its own (its event loop, its pool)."""
-    settings = Settings(port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY])
+def _serving(templates: dict[str, str] | None = None, **pool: Any) -> Iterator[Settings]:
+    """``sandboxkit e2b`` in a thread of its own (its event loop, its pool), with the
+    operator's ``templates`` (their images built before it serves)."""
+    from sandboxkit.e2b._templates import resolve
+
+    extra = resolve(templates)
+    settings = Settings(
+        port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY], templates=templates or {}
+    )
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: list[asyncio.Task[None]] = []
@@ -41,6 +47,8 @@ def _serving(**pool: Any) -> Iterator[Settings]:
     async def main() -> None:
         async with sk.SandboxPool(**pool) as made:
             settings.pool = made
+            for template_id in templates or {}:
+                await made.image_for(extra[template_id].spec)
             ready = asyncio.Event()
             task = asyncio.create_task(serve(settings, ready))
             stop.append(task)
@@ -62,7 +70,9 @@ def _serving(**pool: Any) -> Iterator[Settings]:
 @pytest.fixture(scope="module")
 def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
     # the templates' languages, warm (their images built before the first create)
-    with _serving(languages=["e2b-base", "e2b-code-interpreter"], size=2) as settings:
+    with _serving(
+        {"js-box": "javascript"}, languages=["e2b-base", "e2b-code-interpreter"], size=2
+    ) as settings:
         # the SDK only ever reaches loopback: both URLs given, and its domain is localhost
         # so that anything it would build from the domain also stays on this machine
         monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
@@ -457,7 +467,7 @@ def test_a_template_registered_from_a_language_spec() -> None:
         template_from("x", "no-such-language")
     templates = resolve({"js-box": "javascript"})
     js = templates["js-box"]
-    assert js.language == "e2b-javascript" and sk.get_language("e2b-javascript") is js.spec
+    assert js.language == "e2b-javascript" and sk.get_language("e2b-javascript") == js.spec
     assert js.spec.env["HOME"] == "/home/user" and "nodejs" in js.spec.packages
     assert {"base", "code-interpreter-v1", "js-box"} <= set(templates)
 
@@ -681,3 +691,16 @@ def test_sandboxkit_images_lists_the_templates(server: Settings) -> None:
         tag = build_context(template.spec).tag
         rows = [line for line in listed.output.splitlines() if tag in line]
         assert len(rows) == 1 and "current" in rows[0], listed.output
+
+
+def test_an_operators_template_runs_its_language(server: Settings) -> None:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="js-box", timeout=60)  # Settings(templates={"js-box": ...})
+    try:
+        assert box.get_info().template_id == "js-box"
+        box.files.write("main.js", "console.log(6 * 7)")
+        out = box.commands.run("node main.js && whoami && pwd")
+        assert out.stdout.split() == ["42", "user", "/home/user"]
+    finally:
+        box.kill()
