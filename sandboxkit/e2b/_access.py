@@ -5,6 +5,9 @@ may carry a signature instead (``sandbox.download_url``/``upload_url``: no heade
 
 Refusals are envd's: 401 with ``{"code": 401, "message": ...}``. A sandbox created with
 ``secure=False`` (older SDKs) has no token and accepts any request, as envd does.
+
+And who a command runs as: the SDK names its ``user`` in HTTP Basic; "root" is uid 0 where
+the server allows it (``Sandbox(root=True)``), E2B's permission error elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from typing import Any, Literal
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from ._registry import Entry, Registry
 
 TOKEN_HEADER = b"x-access-token"
 UNAUTHORIZED = (
@@ -93,3 +103,22 @@ def refusal(
     if expiration is not None and expiration < time.time():
         return "signature is already expired"
     return None
+
+
+# ---------------------------------------------------------------------- users
+ROOT_HOME = "/root"
+ROOT_ENV = {"HOME": ROOT_HOME, "USER": "root"}
+
+
+def as_user(
+    registry: Registry, entry: Entry, ctx: RequestContext[Any, Any]
+) -> Literal["root"] | None:
+    """The SDK's ``user=`` (HTTP Basic's name): "root" runs as uid 0 where this server
+    allows it (gVisor, userns-remap: see Registry.root_refusal), else E2B's permission
+    error saying why; any other name is the sandbox's user."""
+    if user_of(ctx.request_headers.get("authorization")) != "root":
+        return None
+    if not entry.root:
+        why = registry.root_refusal or "this sandbox was made without root"
+        raise ConnectError(Code.PERMISSION_DENIED, why)
+    return "root"

@@ -30,7 +30,7 @@ from .._background import BackgroundProcess, Terminal
 from .._errors import InvalidInput, SandboxError, SandboxFileError
 from .._models import FileEntry
 from .._sandbox import Sandbox
-from ._access import user_of
+from ._access import ROOT_ENV, ROOT_HOME, as_user
 from ._registry import Entry, Registry
 from ._templates import E2B_HOME
 from ._watchers import Watcher, event_of
@@ -78,24 +78,6 @@ def file_error(exc: SandboxFileError | InvalidInput) -> ConnectError:
     if isinstance(exc, InvalidInput):
         return ConnectError(Code.INVALID_ARGUMENT, str(exc))
     return ConnectError(_FILE_ERRORS.get(exc.reason, Code.UNKNOWN), str(exc))
-
-
-ROOT_HOME = "/root"
-ROOT_ENV = {"HOME": ROOT_HOME, "USER": "root"}
-
-
-def as_user(
-    registry: Registry, entry: Entry, ctx: RequestContext[Any, Any]
-) -> Literal["root"] | None:
-    """The SDK's ``user=`` (HTTP Basic's name): "root" runs as uid 0 where this server
-    allows it (gVisor, userns-remap: see Registry.root_refusal), else E2B's permission
-    error saying why; any other name is the sandbox's user."""
-    if user_of(ctx.request_headers.get("authorization")) != "root":
-        return None
-    if not entry.root:
-        why = registry.root_refusal or "this sandbox was made without root"
-        raise ConnectError(Code.PERMISSION_DENIED, why)
-    return "root"
 
 
 def box_path(path: str) -> str:
