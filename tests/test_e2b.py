@@ -576,6 +576,21 @@ def test_metrics(sbx: object) -> None:
         Sandbox.get_metrics("inosuchsandbox")
 
 
+def test_metrics_of_several_sandboxes(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}", headers={"X-API-Key": KEY}
+    ) as api:
+        got = api.get("/sandboxes/metrics", params={"sandbox_ids": f"{sbx.sandbox_id},inope"})
+        assert got.status_code == 200
+        sandboxes = got.json()["sandboxes"]
+        assert list(sandboxes) == [sbx.sandbox_id] and sandboxes[sbx.sandbox_id]["memTotal"] > 0
+        assert api.get("/sandboxes/metrics").status_code == 400
+
+
 # ---------------------------------------------------------------- user="root" (item 6)
 def test_root_is_refused_under_runc_with_the_reason(sbx: object) -> None:
     from e2b import Sandbox, SandboxException
