@@ -98,3 +98,23 @@ async def test_root_under_gvisor_is_uid_0_with_no_capability_in_its_own_box(
         term = await sb.terminal(command=["sh", "-c", "id -u"], user="root")
         screen, _ = await _output(term)
         assert screen.strip() == "0"
+
+
+async def test_doctor_says_where_root_sessions_run() -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from sandboxkit.cli import app
+
+    engine = connect()
+    try:
+        info = await engine.info()
+    finally:
+        await engine.close()
+    out = (await asyncio.to_thread(CliRunner().invoke, app, ["doctor"])).output
+    (row,) = [line for line in out.splitlines() if "root sessions" in line]
+    where = [
+        w for w, ok in (("runc", info.user_namespaces), ("runsc", "runsc" in info.runtimes)) if ok
+    ]
+    assert (f"under {' and '.join(where)}" if where else "off") in row
