@@ -150,6 +150,8 @@ class Box:
         self._reader = wire.FrameReader()
         self._frames: list[tuple[bytes, bytes]] = []
         self._eof = False
+        # replies the agent owes to calls given up after their job went out (see call)
+        self._owed = 0
         self._closed = False
         self.agent_stderr = bytearray()
         self.toolchain: str | None = None
@@ -338,9 +340,19 @@ class Box:
         return "the sandbox container ended unexpectedly" + (f": {tail}" if tail else "")
 
     async def call(self, job: FileJob | Mapping[str, object]) -> tuple[Reply, bytes]:
-        """A file operation: one job frame, one reply frame (its header, its data)."""
-        await self.send_json(wire.JOB, job)
-        kind, payload = await self.recv()
+        """A file operation: one job frame, one reply frame (its header, its data).
+
+        A call given up once its job went out (cancelled: an E2B client that hung up, a
+        timeout) leaves its reply owed; the next call reads and drops the owed ones first,
+        so every call gets its own reply, never an earlier call's."""
+        with anyio.CancelScope(shield=True):  # a job half-written would garble the stream
+            await self.send_json(wire.JOB, job)
+        self._owed += 1
+        while True:
+            kind, payload = await self.recv()
+            self._owed -= 1
+            if self._owed == 0:
+                break
         if kind == wire.FAULT:
             raise SandboxError(f"sandbox agent fault: {payload.decode(errors='replace')}")
         if kind != wire.REPLY:

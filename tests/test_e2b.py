@@ -207,6 +207,121 @@ def test_code_interpreter_keeps_state(server: Settings) -> None:
         box.kill()
 
 
+def test_run_code_streams_while_the_cell_runs(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        seen: list[tuple[str, float]] = []
+        code = (
+            "import sys, time\nprint('first')\nprint('warn', file=sys.stderr)\n"
+            "time.sleep(1.5)\nprint('second')\n"
+        )
+        run = box.run_code(
+            code,
+            on_stdout=lambda m: seen.append((m.line, time.monotonic())),
+            on_stderr=lambda m: seen.append((m.line, time.monotonic())),
+        )
+        ended = time.monotonic()
+        lines = [line for line, _ in seen]  # two pipes: their order is not kept
+        assert sorted(lines[:2]) == ["first\n", "warn\n"] and lines[2:] == ["second\n"]
+        assert ended - seen[0][1] > 1.0, "the first line came only when the cell ended"
+        assert run.logs.stdout == ["first\n", "second\n"] and run.logs.stderr == ["warn\n"]
+        assert run.execution_count == 1 and box.run_code("1").execution_count == 2
+    finally:
+        box.kill()
+
+
+def test_a_cell_may_outlast_a_session_runs_time_limit(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:  # sandboxkit's default run limit is 10 s; an E2B cell lives as long as the box
+        done = box.run_code("import time; time.sleep(10.5); 'awake'")
+        assert done.error is None and done.text == "awake"
+    finally:
+        box.kill()
+
+
+def test_code_contexts_bash_and_env(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120, envs={"KEPT": "sandbox"})
+    try:
+        box.run_code("x = 1")
+        other = box.create_code_context()
+        assert other.id in [c.id for c in box.list_code_contexts()]
+        missing = box.run_code("x", context=other)
+        assert missing.error is not None and missing.error.name == "NameError"
+        assert missing.error.value == "name 'x' is not defined"
+        box.run_code("y = 5", context=other)
+        assert box.run_code("y * 2", context=other).text == "10"
+        box.restart_code_context(other)
+        assert box.run_code("y", context=other).error is not None
+        box.remove_code_context(other)
+        assert other.id not in [c.id for c in box.list_code_contexts()]
+        assert box.run_code("x").text == "1"  # the default context was never touched
+        # a string result is shown without its quotes; envs last one execution
+        read = "import os; os.getenv('KEPT')"
+        assert box.run_code(read, envs={"KEPT": "cell"}).text == "cell"
+        assert box.run_code(read).text == "sandbox"
+        bash = box.run_code("echo $KEPT; echo oops >&2; exit 3", language="bash")
+        assert bash.logs.stdout == ["sandbox\n"] and bash.logs.stderr == ["oops\n"]
+        assert bash.error is not None
+        shell = box.run_code("print('py')\n!echo sh")
+        assert "".join(shell.logs.stdout) == "py\nsh\n"  # in order, however chunked
+    finally:
+        box.kill()
+
+
+def test_run_code_charts_and_data(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+    from e2b_code_interpreter.charts import BarChart, LineChart
+
+    box = Sandbox.create(timeout=120)
+    try:
+        bars = box.run_code(
+            "import matplotlib.pyplot as plt\n"
+            "plt.bar(['a', 'b'], [3, 4], label='n'); plt.title('T'); plt.ylabel('v (s)')\n"
+            "plt.show()\n"
+        )
+        shown = bars.results[0]
+        assert shown.png and not shown.is_main_result
+        assert isinstance(shown.chart, BarChart) and shown.chart.title == "T"
+        assert [(b.label, b.value, b.group) for b in shown.chart.elements] == [
+            ("a", 3, "n"),
+            ("b", 4, "n"),
+        ]
+        assert shown.chart.y_unit == "s"
+        line = box.run_code("plt.plot([1, 2], [3, 4], label='up'); plt.show()")
+        assert isinstance(line.results[0].chart, LineChart)
+        assert line.results[0].chart.elements[0].points == [(1.0, 3.0), (2.0, 4.0)]
+        several = box.run_code(
+            "fig, ax = plt.subplots(); ax.pie([3, 1], labels=['x', 'y']); plt.show()\n"
+            "fig, ax = plt.subplots(); ax.boxplot([[1, 2, 3, 4, 5, 30]], labels=['g'])\n"
+            "plt.show()\n"
+            "fig, axs = plt.subplots(1, 2); fig.suptitle('S'); axs[0].plot([1], [2])\n"
+            "axs[1].scatter([1, 2], [3, 4]); plt.show()\n"
+            "fig, ax = plt.subplots(); ax.add_artist(plt.Circle((0, 0), 1)); plt.show()\n"
+        )
+        pie, boxes, sup, unknown = (r.chart for r in several.results)
+        assert [(w.label, w.angle) for w in pie.elements] == [("x", 270), ("y", 90)]
+        (group,) = boxes.elements
+        assert (group.label, group.median, group.outliers) == ("g", 3.5, [30])
+        assert (group.min, group.first_quartile, group.third_quartile, group.max) == (
+            1,
+            2.25,
+            4.75,
+            5,
+        )
+        assert sup.title == "S" and [c.type for c in sup.elements] == ["line", "scatter"]
+        assert unknown.type == "unknown" and unknown.elements == []
+        frame = box.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+        assert frame.results[0].is_main_result and frame.results[0].data == {"a": [1, 2]}
+    finally:
+        box.kill()
+
+
 def test_pause_and_connect_resumes(server: Settings) -> None:
     from e2b import Sandbox
 
@@ -437,8 +552,8 @@ def test_code_interpreter_template_has_the_data_stack(server: Settings) -> None:
         assert box.commands.run("whoami; pwd").stdout.split() == ["user", "/home/user"]
         # the kernel works in the home, where a relative files.write lands
         box.files.write("data.txt", "42")
-        assert box.run_code("import os\nos.getcwd()").text == "'/home/user'"
-        assert box.run_code("open('data.txt').read()").text == "'42'"
+        assert box.run_code("import os\nos.getcwd()").text == "/home/user"
+        assert box.run_code("open('data.txt').read()").text == "42"  # a str shown bare, as E2B does
     finally:
         box.kill()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import pydoc
 
+import anyio
 import pytest
 
 import sandboxkit as sk
@@ -197,3 +198,21 @@ async def test_list_files_of_a_directory(pool: sk.SandboxPool) -> None:
                 await sb.list_files(bad)
         with pytest.raises(sk.InvalidPath):
             await sb.list_files("../etc")
+
+
+# ---------------------------------------------------------------- calls given up
+async def test_a_call_given_up_midway_never_answers_the_next(pool: sk.SandboxPool) -> None:
+    # a client that hangs up (an E2B request cancelled at its deadline) leaves the agent's
+    # reply on its way: the next call must get its own reply, not the abandoned one's
+    async with sk.Sandbox(pool=pool) as sb:
+        await sb.write_file("a.txt", b"mine")
+        given_up = 0
+        for delay in (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.03, 0.05):
+            with anyio.move_on_after(delay) as scope:
+                await sb.list_files("/usr", depth=4)  # a long reply
+            given_up += scope.cancelled_caught
+            assert await sb.read_file("a.txt") == b"mine"
+            assert (await sb.stat("a.txt")).size == 4
+            proc = await sb.start("echo started", shell=True)
+            assert proc.pid > 1
+        assert given_up > 0  # the case this test is about did happen

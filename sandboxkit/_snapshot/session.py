@@ -41,33 +41,55 @@ async def _room() -> int:
     return min(store.max_snapshot_bytes(), left)
 
 
+async def _save(sb: Sandbox, *, memory_too: bool) -> store.Record:
+    """``sb``'s files (and its memory, when asked and the box can be checkpointed) as a
+    committed snapshot; nothing of it is left in the store if this fails. Under ``sb._lock``."""
+    box = sb._live_box()
+    max_bytes = await _room()
+    writer = await anyio.to_thread.run_sync(store.Writer)
+    try:
+        await pack(box, writer, max_bytes)
+        memory = None
+        if memory_too and mem.can_checkpoint(box):
+            memory = await mem.checkpoint(box, writer.id)
+        snapshot = store.Snapshot(
+            id=writer.id,
+            language=sb.language,
+            runtime=box.shape.runtime,
+            has_memory=memory is not None,
+            size_bytes=writer.size,
+            memory_bytes=memory.memory_bytes if memory is not None else 0,
+            created_at=datetime.now(timezone.utc),
+            limits=sb.limits,
+            keep_state=sb.keep_state,
+            keep_processes=sb.keep_processes,
+            root=sb.root,
+        )
+        return await anyio.to_thread.run_sync(writer.commit, snapshot, memory)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(writer.discard)
+        raise
+
+
+async def _open_with_files(sb: Sandbox, record: store.Record) -> Sandbox:
+    """Open the new session ``sb`` and unpack ``record``'s files into it (closed on failure)."""
+    await sb.open()
+    try:
+        async with sb._lock:
+            await unpack(sb._live_box(), record)
+    except BaseException:
+        await sb.aclose()
+        raise
+    sb._opened_for_you = True
+    return sb
+
+
 async def pause(sb: Sandbox) -> store.Snapshot:
     """Save ``sb`` and stop it; the session is closed afterwards (resume by the id)."""
     async with sb._lock:
         box = sb._live_box()
-        max_bytes = await _room()
-        writer = await anyio.to_thread.run_sync(store.Writer)
-        try:
-            await pack(box, writer, max_bytes)
-            memory = await mem.checkpoint(box, writer.id) if mem.can_checkpoint(box) else None
-            snapshot = store.Snapshot(
-                id=writer.id,
-                language=sb.language,
-                runtime=box.shape.runtime,
-                has_memory=memory is not None,
-                size_bytes=writer.size,
-                memory_bytes=memory.memory_bytes if memory is not None else 0,
-                created_at=datetime.now(timezone.utc),
-                limits=sb.limits,
-                keep_state=sb.keep_state,
-                keep_processes=sb.keep_processes,
-                root=sb.root,
-            )
-            record = await anyio.to_thread.run_sync(writer.commit, snapshot, memory)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(writer.discard)
-            raise
+        record = await _save(sb, memory_too=True)
         sb._paused_as = record.snapshot.id
         # gone (or stopped and kept, with its memory) before pause returns: the pool's
         # release would remove it in the background
@@ -95,25 +117,18 @@ async def resume(
         if sb is not None:
             return sb
         log.warning("sandboxkit: snapshot %s: its memory is gone; resuming its files", sid)
-    sb = Sandbox(
+    runtime = snap.runtime if snap.runtime in ("runc", "runsc") else None
+    fresh = Sandbox(
         snap.language,
         limits=snap.limits,
         pool=pool,
         keep_processes=snap.keep_processes,
         keep_state=snap.keep_state,
         idle_timeout=idle_timeout,
-        runtime=snap.runtime if snap.runtime in ("runc", "runsc") else None,  # type: ignore[arg-type]
+        runtime=runtime,  # type: ignore[arg-type]
         root=snap.root,
     )
-    await sb.open()
-    try:
-        async with sb._lock:
-            await unpack(sb._live_box(), record)
-    except BaseException:
-        await sb.aclose()
-        raise
-    sb._opened_for_you = True
-    return sb
+    return await _open_with_files(fresh, record)
 
 
 async def fork(sb: Sandbox) -> Sandbox:
@@ -121,26 +136,7 @@ async def fork(sb: Sandbox) -> Sandbox:
     from .._sandbox import Sandbox
 
     async with sb._lock:
-        box = sb._live_box()
-        max_bytes = await _room()
-        writer = await anyio.to_thread.run_sync(store.Writer)
-        try:
-            await pack(box, writer, max_bytes)
-            snapshot = store.Snapshot(
-                id=writer.id,
-                language=sb.language,
-                runtime=box.shape.runtime,
-                has_memory=False,
-                size_bytes=writer.size,
-                created_at=datetime.now(timezone.utc),
-                limits=sb.limits,
-                root=sb.root,
-            )
-            record = await anyio.to_thread.run_sync(writer.commit, snapshot, None)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(writer.discard)
-            raise
+        record = await _save(sb, memory_too=False)
         sb._touch()
     try:
         child = Sandbox(
@@ -153,18 +149,10 @@ async def fork(sb: Sandbox) -> Sandbox:
             runtime=sb.runtime,
             root=sb.root,
         )
-        await child.open()
-        try:
-            async with child._lock:
-                await unpack(child._live_box(), record)
-        except BaseException:
-            await child.aclose()
-            raise
+        return await _open_with_files(child, record)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(store.remove, record.snapshot.id)
-    child._opened_for_you = True
-    return child
 
 
 async def snapshots() -> list[store.Snapshot]:

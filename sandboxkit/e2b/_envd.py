@@ -11,6 +11,7 @@ map each call onto the session's ``Sandbox`` methods.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import posixpath
 import secrets
@@ -32,7 +33,7 @@ from .._models import FileEntry
 from .._sandbox import Sandbox
 from ._access import ROOT_ENV, ROOT_HOME, as_user
 from ._registry import Entry, Registry
-from ._templates import E2B_HOME
+from ._templates import E2B_HOME as E2B_HOME  # the interpreter names it from here
 from ._watchers import Watcher, event_of
 
 SANDBOX_HEADER = "e2b-sandbox-id"
@@ -96,19 +97,29 @@ _TYPES = {
 }
 
 
-def entry_info(entry: FileEntry) -> fs.EntryInfo:
+def e2b_path(path: str) -> str:
+    """A box path as E2B names it: the home's files under ``/home/user``."""
+    if path == HOME or path.startswith(HOME + "/"):
+        return E2B_HOME + path[len(HOME) :]
+    return path
+
+
+def entry_info(entry: FileEntry, target: FileEntry | None = None) -> fs.EntryInfo:
+    """envd's entry; a symlink as envd shows it when ``target`` (what it points to) is
+    given: the target's type, and the target's absolute path."""
     seconds = int(entry.mtime)
+    kind = target.type if target is not None else entry.type
     return fs.EntryInfo(
         name=posixpath.basename(entry.path.rstrip("/")) or "/",
-        type=_TYPES.get(entry.type, fs.FileType.UNSPECIFIED),
-        path=entry.path,
+        type=_TYPES.get(kind, fs.FileType.UNSPECIFIED),
+        path=e2b_path(entry.path),
         size=entry.size,
         mode=entry.mode,
         permissions=_permissions(entry),
         owner="user",
         group="user",
         modified_time=Timestamp(seconds=seconds, nanos=int((entry.mtime - seconds) * 1e9)),
-        symlink_target=entry.target,
+        symlink_target=e2b_path(target.path) if target is not None else entry.target,
         is_symlink=entry.type == "symlink",
     )
 
@@ -129,9 +140,26 @@ class FilesystemService:
         except (SandboxFileError, InvalidInput) as exc:
             raise file_error(exc) from None
 
+    async def _info(self, sb: Sandbox, entry: FileEntry) -> fs.EntryInfo:
+        """An entry as envd reports it: a symlink followed (one step) to its target."""
+        if entry.type != "symlink" or not entry.target:
+            return entry_info(entry)
+        where = entry.path if entry.path.startswith("/") else box_path(entry.path)
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(where), entry.target))
+        try:
+            return entry_info(entry, await sb.stat(target))
+        except (SandboxFileError, InvalidInput):  # dangling: the link itself
+            return entry_info(entry)
+
+    async def _directory(self, sb: Sandbox, path: str) -> None:
+        """envd watches directories only: a file (or nothing) there is an error."""
+        if (await self._stat(sb, path)).type != "dir":
+            raise ConnectError(Code.INVALID_ARGUMENT, f"path {path} not a directory")
+
     async def stat(self, request: fs.StatRequest, ctx: RequestContext[Any, Any]) -> fs.StatResponse:
         _, sb = _session(self._registry, ctx)
-        return fs.StatResponse(entry=entry_info(await self._stat(sb, box_path(request.path))))
+        entry = await self._stat(sb, box_path(request.path))
+        return fs.StatResponse(entry=await self._info(sb, entry))
 
     async def make_dir(
         self, request: fs.MakeDirRequest, ctx: RequestContext[Any, Any]
@@ -168,7 +196,9 @@ class FilesystemService:
             entries = await sb.list_files(box_path(request.path), depth=max(1, request.depth))
         except (SandboxFileError, InvalidInput) as exc:
             raise file_error(exc) from None
-        return fs.ListDirResponse(entries=[entry_info(e) for e in entries])
+        # envd walks a directory in lexical order
+        entries = sorted(entries, key=lambda e: e.path)
+        return fs.ListDirResponse(entries=[await self._info(sb, e) for e in entries])
 
     async def remove(
         self, request: fs.RemoveRequest, ctx: RequestContext[Any, Any]
@@ -176,7 +206,10 @@ class FilesystemService:
         _, sb = _session(self._registry, ctx)
         try:
             await sb.remove(box_path(request.path))
-        except (SandboxFileError, InvalidInput) as exc:
+        except SandboxFileError as exc:
+            if exc.reason != "not_found":  # envd's remove of nothing succeeds (os.RemoveAll)
+                raise file_error(exc) from None
+        except InvalidInput as exc:
             raise file_error(exc) from None
         return fs.RemoveResponse()
 
@@ -185,6 +218,7 @@ class FilesystemService:
     ) -> AsyncIterator[fs.WatchDirResponse]:
         _, sb = _session(self._registry, ctx)
         path = box_path(request.path)
+        await self._directory(sb, path)
         try:
             watch = await sb.watch(path, recursive=request.recursive).start()
         except (SandboxFileError, InvalidInput) as exc:
@@ -202,6 +236,7 @@ class FilesystemService:
         self, request: fs.CreateWatcherRequest, ctx: RequestContext[Any, Any]
     ) -> fs.CreateWatcherResponse:
         entry, sb = _session(self._registry, ctx)
+        await self._directory(sb, box_path(request.path))
         try:
             watch = sb.watch(box_path(request.path), recursive=request.recursive)
             watcher = await Watcher(watch).start()
@@ -222,7 +257,7 @@ class FilesystemService:
         self, request: fs.GetWatcherEventsRequest, ctx: RequestContext[Any, Any]
     ) -> fs.GetWatcherEventsResponse:
         _, watcher = self._watcher(ctx, request.watcher_id)
-        return fs.GetWatcherEventsResponse(events=watcher.take())
+        return fs.GetWatcherEventsResponse(events=await watcher.take())
 
     async def remove_watcher(
         self, request: fs.RemoveWatcherRequest, ctx: RequestContext[Any, Any]
@@ -268,6 +303,37 @@ async def _output(proc: Any, pty: bool) -> AsyncIterator[pb.ProcessEvent]:
             end = pb.ProcessEvent.EndEvent(exit_code=code, exited=True, status=status)
             ended: Oneof[Literal["end"], pb.ProcessEvent.EndEvent] = Oneof("end", end)
             yield pb.ProcessEvent(event=ended)
+
+
+async def _until_deadline(
+    ctx: RequestContext[Any, Any], events: AsyncIterator[pb.ProcessEvent]
+) -> AsyncIterator[pb.ProcessEvent]:
+    """A stream ended by the client's deadline (Connect's ``connect-timeout-ms``) with
+    envd's ``deadline_exceeded``, which the SDK reports as a timeout; the process runs on
+    (``connect`` finds it again)."""
+    left = ctx.timeout_ms
+    if left is None:
+        async for event in events:
+            yield event
+        return
+    deadline = asyncio.get_running_loop().time() + left / 1000
+    iterator = aiter(events)
+    try:
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                event = await asyncio.wait_for(anext(iterator), max(remaining, 0))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ConnectError(
+                    Code.DEADLINE_EXCEEDED, "the request's deadline passed"
+                ) from None
+            yield event
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _pid(selector: pb.ProcessSelector | None) -> int:
@@ -317,7 +383,8 @@ class ProcessService:
         if isinstance(proc, Terminal):
             entry.terminals[proc.pid] = proc  # for resize, and connect's pty output
         yield pb.StartResponse(event=_start_event(proc.pid))
-        async for event in _events(proc, pty=isinstance(proc, Terminal)):
+        events = _events(proc, pty=isinstance(proc, Terminal))
+        async for event in _until_deadline(ctx, events):
             yield pb.StartResponse(event=event)
         entry.terminals.pop(proc.pid, None)
 
@@ -331,7 +398,7 @@ class ProcessService:
         except SandboxFileError:
             raise ConnectError(Code.NOT_FOUND, f"process with pid {pid} not found") from None
         yield pb.ConnectResponse(event=_start_event(pid))
-        async for event in _events(proc, pty=pid in entry.terminals):
+        async for event in _until_deadline(ctx, _events(proc, pty=pid in entry.terminals)):
             yield pb.ConnectResponse(event=event)
 
     async def update(

@@ -3,13 +3,14 @@ raw ``application/octet-stream`` or multipart with each part named by its path).
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from .._errors import InvalidInput, SandboxFileError
-from ._envd import SANDBOX_HEADER, box_path
+from ._envd import SANDBOX_HEADER, box_path, e2b_path
 from ._registry import Registry
 
 _STATUS = {"not_found": 404, "permission_denied": 403, "is_directory": 400, "invalid_path": 400}
@@ -63,7 +64,13 @@ def files_router(registry: Registry) -> APIRouter:
                 name = request.query_params.get("path") or part.filename or ""
                 files.append((name, await part.read()))
         else:
-            files.append((request.query_params.get("path") or "", await request.body()))
+            body = await request.body()
+            if request.headers.get("content-encoding", "").lower() == "gzip":
+                try:  # the SDK's `gzip=True` upload: the body compressed whole
+                    body = gzip.decompress(body)
+                except (OSError, EOFError) as exc:
+                    return _error(400, f"the gzip body could not be read: {exc}")
+            files.append((request.query_params.get("path") or "", body))
         written = []
         for name, data in files:
             path = box_path(name)
@@ -73,7 +80,8 @@ def files_router(registry: Registry) -> APIRouter:
                 return _error(_STATUS.get(exc.reason, 500), str(exc))
             except InvalidInput as exc:
                 return _error(400, str(exc))
-            written.append({"name": path.rsplit("/", 1)[-1], "type": "file", "path": path})
+            name = path.rsplit("/", 1)[-1]
+            written.append({"name": name, "type": "file", "path": e2b_path(path)})
         return JSONResponse(written)
 
     return router

@@ -21,7 +21,7 @@ from .._egress import Egress
 from .._errors import InvalidInput
 from .._sandbox import Sandbox, check_root_allowed
 from .._sandbox_pool import SandboxPool
-from ._templates import E2B_HOME, Template, resolve
+from ._templates import Template, resolve
 from ._watchers import Watcher
 
 SWEEP_EVERY = 0.5  # seconds between looks for sandboxes past their end time
@@ -79,12 +79,6 @@ def _is_name(entry: object) -> bool:
     """A domain (not an address or a CIDR: E2B's deny lists hold those too)."""
     text = str(entry)
     return "/" not in text and not text.replace(".", "").replace(":", "").isdigit()
-
-
-async def at_home(session: Sandbox) -> None:
-    """Move the session's kernel to the user's home: sandboxkit's kernel starts in its
-    workdir, E2B's in /home/user, where relative paths of ``files.write`` land too."""
-    await session.run(f"import os as _os\n_os.chdir({E2B_HOME!r})\ndel _os")
 
 
 class Full(Exception):
@@ -171,8 +165,6 @@ class Registry:
             network=egress_of(allow_internet_access, network),
         )
         await session.open()
-        if spec.keep_state:
-            await at_home(session)
         now = time.time()
         sandbox_id = "i" + secrets.token_hex(10)
         entry = Entry(
@@ -227,10 +219,6 @@ class Registry:
             return
         assert entry.snapshot_id is not None
         session = await Sandbox.resume(entry.snapshot_id, pool=self._pool, idle_timeout=None)
-        if (
-            session.keep_state
-        ):  # its kernel starts afresh (in the workdir) unless its memory came back
-            await at_home(session)
         entry.root = entry.root and session.root
         # its end and its session together, with no await between: while paused, end_at
         # holds the time left, which the sweeper would read as long past

@@ -20,6 +20,10 @@ from .._models import FileChange
 from .._watch import Watch
 
 MAX_KEPT = 10_000  # events a polled watcher keeps unread; past it the oldest go
+# envd sees a change as it is made; here it comes from the box a moment later, so a
+# poll finding nothing waits that moment, then for the rest of a burst to arrive
+FIRST_WAIT = 0.3
+QUIET = 0.05
 
 _KINDS = {
     "created": fs.EventType.CREATE,
@@ -41,6 +45,7 @@ class Watcher:
         self._watch = watch
         self._events: list[fs.FilesystemEvent] = []
         self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
         self.error: SandboxError | None = None
 
     async def start(self) -> Watcher:
@@ -53,10 +58,23 @@ class Watcher:
             async for change in self._watch:
                 self._events.append(event_of(self._watch.path, change))
                 del self._events[:-MAX_KEPT]
+                self._arrived.set()
         except SandboxError as exc:
             self.error = exc
 
-    def take(self) -> list[fs.FilesystemEvent]:
+    async def take(self) -> list[fs.FilesystemEvent]:
+        """The events seen since the last poll (waiting a moment for late ones)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + FIRST_WAIT
+        while loop.time() < end + 1:  # a burst that never ends is cut after a second
+            wait = QUIET if self._events else end - loop.time()
+            if wait <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), wait)
+            except TimeoutError:
+                break  # quiet: the burst is over (or nothing came)
         events, self._events = self._events, []
         return events
 
