@@ -46,6 +46,7 @@ from ._models import (
     NetworkUsage,
     ProcessInfo,
     RunResult,
+    SandboxMetrics,
     Status,
 )
 from ._process import Process
@@ -90,6 +91,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SandboxFileError",
+    "SandboxMetrics",
     "SandboxPool",
     "SandboxkitError",
     "Snapshot",

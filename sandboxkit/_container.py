@@ -50,6 +50,7 @@ log = logging.getLogger("sandboxkit")
 
 SANDBOX_UID = 65534
 WORKDIR = "/work"
+DEFAULT_HOME = "/home/sandbox"  # ContainerSpec.home's, BASE_ENV's $HOME
 # a session run's own files (its source, what its compiler makes), apart from the user's
 # files in WORKDIR: a user's main.py is the user's (see _run.jobs.make_job's ``own``)
 OWN_DIR = "/run/sandboxkit"
@@ -78,6 +79,8 @@ class Shape:
     # an EgressHub: a network of each sandbox's own, through the hub's gateway (the
     # policy itself is per checkout, not part of the key)
     network: NetworkPolicy | EgressHub = None
+    # a root filesystem of its own to write (see ContainerSpec.writable_root)
+    writable_root: bool = False
     # where the engine cannot change a live container's limits (gVisor's runsc; see
     # ContainerEngine.limits_fixed) they are fixed at creation and part of the pool key;
     # elsewhere they are updated in place per run
@@ -111,7 +114,20 @@ def container_spec(
         runtime=shape.runtime,
         network=network if isinstance(shape.network, EgressHub) else shape.network,
         channel=channel,
+        home=home_of(env),
+        writable_root=shape.writable_root,
     )
+
+
+def home_of(env: Mapping[str, str]) -> str:
+    """The sandbox user's home: the language's $HOME when it names a directory under
+    /home (an image shaped for another product's user, such as E2B's /home/user), else
+    sandboxkit's own; either way a tmpfs of the box's own (see ContainerSpec.home)."""
+    home = env.get("HOME", "")
+    parts = home.split("/")
+    if len(parts) == 3 and parts[:2] == ["", "home"] and parts[2] not in ("", ".", ".."):
+        return home
+    return DEFAULT_HOME
 
 
 class Box:
@@ -151,6 +167,7 @@ class Box:
         self.pausable = False  # kept when stopped: made for a pause with memory
         self.kept = False  # stopped and kept by Sandbox.pause (its memory): not removed
         self.egress: Lease | None = None  # its own network to the egress gateway
+        self.home = DEFAULT_HOME  # the sandbox user's home (a tmpfs): set by start()
 
     # ------------------------------------------------------------------ life cycle
     @classmethod
@@ -199,6 +216,7 @@ class Box:
                 listener = None
                 launched = await engine.launch(dataclasses.replace(spec, channel=None))
             box = cls(engine, launched.id, launched.stream, shape, resources)
+            box.home = spec.home
             box.pausable = pausable
             box.egress, lease = lease, None
             with anyio.fail_after(READY_TIMEOUT):

@@ -378,6 +378,25 @@ class FileEntry(Frozen):
     target: str | None = Field(None, description="a symlink's target (never followed)")
 
 
+class SandboxMetrics(Frozen):
+    """A session's use of its limits at one moment (``Sandbox.metrics``)."""
+
+    cpu_count: float = Field(description="the CPUs its quota allows (Limits' container CPUs)")
+    cpu_percent: float = Field(
+        description="CPU time used since the previous call (or since the sandbox started), "
+        "as a percentage of its quota over that time"
+    )
+    memory_used: int = Field(description="bytes charged to its memory limit (page cache too)")
+    memory_cache: int = Field(0, description="of memory_used: the page cache, tmpfs files included")
+    memory_total: int = Field(
+        description="its container's memory limit now, in bytes (a run's own limit "
+        "applies while that run runs)"
+    )
+    disk_used: int = Field(description="bytes used in its writable places (workdir, home, /tmp)")
+    disk_total: int = Field(description="the size of those places in bytes")
+    timestamp: float = Field(description="when it was measured, epoch seconds")
+
+
 ChangeKind = Literal["created", "modified", "removed"]
 
 

@@ -129,6 +129,11 @@ if TYPE_CHECKING:
         mtime: float
         target: str  # a symlink's
 
+    class UsageWire(TypedDict):
+        path: str
+        used: int
+        total: int
+
     class Reply(TypedDict, total=False):
         ok: bool
         error: str
@@ -136,6 +141,8 @@ if TYPE_CHECKING:
         entries: list[FileEntryWire]
         clean: bool  # (scrub) nothing of the last run is left
         leftovers: list[str]  # (scrub) what is, when not clean
+        usage: list[UsageWire]  # (usage) each place's bytes used and total
+        cgroup: dict[str, int]  # (usage) cpu_ns, memory_used, memory_cache, memory_limit
         # background processes
         pid: int
         next: int

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, TypeVar, o
 import anyio
 from typing_extensions import Never, ParamSpec
 
+from ._backends import ContainerStats
 from ._background import BackgroundProcess, Terminal
 from ._background import refused as _refused_reply
 from ._container import WORKDIR, Box
 from ._default import default_pool
 from ._egress.policy import Egress, check_egress
-from ._errors import InvalidInput, SandboxError, SandboxFileError, UsageError
+from ._errors import InvalidInput, SandboxError, SandboxFileError, SandboxkitError, UsageError
 from ._languages import get_language, language_env
-from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult
+from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult, SandboxMetrics
 from ._process import Process, launch
 from ._run.jobs import rlimits
 from ._run.program import run_program
@@ -241,6 +242,32 @@ def _refuse(unexpected: Mapping[str, object], language: str, method: str) -> Non
         raise TypeError(f"Sandbox.{method}() got an unexpected keyword argument {name!r}")
 
 
+ROOT_REFUSED = (
+    "root=True: uid 0 in a sandbox under runc is uid 0 of the host's kernel (the first "
+    "step of every container escape), and the engine {engine} does not remap it "
+    "(no userns-remap). Run the session under gVisor (runtime='runsc', or a pool with "
+    "runtime='runsc'), or give the engine userns-remap (see `sandboxkit doctor`)"
+)
+
+
+async def check_root_allowed(pool: SandboxPool, runtime: str) -> None:
+    """Refuse a root session unless uid 0 in its box is not the host's: gVisor's own
+    kernel, or an engine that remaps uids (every engine of the pool: the box may be
+    placed on any of them)."""
+    if runtime == "runsc":
+        return
+    await pool._connect()
+    if not pool.fleet.members:
+        raise InvalidInput(ROOT_REFUSED.format(engine="(none)"))
+    for member in pool.fleet.members:
+        try:
+            remapped = (await member.unwatched.info()).user_namespaces
+        except SandboxkitError:
+            remapped = False
+        if not remapped:
+            raise InvalidInput(ROOT_REFUSED.format(engine=member.url))
+
+
 class Sandbox:
     """A session: one sandbox kept for several runs; files persist between them.
 
@@ -278,6 +305,13 @@ class Sandbox:
             the pool's, none for the default pool). :meth:`set_network` changes it while
             the session runs; a session opened with no policy has no network to change
             (open it with ``network=sk.Egress()``, which allows nothing, to add one later).
+        root: let background commands and terminals run as uid 0 in the box
+            (``start(..., user="root")``, ``terminal(..., user="root")``), to install
+            packages and the like; its root filesystem is then writable (the container's
+            own layer, gone with it; the image is untouched). Only where uid 0 in the box
+            is not the host's: under gVisor (``runtime="runsc"``) or on an engine with
+            ``userns-remap``; elsewhere :meth:`open` refuses it (``InvalidInput``). The
+            program holds no capability even as uid 0.
     """
 
     def __init__(
@@ -291,8 +325,12 @@ class Sandbox:
         idle_timeout: float | None = 600.0,
         runtime: Runtime | None = None,
         network: Egress | Literal["pool"] | None = "pool",
+        root: bool = False,
     ) -> None:
         self.spec = get_language(language)
+        if not isinstance(root, bool):
+            raise InvalidInput(f"root must be True or False, not {root!r}")
+        self.root = root
         self.network = network if network == "pool" else check_egress(network)
         if keep_state and self.spec.preload != "python":
             raise InvalidInput("keep_state is available for Python sessions only")
@@ -314,6 +352,7 @@ class Sandbox:
         self._reclaimed = False
         self._paused_as: str | None = None  # the snapshot pause() made of it
         self._opened_for_you = False  # made open by resume()/fork(): `async with` takes it
+        self._cpu_sample: tuple[str, float, int] | None = None  # metrics(): box, clock, CPU ns
 
     @property
     def language(self) -> str:
@@ -332,6 +371,8 @@ class Sandbox:
         self._pool = pool
         lease = AsyncExitStack()
         try:
+            if self.root:
+                await check_root_allowed(pool, self.runtime or pool.runtime)
             from ._snapshot.memory import open_pausable
 
             # under gVisor with the engine's checkpoint API: a box whose memory pause() keeps
@@ -345,7 +386,13 @@ class Sandbox:
                 self._box = box
             else:
                 self._box = await lease.enter_async_context(
-                    pool.checkout(self.spec, self.limits, self.runtime, network=self.network)
+                    pool.checkout(
+                        self.spec,
+                        self.limits,
+                        self.runtime,
+                        network=self.network,
+                        writable_root=self.root,
+                    )
                 )
         except BaseException:
             self._state = Lifecycle.CLOSED
@@ -537,6 +584,7 @@ class Sandbox:
         args: Sequence[str] | None = None,
         shell: bool = False,
         cwd: str | None = None,
+        user: Literal["root"] | None = None,
         **unexpected: Never,
     ) -> Process | BackgroundProcess:
         """Start ``code`` in this session with stdin open; the session waits for it.
@@ -546,6 +594,7 @@ class Sandbox:
         at once: a :class:`BackgroundProcess` (its ``pid``), which runs on across runs
         and file calls, in ``cwd`` (default: the workdir) with ``env`` over the
         language's variables, until it ends, :meth:`kill` ends it or the session closes.
+        ``user="root"``: as uid 0, in a session opened with ``root=True``.
         """
         _refuse(unexpected, self.language, "start")
         if shell or not isinstance(code, str):
@@ -554,7 +603,9 @@ class Sandbox:
                     "a background command takes env= and cwd=; write files first with "
                     "write_file, send input with proc.write"
                 )
-            return await self._start_background(code, shell=shell, env=env, cwd=cwd)
+            return await self._start_background(code, shell=shell, env=env, cwd=cwd, user=user)
+        if user is not None:
+            raise InvalidInput("user= is for background commands (shell=True, or an argv list)")
         if cwd is not None:
             raise InvalidInput("cwd= is for background commands (shell=True, or an argv list)")
         job = self._prepare(code, stdin, files, limits, env, args)
@@ -719,7 +770,15 @@ class Sandbox:
         cwd: str | None,
         pty: tuple[int, int] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        user: Literal["root"] | None = None,
     ) -> BackgroundProcess:
+        if user is not None and user != "root":
+            raise InvalidInput(f"user must be 'root' or None (the sandbox's user), not {user!r}")
+        if user == "root" and not self.root:
+            raise InvalidInput(
+                "user='root' needs a session opened with root=True (under gVisor, or on "
+                "an engine with userns-remap)"
+            )
         if isinstance(command, str):
             if not command.strip():
                 raise InvalidInput("the command is empty")
@@ -742,6 +801,8 @@ class Sandbox:
         }
         if pty is not None:
             job["pty"] = {"cols": pty[0], "rows": pty[1]}
+        if user == "root":
+            job["root"] = True
         reply, _ = await self._job(job)
         _refused_unless_ok(reply, "start", " ".join(argv))
         kind = Terminal if pty is not None else BackgroundProcess
@@ -775,6 +836,42 @@ class Sandbox:
         _refused_unless_ok(reply, "list", "processes")
         return [ProcessInfo.model_validate(p) for p in reply.get("processes", [])]
 
+    async def metrics(self) -> SandboxMetrics:
+        """The session's use of its limits now: CPU over the time since the previous
+        call (the first: since the sandbox started), memory as the kernel charges its
+        cgroup, and the disk of its writable places (workdir, home, /tmp). The agent
+        reads the cgroup in the box (no engine call); where the box sees none (gVisor)
+        the Docker engine's stats stand in (up to a second: its collector's tick), and
+        on another engine CPU and memory used read 0."""
+        from ._snapshot.memory import docker_of
+
+        box = self._live_box()
+        reply, _ = await self._job({"op": "usage", "paths": [WORKDIR, box.home, "/tmp"]})
+        _refused_unless_ok(reply, "measure", "the sandbox's disk")
+        places = reply.get("usage", [])
+        stats = _stats_of(reply.get("cgroup"))
+        if stats is None:  # the box sees no cgroup (gVisor): the engine's account of it
+            engine = docker_of(box.engine)
+            stats = await engine.stats(box.cid) if engine is not None else None
+        clock, cpus = time.monotonic(), box.resources.cpus
+        cpu_ns = stats.cpu_ns if stats is not None else 0
+        last = self._cpu_sample
+        since, before = (last[1], last[2]) if last and last[0] == box.cid else (box.created, 0)
+        self._cpu_sample = (box.cid, clock, cpu_ns)
+        wall_ns = max(clock - since, 1e-3) * 1e9 * cpus
+        limit = box.resources.memory_mb * 1024 * 1024
+        return SandboxMetrics(
+            cpu_count=cpus,
+            cpu_percent=round(min(100.0, max(0.0, 100.0 * (cpu_ns - before) / wall_ns)), 2),
+            memory_used=stats.memory_used if stats is not None else 0,
+            memory_cache=stats.memory_cache if stats is not None else 0,
+            # the engine's figure is the host's memory where the cgroup has no limit
+            memory_total=min(stats.memory_limit, limit) if stats and stats.memory_limit else limit,
+            disk_used=sum(int(p["used"]) for p in places),
+            disk_total=sum(int(p["total"]) for p in places),
+            timestamp=time.time(),
+        )
+
     async def kill(self, pid: int, signal: int = signals.SIGTERM, *, grace: float = 3.0) -> None:
         """Send ``signal`` to process ``pid`` and its whole tree (a background process's:
         everything in its session). When the signal is not SIGKILL, whatever is left
@@ -807,9 +904,11 @@ class Sandbox:
         command: str | Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        user: Literal["root"] | None = None,
     ) -> Terminal:
         """A shell (``bash``, else ``sh``; or ``command``) on a pseudo-terminal of
-        ``cols`` x ``rows``: write keys, read the screen's bytes, resize, kill."""
+        ``cols`` x ``rows``: write keys, read the screen's bytes, resize, kill.
+        ``user="root"``: as uid 0, in a session opened with ``root=True``."""
         for name, value in (("cols", cols), ("rows", rows)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
                 raise InvalidInput(f"{name} must be a whole number from 1 to 1000")
@@ -822,6 +921,7 @@ class Sandbox:
             cwd=cwd,
             pty=(cols, rows),
             extra_env={"TERM": "xterm-256color"},
+            user=user,
         )
         assert isinstance(term, Terminal)
         return term
@@ -862,6 +962,17 @@ class Sandbox:
         from ._snapshot.session import fork
 
         return await fork(self)
+
+
+def _stats_of(account: Mapping[str, int] | None) -> ContainerStats | None:
+    if not account:
+        return None
+    return ContainerStats(
+        cpu_ns=int(account.get("cpu_ns", 0)),
+        memory_used=int(account.get("memory_used", 0)),
+        memory_cache=int(account.get("memory_cache", 0)),
+        memory_limit=int(account.get("memory_limit", 0)),
+    )
 
 
 def _entry(e: Mapping[str, Any]) -> FileEntry:

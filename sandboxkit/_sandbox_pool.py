@@ -400,6 +400,7 @@ class SandboxPool:
         spec: LanguageSpec,
         runtime: Runtime | None = None,
         egress: bool = False,
+        writable_root: bool = False,
     ) -> Shape:
         runtime = runtime or self.runtime
         fixed = (
@@ -413,6 +414,7 @@ class SandboxPool:
             disk_mb=limits.disk_mb,
             network=self.hub if egress else self.network,
             fixed=fixed,
+            writable_root=writable_root,
         )
 
     async def _warm_pool(
@@ -421,6 +423,7 @@ class SandboxPool:
         limits: Limits,
         runtime: Runtime | None = None,
         egress: bool | None = None,
+        writable_root: bool = False,
     ) -> WarmPool:
         if self.closed:
             raise PoolClosed("this SandboxPool is closed; create a new one")
@@ -432,7 +435,7 @@ class SandboxPool:
         tag = await self.depot.image_for(spec)
         if egress is None:
             egress = self.egress is not None
-        shape = self._shape(tag, limits, spec, runtime, egress)
+        shape = self._shape(tag, limits, spec, runtime, egress, writable_root)
         async with self._lock:
             if self.closed:  # closed while the image was being prepared
                 raise PoolClosed("this SandboxPool is closed; create a new one")
@@ -440,7 +443,7 @@ class SandboxPool:
             if pool is None:
                 # warm pools for the pool's own limits; other disk sizes start on demand
                 # (egress sandboxes too, once asked for: their networks made ahead)
-                own = self._shape(tag, self.limits, spec, None, egress)
+                own = self._shape(tag, self.limits, spec, None, egress, writable_root)
                 size = self.size if shape == own else 0
                 # the run's own room: a compile fits in it or widens it (_run.policy)
                 create_for = shape.fixed or resources_for(self.limits)
@@ -476,16 +479,22 @@ class SandboxPool:
         *,
         avoid: frozenset[str] = frozenset(),
         network: Egress | Literal["pool"] | None = "pool",
+        writable_root: bool = False,
     ) -> AsyncIterator[Box]:
         """The one lease: a warm sandbox for the caller alone, destroyed (and replaced)
         when the block ends. Every run, session, ``start()`` and judge goes through it.
         ``avoid``: engines (URLs) to take from only when no other has a sandbox.
-        ``network``: its egress policy (``"pool"``: the pool's own)."""
+        ``network``: its egress policy (``"pool"``: the pool's own). ``writable_root``:
+        its root filesystem its own to write (a root session's; none warm ahead)."""
         policy = self.egress if network == "pool" else check_egress(network)
         if policy is not None and self.network is not None:
             raise InvalidInput("this pool gives its sandboxes the whole bridge: no Egress policy")
         pool = await self._warm_pool(
-            spec, limits, check_runtime(runtime), egress=policy is not None
+            spec,
+            limits,
+            check_runtime(runtime),
+            egress=policy is not None,
+            writable_root=writable_root,
         )
         box = await pool.acquire(self.acquire_timeout, avoid)
         try:

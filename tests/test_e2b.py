@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -29,16 +30,25 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
-    settings = Settings(port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY])
+@contextlib.contextmanager
+def _serving(templates: dict[str, str] | None = None, **pool: Any) -> Iterator[Settings]:
+    """``sandboxkit e2b`` in a thread of its own (its event loop, its pool), with the
+    operator's ``templates`` (their images built before it serves)."""
+    from sandboxkit.e2b._templates import resolve
+
+    extra = resolve(templates)
+    settings = Settings(
+        port=_free_port(), sandbox_port=_free_port(), api_keys=[KEY], templates=templates or {}
+    )
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stop: list[asyncio.Task[None]] = []
 
     async def main() -> None:
-        async with sk.SandboxPool(languages=["python"], size=2) as pool:
-            settings.pool = pool
+        async with sk.SandboxPool(**pool) as made:
+            settings.pool = made
+            for template_id in templates or {}:
+                await made.image_for(extra[template_id].spec)
             ready = asyncio.Event()
             task = asyncio.create_task(serve(settings, ready))
             stop.append(task)
@@ -49,17 +59,28 @@ def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
 
     thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     thread.start()
-    assert started.wait(120), "the server did not start"
-    # the SDK only ever reaches loopback: both URLs given, and its domain is localhost so
-    # that anything it would build from the domain also stays on this machine
-    monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
-    monkeypatch_module.setenv("E2B_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
-    monkeypatch_module.setenv("E2B_API_KEY", KEY)
-    monkeypatch_module.setenv("E2B_DOMAIN", "localhost")
-    monkeypatch_module.setenv("E2B_DEBUG", "false")
-    yield settings
-    loop.call_soon_threadsafe(stop[0].cancel)
-    thread.join(60)
+    assert started.wait(600), "the server did not start (its images building?)"
+    try:
+        yield settings
+    finally:
+        loop.call_soon_threadsafe(stop[0].cancel)
+        thread.join(60)
+
+
+@pytest.fixture(scope="module")
+def server(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Settings]:
+    # the templates' languages, warm (their images built before the first create)
+    with _serving(
+        {"js-box": "javascript"}, languages=["e2b-base", "e2b-code-interpreter"], size=2
+    ) as settings:
+        # the SDK only ever reaches loopback: both URLs given, and its domain is localhost
+        # so that anything it would build from the domain also stays on this machine
+        monkeypatch_module.setenv("E2B_API_URL", f"http://127.0.0.1:{settings.port}")
+        monkeypatch_module.setenv("E2B_SANDBOX_URL", f"http://127.0.0.1:{settings.sandbox_port}")
+        monkeypatch_module.setenv("E2B_API_KEY", KEY)
+        monkeypatch_module.setenv("E2B_DOMAIN", "localhost")
+        monkeypatch_module.setenv("E2B_DEBUG", "false")
+        yield settings
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +507,7 @@ def test_pty_stream_input_and_connect(sbx: object) -> None:
     screen: list[bytes] = []
     assert again.wait(on_pty=screen.append).exit_code == 0
     text = b"".join(screen).decode(errors="replace")
-    assert "\r42\r\n" in text and "\r\n/work\r\n" in text
+    assert "\r42\r\n" in text and "\r\n/home/user\r\n" in text
     term.disconnect()
 
 
@@ -499,3 +520,317 @@ def test_a_killed_sandbox_ends_its_terminal(server: Settings) -> None:
     box.kill()
     with pytest.raises(SandboxException):  # an error, not a hang or a clean exit
         term.wait()
+
+
+# ---------------------------------------------------------------- templates (issue 24, item 3)
+def test_base_template_is_e2b_shaped(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    out = sbx.commands.run("whoami; pwd; echo $HOME; cd ~ && pwd; id -u")
+    assert out.stdout.split() == ["user", "/home/user", "/home/user", "/home/user", "65534"]
+    tools = sbx.commands.run("bash --version | head -1; node --version; git --version; python3 -V")
+    lines = tools.stdout.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("GNU bash")
+    assert lines[1].startswith("v") and lines[2].startswith("git version")
+    assert lines[3].startswith("Python 3")
+    sbx.files.write("relative.txt", "in the home")
+    assert sbx.commands.run("cat /home/user/relative.txt").stdout == "in the home"
+    assert sbx.files.read("/home/user/relative.txt") == "in the home"
+    assert "relative.txt" in [e.name for e in sbx.files.list("/home/user")]
+    assert sbx.commands.run("ls ~/relative.txt && test -O ~/relative.txt").exit_code == 0
+
+
+def test_code_interpreter_template_has_the_data_stack(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        assert box.get_info().template_id == "code-interpreter-v1"
+        done = box.run_code("import numpy, pandas, matplotlib\nnumpy.arange(4).sum()")
+        assert done.error is None and done.text == "6"
+        assert box.commands.run("whoami; pwd").stdout.split() == ["user", "/home/user"]
+        # the kernel works in the home, where a relative files.write lands
+        box.files.write("data.txt", "42")
+        assert box.run_code("import os\nos.getcwd()").text == "/home/user"
+        assert box.run_code("open('data.txt').read()").text == "42"  # a str shown bare, as E2B does
+    finally:
+        box.kill()
+
+
+def test_unknown_template_is_e2b_404(server: Settings) -> None:
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as client:
+        r = client.post("/v2/sandboxes", json={"templateID": "nope"}, headers={"X-API-Key": KEY})
+    assert r.status_code == 404 and r.json() == {
+        "code": 404,
+        "message": "template 'nope' not found",
+    }
+
+
+def test_a_template_registered_from_a_language_spec() -> None:
+    from sandboxkit.e2b import template_from
+    from sandboxkit.e2b._templates import parse_template_flag, resolve
+
+    assert parse_template_flag("js-box=javascript") == ("js-box", "javascript")
+    with pytest.raises(sk.InvalidInput):
+        parse_template_flag("no-language")
+    with pytest.raises(sk.InvalidInput):
+        template_from("Bad Id", "python")
+    with pytest.raises(sk.InvalidInput):
+        template_from("x", "no-such-language")
+    templates = resolve({"js-box": "javascript"})
+    js = templates["js-box"]
+    assert js.language == "e2b-javascript" and sk.get_language("e2b-javascript") == js.spec
+    assert js.spec.env["HOME"] == "/home/user" and "nodejs" in js.spec.packages
+    assert {"base", "code-interpreter-v1", "js-box"} <= set(templates)
+
+
+# ---------------------------------------------------------------- secure sandboxes
+def _envd(server: Settings, sandbox_id: str, headers: dict[str, str] | None = None) -> object:
+    import httpx
+
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{server.sandbox_port}",
+        headers={"E2b-Sandbox-Id": sandbox_id, "E2b-Sandbox-Port": "49983", **(headers or {})},
+    )
+
+
+def test_secure_sandbox_needs_its_access_token(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    token = sbx._envd_access_token  # what the create response carried
+    assert token
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as api:
+        detail = api.get(f"/sandboxes/{sbx.sandbox_id}", headers={"X-API-Key": KEY})
+        assert detail.json()["envdAccessToken"] == token  # what get_info and connect carry
+    # the SDK sends it: every call works (the fixture's other tests too)
+    assert sbx.commands.run("echo ok").stdout == "ok\n"
+    stat = {"path": "/tmp"}
+    for headers, status in (
+        ({}, 401),
+        ({"X-Access-Token": "wrong"}, 401),
+        ({"X-Access-Token": token}, 200),
+    ):
+        with _envd(server, sbx.sandbox_id, headers) as client:
+            assert isinstance(client, httpx.Client)
+            r = client.post("/filesystem.Filesystem/Stat", json=stat)
+            assert r.status_code == status, (headers, r.text)
+            files = client.get("/files", params={"path": "/tmp"})
+            assert files.status_code == (400 if status == 200 else 401), files.text
+            assert client.get("/health").status_code == 204  # envd's probe stays open
+    with _envd(server, sbx.sandbox_id) as client:
+        assert isinstance(client, httpx.Client)
+        r = client.post("/filesystem.Filesystem/Stat", json=stat)
+        assert r.json()["message"].startswith("unauthorized access")
+        run = client.post("/execute", json={"code": "1"}, headers={"E2b-Sandbox-Port": "49999"})
+        assert run.status_code == 401
+
+
+def test_signed_file_urls(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.files.write("signed.txt", "by signature")
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
+    with httpx.Client(headers=headers) as client:  # no access token: the URL's signature
+        url = sbx.download_url("signed.txt")
+        assert "signature=v1_" in url
+        base = f"http://127.0.0.1:{server.sandbox_port}"
+        got = client.get(base + url[url.index("/files") :])
+        assert got.status_code == 200 and got.text == "by signature"
+        up = sbx.upload_url("up.txt", use_signature_expiration=60)
+        sent = client.post(base + up[up.index("/files") :], files={"file": ("up.txt", b"up")})
+        assert sent.status_code == 200, sent.text
+        assert sbx.files.read("up.txt") == "up"
+        expired = sbx.download_url("signed.txt", use_signature_expiration=-10)
+        late = client.get(base + expired[expired.index("/files") :])
+        assert late.status_code == 401 and "expired" in late.json()["message"]
+        forged = base + url[url.index("/files") :].replace("signed.txt", "up.txt")
+        assert client.get(forged).status_code == 401
+
+
+def test_a_sandbox_created_not_secure_accepts_any_request(server: Settings) -> None:
+    import httpx
+
+    api = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"X-API-Key": KEY})
+    with api:
+        made = api.post("/sandboxes", json={"templateID": "base", "secure": False})
+        assert made.status_code == 201 and "envdAccessToken" not in made.json()
+        sandbox_id = made.json()["sandboxID"]
+        try:
+            with _envd(server, sandbox_id) as client:
+                assert isinstance(client, httpx.Client)
+                r = client.post("/filesystem.Filesystem/Stat", json={"path": "/tmp"})
+                assert r.status_code == 200 and r.json()["entry"]["type"] == "FILE_TYPE_DIRECTORY"
+        finally:
+            api.delete(f"/sandboxes/{sandbox_id}")
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.commands.run("head -c 3000000 /dev/urandom > ~/blob")  # 3 MB on the home's tmpfs
+    (metric,) = sbx.get_metrics()
+    assert metric.cpu_count == 1 and 0 <= metric.cpu_used_pct <= 100
+    assert 0 < metric.mem_used <= metric.mem_total <= 256 * 1024 * 1024
+    assert 3_000_000 <= metric.disk_used < metric.disk_total
+    sbx.commands.run("rm ~/blob")
+    (after,) = sbx.get_metrics()
+    assert after.disk_used < metric.disk_used - 2_900_000
+    assert after.timestamp >= metric.timestamp
+    from e2b import SandboxNotFoundException
+
+    with pytest.raises(SandboxNotFoundException):
+        Sandbox.get_metrics("inosuchsandbox")
+
+
+def test_metrics_of_several_sandboxes(server: Settings, sbx: object) -> None:
+    import httpx
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}", headers={"X-API-Key": KEY}
+    ) as api:
+        got = api.get("/sandboxes/metrics", params={"sandbox_ids": f"{sbx.sandbox_id},inope"})
+        assert got.status_code == 200
+        sandboxes = got.json()["sandboxes"]
+        assert list(sandboxes) == [sbx.sandbox_id] and sandboxes[sbx.sandbox_id]["memTotal"] > 0
+        assert api.get("/sandboxes/metrics").status_code == 400
+
+
+# ---------------------------------------------------------------- user="root" (item 6)
+def test_root_is_refused_under_runc_with_the_reason(sbx: object) -> None:
+    from e2b import Sandbox, SandboxException
+
+    assert isinstance(sbx, Sandbox)
+    # this engine has no userns-remap (the test would say nothing on one that has)
+    if _engine_info().user_namespaces:
+        pytest.skip("the engine remaps uids: root is allowed under runc there")
+    with pytest.raises(SandboxException, match="runsc") as refused:
+        sbx.commands.run("id -u", user="root")
+    assert "uid 0" in str(refused.value)
+    with pytest.raises(SandboxException, match="runsc"):
+        sbx.pty.create(_pty_size(), user="root")
+    assert sbx.commands.run("id -u", user="user").stdout == "65534\n"
+
+
+def _engine_info() -> Any:
+    from sandboxkit._backends import connect
+
+    async def ask() -> Any:
+        engine = connect()
+        try:
+            return await engine.info()
+        finally:
+            await engine.close()
+
+    return asyncio.run(ask())
+
+
+def _pty_size() -> object:
+    from e2b.sandbox.commands.command_handle import PtySize
+
+    return PtySize(rows=24, cols=80)
+
+
+@pytest.fixture(scope="module")
+def gvisor_server() -> Iterator[Settings]:
+    if "runsc" not in _engine_info().runtimes:
+        pytest.skip("the engine has no runsc (gVisor) runtime")
+    with _serving(languages=["e2b-base"], size=1, runtime="runsc") as settings:
+        yield settings
+
+
+def _gvisor(settings: Settings) -> dict[str, str]:
+    return {
+        "api_url": f"http://127.0.0.1:{settings.port}",
+        "sandbox_url": f"http://127.0.0.1:{settings.sandbox_port}",
+        "api_key": KEY,
+        "domain": "localhost",
+    }
+
+
+def test_root_under_gvisor_is_uid_0_without_capabilities(gvisor_server: Settings) -> None:
+    from e2b import Sandbox
+
+    opts = _gvisor(gvisor_server)
+    box, other = Sandbox.create(timeout=120, **opts), Sandbox.create(timeout=120, **opts)
+    try:
+        out = box.commands.run("whoami; id -u; pwd; echo $HOME", user="root")
+        assert out.stdout.split() == ["root", "0", "/root", "/root"]
+        caps = box.commands.run("grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status", user="root")
+        assert [line.split()[1] for line in caps.stdout.splitlines()] == ["0" * 16] * 3
+        # the system directories are the box's own: written here, unseen next door
+        made = ("/etc/e2b-root-test", "/usr/local/bin/e2b-tool")
+        wrote = f"echo mine > {made[0]} && touch {made[1]} && cat {made[0]}"
+        assert box.commands.run(wrote, user="root").stdout == "mine\n"
+        # (python's stat: this gVisor answers coreutils' statx with EINVAL)
+        look = f'python3 -c "import os; print(*[os.path.exists(p) for p in {made!r}])"'
+        assert box.commands.run(look).stdout == "True True\n"
+        assert other.commands.run(look, user="root").stdout == "False False\n"
+        # the sandbox's user stays itself: root's files are not its to change
+        from e2b import CommandExitException
+
+        with pytest.raises(CommandExitException):
+            box.commands.run("echo no > /etc/e2b-root-test")
+        assert box.commands.run("whoami").stdout == "user\n"
+        term = box.pty.create(_pty_size(), user="root")  # type: ignore[arg-type]
+        screen: list[bytes] = []
+        box.pty.send_stdin(term.pid, b"id -u; exit\n")
+        assert term.wait(on_pty=screen.append).exit_code == 0
+        text = b"".join(screen).decode(errors="replace")
+        assert "root@sandbox:~# " in text and "\r0\r\n" in text
+    finally:
+        box.kill()
+        other.kill()
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_refuses_a_bad_template_or_runtime() -> None:
+    from typer.testing import CliRunner
+
+    from sandboxkit.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["e2b", "--template", "no-language-given"])
+    assert bad.exit_code == 2 and "NAME=LANGUAGE" in bad.output
+    unknown = runner.invoke(app, ["e2b", "--template", "box=no-such-language"])
+    assert unknown.exit_code == 2 and "unknown language" in unknown.output
+    runtime = runner.invoke(app, ["e2b", "--runtime", "kata"])
+    assert runtime.exit_code == 2 and "runc or runsc" in runtime.output
+
+
+def test_sandboxkit_images_lists_the_templates(server: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from sandboxkit._images.dockerfile import build_context
+    from sandboxkit.cli import app
+    from sandboxkit.e2b._templates import BASE, CODE_INTERPRETER
+
+    listed = CliRunner().invoke(app, ["images", "list"])  # built by the server's pool
+    assert listed.exit_code == 0, listed.output
+    for template in (BASE, CODE_INTERPRETER):
+        tag = build_context(template.spec).tag
+        rows = [line for line in listed.output.splitlines() if tag in line]
+        assert len(rows) == 1 and "current" in rows[0], listed.output
+
+
+def test_an_operators_template_runs_its_language(server: Settings) -> None:
+    from e2b import Sandbox
+
+    box = Sandbox.create(template="js-box", timeout=60)  # Settings(templates={"js-box": ...})
+    try:
+        assert box.get_info().template_id == "js-box"
+        box.files.write("main.js", "console.log(6 * 7)")
+        out = box.commands.run("node main.js && whoami && pwd")
+        assert out.stdout.split() == ["42", "user", "/home/user"]
+    finally:
+        box.kill()

@@ -85,6 +85,17 @@ class NetworkRecord:
 
 # ---------------------------------------------------------------------- records
 @dataclass(frozen=True)
+class ContainerStats:
+    """A sandbox's cgroup as the kernel charges it (``Sandbox.metrics``): read in the box
+    by its agent, or the Docker engine's account where the box sees no cgroup (gVisor)."""
+
+    cpu_ns: int  # CPU time used since it started
+    memory_used: int
+    memory_cache: int  # of memory_used: the page cache (tmpfs files included)
+    memory_limit: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One sandbox container, engine-neutral: what runs, as whom, under which limits.
 
@@ -118,6 +129,9 @@ class ContainerSpec:
     channel: str | None = None
     # kept when stopped (no AutoRemove): Sandbox.pause checkpoints it (see _snapshot)
     pausable: bool = False
+    # its root filesystem writable (the container's own layer, gone with it): a box whose
+    # programs may run as uid 0 (Sandbox(root=True): gVisor or userns-remap only)
+    writable_root: bool = False
     # ``command`` is sandboxkit's agent, which starts as uid 0 with the few capabilities
     # it needs to run programs as ``uid`` (agent/_privs.py); anything else (the egress
     # gateway) runs as ``uid`` from its first instruction, with no capability at all

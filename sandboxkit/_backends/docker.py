@@ -37,6 +37,7 @@ from .base import (
     BridgeNetwork,
     ContainerRecord,
     ContainerSpec,
+    ContainerStats,
     EgressNetwork,
     EngineInfo,
     ImageRecord,
@@ -298,7 +299,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "CapAdd": list(AGENT_CAPABILITIES) if spec.supervisor else [],
         # sandboxkit's own syscall filter, not the engine's (which varies by version)
         "SecurityOpt": ["no-new-privileges", SECURITY_OPT],
-        "ReadonlyRootfs": True,
+        "ReadonlyRootfs": not spec.writable_root,
         "Tmpfs": {
             spec.workdir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0755",
             spec.own_dir: f"{tmpfs_opts},uid={spec.uid},gid={spec.uid},mode=0700",
@@ -476,6 +477,20 @@ def container_record(raw: Mapping[str, Any]) -> ContainerRecord:
         created=epoch(raw.get("Created")),
         pid=pid or None,
         name=str(names[0] or "").lstrip("/"),
+    )
+
+
+def container_stats(raw: Mapping[str, Any]) -> ContainerStats:
+    memory = raw.get("memory_stats") or {}
+    detail = memory.get("stats") or {}
+    # cgroup v1 names the page cache "cache", v2 "file"
+    cache = int(detail.get("cache", detail.get("file", 0)) or 0)
+    cpu = (raw.get("cpu_stats") or {}).get("cpu_usage") or {}
+    return ContainerStats(
+        cpu_ns=int(cpu.get("total_usage") or 0),
+        memory_used=int(memory.get("usage") or 0),
+        memory_cache=cache,
+        memory_limit=int(memory.get("limit") or 0),
     )
 
 
@@ -893,6 +908,19 @@ class DockerBackend:
     # ------------------------------------------------------------------ checkpoints
     # Sandbox.pause of a gVisor session keeps its memory through the engine's
     # experimental checkpoint API (dockerd --experimental); see sandboxkit/_snapshot.
+    # ------------------------------------------------------------------ usage
+    # Sandbox.metrics: the engine's own account of a container's cgroup (Docker's, not
+    # part of the engine seam: a backend without it reports no CPU or memory figures)
+    async def stats(self, cid: str) -> ContainerStats:
+        """``cid``'s CPU time and memory now (one sample: ``one-shot``, no wait)."""
+        with self._map("report a container's stats"):
+            raw = await _idempotent(
+                lambda: self._client._query_json(
+                    f"containers/{cid}/stats", params={"stream": "false", "one-shot": "true"}
+                )
+            )
+        return container_stats(raw)
+
     async def can_checkpoint(self) -> bool:
         """Whether this engine's checkpoint API is on (an experimental daemon)."""
         with self._map("report its info"):

@@ -23,11 +23,16 @@ from .store import MB, Record, Writer, read_pieces
 SNAPSHOT_PLACES: tuple[str, ...] = (WORKDIR, "/tmp", BASE_ENV["HOME"])
 
 
+def places_of(box: Box) -> list[str]:
+    """``box``'s places: its home is its language's (see ``_container.home_of``)."""
+    return [p if p != BASE_ENV["HOME"] else box.home for p in SNAPSHOT_PLACES]
+
+
 async def pack(
     box: Box, writer: Writer, max_bytes: int, *, freeze: bool = True
 ) -> dict[str, object]:
     """Stream the box's places into ``writer``; the agent's summary (files, skipped)."""
-    job = {"op": "pack", "places": list(SNAPSHOT_PLACES), "max_bytes": max_bytes, "freeze": freeze}
+    job = {"op": "pack", "places": places_of(box), "max_bytes": max_bytes, "freeze": freeze}
     await box.send_json(wire.JOB, job)
     while True:
         kind, payload = await box.recv()
@@ -53,7 +58,7 @@ async def pack(
 
 async def unpack(box: Box, record: Record) -> dict[str, object]:
     """Recreate ``record``'s files in ``box`` (a fresh one); its summary."""
-    await box.send_json(wire.JOB, {"op": "unpack", "places": list(SNAPSHOT_PLACES)})
+    await box.send_json(wire.JOB, {"op": "unpack", "places": places_of(box)})
     pieces: Iterator[bytes] = read_pieces(record, MB)
     while piece := await anyio.to_thread.run_sync(next, pieces, b""):
         await box.send(wire.STDIN, piece)

@@ -59,7 +59,7 @@ async def _checkpoints_on(engine: DockerBackend) -> bool:
     return _supported[engine.url]
 
 
-def _docker(engine: object) -> DockerBackend | None:
+def docker_of(engine: object) -> DockerBackend | None:
     """The Docker backend under ``engine`` (a fleet member's watched one), if it is one:
     the checkpoint calls are Docker's own, outside the engine seam."""
     if isinstance(engine, DockerBackend):
@@ -76,12 +76,12 @@ async def open_pausable(sb: Sandbox, pool: SandboxPool) -> Box | None:
         return None
     tag = await pool.image_for(sb.spec)
     for member in pool.fleet.up:
-        docker = _docker(member.engine)
+        docker = docker_of(member.engine)
         if docker is None or not pool.depot.has(member.url, tag):
             continue
         if not await _checkpoints_on(docker):
             continue
-        shape = pool._shape(tag, sb.limits, sb.spec, runtime)
+        shape = pool._shape(tag, sb.limits, sb.spec, runtime, writable_root=sb.root)
         resources = shape.fixed or pool._container_resources(sb.spec, sb.limits)
         return await Box.start(
             member.engine, shape, resources, language_env(sb.spec), pool.pool_id, pausable=True
@@ -96,7 +96,7 @@ def can_checkpoint(box: Box) -> bool:
     """Whether ``box``'s memory can be kept. Not a second time: this engine (20.10)
     leaves the containerd task of a container started from a checkpoint behind when it
     is checkpointed again, and it cannot be restored ("id already in use")."""
-    return box.pausable and box.cid not in _restored and _docker(box.engine) is not None
+    return box.pausable and box.cid not in _restored and docker_of(box.engine) is not None
 
 
 def _checkpoint_bytes(root: str, cid: str, name: str) -> int:
@@ -112,7 +112,7 @@ def _checkpoint_bytes(root: str, cid: str, name: str) -> int:
 
 async def checkpoint(box: Box, snapshot_id: str) -> store.Memory:
     """Checkpoint ``box`` (it stops) and keep it, named for ``snapshot_id``."""
-    engine = _docker(box.engine)
+    engine = docker_of(box.engine)
     assert engine is not None
     name = snapshot_id  # unique: its content is never restored twice
     # the agent reads its next input by polling: its selector would miss it after a
@@ -146,7 +146,7 @@ async def restore(
     snap = record.snapshot
     pool = pool or await default_pool()
     member = pool.fleet.by_url.get(memory.engine)
-    engine = _docker(member.engine) if member is not None else None
+    engine = docker_of(member.engine) if member is not None else None
     if member is None or engine is None:
         log.warning(
             "sandboxkit: snapshot %s's memory is on %s, not in this pool", snap.id, memory.engine
@@ -163,6 +163,7 @@ async def restore(
         keep_state=snap.keep_state,
         idle_timeout=idle_timeout,
         runtime="runsc",
+        root=snap.root,
     )
     # the checkpoint is used up whatever happens next: the snapshot keeps its files
     await _forget_memory(record)

@@ -63,6 +63,7 @@ async def _save(sb: Sandbox, *, memory_too: bool) -> store.Record:
             limits=sb.limits,
             keep_state=sb.keep_state,
             keep_processes=sb.keep_processes,
+            root=sb.root,
         )
         return await anyio.to_thread.run_sync(writer.commit, snapshot, memory)
     except BaseException:
@@ -125,6 +126,7 @@ async def resume(
         keep_state=snap.keep_state,
         idle_timeout=idle_timeout,
         runtime=runtime,  # type: ignore[arg-type]
+        root=snap.root,
     )
     return await _open_with_files(fresh, record)
 
@@ -145,6 +147,7 @@ async def fork(sb: Sandbox) -> Sandbox:
             keep_state=sb.keep_state,
             idle_timeout=sb.idle_timeout,
             runtime=sb.runtime,
+            root=sb.root,
         )
         return await _open_with_files(child, record)
     finally:

@@ -53,6 +53,7 @@ class Snapshot(Frozen):
     limits: Limits
     keep_state: bool = False
     keep_processes: bool = False
+    root: bool = Field(False, description="a root=True session's (see Sandbox)")
 
 
 @dataclass(frozen=True)

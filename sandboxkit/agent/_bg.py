@@ -90,7 +90,7 @@ class Background:
             raise
         if pid == 0:  # the child: never returns
             try:
-                _procs.detach_child(fds)
+                _procs.detach_child(fds, root=bool(job.get("root")))
                 if term:
                     import fcntl
                     import termios

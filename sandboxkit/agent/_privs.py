@@ -122,12 +122,18 @@ def separate(workdir: str) -> None:
     program_uid = program
 
 
-def become_program() -> None:
+def become_program(*, root: bool = False) -> None:
     """In a forked child, before anything of the user's runs: the program's uid and no
-    capability, the bounding set included (a no-op when the agent is not apart)."""
+    capability, the bounding set included (a no-op when the agent is not apart).
+
+    ``root``: uid 0 instead (the host asks only where uid 0 in the box is not the host's:
+    gVisor, userns-remap). Still no capability: the effective and permitted sets are
+    emptied here, and an exec gains none, for an exec as uid 0 gets the bounding set's
+    capabilities at most, and the agent emptied it at its start. Root's power is then
+    that of the owner of root's files: the box's own writable root filesystem."""
     if nproc is not None:  # lowering a limit takes no privilege; set before the uid changes
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-    uid = program_uid
+    uid = 0 if root and program_uid is not None else program_uid
     if uid is None:
         return
     calls = _calls

@@ -228,9 +228,12 @@ def prepare_child(
     return apply_job(job, cwd, rlimits=rlimits)
 
 
-def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> None:
+def detach_child(
+    fds: tuple[int, int, int], *, keep_fd: int | None = None, root: bool = False
+) -> None:
     """The job-independent half of :func:`prepare_child` (a spare does it ahead):
-    default signals, a new session, ``fds`` as 0-2, every other descriptor closed."""
+    default signals, a new session, ``fds`` as 0-2, every other descriptor closed.
+    ``root``: the program is uid 0 (see ``_privs.become_program``)."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, *SHIELDED):
         try:
@@ -246,7 +249,7 @@ def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> No
         os.dup2(keep_fd, 3)
     os.closerange(3 if keep_fd is None else 4, 65536)
     try:  # nothing of the user's may run with the agent's uid or capabilities
-        _privs.become_program()
+        _privs.become_program(root=root)
     except OSError as exc:
         os.write(2, f"sandboxkit: cannot drop the supervisor's privileges: {exc}\n".encode())
         os._exit(127)

@@ -63,6 +63,15 @@ async def _check_engine(
             "daemon.json (docs/security.md)",
         )
     )
+    # Sandbox(root=True): uid 0 in a box only where it is not the host's (docs/security.md)
+    where = [w for w, ok in (("runc", info.user_namespaces), ("runsc", gvisor)) if ok]
+    rows.append(
+        (
+            "root sessions",
+            f"under {' and '.join(where)}" if where else "off",
+            "" if where else "Sandbox(root=True) needs gVisor (runsc) or userns-remap",
+        )
+    )
     base = await engine.image_exists(BASE_IMAGE)
     fix_base = (
         "a pool copies it from an engine that has it"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated
 
@@ -18,6 +19,13 @@ from .._languages import REGISTRY, LanguageSpec, get_language
 from ._common import console, run_async
 
 app = typer.Typer(help="Manage sandbox images.", no_args_is_help=True, rich_markup_mode=None)
+
+
+def _with_wings() -> None:
+    """Register the wings' own images (the E2B server's templates) when their extra is
+    installed: built with the rest, listed as current, kept by prune."""
+    with contextlib.suppress(ImportError):
+        import sandboxkit.e2b  # noqa: F401 - importing it registers its templates
 
 
 @app.command(short_help="Build the base image from this machine's Debian mirror.")
@@ -82,6 +90,7 @@ def build(
     ] = 1,
 ) -> None:
     """Build the images of LANGUAGES (only what is missing or changed)."""
+    _with_wings()
     names = languages or REGISTRY.names()
 
     async def one(engine: Backend, spec: LanguageSpec, gate: asyncio.Semaphore) -> bool:
@@ -118,6 +127,7 @@ def build(
 
 
 async def _current_tags() -> set[str]:
+    _with_wings()
     specs = [get_language(n) for n in REGISTRY.names()]
     return {context_for(s).tag for s in specs} | {base_image(s.suite) for s in specs}
 

@@ -5,5 +5,10 @@ extra; see docs/e2b.md). Nothing below this package knows about E2B."""
 from __future__ import annotations
 
 from ._app import Settings, api_app, sandbox_app, serve
+from ._templates import Template, register_builtin, template_from
 
-__all__ = ["Settings", "api_app", "sandbox_app", "serve"]
+# the built-in templates' languages (``e2b-base``, ``e2b-code-interpreter``), usable by
+# name from here on: a pool warms them, ``sandboxkit images`` builds and lists them
+register_builtin()
+
+__all__ = ["Settings", "Template", "api_app", "sandbox_app", "serve", "template_from"]

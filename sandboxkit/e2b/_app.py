@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from e2b.envd.filesystem.filesystem_connect import FilesystemASGIApplication
 from e2b.envd.process.process_connect import ProcessASGIApplication
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from .._languages import LanguageSpec
 from .._sandbox_pool import SandboxPool
+from ._access import refusal
 from ._control import control_router, error
 from ._envd import FilesystemService, ProcessService
 from ._files import files_router
 from ._interpreter import interpreter_router
 from ._registry import Registry
+from ._templates import Template, resolve
 
 JUPYTER_PORT = "49999"
 Scope = dict[str, Any]
@@ -36,6 +40,9 @@ class Settings:
     api_keys: Sequence[str] = field(default_factory=tuple)
     max_sandboxes: int = 64
     pool: SandboxPool | None = None
+    # template ids beyond ``base`` and ``code-interpreter-v1``: each a sandboxkit language
+    # (by name or spec) in E2B's shape (see _templates); an id given replaces a built-in
+    templates: Mapping[str, str | LanguageSpec | Template] = field(default_factory=dict)
 
 
 def api_app(registry: Registry, api_keys: Sequence[str]) -> FastAPI:
@@ -73,7 +80,21 @@ def sandbox_app(registry: Registry) -> ASGI:
             return await files(scope, receive, send)
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         path = scope.get("path", "")
-        if headers.get(b"e2b-sandbox-port", b"").decode() == JUPYTER_PORT:
+        on_interpreter = headers.get(b"e2b-sandbox-port", b"").decode() == JUPYTER_PORT
+        entry = registry.get(headers.get(b"e2b-sandbox-id", b"").decode("latin-1"))
+        if entry is not None:  # an unknown sandbox: each route answers as E2B's proxy does
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            why = refusal(
+                entry.access_token,
+                scope.get("method", ""),
+                path,
+                headers,
+                query,
+                interpreter=on_interpreter,
+            )
+            if why is not None:
+                return await error(401, why)(scope, receive, send)
+        if on_interpreter:
             await interpreter(scope, receive, send)
         elif path.startswith("/process.Process/"):
             await process(scope, receive, send)
@@ -87,7 +108,7 @@ def sandbox_app(registry: Registry) -> ASGI:
 
 @asynccontextmanager
 async def running_registry(settings: Settings) -> AsyncIterator[Registry]:
-    registry = Registry(settings.pool, settings.max_sandboxes)
+    registry = Registry(settings.pool, settings.max_sandboxes, resolve(settings.templates))
     await registry.start()
     try:
         yield registry

@@ -1,5 +1,5 @@
 """E2B's control plane (``E2B_API_URL``) as the ``e2b`` SDK calls it: create, get, list,
-kill, set timeout, connect, pause; errors in E2B's ``{"code", "message"}`` shape."""
+kill, set timeout, connect, pause, metrics; errors in E2B's ``{"code", "message"}`` shape."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from .._errors import InvalidInput
-from ._registry import MAX_TIMEOUT, TEMPLATES, Entry, Full, Registry
+from .._errors import InvalidInput, SandboxkitError
+from .._models import SandboxMetrics
+from ._registry import MAX_TIMEOUT, Entry, Full, Registry
 
 ENVD_VERSION = "0.5.7"  # the envd API we speak: raw (octet-stream) uploads, default user
 CLIENT_ID = "sandboxkit"
@@ -37,6 +38,29 @@ def _created(entry: Entry) -> dict[str, Any]:
     }
 
 
+def _with_token(entry: Entry) -> dict[str, Any]:
+    """What create, connect and get-info answer: the sandbox and, when it is secure, the
+    envd access token the SDK then sends on every envd request."""
+    body = _created(entry)
+    if entry.access_token is not None:
+        body["envdAccessToken"] = entry.access_token
+    return body
+
+
+def _metric(m: SandboxMetrics) -> dict[str, Any]:
+    return {
+        "timestamp": _iso(m.timestamp),
+        "timestampUnix": int(m.timestamp),
+        "cpuCount": max(1, round(m.cpu_count)),
+        "cpuUsedPct": m.cpu_percent,
+        "memUsed": m.memory_used,
+        "memTotal": m.memory_total,
+        "memCache": m.memory_cache,
+        "diskUsed": m.disk_used,
+        "diskTotal": m.disk_total,
+    }
+
+
 def _listed(entry: Entry) -> dict[str, Any]:
     import time
 
@@ -55,6 +79,8 @@ def _listed(entry: Entry) -> dict[str, Any]:
 
 def _detail(entry: Entry) -> dict[str, Any]:
     body = _listed(entry)
+    if entry.access_token is not None:
+        body["envdAccessToken"] = entry.access_token
     if entry.allow_internet_access is not None:
         body["allowInternetAccess"] = entry.allow_internet_access
     return body
@@ -101,7 +127,7 @@ def control_router(registry: Registry) -> APIRouter:
         if not isinstance(body, dict):
             return error(400, "the body must be a JSON object")
         template = body.get("templateID")
-        if not isinstance(template, str) or template not in TEMPLATES:
+        if not isinstance(template, str) or template not in registry.templates:
             return error(404, f"template '{template}' not found")
         timeout = _timeout(body.get("timeout"))
         metadata, envs = _strings(body.get("metadata")), _strings(body.get("envVars"))
@@ -111,6 +137,9 @@ def control_router(registry: Registry) -> APIRouter:
             return error(400, "metadata and envVars must map strings to strings")
         allow = body.get("allow_internet_access", body.get("allowInternetAccess"))
         network = body.get("network")
+        # E2B 2.x secures every sandbox (its SDK no longer sends the field); older SDKs
+        # may ask for an open one with secure=false
+        secure = body.get("secure") is not False
         try:
             entry = await registry.create(
                 template,
@@ -119,12 +148,45 @@ def control_router(registry: Registry) -> APIRouter:
                 envs,
                 allow if isinstance(allow, bool) else None,
                 network if isinstance(network, dict) else None,
+                secure=secure,
             )
         except Full as exc:
             return error(429, str(exc))
         except InvalidInput as exc:  # an allowOut entry that is not a domain name
             return error(400, f"network: {exc} (sandboxkit allows domain names only)")
-        return JSONResponse(_created(entry), status_code=201)
+        return JSONResponse(_with_token(entry), status_code=201)
+
+    async def sample(entry: Entry) -> dict[str, Any] | None:
+        """One metric of a running sandbox (E2B samples every few seconds; this server
+        measures when asked). None when paused, or when it went away meanwhile."""
+        if entry.session is None:
+            return None
+        try:
+            return _metric(await entry.session.metrics())
+        except SandboxkitError:
+            return None
+
+    @router.get("/sandboxes/metrics")
+    async def list_metrics(request: Request) -> Response:
+        """The latest metric of each sandbox asked for (``sandbox_ids=a,b``)."""
+        wanted = [s for s in (request.query_params.get("sandbox_ids") or "").split(",") if s]
+        if not wanted:
+            return error(400, "sandbox_ids is required")
+        found: dict[str, Any] = {}
+        for sandbox_id in wanted:
+            entry = registry.get(sandbox_id)
+            metric = await sample(entry) if entry is not None else None
+            if metric is not None:
+                found[sandbox_id] = metric
+        return JSONResponse({"sandboxes": found})
+
+    @router.get("/sandboxes/{sandbox_id}/metrics")
+    async def metrics(sandbox_id: str) -> Response:
+        entry = find(sandbox_id)
+        if isinstance(entry, JSONResponse):
+            return entry
+        metric = await sample(entry)
+        return JSONResponse([metric] if metric is not None else [])
 
     @router.get("/sandboxes/{sandbox_id}")
     async def get(sandbox_id: str) -> Response:
@@ -198,7 +260,7 @@ def control_router(registry: Registry) -> APIRouter:
             return error(400, "timeout must be a positive number of seconds")
         resumed = entry.session is None
         await registry.resume(entry, timeout)
-        return JSONResponse(_created(entry), status_code=201 if resumed else 200)
+        return JSONResponse(_with_token(entry), status_code=201 if resumed else 200)
 
     return router
 

@@ -28,16 +28,18 @@ from protobuf import Oneof
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
 from .._background import BackgroundProcess, Terminal
-from .._container import WORKDIR
 from .._errors import InvalidInput, SandboxError, SandboxFileError
 from .._models import FileEntry
 from .._sandbox import Sandbox
+from ._access import ROOT_ENV, ROOT_HOME, as_user
 from ._registry import Entry, Registry
+from ._templates import E2B_HOME as E2B_HOME  # the interpreter names it from here
 from ._watchers import Watcher, event_of
 
 SANDBOX_HEADER = "e2b-sandbox-id"
-E2B_HOME = "/home/user"  # E2B's user home and default cwd...
-HOME = WORKDIR  # ...is the session's workdir here (the sandbox user's own, kept by pause)
+# E2B's user home and default cwd: every template's image names the sandbox's uid
+# ``user`` with this home, a tmpfs of the box's own kept by pause (see _templates)
+HOME = E2B_HOME
 
 _FILE_ERRORS = {
     "not_found": Code.NOT_FOUND,
@@ -84,10 +86,7 @@ def box_path(path: str) -> str:
     are the box's, so a relative one is made absolute against the home."""
     if not path:
         return HOME
-    where = posixpath.normpath(path if path.startswith("/") else posixpath.join(HOME, path))
-    if where == E2B_HOME or where.startswith(E2B_HOME + "/"):
-        where = HOME + where[len(E2B_HOME) :]
-    return where
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(HOME, path))
 
 
 # ---------------------------------------------------------------------- filesystem
@@ -365,17 +364,18 @@ class ProcessService:
         entry, sb = _session(self._registry, ctx)
         config = request.process or pb.ProcessConfig()
         argv = [config.cmd, *config.args]
-        env = {**entry.envs, **dict(config.envs)}
-        cwd = box_path(config.cwd) if config.cwd else HOME
+        user = as_user(self._registry, entry, ctx)
+        env = {**(ROOT_ENV if user else {}), **entry.envs, **dict(config.envs)}
+        cwd = box_path(config.cwd) if config.cwd else (ROOT_HOME if user else HOME)
         size = request.pty.size if request.pty is not None else None
         try:
             if request.pty is not None:
                 cols, rows = (size.cols, size.rows) if size is not None else (80, 24)
                 proc: BackgroundProcess = await sb.terminal(
-                    cols, rows, command=argv, env=env, cwd=cwd
+                    cols, rows, command=argv, env=env, cwd=cwd, user=user
                 )
             else:
-                started = await sb.start(argv, env=env, cwd=cwd)
+                started = await sb.start(argv, env=env, cwd=cwd, user=user)
                 assert isinstance(started, BackgroundProcess)  # a session's start() is one
                 proc = started
         except (SandboxFileError, InvalidInput) as exc:

@@ -16,16 +16,14 @@ from typing import Any
 import anyio
 
 from .._background import Terminal
+from .._default import default_pool
 from .._egress import Egress
-from .._sandbox import Sandbox
+from .._errors import InvalidInput
+from .._sandbox import Sandbox, check_root_allowed
 from .._sandbox_pool import SandboxPool
+from ._templates import Template, resolve
 from ._watchers import Watcher
 
-# E2B's templates, each onto a sandboxkit language and session kind
-TEMPLATES: dict[str, dict[str, Any]] = {
-    "base": {"language": "python", "keep_state": False},
-    "code-interpreter-v1": {"language": "python-data", "keep_state": True},
-}
 SWEEP_EVERY = 0.5  # seconds between looks for sandboxes past their end time
 MAX_TIMEOUT = 24 * 3600  # E2B's own ceiling on a sandbox's life (Pro tier)
 
@@ -45,6 +43,10 @@ class Entry:
     allow_internet_access: bool | None = None
     network: dict[str, Any] | None = None
     snapshot_id: str | None = None  # set while paused
+    root: bool = False  # its session runs user="root" commands as uid 0 (see Registry.root)
+    # envd's access token of a ``secure`` sandbox (E2B 2.x: every one the SDK creates):
+    # its envd and interpreter routes refuse a request without it (see _access)
+    access_token: str | None = None
     # the terminals (``sandbox.pty``) by pid, and the polled watchers
     # (``files.watch_dir`` of the sync SDK) by id: they go with the sandbox
     terminals: dict[int, Terminal] = field(default_factory=dict)
@@ -84,14 +86,36 @@ class Full(Exception):
 
 
 class Registry:
-    def __init__(self, pool: SandboxPool | None = None, max_sandboxes: int = 64) -> None:
+    def __init__(
+        self,
+        pool: SandboxPool | None = None,
+        max_sandboxes: int = 64,
+        templates: dict[str, Template] | None = None,
+    ) -> None:
         self._pool = pool
+        self.templates = templates if templates is not None else resolve()
+        # why user="root" is refused on this server (None: its sandboxes allow it):
+        # known once the pool's engines are (see start)
+        self.root_refusal: str | None = "the server has not started"
         self.max_sandboxes = max_sandboxes
         self._entries: dict[str, Entry] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        """Start the sweeper; find whether this server's sandboxes may run root
+        commands: under gVisor or userns-remap (sandboxkit never runs uid 0 under
+        plain runc, where it is the host's uid 0)."""
+        pool = self._pool or await default_pool()
+        try:
+            await check_root_allowed(pool, pool.runtime)
+        except InvalidInput as exc:
+            self.root_refusal = (
+                f"user 'root' is not available on this server: {exc}. Start the server "
+                "with `sandboxkit e2b --runtime runsc`, or run commands as 'user'"
+            )
+        else:
+            self.root_refusal = None
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:
@@ -127,15 +151,17 @@ class Registry:
         envs: dict[str, str],
         allow_internet_access: bool | None,
         network: dict[str, Any] | None,
+        secure: bool = True,
     ) -> Entry:
         if len(self._entries) >= self.max_sandboxes:
             raise Full(f"at most {self.max_sandboxes} sandboxes at once")
-        spec = TEMPLATES[template]
+        spec = self.templates[template]
         session = Sandbox(
-            spec["language"],
+            spec.language,
             pool=self._pool,
-            keep_state=spec["keep_state"],
+            keep_state=spec.keep_state,
             idle_timeout=None,
+            root=self.root_refusal is None,
             network=egress_of(allow_internet_access, network),
         )
         await session.open()
@@ -151,6 +177,8 @@ class Registry:
             envs=envs,
             allow_internet_access=allow_internet_access,
             network=network,
+            access_token=secrets.token_urlsafe(24) if secure else None,
+            root=self.root_refusal is None,
         )
         self._entries[sandbox_id] = entry
         return entry
@@ -191,6 +219,7 @@ class Registry:
             return
         assert entry.snapshot_id is not None
         session = await Sandbox.resume(entry.snapshot_id, pool=self._pool, idle_timeout=None)
+        entry.root = entry.root and session.root
         # its end and its session together, with no await between: while paused, end_at
         # holds the time left, which the sweeper would read as long past
         entry.end_at, entry.session = time.time() + timeout, session
