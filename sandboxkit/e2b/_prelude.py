@@ -39,8 +39,11 @@ class _Namespace:
         self._names[name] = value
 
 
-_display = _Namespace(builtins.display.__globals__)
-_bundle = _display.bundle
+# in the kernel, the agent's ``display`` is a builtin; imported anywhere else (the host's
+# tests import every module) there is nothing to extend and nothing is installed
+_IN_KERNEL = hasattr(builtins, "display")
+_display = _Namespace(builtins.display.__globals__ if _IN_KERNEL else {})
+_bundle = _display.bundle if _IN_KERNEL else None
 _UNIT = re.compile(r"\(([^()]+)\)\s*$|\[([^\[\]]+)\]\s*$")
 
 
@@ -396,4 +399,5 @@ def install():
     sys._e2b_main = main
 
 
-install()
+if _IN_KERNEL:
+    install()
