@@ -249,7 +249,7 @@ def test_agent_refuses_to_start_unless_pid1(layout: Path, tmp_path: Path) -> Non
     assert "rc=1" in r.stdout and "neighbour-alive" in r.stdout
 
 
-@pytest.mark.parametrize("call", ["kill_all()", "kill_all(spare=2)", "kill_and_reap()"])
+@pytest.mark.parametrize("call", ["kill_all()", "kill_all((2,))", "kill_and_reap()"])
 def test_kill_everything_refuses_unless_pid1(layout: Path, call: str) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1] + '/lib')\n"
@@ -417,6 +417,26 @@ def test_a_run_is_the_child_forked_ahead_of_it(agent: Agent, inline: bool) -> No
             out, err, report = agent.run(["/bin/sh", "-c", "echo $$"])
         assert (err, report["exit_code"]) == (b"", 0)
         assert int(out) == spare
+
+
+@pytest.mark.parametrize("queued", ["job", "then"])
+def test_a_waiting_run_s_child_is_forked_during_the_current_run(agent: Agent, queued: str) -> None:
+    """A run queued behind the current one (a judge's next test, a compile step's run)
+    finds its child forked while the current program ran (listed by it), and the end of
+    the current run does not kill it: it becomes the next program."""
+    listing = "sleep 0.3; ls /proc | grep -x '[0-9]*' | tr '\\n' ' '"
+    second = run_job(["/bin/sh", "-c", "echo $$"])
+    if queued == "then":
+        agent.job(run_job(["/bin/sh", "-c", listing], then=second))
+    else:
+        agent.job(run_job(["/bin/sh", "-c", listing]))
+        agent.job(second)
+    seen, _err, report = agent.outcome()
+    assert report["exit_code"] == 0
+    out, err, report = agent.outcome()
+    assert (err, report["exit_code"]) == (b"", 0)
+    assert out.strip() in seen.split(), (out, seen)
+    assert agent.childless()  # nothing of either run is left but the next spare
 
 
 def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:

@@ -56,19 +56,20 @@ def session_of(pid: int) -> int | None:
         return None
 
 
-def kill_all(spare: int = 0, *, everything: bool = False) -> bool:
-    """SIGKILL every process in the namespace but this one, ``spare`` (a kernel) and,
-    unless ``everything``, the background sessions (:data:`KEPT`); whether there was any
-    to kill."""
+def kill_all(keep: tuple[int, ...] = (), *, everything: bool = False) -> bool:
+    """SIGKILL every process in the namespace but this one, those in ``keep`` (a kernel,
+    the next run's spare) and, unless ``everything``, the background sessions
+    (:data:`KEPT`); whether there was any to kill."""
     _init_only()
-    if not spare and (everything or not KEPT):
+    keep = tuple(p for p in keep if p)
+    if not keep and (everything or not KEPT):
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             return False
         return True
     found = False
-    for p in others(spare, everything=everything):
+    for p in others(keep, everything=everything):
         try:
             os.kill(p, signal.SIGKILL)
             found = True
@@ -77,13 +78,12 @@ def kill_all(spare: int = 0, *, everything: bool = False) -> bool:
     return found
 
 
-def others(spare: int = 0, *, everything: bool = False) -> list[int]:
-    """The processes in the namespace (zombies too) but this one, ``spare`` and, unless
-    ``everything``, the background sessions'."""
+def others(keep: tuple[int, ...] = (), *, everything: bool = False) -> list[int]:
+    """The processes in the namespace (zombies too) but this one, those in ``keep`` and,
+    unless ``everything``, the background sessions'."""
     try:
-        pids = [
-            p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if p not in (1, spare)
-        ]
+        listed = map(int, filter(str.isdigit, os.listdir("/proc")))
+        pids = [p for p in listed if p != 1 and p not in keep]
     except OSError:
         return []
     if KEPT and not everything:
@@ -228,10 +228,21 @@ def prepare_child(
     return apply_job(job, cwd, rlimits=rlimits)
 
 
-def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> None:
+def detach_child(
+    fds: tuple[int, int, int], *, keep_fd: int | None = None, drop: bool = True
+) -> None:
     """The job-independent half of :func:`prepare_child` (a spare does it ahead):
-    default signals, a new session, ``fds`` as 0-2, every other descriptor closed."""
+    default signals, a new session, ``fds`` as 0-2, every other descriptor closed and,
+    with ``drop``, the program's uid (:func:`drop_privileges`; a spare drops them only
+    once its run is handed to it)."""
     signal.set_wakeup_fd(-1)
+    # the descriptors first: a spare forked while a run runs holds that run's pipes
+    # (its stdin's write end: the program sees no end of input while it is open)
+    for fd_target, fd_src in enumerate(fds):
+        os.dup2(fd_src, fd_target)
+    if keep_fd is not None:
+        os.dup2(keep_fd, 3)
+    os.closerange(3 if keep_fd is None else 4, 65536)
     for sig in (signal.SIGCHLD, *SHIELDED):
         try:
             # as a fresh Python would have them: SIGPIPE and SIGXFSZ ignored (exec resets)
@@ -240,12 +251,14 @@ def detach_child(fds: tuple[int, int, int], *, keep_fd: int | None = None) -> No
         except (OSError, ValueError):
             pass
     os.setsid()
-    for fd_target, fd_src in enumerate(fds):
-        os.dup2(fd_src, fd_target)
-    if keep_fd is not None:
-        os.dup2(keep_fd, 3)
-    os.closerange(3 if keep_fd is None else 4, 65536)
-    try:  # nothing of the user's may run with the agent's uid or capabilities
+    if drop:
+        drop_privileges()
+
+
+def drop_privileges() -> None:
+    """In a child, before anything of the user's runs: nothing of the user's may run with
+    the agent's uid or capabilities (or the child ends, status 127)."""
+    try:
         _privs.become_program()
     except OSError as exc:
         os.write(2, f"sandboxkit: cannot drop the supervisor's privileges: {exc}\n".encode())

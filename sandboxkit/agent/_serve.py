@@ -70,6 +70,14 @@ class Agent:
             pids.append(self.prestarted.pid)
         return [p for p in pids if p]
 
+    def spare_pids(self) -> tuple[int, ...]:
+        """The next run's spare, which a run's kills leave alone (none: ``()``)."""
+        return (self.spare.pid,) if self.spare is not None else ()
+
+    def helpers(self) -> tuple[int, ...]:
+        """What the end of a run leaves alive: a session's kernel, the next run's spare."""
+        return (self.kernel.pid, *self.spare_pids())
+
     def pump_host(self) -> None:
         """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
         try:
