@@ -144,9 +144,12 @@ class Run:
         self.reported = False
         self.then_started = False  # the job's "then" run is to follow at once
         self.spare_tried = False  # the next run's child was forked (or tried) during this one
-        self.held: list[bytes] = []  # frames not yet written to the host (see HOLD)
+        # frames not yet written to the host (see HOLD): a compile step's EXIT frame is
+        # handed on to the run it carries, so both reach the host in one write
+        self.held: list[bytes] = agent.carried
         self.held_size = 0
-        self.held_since = 0.0
+        self.held_since = agent.carried_since
+        agent.carried = []
         # a traced job (benchmarks/trace_warm.py) reports when each stage ended
         self.trace: dict[str, int] | None = None
         self.shared: Any = None  # the child's stamps (a shared page), traced jobs only
@@ -523,7 +526,13 @@ class Run:
         if self.trace is not None:
             self._traced(report)
         self.emit(EXIT, json.dumps(report).encode())
-        self.flush()
+        if self.then_started:
+            # the run starts at once: its first frames (or HOLD) take this one along, one
+            # write and one wake-up of the host instead of two beside the starting run
+            self.agent.carried, self.held = self.held, []
+            self.agent.carried_since = self.held_since
+        else:
+            self.flush()
         self.reported = True
 
     def _traced(self, report: ExitReport) -> None:
