@@ -309,7 +309,7 @@ class Run:
                     timeout = min(timeout, CPU_POLL)
             if self.held:
                 timeout = max(0.0, min(timeout, self.held_since + HOLD - now))
-            if not self.spare_tried and (self.agent.queue or "then" in self.job):
+            if self._run_waits():
                 self._spare_ahead()
             for key, _events in self.sel.select(timeout):
                 key.data()
@@ -317,12 +317,20 @@ class Run:
             if self.held and time.monotonic() >= self.held_since + HOLD:
                 self.flush()
 
+    def _run_waits(self) -> bool:
+        """Whether a run waits behind this one's program, still running, with no spare
+        tried for it yet."""
+        if self.status is not None or self.spare_tried:
+            return False
+        return bool(self.agent.queue) or "then" in self.job
+
     def _spare_ahead(self) -> None:
         """A run waits behind this one (a judge's next test, the run a compile step
         carries): fork its child now, while this run's program runs, rather than on its
-        path once this one has ended. With no run waiting, the spare is forked after the
-        exit report instead (the serve loop), while the host reads the result, not
-        beside the program."""
+        path once this one has ended. Only while the program runs: once it has ended,
+        this run's exit report goes first. With no run waiting, the spare is forked
+        after the exit report instead (the serve loop), while the host reads the
+        result, not beside the program."""
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
         self.agent.make_spare()
         self.stamp("spare")
