@@ -439,6 +439,22 @@ def test_a_waiting_run_s_child_is_forked_during_the_current_run(agent: Agent, qu
     assert agent.childless()  # nothing of either run is left but the next spare
 
 
+def test_a_forking_run_with_a_spare_beside_it_leaves_nothing_to_the_next(agent: Agent) -> None:
+    """With a spare to leave alive the end-of-run kill goes pid by pid from a listing;
+    processes forked meanwhile are killed in the rounds that follow, before the run
+    behind it starts."""
+    bomb = "for i in 1 2 3 4; do (while :; do (sleep 100 &) ; done) & done; wait"
+    agent.job(run_job(["/bin/sh", "-c", bomb], time=0.5))
+    argv, job = python(
+        "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    )
+    agent.job(run_job(argv, **job))
+    assert agent.outcome()[2]["reason"] == "timeout"
+    out, err, report = agent.outcome()
+    assert (err, report["exit_code"]) == (b"", 0)
+    assert len(json.loads(out)) == 2, out  # PID 1 and this program: no sleeper, no shell left
+
+
 def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:
     agent.run(["/bin/sh", "-c", "sleep 0.2 >/dev/null 2>&1 &"], keep_processes=True)
     assert agent.childless()  # it ends while the agent waits for the next job

@@ -68,8 +68,14 @@ def kill_all(keep: tuple[int, ...] = (), *, everything: bool = False) -> bool:
         except ProcessLookupError:
             return False
         return True
+    return kill_each(others(keep, everything=everything))
+
+
+def kill_each(pids: list[int]) -> bool:
+    """SIGKILL each of ``pids`` (zombies too, harmlessly); whether any was there."""
+    _init_only()
     found = False
-    for p in others(keep, everything=everything):
+    for p in pids:
         try:
             os.kill(p, signal.SIGKILL)
             found = True

@@ -463,9 +463,16 @@ class Run:
 
     def _settle(self) -> None:
         """Reap the killed until none is left (bounded): a SIGKILLed process takes a moment
-        to die, and the next run must not see it, nor the host find it alive."""
+        to die, and the next run must not see it, nor the host find it alive. What is
+        left is killed again each round: with a helper to spare (the next run's spare, a
+        kernel) the kill goes pid by pid from a listing of /proc, and a process forked
+        between the listing and its parent's kill was not on it."""
         deadline = time.monotonic() + DRAIN
-        while _procs.others(self.agent.helpers()) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            left = _procs.others(self.agent.helpers())
+            if not left:
+                return
+            _procs.kill_each(left)
             time.sleep(0.001)
             self._reap()
 
