@@ -249,7 +249,7 @@ def test_agent_refuses_to_start_unless_pid1(layout: Path, tmp_path: Path) -> Non
     assert "rc=1" in r.stdout and "neighbour-alive" in r.stdout
 
 
-@pytest.mark.parametrize("call", ["kill_all()", "kill_all(spare=2)", "kill_and_reap()"])
+@pytest.mark.parametrize("call", ["kill_all()", "kill_all((2,))", "kill_and_reap()"])
 def test_kill_everything_refuses_unless_pid1(layout: Path, call: str) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1] + '/lib')\n"
@@ -417,6 +417,42 @@ def test_a_run_is_the_child_forked_ahead_of_it(agent: Agent, inline: bool) -> No
             out, err, report = agent.run(["/bin/sh", "-c", "echo $$"])
         assert (err, report["exit_code"]) == (b"", 0)
         assert int(out) == spare
+
+
+@pytest.mark.parametrize("queued", ["job", "then"])
+def test_a_waiting_run_s_child_is_forked_during_the_current_run(agent: Agent, queued: str) -> None:
+    """A run queued behind the current one (a judge's next test, a compile step's run)
+    finds its child forked while the current program ran (listed by it), and the end of
+    the current run does not kill it: it becomes the next program."""
+    listing = "sleep 0.3; ls /proc | grep -x '[0-9]*' | tr '\\n' ' '"
+    second = run_job(["/bin/sh", "-c", "echo $$"])
+    if queued == "then":
+        agent.job(run_job(["/bin/sh", "-c", listing], then=second))
+    else:
+        agent.job(run_job(["/bin/sh", "-c", listing]))
+        agent.job(second)
+    seen, _err, report = agent.outcome()
+    assert report["exit_code"] == 0
+    out, err, report = agent.outcome()
+    assert (err, report["exit_code"]) == (b"", 0)
+    assert out.strip() in seen.split(), (out, seen)
+    assert agent.childless()  # nothing of either run is left but the next spare
+
+
+def test_a_forking_run_with_a_spare_beside_it_leaves_nothing_to_the_next(agent: Agent) -> None:
+    """With a spare to leave alive the end-of-run kill goes pid by pid from a listing;
+    processes forked meanwhile are killed in the rounds that follow, before the run
+    behind it starts."""
+    bomb = "for i in 1 2 3 4; do (while :; do (sleep 100 &) ; done) & done; wait"
+    agent.job(run_job(["/bin/sh", "-c", bomb], time=0.5))
+    argv, job = python(
+        "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    )
+    agent.job(run_job(argv, **job))
+    assert agent.outcome()[2]["reason"] == "timeout"
+    out, err, report = agent.outcome()
+    assert (err, report["exit_code"]) == (b"", 0)
+    assert len(json.loads(out)) == 2, out  # PID 1 and this program: no sleeper, no shell left
 
 
 def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:

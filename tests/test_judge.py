@@ -201,16 +201,21 @@ async def test_each_test_is_a_fresh_process(pool: sk.SandboxPool) -> None:
     # the next test still runs and finds no leftover
     code = (
         "import os, subprocess, sys\n"
-        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))\n"
+        "def cmdline(p):\n"
+        "    try:\n"
+        "        return open(f'/proc/{p}/cmdline', 'rb').read()\n"
+        "    except OSError:\n"
+        "        return b''\n"
+        "print(any(cmdline(p).startswith(b'sleep') for p in os.listdir('/proc') if p.isdigit()))\n"
         "subprocess.Popen(['sleep', '60'])\n"
         "os.remove(__file__)\n"
     )
     tests = [sk.TestCase(input="", expected=None) for _ in range(3)]
     report = await sk.judge(code, tests=tests, pool=pool)
     assert report.verdict == "AC", report
-    # the agent and this program: the sleeper of the previous test is gone
-    counts = {t.stdout.strip() for t in report.tests}
-    assert counts == {report.tests[0].stdout.strip()}
+    # the sleeper of the previous test is gone (the agent may have forked the next
+    # test's child beside this one: that is no leftover)
+    assert [t.stdout for t in report.tests] == ["False\n"] * 3
 
 
 # ---------------------------------------------------------------- checkers end to end

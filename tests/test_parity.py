@@ -149,6 +149,20 @@ PROBES: list[tuple[str, str, str, bytes]] = [
     ("ruby", "stdin-bytes", "$stdout.binmode\n$stdout.write($stdin.binmode.read)", CRLF),
     ("ruby", "uncaught", "puts 'before'\nraise ArgumentError, 'boom'\n", b""),
     ("ruby", "exit-code", "puts $0, __FILE__ == $0\nexit 9", b""),
+    # ruby is pre-started (agent/prestart.rb): what a plain `ruby main.rb` shows, still
+    (
+        "ruby",
+        "argv-cmdline",
+        "p Process.argv0, $PROGRAM_NAME, __FILE__, __dir__, ARGV, Dir.pwd\n"
+        "p File.binread('/proc/self/cmdline'), ENV.to_h.sort, defined?(JSON)",
+        b"",
+    ),
+    ("ruby", "error-highlight", "def f(x) = x.foo\nputs 'a'\nf(nil)\n", b""),
+    ("ruby", "at-exit-then-error", "at_exit { puts 'bye' }\nraise IOError, 'late'\n", b""),
+    ("ruby", "data-after-end", "print DATA.read\n__END__\nkept as is\n", b""),
+    ("ruby", "syntax-error", "puts(1\n", b""),
+    ("ruby", "sigint", "Process.kill(:INT, $$)\nsleep 1\n", b""),
+    ("ruby", "stdin-lines", "p $stdin.each_line.to_a, $stdin.eof?", CRLF),
     ("bash", "stdin-bytes", "cat", CRLF),
     ("bash", "exit-code", 'echo "$0" "$#"; exit 4', b""),
     (
@@ -246,6 +260,13 @@ PROC_SELF = {
         "console.log(read('/proc/self/environ').toString().split('\\0')"
         ".some((e) => e.startsWith('PATH=')) ? 'True' : 'False');\n"
         "console.log(read('/proc/1/environ') === null ? 'True' : 'False');\n"
+    ),
+    "ruby": (  # the pre-started ruby: made dumpable in _prestart
+        "read = ->(p) { File.binread(p) rescue nil }\n"
+        "puts read.('/proc/self/oom_score_adj').strip\n"
+        "path = read.('/proc/self/environ').split(\"\\0\").any? { |e| e.start_with?('PATH=') }\n"
+        "puts path ? 'True' : 'False'\n"
+        "puts read.('/proc/1/environ').nil? ? 'True' : 'False'\n"
     ),
     "bash": (
         'read -r adj < /proc/self/oom_score_adj; echo "$adj"\n'

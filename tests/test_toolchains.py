@@ -24,8 +24,24 @@ from test_parity import plain_run, sandbox_status
 
 import sandboxkit as sk
 from sandboxkit._container import SANDBOX_UID
-from sandboxkit._images.dockerfile import JAVAC_CLASSES, PRESTART_TSC, prestart_config, render
-from sandboxkit._languages import CPP, JAVA, TYPESCRIPT, LanguageSpec, get_language, language_env
+from sandboxkit._images.dockerfile import (
+    JAVAC_CLASSES,
+    PRESTART_RB,
+    PRESTART_RB_DIR,
+    PRESTART_TSC,
+    agent_files,
+    prestart_config,
+    render,
+)
+from sandboxkit._languages import (
+    CPP,
+    JAVA,
+    RUBY,
+    TYPESCRIPT,
+    LanguageSpec,
+    get_language,
+    language_env,
+)
 from sandboxkit._models import Limits
 from sandboxkit._run.jobs import compile_limits, make_job
 from sandboxkit.agent._prestart import Prestarted
@@ -65,6 +81,17 @@ def test_resident_compiler_stands_for_the_compile_step(spec: LanguageSpec) -> No
         assert jvm and javac == ["-encoding", "UTF-8", "Main.java"]
         assert conf["argv"] == ["java", *jvm, "-cp", JAVAC_CLASSES, "SandboxkitJavac", *javac]
         assert f"RUN javac -d {JAVAC_CLASSES} " in render(spec)
+
+
+def test_ruby_is_pre_started_as_its_own_command_beside_a_link_to_the_preload() -> None:
+    text = prestart_config(RUBY)
+    assert text is not None
+    conf = json.loads(text)
+    # `ruby main.rb` itself, where main.rb is the preload: $0 and the cmdline are exact
+    assert conf["argv"] == conf["run"] == list(RUBY.run) == ["ruby", "main.rb"]
+    assert conf["cwd"] == PRESTART_RB_DIR and conf["orders"] == "fields"
+    assert f"ln -s {PRESTART_RB} {PRESTART_RB_DIR}/main.rb" in render(RUBY)
+    assert "lib/sandboxkit/agent/prestart.rb" in agent_files()
 
 
 @pytest.mark.parametrize("spec", [TYPESCRIPT, JAVA], ids=["typescript", "java"])

@@ -36,6 +36,10 @@ VERSION_PATH = "/opt/sandboxkit/version"
 PRESTART_PATH = f"{AGENT_DIR}/prestart.json"  # read by sandboxkit/agent/_prestart.py
 PRESTART_JS = f"{AGENT_LIB}/sandboxkit/agent/prestart.js"
 PRESTART_TSC = f"{AGENT_LIB}/sandboxkit/agent/prestart_tsc.js"
+PRESTART_RB = f"{AGENT_LIB}/sandboxkit/agent/prestart.rb"
+# the ruby preload is started as `ruby main.rb` in this directory, where main.rb links
+# to it: $0, Process.argv0 and /proc/self/cmdline are then those of `ruby main.rb`
+PRESTART_RB_DIR = f"{AGENT_DIR}/ruby"
 JAVAC_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/SandboxkitJavac.java"
 JAVAC_CLASSES = f"{AGENT_DIR}/java"  # SandboxkitJavac.class, compiled at build
 CA_FILE = "sandboxkit-build-ca.pem"
@@ -59,7 +63,7 @@ def agent_files() -> dict[str, bytes]:
         "lib/sandboxkit/_protocol.py": package.joinpath("_protocol.py").read_bytes(),
     }
     for entry in sorted(agent.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith((".py", ".js", ".java")):
+        if entry.name.endswith((".py", ".js", ".rb", ".java")):
             files[f"lib/sandboxkit/agent/{entry.name}"] = entry.read_bytes()
     return files
 
@@ -102,6 +106,12 @@ def prestart_config(spec: LanguageSpec) -> str | None:
     if spec.prestart == "node":
         conf["argv"] = [run[0], "-r", PRESTART_JS, *run[1:]]
         conf["run"] = run
+    elif spec.prestart == "ruby":
+        # `ruby main.rb` itself, started where main.rb is the preload (a link to it)
+        conf["argv"] = run
+        conf["run"] = run
+        conf["cwd"] = PRESTART_RB_DIR
+        conf["orders"] = "fields"  # no JSON parser in a plain ruby (see prestart.rb)
     elif spec.prestart in ("tsc", "javac"):
         # a resident compiler: it stands for the compile step, exactly as the spec has it
         if spec.compile is None:
@@ -171,6 +181,11 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
     ]
     if spec.prestart == "javac":
         lines.append(f"RUN javac -d {JAVAC_CLASSES} {JAVAC_SOURCE}")
+    if spec.prestart == "ruby":
+        script = spec.run[1] if len(spec.run) > 1 else "main.rb"
+        lines.append(
+            f"RUN mkdir -p {PRESTART_RB_DIR} && ln -s {PRESTART_RB} {PRESTART_RB_DIR}/{script}"
+        )
     lines += [
         "WORKDIR /work",
         f'LABEL org.sandboxkit.language="{spec.name}" org.sandboxkit.format="{FORMAT_VERSION}"',

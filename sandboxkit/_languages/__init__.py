@@ -9,7 +9,7 @@ DESIGN §5) ← ``judge0`` (the rest of Judge0 CE's catalogue) and ``python_data
 
 from __future__ import annotations
 
-from .builtin import BASH, BUILTIN, CPP, JAVA, PYTHON, TYPESCRIPT
+from .builtin import BASH, BUILTIN, CPP, JAVA, PYTHON, RUBY, TYPESCRIPT
 from .registry import REGISTRY, get_language, languages, register_language
 from .spec import LanguageSpec, language_env
 
@@ -20,6 +20,7 @@ __all__ = [
     "JAVA",
     "PYTHON",
     "REGISTRY",
+    "RUBY",
     "TYPESCRIPT",
     "LanguageSpec",
     "get_language",

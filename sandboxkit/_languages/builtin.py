@@ -186,6 +186,7 @@ RUBY = LanguageSpec(
     source_file="main.rb",
     run=("ruby", "main.rb"),
     version_command=("ruby", "--version"),
+    prestart="ruby",
 )
 
 BASH = LanguageSpec(

@@ -65,10 +65,11 @@ class LanguageSpec(BaseModel):
         description="the runtime's own floor for RLIMIT_FSIZE (the Erlang VM's JIT maps "
         "its code through a memfd, which that limit counts); a lower limit is raised to it",
     )
-    prestart: Literal["node", "tsc", "javac"] | None = Field(
+    prestart: Literal["node", "ruby", "tsc", "javac"] | None = Field(
         None,
         description="start the runtime in each sandbox before its first step, waiting for "
-        "it (node: `node -r PRELOAD main.js` blocks before loading main.js; tsc and javac: "
+        "it (node: `node -r PRELOAD main.js` blocks before loading main.js; ruby: a started "
+        "ruby compiles and runs main.rb when it comes; tsc and javac: "
         "the compiler loaded and warmed in its runtime, compiling when the compile step "
         "comes); a step started otherwise (other argv or env) discards it",
     )

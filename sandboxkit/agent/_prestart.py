@@ -58,9 +58,13 @@ class Prestarted:
 
     def __init__(self, conf: dict[str, Any], workdir: str) -> None:
         self.run: list[str] = [str(a) for a in conf["run"]]
+        # how the run is told: JSON, or NUL-separated fields for a runtime without a
+        # JSON parser of its own (ruby: requiring one would show in the program)
+        self.fields = conf.get("orders") == "fields"
         self.env: dict[str, str] = {str(k): str(v) for k, v in conf["env"].items()}
         self.cwd = workdir
         argv = [str(a) for a in conf["argv"]]
+        start_in = str(conf.get("cwd") or workdir)  # the runtime's own; the run's is workdir
         ends: list[int] = []
         mine: list[int] = []
         try:
@@ -71,7 +75,7 @@ class Prestarted:
                 mine.append(w if child_reads else r)
             self.pid = os.fork()
             if self.pid == 0:
-                _child(ends, argv, self.env, workdir)
+                _child(ends, argv, self.env, start_in)
         except OSError:
             for fd in ends + mine:
                 os.close(fd)
@@ -119,7 +123,12 @@ class Prestarted:
                 _soft, hard = prlimit(self.pid, res)
                 prlimit(self.pid, res, (min(value, hard) if hard >= 0 else value, hard))
         args = [str(a) for a in job["argv"]][len(self.run) :]
-        message = json.dumps({"args": args, "env": self.env}).encode()
+        if self.fields:  # the working directory, the count of arguments, them, the env
+            pairs = [f"{k}={v}" for k, v in self.env.items()]
+            fields = [self.cwd, str(len(args)), *args, *pairs]
+            message = "\0".join(fields).encode(errors="surrogateescape")
+        else:
+            message = json.dumps({"args": args, "env": self.env}).encode()
         view = memoryview(message)
         while view:
             view = view[os.write(self.control, view) :]

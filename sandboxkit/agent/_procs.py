@@ -56,19 +56,26 @@ def session_of(pid: int) -> int | None:
         return None
 
 
-def kill_all(spare: int = 0, *, everything: bool = False) -> bool:
-    """SIGKILL every process in the namespace but this one, ``spare`` (a kernel) and,
-    unless ``everything``, the background sessions (:data:`KEPT`); whether there was any
-    to kill."""
+def kill_all(keep: tuple[int, ...] = (), *, everything: bool = False) -> bool:
+    """SIGKILL every process in the namespace but this one, those in ``keep`` (a kernel,
+    the next run's spare) and, unless ``everything``, the background sessions
+    (:data:`KEPT`); whether there was any to kill."""
     _init_only()
-    if not spare and (everything or not KEPT):
+    keep = tuple(p for p in keep if p)
+    if not keep and (everything or not KEPT):
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             return False
         return True
+    return kill_each(others(keep, everything=everything))
+
+
+def kill_each(pids: list[int]) -> bool:
+    """SIGKILL each of ``pids`` (zombies too, harmlessly); whether any was there."""
+    _init_only()
     found = False
-    for p in others(spare, everything=everything):
+    for p in pids:
         try:
             os.kill(p, signal.SIGKILL)
             found = True
@@ -77,13 +84,12 @@ def kill_all(spare: int = 0, *, everything: bool = False) -> bool:
     return found
 
 
-def others(spare: int = 0, *, everything: bool = False) -> list[int]:
-    """The processes in the namespace (zombies too) but this one, ``spare`` and, unless
-    ``everything``, the background sessions'."""
+def others(keep: tuple[int, ...] = (), *, everything: bool = False) -> list[int]:
+    """The processes in the namespace (zombies too) but this one, those in ``keep`` and,
+    unless ``everything``, the background sessions'."""
     try:
-        pids = [
-            p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if p not in (1, spare)
-        ]
+        listed = map(int, filter(str.isdigit, os.listdir("/proc")))
+        pids = [p for p in listed if p != 1 and p not in keep]
     except OSError:
         return []
     if KEPT and not everything:
@@ -118,17 +124,42 @@ def reap() -> list[int]:
         pids.append(pid)
 
 
+# The cgroup files a run reads at its start and end (OOM kills, pids refusals, CPU),
+# opened once and read again with pread: an open and a close less per read, four to six
+# reads per run. The descriptors are the agent's (every child closes them); None: the
+# file cannot be opened here (another cgroup version, a host test).
+_COUNTERS: dict[str, int | None] = {}
+
+
+def _read_counter_file(path: str) -> bytes | None:
+    fd = _COUNTERS.get(path, -1)
+    if fd == -1:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        _COUNTERS[path] = fd
+    if fd is None:
+        return None
+    try:
+        return os.pread(fd, 65536, 0)
+    except OSError:
+        return None
+
+
 def _cgroup_counter(paths: tuple[str, ...], key: str) -> int | None:
     """The ``key value`` line of the first of ``paths`` (cgroup v1, then v2) that has it."""
+    want = key.encode() + b" "
     for path in paths:
-        try:
-            with open(path) as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == key:
-                        return int(value)
-        except (OSError, ValueError):
+        data = _read_counter_file(path)
+        if data is None:
             continue
+        for line in data.splitlines():
+            if line.startswith(want):
+                try:
+                    return int(line[len(want) :])
+                except ValueError:
+                    break
     return None
 
 
@@ -148,11 +179,12 @@ def cgroup_cpu() -> float | None:
     v2); None outside a sandbox image or where neither is readable."""
     if not IN_IMAGE:
         return None
-    try:
-        with open("/sys/fs/cgroup/cpuacct/cpuacct.usage") as f:
-            return int(f.read()) / 1e9
-    except (OSError, ValueError):
-        pass
+    data = _read_counter_file("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+    if data:
+        try:
+            return int(data) / 1e9
+        except ValueError:
+            pass
     usec = _cgroup_counter(("/sys/fs/cgroup/cpu.stat",), "usage_usec")
     return None if usec is None else usec / 1e6
 
@@ -229,12 +261,24 @@ def prepare_child(
 
 
 def detach_child(
-    fds: tuple[int, int, int], *, keep_fd: int | None = None, root: bool = False
+    fds: tuple[int, int, int],
+    *,
+    keep_fd: int | None = None,
+    drop: bool = True,
+    root: bool = False,
 ) -> None:
     """The job-independent half of :func:`prepare_child` (a spare does it ahead):
-    default signals, a new session, ``fds`` as 0-2, every other descriptor closed.
-    ``root``: the program is uid 0 (see ``_privs.become_program``)."""
+    default signals, a new session, ``fds`` as 0-2, every other descriptor closed and,
+    with ``drop``, the program's uid (:func:`drop_privileges`; a spare drops them only
+    once its run is handed to it). ``root``: the program is uid 0 (``_privs.become_program``)."""
     signal.set_wakeup_fd(-1)
+    # the descriptors first: a spare forked while a run runs holds that run's pipes
+    # (its stdin's write end: the program sees no end of input while it is open)
+    for fd_target, fd_src in enumerate(fds):
+        os.dup2(fd_src, fd_target)
+    if keep_fd is not None:
+        os.dup2(keep_fd, 3)
+    os.closerange(3 if keep_fd is None else 4, 65536)
     for sig in (signal.SIGCHLD, *SHIELDED):
         try:
             # as a fresh Python would have them: SIGPIPE and SIGXFSZ ignored (exec resets)
@@ -243,12 +287,15 @@ def detach_child(
         except (OSError, ValueError):
             pass
     os.setsid()
-    for fd_target, fd_src in enumerate(fds):
-        os.dup2(fd_src, fd_target)
-    if keep_fd is not None:
-        os.dup2(keep_fd, 3)
-    os.closerange(3 if keep_fd is None else 4, 65536)
-    try:  # nothing of the user's may run with the agent's uid or capabilities
+    if drop:
+        drop_privileges(root=root)
+
+
+def drop_privileges(*, root: bool = False) -> None:
+    """In a child, before anything of the user's runs: nothing of the user's may run with
+    the agent's uid or capabilities (or the child ends, status 127). ``root``: uid 0 with
+    no capability (only where the box's uid 0 is not the host's)."""
+    try:
         _privs.become_program(root=root)
     except OSError as exc:
         os.write(2, f"sandboxkit: cannot drop the supervisor's privileges: {exc}\n".encode())

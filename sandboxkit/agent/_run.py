@@ -143,9 +143,13 @@ class Run:
         self.killed = False  # leftovers were killed: wait for them to be gone before EXIT
         self.reported = False
         self.then_started = False  # the job's "then" run is to follow at once
-        self.held: list[bytes] = []  # frames not yet written to the host (see HOLD)
+        self.spare_tried = False  # the next run's child was forked (or tried) during this one
+        # frames not yet written to the host (see HOLD): a compile step's EXIT frame is
+        # handed on to the run it carries, so both reach the host in one write
+        self.held: list[bytes] = agent.carried
         self.held_size = 0
-        self.held_since = 0.0
+        self.held_since = agent.carried_since
+        agent.carried = []
         # a traced job (benchmarks/trace_warm.py) reports when each stage ended
         self.trace: dict[str, int] | None = None
         self.shared: Any = None  # the child's stamps (a shared page), traced jobs only
@@ -305,11 +309,31 @@ class Run:
                     timeout = min(timeout, CPU_POLL)
             if self.held:
                 timeout = max(0.0, min(timeout, self.held_since + HOLD - now))
+            if self._run_waits():
+                self._spare_ahead()
             for key, _events in self.sel.select(timeout):
                 key.data()
             self._reap()
             if self.held and time.monotonic() >= self.held_since + HOLD:
                 self.flush()
+
+    def _run_waits(self) -> bool:
+        """Whether a run waits behind this one's program, still running, with no spare
+        tried for it yet."""
+        if self.status is not None or self.spare_tried:
+            return False
+        return bool(self.agent.queue) or "then" in self.job
+
+    def _spare_ahead(self) -> None:
+        """A run waits behind this one (a judge's next test, the run a compile step
+        carries): fork its child now, while this run's program runs, rather than on its
+        path once this one has ended. Only while the program runs: once it has ended,
+        this run's exit report goes first. With no run waiting, the spare is forked
+        after the exit report instead (the serve loop), while the host reads the
+        result, not beside the program."""
+        self.spare_tried = True  # once: out of pids, a fork in every round would not help
+        self.agent.make_spare()
+        self.stamp("spare")
 
     def run_cpu(self) -> float | None:
         """CPU seconds of the run so far: the container's, less the agent's own."""
@@ -330,14 +354,14 @@ class Run:
         """End the program early: kill every process (the kernel too), note why."""
         if self.reason is None and self.status is None:
             self.reason = reason
-            self.killed = _procs.kill_all() or self.killed
+            self.killed = _procs.kill_all(self.agent.spare_pids()) or self.killed
 
     def _exited(self, now: float) -> None:
         self.exited_at = now
         self._close_stdin()
         if not self.keep:
             # leftovers (daemons, a background writer holding stdout) end with the run
-            self.killed = _procs.kill_all(spare=self.agent.kernel.pid) or self.killed
+            self.killed = _procs.kill_all(self.agent.helpers()) or self.killed
 
     def _drained(self, now: float) -> bool:
         assert self.exited_at is not None
@@ -405,6 +429,9 @@ class Run:
             if pid == kernel.pid:
                 self._unwatch_kernel()
                 kernel.ended()
+            spare = self.agent.spare
+            if spare is not None and pid == spare.pid:  # died (out of memory...): not reused
+                self.agent.take_spare().discard(kill=False)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ the end
     def _close_stdin(self) -> None:
@@ -436,9 +463,16 @@ class Run:
 
     def _settle(self) -> None:
         """Reap the killed until none is left (bounded): a SIGKILLed process takes a moment
-        to die, and the next run must not see it, nor the host find it alive."""
+        to die, and the next run must not see it, nor the host find it alive. What is
+        left is killed again each round: with a helper to spare (the next run's spare, a
+        kernel) the kill goes pid by pid from a listing of /proc, and a process forked
+        between the listing and its parent's kill was not on it."""
         deadline = time.monotonic() + DRAIN
-        while _procs.others(spare=self.agent.kernel.pid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            left = _procs.others(self.agent.helpers())
+            if not left:
+                return
+            _procs.kill_each(left)
             time.sleep(0.001)
             self._reap()
 
@@ -507,7 +541,13 @@ class Run:
         if self.trace is not None:
             self._traced(report)
         self.emit(EXIT, json.dumps(report).encode())
-        self.flush()
+        if self.then_started:
+            # the run starts at once: its first frames (or HOLD) take this one along, one
+            # write and one wake-up of the host instead of two beside the starting run
+            self.agent.carried, self.held = self.held, []
+            self.agent.carried_since = self.held_since
+        else:
+            self.flush()
         self.reported = True
 
     def _traced(self, report: ExitReport) -> None:
@@ -529,7 +569,7 @@ class Run:
         spare = self.agent.take_spare()  # not taken yet: the kill below would reach it
         if spare is not None:
             spare.discard()
-        _procs.kill_all(spare=self.agent.kernel.pid)
+        _procs.kill_all((self.agent.kernel.pid,))
         self._release()
         held, self.held, self.held_size = self.held, [], 0
         if held:  # what was read before the fault still goes out, in order

@@ -11,7 +11,7 @@ import time
 
 from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
 from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot, _watch
-from ._host import CHUNK, reply, send_json
+from ._host import CHUNK, reply, send_json, send_raw
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
 from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable
@@ -43,6 +43,9 @@ class Agent:
         self.kernel = Kernel()  # a session's persistent interpreter (pid 0: none yet)
         self.prestarted: Prestarted | None = None  # the image's runtime, for the first run
         self.read_ns = 0  # when the host's input was last read (a traced run reports it)
+        # frames a compile step's run takes over unsent (see Run._report), and since when
+        self.carried: list[bytes] = []
+        self.carried_since = 0.0
         self.spare: Spare | None = None  # forked ahead for the next run (see _spare)
         self.want_spare = True  # False after a run that had no use for one (a kernel's)
         self.baseline = _scrub.Baseline()  # as it was before any program: scrub's target
@@ -69,6 +72,14 @@ class Agent:
         if self.prestarted is not None:
             pids.append(self.prestarted.pid)
         return [p for p in pids if p]
+
+    def spare_pids(self) -> tuple[int, ...]:
+        """The next run's spare, which a run's kills leave alone (none: ``()``)."""
+        return (self.spare.pid,) if self.spare is not None else ()
+
+    def helpers(self) -> tuple[int, ...]:
+        """What the end of a run leaves alive: a session's kernel, the next run's spare."""
+        return (self.kernel.pid, *self.spare_pids())
 
     def pump_host(self) -> None:
         """Read what the host sent: queue jobs, hand other frames to their run's inbox."""
@@ -124,6 +135,12 @@ class Agent:
             except OSError:  # out of pids or descriptors: the run forks as before
                 pass
 
+    def send_carried(self) -> None:
+        """What a compile step left for its run to take along, sent now (no run took it)."""
+        frames, self.carried = self.carried, []
+        if frames:
+            send_raw(b"".join(frames))
+
     def take_spare(self) -> Spare | None:
         spare, self.spare = self.spare, None
         return spare
@@ -156,9 +173,12 @@ class Agent:
                 kill_and_reap()
                 return
             job, inbox = self.queue.pop(0)
+            if self.carried and job.get("op") != "run":
+                self.send_carried()
             try:
                 self.dispatch(job, inbox)
             except Exception as exc:  # noqa: BLE001 - report, never die
+                self.send_carried()
                 send_json(FAULT, {"error": f"{type(exc).__name__}: {exc}"})
 
     def dispatch(self, job: Any, inbox: Inbox) -> None:

@@ -1,14 +1,22 @@
 """A child forked ahead of the next run: the fork and the job-independent part of its
 set-up (signals, session, stdio pipes, descriptors closed) happen while the sandbox
-waits, not on the run's path.
+waits or the current run runs, not on the next run's path.
 
-The spare waits, still undumpable (so nothing of a previous run can open its ``/proc``
-entries or ptrace it), for the run's essentials on a control pipe: argv, environment,
-working directory, rlimits, whether Python runs inline. Once they arrive it finishes the
-set-up exactly as a freshly forked child (``_procs.apply_job``) and becomes the program.
-A run it does not fit (a session kernel's cell, a pre-started runtime's) kills it. The
-agent makes a new one when it next waits for a job, unless the last run had no use
-for one.
+The agent forks the next run's spare as soon as the current run's program has started
+(so a job queued behind it, a judge's next test, finds one), and the end-of-run kill
+spares it. It is a process of the sandbox like any other: the container's pids limit
+counts it (while a run runs: the agent, the next run's spare and the program's
+processes together; see docs/fast-path.md).
+
+The spare waits for the run's essentials on a control pipe (argv, environment, working
+directory, rlimits, whether Python runs inline) still as the supervisor: undumpable (so
+nothing of a previous or current run can open its ``/proc`` entries or ptrace it) and
+with the supervisor's real and saved uid (so the program running beside it cannot
+signal it: stop it, kill it). Once they arrive it drops to the program's uid and
+finishes the set-up exactly as a freshly forked child (``_procs.apply_job``) and becomes
+the program. A run it does not fit (a session kernel's cell, a pre-started runtime's)
+kills it; the agent makes a new one when it next waits for a job, unless the last run
+had no use for one.
 """
 
 from __future__ import annotations
@@ -90,7 +98,7 @@ def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> N
     """The spare: set up what no job decides, wait for the orders, become the program."""
     program: _inline.Become | None = None
     try:
-        _procs.detach_child(fds, keep_fd=control)
+        _procs.detach_child(fds, keep_fd=control, drop=False)
         chunks = []
         while chunk := os.read(3, 65536):
             chunks.append(chunk)
@@ -99,6 +107,7 @@ def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> N
             os._exit(0)  # the agent went away without a job for it
         _inline.stamp(0)
         job: RunJob = json.loads(b"".join(chunks))
+        _procs.drop_privileges()
         argv, env = _procs.apply_job(job, workdir)
         program = _inline.program_for(job, argv, env)
     finally:

@@ -6,10 +6,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/sandboxkit \
  && ruby --version > /opt/sandboxkit/version 2>&1 || { cat /opt/sandboxkit/version; exit 1; }
+RUN mkdir -p /opt/sandboxkit && printf '%s' '{"argv": ["ruby", "main.rb"], "cwd": "/opt/sandboxkit/ruby", "env": {"HOME": "/home/sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp"}, "orders": "fields", "run": ["ruby", "main.rb"]}' > /opt/sandboxkit/prestart.json
 COPY agent/ /opt/sandboxkit/
 RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
  && mkdir -p /work && chmod 1777 /work \
  && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
+RUN mkdir -p /opt/sandboxkit/ruby && ln -s /opt/sandboxkit/lib/sandboxkit/agent/prestart.rb /opt/sandboxkit/ruby/main.rb
 WORKDIR /work
 LABEL org.sandboxkit.language="ruby" org.sandboxkit.format="2"
