@@ -436,8 +436,8 @@ def interpreter_router(registry: Registry) -> APIRouter:
             return found
         return JSONResponse([c.json() for c in found[2].by_id.values()])
 
-    @router.delete("/contexts/{context_id}")
-    async def remove_context(context_id: str, request: Request) -> Response:
+    async def emptied(context_id: str, request: Request) -> Response | tuple[Contexts, Context]:
+        """The context named, its namespace emptied; E2B's 404 when there is none."""
         found = find(request)
         if isinstance(found, JSONResponse):
             return found
@@ -446,21 +446,21 @@ def interpreter_router(registry: Registry) -> APIRouter:
         if context is None:
             return error(404, f"context {context_id} not found")
         await _forget(session, context)
+        return contexts, context
+
+    @router.delete("/contexts/{context_id}")
+    async def remove_context(context_id: str, request: Request) -> Response:
+        done = await emptied(context_id, request)
+        if isinstance(done, Response):
+            return done
         if context_id not in ("python", "bash"):
-            del contexts.by_id[context_id]
+            del done[0].by_id[context_id]
         return Response(status_code=204)
 
     @router.post("/contexts/{context_id}/restart")
     async def restart_context(context_id: str, request: Request) -> Response:
-        found = find(request)
-        if isinstance(found, JSONResponse):
-            return found
-        _entry, session, contexts = found
-        context = contexts.by_id.get(context_id)
-        if context is None:
-            return error(404, f"context {context_id} not found")
-        await _forget(session, context)
-        return Response(status_code=204)
+        done = await emptied(context_id, request)
+        return done if isinstance(done, Response) else Response(status_code=204)
 
     return router
 
