@@ -674,3 +674,69 @@ async def test_judge0_enable_network_gets_the_operators_policy(
         assert hub.bytes_in > 0 and hub.refused >= 1
     finally:
         await judging.close()
+
+
+async def test_the_judge0_worker_gives_enable_network_the_operators_policy(
+    inet: Inet, pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sandboxkit worker --allow-network --network-allow allowed.test``, in this process
+    (as tests/test_worker.py runs it): an enable_network submission reaches that name
+    only; without --allow-network the same submission has no network at all."""
+    pytest.importorskip("asyncpg")
+    from sandboxkit.server import run_worker
+    from sandboxkit.server._postgres_store import PostgresStore
+    from sandboxkit.server._requests import parse_submission
+    from sandboxkit.server._store import Admission
+
+    monkeypatch.setenv("SANDBOXKIT_EGRESS_RESOLVERS", inet.settings()["egress_resolvers"])
+    monkeypatch.setenv("SANDBOXKIT_EGRESS_ALLOW_PRIVATE", inet.settings()["egress_allow_private"])
+    code = (
+        "import urllib.request\n"
+        "for name in ('allowed.test', 'other.test'):\n"
+        "    try:\n"
+        "        url = f'http://{name}/worker'\n"
+        "        print(urllib.request.urlopen(url, timeout=5).read().decode())\n"
+        "    except OSError as exc:\n"
+        "        print('refused', name, type(exc).__name__)\n"
+    )
+    store = PostgresStore(pg_db_url)
+    await store.open()
+    try:
+        for allow_network, expected in [
+            (True, "hello from allowed.test\nrefused other.test URLError\n"),
+            (False, "refused allowed.test URLError\nrefused other.test URLError\n"),
+        ]:
+            record, errors = parse_submission(
+                {"source_code": code, "language_id": 71, "enable_network": True},
+                b64=False,
+                max_source_bytes=1 << 20,
+                max_io_bytes=1 << 20,
+            )
+            assert record is not None, errors
+            await store.insert([record], Admission())
+            stop = asyncio.Event()
+            worker = asyncio.create_task(
+                run_worker(
+                    pg_db_url,
+                    engines=[sk.EngineConfig("unix:///var/run/docker.sock")],
+                    concurrency=1,
+                    pool_size=0,
+                    stop=stop,
+                    grace=0.5,
+                    allow_network=allow_network,
+                    network=sk.Egress(allow=["allowed.test"]),
+                )
+            )
+            try:
+                for _ in range(1200):
+                    got = (await store.get_many([record.token]))[record.token]
+                    if got.status_id > 2 or worker.done():
+                        break
+                    await asyncio.sleep(0.1)
+            finally:
+                stop.set()
+                await asyncio.wait_for(worker, 60)
+            assert got.stdout == expected, (got.status_id, got.stdout, got.stderr)
+    finally:
+        await store.close()
+    assert not inet.requested("other.test")

@@ -19,7 +19,11 @@ How it works:
   The name must be allowed (deny wins) on that port; the gateway resolves it itself
   (only through the operator's resolvers), refuses private, loopback, link-local and
   its own networks' addresses unless the operator allowed the range, connects and
-  splices, counting bytes each way.
+  splices (splice(2): the bytes stay in the kernel), counting bytes each way. Plain
+  HTTP's requests are each read: a kept-alive connection stays with its first name.
+- Proxy requests (clients told to use one): ``CONNECT host:port`` and absolute-form
+  HTTP, on PROXY_PORT and the policy ports, checked the same way; a tunnel's own first
+  bytes must name its CONNECT host. PROXY_NAME resolves to the gateway.
 - Control: JSON lines on stdin (``set``, ``forget``, ``usage``), replies and events as
   JSON lines on stdout. Closing stdin ends the gateway (and the engine removes it).
 """

@@ -8,7 +8,8 @@ import asyncio
 
 import typer
 
-from .._errors import SandboxkitError
+from .._egress.policy import Egress
+from .._errors import InvalidInput, SandboxkitError
 from ._common import (
     LogFormatChoice,
     LogFormatOpt,
@@ -54,6 +55,19 @@ def worker(
     grace: float = typer.Option(
         60.0, "--grace", min=0.0, help="seconds to finish held submissions on SIGTERM"
     ),
+    allow_network: bool = typer.Option(
+        False,
+        "--allow-network",
+        help="honour enable_network: such submissions get the --network-allow policy, "
+        "else the engine's whole bridge (off: they run with no network)",
+    ),
+    network_allow: list[str] | None = typer.Option(
+        None,
+        "--network-allow",
+        metavar="DOMAIN",
+        help="with --allow-network: a host name (or *.suffix) an enable_network "
+        "submission may reach over HTTP(S) (repeat), instead of the whole bridge",
+    ),
     log_level: str = typer.Option("info", "--log-level"),
     log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
@@ -64,6 +78,12 @@ def worker(
     explicit = engine or fleet is not None
     configs = engines_from(engine, fleet, tls_dir) if explicit else None
     configure_logging(log_format_of(log_format), log_level)
+    try:
+        network = Egress(allow=network_allow) if network_allow else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--network-allow") from None
+    if network is not None and not allow_network:
+        raise typer.BadParameter("needs --allow-network", param_hint="--network-allow")
     try:
         asyncio.run(
             run_worker(
@@ -77,6 +97,8 @@ def worker(
                 pool_size=pool_size,
                 exact=exact,
                 grace=grace,
+                allow_network=allow_network,
+                network=network,
             )
         )
     except SandboxkitError as exc:
