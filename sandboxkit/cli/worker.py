@@ -11,8 +11,10 @@ import typer
 from .._egress.policy import Egress
 from .._errors import InvalidInput, SandboxkitError
 from ._common import (
+    AllowNetworkOpt,
     LogFormatChoice,
     LogFormatOpt,
+    NetworkAllowOpt,
     console,
     log_format_of,
     needs_extra,
@@ -55,23 +57,14 @@ def worker(
     grace: float = typer.Option(
         60.0, "--grace", min=0.0, help="seconds to finish held submissions on SIGTERM"
     ),
-    allow_network: bool = typer.Option(
-        False,
-        "--allow-network",
-        help="honour enable_network: such submissions get the --network-allow policy, "
-        "else the engine's whole bridge (off: they run with no network)",
-    ),
-    network_allow: list[str] | None = typer.Option(
-        None,
-        "--network-allow",
-        metavar="DOMAIN",
-        help="with --allow-network: a host name (or *.suffix) an enable_network "
-        "submission may reach over HTTP(S) (repeat), instead of the whole bridge",
-    ),
+    allow_network: AllowNetworkOpt = False,
+    network_allow: NetworkAllowOpt = None,
     log_level: str = typer.Option("info", "--log-level"),
     log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
-    """Judge submissions from a fleet's PostgreSQL store until SIGTERM."""
+    """Judge submissions from a fleet's PostgreSQL store until SIGTERM.
+
+    Without --allow-network, enable_network submissions run with no network."""
     with needs_extra("server", "sandboxkit worker"):
         from ..server import configure_logging, run_worker
     require_postgres_driver(db, "sandboxkit worker")
