@@ -711,6 +711,7 @@ async def test_the_judge0_worker_gives_enable_network_the_operators_policy(
                 b64=False,
                 max_source_bytes=1 << 20,
                 max_io_bytes=1 << 20,
+                allow_network=True,  # the API node accepted it (serve --allow-network)
             )
             assert record is not None, errors
             await store.insert([record], Admission())
