@@ -45,13 +45,14 @@ for _ in range(gets):
     t = time.perf_counter()
     urllib.request.urlopen(f"http://{host}/bytes/1000", timeout=10).read()
     small.append(time.perf_counter() - t)
-big = []
+big, big_cpu = [], []
 for _ in range(downloads):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     size = len(urllib.request.urlopen(f"http://{host}/bytes/10000000", timeout=60).read())
     big.append(time.perf_counter() - t)
+    big_cpu.append(time.process_time() - c)
     assert size == 10_000_000
-print(json.dumps({"small": small, "big": big}))
+print(json.dumps({"small": small, "big": big, "big_cpu": big_cpu}))
 """
 ON_HOST = CLIENT.replace("socket.gethostbyname(host)", "None")  # by address: no DNS there
 
@@ -95,15 +96,42 @@ async def one_shot(
 async def through_gateway(
     pool: sk.SandboxPool, gets: int, downloads: int, cpus: float
 ) -> dict[str, list[float]]:
-    """The client in a sandbox session, every byte through the gateway."""
+    """The client in a sandbox session, every byte through the gateway; with the CPU
+    time the gateway spent per download (its container's cgroup, read around them)."""
+    got: dict[str, list[float]] = {}
     async with sk.Sandbox(pool=pool, network=POLICY, limits=sk.Limits(cpus=cpus)) as sb:
-        r = await sb.run(
-            CLIENT,
-            args=["allowed.test", str(gets), str(downloads)],
-            limits=sk.Limits(time=300, cpus=cpus),
-        )
-        assert r.status == "ok", r.stderr
-        return json.loads(r.stdout)  # type: ignore[no-any-return]
+        for args in ([gets, 0], [0, downloads]):
+            before = gateway_cpu(pool)
+            r = await sb.run(
+                CLIENT,
+                args=["allowed.test", *map(str, args)],
+                limits=sk.Limits(time=300, cpus=cpus),
+            )
+            assert r.status == "ok", r.stderr
+            for kind, samples in json.loads(r.stdout).items():
+                got.setdefault(kind, []).extend(samples)
+        if downloads:
+            got["gateway_cpu"] = [(gateway_cpu(pool) - before) / downloads]
+    return got
+
+
+def gateway_cpu(pool: sk.SandboxPool) -> float:
+    """Seconds of CPU the pool's gateway has used (cgroup v1 or v2, local engine)."""
+    hub = pool.egress_hub
+    assert hub is not None
+    cid = next(iter(hub._gateways.values())).cid
+    for path in (
+        f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage",
+        f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat",
+    ):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpuacct.usage"):
+            return int(text) / 1e9
+        return int(text.split()[1]) / 1e6  # usage_usec
+    return float("nan")
 
 
 def on_host(gets: int, downloads: int, image: str | None = None) -> dict[str, list[float]]:
@@ -208,6 +236,7 @@ async def main() -> None:
     for kind, title, target in [
         ("small", "HTTP GET of 1 kB, a new connection each", "target: <= 2 ms added"),
         ("big", "10 MB download (one connection each)", "target: <= 10 % added"),
+        ("big_cpu", "10 MB download: the client's CPU time", "the sandbox's own cost"),
     ]:
         count = len(found[host][kind])
         print(f"\n{title}, {count} per client (p50 / p90)")
@@ -217,6 +246,10 @@ async def main() -> None:
             added = percentile(found[inside][kind], 50) - percentile(found[base][kind], 50)
             share = 100 * added / percentile(found[base][kind], 50)
             print(f"  added to {base!r} (p50): {ms(added).strip()}, {share:.0f} %   ({target})")
+    print("\n10 MB download: the gateway's CPU time per download (its cgroup)")
+    for name, got in found.items():
+        if "gateway_cpu" in got:
+            row(name, got["gateway_cpu"])
 
 
 if __name__ == "__main__":
