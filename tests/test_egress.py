@@ -595,6 +595,41 @@ async def test_nothing_left_after_aclose(inet: Inet) -> None:
     )  # the fixture's own, until it ends
 
 
+async def test_each_engine_gets_its_own_gateway(inet: Inet) -> None:
+    """A pool over two engines (here the local engine under two URLs: to the pool, a
+    fleet of two; scripts/fleet.sh's namespaced engines are not started beside other
+    suites) starts one gateway per engine, and each sandbox goes through its own."""
+    engines = ["unix:///var/run/docker.sock", "unix:///run/docker.sock"]
+    if not all(Path(url.removeprefix("unix://")).exists() for url in engines):
+        pytest.skip("the engine's socket is not reachable under both names")
+    pool = sk.SandboxPool(languages=["python"], size=0, engines=engines, **inet.settings())
+    code = (
+        "import urllib.request\n"
+        "print(urllib.request.urlopen('http://allowed.test/fleet', timeout=5).read().decode())\n"
+        "try:\n"
+        "    urllib.request.urlopen('http://second.test/fleet', timeout=5)\n"
+        "except OSError:\n"
+        "    print('refused')\n"
+    )
+    async with pool:
+        results = await asyncio.gather(
+            *(pool.run(code, network=sk.Egress(allow=["allowed.test"])) for _ in range(4))
+        )
+        assert {r.engine for r in results} == set(engines)
+        assert all(r.stdout == "hello from allowed.test\nrefused\n" for r in results), results
+        gateways = subprocess.run(
+            [
+                "docker", "ps", "-q", "--filter", f"label={LABEL_POOL}={pool.pool_id}",
+                "--filter", "label=org.sandboxkit.egress=gateway",
+            ],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert len(gateways) == 2
+    assert _left(pool.pool_id) == []
+    fleet = [e for e in inet.entries() if e.get("path") == "/fleet"]
+    assert fleet and all(e["host"] == "allowed.test" for e in fleet)
+
+
 def test_cli_run_allow(inet: Inet, tmp_path: Path) -> None:
     script = tmp_path / "fetch.py"
     script.write_text(
