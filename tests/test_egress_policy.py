@@ -257,6 +257,11 @@ def test_dns_answers_allowed_names_with_the_gateway_and_nothing_else() -> None:
     answer = gateway.answer(dns_query("a.test"), "10.213.0.11")
     assert answer is not None and answer[3] & 0x0F == 3
     assert client.refused == ["b.test", "w.test", "x.w.test"]
+    # the gateway's own name (for clients told to use a proxy): known sandboxes only
+    answer = gateway.answer(dns_query(gw.PROXY_NAME), "10.213.0.3")
+    assert answer is not None and gw.parse_addresses(answer, 0x4242) == ["10.213.0.2"]
+    answer = gateway.answer(dns_query(gw.PROXY_NAME), "10.213.0.11")
+    assert answer is not None and answer[3] & 0x0F == 3
 
 
 def test_the_gateway_refuses_private_own_and_special_addresses() -> None:
