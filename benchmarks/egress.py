@@ -12,7 +12,10 @@ keep-alive pays: the gateway's DNS answer, its resolution of the name, its conne
 each sees the same machine) on the host with the host's Python, in the host's namespace
 with the sandbox image's Python and the sandbox's 1-CPU quota (the fair comparison:
 only the path differs), in a sandbox at 1 CPU and at 2, and last in a sandbox behind a
-gateway that copies through Python reads instead of splice(2).
+gateway that copies through Python reads instead of splice(2). The image's Python is
+the fair baseline: Debian's http.client reads a body in growing chunks (a memory-DoS
+fix) and costs several times the CPU of a newer-built host Python for the same read.
+Run it from the checkout (PYTHONPATH=.) so the gateway measured is the checkout's.
 """
 
 from __future__ import annotations
