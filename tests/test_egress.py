@@ -625,6 +625,14 @@ async def test_each_engine_gets_its_own_gateway(inet: Inet) -> None:
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         assert len(gateways) == 2
+        for gateway in gateways:  # on every sandbox's network: it must never route
+            forwarding = subprocess.run(
+                ["docker", "exec", gateway, "cat", "/proc/sys/net/ipv4/ip_forward"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert forwarding.stdout.strip() == "0"
     assert _left(pool.pool_id) == []
     fleet = [e for e in inet.entries() if e.get("path") == "/fleet"]
     assert fleet and all(e["host"] == "allowed.test" for e in fleet)

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import ssl
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -378,6 +379,9 @@ def test_engine_bodies_for_egress() -> None:
         "ReadOnly": True,
     } in body["HostConfig"]["Mounts"]
     assert body["HostConfig"]["CapDrop"] == ["ALL"]
+    assert "Sysctls" not in body["HostConfig"]
+    routed = create_body(replace(spec(OwnNetwork("up", "10.213.0.10")), sysctls={"a.b": "0"}))
+    assert routed["HostConfig"]["Sysctls"] == {"a.b": "0"}
     uplink = create_body(spec(OwnNetwork("up", "10.213.0.10")))
     assert uplink["HostConfig"]["NetworkMode"] == "up" and "Dns" not in uplink["HostConfig"]
     internal = network_body("n", "10.213.0.0/29", {"l": "1"}, internal=True)
