@@ -20,7 +20,7 @@ import sandboxkit as sk
 from sandboxkit._fleet.labels import LABEL_POOL
 
 sys.path.insert(0, str(Path(__file__).parent))
-from egress_inet import NETNS, WEB, WEB6, Inet, private_internet
+from egress_inet import NETNS, WEB, WEB2, WEB6, Inet, private_internet
 
 pytestmark = pytest.mark.docker
 
@@ -61,6 +61,12 @@ def attempt(kind, target, extra):
             query += b"\x05other\x04test\x00\x00\x01\x00\x01"
             s.sendto(query, (host, int(port)))
             return "ok:" + repr(s.recv(512))[:40]
+        if kind in ("raw", "ping"):  # ICMP echo: a raw socket, or a ping socket
+            style = socket.SOCK_RAW if kind == "raw" else socket.SOCK_DGRAM
+            s = socket.socket(socket.AF_INET, style, socket.IPPROTO_ICMP)
+            s.settimeout(2)
+            s.sendto(bytes.fromhex("0800f7ff00000000"), (target, 0))
+            return "ok:" + repr(s.recv(512))[:40]
     except Exception as exc:
         return "fail:" + type(exc).__name__ + ":" + str(exc)[:80]
 # GW: the gateway's address on this sandbox's network (what an allowed name resolves to)
@@ -82,7 +88,8 @@ def outcomes(result: sk.RunResult) -> dict[str, str]:
     assert result.status == "ok", result.stderr
     out = {}
     for line in result.stdout.splitlines():
-        _kind, target, first_line, outcome = json.loads(line)
+        kind, target, first_line, outcome = json.loads(line)
+        out[f"{kind} {target}"] = outcome
         out[target] = outcome
         out[f"{target} {first_line}"] = outcome  # when one target is tried several ways
     return out
@@ -218,6 +225,8 @@ async def test_ip_literals_raw_sockets_and_other_ports_fail(
         ("tcp", f"{gateway}:22", "SSH-2.0-x\r\n"),
         ("tcp", f"{gateway}:80", "GET / HTTP/1.0\r\nHost: other.test\r\n\r\n"),
         ("tcp", f"{gateway}:80", "GET /raw HTTP/1.0\r\nHost: allowed.test\r\n\r\n"),
+        ("raw", WEB2),
+        ("ping", WEB2),
         runtime=runtime,
     )
     assert seen[f"http://{WEB}/literal"].startswith("fail:")
@@ -227,6 +236,8 @@ async def test_ip_literals_raw_sockets_and_other_ports_fail(
     assert seen[f"{gateway}:22"].startswith("fail:")
     assert seen[f"{gateway}:80 GET / HTTP/1.0"] == "closed"  # Host: other.test
     assert seen[f"{gateway}:80 GET /raw HTTP/1.0"].startswith("ok:HTTP/1.1 200"), seen
+    assert seen[f"raw {WEB2}"].startswith("fail:"), seen  # no raw socket (no CAP_NET_RAW)
+    assert seen[f"ping {WEB2}"].startswith("fail:"), seen  # a ping socket: no route
     assert not any(e["kind"] == "http" and e["path"] == "/literal" for e in inet.entries())
     assert not inet.requested("other.test")
     assert any(e.get("path") == "/raw" for e in inet.entries())
