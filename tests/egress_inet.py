@@ -30,6 +30,9 @@ RESOLVER = "198.18.0.2"
 WEB = "198.18.0.10"
 WEB2 = "198.18.0.11"
 RANGE = "198.18.0.0/24"
+# a unique-local IPv6 prefix on the same link: what a sandbox would reach if it had IPv6
+HOST_ADDR6 = "fdaa:5eed::1"
+WEB6 = "fdaa:5eed::10"
 ZONE = {
     "allowed.test": WEB,
     "other.test": WEB,
@@ -196,6 +199,9 @@ def private_internet(workdir: Path) -> Iterator[Inet]:
         for address in (RESOLVER, WEB, WEB2):
             _sh(*ns, "ip", "addr", "add", f"{address}/24", "dev", NS_IF)
         _sh(*ns, "ip", "link", "set", NS_IF, "up")
+        # IPv6 too, where the host has it (a sandbox must still never reach it)
+        _sh("ip", "-6", "addr", "add", f"{HOST_ADDR6}/64", "dev", HOST_IF, "nodad", check=False)
+        _sh(*ns, "ip", "-6", "addr", "add", f"{WEB6}/64", "dev", NS_IF, "nodad", check=False)
         _sh(*ns, "ip", "link", "set", "lo", "up")
         _sh(*ns, "ip", "route", "add", "default", "via", HOST_ADDR)
         ca, cert, key = _certificates(workdir)
@@ -204,6 +210,7 @@ def private_internet(workdir: Path) -> Iterator[Inet]:
             "log": str(log_path),
             "resolver": RESOLVER,
             "web": [WEB, WEB2],
+            "web6": [WEB6],
             "zone": ZONE,
             "cert": str(cert),
             "key": str(key),

@@ -101,9 +101,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        host = (self.headers.get("Host") or "").split(":")[0]
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass  # trailers
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        log(kind="http", host=host, path=self.path, tls=False, sni=None, body=len(body))
+        reply = f"{len(body)} bytes to {host}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+
+
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
+def serve_web6(address: str) -> None:
+    """Plain HTTP on an IPv6 address (where the host has IPv6): never to be reached."""
+    try:
+        plain = Server6((address, 80), Handler)
+    except OSError:
+        return
+    threading.Thread(target=plain.serve_forever, daemon=True).start()
 
 
 def serve_web(address: str) -> None:
@@ -126,6 +157,8 @@ def main() -> None:
         CONFIG.update(json.load(f))
     for address in CONFIG["web"]:
         serve_web(address)
+    for address in CONFIG.get("web6", []):
+        serve_web6(address)
     threading.Thread(target=serve_dns, daemon=True).start()
     print("ready", flush=True)
     sys.stdin.read()  # until the test closes our stdin

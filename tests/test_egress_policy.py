@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -142,19 +144,68 @@ def test_sni_is_read_from_a_client_hello() -> None:
         gw.sni(b"\x02garbage")
 
 
-def test_the_first_bytes_name_the_host() -> None:
-    async def first(data: bytes) -> tuple[bytes, str]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await gw.read_name_from(reader)
+def first_request(data: bytes) -> gw.Request:
+    """What the gateway makes of a connection's first bytes (over a real socket pair)."""
 
+    async def go() -> gw.Request:
+        near, far = socket.socketpair()
+        near.setblocking(False)
+        with near, far:
+            far.sendall(data)
+            far.shutdown(socket.SHUT_WR)
+            return await gw.first_request(gw.Inbox(near))
+
+    return asyncio.run(go())
+
+
+def test_the_first_bytes_name_the_host() -> None:
     hello = client_hello("a.test")
-    head, name = asyncio.run(first(hello + b"rest"))
-    assert name == "a.test" and head == hello
-    request = b"GET / HTTP/1.1\r\nHost: A.test:80\r\n\r\nbody"
-    head, name = asyncio.run(first(request))
-    assert name == "a.test" and head == request
+    request = first_request(hello)
+    assert (request.kind, request.name, request.head) == ("tls", "a.test", hello)
+    request = first_request(b"GET / HTTP/1.1\r\nHost: A.test:80\r\n\r\nbody")
+    assert (request.kind, request.name, request.rest) == ("http", "a.test", b"body")
+    assert request.head == b"GET / HTTP/1.1\r\nHost: A.test:80\r\n\r\n"
+    assert not request.absolute and request.method == "GET"
+    with pytest.raises(ValueError):
+        first_request(b"GET / HTTP/1.1\r\nHost: a.test\r\n")  # ends mid-head
+
+
+def test_proxy_requests_name_their_host_and_port() -> None:
+    connect = first_request(b"CONNECT Pypi.test:443 HTTP/1.1\r\nHost: pypi.test:443\r\n\r\n")
+    assert (connect.method, connect.name, connect.port) == ("CONNECT", "pypi.test", 443)
+    plain = first_request(
+        b"GET http://a.test:8080/x?y=1 HTTP/1.1\r\nHost: a.test:8080\r\n"
+        b"Proxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n"
+    )
+    assert plain.absolute and (plain.name, plain.port) == ("a.test", 8080)
+    # the server is sent an origin-form request, without the proxy's own headers
+    assert plain.head == b"GET /x?y=1 HTTP/1.1\r\nHost: a.test:8080\r\nAccept: */*\r\n\r\n"
+    assert first_request(b"GET http://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n").port == 80
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"CONNECT a.test HTTP/1.1\r\n\r\n",  # no port
+        b"CONNECT a.test:443 HTTP/1.1\r\nHost: b.test:443\r\n\r\n",  # names differ
+        b"GET https://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",  # TLS is CONNECT's
+        b"GET http://u@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1, 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: a.test\r\n\r\n",
+    ],
+)
+def test_proxy_and_framing_oddities_are_refused(head: bytes) -> None:
+    with pytest.raises(ValueError):
+        gw.parse_request(head)
+
+
+def test_request_bodies_are_framed() -> None:
+    assert (
+        gw.parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").length == 12
+    )
+    chunked = gw.parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert chunked.chunked and chunked.length == 0
 
 
 @pytest.mark.parametrize(
@@ -207,6 +258,11 @@ def test_dns_answers_allowed_names_with_the_gateway_and_nothing_else() -> None:
     answer = gateway.answer(dns_query("a.test"), "10.213.0.11")
     assert answer is not None and answer[3] & 0x0F == 3
     assert client.refused == ["b.test", "w.test", "x.w.test"]
+    # the gateway's own name (for clients told to use a proxy): known sandboxes only
+    answer = gateway.answer(dns_query(gw.PROXY_NAME), "10.213.0.3")
+    assert answer is not None and gw.parse_addresses(answer, 0x4242) == ["10.213.0.2"]
+    answer = gateway.answer(dns_query(gw.PROXY_NAME), "10.213.0.11")
+    assert answer is not None and answer[3] & 0x0F == 3
 
 
 def test_the_gateway_refuses_private_own_and_special_addresses() -> None:
@@ -323,6 +379,9 @@ def test_engine_bodies_for_egress() -> None:
         "ReadOnly": True,
     } in body["HostConfig"]["Mounts"]
     assert body["HostConfig"]["CapDrop"] == ["ALL"]
+    assert "Sysctls" not in body["HostConfig"]
+    routed = create_body(replace(spec(OwnNetwork("up", "10.213.0.10")), sysctls={"a.b": "0"}))
+    assert routed["HostConfig"]["Sysctls"] == {"a.b": "0"}
     uplink = create_body(spec(OwnNetwork("up", "10.213.0.10")))
     assert uplink["HostConfig"]["NetworkMode"] == "up" and "Dns" not in uplink["HostConfig"]
     internal = network_body("n", "10.213.0.0/29", {"l": "1"}, internal=True)

@@ -136,6 +136,8 @@ class ContainerSpec:
     # it needs to run programs as ``uid`` (agent/_privs.py); anything else (the egress
     # gateway) runs as ``uid`` from its first instruction, with no capability at all
     supervisor: bool = True
+    # kernel settings of its own network namespace (the egress gateway: no forwarding)
+    sysctls: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,8 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         host["Mounts"] = [
             {"Type": "bind", "Source": spec.channel, "Target": CHANNEL_PATH, "ReadOnly": True}
         ]
+    if spec.sysctls:
+        host["Sysctls"] = dict(spec.sysctls)
     extra: dict[str, Any] = {}
     if isinstance(spec.network, EgressNetwork):
         # the gateway is the only resolver (the engine's embedded DNS forwards to it)

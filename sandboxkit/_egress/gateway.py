@@ -19,7 +19,11 @@ How it works:
   The name must be allowed (deny wins) on that port; the gateway resolves it itself
   (only through the operator's resolvers), refuses private, loopback, link-local and
   its own networks' addresses unless the operator allowed the range, connects and
-  splices, counting bytes each way.
+  splices (splice(2): the bytes stay in the kernel), counting bytes each way. Plain
+  HTTP's requests are each read: a kept-alive connection stays with its first name.
+- Proxy requests (clients told to use one): ``CONNECT host:port`` and absolute-form
+  HTTP, on PROXY_PORT and the policy ports, checked the same way; a tunnel's own first
+  bytes must name its CONNECT host. PROXY_NAME resolves to the gateway.
 - Control: JSON lines on stdin (``set``, ``forget``, ``usage``), replies and events as
   JSON lines on stdout. Closing stdin ends the gateway (and the engine removes it).
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -45,7 +50,11 @@ HELLO_TIMEOUT = 10.0
 RESOLVE_TIMEOUT = 3.0
 CONNECT_TIMEOUT = 10.0
 REFUSED_KEPT = 100  # refused names remembered per sandbox
-CHUNK = 65536
+CHUNK = 65536  # bytes read at a time while a request is parsed
+PIPE_SIZE = 1 << 20  # bytes moved per splice(2) (the pipe between is grown to this)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+PROXY_PORT = 3128  # for clients told to use a proxy (HTTP_PROXY): CONNECT, absolute-form
+PROXY_NAME = "egress.sandboxkit.internal"  # the gateway, by name, from every sandbox
 CACHE_MAX = 30  # seconds an answer is kept at most
 CACHE_SIZE = 4096  # names kept
 EVERYWHERE = "0.0.0.0"  # noqa: S104 (every sandbox network the gateway joins)
@@ -90,7 +99,8 @@ class Gateway:
             ipaddress.ip_network(n, strict=False) for n in allow_private
         ]
         self.clients: dict[str, Client] = {}
-        self.listeners: dict[int, asyncio.AbstractServer] = {}
+        self.listeners: dict[int, asyncio.Future[None]] = {}
+        self.serving: set[asyncio.Future[None]] = set()
         self.own_networks: list[IPNetwork] = []  # never reachable through the gateway
         self.extra_own: list[str] = []
         self.out = sys.stdout
@@ -173,7 +183,11 @@ class Gateway:
         client = self.clients.get(peer)
         name = name.lower().rstrip(".")
         head = 0x8000 | 0x0400 | (flags & 0x0100) | 0x0080  # QR, AA, RD copied, RA
-        if client is None or not matches(name, client.allow) or matches(name, client.deny):
+        if client is not None and name == PROXY_NAME:
+            allowed = True  # the gateway itself, for clients told to use a proxy
+        else:
+            allowed = client is not None and client.allows(name)
+        if client is None or not allowed:
             self.refuse(client, peer, name, "dns")
             return struct.pack("!HHHHHH", qid, head | 3, 1, 0, 0, 0) + question  # NXDOMAIN
         if qtype != 1:  # only A: an allowed name has no other record (clients use IPv4)
@@ -184,62 +198,183 @@ class Gateway:
 
     # -------------------------------------------------------------- proxy
     async def listen(self, port: int) -> None:
-        if port not in self.listeners:
-            self.listeners[port] = await asyncio.start_server(
-                lambda r, w: self.serve(r, w, port),
-                EVERYWHERE,
-                port,
-                backlog=512,
-            )
+        """Accept connections on ``port`` (every sandbox network the gateway joins)."""
+        if port in self.listeners:
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((EVERYWHERE, port))
+        sock.listen(512)
+        sock.setblocking(False)
+        self.listeners[port] = asyncio.ensure_future(self.accept(sock, port))
 
-    async def serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
-    ) -> None:
-        peer = str(writer.get_extra_info("peername")[0])
+    async def accept(self, listener: socket.socket, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _addr = await loop.sock_accept(listener)
+            except OSError:
+                await asyncio.sleep(0.05)  # out of descriptors, say: try again shortly
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = asyncio.ensure_future(self.serve(sock, port))
+            self.serving.add(task)
+            task.add_done_callback(self.serving.discard)
+
+    async def serve(self, sock: socket.socket, listen_port: int) -> None:
+        """One connection from a sandbox: decide on its first bytes, then splice."""
+        try:
+            peer = str(sock.getpeername()[0])
+        except OSError:
+            sock.close()
+            return
         client = self.clients.get(peer)
         task = asyncio.current_task()
+        upstream: socket.socket | None = None
         try:
             if client is None or task is None:
                 self.refuse(client, peer, "", "unknown source")
                 return
+            inbox = Inbox(sock)
             try:
-                head, name = await asyncio.wait_for(read_name_from(reader), HELLO_TIMEOUT)
-            except (asyncio.TimeoutError, ConnectionError, ValueError) as exc:
+                first = await asyncio.wait_for(first_request(inbox), HELLO_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError, ValueError, EOFError) as exc:
                 self.refuse(client, peer, "", f"no name: {exc}")
                 return
+            tunnel = first.method == "CONNECT"
+            if tunnel or first.absolute:
+                port = first.port  # a proxy request: the port it names
+            elif listen_port == PROXY_PORT:
+                self.refuse(client, peer, first.name, "not a proxy request on the proxy port")
+                return
+            else:
+                port = listen_port  # transparent: the port the sandbox connected to
+            name = first.name
             if not name:
                 self.refuse(client, peer, "", "no SNI or Host")
                 return
             if not client.allows(name, port):
-                self.refuse(client, peer, name, "policy")
+                self.refuse(client, peer, name, "port" if client.allows(name) else "policy")
+                if tunnel:
+                    await inbox.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
             address = await self.resolve_allowed(client, peer, name)
             if address is None:
+                if tunnel:
+                    await inbox.send(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
                 return
-            try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(address, port), CONNECT_TIMEOUT
-                )
-            except (OSError, asyncio.TimeoutError) as exc:
-                self.emit(
-                    {"event": "failed", "sandbox": client.label, "name": name, "why": str(exc)}
-                )
+            if tunnel:
+                # what flows in the tunnel must name the same host: TLS's SNI, HTTP's Host
+                await inbox.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                inbox.buffer = first.rest
+                try:
+                    inner = await asyncio.wait_for(first_request(inbox), HELLO_TIMEOUT)
+                except (asyncio.TimeoutError, ConnectionError, ValueError, EOFError) as exc:
+                    self.refuse(client, peer, name, f"tunnel: {exc}")
+                    return
+                if inner.method == "CONNECT" or inner.name != name:
+                    self.refuse(client, peer, inner.name or name, f"tunnel to {name} names another")
+                    return
+                first = inner
+            upstream = await self.connect(client, name, address, port)
+            if upstream is None:
                 return
             client.open[task] = (name, port)
             try:
-                up_writer.write(head)
-                client.bytes_out += len(head)
-                await asyncio.gather(
-                    pump(reader, up_writer, client, "bytes_out"),
-                    pump(up_reader, writer, client, "bytes_in"),
-                )
+                await self.relay(client, peer, inbox, upstream, first, name, port)
             finally:
                 client.open.pop(task, None)
-                up_writer.close()
         except asyncio.CancelledError:
             pass  # its name was taken out of the policy: the connection is cut
+        except OSError:
+            pass  # either side went away
         finally:
-            writer.close()
+            if upstream is not None:
+                upstream.close()
+            sock.close()
+
+    async def connect(
+        self, client: Client, name: str, address: str, port: int
+    ) -> socket.socket | None:
+        loop = asyncio.get_running_loop()
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.wait_for(loop.sock_connect(upstream, (address, port)), CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as exc:
+            upstream.close()
+            self.emit({"event": "failed", "sandbox": client.label, "name": name, "why": str(exc)})
+            return None
+        return upstream
+
+    async def relay(
+        self,
+        client: Client,
+        peer: str,
+        inbox: Inbox,
+        upstream: socket.socket,
+        first: Request,
+        name: str,
+        port: int,
+    ) -> None:
+        """Both directions until both end. What the server sends is spliced as is; what
+        the sandbox sends too, but for plain HTTP, whose every request is read and its
+        Host checked: one connection, one name."""
+        out = Outbox(upstream, client)
+        await out.send(first.head)
+        if first.kind == "tls":
+            outbound = splice(inbox.sock, upstream, client, "bytes_out", inbox.take())
+        else:
+            inbox.buffer = first.rest
+            outbound = self.requests(client, peer, inbox, out, first, name, port)
+        tasks = [
+            asyncio.ensure_future(outbound),
+            asyncio.ensure_future(splice(upstream, inbox.sock, client, "bytes_in")),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        except (Refused, ValueError, EOFError):
+            pass  # refused (and said so), or not HTTP: the whole connection ends
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def requests(
+        self,
+        client: Client,
+        peer: str,
+        inbox: Inbox,
+        out: Outbox,
+        request: Request,
+        name: str,
+        port: int,
+    ) -> None:
+        """The sandbox's side of a plain HTTP connection: each request's body is passed
+        on, then the next request is read; one naming another host (or port) ends the
+        connection (raises Refused: the server's side is cut too)."""
+        try:
+            while True:
+                # (an Upgrade is not followed: plain ws:// ends at its first frame, as
+                # the gateway cannot tell a 101 from a refusal without reading replies)
+                await pass_body(inbox, out, request)
+                try:
+                    request = await first_request(inbox)
+                except EOFError:
+                    return
+                if request.kind != "http" or request.method == "CONNECT":
+                    self.refuse(client, peer, name, "not HTTP after a request")
+                    raise Refused
+                named_port = request.port if request.absolute else port
+                if request.name != name or named_port != port:
+                    self.refuse(client, peer, request.name, f"kept-alive connection to {name}")
+                    raise Refused
+                await out.send(request.head)
+        finally:
+            with contextlib.suppress(OSError):
+                out.sock.shutdown(socket.SHUT_WR)
 
     async def resolve_allowed(self, client: Client, peer: str, name: str) -> str | None:
         """The first address of ``name`` the gateway may connect to, or None (refused)."""
@@ -268,45 +403,280 @@ def usage(client: Client) -> dict[str, Any]:
     return {"bytes_out": client.bytes_out, "bytes_in": client.bytes_in, "refused": client.refused}
 
 
-async def pump(
-    src: asyncio.StreamReader, dst: asyncio.StreamWriter, client: Client, count: str
-) -> None:
-    try:
+class Refused(Exception):
+    """A kept-alive connection asked for something else: the whole connection ends."""
+
+
+# ------------------------------------------------------------------ moving bytes
+class Inbox:
+    """The sandbox's socket, and the bytes read from it but not yet passed on."""
+
+    def __init__(self, sock: socket.socket, buffer: bytes = b"") -> None:
+        self.sock = sock
+        self.buffer = buffer
+
+    async def more(self) -> None:
+        data = await asyncio.get_running_loop().sock_recv(self.sock, CHUNK)
+        if not data:
+            raise EOFError("the sandbox closed the connection")
+        self.buffer += data
+
+    def take(self, size: int = -1) -> bytes:
+        size = len(self.buffer) if size < 0 else size
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    async def line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            if len(self.buffer) > HELLO_LIMIT:
+                raise ValueError("a line too long")
+            await self.more()
+        return self.take(self.buffer.index(b"\r\n") + 2)
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+
+class Outbox:
+    """The server's socket, counting what is sent to it."""
+
+    def __init__(self, sock: socket.socket, client: Client) -> None:
+        self.sock = sock
+        self.client = client
+
+    async def send(self, data: bytes) -> None:
+        if data:
+            await asyncio.get_running_loop().sock_sendall(self.sock, data)
+            self.client.bytes_out += len(data)
+
+
+async def pass_body(inbox: Inbox, out: Outbox, request: Request) -> None:
+    """The request's body (Content-Length bytes, or chunks to the last), as it comes."""
+    if request.chunked:
         while True:
-            data = await src.read(CHUNK)
-            if not data:
-                break
-            setattr(client, count, getattr(client, count) + len(data))
-            dst.write(data)
-            await dst.drain()
+            line = await inbox.line()
+            await out.send(line)
+            size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                while (trailer := await inbox.line()) != b"\r\n":
+                    await out.send(trailer)
+                await out.send(trailer)
+                return
+            await pass_bytes(inbox, out, size + 2)  # the chunk and its CRLF
+    await pass_bytes(inbox, out, request.length)
+
+
+async def pass_bytes(inbox: Inbox, out: Outbox, size: int) -> None:
+    while size > 0:
+        if not inbox.buffer:
+            await inbox.more()
+        data = inbox.take(min(size, len(inbox.buffer)))
+        await out.send(data)
+        size -= len(data)
+
+
+async def splice(
+    src: socket.socket, dst: socket.socket, client: Client, count: str, first: bytes = b""
+) -> None:
+    """Bytes from ``src`` to ``dst`` until ``src`` ends, counted, then ``dst``'s writing
+    side is shut. With splice(2) through a pipe the data never enters Python (Linux);
+    elsewhere, large reads."""
+    loop = asyncio.get_running_loop()
+    try:
+        if first:
+            await loop.sock_sendall(dst, first)
+            setattr(client, count, getattr(client, count) + len(first))
+        if hasattr(os, "splice"):
+            await _splice(loop, src, dst, client, count)
+        else:  # pragma: no cover (not Linux)
+            while data := await loop.sock_recv(src, PIPE_SIZE):
+                setattr(client, count, getattr(client, count) + len(data))
+                await loop.sock_sendall(dst, data)
     except (ConnectionError, OSError):
         pass
     finally:
-        if dst.can_write_eof():
-            with contextlib.suppress(OSError):
-                dst.write_eof()
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+async def _splice(
+    loop: asyncio.AbstractEventLoop,
+    src: socket.socket,
+    dst: socket.socket,
+    client: Client,
+    count: str,
+) -> None:
+    pipe_out, pipe_in = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe_in, F_SETPIPE_SZ, PIPE_SIZE)
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        while True:
+            try:
+                size = os.splice(src.fileno(), pipe_in, PIPE_SIZE, flags=flags)
+            except BlockingIOError:
+                await ready(loop, src, writing=False)
+                continue
+            if size == 0:
+                return
+            setattr(client, count, getattr(client, count) + size)
+            while size:
+                try:
+                    size -= os.splice(pipe_out, dst.fileno(), size, flags=flags)
+                except BlockingIOError:
+                    await ready(loop, dst, writing=True)
+    finally:
+        os.close(pipe_out)
+        os.close(pipe_in)
+
+
+async def ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, *, writing: bool) -> None:
+    """Until ``sock`` can be read (or written)."""
+    future: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    fd = sock.fileno()
+    if writing:
+        loop.add_writer(fd, wake)
+    else:
+        loop.add_reader(fd, wake)
+    try:
+        await future
+    finally:
+        if writing:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
 
 
 # ------------------------------------------------------------------ TLS and HTTP
-async def read_name_from(reader: asyncio.StreamReader) -> tuple[bytes, str]:
-    """The first bytes of a connection and the host name they ask for ('' for none)."""
-    first = await reader.readexactly(1)
-    if first == b"\x16":  # a TLS handshake record
-        head = first + await reader.readexactly(4)
-        length = struct.unpack("!H", head[3:5])[0]
-        if length > HELLO_LIMIT:
-            raise ValueError("ClientHello too long")
-        head += await reader.readexactly(length)
-        return head, sni(head[5:])
-    head = first
-    while b"\r\n\r\n" not in head:
-        more = await reader.read(HELLO_LIMIT)
-        if not more:
-            raise ValueError("connection closed before the HTTP head ended")
-        head += more
-        if len(head) > HELLO_LIMIT:
-            raise ValueError("HTTP head too long")
-    return head, http_host(head)
+class Request:
+    """What a connection's first bytes ask for: a TLS ClientHello (its SNI) or an HTTP
+    request head (its Host; for a proxy request, the target's host and port)."""
+
+    def __init__(self, kind: str, head: bytes, name: str, rest: bytes = b"") -> None:
+        self.kind = kind  # "tls" or "http"
+        self.head = head  # what is passed on to the server (rewritten for proxy requests)
+        self.name = name
+        self.rest = rest  # bytes read past the head
+        self.method = ""
+        self.port = 0  # named by a proxy request (CONNECT, absolute-form target)
+        self.absolute = False
+        self.length = 0
+        self.chunked = False
+
+
+async def first_request(inbox: Inbox) -> Request:
+    """The request the bytes at the front of ``inbox`` make (read until it is whole)."""
+    if not inbox.buffer:
+        await inbox.more()  # EOFError: the connection ended between requests
+    while True:
+        data = inbox.buffer
+        if data[:1] == b"\x16":  # a TLS handshake record
+            if len(data) >= 5:
+                length = struct.unpack("!H", data[3:5])[0]
+                if length > HELLO_LIMIT:
+                    raise ValueError("ClientHello too long")
+                if len(data) >= 5 + length:
+                    name = sni(data[5 : 5 + length])
+                    return Request("tls", inbox.take(), name)
+        elif b"\r\n\r\n" in data:
+            end = data.index(b"\r\n\r\n") + 4
+            request = parse_request(inbox.take(end))
+            request.rest = inbox.buffer
+            return request
+        if len(data) > HELLO_LIMIT:
+            raise ValueError("request head too long")
+        try:
+            await inbox.more()
+        except EOFError:
+            raise ValueError("connection closed before its first request was whole") from None
+
+
+HOP_BY_HOP = ("proxy-connection:", "proxy-authorization:", "proxy-authenticate:")
+
+
+def parse_request(head: bytes) -> Request:
+    """An HTTP request head: its host, port (for proxy requests), body framing; proxy
+    requests' heads are rewritten for the server (origin-form target, no Proxy-*
+    header). ValueError when its names disagree or it is not HTTP/1."""
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ValueError("not an HTTP/1 request")
+    method, target, version = parts
+    fields = [line.split(":", 1) for line in lines[1:] if ":" in line]
+    values: dict[str, list[str]] = {}
+    for key, value in fields:
+        values.setdefault(key.strip().lower(), []).append(value.strip())
+    hosts = values.get("host", [])
+    port = 0
+    absolute = False
+    if method == "CONNECT":
+        if "/" in target or ":" not in target:
+            raise ValueError("CONNECT names host:port")
+        name, port = split_authority(target, 0)
+        if len(hosts) > 1 or (hosts and strip_port(hosts[0]) != name):
+            raise ValueError("the CONNECT target and the Host header differ")
+    else:
+        if len(hosts) != 1:
+            raise ValueError("not exactly one Host header")
+        name = strip_port(hosts[0])
+        if "://" in target:  # absolute form: a proxy request
+            scheme, rest = target.split("://", 1)
+            if scheme.lower() != "http":
+                raise ValueError(f"a proxy request for {scheme}: (use CONNECT)")
+            authority, _, path = rest.partition("/")
+            target_name, port = split_authority(authority, 80)
+            if target_name != name:
+                raise ValueError("the request target and the Host header differ")
+            absolute = True
+            kept = [f"{method} /{path} {version}"] + [
+                line for line in lines[1:] if not line.lower().startswith(HOP_BY_HOP)
+            ]
+            head = ("\r\n".join(kept) + "\r\n\r\n").encode("latin-1")
+    request = Request("http", head, name)
+    request.method = method
+    request.port = port
+    request.absolute = absolute
+    encodings = ",".join(values.get("transfer-encoding", [])).lower()
+    if encodings:
+        if not encodings.rstrip().endswith("chunked"):
+            raise ValueError("a request body of unknown length")
+        request.chunked = True
+    elif values.get("content-length"):
+        lengths = {v for value in values["content-length"] for v in value.split(",")}
+        if len(lengths) != 1 or not lengths.copy().pop().strip().isdigit():
+            raise ValueError("an unclear Content-Length")
+        request.length = int(lengths.pop())
+    return request
+
+
+def http_host(head: bytes) -> str:
+    """The host an HTTP request head names; ValueError when its names disagree."""
+    return parse_request(head).name
+
+
+def split_authority(authority: str, default: int) -> tuple[str, int]:
+    """``host[:port]`` as a name and a port."""
+    if "@" in authority:
+        raise ValueError("credentials in the request target")
+    host, _, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if host.startswith("["):
+        raise ValueError("an IPv6 literal")
+    if port and not port.isdigit():
+        raise ValueError(f"a bad port {port!r}")
+    return host.lower().rstrip("."), int(port) if port else default
+
+
+def strip_port(authority: str) -> str:
+    host = authority.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host.lower()  # an IPv6 literal: never allowed by name
+    return host.split(":", 1)[0].lower().rstrip(".")
 
 
 def sni(hello: bytes) -> str:
@@ -335,32 +705,6 @@ def sni(hello: bytes) -> str:
     if len(names) > 1:
         raise ValueError("several server names")
     return names[0].lower().rstrip(".") if names else ""
-
-
-def http_host(head: bytes) -> str:
-    """The host an HTTP request head names; ValueError when its names disagree."""
-    lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise ValueError("not an HTTP request")
-    hosts = [
-        line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("host:")
-    ]
-    if len(hosts) != 1:
-        raise ValueError("not exactly one Host header")
-    host = strip_port(hosts[0])
-    target = parts[1]
-    authority = target.split("://", 1)[1].split("/", 1)[0] if "://" in target else None
-    if authority is not None and strip_port(authority) != host:  # absolute form
-        raise ValueError("the request target and the Host header differ")
-    return host
-
-
-def strip_port(authority: str) -> str:
-    host = authority.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        return host.lower()  # an IPv6 literal: never allowed by name
-    return host.split(":", 1)[0].lower().rstrip(".")
 
 
 # ------------------------------------------------------------------ DNS wire format
@@ -516,7 +860,7 @@ async def main() -> None:
     gateway.own_networks = own_networks(gateway.extra_own)
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: _DNS(gateway), local_addr=(EVERYWHERE, 53))
-    for port in settings.get("ports", [80, 443]):
+    for port in [*settings.get("ports", [80, 443]), PROXY_PORT]:
         await gateway.listen(int(port))
     gateway.emit({"event": "ready"})
 

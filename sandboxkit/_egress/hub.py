@@ -323,6 +323,9 @@ class EgressHub:
             network=OwnNetwork(uplink, address),
             hostname="egress",
             supervisor=False,  # not the agent: its uid from the start, no capability
+            # it joins every sandbox's network and the way out: it must never route
+            # between them (only its proxy, which checks the policy, connects out)
+            sysctls={"net.ipv4.ip_forward": "0"},
         )
         try:
             launched = await engine.launch(spec)

@@ -136,3 +136,23 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except SandboxkitError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+# the Judge0 server's and its workers' network for enable_network submissions
+AllowNetworkOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-network",
+        help="honour enable_network: such submissions get the --network-allow policy, "
+        "else the engine's whole bridge",
+    ),
+]
+NetworkAllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--network-allow",
+        metavar="DOMAIN",
+        help="with --allow-network: a host name (or *.suffix) an enable_network "
+        "submission may reach over HTTP(S) (repeat), instead of the whole bridge",
+    ),
+]

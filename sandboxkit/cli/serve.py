@@ -14,8 +14,10 @@ import typer
 from .._egress.policy import Egress
 from .._errors import SandboxkitError
 from ._common import (
+    AllowNetworkOpt,
     LogFormatChoice,
     LogFormatOpt,
+    NetworkAllowOpt,
     console,
     log_format_of,
     needs_extra,
@@ -110,19 +112,8 @@ def serve(
         help="run interpreted programs by their real command (python3 script.py), not "
         "the pre-loaded runtime: a fresh sys.modules and hash seed, some ms slower",
     ),
-    allow_network: bool = typer.Option(
-        False,
-        "--allow-network",
-        help="honour enable_network: such submissions get the --network-allow policy, "
-        "else the engine's whole bridge",
-    ),
-    network_allow: list[str] | None = typer.Option(
-        None,
-        "--network-allow",
-        metavar="DOMAIN",
-        help="with --allow-network: a host name (or *.suffix) an enable_network "
-        "submission may reach over HTTP(S) (repeat), instead of the whole bridge",
-    ),
+    allow_network: AllowNetworkOpt = False,
+    network_allow: NetworkAllowOpt = None,
     enable_submission_delete: bool = typer.Option(
         False, "--enable-submission-delete", help="allow DELETE /submissions/TOKEN"
     ),

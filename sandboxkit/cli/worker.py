@@ -8,10 +8,13 @@ import asyncio
 
 import typer
 
-from .._errors import SandboxkitError
+from .._egress.policy import Egress
+from .._errors import InvalidInput, SandboxkitError
 from ._common import (
+    AllowNetworkOpt,
     LogFormatChoice,
     LogFormatOpt,
+    NetworkAllowOpt,
     console,
     log_format_of,
     needs_extra,
@@ -54,16 +57,26 @@ def worker(
     grace: float = typer.Option(
         60.0, "--grace", min=0.0, help="seconds to finish held submissions on SIGTERM"
     ),
+    allow_network: AllowNetworkOpt = False,
+    network_allow: NetworkAllowOpt = None,
     log_level: str = typer.Option("info", "--log-level"),
     log_format: LogFormatOpt = LogFormatChoice.text,
 ) -> None:
-    """Judge submissions from a fleet's PostgreSQL store until SIGTERM."""
+    """Judge submissions from a fleet's PostgreSQL store until SIGTERM.
+
+    Without --allow-network, enable_network submissions run with no network."""
     with needs_extra("server", "sandboxkit worker"):
         from ..server import configure_logging, run_worker
     require_postgres_driver(db, "sandboxkit worker")
     explicit = engine or fleet is not None
     configs = engines_from(engine, fleet, tls_dir) if explicit else None
     configure_logging(log_format_of(log_format), log_level)
+    try:
+        network = Egress(allow=network_allow) if network_allow else None
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--network-allow") from None
+    if network is not None and not allow_network:
+        raise typer.BadParameter("needs --allow-network", param_hint="--network-allow")
     try:
         asyncio.run(
             run_worker(
@@ -77,6 +90,8 @@ def worker(
                 pool_size=pool_size,
                 exact=exact,
                 grace=grace,
+                allow_network=allow_network,
+                network=network,
             )
         )
     except SandboxkitError as exc:

@@ -124,6 +124,7 @@ class Judging:
         owned: bool = False,
         callbacks: CallbackPolicy | None = None,
         network: Egress | None = None,
+        allow_network: bool = True,
     ) -> None:
         #: ``owned``: opened by :meth:`open` and closed by :meth:`close`; else the
         #: caller's, already open, left open
@@ -131,6 +132,9 @@ class Judging:
         #: what an ``enable_network`` submission may reach: the operator's egress policy,
         #: or (None) the engine's whole bridge
         self.network = network
+        #: False: ``enable_network`` is not honoured here (a worker not told to): such a
+        #: submission runs with no network, as every other
+        self.allow_network = allow_network
         self.owned = owned
         self.network_pool: SandboxPool | None = None
         self.callbacks = callbacks or CallbackPolicy()
@@ -180,11 +184,16 @@ class Judging:
                 delay *= 2
 
     async def _pool_for(self, record: Submission) -> SandboxPool:
-        if not record.enable_network:
+        if not record.enable_network or not self.allow_network:
             return self.pool
         if self.network_pool is None:
             network: Egress | bool = self.network if self.network is not None else True
-            self.network_pool = await SandboxPool(languages=(), size=0, network=network).open()
+            # on the same engines as the pool (a worker's --engine/--fleet): each engine
+            # gets its own egress gateway
+            engines = [member.config for member in self.pool.fleet.members]
+            self.network_pool = await SandboxPool(
+                languages=(), size=0, network=network, engines=engines
+            ).open()
         return self.network_pool
 
     async def judge(self, record: Submission) -> Outcome:

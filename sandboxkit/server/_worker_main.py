@@ -10,6 +10,7 @@ import signal
 from collections.abc import Sequence
 
 from .._backends import EngineLike
+from .._egress.policy import Egress
 from .._errors import InvalidInput
 from .._sandbox_pool import SandboxPool
 from ._judging import Judging
@@ -33,11 +34,18 @@ async def run_worker(
     exact: bool = False,
     grace: float = 60.0,
     stop: asyncio.Event | None = None,
+    allow_network: bool = False,
+    network: Egress | None = None,
 ) -> None:
     """Judge from ``db`` until ``stop`` is set (or SIGTERM/SIGINT arrives).
 
     ``concurrency`` is bounded by what the engines can hold: past the pool's
-    capacity it is lowered (and said so), never queued inside the worker."""
+    capacity it is lowered (and said so), never queued inside the worker.
+
+    ``allow_network``: honour ``enable_network`` (off: such a submission runs with no
+    network, whatever the API node accepted); ``network``: what it may then reach, the
+    operator's egress policy (as ``serve --network-allow``); None: the engine's whole
+    bridge."""
     if not is_postgres_url(db):
         raise InvalidInput("a worker needs the shared store: --db postgresql://USER@HOST/DB")
     if concurrency < 1:
@@ -56,7 +64,7 @@ async def run_worker(
     )
     store = open_store(db)
     await store.open()
-    judging = Judging(pool, owned=True)
+    judging = Judging(pool, owned=True, network=network, allow_network=allow_network)
     metrics_server = None
     try:
         await judging.open()
