@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from connectrpc.code import Code
@@ -57,6 +57,35 @@ def signature(path: str, operation: str, user: str, token: str, expiration: int 
     parts = [path, operation, user, token] + ([str(expiration)] if expiration is not None else [])
     digest = hashlib.sha256(":".join(parts).encode()).digest()
     return "v1_" + base64.b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def signed_by(
+    entries: Iterable[Entry], method: str, path: str, query: Mapping[str, str]
+) -> Entry | None:
+    """The sandbox whose token signed this file URL (None: no sandbox's did).
+
+    A URL from ``sandbox.download_url``/``upload_url`` is opened by any HTTP client, which
+    sends no ``E2b-Sandbox-Id`` header; on E2B the sandbox is the URL's host. Here one
+    address serves every sandbox, so the signature names it: it is keyed by the sandbox's
+    secret token, which only that sandbox's creator holds. The expiry is not checked here
+    (an expired URL still names its sandbox, which then refuses it as envd does)."""
+    operation = SIGNED_ROUTES.get((method, path))
+    signed = query.get("signature")
+    if operation is None or signed is None:
+        return None
+    raw_expiry = query.get("signature_expiration")
+    try:
+        expiration = int(raw_expiry) if raw_expiry is not None else None
+    except ValueError:
+        return None
+    file_path, user = query.get("path", ""), query.get("username", "")
+    for entry in entries:
+        token = entry.access_token
+        if token is not None and _same(
+            signed, signature(file_path, operation, user, token, expiration)
+        ):
+            return entry
+    return None
 
 
 def _same(given: str, expected: str) -> bool:

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from .._languages import LanguageSpec
 from .._sandbox_pool import SandboxPool
-from ._access import refusal
+from ._access import refusal, signed_by
 from ._control import control_router, error
 from ._envd import FilesystemService, ProcessService
 from ._files import files_router
@@ -81,9 +81,14 @@ def sandbox_app(registry: Registry) -> ASGI:
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         path = scope.get("path", "")
         on_interpreter = headers.get(b"e2b-sandbox-port", b"").decode() == JUPYTER_PORT
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         entry = registry.get(headers.get(b"e2b-sandbox-id", b"").decode("latin-1"))
+        if entry is None and b"e2b-sandbox-id" not in headers and not on_interpreter:
+            # a signed file URL opened by any client, without the SDK's headers
+            entry = signed_by(registry.all(), scope.get("method", ""), path, query)
+            if entry is not None:
+                scope = _with_sandbox(scope, entry.sandbox_id)
         if entry is not None:  # an unknown sandbox: each route answers as E2B's proxy does
-            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
             why = refusal(
                 entry.access_token,
                 scope.get("method", ""),
@@ -104,6 +109,12 @@ def sandbox_app(registry: Registry) -> ASGI:
             await files(scope, receive, send)
 
     return app
+
+
+def _with_sandbox(scope: Scope, sandbox_id: str) -> Scope:
+    """``scope`` as if the SDK had named the sandbox in ``E2b-Sandbox-Id``."""
+    headers = [*scope.get("headers", []), (b"e2b-sandbox-id", sandbox_id.encode("latin-1"))]
+    return {**scope, "headers": headers}
 
 
 @asynccontextmanager

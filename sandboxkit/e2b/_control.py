@@ -3,6 +3,7 @@ kill, set timeout, connect, pause, metrics; errors in E2B's ``{"code", "message"
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime, timezone
 from typing import Any
@@ -17,14 +18,21 @@ from ._registry import MAX_TIMEOUT, Entry, Full, Registry
 ENVD_VERSION = "0.5.7"  # the envd API we speak: raw (octet-stream) uploads, default user
 CLIENT_ID = "sandboxkit"
 CPU_COUNT, MEMORY_MB, DISK_MB = 1, 512, 1024
+METRICS_KEPT = 720  # a sandbox's measured metrics kept for time-range queries
 
 
 def error(code: int, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=code)
 
 
+def _moment(epoch: float) -> datetime:
+    """An epoch time as E2B shows it: to the microsecond (a sandbox's own ``startedAt``
+    given back as ``startedAfter`` must find it)."""
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat().replace("+00:00", "Z")
+    return _moment(epoch).isoformat().replace("+00:00", "Z")
 
 
 def _created(entry: Entry) -> dict[str, Any]:
@@ -157,14 +165,18 @@ def control_router(registry: Registry) -> APIRouter:
         return JSONResponse(_with_token(entry), status_code=201)
 
     async def sample(entry: Entry) -> dict[str, Any] | None:
-        """One metric of a running sandbox (E2B samples every few seconds; this server
-        measures when asked). None when paused, or when it went away meanwhile."""
+        """One metric of a running sandbox, kept in its history (E2B samples every few
+        seconds; this server measures when asked). None when paused, or when it went
+        away meanwhile."""
         if entry.session is None:
             return None
         try:
-            return _metric(await entry.session.metrics())
+            measured = await entry.session.metrics()
         except SandboxkitError:
             return None
+        entry.metrics.append(measured)
+        del entry.metrics[:-METRICS_KEPT]
+        return _metric(measured)
 
     @router.get("/sandboxes/metrics")
     async def list_metrics(request: Request) -> Response:
@@ -181,12 +193,24 @@ def control_router(registry: Registry) -> APIRouter:
         return JSONResponse({"sandboxes": found})
 
     @router.get("/sandboxes/{sandbox_id}/metrics")
-    async def metrics(sandbox_id: str) -> Response:
+    async def metrics(sandbox_id: str, request: Request) -> Response:
+        """The sandbox's metrics from ``start`` to ``end`` (unix seconds; by default its
+        whole life): those measured before, and one measured now when it is running."""
         entry = find(sandbox_id)
         if isinstance(entry, JSONResponse):
             return entry
-        metric = await sample(entry)
-        return JSONResponse([metric] if metric is not None else [])
+        try:
+            start, end = (_seconds(request.query_params.get(k)) for k in ("start", "end"))
+        except ValueError:
+            return error(400, "start and end must be unix timestamps in seconds")
+        await sample(entry)
+        # the bounds are whole seconds: a metric of second ``end`` is within them
+        found = [
+            _metric(m)
+            for m in entry.metrics
+            if (start is None or m.timestamp >= start) and (end is None or m.timestamp < end + 1)
+        ]
+        return JSONResponse(found)
 
     @router.get("/sandboxes/{sandbox_id}")
     async def get(sandbox_id: str) -> Response:
@@ -198,23 +222,47 @@ def control_router(registry: Registry) -> APIRouter:
     @router.get("/sandboxes")
     @router.get("/v2/sandboxes")
     async def list_(request: Request) -> Response:
-        wanted = _metadata_query(request.query_params.get("metadata"))
-        states = request.query_params.get("state")
+        """E2B's list: filtered by metadata, state, template (id or alias) and start
+        time, sorted by start time (newest first unless ``order=asc``), paged by
+        ``limit`` and the ``X-Next-Token`` of the page before."""
+        params = request.query_params
+        wanted = _metadata_query(params.get("metadata"))
+        states = params.get("state")
         allowed = set(states.split(",")) if states else {"running", "paused"}
-        entries = [
-            e
-            for e in sorted(registry.all(), key=lambda e: e.started_at)
-            if e.state in allowed and all(e.metadata.get(k) == v for k, v in wanted.items())
-        ]
+        order = params.get("order") or "desc"
+        template = params.get("template")
         try:
-            start = int(request.query_params.get("nextToken") or 0)
-            limit = int(request.query_params.get("limit") or 100)
-        except ValueError:
-            return error(400, "nextToken and limit must be numbers")
-        page = entries[start : start + max(1, limit)]
+            after = _instant(params.get("startedAfter"))
+            limit = int(params.get("limit") or 100)
+            cursor = _cursor(params.get("nextToken"))
+        except ValueError as exc:
+            return error(400, str(exc))
+        if order not in ("asc", "desc"):
+            return error(400, f"order must be 'asc' or 'desc', not {order!r}")
+        if not 0 < limit <= 100:
+            return error(400, "limit must be between 1 and 100")
+        newest_first = order == "desc"
+        entries = sorted(
+            (
+                e
+                for e in registry.all()
+                if e.state in allowed
+                and all(e.metadata.get(k) == v for k, v in wanted.items())
+                and (template is None or e.template == template)
+                and (after is None or _moment(e.started_at) >= after)
+            ),
+            key=_position,
+            reverse=newest_first,
+        )
+        if cursor is not None:  # the entries past the last one of the page before
+            past = cursor
+            entries = [
+                e for e in entries if (_position(e) < past if newest_first else _position(e) > past)
+            ]
+        page = entries[:limit]
         headers = {}
-        if start + len(page) < len(entries):
-            headers["x-next-token"] = str(start + len(page))
+        if len(entries) > limit:
+            headers["x-next-token"] = _token(page[-1])
         return JSONResponse([_listed(e) for e in page], headers=headers)
 
     @router.delete("/sandboxes/{sandbox_id}")
@@ -279,3 +327,43 @@ def _metadata_query(raw: str | None) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
     return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def _seconds(raw: str | None) -> int | None:
+    return None if raw is None or raw == "" else int(raw)
+
+
+def _position(entry: Entry) -> tuple[float, str]:
+    """Where a sandbox sorts: by start time, its id breaking ties."""
+    return (entry.started_at, entry.sandbox_id)
+
+
+def _token(entry: Entry) -> str:
+    """A page's ``X-Next-Token``: the position of its last sandbox, so that the next page
+    starts after it even when sandboxes came or went meanwhile (an offset would skip or
+    repeat them)."""
+    started_at, sandbox_id = _position(entry)
+    return base64.urlsafe_b64encode(f"{started_at!r}/{sandbox_id}".encode()).decode()
+
+
+def _cursor(token: str | None) -> tuple[float, str] | None:
+    if not token:
+        return None
+    try:
+        started_at, _, sandbox_id = base64.urlsafe_b64decode(token).decode().partition("/")
+        return (float(started_at), sandbox_id)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"nextToken {token!r} is not one this server gave") from None
+
+
+def _instant(raw: str | None) -> datetime | None:
+    """An RFC 3339 time of a query (``startedAfter``)."""
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"startedAfter {raw!r} is not an RFC 3339 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment

@@ -19,6 +19,7 @@ from .._background import Terminal
 from .._default import default_pool
 from .._egress import Egress
 from .._errors import InvalidInput
+from .._models import SandboxMetrics
 from .._sandbox import Sandbox, check_root_allowed
 from .._sandbox_pool import SandboxPool
 from ._templates import Template, resolve
@@ -51,6 +52,8 @@ class Entry:
     # (``files.watch_dir`` of the sync SDK) by id: they go with the sandbox
     terminals: dict[int, Terminal] = field(default_factory=dict)
     watchers: dict[str, Watcher] = field(default_factory=dict)
+    # its metrics measured so far, oldest first (``get_metrics(start, end)`` reads them)
+    metrics: list[SandboxMetrics] = field(default_factory=list)
 
     @property
     def state(self) -> str:
