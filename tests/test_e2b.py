@@ -361,6 +361,77 @@ def test_list_pages(server: Settings) -> None:
             box.kill()
 
 
+def test_list_order_filters_and_cursor_pages(server: Settings) -> None:
+    """E2B's list: newest first by default, ``order``, ``template``, ``started_after``
+    filters, and a page token that neither skips nor repeats when sandboxes come and go."""
+    import uuid
+    from datetime import timedelta
+
+    from e2b import Sandbox, SandboxQuery
+
+    tag = {"order_test": str(uuid.uuid4())}
+    query = SandboxQuery(metadata=tag)
+    boxes = [Sandbox.create(template="base", metadata=tag) for _ in range(3)]
+    made = [b.sandbox_id for b in boxes]
+    late: list[Any] = []
+    try:
+        assert [s.sandbox_id for s in Sandbox.list(query=query).next_items()] == made[::-1]
+        asc = Sandbox.list(query=query, order="asc").next_items()
+        assert [s.sandbox_id for s in asc] == made
+        pages = Sandbox.list(query=query, limit=1)
+        seen = [s.sandbox_id for s in pages.next_items()]
+        late.append(Sandbox.create(template="base", metadata=tag))  # newer than any seen
+        boxes[1].kill()  # the next page's sandbox goes: the one after it comes instead
+        while pages.has_next:
+            seen += [s.sandbox_id for s in pages.next_items()]
+        assert seen == [made[2], made[0]]
+        started = boxes[2].get_info().started_at
+        after = Sandbox.list(query=SandboxQuery(metadata=tag, started_after=started))
+        assert {s.sandbox_id for s in after.next_items()} == {made[2], late[0].sandbox_id}
+        later = SandboxQuery(metadata=tag, started_after=started + timedelta(hours=1))
+        assert Sandbox.list(query=later).next_items() == []
+        other = SandboxQuery(metadata=tag, template="code-interpreter-v1")
+        assert Sandbox.list(query=other).next_items() == []
+        base = Sandbox.list(query=SandboxQuery(metadata=tag, template="base")).next_items()
+        assert len(base) == 3
+    finally:
+        for box in [boxes[0], boxes[2], *late]:
+            box.kill()
+
+
+def test_list_refuses_a_bad_order_or_token(server: Settings) -> None:
+    import httpx
+
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}", headers={"X-API-Key": KEY}
+    ) as api:
+        assert api.get("/v2/sandboxes", params={"order": "up"}).status_code == 400
+        assert api.get("/v2/sandboxes", params={"nextToken": "%%"}).status_code == 400
+        assert api.get("/v2/sandboxes", params={"startedAfter": "soon"}).status_code == 400
+
+
+def test_command_env_vars_are_scoped_to_the_command(sbx: object) -> None:
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    assert sbx.commands.run("echo $FOO", envs={"FOO": "bar"}).stdout == "bar\n"
+    assert sbx.commands.run('echo "[$FOO]"').stdout == "[]\n"
+
+
+def test_mcp_gateway_failure_leaves_no_sandbox(server: Settings) -> None:
+    """The SDK starts ``mcp-gateway`` as root after the create; it fails here (runc:
+    root is refused; there is no gateway binary either) and the SDK kills the sandbox:
+    none is left running."""
+    import uuid
+
+    from e2b import Sandbox, SandboxException, SandboxQuery
+
+    tag = {"mcp_test": str(uuid.uuid4())}
+    with pytest.raises(SandboxException, match="not available on this server"):
+        Sandbox.create(template="base", metadata=tag, mcp={"invalid_server": {}})  # type: ignore[arg-type]
+    assert Sandbox.list(query=SandboxQuery(metadata=tag)).next_items() == []
+
+
 IFACES = 'python3 -c "import socket; print(sorted(n for _, n in socket.if_nameindex()))"'
 
 
@@ -654,6 +725,30 @@ def test_signed_file_urls(server: Settings, sbx: object) -> None:
         assert client.get(forged).status_code == 401
 
 
+def test_a_signed_url_needs_no_sdk_headers(server: Settings, sbx: object) -> None:
+    """A ``download_url`` opened by any HTTP client (no ``E2b-Sandbox-Id``): its
+    signature, keyed by the sandbox's token, names the sandbox."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from e2b import Sandbox
+
+    assert isinstance(sbx, Sandbox)
+    sbx.files.write("plain.txt", "no headers")
+    with urllib.request.urlopen(sbx.download_url("plain.txt", "user", 60)) as got:
+        assert got.status == 200 and got.read() == b"no headers"
+    with pytest.raises(urllib.error.HTTPError) as late:
+        urllib.request.urlopen(sbx.download_url("plain.txt", "user", -60))
+    assert late.value.code == 401
+    assert json.loads(late.value.read()) == {"code": 401, "message": "signature is already expired"}
+    forged = sbx.download_url("plain.txt", "user").replace("plain.txt", "signed.txt")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged)
+    assert refused.value.code == 401  # no sandbox signed it: envd's refusal
+    assert json.loads(refused.value.read())["message"] == "invalid signature"
+
+
 def test_a_sandbox_created_not_secure_accepts_any_request(server: Settings) -> None:
     import httpx
 
@@ -677,18 +772,48 @@ def test_metrics(sbx: object) -> None:
 
     assert isinstance(sbx, Sandbox)
     sbx.commands.run("head -c 3000000 /dev/urandom > ~/blob")  # 3 MB on the home's tmpfs
-    (metric,) = sbx.get_metrics()
+    metric = sbx.get_metrics()[-1]  # the latest: measured now, after those of before
     assert metric.cpu_count == 1 and 0 <= metric.cpu_used_pct <= 100
     assert 0 < metric.mem_used <= metric.mem_total <= 256 * 1024 * 1024
     assert 3_000_000 <= metric.disk_used < metric.disk_total
     sbx.commands.run("rm ~/blob")
-    (after,) = sbx.get_metrics()
+    after = sbx.get_metrics()[-1]
     assert after.disk_used < metric.disk_used - 2_900_000
     assert after.timestamp >= metric.timestamp
     from e2b import SandboxNotFoundException
 
     with pytest.raises(SandboxNotFoundException):
         Sandbox.get_metrics("inosuchsandbox")
+
+
+def test_metrics_time_range(server: Settings) -> None:
+    """``get_metrics(start, end)``: the metrics measured within the range, none from
+    before the sandbox was."""
+    from datetime import datetime, timedelta, timezone
+
+    from e2b import Sandbox
+
+    begin = datetime.now(timezone.utc)
+    box = Sandbox.create(template="base", timeout=60)
+    try:
+        first = box.get_metrics()
+        time.sleep(1.1)
+        second = box.get_metrics()
+        assert len(second) == len(first) + 1 and second[:-1] == first  # a history
+        now = datetime.now(timezone.utc)
+        ranged = box.get_metrics(start=begin, end=now)
+        assert ranged[: len(second)] == second
+        # the bounds are whole seconds (the SDK's); the last was measured by that call
+        low, high = begin.replace(microsecond=0), now.replace(microsecond=0) + timedelta(seconds=1)
+        assert all(low <= m.timestamp < high for m in ranged)
+        only_last = box.get_metrics(start=second[-1].timestamp, end=now)
+        assert second[0] not in only_last and second[-1] in only_last
+        before = box.get_metrics(
+            start=begin - timedelta(hours=1), end=begin - timedelta(minutes=30)
+        )
+        assert before == []
+    finally:
+        box.kill()
 
 
 def test_metrics_of_several_sandboxes(server: Settings, sbx: object) -> None:

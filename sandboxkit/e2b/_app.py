@@ -88,6 +88,8 @@ def sandbox_app(registry: Registry) -> ASGI:
             entry = signed_by(registry.all(), scope.get("method", ""), path, query)
             if entry is not None:
                 scope = _with_sandbox(scope, entry.sandbox_id)
+            elif "signature" in query:  # signed by no sandbox's token: envd's refusal
+                return await error(401, "invalid signature")(scope, receive, send)
         if entry is not None:  # an unknown sandbox: each route answers as E2B's proxy does
             why = refusal(
                 entry.access_token,
