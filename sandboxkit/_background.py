@@ -22,6 +22,11 @@ from ._models import Event, RunResult
 
 POLL_MIN = 0.01  # seconds between polls while output flows
 POLL_MAX = 0.2  # ... and at most, while nothing comes
+# ... but in a handle's first moments, often: most commands an agent or an E2B app runs
+# (echo, ls, cat) end within them, and the backoff above made each wait for a poll 10-40
+# ms after its end (a poll is one round trip to the agent, well under a millisecond)
+POLL_FIRST = 0.002
+POLL_FIRST_FOR = 0.05
 
 # one job to the agent, its reply and data (the session runs it under its lock)
 Call = Callable[[Mapping[str, object]], Awaitable[tuple[Mapping[str, Any], bytes]]]
@@ -88,7 +93,10 @@ class BackgroundProcess:
                 self.result = self._result(reply)
                 yield Event(kind="exit", result=self.result)
                 return
-            pause = POLL_MIN if events else min(POLL_MAX, pause * 2)
+            if time.monotonic() - self._started < POLL_FIRST_FOR:
+                pause = POLL_FIRST
+            else:
+                pause = POLL_MIN if events else min(POLL_MAX, max(POLL_MIN, pause * 2))
             await asyncio.sleep(pause)
 
     def _result(self, reply: Mapping[str, Any]) -> RunResult:
