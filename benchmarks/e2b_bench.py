@@ -9,7 +9,7 @@ sandboxkit SDK directly, in one run (issue 24, item 5):
     SDK sends (``/bin/bash -l -c "echo hi"``) waited, and ``run("1+1")`` in a
     ``keep_state`` session.
 
-    .venv/bin/python benchmarks/e2b_bench.py [--runs N] [--pool-size N]
+    .venv/bin/python benchmarks/e2b_bench.py [--runs N | --quick] [--pool-size N]
 
 The server is ``sandboxkit e2b`` as a user starts it: a subprocess on loopback ports
 (warm pool of ``--pool-size``); this process has its own pool of the same size for the
@@ -99,6 +99,19 @@ async def e2b_create_and_echo(stages: Stages) -> float:
     return took
 
 
+def e2b_sync_create_and_echo() -> float:
+    """The same through the SDK's sync ``Sandbox`` (what most E2B examples use)."""
+    from e2b import Sandbox
+
+    t = time.perf_counter()
+    box = Sandbox.create(template="base")
+    out = box.commands.run("echo hi")
+    took = time.perf_counter() - t
+    assert out.stdout == "hi\n", out
+    box.kill()
+    return took
+
+
 async def sk_create_and_echo(pool: sk.SandboxPool, stages: Stages) -> float:
     t = time.perf_counter()
     async with sk.Sandbox(pool=pool) as sb:
@@ -119,7 +132,8 @@ async def main(runs: int, pool_size: int) -> None:
     proc, env = start_server(pool_size)
     os.environ.update(env)
     stages: Stages = defaultdict(list)
-    create_e2b = Latency("e2b SDK: create + commands.run('echo hi')")
+    create_e2b = Latency("e2b SDK: AsyncSandbox.create + commands.run('echo hi')")
+    create_sync = Latency("e2b SDK: Sandbox.create + commands.run('echo hi') (sync)")
     create_sk = Latency("sandboxkit: Sandbox() + start(bash -l -c 'echo hi').wait()")
     code_e2b = Latency("e2b-code-interpreter: run_code('1+1')")
     code_sk = Latency("sandboxkit: keep_state session run('1+1')")
@@ -129,11 +143,15 @@ async def main(runs: int, pool_size: int) -> None:
             for _ in range(3):  # first-use costs: imports, connections, first containers
                 await e2b_create_and_echo(defaultdict(list))
                 await sk_create_and_echo(pool, defaultdict(list))
+                await asyncio.to_thread(e2b_sync_create_and_echo)
             await asyncio.sleep(1)
             for _ in range(runs):
                 create_e2b.samples.append(await e2b_create_and_echo(stages))
                 await asyncio.sleep(PAUSE)
                 create_sk.samples.append(await sk_create_and_echo(pool, stages))
+                await asyncio.sleep(PAUSE)
+                # in a thread: the sync SDK blocks, and this process's pool refills meanwhile
+                create_sync.samples.append(await asyncio.to_thread(e2b_sync_create_and_echo))
                 await asyncio.sleep(PAUSE)
 
             for _ in range(max(3, runs // 4)):
@@ -167,7 +185,7 @@ async def main(runs: int, pool_size: int) -> None:
 
     report = Report()
     report.section(f"E2B wing vs sandboxkit SDK ({runs} runs, pool size {pool_size}, loopback)")
-    for lat in (create_e2b, create_sk, first_code, code_e2b, code_sk):
+    for lat in (create_e2b, create_sync, create_sk, first_code, code_e2b, code_sk):
         report.row(f"{lat.name:<60} p50 {ms(lat.p50)}   p90 {ms(lat.p90)}")
     cloud = "E2B cloud (published): create to first command"
     report.row(f"{cloud:<60} p50 {E2B_CLOUD_MS:8.1f} ms")
@@ -192,6 +210,7 @@ async def main(runs: int, pool_size: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="10 runs (as nox -s bench -- --quick)")
     parser.add_argument("--pool-size", type=int, default=2)
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.pool_size))
+    asyncio.run(main(10 if args.quick else args.runs, args.pool_size))
