@@ -43,8 +43,11 @@ pytestmark = pytest.mark.docker
 ROOT = "/tmp/agent"
 
 
-def _options(**kw: Any) -> E2BSandboxClientOptions:
-    return E2BSandboxClientOptions(sandbox_type="e2b", template="base", timeout=120, **kw)
+def _options(sandbox_type: str = "e2b") -> E2BSandboxClientOptions:
+    """The ``e2b`` kind on E2B's ``base`` template; the code-interpreter kind on the SDK's
+    own default template (``code-interpreter-v1``), as an app leaves it."""
+    template = "base" if sandbox_type == "e2b" else None
+    return E2BSandboxClientOptions(sandbox_type=sandbox_type, template=template, timeout=120)
 
 
 async def _running_ids() -> set[str]:
@@ -91,9 +94,13 @@ async def _assert_gone(sandbox_id: str, cid: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_session_exec_files_and_close(server: Settings) -> None:  # noqa: F811
+@pytest.mark.parametrize("sandbox_type", ["e2b", "e2b_code_interpreter"])
+async def test_session_exec_files_and_close(
+    server: Settings,  # noqa: F811
+    sandbox_type: str,
+) -> None:
     client = E2BSandboxClient()
-    session = await client.create(options=_options(), manifest=Manifest(root=ROOT))
+    session = await client.create(options=_options(sandbox_type), manifest=Manifest(root=ROOT))
     inner = session._inner
     assert isinstance(inner, E2BSandboxSession)
     sandbox_id = inner.sandbox_id
@@ -116,6 +123,8 @@ async def test_session_exec_files_and_close(server: Settings) -> None:  # noqa: 
         # the same bytes seen by the plain e2b SDK: it is one sandbox on the server
         plain = await AsyncSandbox.connect(sandbox_id)
         assert await plain.files.read(f"{ROOT}/notes/a.txt", format="bytes") == b"abc\x00\xff"
+        template = (await plain.get_info()).template_id
+        assert template == ("base" if sandbox_type == "e2b" else "code-interpreter-v1")
         with pytest.raises(WorkspaceReadNotFoundError):
             await session.read("missing.txt")
         assert {e.path for e in await session.ls("notes")} == {f"{ROOT}/notes/a.txt"}
@@ -125,7 +134,7 @@ async def test_session_exec_files_and_close(server: Settings) -> None:  # noqa: 
     await _assert_gone(sandbox_id, container)
 
     # the tar the client took (commands + files API) restores into a new sandbox
-    other = await client.create(options=_options(), manifest=Manifest(root=ROOT))
+    other = await client.create(options=_options(sandbox_type), manifest=Manifest(root=ROOT))
     async with other:
         await other.hydrate_workspace(tar)
         # (read back through files: commands' output is text in the e2b SDK, as on E2B)
