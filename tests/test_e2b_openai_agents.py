@@ -41,6 +41,7 @@ pytestmark = pytest.mark.docker
 # root filesystem and E2B's /home/user is not a directory of the box (the wing maps the
 # SDK's file paths under it, not a shell's): see docs/e2b.md and the xfail below.
 ROOT = "/tmp/agent"
+TTY_CHECK = "python3 -c 'import sys; print(f\"tty={sys.stdin.isatty()}\")'"
 
 
 def _options(sandbox_type: str = "e2b") -> E2BSandboxClientOptions:
@@ -172,6 +173,8 @@ async def test_sandbox_agent_tools_run_in_the_sandbox(server: Settings) -> None:
                 )
             ],
             ModelStep.respond(look_at_the_server),
+            # a terminal (the client's pty.create): the command sees a TTY
+            [function_call("exec_command", {"cmd": TTY_CHECK, "tty": True}, call_id="c4")],
             [assistant_message("done")],
         ]
     )
@@ -194,10 +197,11 @@ async def test_sandbox_agent_tools_run_in_the_sandbox(server: Settings) -> None:
         for item in result.new_items
         if type(item).__name__ == "ToolCallOutputItem"
     }
-    assert set(outputs) == {"c1", "c2", "c3"}, outputs
+    assert set(outputs) == {"c1", "c2", "c3", "c4"}, outputs
     uid, cwd = _command_output(outputs["c1"]).split()
     assert (uid, cwd) == ("65534", ROOT)
     assert token in _command_output(outputs["c3"])
+    assert "tty=True" in _command_output(outputs["c4"]), outputs["c4"]
     assert seen["file"].strip() == token
     # the run created its sandbox, so the run ended it: registry empty, container gone
     await _assert_gone(seen["sandbox_id"], seen["container"])
