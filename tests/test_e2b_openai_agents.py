@@ -226,3 +226,27 @@ async def test_default_workspace_root(server: Settings) -> None:  # noqa: F811
             assert (await session.exec("pwd")).stdout == b"/workspace\n"
     finally:  # a start that fails leaves the sandbox to its creator
         await AsyncSandbox.kill(session._inner.sandbox_id)  # type: ignore[attr-defined]
+
+
+async def test_pause_on_exit_then_resume_keeps_the_workspace(server: Settings) -> None:  # noqa: F811
+    """``pause_on_exit=True``: closing pauses the sandbox (``Sandbox.pause``), and the
+    client's ``resume(state)`` connects to it again (the server resumes it) with the
+    workspace as it was: an agent's work carried over between two runs."""
+    client = E2BSandboxClient()
+    options = _options().model_copy(update={"pause_on_exit": True})
+    session = await client.create(options=options, manifest=Manifest(root=ROOT))
+    async with session:
+        await session.write("kept.txt", io.BytesIO(b"across the pause"))
+    state = session.state
+    (paused,) = [s for s in await AsyncSandbox.list().next_items() if s.state == "paused"]
+    assert paused.sandbox_id == state.sandbox_id  # type: ignore[attr-defined]
+
+    again = await client.resume(client.deserialize_session_state(state.model_dump()))
+    try:
+        async with again:
+            assert again.state.sandbox_id == state.sandbox_id  # type: ignore[attr-defined]
+            assert (await again.read("kept.txt")).read() == b"across the pause"
+            assert (await again.exec("cat kept.txt")).stdout == b"across the pause"
+    finally:
+        await AsyncSandbox.kill(state.sandbox_id)  # type: ignore[attr-defined]
+    assert await _running_ids() == set()
