@@ -251,3 +251,17 @@ async def test_pause_on_exit_then_resume_keeps_the_workspace(server: Settings) -
     finally:
         await AsyncSandbox.kill(state.sandbox_id)  # type: ignore[attr-defined]
     assert await _running_ids() == set()
+
+
+async def test_exec_timeouts_leave_the_sandbox_usable(server: Settings) -> None:  # noqa: F811
+    """Each timed-out exec ends its stream at the deadline, wherever the server was in
+    reading the process's output; the next calls get their own answers (a deadline that
+    fell between a job to the box and its reply once left that reply to the next call)."""
+    session = await E2BSandboxClient().create(options=_options(), manifest=Manifest(root=ROOT))
+    async with session:
+        for i in range(12):
+            with pytest.raises(ExecTimeoutError):
+                await session.exec("sleep 5", timeout=0.03 + 0.01 * (i % 4))
+            assert (await session.exec(f"echo {i}")).stdout == f"{i}\n".encode()
+            await session.write(f"n{i}", io.BytesIO(b"x"))
+            assert (await session.read(f"n{i}")).read() == b"x"
