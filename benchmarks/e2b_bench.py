@@ -1,8 +1,9 @@
 """``sandboxkit e2b`` through the official SDKs, beside the same work through the
 sandboxkit SDK directly, in one run (issue 24, item 5):
 
-  * ``AsyncSandbox.create()`` + ``commands.run("echo hi")`` (the ``e2b`` SDK), p50/p90;
-    target <= 20 ms p50 (E2B's own cloud: ~440 ms median to the first command);
+  * ``AsyncSandbox.create()`` + ``commands.run("echo hi")`` (the ``e2b`` SDK), and the
+    same with the sync ``Sandbox`` (in a thread), p50/p90; target <= 20 ms p50 (E2B's
+    own cloud: ~440 ms median to the first command);
   * ``run_code("1+1")`` on a code-interpreter sandbox (``e2b-code-interpreter``), p50;
     target <= 15 ms;
   * the same through sandboxkit: ``async with sk.Sandbox()`` + ``start()`` of the argv the
