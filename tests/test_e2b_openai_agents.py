@@ -37,9 +37,9 @@ from sandboxkit.e2b import Settings
 
 pytestmark = pytest.mark.docker
 
-# The agent's workspace. The SDK's default root, /workspace, is on the box's read-only
-# root filesystem and E2B's /home/user is not a directory of the box (the wing maps the
-# SDK's file paths under it, not a shell's): see docs/e2b.md and the xfail below.
+# The agent's workspace: one the sandbox user can write in every template. The SDK's
+# default root, /workspace, is on the box's read-only root filesystem: see docs/e2b.md
+# and the xfail below.
 ROOT = "/tmp/agent"
 TTY_CHECK = "python3 -c 'import sys; print(f\"tty={sys.stdin.isatty()}\")'"
 
