@@ -37,10 +37,10 @@ from sandboxkit.e2b import Settings
 
 pytestmark = pytest.mark.docker
 
-# The agent's workspace: one the sandbox user can write in every template. The SDK's
+# The agent's workspace, in E2B's home as an app moving from E2B would put it. The SDK's
 # default root, /workspace, is on the box's read-only root filesystem: see docs/e2b.md
 # and the xfail below.
-ROOT = "/tmp/agent"
+ROOT = "/home/user/agent"
 TTY_CHECK = "python3 -c 'import sys; print(f\"tty={sys.stdin.isatty()}\")'"
 
 
