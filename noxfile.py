@@ -45,5 +45,6 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run_all.py", *session.posargs)
     session.run("python", "benchmarks/languages.py")
     session.run("python", "benchmarks/mcp_bench.py", *session.posargs)
+    session.run("python", "benchmarks/e2b_bench.py", *session.posargs)  # the E2B wing
     session.run("python", "benchmarks/judge_fleet.py", *session.posargs)  # PostgreSQL fleet
     session.run("python", "benchmarks/fleet.py", *session.posargs)  # needs root: namespace hosts

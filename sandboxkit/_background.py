@@ -22,6 +22,12 @@ from ._models import Event, RunResult
 
 POLL_MIN = 0.01  # seconds between polls while output flows
 POLL_MAX = 0.2  # ... and at most, while nothing comes
+# ... but sooner while the handle is young: most commands an agent or an E2B app runs
+# (echo, ls, cat) end within a few milliseconds, and the backoff above made each wait for
+# a poll 10-40 ms after its end. Until POLL_MIN, the pause is a quarter of the time since
+# the start (at least POLL_FIRST): the wait after an end is at most a quarter of the run,
+# for about ten polls (each one round trip to the agent, well under a millisecond).
+POLL_FIRST = 0.002
 
 # one job to the agent, its reply and data (the session runs it under its lock)
 Call = Callable[[Mapping[str, object]], Awaitable[tuple[Mapping[str, Any], bytes]]]
@@ -88,7 +94,11 @@ class BackgroundProcess:
                 self.result = self._result(reply)
                 yield Event(kind="exit", result=self.result)
                 return
-            pause = POLL_MIN if events else min(POLL_MAX, pause * 2)
+            young = max(POLL_FIRST, (time.monotonic() - self._started) / 4)
+            if young < POLL_MIN:
+                pause = young
+            else:
+                pause = POLL_MIN if events else min(POLL_MAX, max(POLL_MIN, pause * 2))
             await asyncio.sleep(pause)
 
     def _result(self, reply: Mapping[str, Any]) -> RunResult:
