@@ -10,19 +10,22 @@ A Python context is a namespace of the session's one ``keep_state`` kernel: the 
 context is the kernel's own, every other one a dictionary kept in the kernel (its cells
 run with ``exec`` in it), so contexts are independent without one interpreter each. A
 bash context runs each cell as ``bash -c`` in the sandbox (a background command of the
-session): output streamed, no shell state kept between cells.
+session): output streamed, no shell state kept between cells. A JavaScript context is a
+node process of its own (:mod:`._javascript`), started at its first cell.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import re
 import secrets
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from .._errors import SandboxError
 from .._models import DisplayData, RunResult
 from .._sandbox import Sandbox
 from ._envd import E2B_HOME, SANDBOX_HEADER, box_path
+from ._javascript import Kernel, run_cell
 from ._registry import Entry, Registry
 
 RESULT_NAME = "__e2b_result__"
@@ -45,7 +49,16 @@ SHOW_MAIN = "getattr(__import__('sys'), '_e2b_main', display)"  # display: no pr
 CONTEXTS = "_e2b_contexts"  # the attribute of ``sys`` (in the kernel) holding contexts
 TRACEBACK = "Traceback (most recent call last):"
 # the languages E2B's SDK names, onto the ones served here
-LANGUAGES = {"python": "python", "py": "python", "bash": "bash", "sh": "bash"}
+LANGUAGES = {
+    "python": "python",
+    "py": "python",
+    "javascript": "javascript",
+    "js": "javascript",
+    "bash": "bash",
+    "sh": "bash",
+}
+OFFERED = "python, javascript and bash"
+DEFAULTS = ("python", "javascript", "bash")  # the contexts every sandbox has
 SHELL_LINE = re.compile(r"^(\s*)!(.*)$")
 
 # E2B's result fields by MIME type
@@ -253,6 +266,8 @@ class Context:
     language: str
     cwd: str
     executions: int = 0
+    kernel: Kernel | None = None  # a JavaScript context's node process, once started
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one cell at a time
 
     def json(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -265,7 +280,7 @@ class Contexts:
     by_id: dict[str, Context] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for language in ("python", "bash"):
+        for language in DEFAULTS:
             self.by_id[language] = Context(language, language, E2B_HOME)
 
     def default(self, language: str) -> Context:
@@ -348,6 +363,48 @@ async def _bash_cell(
         )
 
 
+async def _js_cell(
+    session: Sandbox,
+    context: Context,
+    code: str,
+    env: dict[str, str],
+    seconds: float,
+    *,
+    sandbox_env: dict[str, str],
+) -> AsyncIterator[bytes]:
+    async with context.lock:
+        if context.kernel is None:
+            context.kernel = await Kernel.start(session, box_path(context.cwd), sandbox_env)
+        kernel = context.kernel
+        lines = {"stdout": Lines(), "stderr": Lines()}
+        completed = False
+        try:
+            async for item in run_cell(kernel, code, env, seconds):
+                kind = item["type"]
+                if kind in lines:
+                    if text := lines[kind].feed(item["text"]):
+                        yield _log(kind, text)
+                    continue
+                for stream, rest in lines.items():  # the cell's output is all in
+                    if text := rest.rest():
+                        yield _log(stream, text)
+                if kind == "gone":
+                    context.kernel = None
+                else:
+                    yield line(item)
+            for stream, rest in lines.items():
+                if text := rest.rest():
+                    yield _log(stream, text)
+            completed = True
+        finally:
+            if not completed and context.kernel is kernel:
+                context.kernel = None  # run_cell stops it: the next cell starts another
+
+
+# a context's cell: session, context, code, env, seconds -> E2B's lines
+Cell = Callable[[Sandbox, Context, str, dict[str, str], float], AsyncIterator[bytes]]
+
+
 # ------------------------------------------------------------------------- routes
 def interpreter_router(registry: Registry) -> APIRouter:
     router = APIRouter()
@@ -387,13 +444,18 @@ def interpreter_router(registry: Registry) -> APIRouter:
             if language is None:
                 return error(
                     400,
-                    f"language {body.get('language')!r} is not offered here: python "
-                    "and bash (docs/e2b.md)",
+                    f"language {body.get('language')!r} is not offered here: {OFFERED} "
+                    "(docs/e2b.md)",
                 )
             context = contexts.default(language)
         own_env = {str(k): str(v) for k, v in (body.get("env_vars") or {}).items()}
         env = {**entry.envs, **own_env}
-        run = _python_cell if context.language == "python" else _bash_cell
+        cells: dict[str, Cell] = {
+            "python": _python_cell,
+            "bash": _bash_cell,
+            "javascript": partial(_js_cell, sandbox_env=entry.envs),
+        }
+        run = cells[context.language]
 
         async def stream() -> AsyncIterator[bytes]:
             # a sandbox killed under the cell: the response breaks off (an error here,
@@ -424,7 +486,7 @@ def interpreter_router(registry: Registry) -> APIRouter:
         body = await request.json() if await request.body() else {}
         language = LANGUAGES.get(body.get("language") or "python")
         if language is None:
-            return error(400, f"language {body.get('language')!r} is not offered here")
+            return error(400, f"language {body.get('language')!r} is not offered here: {OFFERED}")
         context = Context(secrets.token_hex(8), language, body.get("cwd") or E2B_HOME)
         contexts.by_id[context.id] = context
         return JSONResponse(context.json())
@@ -453,7 +515,7 @@ def interpreter_router(registry: Registry) -> APIRouter:
         done = await emptied(context_id, request)
         if isinstance(done, Response):
             return done
-        if context_id not in ("python", "bash"):
+        if context_id not in DEFAULTS:
             del done[0].by_id[context_id]
         return Response(status_code=204)
 
@@ -466,7 +528,13 @@ def interpreter_router(registry: Registry) -> APIRouter:
 
 
 async def _forget(session: Sandbox, context: Context) -> None:
-    """A Python context's namespace emptied (the default one: all but dunder names)."""
+    """A Python context's namespace emptied (the default one: all but dunder names); a
+    JavaScript context's kernel stopped (the next cell starts a new one)."""
+    if context.language == "javascript":
+        if context.kernel is not None:
+            kernel, context.kernel = context.kernel, None
+            await kernel.stop()
+        return
     if context.language != "python":
         return
     if context.id == "python":
