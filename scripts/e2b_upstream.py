@@ -92,7 +92,6 @@ NOT_SELECTED = {
     "e2b/shared/*": "unit tests of the SDK itself (no server)",
     "code-interpreter/*/env_vars/test_r.py": "R kernel (not offered)",
     "code-interpreter/*/env_vars/test_java.py": "Java kernel (not offered)",
-    "code-interpreter/*/env_vars/test_js.py": "JavaScript kernel (not offered: python and bash)",
     "code-interpreter/*/test_*systemd.py": "restarts E2B's systemd units inside the VM",
     "code-interpreter/test_sandbox_url.py": "unit test of the SDK's URL building",
     "code-interpreter/performance.py": "a benchmark, not a test",
@@ -160,8 +159,8 @@ _deselect(
 _CI = "code-interpreter"
 _deselect(
     [f"{_CI}/sync/test_default_kernels.py", f"{_CI}/async/test_async_default_kernels.py"],
-    ["test_js_kernel", "test_js_esm_imports", "test_js_top_level_await", "test_ts_kernel"],
-    "JavaScript/TypeScript kernels (not offered: python and bash)",
+    ["test_ts_kernel"],
+    "TypeScript kernel (not offered: the JavaScript contexts run node, which has no types)",
 )
 _deselect(
     [f"{_CI}/sync/test_default_kernels.py"],
@@ -170,13 +169,8 @@ _deselect(
 )
 _deselect(
     [f"{_CI}/sync/test_cwd.py", f"{_CI}/async/test_async_cwd.py"],
-    ["test_cwd_javascript", "test_cwd_typescript", "test_cwd_r", "test_cwd_java"],
-    "JavaScript/TypeScript/R/Java kernels (not offered)",
-)
-_deselect(
-    [f"{_CI}/sync/test_contexts.py", f"{_CI}/async/test_async_contexts.py"],
-    ["test_list_contexts", "test_list_contexts_secure_traffic"],
-    "expects a default JavaScript context (not offered: python and bash)",
+    ["test_cwd_typescript", "test_cwd_r", "test_cwd_java"],
+    "TypeScript/R/Java kernels (not offered)",
 )
 
 

@@ -274,6 +274,86 @@ def test_code_contexts_bash_and_env(server: Settings) -> None:
         box.kill()
 
 
+def _node_kernels(box: Any) -> int:
+    """How many JavaScript kernels (node processes) run in the box."""
+    # the pattern's brackets keep grep's own command line from matching it
+    count = "grep -l 'jskerne[l]' /proc/[0-9]*/cmdline 2>/dev/null | wc -l"
+    return int(box.commands.run(count).stdout.strip())
+
+
+def test_javascript_context_keeps_state_and_streams(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120, envs={"KEPT": "sandbox"})
+    try:
+        assert "javascript" in [c.language for c in box.list_code_contexts()]
+        streamed: list[str] = []
+        first = box.run_code(
+            "const x = 41; console.log('one', { x }); console.error('two'); x + 1",
+            language="js",
+            on_stdout=lambda m: streamed.append(m.line),
+        )
+        assert first.error is None and first.text == "42" and first.execution_count == 1
+        assert first.logs.stdout == ["one { x: 41 }\n"] and first.logs.stderr == ["two\n"]
+        assert streamed == ["one { x: 41 }\n"]
+        again = box.run_code("x", language="javascript")
+        assert again.text == "41" and again.execution_count == 2
+        assert box.run_code("'a string'", language="js").text == "a string"  # unquoted
+        failed = box.run_code("missing + 1", language="js")
+        assert failed.error is not None and failed.error.name == "ReferenceError"
+        assert failed.error.value == "missing is not defined"
+        assert failed.error.traceback.startswith("ReferenceError: missing is not defined")
+        # per-execution envs over the sandbox's, for that cell only
+        read = "process.env.KEPT"
+        assert box.run_code(read, language="js", envs={"KEPT": "cell"}).text == "cell"
+        assert box.run_code(read, language="js").text == "sandbox"
+        # each line goes out while the cell still runs
+        seen: list[tuple[str, float]] = []
+        slow = box.run_code(
+            "console.log('early')\nawait new Promise((r) => setTimeout(r, 1500))\n"
+            "console.log('late')",
+            language="js",
+            on_stdout=lambda m: seen.append((m.line, time.monotonic())),
+        )
+        ended = time.monotonic()
+        assert slow.error is None and [line for line, _ in seen] == ["early\n", "late\n"]
+        assert ended - seen[0][1] > 1.0, "the first line came only when the cell ended"
+        assert box.run_code("await Promise.resolve(7) * 6", language="js").text == "42"
+    finally:
+        box.kill()
+
+
+def test_javascript_contexts_apart_and_restarted(server: Settings) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        box.run_code("var shared = 'default'", language="js")
+        one = box.create_code_context(language="js")
+        two = box.create_code_context(language="javascript", cwd="/tmp")
+        assert one.language == "javascript" and two.language == "javascript"
+        box.run_code("let v = 'one'", context=one)
+        assert box.run_code("typeof v", context=two).text == "undefined"
+        assert box.run_code("typeof shared", context=one).text == "undefined"
+        assert box.run_code("process.cwd()", context=two).text == "/tmp"
+        assert box.run_code("process.cwd()", context=one).text == "/home/user"
+        assert _node_kernels(box) == 3  # the default context's, one's and two's
+        box.restart_code_context(one)
+        assert _node_kernels(box) == 2
+        emptied = box.run_code("v", context=one)
+        assert emptied.error is not None and emptied.error.name == "ReferenceError"
+        box.remove_code_context(two)
+        assert two.id not in [c.id for c in box.list_code_contexts()]
+        assert box.run_code("shared", language="js").text == "default"  # untouched
+        assert _node_kernels(box) == 2  # the default's and one's new one
+        # a kernel that exits ends its cell with an error; the next cell has a new one
+        ended = box.run_code("process.exit(3)", context=one)
+        assert ended.error is not None and "status 3" in ended.error.value
+        assert box.run_code("1 + 1", context=one).text == "2"
+    finally:
+        box.kill()
+
+
 def test_run_code_charts_and_data(server: Settings) -> None:
     from e2b_code_interpreter import Sandbox
     from e2b_code_interpreter.charts import BarChart, LineChart
