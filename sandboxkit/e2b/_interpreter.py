@@ -37,7 +37,7 @@ from .._errors import SandboxError
 from .._models import DisplayData, RunResult
 from .._sandbox import Sandbox
 from ._envd import E2B_HOME, SANDBOX_HEADER, box_path
-from ._javascript import Kernel, run_cell
+from ._javascript import Kernel, KernelLost, run_cell
 from ._registry import Entry, Registry
 
 RESULT_NAME = "__e2b_result__"
@@ -373,13 +373,21 @@ async def _js_cell(
     sandbox_env: dict[str, str],
 ) -> AsyncIterator[bytes]:
     async with context.lock:
-        if context.kernel is None:
-            context.kernel = await Kernel.start(session, box_path(context.cwd), sandbox_env)
-        kernel = context.kernel
+        for attempt in range(2):
+            if context.kernel is None:
+                context.kernel = await Kernel.start(session, box_path(context.cwd), sandbox_env)
+            kernel = context.kernel
+            try:
+                token = await kernel.submit(code, env)
+                break
+            except KernelLost:  # gone before the cell went in (a sandbox resumed): anew
+                context.kernel = None
+                if attempt:
+                    raise SandboxError("the JavaScript kernel could not be started") from None
         lines = {"stdout": Lines(), "stderr": Lines()}
         completed = False
         try:
-            async for item in run_cell(kernel, code, env, seconds):
+            async for item in run_cell(kernel, token, seconds):
                 kind = item["type"]
                 if kind in lines:
                     if text := lines[kind].feed(item["text"]):

@@ -16,13 +16,13 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._background import BackgroundProcess
-from .._errors import SandboxError
+from .._errors import SandboxError, SandboxkitError
 from .._models import Event
 from .._sandbox import Sandbox
 
@@ -31,6 +31,11 @@ KERNEL_PATH = "/tmp/.sandboxkit-e2b-jskernel.js"
 SEND_WAIT = 10.0  # seconds a cell may take to go into the kernel's stdin
 
 _stopping: set[asyncio.Task[None]] = set()  # kernels killed after their cell was dropped
+
+
+class KernelLost(Exception):
+    """The kernel's process is gone (a sandbox paused and resumed keeps its files, not
+    its processes): the cell did not go in, and may go to a new kernel."""
 
 
 class Marked:
@@ -84,38 +89,39 @@ class Marked:
 
 @dataclass
 class Kernel:
-    """A context's node process and the task reading its output into ``events``."""
+    """A context's node process. Its output is read only while a cell runs (no polling
+    of the sandbox between cells); the handle remembers where it stopped reading."""
 
     process: BackgroundProcess
-    events: asyncio.Queue[Event]
-    reader: asyncio.Task[None]
 
     @classmethod
     async def start(cls, session: Sandbox, cwd: str, env: Mapping[str, str]) -> Kernel:
         await session.write_file(KERNEL_PATH, KERNEL)
         process = await session.start(["node", KERNEL_PATH], env=dict(env), cwd=cwd)
         assert isinstance(process, BackgroundProcess)  # a session's argv start is one
-        events: asyncio.Queue[Event] = asyncio.Queue()
+        return cls(process)
 
-        async def read() -> None:
-            with contextlib.suppress(SandboxError):
-                async for event in process:
-                    await events.put(event)
-            await events.put(Event(kind="exit", result=process.result))
+    async def submit(self, code: str, env: Mapping[str, str]) -> str:
+        """Send a cell (run once the one before it ended); the token ending its output.
+        :class:`KernelLost` when it cannot go in."""
+        token = secrets.token_hex(16)
+        await self._send(json.dumps({"token": token, "code": code, "env": dict(env)}) + "\n")
+        return token
 
-        return cls(process, events, asyncio.create_task(read()))
-
-    async def send(self, message: str) -> None:
+    async def _send(self, message: str) -> None:
         data = message.encode()
         deadline = time.monotonic() + SEND_WAIT
         while data:
-            data = data[await self.process.write(data) :]
+            try:
+                taken = await self.process.write(data)
+            except SandboxkitError as exc:
+                raise KernelLost(str(exc)) from exc
+            data = data[taken:]
             if data and time.monotonic() > deadline:
                 raise SandboxError("the JavaScript kernel does not take its input")
 
     async def stop(self) -> None:
-        self.reader.cancel()
-        with contextlib.suppress(SandboxError):
+        with contextlib.suppress(SandboxkitError):  # it may have ended, or its sandbox
             await self.process.kill(signal.SIGKILL)
 
     def stop_later(self) -> None:
@@ -129,36 +135,38 @@ def _error(name: str, value: str, traceback: str = "") -> dict[str, Any]:
     return {"type": "error", "name": name, "value": value, "traceback": traceback}
 
 
-async def run_cell(
-    kernel: Kernel,
-    code: str,
-    env: Mapping[str, str],
-    seconds: float,
-) -> AsyncIterator[dict[str, Any]]:
-    """One cell in ``kernel``: ``stdout``/``stderr`` items as its output comes (raw
-    text; the caller makes lines of it), then its result or error as E2B's lines.
-    Ends with ``{"type": "gone"}`` when the kernel cannot be used again (it ended, or
-    the cell ran past ``seconds`` and it was killed)."""
-    token = secrets.token_hex(16)
+async def run_cell(kernel: Kernel, token: str, seconds: float) -> AsyncIterator[dict[str, Any]]:
+    """The cell submitted with ``token``: ``stdout``/``stderr`` items as its output
+    comes (raw text; the caller makes lines of it), then its result or error as E2B's
+    lines. Ends with ``{"type": "gone"}`` when the kernel cannot be used again (it
+    ended, or the cell ran past ``seconds`` and it was killed)."""
     marks = {"stdout": Marked(token), "stderr": Marked(token)}
     finished = False
     try:
-        await kernel.send(json.dumps({"token": token, "code": code, "env": dict(env)}) + "\n")
         deadline = time.monotonic() + seconds
         ended: Event | None = None
-        while not all(mark.done for mark in marks.values()):
-            try:
-                event = await asyncio.wait_for(
-                    kernel.events.get(), max(0.0, deadline - time.monotonic())
-                )
-            except TimeoutError:
-                break
-            if event.kind in marks:
-                if text := marks[event.kind].feed(event.data):
-                    yield {"type": event.kind, "text": text}
-            elif event.kind == "exit":
-                ended = event
-                break
+        # a read given up at the deadline is safe: the next read starts where this began
+        events = aiter(kernel.process)
+        try:
+            while not all(mark.done for mark in marks.values()):
+                try:
+                    event = await asyncio.wait_for(
+                        anext(events), max(0.0, deadline - time.monotonic())
+                    )
+                except TimeoutError:
+                    break
+                except StopAsyncIteration:  # pragma: no cover - an exit event comes first
+                    ended = Event(kind="exit", result=kernel.process.result)
+                    break
+                if event.kind in marks:
+                    if text := marks[event.kind].feed(event.data):
+                        yield {"type": event.kind, "text": text}
+                elif event.kind == "exit":
+                    ended = event
+                    break
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
         finished = True
         if not all(mark.done for mark in marks.values()):
             for kind, mark in marks.items():
@@ -173,7 +181,9 @@ async def run_cell(
                 )
             else:
                 result = ended.result
-                status = "?" if result is None else (result.exit_code or result.signal)
+                status: object = "?"
+                if result is not None:
+                    status = result.exit_code if result.exit_code is not None else result.signal
                 yield _error(
                     "KernelExited",
                     f"the context's JavaScript kernel ended (status {status}); the next "
