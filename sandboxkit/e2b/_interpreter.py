@@ -378,7 +378,7 @@ async def _js_cell(
                 context.kernel = await Kernel.start(session, box_path(context.cwd), sandbox_env)
             kernel = context.kernel
             try:
-                token = await kernel.submit(code, env)
+                token, reader = await kernel.submit(code, env)
                 break
             except KernelLost:  # gone before the cell went in (a sandbox resumed): anew
                 context.kernel = None
@@ -387,7 +387,7 @@ async def _js_cell(
         lines = {"stdout": Lines(), "stderr": Lines()}
         completed = False
         try:
-            async for item in run_cell(kernel, token, seconds):
+            async for item in run_cell(kernel, token, reader, seconds):
                 kind = item["type"]
                 if kind in lines:
                     if text := lines[kind].feed(item["text"]):

@@ -90,8 +90,10 @@ class Marked:
 @dataclass
 class Kernel:
     """A context's node process. Its output is read only while a cell runs (no polling
-    of the sandbox between cells); the handle remembers where it stopped reading."""
+    of the sandbox between cells), by a handle of that cell's: a young handle polls
+    often (a quick cell ends within milliseconds), an old one every 10-200 ms."""
 
+    session: Sandbox
     process: BackgroundProcess
 
     @classmethod
@@ -99,21 +101,29 @@ class Kernel:
         await session.write_file(KERNEL_PATH, KERNEL)
         process = await session.start(["node", KERNEL_PATH], env=dict(env), cwd=cwd)
         assert isinstance(process, BackgroundProcess)  # a session's argv start is one
-        return cls(process)
+        return cls(session, process)
 
-    async def submit(self, code: str, env: Mapping[str, str]) -> str:
-        """Send a cell (run once the one before it ended); the token ending its output.
-        :class:`KernelLost` when it cannot go in."""
+    async def submit(self, code: str, env: Mapping[str, str]) -> tuple[str, BackgroundProcess]:
+        """Send a cell (run once the one before it ended): the token ending its output
+        and a handle reading from there (output the kernel wrote between cells, a
+        timer's, is not the cell's and is left unread). :class:`KernelLost` when the
+        cell cannot go in."""
+        try:
+            reader = await self.session.connect(self.process.pid)
+        except SandboxkitError as exc:
+            raise KernelLost(str(exc)) from exc
         token = secrets.token_hex(16)
-        await self._send(json.dumps({"token": token, "code": code, "env": dict(env)}) + "\n")
-        return token
+        message = json.dumps({"token": token, "code": code, "env": dict(env)}) + "\n"
+        await self._send(reader, message)
+        return token, reader
 
-    async def _send(self, message: str) -> None:
+    @staticmethod
+    async def _send(reader: BackgroundProcess, message: str) -> None:
         data = message.encode()
         deadline = time.monotonic() + SEND_WAIT
         while data:
             try:
-                taken = await self.process.write(data)
+                taken = await reader.write(data)
             except SandboxkitError as exc:
                 raise KernelLost(str(exc)) from exc
             data = data[taken:]
@@ -135,10 +145,12 @@ def _error(name: str, value: str, traceback: str = "") -> dict[str, Any]:
     return {"type": "error", "name": name, "value": value, "traceback": traceback}
 
 
-async def run_cell(kernel: Kernel, token: str, seconds: float) -> AsyncIterator[dict[str, Any]]:
-    """The cell submitted with ``token``: ``stdout``/``stderr`` items as its output
-    comes (raw text; the caller makes lines of it), then its result or error as E2B's
-    lines. Ends with ``{"type": "gone"}`` when the kernel cannot be used again (it
+async def run_cell(
+    kernel: Kernel, token: str, reader: BackgroundProcess, seconds: float
+) -> AsyncIterator[dict[str, Any]]:
+    """The cell submitted with ``token``, read by ``reader``: ``stdout``/``stderr``
+    items as its output comes (raw text; the caller makes lines of it), then its result
+    or error as E2B's lines. Ends with ``{"type": "gone"}`` when the kernel cannot be used again (it
     ended, or the cell ran past ``seconds`` and it was killed)."""
     marks = {"stdout": Marked(token), "stderr": Marked(token)}
     finished = False
@@ -146,7 +158,7 @@ async def run_cell(kernel: Kernel, token: str, seconds: float) -> AsyncIterator[
         deadline = time.monotonic() + seconds
         ended: Event | None = None
         # a read given up at the deadline is safe: the next read starts where this began
-        events = aiter(kernel.process)
+        events = aiter(reader)
         try:
             while not all(mark.done for mark in marks.values()):
                 try:
@@ -156,7 +168,7 @@ async def run_cell(kernel: Kernel, token: str, seconds: float) -> AsyncIterator[
                 except TimeoutError:
                     break
                 except StopAsyncIteration:  # pragma: no cover - an exit event comes first
-                    ended = Event(kind="exit", result=kernel.process.result)
+                    ended = Event(kind="exit", result=reader.result)
                     break
                 if event.kind in marks:
                     if text := marks[event.kind].feed(event.data):
