@@ -354,6 +354,23 @@ def test_javascript_contexts_apart_and_restarted(server: Settings) -> None:
         box.kill()
 
 
+def test_a_javascript_cell_given_up_by_its_client_stops_its_kernel(server: Settings) -> None:
+    from e2b.exceptions import TimeoutException
+    from e2b_code_interpreter import Sandbox
+
+    box = Sandbox.create(timeout=120)
+    try:
+        context = box.create_code_context(language="js")
+        box.run_code("var kept = 1", context=context)
+        with pytest.raises(TimeoutException):
+            box.run_code("while (true) {}", context=context, timeout=2)
+        _until(lambda: _node_kernels(box) == 0, "the busy kernel to be stopped")
+        fresh = box.run_code("typeof kept", context=context)  # a new kernel, emptied
+        assert fresh.error is None and fresh.text == "undefined"
+    finally:
+        box.kill()
+
+
 def test_run_code_charts_and_data(server: Settings) -> None:
     from e2b_code_interpreter import Sandbox
     from e2b_code_interpreter.charts import BarChart, LineChart
