@@ -42,7 +42,10 @@ fi
 # (Sandbox.pause); without it pause keeps files only.
 mkdir -p /etc/docker
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-runsc_entry="$(python3 "$here/runsc-runtime.py")"
+if ! runsc_entry="$(python3 "$here/runsc-runtime.py")"; then
+    log "could not check runsc's network here; registering it with --network=none"
+    runsc_entry="{\"path\": \"$(command -v runsc)\", \"runtimeArgs\": [\"--network=none\"]}"
+fi
 if [ ! -s /etc/docker/daemon.json ]; then
     if [ -n "$runsc_entry" ]; then
         printf '{\n  "experimental": true,\n  "runtimes": {"runsc": %s}\n}\n' "$runsc_entry" \
