@@ -21,6 +21,7 @@ import errno
 import os
 import stat
 
+from . import _procs
 from ._host import CHUNK, reply, write_all
 
 TYPE_CHECKING = False
@@ -498,47 +499,27 @@ def usage(paths: list[str]) -> list[dict[str, Any]]:
 CGROUP = "/sys/fs/cgroup"
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _stat_field(path: str, names: tuple[str, ...]) -> int:
-    try:
-        with open(path) as f:
-            fields = dict(line.split(None, 1) for line in f if " " in line)
-    except OSError:
-        return 0
-    for name in names:
-        if name in fields and fields[name].strip().isdigit():
-            return int(fields[name])
-    return 0
-
-
 def cgroup_account() -> dict[str, int] | None:
     """The box's own cgroup, as the kernel charges it (what the engine's stats report,
     read here at once instead of at its collector's next tick): CPU time in ns, memory
     used, of it the page cache, and the memory limit. None where the box sees no cgroup
-    (gVisor shows none)."""
-    v1 = _read_int(f"{CGROUP}/memory/memory.usage_in_bytes")
+    (gVisor shows none). Read as a run's counters are (:mod:`._procs`)."""
+    v1 = _procs.cgroup_value(f"{CGROUP}/memory/memory.usage_in_bytes")
     if v1 is not None:
+        stat = f"{CGROUP}/memory/memory.stat"
         return {
-            "cpu_ns": _read_int(f"{CGROUP}/cpuacct/cpuacct.usage") or 0,
+            "cpu_ns": _procs.cgroup_value(f"{CGROUP}/cpuacct/cpuacct.usage") or 0,
             "memory_used": v1,
-            "memory_cache": _stat_field(f"{CGROUP}/memory/memory.stat", ("total_cache", "cache")),
-            "memory_limit": _read_int(f"{CGROUP}/memory/memory.limit_in_bytes") or 0,
+            "memory_cache": _procs.cgroup_field(stat, "total_cache", "cache") or 0,
+            "memory_limit": _procs.cgroup_value(f"{CGROUP}/memory/memory.limit_in_bytes") or 0,
         }
-    v2 = _read_int(f"{CGROUP}/memory.current")
+    v2 = _procs.cgroup_value(f"{CGROUP}/memory.current")
     if v2 is not None:
         return {
-            "cpu_ns": _stat_field(f"{CGROUP}/cpu.stat", ("usage_usec",)) * 1000,
+            "cpu_ns": (_procs.cgroup_field(f"{CGROUP}/cpu.stat", "usage_usec") or 0) * 1000,
             "memory_used": v2,
-            "memory_cache": _stat_field(f"{CGROUP}/memory.stat", ("file",)),
-            "memory_limit": _read_int(f"{CGROUP}/memory.max") or 0,  # "max": no limit
+            "memory_cache": _procs.cgroup_field(f"{CGROUP}/memory.stat", "file") or 0,
+            "memory_limit": _procs.cgroup_value(f"{CGROUP}/memory.max") or 0,  # "max": no limit
         }
     return None
 

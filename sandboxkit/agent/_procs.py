@@ -147,6 +147,25 @@ def _read_counter_file(path: str) -> bytes | None:
         return None
 
 
+def cgroup_value(path: str) -> int | None:
+    """The number a one-value cgroup file holds; None: unreadable, or not a number
+    (``max``: no limit)."""
+    data = _read_counter_file(path)
+    try:
+        return int(data) if data else None
+    except ValueError:
+        return None
+
+
+def cgroup_field(path: str, *keys: str) -> int | None:
+    """The value of the first of ``keys`` that ``path`` (a ``key value`` file) has."""
+    for key in keys:
+        value = _cgroup_counter((path,), key)
+        if value is not None:
+            return value
+    return None
+
+
 def _cgroup_counter(paths: tuple[str, ...], key: str) -> int | None:
     """The ``key value`` line of the first of ``paths`` (cgroup v1, then v2) that has it."""
     want = key.encode() + b" "
@@ -179,12 +198,9 @@ def cgroup_cpu() -> float | None:
     v2); None outside a sandbox image or where neither is readable."""
     if not IN_IMAGE:
         return None
-    data = _read_counter_file("/sys/fs/cgroup/cpuacct/cpuacct.usage")
-    if data:
-        try:
-            return int(data) / 1e9
-        except ValueError:
-            pass
+    ns = cgroup_value("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+    if ns is not None:
+        return ns / 1e9
     usec = _cgroup_counter(("/sys/fs/cgroup/cpu.stat",), "usage_usec")
     return None if usec is None else usec / 1e6
 
