@@ -907,9 +907,6 @@ class DockerBackend:
             async with self._client._query("events", params=params) as resp:
                 return '"oom"' in await resp.text()
 
-    # ------------------------------------------------------------------ checkpoints
-    # Sandbox.pause of a gVisor session keeps its memory through the engine's
-    # experimental checkpoint API (dockerd --experimental); see sandboxkit/_snapshot.
     # ------------------------------------------------------------------ usage
     # Sandbox.metrics: the engine's own account of a container's cgroup (Docker's, not
     # part of the engine seam: a backend without it reports no CPU or memory figures)
@@ -923,6 +920,9 @@ class DockerBackend:
             )
         return container_stats(raw)
 
+    # ------------------------------------------------------------------ checkpoints
+    # Sandbox.pause of a gVisor session keeps its memory through the engine's
+    # experimental checkpoint API (dockerd --experimental); see sandboxkit/_snapshot.
     async def can_checkpoint(self) -> bool:
         """Whether this engine's checkpoint API is on (an experimental daemon)."""
         with self._map("report its info"):
