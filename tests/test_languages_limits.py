@@ -123,12 +123,14 @@ async def test_process_memory_limits_each_process_address_space() -> None:
     code = (
         "import os, sys\n"
         "size = int(sys.argv[1])\n"
-        "kids = [os.fork() for _ in range(3 if size < 64 else 1)]\n"
-        "if 0 in kids:\n"
-        "    try:\n"
-        "        block = bytearray(size << 20); os._exit(0)\n"
-        "    except MemoryError:\n"
-        "        os._exit(3)\n"
+        "kids = []\n"
+        "for _ in range(3 if size < 64 else 1):\n"
+        "    kids.append(os.fork())\n"
+        "    if kids[-1] == 0:\n"  # a child allocates, and forks no further children
+        "        try:\n"
+        "            block = bytearray(size << 20); os._exit(0)\n"
+        "        except MemoryError:\n"
+        "            os._exit(3)\n"
         "codes = [os.waitstatus_to_exitcode(os.wait()[1]) for _ in kids]\n"
         "print(codes)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import mmap
 import os
 import selectors
 import signal
@@ -31,6 +32,20 @@ CPU_POLL = 0.01  # how often the run's CPU time is read when it has a CPU limit
 # the engine's relay (dockerd, the shim) instead of two that compete for the CPU with the
 # program's own exit. Bytes and their order are unchanged; a stream is late by <= HOLD.
 HOLD = 0.004
+# An exit notice (``_inline.notify_exit``) stands for the program's status only when no
+# limit may be what is ending it: CPU within this of the run's CPU limit waits for the reap.
+CPU_MARGIN = 0.1
+# where a run stands with its program's exit notice
+NOTICE_UNREAD, NOTICE_TAKEN, NOTICE_REFUSED = range(3)
+
+
+class _Usage:
+    """What a report takes of a reaped child's rusage, from an exit notice instead."""
+
+    __slots__ = ("ru_maxrss", "ru_stime", "ru_utime")
+
+    def __init__(self, cpu: float, max_rss_kb: int) -> None:
+        self.ru_utime, self.ru_stime, self.ru_maxrss = cpu, 0.0, max_rss_kb
 
 
 class Inbox:
@@ -122,7 +137,10 @@ class Run:
         self.kernel = agent.kernel if job.get("kernel") else None
         self.pid = 0
         self.status: int | None = None  # as wait() gives it
-        self.rusage: struct_rusage | None = None
+        self.rusage: struct_rusage | _Usage | None = None
+        self.reaped = False  # the program's pid was collected by wait
+        self.noticed = False  # its status came from its exit notice (see _take_notice)
+        self.notice = NOTICE_UNREAD
         self.reason: Reason | None = None
         self.started = 0.0
         self.exited_at: float | None = None
@@ -152,7 +170,8 @@ class Run:
         agent.carried = []
         # a traced job (benchmarks/trace_warm.py) reports when each stage ended
         self.trace: dict[str, int] | None = None
-        self.shared: Any = None  # the child's stamps (a shared page), traced jobs only
+        # the page shared with a forked child: its stamps (traced jobs), its exit notice
+        self.shared: Any = None
         if job.get("trace"):
             self.trace = {"read": agent.read_ns, "job": time.monotonic_ns()}
 
@@ -229,15 +248,13 @@ class Run:
                 # this long-lived process's objects go to gc's permanent generation: a
                 # collection in the child would otherwise touch (and copy) all their pages
                 gc.freeze()
-                if self.trace is not None:
-                    import mmap
-
-                    self.shared = mmap.mmap(-1, 8 * len(_inline.STAGES))
+                self.shared = mmap.mmap(-1, _inline.PAGE_SIZE)
                 self.stamp("fork")
                 pid = os.fork()
                 if pid == 0:
                     child = True
-                    _inline.TRACE = self.shared
+                    _inline.PAGE, _inline.PAGE_OWNER = self.shared, os.getpid()
+                    _inline.TRACE = self.shared if self.trace is not None else None
                     _child(job, fds, workdir)
                 self.pid = pid
                 self.stamp("forked")
@@ -263,10 +280,7 @@ class Run:
             self.stamp("fork")
             if spare.hand(self.job):
                 self.pid, self.stdin_fd = spare.pid, spare.stdin
-                if self.trace is not None:
-                    self.shared = spare.shared
-                else:
-                    spare.shared.close()
+                self.shared = spare.shared
                 self._outputs(spare.stdout, spare.stderr)
                 self.stamp("forked")
                 return True
@@ -314,6 +328,8 @@ class Run:
             for key, _events in self.sel.select(timeout):
                 key.data()
             self._reap()
+            if self.status is None and not self.open and self.notice == NOTICE_UNREAD:
+                self._take_notice()
             if self.held and time.monotonic() >= self.held_since + HOLD:
                 self.flush()
 
@@ -334,6 +350,41 @@ class Run:
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
         self.agent.make_spare()
         self.stamp("spare")
+
+    def _take_notice(self) -> None:
+        """The program's status from its exit notice (``_inline.notify_exit``), read once
+        its output has ended, so the report need not wait for its address space to be
+        torn down; it is reaped later, before the next job (``Agent.bury``).
+
+        The notice is the process's own word, so it is also its end: SIGKILL goes to it
+        as it is taken (a no-op on a process already in its exit). A program that wrote
+        a notice and meant to run on ends there, with the status it gave. Not taken when
+        a limit (memory, CPU) may be what is ending it: its wait status decides then."""
+        self.notice = NOTICE_REFUSED  # looked at once: else the wait status decides
+        notice = _inline.read_notice(self.shared, self.pid) if self.shared is not None else None
+        if notice is None:
+            return  # output closed by the program, not at its end
+        code, cpu, rss = notice
+        rlimits = self.job.get("rlimits")
+        limit = self.cpu_limit or (rlimits.get("cpu") if rlimits else None)
+        if _procs.oom_kills() != self.oom_before or (limit and cpu >= limit - CPU_MARGIN):
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:  # reaped meanwhile (not by us: then the wait status is ours)
+            return
+        self.notice = NOTICE_TAKEN
+        self.status, self.rusage, self.noticed = code << 8, _Usage(cpu, rss), True
+        self.agent.dying = self.pid
+        self.stamp("noticed")
+
+    def _spared(self) -> tuple[int, ...]:
+        """What the end-of-run kill leaves: the helpers, and a program that answered by
+        its notice and is exiting (killing it would change nothing, but the kill's wait
+        would then wait for its teardown)."""
+        if self.noticed and not self.reaped:
+            return (*self.agent.helpers(), self.pid)
+        return self.agent.helpers()
 
     def run_cpu(self) -> float | None:
         """CPU seconds of the run so far: the container's, less the agent's own."""
@@ -361,7 +412,7 @@ class Run:
         self._close_stdin()
         if not self.keep:
             # leftovers (daemons, a background writer holding stdout) end with the run
-            self.killed = _procs.kill_all(self.agent.helpers()) or self.killed
+            self.killed = _procs.kill_all(self._spared()) or self.killed
 
     def _drained(self, now: float) -> bool:
         assert self.exited_at is not None
@@ -423,9 +474,13 @@ class Run:
             if pid == 0:
                 return
             _procs.note_exit(pid, status)
+            if pid == self.agent.dying:
+                self.agent.dying = 0
             if pid == self.pid:
-                self.status, self.rusage = status, rusage
-                self.stamp("reaped")
+                self.reaped = True
+                if not self.noticed:
+                    self.status, self.rusage = status, rusage
+                    self.stamp("reaped")
             if pid == kernel.pid:
                 self._unwatch_kernel()
                 kernel.ended()
@@ -469,7 +524,7 @@ class Run:
         between the listing and its parent's kill was not on it."""
         deadline = time.monotonic() + DRAIN
         while time.monotonic() < deadline:
-            left = _procs.others(self.agent.helpers())
+            left = _procs.others(self._spared())
             if not left:
                 return
             _procs.kill_each(left)
@@ -540,6 +595,7 @@ class Run:
             report["then_started"] = self.then_started
         if self.trace is not None:
             self._traced(report)
+        self._close_page()
         self.emit(EXIT, json.dumps(report).encode())
         if self.then_started:
             # the run starts at once: its first frames (or HOLD) take this one along, one
@@ -558,9 +614,12 @@ class Run:
                 ns = int.from_bytes(self.shared[8 * i : 8 * i + 8], "little")
                 if ns:
                     self.trace[name] = ns
-            self.shared.close()
         self.stamp("report")
         report["trace"] = self.trace
+
+    def _close_page(self) -> None:
+        if self.shared is not None and not self.shared.closed:
+            self.shared.close()
 
     def _abort(self, why: str) -> None:
         """The run could not be carried out (its files could not be placed, descriptors
@@ -571,6 +630,7 @@ class Run:
             spare.discard()
         _procs.kill_all((self.agent.kernel.pid,))
         self._release()
+        self._close_page()
         held, self.held, self.held_size = self.held, [], 0
         if held:  # what was read before the fault still goes out, in order
             send_raw(b"".join(held))

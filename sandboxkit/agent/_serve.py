@@ -14,7 +14,7 @@ from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot, _watch
 from ._host import CHUNK, reply, send_json, send_raw
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
-from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable
+from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable, wait_gone
 from ._run import Inbox, Run
 from ._spare import Spare
 
@@ -48,6 +48,9 @@ class Agent:
         self.carried_since = 0.0
         self.spare: Spare | None = None  # forked ahead for the next run (see _spare)
         self.want_spare = True  # False after a run that had no use for one (a kernel's)
+        # a run's program that answered by its exit notice, reaped by the next wait or
+        # before the next job at the latest (see Run._take_notice, bury)
+        self.dying = 0
         self.baseline = _scrub.Baseline()  # as it was before any program: scrub's target
         self.prestart: Callable[[str], Prestarted | None] | None = None
         # SIGCHLD interrupts a select() through this pipe, so an exit is seen at once
@@ -163,6 +166,8 @@ class Agent:
                 for key, _events in self.sel.select(None):
                     key.data()
                 ended = reap()
+                if self.dying in ended:
+                    self.dying = 0
                 if self.kernel.pid in ended:
                     # it died between runs: the next cell starts anew and says state_lost
                     self.kernel.ended()
@@ -181,7 +186,15 @@ class Agent:
                 self.send_carried()
                 send_json(FAULT, {"error": f"{type(exc).__name__}: {exc}"})
 
+    def bury(self) -> None:
+        """Wait for the last run's program to be gone, if it answered by its exit notice
+        while still tearing down: nothing of a run lives on into the next job."""
+        pid, self.dying = self.dying, 0
+        if pid:
+            wait_gone(pid)
+
     def dispatch(self, job: Any, inbox: Inbox) -> None:
+        self.bury()
         op = job.get("op")
         if op == "run":
             self.inbox = inbox

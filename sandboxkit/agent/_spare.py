@@ -47,8 +47,8 @@ class Spare:
         try:
             for _ in range(4):  # stdin, stdout, stderr, control
                 mine.extend(os.pipe())
-            # a traced run's child stamps its stages here (see _inline.STAGES)
-            self.shared = mmap.mmap(-1, 8 * len(_inline.STAGES))
+            # a traced run's stamps and the exit notice go here (see _inline.PAGE)
+            self.shared = mmap.mmap(-1, _inline.PAGE_SIZE)
             gc.freeze()  # as in Run._start: a collection in the child must not copy pages
             pid = os.fork()
         except BaseException:
@@ -57,7 +57,8 @@ class Spare:
             raise
         in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
         if pid == 0:
-            _inline.TRACE = self.shared
+            _inline.TRACE = _inline.PAGE = self.shared
+            _inline.PAGE_OWNER = os.getpid()
             _wait_for_orders((in_r, out_w, err_w), ctl_r, workdir)
         for fd in (in_r, out_w, err_w, ctl_r):
             os.close(fd)
