@@ -159,6 +159,9 @@ if TYPE_CHECKING:
 
 HEADER = struct.Struct(">BI")
 CHANNEL_PATH = "/run/sandboxkit.sock"  # where a direct channel's socket is mounted
+# The names of the agent's variables a run's environment holds (the language's): the
+# agent's first spare prepares Python for that environment (agent/_spare.py).
+ENV_RUN_NAMES = "SANDBOXKIT_RUN_ENV"
 MAX_FRAME = 256 * 1024 * 1024
 
 # host → agent

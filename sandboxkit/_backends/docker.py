@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from yarl import URL
 
 from .._errors import EngineError, EngineUnavailable, ImageError, SandboxkitError
-from .._protocol import CHANNEL_PATH
+from .._protocol import CHANNEL_PATH, ENV_RUN_NAMES
 from .advice import PERMISSION, how_to_reach, how_to_start
 from .base import (
     AttachedStream,
@@ -405,9 +405,11 @@ def network_record(raw: Mapping[str, Any]) -> NetworkRecord:
 
 
 def container_env(spec: ContainerSpec) -> dict[str, str]:
-    """The agent's environment: the spec's, and under gVisor the sandbox's own process
-    limit (see :data:`ENV_NPROC`; the agent takes it out before any program starts)."""
+    """The agent's environment: the spec's, the names of it (:data:`ENV_RUN_NAMES`: what
+    a run's environment holds) and under gVisor the sandbox's own process limit (see
+    :data:`ENV_NPROC`); the agent takes both out before any program starts."""
     env = dict(spec.env)
+    env[ENV_RUN_NAMES] = ",".join(sorted(spec.env))
     if spec.runtime == "runsc":
         env[ENV_NPROC] = str(spec.pids)
     return env

@@ -117,6 +117,7 @@ def new_main() -> ModuleType:
     import types
 
     main = types.ModuleType("__main__")
+    main.__annotations__ = {}  # before __builtins__: a fresh interpreter's order of names
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     return main
@@ -240,6 +241,29 @@ def _program_flags(env: dict[str, str]) -> _Flags:
     return _Flags(changed.get(n, getattr(real, n)) for n in _Flags._fields)
 
 
+# the environment the interpreter was last made ready for (become_env), in this process
+READY_ENV: dict[str, str] | None = None
+
+
+def become_env(env: dict[str, str]) -> None:
+    """The half of :func:`become_script` that depends on the environment alone:
+    ``os.environ``, flags, SIGINT, atexit, standard streams, a fresh ``__main__``. A
+    spare does it ahead, for the environment its run is likely to have
+    (``_spare``); the run then skips it when its environment is that one."""
+    global READY_ENV
+    os.environ.clear()
+    os.environ.update(env)
+    sys.flags = _program_flags(env)  # type: ignore[assignment]
+    sys.dont_write_bytecode = bool(_env_flag(env, "PYTHONDONTWRITEBYTECODE"))
+    # a fresh interpreter turns Ctrl-C into KeyboardInterrupt; the agent ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    atexit._clear()  # nothing the agent registered runs at the program's exit
+    fresh_stdio(env)
+    new_main()
+    _display.install()
+    READY_ENV = dict(env)
+
+
 def become_script(
     argv: list[str], env: dict[str, str], path0: str | None = None
 ) -> tuple[object, dict[str, object]]:
@@ -248,25 +272,17 @@ def become_script(
     ``__main__``; the compiled program and its globals, to be run by :func:`run_code`.
     ``path0``: ``sys.path[0]`` instead of the script's directory (a session's source is
     kept apart from the workdir, yet imports the user's modules from it)."""
-    os.environ.clear()
-    os.environ.update(env)
+    if env != READY_ENV:
+        become_env(env)
     script = os.path.abspath(argv[1])
     sys.argv = argv[1:]
     sys.orig_argv = list(argv)
-    sys.flags = _program_flags(env)  # type: ignore[assignment]
-    sys.dont_write_bytecode = bool(_env_flag(env, "PYTHONDONTWRITEBYTECODE"))
     extra = [p for p in env.get("PYTHONPATH", "").split(":") if p]
     head = [] if env.get("PYTHONSAFEPATH") else [path0 or os.path.dirname(script)]
     sys.path[0:0] = head + [os.path.abspath(p) for p in extra]
-    # a fresh interpreter turns Ctrl-C into KeyboardInterrupt; the agent ignores SIGINT
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    atexit._clear()  # nothing the agent registered runs at the program's exit
-    fresh_stdio(env)
-    main = new_main()
+    main = sys.modules["__main__"]
     main.__file__ = script
-    _display.install()
     main.__cached__ = None  # type: ignore[attr-defined]
-    main.__annotations__ = {}
     # importlib.machinery's SourceFileLoader is this class; importing that module would
     # cost every run ~1.3 ms (and a plain start has not imported it either)
     main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", script)

@@ -350,12 +350,21 @@ def drop_privileges(*, root: bool = False) -> None:
         os._exit(127)
 
 
-def apply_job(
-    job: RunJob, cwd: str, *, rlimits: dict[str, Any] | None = None
-) -> tuple[list[str], dict[str, str]]:
-    """The job's half of :func:`prepare_child`: rlimits, dumpable, OOM score, directory;
-    ``(argv, env)``."""
-    limits: dict[str, Any] = dict(job.get("rlimits") or {}) if rlimits is None else rlimits
+class Ahead:
+    """What a spare did before its orders came (see ``_spare``): the rlimits it set
+    (None: none), the directory it went to, whether it is the program already (its uid,
+    dumpable, its OOM score). :func:`apply_job` does the rest."""
+
+    __slots__ = ("cwd", "program", "rlimits")
+
+    def __init__(self) -> None:
+        self.rlimits: dict[str, Any] | None = None
+        self.cwd: str | None = None
+        self.program = False
+
+
+def set_limits(limits: dict[str, Any]) -> None:
+    """A run's rlimits, each as its soft and hard limit (the hard one lowered only)."""
     for name, value in limits.items():
         res = getattr(resource, "RLIMIT_" + name.upper())
         try:
@@ -363,6 +372,10 @@ def apply_job(
         except (ValueError, OSError):
             _soft, hard = resource.getrlimit(res)
             resource.setrlimit(res, (min(value, hard) if hard >= 0 else value, hard))
+
+
+def become_visible() -> None:
+    """Dumpable again, and first for the OOM killer: the last of becoming the program."""
     # dumpable only now that the agent's descriptors are closed: while the child is
     # undumpable its /proc/self is root's and the oom_score_adj write below fails
     set_dumpable(True)
@@ -371,7 +384,26 @@ def apply_job(
             f.write("1000")
     except OSError:
         pass
-    os.chdir(job.get("cwd") or cwd)
+
+
+def apply_job(
+    job: RunJob,
+    cwd: str,
+    *,
+    rlimits: dict[str, Any] | None = None,
+    ahead: Ahead | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The job's half of :func:`prepare_child`: rlimits, dumpable, OOM score, directory
+    (what ``ahead`` did already is not done again); ``(argv, env)``."""
+    limits: dict[str, Any] = dict(job.get("rlimits") or {}) if rlimits is None else rlimits
+    ahead = ahead or Ahead()
+    if ahead.rlimits != limits:
+        set_limits(limits)
+    if not ahead.program:
+        become_visible()
+    where = job.get("cwd") or cwd
+    if ahead.cwd != where:
+        os.chdir(where)
     env = {str(k): str(v) for k, v in (job.get("env") or {}).items()}
     return [str(a) for a in job["argv"]], env
 

@@ -14,6 +14,7 @@ import time
 from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT, pack
 from . import _display, _files, _inline, _procs
 from ._host import CHUNK, send, send_json, send_raw
+from ._spare import HINT_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -211,6 +212,8 @@ class Run:
         if stdin is not None and (data := base64.b64decode(stdin)):
             self.inbox.stdin.insert(0, data)
         self.stamp("files")
+        if self.kernel is None:  # the next run likely asks for what this one did
+            self.agent.hint = {k: job.get(k) for k in HINT_KEYS}
         self.oom_before = _procs.oom_kills()
         self.pids_before = _procs.pids_max_hits()
         pre = self.agent.take_prestarted()
@@ -348,7 +351,8 @@ class Run:
         after the exit report instead (the serve loop), while the host reads the
         result, not beside the program."""
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
-        self.agent.make_spare()
+        after = self.job["then"] if "then" in self.job else self.agent.queue[0][0]
+        self.agent.make_spare({k: after.get(k) for k in HINT_KEYS}, alone=False)
         self.stamp("spare")
 
     def _take_notice(self) -> None:

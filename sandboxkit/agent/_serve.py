@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from .._protocol import CHANNEL_PATH, FAULT, JOB, READY, FrameReader
+from .._protocol import CHANNEL_PATH, ENV_RUN_NAMES, FAULT, JOB, READY, FrameReader
 from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot, _watch
 from ._host import CHUNK, reply, send_json, send_raw
 from ._inline import forget_agent, warm_compiler
@@ -33,8 +33,13 @@ PRESTART_FILE = "/opt/sandboxkit/prestart.json"
 class Agent:
     """The supervisor's state between runs: the host's input, queued jobs, the kernel."""
 
-    def __init__(self, workdir: str = WORKDIR) -> None:
+    def __init__(self, workdir: str = WORKDIR, run_env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        # what the next run likely brings, for its spare: the last run's, and before any
+        # run the language's environment in the workdir (see _spare)
+        self.hint: dict[str, Any] | None = None
+        if run_env is not None:
+            self.hint = {"env": run_env, "cwd": workdir}
         self.sel = selectors.DefaultSelector()
         self.reader = FrameReader()
         self.queue: list[tuple[Any, Inbox]] = []  # jobs (parsed JSON) not started yet
@@ -130,11 +135,12 @@ class Agent:
         except BlockingIOError:
             pass
 
-    def make_spare(self) -> None:
-        """Fork the next run's child ahead, while the sandbox waits for a job."""
+    def make_spare(self, hint: dict[str, Any] | None = None, *, alone: bool = True) -> None:
+        """Fork the next run's child ahead: while the sandbox waits for a job (``alone``:
+        no program runs), or for a job known to come next (``hint``: its orders)."""
         if self.spare is None and self.want_spare and self.prestarted is None:
             try:
-                self.spare = Spare(self.workdir)
+                self.spare = Spare(self.workdir, hint or self.hint, alone=alone)
             except OSError:  # out of pids or descriptors: the run forks as before
                 pass
 
@@ -239,6 +245,14 @@ class Agent:
         reply(report)
 
 
+def _take_run_env() -> dict[str, str] | None:
+    """The language's environment (:data:`ENV_RUN_NAMES`), the variable taken out."""
+    names = os.environ.pop(ENV_RUN_NAMES, None)
+    if names is None:
+        return None
+    return {n: os.environ[n] for n in names.split(",") if n in os.environ}
+
+
 def _toolchain() -> str | None:
     """The toolchain's own version line, recorded in the image when it was built."""
     try:
@@ -266,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
     # first of all: out of the program's uid, keeping only what supervising takes
     _privs.take_nproc()
+    run_env = _take_run_env()
     _privs.separate(workdir)
     set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
     # before anything is forked: no other process may ever hold the channel
@@ -290,4 +305,4 @@ def main(argv: list[str] | None = None) -> None:
         prestart = launch
     warm_compiler()
     forget_agent()  # every module is loaded: from here on, programs must not see them
-    Agent(workdir).serve(prestart)
+    Agent(workdir, run_env).serve(prestart)

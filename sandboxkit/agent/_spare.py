@@ -17,6 +17,15 @@ finishes the set-up exactly as a freshly forked child (``_procs.apply_job``) and
 the program. A run it does not fit (a session kernel's cell, a pre-started runtime's)
 kills it; the agent makes a new one when it next waits for a job, unless the last run
 had no use for one.
+
+A spare also does ahead what its run is likely to ask for (a *hint*: the last run's
+environment, directory and rlimits, or for a sandbox's first run the language's
+environment): the rlimits, the directory and, for Python, the interpreter made ready
+for that environment (``_inline.become_env``), the half of becoming the program that
+depends on the environment alone. A run whose orders differ redoes what differs; one
+that wants other rlimits than those set (they can only be lowered) gets a fresh child.
+When no program runs beside it (the sandbox waits between jobs, so no process of
+another run can be there to signal or trace it) it also takes the program's uid ahead.
 """
 
 from __future__ import annotations
@@ -31,18 +40,28 @@ from . import _inline, _procs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from .._protocol import RunJob
 
 MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
 ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
+HINT_KEYS = ("env", "cwd", "rlimits")  # what a spare prepares ahead (see the module's text)
 
 
 class Spare:
     """The agent's handle on a spare child: its pid and the agent's ends of its pipes."""
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(
+        self, workdir: str, hint: dict[str, Any] | None = None, *, alone: bool = False
+    ) -> None:
+        """``hint``: the orders the run is likely to bring (see the module's text);
+        ``alone``: no program runs beside the spare, so it may become the program's
+        uid ahead."""
+        # the rlimits set ahead: a run must want these (the spare cannot raise them)
+        self.rlimits: dict[str, Any] | None = None
+        if hint is not None and hint.get("rlimits") is not None:
+            self.rlimits = dict(hint["rlimits"])
         mine: list[int] = []
         try:
             for _ in range(4):  # stdin, stdout, stderr, control
@@ -59,7 +78,7 @@ class Spare:
         if pid == 0:
             _inline.TRACE = _inline.PAGE = self.shared
             _inline.PAGE_OWNER = os.getpid()
-            _wait_for_orders((in_r, out_w, err_w), ctl_r, workdir)
+            _wait_for_orders((in_r, out_w, err_w), ctl_r, workdir, hint, alone)
         for fd in (in_r, out_w, err_w, ctl_r):
             os.close(fd)
         self.pid = pid
@@ -68,6 +87,8 @@ class Spare:
     def hand(self, job: RunJob) -> bool:
         """Give the spare the run's essentials; False: it could not take them (it died,
         or they are too big for the pipe), so the run forks as before."""
+        if self.rlimits is not None and dict(job.get("rlimits") or {}) != self.rlimits:
+            return False  # set ahead for another run's limits
         orders = json.dumps({k: job[k] for k in ORDER_KEYS if k in job}).encode()  # type: ignore[literal-required]
         if len(orders) > MAX_ORDERS:
             return False
@@ -95,11 +116,44 @@ class Spare:
         self.shared.close()
 
 
-def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> NoReturn:
-    """The spare: set up what no job decides, wait for the orders, become the program."""
+def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs.Ahead:
+    """What the spare does ahead of its orders, from the hint (see the module's text)."""
+    ahead = _procs.Ahead()
+    if hint is None:
+        return ahead
+    limits = hint.get("rlimits")
+    if limits is not None:
+        _procs.set_limits(dict(limits))
+        ahead.rlimits = dict(limits)
+    if alone:
+        _procs.drop_privileges()
+        _procs.become_visible()
+        ahead.program = True
+    where = hint.get("cwd") or workdir
+    try:
+        os.chdir(where)
+        ahead.cwd = where
+    except OSError:
+        pass  # gone (a user removed it): the run's own chdir reports it
+    env = hint.get("env")
+    if env is not None:
+        _inline.become_env({str(k): str(v) for k, v in env.items()})
+    return ahead
+
+
+def _wait_for_orders(
+    fds: tuple[int, int, int],
+    control: int,
+    workdir: str,
+    hint: dict[str, Any] | None,
+    alone: bool,
+) -> NoReturn:
+    """The spare: set up what no job decides, get ready for the likely one, wait for the
+    orders, become the program."""
     program: _inline.Become | None = None
     try:
         _procs.detach_child(fds, keep_fd=control, drop=False)
+        ahead = _get_ready(hint, workdir, alone)
         chunks = []
         while chunk := os.read(3, 65536):
             chunks.append(chunk)
@@ -108,8 +162,9 @@ def _wait_for_orders(fds: tuple[int, int, int], control: int, workdir: str) -> N
             os._exit(0)  # the agent went away without a job for it
         _inline.stamp(0)
         job: RunJob = json.loads(b"".join(chunks))
-        _procs.drop_privileges()
-        argv, env = _procs.apply_job(job, workdir)
+        if not ahead.program:
+            _procs.drop_privileges()
+        argv, env = _procs.apply_job(job, workdir, ahead=ahead)
         program = _inline.program_for(job, argv, env)
     finally:
         if program is None:
