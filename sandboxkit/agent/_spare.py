@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
 ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
-HINT_KEYS = ("env", "cwd", "rlimits")  # what a spare prepares ahead (see the module's text)
+# what a spare prepares ahead (see the module's text)
+HINT_KEYS = ("env", "cwd", "rlimits", "python_inline")
 
 
 class Spare:
@@ -136,7 +137,7 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
     except OSError:
         pass  # gone (a user removed it): the run's own chdir reports it
     env = hint.get("env")
-    if env is not None:
+    if env is not None and hint.get("python_inline", True):  # (unknown before any run)
         _inline.become_env({str(k): str(v) for k, v in env.items()})
     return ahead
 
