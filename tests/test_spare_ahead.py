@@ -30,6 +30,13 @@ async def test_a_run_unlike_the_last_gets_its_own_environment_and_limits(
         assert other.stdout.splitlines() == ["None /work 1", "512 latin-1"], other.stderr
         same = await sb.run(SHOW, limits=wide)
         assert same.stdout.splitlines() == ["None /work 1", "512 utf-8"], same.stderr
+        # set ahead for wider limits: a spare lowers them to the run's
+        lower = await sb.run(SHOW, limits=narrow)
+        assert lower.stdout.splitlines() == ["None /work 1", "64 utf-8"], lower.stderr
+        import_ = await sb.run(
+            "import resource\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))", limits=narrow
+        )
+        assert import_.stdout == "(64, 64)\n", import_.stderr
 
 
 async def test_a_first_run_with_an_environment_of_its_own(pool: sk.SandboxPool) -> None:

@@ -88,8 +88,8 @@ class Spare:
     def hand(self, job: RunJob) -> bool:
         """Give the spare the run's essentials; False: it could not take them (it died,
         or they are too big for the pipe), so the run forks as before."""
-        if self.rlimits is not None and dict(job.get("rlimits") or {}) != self.rlimits:
-            return False  # set ahead for another run's limits
+        if not self.fits(job):
+            return False  # set ahead for wider limits than the run's: they cannot be raised
         orders = json.dumps({k: job[k] for k in ORDER_KEYS if k in job}).encode()  # type: ignore[literal-required]
         if len(orders) > MAX_ORDERS:
             return False
@@ -102,6 +102,14 @@ class Spare:
             os.close(self.control)
             self.control = -1
         return written == len(orders)
+
+    def fits(self, job: RunJob) -> bool:
+        """Whether the rlimits set ahead can become the run's: each of them is one the
+        run sets too, at most as high (a limit can be lowered, never raised again)."""
+        if self.rlimits is None:
+            return True
+        wanted: dict[str, Any] = dict(job.get("rlimits") or {})
+        return all(name in wanted and wanted[name] <= value for name, value in self.rlimits.items())
 
     def discard(self, *, kill: bool = True) -> None:
         """Not needed (or found dead, ``kill=False``: a reaped pid may be reused): kill it
