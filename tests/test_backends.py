@@ -211,7 +211,8 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
         "User": "0:0",
         "WorkingDir": "/work",
-        "Env": ["A=1", "B=2", "SANDBOXKIT_NPROC=32"],  # gVisor: the limit inside
+        # gVisor: the limit inside; the names a run's environment holds (the first spare's)
+        "Env": ["A=1", "B=2", "SANDBOXKIT_NPROC=32", "SANDBOXKIT_RUN_ENV=A,B"],
         "Labels": {"a": "1"},
         "Hostname": "sandbox",
         "AttachStdin": True,

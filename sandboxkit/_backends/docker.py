@@ -409,7 +409,8 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     a run's environment holds) and under gVisor the sandbox's own process limit (see
     :data:`ENV_NPROC`); the agent takes both out before any program starts."""
     env = dict(spec.env)
-    env[ENV_RUN_NAMES] = ",".join(sorted(spec.env))
+    if spec.env:
+        env[ENV_RUN_NAMES] = ",".join(sorted(spec.env))
     if spec.runtime == "runsc":
         env[ENV_NPROC] = str(spec.pids)
     return env
