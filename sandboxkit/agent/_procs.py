@@ -97,20 +97,6 @@ def others(keep: tuple[int, ...] = (), *, everything: bool = False) -> list[int]
     return pids
 
 
-PF_EXITING = 0x4  # the kernel's task flag: the process is in exit(), past running code
-
-
-def exiting(pid: int) -> bool:
-    """Whether ``pid`` is in its exit (``/proc/PID/stat``'s flags; a zombie too). False
-    when it is gone or the flags are not shown (gVisor): then its wait status decides."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return bool(int(fields[6]) & PF_EXITING)
-    except (OSError, IndexError, ValueError):
-        return False
-
-
 def wait_gone(pid: int, timeout: float = 2.0) -> None:
     """Reap ``pid``, a child that is exiting (bounded: past ``timeout`` it is killed and
     left to the next reap)."""

@@ -140,8 +140,7 @@ class Run:
         self.status: int | None = None  # as wait() gives it
         self.rusage: struct_rusage | _Usage | None = None
         self.reaped = False  # the program's pid was collected by wait
-        self.noticed = False  # its status came from its exit notice (see _take_notice)
-        self.notice = NOTICE_UNREAD
+        self.notice = NOTICE_UNREAD  # TAKEN: its status came from it (see _take_notice)
         self.reason: Reason | None = None
         self.started = 0.0
         self.exited_at: float | None = None
@@ -378,7 +377,7 @@ class Run:
         except OSError:  # reaped meanwhile (not by us: then the wait status is ours)
             return
         self.notice = NOTICE_TAKEN
-        self.status, self.rusage, self.noticed = code << 8, _Usage(cpu, rss), True
+        self.status, self.rusage = code << 8, _Usage(cpu, rss)
         self.agent.dying = self.pid
         self.stamp("noticed")
 
@@ -386,7 +385,7 @@ class Run:
         """What the end-of-run kill leaves: the helpers, and a program that answered by
         its notice and is exiting (killing it would change nothing, but the kill's wait
         would then wait for its teardown)."""
-        if self.noticed and not self.reaped:
+        if self.notice == NOTICE_TAKEN and not self.reaped:
             return (*self.agent.helpers(), self.pid)
         return self.agent.helpers()
 
@@ -482,7 +481,7 @@ class Run:
                 self.agent.dying = 0
             if pid == self.pid:
                 self.reaped = True
-                if not self.noticed:
+                if self.notice != NOTICE_TAKEN:
                     self.status, self.rusage = status, rusage
                     self.stamp("reaped")
             if pid == kernel.pid:
