@@ -331,10 +331,10 @@ def notify_exit(code: int) -> None:
 
     An exit first tears down the forked address space (~0.5 ms, the pages it shares with
     the agent included) and only then closes descriptors and tells the parent; the agent
-    answers from this notice once the kernel shows the process exiting (``PF_EXITING``,
-    see ``Run._take_notice``), and reaps it later, before anything else runs. A program
-    that writes the notice itself gains nothing: it is read only when the process is
-    past running code, and a kill by a limit (memory, CPU) is checked for beside it."""
+    answers from this notice (``Run._take_notice``) and reaps the process later, before
+    anything else runs. A program that writes the notice itself gains nothing: the agent
+    ends the process with SIGKILL as it takes it, and a kill by a limit (memory, CPU) is
+    checked for beside it."""
     page = PAGE
     pid = os.getpid()
     if page is None or pid != PAGE_OWNER:

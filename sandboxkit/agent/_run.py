@@ -14,7 +14,7 @@ import time
 from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT, pack
 from . import _display, _files, _inline, _procs
 from ._host import CHUNK, send, send_json, send_raw
-from ._spare import HINT_KEYS
+from ._spare import hint_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class Run:
             self.inbox.stdin.insert(0, data)
         self.stamp("files")
         if self.kernel is None:  # the next run likely asks for what this one did
-            self.agent.hint = {k: job.get(k) for k in HINT_KEYS}
+            self.agent.hint = hint_of(job)
         self.oom_before = _procs.oom_kills()
         self.pids_before = _procs.pids_max_hits()
         pre = self.agent.take_prestarted()
@@ -351,7 +351,7 @@ class Run:
         result, not beside the program."""
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
         after = self.job["then"] if "then" in self.job else self.agent.queue[0][0]
-        self.agent.make_spare({k: after.get(k) for k in HINT_KEYS}, alone=False)
+        self.agent.make_spare(hint_of(after), alone=False)
         self.stamp("spare")
 
     def _take_notice(self) -> None:
@@ -374,7 +374,7 @@ class Run:
             return
         try:
             os.kill(self.pid, signal.SIGKILL)
-        except OSError:  # reaped meanwhile (not by us: then the wait status is ours)
+        except OSError:  # gone already: its wait status (the next reap) decides
             return
         self.notice = NOTICE_TAKEN
         self.status, self.rusage = code << 8, _Usage(cpu, rss)

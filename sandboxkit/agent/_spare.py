@@ -22,8 +22,9 @@ A spare also does ahead what its run is likely to ask for (a *hint*: the last ru
 environment, directory and rlimits, or for a sandbox's first run the language's
 environment): the rlimits, the directory and, for Python, the interpreter made ready
 for that environment (``_inline.become_env``), the half of becoming the program that
-depends on the environment alone. A run whose orders differ redoes what differs; one
-that wants other rlimits than those set (they can only be lowered) gets a fresh child.
+depends on the environment alone. A run whose orders differ redoes what differs, and
+lowers rlimits set ahead to its own; one that wants any of them higher, or not set at
+all, gets a fresh child (a limit cannot be raised again).
 When no program runs beside it (the sandbox waits between jobs, so no process of
 another run can be there to signal or trace it) it also takes the program's uid ahead.
 """
@@ -48,6 +49,11 @@ MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as bef
 ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
 # what a spare prepares ahead (see the module's text)
 HINT_KEYS = ("env", "cwd", "rlimits", "python_inline")
+
+
+def hint_of(job: RunJob) -> dict[str, Any]:
+    """What of ``job`` a spare can get ready for (see the module's text)."""
+    return {k: job.get(k) for k in HINT_KEYS}
 
 
 class Spare:
@@ -87,9 +93,10 @@ class Spare:
 
     def hand(self, job: RunJob) -> bool:
         """Give the spare the run's essentials; False: it could not take them (it died,
-        or they are too big for the pipe), so the run forks as before."""
+        they are too big for the pipe, or its rlimits set ahead do not :meth:`fits`), so
+        the run forks as before."""
         if not self.fits(job):
-            return False  # set ahead for wider limits than the run's: they cannot be raised
+            return False
         orders = json.dumps({k: job[k] for k in ORDER_KEYS if k in job}).encode()  # type: ignore[literal-required]
         if len(orders) > MAX_ORDERS:
             return False
