@@ -26,7 +26,7 @@ import select
 import signal
 
 from ._privs import become_program, prlimit
-from ._procs import SHIELDED, set_dumpable
+from ._procs import SHIELDED, become_visible
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -159,12 +159,7 @@ def _child(fds: list[int], argv: list[str], env: dict[str, str], cwd: str) -> No
             os.dup2(fd, target)
         os.closerange(len(fds), 65536)
         become_program()  # raising: the finally below ends the child, nothing run
-        set_dumpable(True)  # as a run's child: else the write below fails (see _procs)
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("1000")
-        except OSError:
-            pass
+        become_visible()  # as a run's child: dumpable, first for the OOM killer
         os.chdir(cwd)
         os.execvpe(argv[0], argv, env)
     finally:

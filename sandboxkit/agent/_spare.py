@@ -27,6 +27,9 @@ lowers rlimits set ahead to its own; one that wants any of them higher, or not s
 all, gets a fresh child (a limit cannot be raised again).
 When no program runs beside it (the sandbox waits between jobs, so no process of
 another run can be there to signal or trace it) it also takes the program's uid ahead.
+Beside a running program it sets its OOM score ahead (``_procs.oom_first``: dumpable
+for that one write, while its real and saved uid are still the supervisor's, so the
+program can neither trace it nor read its memory, environment or descriptors).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import mmap
 import os
 import signal
 
-from . import _inline, _procs
+from . import _inline, _privs, _procs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -145,6 +148,9 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
         _procs.drop_privileges()
         _procs.become_visible()
         ahead.program = True
+    elif _privs.program_uid is not None:  # another uid than the program's: see oom_first
+        _procs.oom_first()
+        ahead.oom = True
     where = hint.get("cwd") or workdir
     try:
         os.chdir(where)
