@@ -39,11 +39,15 @@ def _init_only() -> None:
 KEPT: set[int] = set()
 # wait statuses of ended background processes, by pid, as whichever loop reaped them saw
 EXITS: dict[int, int] = {}
+# The agent's own processes that live as long as the sandbox (the launcher, _launch):
+# no kill but the sandbox's end reaches them, and no scrub counts them as left over.
+FIXED: set[int] = set()
 
 
 def note_exit(pid: int, status: int) -> None:
     if pid in KEPT:
         EXITS[pid] = status
+    FIXED.discard(pid)  # the launcher died (its pid may be reused): never killed now
 
 
 def session_of(pid: int) -> int | None:
@@ -62,7 +66,7 @@ def kill_all(keep: tuple[int, ...] = (), *, everything: bool = False) -> bool:
     (:data:`KEPT`); whether there was any to kill."""
     _init_only()
     keep = tuple(p for p in keep if p)
-    if not keep and (everything or not KEPT):
+    if not keep and not FIXED and (everything or not KEPT):
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
@@ -85,11 +89,12 @@ def kill_each(pids: list[int]) -> bool:
 
 
 def others(keep: tuple[int, ...] = (), *, everything: bool = False) -> list[int]:
-    """The processes in the namespace (zombies too) but this one, those in ``keep`` and,
-    unless ``everything``, the background sessions'."""
+    """The processes in the namespace (zombies too) but this one, the agent's own
+    (:data:`FIXED`), those in ``keep`` and, unless ``everything``, the background
+    sessions'."""
     try:
         listed = map(int, filter(str.isdigit, os.listdir("/proc")))
-        pids = [p for p in listed if p != 1 and p not in keep]
+        pids = [p for p in listed if p != 1 and p not in keep and p not in FIXED]
     except OSError:
         return []
     if KEPT and not everything:
@@ -116,12 +121,22 @@ def wait_gone(pid: int, timeout: float = 2.0) -> None:
 
 
 def kill_and_reap(timeout: float = 2.0) -> None:
-    """Kill every other process, then reap them (bounded: an unkillable one cannot hang us)."""
+    """Kill every other process but the agent's own (:data:`FIXED`), then reap them
+    (bounded: an unkillable one cannot hang us)."""
     kill_all(everything=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.waitpid(-1, 0)
+            if not FIXED:
+                os.waitpid(-1, 0)
+            else:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid:
+                    note_exit(pid, status)
+                elif not others(everything=True):
+                    return  # only the launcher lives on
+                else:
+                    time.sleep(0.0005)
         except ChildProcessError:
             return
         except InterruptedError:

@@ -12,7 +12,7 @@ import signal
 import time
 
 from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT, pack
-from . import _display, _files, _inline, _procs
+from . import _display, _files, _inline, _launch, _procs
 from ._host import CHUNK, send, send_json, send_raw
 from ._spare import hint_of
 
@@ -224,7 +224,7 @@ class Run:
             return
         if pre is not None:
             pre.discard()
-        if self._from_spare():
+        if self._launched() or self._from_spare():
             return
         ends: list[int] = []  # the child's ends of the pipes: closed here once it has them
         child = False
@@ -268,6 +268,33 @@ class Run:
             os.set_blocking(fd, False)
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
+
+    def _launched(self) -> bool:
+        """Start an exec'd program by the launcher (``_launch``); False: not by it."""
+        agent = self.agent
+        if self.kernel is not None or not _launch.usable(agent.launcher, self.job):
+            return False
+        assert agent.launcher is not None
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.started = time.monotonic()
+        self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+        self.stamp("fork")
+        try:
+            pid = agent.launcher.spawn(self.job, (in_r, out_w, err_w), agent.workdir)
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        if pid is None:
+            for fd in (in_w, out_r, err_r):
+                os.close(fd)
+            return False
+        self.stamp("forked")
+        agent.want_spare = False  # the next program likely starts so too
+        self.pid, self.stdin_fd = pid, in_w
+        self._outputs(out_r, err_r)
+        return True
 
     def _from_spare(self) -> bool:
         """Hand the run to the child forked ahead (``_spare``); False: fork one now."""
@@ -351,6 +378,8 @@ class Run:
         result, not beside the program."""
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
         after = self.job["then"] if "then" in self.job else self.agent.queue[0][0]
+        if not after.get("kernel") and _launch.usable(self.agent.launcher, after):
+            return  # the launcher starts it: no fork of the agent's to make ahead
         self.agent.make_spare(hint_of(after), alone=False)
         self.stamp("spare")
 

@@ -10,10 +10,11 @@ import sys
 import time
 
 from .._protocol import CHANNEL_PATH, ENV_RUN_NAMES, FAULT, JOB, READY, FrameReader
-from . import _bg, _display, _files, _host, _privs, _scrub, _snapshot, _watch
+from . import _bg, _display, _files, _host, _privs, _procs, _scrub, _snapshot, _watch
 from ._host import CHUNK, reply, send_json, send_raw
 from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
+from ._launch import Launcher
 from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable, wait_gone
 from ._run import Inbox, Run
 from ._spare import Spare
@@ -33,8 +34,15 @@ PRESTART_FILE = "/opt/sandboxkit/prestart.json"
 class Agent:
     """The supervisor's state between runs: the host's input, queued jobs, the kernel."""
 
-    def __init__(self, workdir: str = WORKDIR, run_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str = WORKDIR,
+        run_env: dict[str, str] | None = None,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.workdir = workdir
+        # exec'd programs start by the launcher's fork instead of the agent's (_launch)
+        self.launcher = launcher
         # what the next run likely brings, for its spare: the last run's, and before any
         # run the language's environment in the workdir (see _spare)
         self.hint: dict[str, Any] | None = None
@@ -52,7 +60,9 @@ class Agent:
         self.carried: list[bytes] = []
         self.carried_since = 0.0
         self.spare: Spare | None = None  # forked ahead for the next run (see _spare)
-        self.want_spare = True  # False after a run that had no use for one (a kernel's)
+        # False after a run that had no use for one (a kernel's, a launched program's);
+        # where a launcher starts the programs, the first run has none either
+        self.want_spare = launcher is None
         # a run's program that answered by its exit notice, reaped by the next wait or
         # before the next job at the latest (see Run._take_notice, bury)
         self.dying = 0
@@ -77,6 +87,7 @@ class Agent:
     def internal_pids(self) -> list[int]:
         """The agent's own helpers: not the user's processes to list or signal."""
         pids = [self.kernel.pid, self.spare.pid if self.spare is not None else 0]
+        pids += _procs.FIXED  # the launcher
         if self.prestarted is not None:
             pids.append(self.prestarted.pid)
         return [p for p in pids if p]
@@ -241,7 +252,7 @@ class Agent:
         report = _scrub.scrub(self.baseline)
         if report["clean"] and self.prestart is not None:
             self.prestarted = self.prestart(self.workdir)
-        self.want_spare = True
+        self.want_spare = self.launcher is None
         reply(report)
 
 
@@ -281,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     # first of all: out of the program's uid, keeping only what supervising takes
     _privs.take_nproc()
     run_env = _take_run_env()
+    launcher = Launcher.start(workdir)  # as uid 0: it separates itself as the agent does
     _privs.separate(workdir)
     set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
     # before anything is forked: no other process may ever hold the channel
@@ -305,4 +317,4 @@ def main(argv: list[str] | None = None) -> None:
         prestart = launch
     warm_compiler()
     forget_agent()  # every module is loaded: from here on, programs must not see them
-    Agent(workdir, run_env).serve(prestart)
+    Agent(workdir, run_env, launcher).serve(prestart)

@@ -12,6 +12,7 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
  && mkdir -p /work && chmod 1777 /work \
  && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
+RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN javac -d /opt/sandboxkit/java /opt/sandboxkit/lib/sandboxkit/agent/SandboxkitJavac.java
 WORKDIR /work
 LABEL org.sandboxkit.language="java" org.sandboxkit.format="2"
