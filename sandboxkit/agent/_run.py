@@ -314,6 +314,8 @@ class Run:
                 self.stamp("forked")
                 return True
         spare.discard()
+        # reaped before the run's own child starts: its program never sees it in /proc
+        _procs.wait_gone(spare.pid)
         return False
 
     def _outputs(self, out_fd: int, err_fd: int) -> None:
