@@ -47,11 +47,8 @@ class Launcher:
     def start(cls, workdir: str) -> Launcher | None:
         """In the agent, before ``_privs.separate``: the launcher, where the image has one
         and the agent will be apart from the program (else None: runs fork as before)."""
-        try:
-            program = os.stat(workdir).st_uid
-        except OSError:
-            return None
-        if os.getuid() != 0 or program == 0 or _privs.nproc is not None:
+        program = _privs.apart_uid(workdir)
+        if program is None or _privs.nproc is not None:
             return None  # not apart, or gVisor (its own process accounting): as before
         if not os.access(LAUNCHER, os.X_OK):
             return None
@@ -77,7 +74,7 @@ class Launcher:
         a child of the agent. None: not started (the run forks it as before); a launcher
         that failed is given up for the sandbox's life."""
         orders = _orders(job, cwd)
-        if orders is None or self.pid not in _procs.FIXED:
+        if orders is None:
             return None
         try:
             rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", *fds))
@@ -102,10 +99,12 @@ class Launcher:
         self.sock.close()
 
 
-def usable(launcher: Launcher | None, job: RunJob | dict[str, Any]) -> bool:
-    """Whether ``job`` (orders or a spare's hint) would start by ``launcher``: a program to
-    exec, not Python run inline."""
-    return launcher is not None and launcher.pid in _procs.FIXED and not job.get("python_inline")
+def usable(launcher: Launcher | None, job: RunJob) -> bool:
+    """Whether ``job`` would start by ``launcher`` (alive): a program to exec, not Python
+    run inline nor a session kernel's cell."""
+    if launcher is None or launcher.pid not in _procs.FIXED:
+        return False
+    return not job.get("python_inline") and not job.get("kernel")
 
 
 def _orders(job: RunJob, cwd: str) -> bytes | None:

@@ -91,15 +91,24 @@ class _Calls:
             raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def apart_uid(workdir: str) -> int | None:
+    """The program's uid (the owner of ``workdir``) where the agent can stand apart from
+    it: started as uid 0, with a working directory that is not root's. None: one uid."""
+    try:
+        program = os.stat(workdir).st_uid
+    except OSError:
+        return None
+    if os.getuid() != 0 or program == 0:
+        return None
+    return program
+
+
 def separate(workdir: str) -> None:
     """In the agent, before anything else: become SUPERVISOR_UID with the four
     capabilities, acting on files as the program's uid (see the module's text)."""
     global program_uid, _calls
-    try:
-        program = os.stat(workdir).st_uid
-    except OSError:
-        return
-    if os.getuid() != 0 or program == 0:
+    program = apart_uid(workdir)
+    if program is None:
         return
     calls = _calls = _Calls()
     # the bounding set emptied here, once: every child inherits it so (it limits what an

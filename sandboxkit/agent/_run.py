@@ -217,8 +217,7 @@ class Run:
         self.pids_before = _procs.pids_max_hits()
         pre = self.agent.take_prestarted()
         if pre is not None and self.kernel is None and pre.fits(job):
-            self.started = time.monotonic()
-            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+            self._clock_start()
             self.pid, self.stdin_fd, out_fd, err_fd = pre.begin(job)
             self._outputs(out_fd, err_fd)
             return
@@ -239,8 +238,7 @@ class Run:
                 self.open.add(out)
                 ends.append(w)
             fds = (ends[0], ends[1], ends[2])
-            self.started = time.monotonic()
-            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+            self._clock_start()
             if self.kernel is not None:
                 self.pid = self.kernel.cell(job, fds, workdir)
                 self.cpu_before = _procs.proc_cpu(self.pid)
@@ -269,17 +267,21 @@ class Run:
         for out in self.outputs:
             self.sel.register(out.fd, selectors.EVENT_READ, out.readable)
 
+    def _clock_start(self) -> None:
+        """The program is about to start: its wall time and CPU are counted from here."""
+        self.started = time.monotonic()
+        self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+
     def _launched(self) -> bool:
         """Start an exec'd program by the launcher (``_launch``); False: not by it."""
         agent = self.agent
-        if self.kernel is not None or not _launch.usable(agent.launcher, self.job):
+        if not _launch.usable(agent.launcher, self.job):
             return False
         assert agent.launcher is not None
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        self.started = time.monotonic()
-        self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+        self._clock_start()
         self.stamp("fork")
         try:
             pid = agent.launcher.spawn(self.job, (in_r, out_w, err_w), agent.workdir)
@@ -304,8 +306,7 @@ class Run:
         if spare is None:
             return False
         if self.kernel is None:
-            self.started = time.monotonic()
-            self.cgroup_before, self.self_before = _procs.cgroup_cpu(), _procs.self_cpu()
+            self._clock_start()
             self.stamp("fork")
             if spare.hand(self.job):
                 self.pid, self.stdin_fd = spare.pid, spare.stdin
@@ -380,7 +381,7 @@ class Run:
         result, not beside the program."""
         self.spare_tried = True  # once: out of pids, a fork in every round would not help
         after = self.job["then"] if "then" in self.job else self.agent.queue[0][0]
-        if not after.get("kernel") and _launch.usable(self.agent.launcher, after):
+        if _launch.usable(self.agent.launcher, after):
             return  # the launcher starts it: no fork of the agent's to make ahead
         self.agent.make_spare(hint_of(after), alone=False)
         self.stamp("spare")
