@@ -16,6 +16,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from box_procs import PROCS
 
 from sandboxkit import _protocol as wire
 from sandboxkit._images.dockerfile import agent_files
@@ -147,10 +149,10 @@ class Agent:
 
     def childless(self, timeout: float = 5.0) -> bool:
         """Whether the agent comes to have no child process (all ended and reaped) but
-        the spare it forks ahead for the next run."""
+        the spare it forks ahead for the next run and its zygote."""
         deadline = time.monotonic() + timeout
         (agent,) = _children(self.proc.pid)  # unshare's one child: the agent
-        while [p for p in _children(agent) if p not in _spares(agent)[:1]]:
+        while [p for p in _children(agent) if p not in _spares(agent)[:1] + _zygotes(agent)]:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
@@ -175,10 +177,10 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def _spares(agent: int) -> list[int]:
-    """The agent's children that may be the spare it forks ahead for the next run
-    (``agent/_spare``): live copies of the agent's interpreter (a leftover of these tests
-    is a shell or a sleep; a spare may still be closing the agent's descriptors)."""
+def _copies(agent: int) -> list[int]:
+    """The agent's children that run its interpreter, alive: its zygote (``agent/_zygote``)
+    and the spare forked ahead for the next run (``agent/_spare``); a leftover of these
+    tests is a shell or a sleep."""
     found = []
     for pid in _children(agent):
         try:
@@ -192,6 +194,26 @@ def _spares(agent: int) -> list[int]:
         if same and state != "Z":
             found.append(pid)
     return found
+
+
+def _is_zygote(pid: int) -> bool:
+    """The zygote is the agent's first child, forked at its start: PID 2 of its namespace
+    (on a host there is no launcher to come before it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return status.split("NSpid:")[1].splitlines()[0].split()[-1] == "2"
+
+
+def _zygotes(agent: int) -> list[int]:
+    return [pid for pid in _copies(agent) if _is_zygote(pid)]
+
+
+def _spares(agent: int) -> list[int]:
+    """The agent's children that may be the spare it forks ahead for the next run (a
+    spare may still be closing the agent's descriptors)."""
+    return [pid for pid in _copies(agent) if not _is_zygote(pid)]
 
 
 def run_job(argv: list[str], **job: Any) -> dict[str, Any]:
@@ -419,6 +441,21 @@ def test_a_run_is_the_child_forked_ahead_of_it(agent: Agent, inline: bool) -> No
         assert int(out) == spare
 
 
+def test_without_its_zygote_the_agent_forks_the_spares(agent: Agent) -> None:
+    """The zygote clones Python's spares; killed (it cannot be from inside a sandbox, see
+    tests/test_zygote.py), the agent reaps it and forks them itself, run after run."""
+    (pid1,) = _children(agent.proc.pid)
+    argv, job = python("import os, sys; print(os.getppid(), 'selectors' in sys.modules)")
+    assert agent.run(argv, **job)[0] == b"1 False\n"  # cloned: the zygote's few modules
+    (zygote,) = _zygotes(pid1)
+    os.kill(zygote, signal.SIGKILL)
+    seen = [agent.run(argv, **job) for _ in range(3)]
+    assert all((err, report["exit_code"]) == (b"", 0) for _, err, report in seen)
+    # the first may be the spare cloned before the kill; the agent forks the next ones
+    assert [out for out, _, _ in seen][1:] == [b"1 True\n"] * 2
+    assert _zygotes(pid1) == [] and agent.childless()
+
+
 @pytest.mark.parametrize("queued", ["job", "then"])
 def test_a_waiting_run_s_child_is_forked_during_the_current_run(agent: Agent, queued: str) -> None:
     """A run queued behind the current one (a judge's next test, a compile step's run)
@@ -445,14 +482,13 @@ def test_a_forking_run_with_a_spare_beside_it_leaves_nothing_to_the_next(agent: 
     behind it starts."""
     bomb = "for i in 1 2 3 4; do (while :; do (sleep 100 &) ; done) & done; wait"
     agent.job(run_job(["/bin/sh", "-c", bomb], time=0.5))
-    argv, job = python(
-        "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
-    )
+    argv, job = python(PROCS + "print(procs)")
     agent.job(run_job(argv, **job))
     assert agent.outcome()[2]["reason"] == "timeout"
     out, err, report = agent.outcome()
     assert (err, report["exit_code"]) == (b"", 0)
-    assert len(json.loads(out)) == 2, out  # PID 1 and this program: no sleeper, no shell left
+    # PID 1 and this program (and the agent's zygote, see box_procs): no sleeper, no shell
+    assert len(json.loads(out)) == 2, out
 
 
 def test_processes_ending_between_runs_are_reaped(agent: Agent) -> None:

@@ -12,10 +12,11 @@ import sandboxkit as sk
 pytestmark = pytest.mark.docker
 
 # what a pre-loaded interpreter cannot hide: its argv, and the modules it had imported
+# (ctypes: the zygote's own, which every spare it clones inherits, see agent/_zygote.py)
 PROBE = (
     "import sys\n"
     "argv = open('/proc/self/cmdline', 'rb').read().split(b'\\0')\n"
-    "print(b'main.py' in argv, 'selectors' in sys.modules)"
+    "print(b'main.py' in argv, 'ctypes' in sys.modules)"
 )
 # how long node has been running: a pre-started one since its sandbox was made
 NODE_PROBE = "console.log(process.argv[1], performance.now() > 1500 ? 'old' : 'new')"

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from box_procs import PROCS
 from conftest import containers_of_pool
 
 import sandboxkit as sk
@@ -122,11 +123,7 @@ async def test_the_supervisor_still_ends_what_the_program_leaves(
         "subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
         "print('left')\n"
     )
-    count = (
-        "import os\n"
-        "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and p != "
-        "str(os.getpid())))\n"
-    )
+    count = PROCS + "print([p for p in procs if p != os.getpid()])\n"  # (see box_procs)
     async with sk.Sandbox(pool=pool, runtime=runtime) as sb:  # type: ignore[arg-type]
         assert (await sb.run(leave)).stdout == "left\n"
         r = await sb.run(count)

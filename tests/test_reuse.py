@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from box_procs import PROCS
 
 import sandboxkit as sk
 
@@ -42,7 +43,9 @@ os.environ['LEAK'] = '1'
 time.sleep(0.2)
 """
 
-LOOK = r"""
+LOOK = (
+    PROCS
+    + r"""
 import os
 found = []
 for place in ('.', '/tmp', '/dev/shm', '/run/sandboxkit'):
@@ -50,11 +53,11 @@ for place in ('.', '/tmp', '/dev/shm', '/run/sandboxkit'):
         found += [os.path.join(place, n) for n in os.listdir(place) if n != 'main.py']
     except OSError:
         pass
-procs = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]
-cmds = [open(f'/proc/{p}/cmdline', 'rb').read() for p in procs if os.path.exists(f'/proc/{p}')]
+cmds = [open(f'/proc/{p}/cmdline', 'rb').read() for p in others if os.path.exists(f'/proc/{p}')]
 ipc = [open(f'/proc/sysvipc/{t}').read().count('\n') - 1 for t in ('shm', 'sem', 'msg')]
 print(sorted(found), [c for c in cmds if b'sleep' in c], ipc, os.environ.get('LEAK'))
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +117,7 @@ async def test_a_run_that_timed_out_leaves_nothing(reuse_pool: sk.SandboxPool) -
         limits=sk.Limits(time=1),
     )
     assert r.status == "timeout", r
-    looked = await reuse_pool.run(
-        "import os\nprint(os.listdir('/tmp'), "
-        "[p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())])"
-    )
+    looked = await reuse_pool.run(PROCS + "print(os.listdir('/tmp'), others)")
     assert looked.stdout.strip() == "[] []", looked
 
 

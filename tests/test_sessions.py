@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from box_procs import PROCS
 
 import sandboxkit as sk
 
@@ -89,12 +90,7 @@ async def test_session_files_and_leftover_processes(pool: sk.SandboxPool) -> Non
             "subprocess.Popen(['sleep', '1000'])\n"
         )
         assert r1.status == "ok"
-        r2 = await sb.run(
-            "import os\n"
-            "me = ('1', str(os.getpid()))\n"
-            "procs = [p for p in os.listdir('/proc') if p.isdigit() and p not in me]\n"
-            "print(os.path.exists('out.txt'), procs)"
-        )
+        r2 = await sb.run(PROCS + "print(os.path.exists('out.txt'), others)")
         assert r2.stdout == "True []\n"
         assert await sb.read_file("out.txt") == b"ABC"
         names = {e.path for e in await sb.list_files()}

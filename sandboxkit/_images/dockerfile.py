@@ -41,7 +41,7 @@ PRESTART_RB = f"{AGENT_LIB}/sandboxkit/agent/prestart.rb"
 # to it: $0, Process.argv0 and /proc/self/cmdline are then those of `ruby main.rb`
 PRESTART_RB_DIR = f"{AGENT_DIR}/ruby"
 LAUNCHER_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/launch.c"
-LAUNCHER_PATH = f"{AGENT_DIR}/launch"  # the agent's _launch.LAUNCHER
+LAUNCHER_PATH = f"{AGENT_DIR}/launch"  # the agent's _boot.LAUNCHER_FILE
 JAVAC_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/SandboxkitJavac.java"
 JAVAC_CLASSES = f"{AGENT_DIR}/java"  # SandboxkitJavac.class, compiled at build
 CA_FILE = "sandboxkit-build-ca.pem"

@@ -6,12 +6,16 @@ image (``/opt/sandboxkit/lib``) and run as ``python3 -I /opt/sandboxkit/agent.py
 
 | module | one job |
 | --- | --- |
-| ``__main__`` | the entry: puts the image's ``lib/`` on ``sys.path``, then ``_serve.main`` |
-| ``_serve`` | ready frame, the host's input, one job at a time, ``main`` |
+| ``__main__`` | the entry: puts the image's ``lib/`` on ``sys.path``, then ``_boot.main`` |
+| ``_boot`` | the start: out of the program's uid, launcher or zygote, channel, serve |
+| ``_serve`` | ready frame, the host's input, one job at a time |
 | ``_run`` | one run's life: start, stdin, output and its cap, limits, the EXIT frame |
 | ``_privs`` | the agent's uid and four capabilities, and every child's drop to none |
 | ``_procs`` | the forked child's setup, killing (PID 1 only) and reaping, /proc figures |
 | ``_spare`` | a child forked ahead of the next run, set up but for the job |
+| ``_zygote`` | a small early copy of the agent that clones the spares in its stead |
+| ``_launch`` | exec'd programs started by a small C process's clone (``launch.c``) |
+| ``_helper`` | the agent's end of the launcher and the zygote: a socket, a pid |
 | ``_prestart`` | a language's runtime started before its first step (node, tsc, javac) |
 | ``_files`` | write, read and list under the workdir, never following a symlink |
 | | (and a session run's own files, kept apart from the workdir) |
@@ -36,5 +40,5 @@ writes frames.
 
 Start-up is paid once per container, each run's work after the fork: the modules import
 no ``typing`` at run time (``TYPE_CHECKING = False``), and what every run needs
-(``resource``, ``threading``) is imported at start-up, not in the forked child.
+(``resource``) is imported at start-up, not in the forked child.
 """

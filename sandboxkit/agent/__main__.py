@@ -11,8 +11,8 @@ import sys
 if not __package__:
     sys.path.insert(0, __file__.rpartition("/")[0] + "/lib")
 
+from sandboxkit.agent._boot import main
 from sandboxkit.agent._inline import Become
-from sandboxkit.agent._serve import main
 
 program = None
 try:

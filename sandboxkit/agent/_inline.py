@@ -9,14 +9,13 @@ The program must not see the agent: :func:`forget_agent` takes the agent's direc
 
 from __future__ import annotations
 
+import _signal as signal  # type: ignore[import-not-found]  # see _procs
 import atexit
 import builtins
 import os
 import resource
-import signal
 import struct
 import sys
-import threading  # at start-up, not in each run (~1 ms): the exit waits for its threads
 import time
 
 from . import _display, _procs
@@ -114,9 +113,9 @@ def forget_agent() -> None:
 
 def new_main() -> ModuleType:
     """A fresh ``__main__`` module, as the interpreter makes for a script."""
-    import types
-
-    main = types.ModuleType("__main__")
+    # the module type without importing types.py: neither the zygote nor a fresh
+    # interpreter has, and each spare would load it from disk
+    main: ModuleType = type(sys)("__main__")
     main.__annotations__ = {}  # before __builtins__: a fresh interpreter's order of names
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
@@ -308,10 +307,15 @@ def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
         report_exception(1)
         code = 1
     stamp(3)
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
-    except Exception:  # noqa: BLE001
-        pass
+    # as the interpreter's exit: wait for non-daemon threads, if the program has any (a
+    # fresh interpreter imports threading only when asked to, and neither does the agent:
+    # its at-fork step alone costs each forked child ~100 page faults)
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except Exception:  # noqa: BLE001
+            pass
     atexit._run_exitfuncs()
     if not flush_stdio():
         code = code or 120

@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import resource
 import socket
-import struct
 
-from . import _privs, _procs
+from . import _privs
+from ._boot import LAUNCHER_FILE
+from ._helper import Helper, keep_only
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,42 +32,30 @@ if TYPE_CHECKING:
 
     from .._protocol import RunJob
 
-LAUNCHER = "/opt/sandboxkit/launch"
 MAX_ORDERS = 65536  # launch.c's MAX_MESSAGE
-ANSWER_WAIT = 2.0  # seconds: a launcher that does not answer is given up
 
 
-class Launcher:
+class Launcher(Helper):
     """The agent's end of the launcher: its pid and socket."""
-
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid, self.sock = pid, sock
-        sock.settimeout(ANSWER_WAIT)
 
     @classmethod
     def start(cls, workdir: str) -> Launcher | None:
-        """In the agent, before ``_privs.separate``: the launcher, where the image has one
-        and the agent will be apart from the program (else None: runs fork as before)."""
+        """In the agent, before ``_privs.separate``, in an image that has the launcher: the
+        launcher, where the agent will be apart from the program (else None: runs fork as
+        before)."""
         program = _privs.apart_uid(workdir)
         if program is None or _privs.nproc is not None:
             return None  # not apart, or gVisor (its own process accounting): as before
-        if not os.access(LAUNCHER, os.X_OK):
-            return None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             try:
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(null, fd)
-                os.dup2(theirs.fileno(), 3)
-                os.closerange(4, 65536)
-                argv = [LAUNCHER, str(program), str(_privs.SUPERVISOR_UID)]
-                os.execve(LAUNCHER, argv, {})
+                keep_only(theirs.fileno())
+                argv = [LAUNCHER_FILE, str(program), str(_privs.SUPERVISOR_UID)]
+                os.execve(LAUNCHER_FILE, argv, {})
             finally:
                 os._exit(127)
         theirs.close()
-        _procs.FIXED.add(pid)
         return cls(pid, mine)
 
     def spawn(self, job: RunJob, fds: tuple[int, int, int], cwd: str) -> int | None:
@@ -76,33 +65,13 @@ class Launcher:
         orders = _orders(job, cwd)
         if orders is None:
             return None
-        try:
-            rights = (socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("3i", *fds))
-            self.sock.sendmsg([orders], [rights])
-            answer = self.sock.recv(8)
-        except OSError:  # gone, or hung (timeout): from now on, runs fork
-            self.close()
-            return None
-        pid = int.from_bytes(answer, "little", signed=True) if len(answer) == 4 else 0
-        if pid <= 0:  # clone refused (out of pids, or a kernel without CLONE_PARENT)
-            if len(answer) != 4:
-                self.close()
-            return None
-        return pid
-
-    def close(self) -> None:
-        """Given up: killed (it could be hung) and left to the next reap; not killed once
-        reaped (``_procs.note_exit`` forgets it: its pid may be another's by now)."""
-        if self.pid in _procs.FIXED:
-            _procs.FIXED.discard(self.pid)
-            _procs.kill_each([self.pid])
-        self.sock.close()
+        return self.ask(orders, fds)
 
 
 def usable(launcher: Launcher | None, job: RunJob) -> bool:
     """Whether ``job`` would start by ``launcher`` (alive): a program to exec, not Python
     run inline nor a session kernel's cell."""
-    if launcher is None or launcher.pid not in _procs.FIXED:
+    if launcher is None or not launcher.usable():
         return False
     return not job.get("python_inline") and not job.get("kernel")
 

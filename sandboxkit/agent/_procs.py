@@ -7,9 +7,11 @@ that namespace alone; anywhere else it would reach every process of the machine.
 
 from __future__ import annotations
 
+# _signal, not signal: signal.py's enums weigh ~0.8 MB in the zygote that every spare
+# is forked from (_zygote), and a fresh python3 has not imported them either
+import _signal as signal  # type: ignore[import-not-found]
 import os
 import resource  # at module level: a forked run would otherwise import it each time
-import signal
 import time
 
 from . import _privs
@@ -39,7 +41,7 @@ def _init_only() -> None:
 KEPT: set[int] = set()
 # wait statuses of ended background processes, by pid, as whichever loop reaped them saw
 EXITS: dict[int, int] = {}
-# The agent's own processes that live as long as the sandbox (the launcher, _launch):
+# The agent's own processes that live as long as the sandbox (_launch, _zygote):
 # no kill but the sandbox's end reaches them, and no scrub counts them as left over.
 FIXED: set[int] = set()
 

@@ -9,13 +9,12 @@ import signal
 import sys
 import time
 
-from .._protocol import CHANNEL_PATH, ENV_RUN_NAMES, FAULT, JOB, READY, FrameReader
-from . import _bg, _display, _files, _host, _privs, _procs, _scrub, _snapshot, _watch
+from .._protocol import FAULT, JOB, READY, FrameReader
+from . import _bg, _files, _host, _procs, _scrub, _snapshot, _watch
+from ._boot import WORKDIR
 from ._host import CHUNK, reply, send_json, send_raw
-from ._inline import forget_agent, warm_compiler
 from ._kernel import Kernel
-from ._launch import Launcher
-from ._procs import SHIELDED, kill_and_reap, reap, set_dumpable, wait_gone
+from ._procs import kill_and_reap, reap, wait_gone
 from ._run import Inbox, Run
 from ._spare import Spare
 
@@ -24,11 +23,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from ._launch import Launcher
     from ._prestart import Prestarted
+    from ._zygote import Zygote
 
-WORKDIR = "/work"
 TOOLCHAIN_FILE = "/opt/sandboxkit/version"
-PRESTART_FILE = "/opt/sandboxkit/prestart.json"
 
 
 class Agent:
@@ -39,8 +38,10 @@ class Agent:
         workdir: str = WORKDIR,
         run_env: dict[str, str] | None = None,
         launcher: Launcher | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
         self.workdir = workdir
+        self.zygote = zygote  # makes the spares, where it can (_zygote)
         # exec'd programs start by the launcher's fork instead of the agent's (_launch)
         self.launcher = launcher
         # what the next run likely brings, for its spare: the last run's, and before any
@@ -87,7 +88,7 @@ class Agent:
     def internal_pids(self) -> list[int]:
         """The agent's own helpers: not the user's processes to list or signal."""
         pids = [self.kernel.pid, self.spare.pid if self.spare is not None else 0]
-        pids += _procs.FIXED  # the launcher
+        pids += _procs.FIXED  # the launcher, the zygote
         if self.prestarted is not None:
             pids.append(self.prestarted.pid)
         return [p for p in pids if p]
@@ -151,7 +152,7 @@ class Agent:
         no program runs), or for a job known to come next (``hint``: its orders)."""
         if self.spare is None and self.want_spare and self.prestarted is None:
             try:
-                self.spare = Spare(self.workdir, hint or self.hint, alone=alone)
+                self.spare = Spare(self.workdir, hint or self.hint, alone=alone, zygote=self.zygote)
             except OSError:  # out of pids or descriptors: the run forks as before
                 pass
 
@@ -256,14 +257,6 @@ class Agent:
         reply(report)
 
 
-def _take_run_env() -> dict[str, str] | None:
-    """The language's environment (:data:`ENV_RUN_NAMES`), the variable taken out."""
-    names = os.environ.pop(ENV_RUN_NAMES, None)
-    if names is None:
-        return None
-    return {n: os.environ[n] for n in names.split(",") if n in os.environ}
-
-
 def _toolchain() -> str | None:
     """The toolchain's own version line, recorded in the image when it was built."""
     try:
@@ -272,49 +265,3 @@ def _toolchain() -> str | None:
     except OSError:
         return None
     return lines[0][:200] if lines else None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Start the agent. For tests on a host only: ``--workdir DIR`` replaces ``/work``,
-    ``--channel PATH`` the mounted socket's path."""
-    args = sys.argv[1:] if argv is None else argv
-    options = dict(zip(args[::2], args[1::2]))
-    if len(args) % 2 or not set(options) <= {"--workdir", "--channel"}:
-        sys.exit("usage: agent [--workdir DIR] [--channel PATH]")
-    workdir = options.get("--workdir", WORKDIR)
-    if "--workdir" in options:
-        # a host test's agent: absolute paths stay inside the test's own directory
-        _files.FS_ROOT = os.path.dirname(os.path.abspath(workdir.rstrip("/")))
-        _display.DIR = workdir.rstrip("/") + ".display"  # a host test's own, beside it
-    if os.getpid() != 1:
-        # kill(-1) from anywhere but PID 1 of a PID namespace would hit the whole machine
-        sys.exit("sandboxkit agent: refusing to run outside a container (must be PID 1)")
-    # first of all: out of the program's uid, keeping only what supervising takes
-    _privs.take_nproc()
-    run_env = _take_run_env()
-    launcher = Launcher.start(workdir)  # as uid 0: it separates itself as the agent does
-    _privs.separate(workdir)
-    set_dumpable(False)  # a second wall behind the uids: user code out of /proc/1
-    # before anything is forked: no other process may ever hold the channel
-    _host.open_channel(options.get("--channel", CHANNEL_PATH))
-    # A second wall behind the uids (and the only one where the engine granted no
-    # capability, see _privs): Linux drops signals PID 1 has no handler for, but Python
-    # installs one for SIGINT, and gVisor does not protect an init at all: ignore every
-    # signal that can be ignored (runs get the defaults back).
-    for sig in SHIELDED:
-        try:
-            signal.signal(sig, signal.SIG_IGN)
-        except (OSError, ValueError):
-            pass
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError:
-        pass
-    prestart = None
-    if os.path.exists(PRESTART_FILE):
-        from ._prestart import launch  # images with a pre-started runtime only
-
-        prestart = launch
-    warm_compiler()
-    forget_agent()  # every module is loaded: from here on, programs must not see them
-    Agent(workdir, run_env, launcher).serve(prestart)

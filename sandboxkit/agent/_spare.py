@@ -34,11 +34,11 @@ program can neither trace it nor read its memory, environment or descriptors).
 
 from __future__ import annotations
 
+import _signal as signal  # type: ignore[import-not-found]  # see _procs
 import gc
-import json
+import marshal  # not json: its re would weigh on every spare (see _zygote)
 import mmap
 import os
-import signal
 
 from . import _inline, _privs, _procs
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from .._protocol import RunJob
+    from ._zygote import Zygote
 
 MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
 ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
@@ -63,33 +64,51 @@ class Spare:
     """The agent's handle on a spare child: its pid and the agent's ends of its pipes."""
 
     def __init__(
-        self, workdir: str, hint: dict[str, Any] | None = None, *, alone: bool = False
+        self,
+        workdir: str,
+        hint: dict[str, Any] | None = None,
+        *,
+        alone: bool = False,
+        zygote: Zygote | None = None,
     ) -> None:
         """``hint``: the orders the run is likely to bring (see the module's text);
         ``alone``: no program runs beside the spare, so it may become the program's
-        uid ahead."""
+        uid ahead; ``zygote``: it makes the spare, where it can (else the agent forks it)."""
         # the rlimits set ahead: a run must want these (the spare cannot raise them)
         self.rlimits: dict[str, Any] | None = None
         if hint is not None and hint.get("rlimits") is not None:
             self.rlimits = dict(hint["rlimits"])
         mine: list[int] = []
+        page = -1
         try:
             for _ in range(4):  # stdin, stdout, stderr, control
                 mine.extend(os.pipe())
-            # a traced run's stamps and the exit notice go here (see _inline.PAGE)
-            self.shared = mmap.mmap(-1, _inline.PAGE_SIZE)
-            gc.freeze()  # as in Run._start: a collection in the child must not copy pages
-            pid = os.fork()
+            in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
+            theirs = (in_r, out_w, err_w, ctl_r)
+            pid = None
+            if zygote is not None and zygote.usable():
+                # the page is shared with a process the agent does not fork: by a memfd
+                page = os.memfd_create("sandboxkit-page", os.MFD_CLOEXEC)
+                os.ftruncate(page, _inline.PAGE_SIZE)
+                self.shared = page_of(page)
+                pid = zygote.spawn((*theirs, page), hint, alone)
+                if pid is None:
+                    self.shared.close()
+            if pid is None:
+                # a traced run's stamps and the exit notice go here (see _inline.PAGE)
+                self.shared = mmap.mmap(-1, _inline.PAGE_SIZE)
+                gc.freeze()  # as in Run._start: a collection in the child must not copy pages
+                pid = os.fork()
         except BaseException:
             for fd in mine:
                 os.close(fd)
             raise
-        in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
+        finally:
+            if page >= 0:
+                os.close(page)
         if pid == 0:
-            _inline.TRACE = _inline.PAGE = self.shared
-            _inline.PAGE_OWNER = os.getpid()
-            _wait_for_orders((in_r, out_w, err_w), ctl_r, workdir, hint, alone)
-        for fd in (in_r, out_w, err_w, ctl_r):
+            run_spare(theirs, self.shared, workdir, hint, alone)
+        for fd in theirs:
             os.close(fd)
         self.pid = pid
         self.stdin, self.stdout, self.stderr, self.control = in_w, out_r, err_r, ctl_w
@@ -100,7 +119,7 @@ class Spare:
         the run forks as before."""
         if not self.fits(job):
             return False
-        orders = json.dumps({k: job[k] for k in ORDER_KEYS if k in job}).encode()  # type: ignore[literal-required]
+        orders = marshal.dumps({k: job[k] for k in ORDER_KEYS if k in job})  # type: ignore[literal-required]
         if len(orders) > MAX_ORDERS:
             return False
         os.set_blocking(self.control, False)
@@ -133,6 +152,22 @@ class Spare:
             if fd >= 0:
                 os.close(fd)
         self.shared.close()
+
+
+def page_of(fd: int) -> mmap.mmap:
+    """The page a spare shares with the agent, mapped from a memfd (see ``_zygote``)."""
+    return mmap.mmap(fd, _inline.PAGE_SIZE)
+
+
+def run_spare(
+    fds: tuple[int, ...], page: mmap.mmap, workdir: str, hint: dict[str, Any] | None, alone: bool
+) -> NoReturn:
+    """In the new spare (forked by the agent or cloned by the zygote): ``fds`` are its
+    stdin, stdout, stderr and control pipe; ``page`` the one it shares with the agent."""
+    _inline.TRACE = _inline.PAGE = page
+    _inline.PAGE_OWNER = os.getpid()
+    in_r, out_w, err_w, control = fds
+    _wait_for_orders((in_r, out_w, err_w), control, workdir, hint, alone)
 
 
 def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs.Ahead:
@@ -183,7 +218,7 @@ def _wait_for_orders(
         if not chunks:
             os._exit(0)  # the agent went away without a job for it
         _inline.stamp(0)
-        job: RunJob = json.loads(b"".join(chunks))
+        job: RunJob = marshal.loads(b"".join(chunks))  # noqa: S302 - the agent's own pipe
         if not ahead.program:
             _procs.drop_privileges()
         argv, env = _procs.apply_job(job, workdir, ahead=ahead)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from box_procs import PROCS
+
 import sandboxkit as sk
 from sandboxkit._fleet.labels import LABEL_POOL
 from sandboxkit._run.reader import HOST_GRACE
@@ -80,9 +82,7 @@ async def settle(pool: sk.SandboxPool, timeout: float = SETTLE_TIMEOUT) -> None:
 async def canary(pool: sk.SandboxPool) -> None:
     """A benign run right after: exact output, fresh workdir, no stray process."""
     nonce = secrets.token_hex(8)
-    code = (
-        "import os\n"
-        "procs = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+    code = PROCS + (  # the agent's own helpers are not leftovers (see box_procs)
         f"print({nonce!r}, sum(range(10)), sorted(os.listdir('/work')), len(procs),"
         " sorted(os.listdir('/tmp')))\n"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from box_procs import PROCS
 
 import sandboxkit as sk
 from sandboxkit import _protocol as wire
@@ -63,11 +64,10 @@ async def test_next_session_run_sees_no_leftover_process(
     async with sk.Sandbox(pool=hostile_pool, limits=sk.Limits(time=30)) as sb:
         r = await sb.run(OUTLIVERS[name])
         assert r.status == "ok"
-        r = await sb.run(
-            "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
-        )
+        r = await sb.run(PROCS + "print(procs)")
         assert r.status == "ok"
-        assert len(json.loads(r.stdout)) == 2, r.stdout  # the agent and this program
+        # the agent and this program (and the agent's helpers, see box_procs)
+        assert len(json.loads(r.stdout)) == 2, r.stdout
     await settle(hostile_pool)
 
 
@@ -225,7 +225,7 @@ async def test_zombies_are_reaped_before_the_next_session_run(
     async with sk.Sandbox(pool=hostile_pool) as sb:
         assert (await sb.run(ZOMBIES["zombies-to-the-pids-limit"])).status == "ok"
         r = await sb.run(
-            "import os\nprint(sum(p.isdigit() for p in os.listdir('/proc')))\n"
+            PROCS + "print(len(procs))\n"
             "pid = os.fork()\nif pid == 0:\n    os._exit(7)\n"
             "print(os.waitpid(pid, 0)[1] >> 8)\n"
         )
@@ -241,7 +241,7 @@ async def test_state_is_not_left_for_the_next_user(hostile_pool: sk.SandboxPool)
     )
     await check(hostile_pool, code, "ok")
     r = await hostile_pool.run(
-        "import os\nprint([os.path.exists(d + '/left') for d in ('/work', '/tmp', '/dev/shm')],"
-        " sum(p.isdigit() for p in os.listdir('/proc')))\n"
+        PROCS + "print([os.path.exists(d + '/left') for d in ('/work', '/tmp', '/dev/shm')],"
+        " len(procs))\n"
     )
     assert r.stdout == "[False, False, False] 2\n"
