@@ -339,31 +339,23 @@ async def test_sigkill_of_an_engine_under_load_gives_no_wrong_result(
         done_after_detection.set()
 
     await asyncio.wait_for(asyncio.gather(conductor(), *(worker(w) for w in range(6))), 240)
-    wrong = [o for o in outcomes if o[2] == "WRONG"]
-    assert wrong == []
-    errors = [o for o in outcomes if o[2] == "error"]
-    assert 1 <= len(errors) <= marks["in_flight"] + 1, (errors, marks)  # the ones under way
-    for start, _end, _kind, exc in errors:
-        # only runs that were already under way when the engine was seen dead, and
-        # only an engine error naming the dead engine
-        assert isinstance(exc, sk.EngineError) and victim in str(exc), exc
-        assert start < marks["detected"], (start, marks)
-    after = [o for o in outcomes if o[0] > marks["detected"]]
-    assert all(o[2] == "ok" and o[3].engine != victim for o in after), after
-    status = {s.url: s for s in await fleet.engine_status()}
-    assert status[victim].state == "down" and status[victim].downs == 1
-    assert (status[victim].idle, status[victim].busy) == (0, 1)  # only the session's box
-    with pytest.raises(sk.SandboxError):
-        await on_victim.run("print('still there?')")
-    await on_victim.aclose()
-    assert {s.url: s.busy for s in await fleet.engine_status()}[victim] == 0
+    try:
+        errors = _check_failover(outcomes, marks, victim)
+        status = {s.url: s for s in await fleet.engine_status()}
+        assert status[victim].state == "down" and status[victim].downs == 1
+        assert (status[victim].idle, status[victim].busy) == (0, 1)  # only the session's box
+        with pytest.raises(sk.SandboxError):
+            await on_victim.run("print('still there?')")
+        await on_victim.aclose()
+        assert {s.url: s.busy for s in await fleet.engine_status()}[victim] == 0
+    finally:  # the engine back for the module's next tests, whatever was seen here
+        hosts.script("start", "h2")
     print(
         f"\nkilled dockerd seen down after {marks['detected'] - marks['kill']:.3f} s; "
-        f"{len(errors)} run(s) in flight there ended with EngineError"
+        f"{errors} run(s) in flight there ended with EngineError"
     )
 
-    # restart it: it is re-admitted, serves again, and holds nothing of before
-    hosts.script("start", "h2")
+    # restarted (above): it is re-admitted, serves again, and holds nothing of before
     readmit = await until_state(fleet, victim, "up", 60)
     print(f"re-admitted {readmit:.3f} s after its dockerd answered again")
     for _ in range(40):
@@ -375,6 +367,27 @@ async def test_sigkill_of_an_engine_under_load_gives_no_wrong_result(
         pytest.fail("the re-admitted engine never served a run")
     await settle(fleet)
     await nothing_untracked(fleet, hosts.backend(1))  # nothing from before the kill survived
+
+
+def _check_failover(
+    outcomes: list[tuple[float, float, str, Any]], marks: dict[str, float], victim: str
+) -> int:
+    """No wrong result; errors only for runs on the killed engine that began before it
+    was seen down: those under way at the kill, and those that took one of its idle
+    sandboxes between the kill and its detection (and one being placed)."""
+    wrong = [o for o in outcomes if o[2] == "WRONG"]
+    assert wrong == []
+    errors = [o for o in outcomes if o[2] == "error"]
+    window = sum(1 for o in errors if marks["kill"] <= o[0] < marks["detected"])
+    assert 1 <= len(errors) <= marks["in_flight"] + window + 1, (errors, marks)
+    for start, _end, _kind, exc in errors:
+        # only runs that were already under way when the engine was seen dead, and
+        # only an engine error naming the dead engine
+        assert isinstance(exc, sk.EngineError) and victim in str(exc), exc
+        assert start < marks["detected"], (start, marks)
+    after = [o for o in outcomes if o[0] > marks["detected"]]
+    assert all(o[2] == "ok" and o[3].engine != victim for o in after), after
+    return len(errors)
 
 
 async def test_a_silent_engine_is_shown_down_and_its_runs_end_with_an_engine_error(
