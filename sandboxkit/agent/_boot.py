@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     if launcher is None:  # where the launcher starts the programs, no spare is made
         from ._zygote import Zygote
 
-        zygote = Zygote.start(workdir)
+        zygote = Zygote.start(workdir, run_env)
     from . import _files, _host, _inline
     from ._serve import Agent
 

@@ -246,16 +246,17 @@ READY_ENV: dict[str, str] | None = None
 
 def become_env(env: dict[str, str]) -> None:
     """The half of :func:`become_script` that depends on the environment alone:
-    ``os.environ``, flags, SIGINT, atexit, standard streams, a fresh ``__main__``. A
-    spare does it ahead, for the environment its run is likely to have
+    ``os.environ``, flags, atexit, standard streams, a fresh ``__main__``. The zygote
+    does it once for the language's environment (``_zygote``), which its spares inherit;
+    a spare does it ahead for another environment its run is likely to have
     (``_spare``); the run then skips it when its environment is that one."""
     global READY_ENV
-    os.environ.clear()
-    os.environ.update(env)
+    environ = os.environ
+    for name in list(environ):  # not environ.clear(): it lists the names again for each
+        del environ[name]
+    environ.update(env)
     sys.flags = _program_flags(env)  # type: ignore[assignment]
     sys.dont_write_bytecode = bool(_env_flag(env, "PYTHONDONTWRITEBYTECODE"))
-    # a fresh interpreter turns Ctrl-C into KeyboardInterrupt; the agent ignores SIGINT
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     atexit._clear()  # nothing the agent registered runs at the program's exit
     fresh_stdio(env)
     new_main()
@@ -294,6 +295,9 @@ def become_script(
 
 def run_code(code_obj: object, namespace: dict[str, object]) -> NoReturn:
     """Run the program, then end as the interpreter does: threads, atexit, flush, status."""
+    # a fresh interpreter turns Ctrl-C into KeyboardInterrupt (the agent ignores SIGINT,
+    # a child's set-up puts the default back)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = 0
     interrupted = False
     try:

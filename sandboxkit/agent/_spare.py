@@ -194,7 +194,9 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
         pass  # gone (a user removed it): the run's own chdir reports it
     env = hint.get("env")
     if env is not None and hint.get("python_inline", True):  # (unknown before any run)
-        _inline.become_env({str(k): str(v) for k, v in env.items()})
+        env = {str(k): str(v) for k, v in env.items()}
+        if env != _inline.READY_ENV:  # (the zygote's own: the language's environment)
+            _inline.become_env(env)
     return ahead
 
 

@@ -53,7 +53,7 @@ class Zygote(Helper):
     """The agent's end of the zygote: its pid and socket."""
 
     @classmethod
-    def start(cls, workdir: str) -> Zygote | None:
+    def start(cls, workdir: str, run_env: dict[str, str] | None) -> Zygote | None:
         """In the agent, once separated and before its channel is open: the zygote, where
         spares can be cloned (else None: the agent forks them). In the zygote this serves
         the agent and never returns (but in a spare that becomes its program by raising
@@ -63,7 +63,7 @@ class Zygote(Helper):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            _serve(theirs, workdir)
+            _serve(theirs, workdir, run_env)
         theirs.close()
         return cls(pid, mine)
 
@@ -118,15 +118,19 @@ def receive(sock: socket.socket) -> tuple[Any, list[int]] | None:
     return marshal.loads(data), fds  # noqa: S302 - the agent's own socket
 
 
-def _serve(sock: socket.socket, workdir: str) -> NoReturn:
+def _serve(sock: socket.socket, workdir: str, run_env: dict[str, str] | None) -> NoReturn:
     """The zygote: clone a spare for each request, answer its pid (or -errno), until the
-    agent's end closes."""
+    agent's end closes. It first makes itself ready for a program run in the language's
+    environment (``_inline.become_env``: every spare it clones is, and a run in that
+    environment does none of it again)."""
     made_spare = False
     try:
         keep_only(sock.detach())
         sock = socket.socket(fileno=3)
         _inline.warm_compiler()
         _inline.forget_agent()
+        if run_env is not None:
+            _inline.become_env(run_env)
         clone = clone_parent()
         while clone is not None:
             request = receive(sock)
