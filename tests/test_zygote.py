@@ -134,3 +134,47 @@ async def test_a_program_sees_few_modules_a_fresh_interpreter_has_not() -> None:
         "__future__", "_ctypes", "_socket", "_struct", "atexit", "ctypes", "ctypes._endian",
         "gc", "mmap", "resource", "struct", "types",  # (types: ctypes imports it)
     }, extra  # fmt: skip
+
+
+# how often ``needle`` (given reversed, so this source never holds it) is in the
+# program's own memory
+SCAN = r"""
+import sys
+needle = sys.argv[1][::-1].encode()
+found = 0
+with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+    for line in maps:
+        span, perms = line.split()[:2]
+        if not perms.startswith("r"):
+            continue
+        start, end = (int(x, 16) for x in span.split("-"))
+        try:
+            mem.seek(start)
+            found += mem.read(end - start).count(needle)
+        except (OSError, ValueError, OverflowError):
+            pass
+print(found)
+"""
+
+
+@pytest.mark.parametrize("limits", [None, sk.Limits(open_files=77)], ids=["same", "other-limits"])
+async def test_nothing_of_a_run_s_environment_reaches_the_next_run_s_memory(
+    limits: sk.Limits | None,
+) -> None:
+    """Reuse mode: the zygote is never told a run's environment (the spare's hint goes to
+    the spare), and the spare made beside a run is not the next one's after a scrub, so
+    a value a run was given (an API key) is nowhere in the memory of the run after it.
+    A run whose limits the spare made ahead does not fit gets a new one from the zygote,
+    not a fork of the agent (whose memory holds what earlier runs were sent)."""
+    secret, control = (f"sk-{token}" for token in ("4f1c9d7e2b", "8a3e6c0f5d"))
+    async with sk.SandboxPool(size=1, reuse=True) as pool:
+        seen = []
+        for _ in range(3):
+            given = await pool.run("import os\nprint(len(os.environ['KEY']))", env={"KEY": secret})
+            assert given.stdout == f"{len(secret)}\n", given
+            after = [
+                await pool.run(SCAN, args=[word[::-1]], limits=limits) for word in (secret, control)
+            ]
+            seen.append([r.stdout for r in after])
+    # the secret is found as often as a value no run was ever given (the needle itself)
+    assert all(a == b for a, b in seen), seen

@@ -14,7 +14,7 @@ import time
 from .._protocol import CLOSE_STDIN, DISPLAY, EXIT, KILL, STDERR, STDIN, STDOUT, pack
 from . import _display, _files, _inline, _launch, _procs
 from ._host import CHUNK, send, send_json, send_raw
-from ._spare import hint_of
+from ._spare import Spare, hint_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -299,25 +299,40 @@ class Run:
         return True
 
     def _from_spare(self) -> bool:
-        """Hand the run to the child forked ahead (``_spare``); False: fork one now."""
+        """Hand the run to the child forked ahead (``_spare``), or where it does not fit
+        the run, to one the zygote clones for it now; False: fork one now."""
         agent = self.agent
         agent.want_spare = self.kernel is None
         spare = agent.take_spare()
-        if spare is None:
+        if spare is not None and self.kernel is None and self._hand(spare):
+            return True
+        if spare is not None:
+            spare.discard()
+            # reaped before the run's own child starts: its program never sees it in /proc
+            _procs.wait_gone(spare.pid)
+        if self.kernel is not None or agent.zygote is None or not agent.zygote.usable():
             return False
-        if self.kernel is None:
-            self._clock_start()
-            self.stamp("fork")
-            if spare.hand(self.job):
-                self.pid, self.stdin_fd = spare.pid, spare.stdin
-                self.shared = spare.shared
-                self._outputs(spare.stdout, spare.stderr)
-                self.stamp("forked")
-                return True
+        # not the agent's own fork: its memory holds what earlier runs were sent
+        try:
+            spare = Spare(agent.workdir, hint_of(self.job), alone=True, zygote=agent.zygote)
+        except OSError:
+            return False
+        if self._hand(spare):
+            return True
         spare.discard()
-        # reaped before the run's own child starts: its program never sees it in /proc
         _procs.wait_gone(spare.pid)
         return False
+
+    def _hand(self, spare: Spare) -> bool:
+        self._clock_start()
+        self.stamp("fork")
+        if not spare.hand(self.job):
+            return False
+        self.pid, self.stdin_fd = spare.pid, spare.stdin
+        self.shared = spare.shared
+        self._outputs(spare.stdout, spare.stderr)
+        self.stamp("forked")
+        return True
 
     def _outputs(self, out_fd: int, err_fd: int) -> None:
         """Watch the pipes of a pre-started runtime that is now the run's program."""

@@ -49,6 +49,7 @@ class Agent:
         self.hint: dict[str, Any] | None = None
         if run_env is not None:
             self.hint = {"env": run_env, "cwd": workdir}
+        self.first_hint = self.hint  # after a scrub: nothing of the last run's carried on
         self.sel = selectors.DefaultSelector()
         self.reader = FrameReader()
         self.queue: list[tuple[Any, Inbox]] = []  # jobs (parsed JSON) not started yet
@@ -250,6 +251,7 @@ class Agent:
             if handle is not None:
                 handle.discard()
         self.kernel.forget()
+        self.hint = self.first_hint
         report = _scrub.scrub(self.baseline)
         if report["clean"] and self.prestart is not None:
             self.prestarted = self.prestart(self.workdir)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._zygote import Zygote
 
 MAX_ORDERS = 32768  # what goes on the control pipe at most (bigger: fork as before)
+MAX_AHEAD = 16384  # a cloned spare's hint, before its orders on the same pipe
 ORDER_KEYS = ("argv", "env", "cwd", "rlimits", "python_inline", "path0")
 # what a spare prepares ahead (see the module's text)
 HINT_KEYS = ("env", "cwd", "rlimits", "python_inline")
@@ -86,14 +87,17 @@ class Spare:
             in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
             theirs = (in_r, out_w, err_w, ctl_r)
             pid = None
-            if zygote is not None and zygote.usable():
+            ahead = marshal.dumps(hint)
+            if zygote is not None and zygote.usable() and len(ahead) <= MAX_AHEAD:
                 # the page is shared with a process the agent does not fork: by a memfd
                 page = os.memfd_create("sandboxkit-page", os.MFD_CLOEXEC)
                 os.ftruncate(page, _inline.PAGE_SIZE)
                 self.shared = page_of(page)
-                pid = zygote.spawn((*theirs, page), hint, alone)
+                pid = zygote.spawn((*theirs, page), (hint or {}).get("env"), alone)
                 if pid is None:
                     self.shared.close()
+                else:  # its hint, first on its control pipe (empty: the write cannot block)
+                    os.write(ctl_w, len(ahead).to_bytes(4, "little") + ahead)
             if pid is None:
                 # a traced run's stamps and the exit notice go here (see _inline.PAGE)
                 self.shared = mmap.mmap(-1, _inline.PAGE_SIZE)
@@ -163,7 +167,8 @@ def run_spare(
     fds: tuple[int, ...], page: mmap.mmap, workdir: str, hint: dict[str, Any] | None, alone: bool
 ) -> NoReturn:
     """In the new spare (forked by the agent or cloned by the zygote): ``fds`` are its
-    stdin, stdout, stderr and control pipe; ``page`` the one it shares with the agent."""
+    stdin, stdout, stderr and control pipe; ``page`` the one it shares with the agent.
+    ``hint`` None: it comes first on the control pipe (a cloned spare's, see ``_zygote``)."""
     _inline.TRACE = _inline.PAGE = page
     _inline.PAGE_OWNER = os.getpid()
     in_r, out_w, err_w, control = fds
@@ -200,6 +205,21 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
     return ahead
 
 
+def _read_hint(control: int) -> dict[str, Any] | None:
+    """A cloned spare's hint: its length (4 bytes), then itself, on the control pipe."""
+    data = b""
+    size = 4
+    while len(data) < size:
+        chunk = os.read(control, size - len(data))
+        if not chunk:
+            os._exit(0)  # the agent went away
+        data += chunk
+        if size == 4 and len(data) == 4:
+            size += int.from_bytes(data, "little")
+    hint: dict[str, Any] | None = marshal.loads(data[4:])  # noqa: S302 - the agent's own pipe
+    return hint
+
+
 def _wait_for_orders(
     fds: tuple[int, int, int],
     control: int,
@@ -212,6 +232,8 @@ def _wait_for_orders(
     program: _inline.Become | None = None
     try:
         _procs.detach_child(fds, keep_fd=control, drop=False)
+        if hint is None:
+            hint = _read_hint(3)
         ahead = _get_ready(hint, workdir, alone)
         chunks = []
         while chunk := os.read(3, 65536):

@@ -39,7 +39,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, NoReturn
 
-MAX_ORDERS = 65536  # a spare's hint, at most (bigger: the agent forks it itself)
+MAX_ORDERS = 4096  # a request, at most (see Zygote.spawn)
+# the variables whose values the zygote may take on (see Zygote.spawn): how the
+# interpreter writes its output, nothing a program reads as data
+SETTINGS = frozenset({"PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONDONTWRITEBYTECODE"})
 FDS = 5  # stdin, stdout, stderr, control, the shared page (see _spare)
 # where glibc keeps a thread's kernel id in its descriptor (struct pthread) on x86_64
 TID_OFFSET = 0x2D0
@@ -65,13 +68,33 @@ class Zygote(Helper):
         if pid == 0:
             _serve(theirs, workdir, run_env)
         theirs.close()
-        return cls(pid, mine)
+        zygote = cls(pid, mine)
+        zygote.run_env = run_env
+        return zygote
 
-    def spawn(self, fds: tuple[int, ...], hint: dict[str, Any] | None, alone: bool) -> int | None:
-        """A spare for ``hint`` (see ``_spare``) with ``fds`` (:data:`FDS` of them); its
-        pid, a child of the agent (None: the agent forks it)."""
-        orders = marshal.dumps((hint, alone))
-        return self.ask(orders, fds) if len(orders) <= MAX_ORDERS else None
+    run_env: dict[str, str] | None = None
+
+    def spawn(self, fds: tuple[int, ...], env: dict[str, Any] | None, alone: bool) -> int | None:
+        """A spare with ``fds`` (:data:`FDS` of them), whose run likely has the environment
+        ``env`` (see ``_spare``); its pid, a child of the agent (None: the agent forks it).
+
+        The zygote learns nothing of a run but, where ``env`` is the language's own with
+        other interpreter settings (a session's unbuffered output), those settings: it
+        makes itself ready for them so that its spares need not (the hint itself goes to
+        the spare, see ``_spare``). Nothing a user chose, no value of theirs that could be
+        a secret, stays in the zygote's memory for a later run's spare to inherit."""
+        return self.ask(marshal.dumps((self._settings(env), alone)), fds)
+
+    def _settings(self, env: dict[str, Any] | None) -> dict[str, str] | None:
+        """The interpreter settings ``env`` changes in the language's environment; None:
+        it changes anything else (or no environment is known)."""
+        base = self.run_env
+        if env is None or base is None:
+            return None
+        changed = {str(k): str(v) for k, v in env.items() if base.get(k) != v}
+        if set(base) - set(env) or not set(changed) <= SETTINGS:
+            return None
+        return changed
 
 
 def clone_parent() -> Callable[[], int] | None:
@@ -136,7 +159,11 @@ def _serve(sock: socket.socket, workdir: str, run_env: dict[str, str] | None) ->
             request = receive(sock)
             if request is None:
                 break
-            (hint, alone), fds = request
+            (settings, alone), fds = request
+            if run_env is not None and settings is not None:
+                ready = {**run_env, **settings}
+                if ready != _inline.READY_ENV:
+                    _inline.become_env(ready)
             if len(fds) != FDS:
                 pid = -1
             else:
@@ -147,7 +174,7 @@ def _serve(sock: socket.socket, workdir: str, run_env: dict[str, str] | None) ->
             if pid == 0:
                 made_spare = True
                 sock.detach()  # closed with the rest by the spare's set-up
-                _spare.run_spare(tuple(fds[:-1]), _spare.page_of(fds[-1]), workdir, hint, alone)
+                _spare.run_spare(tuple(fds[:-1]), _spare.page_of(fds[-1]), workdir, None, alone)
             for fd in fds:
                 os.close(fd)
             sock.send(pid.to_bytes(4, "little", signed=True))
