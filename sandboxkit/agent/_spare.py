@@ -1,6 +1,8 @@
 """A child forked ahead of the next run: the fork and the job-independent part of its
 set-up (signals, session, stdio pipes, descriptors closed) happen while the sandbox
-waits or the current run runs, not on the next run's path.
+waits or the current run runs, not on the next run's path. Where the zygote serves
+(``_zygote``) it clones the spare instead of the agent forking it, and the hint below
+goes to the spare first on its control pipe.
 
 The agent forks the next run's spare as soon as the current run's program has started
 (so a job queued behind it, a judge's next test, finds one), and the end-of-run kill
@@ -16,7 +18,8 @@ signal it: stop it, kill it). Once they arrive it drops to the program's uid and
 finishes the set-up exactly as a freshly forked child (``_procs.apply_job``) and becomes
 the program. A run it does not fit (a session kernel's cell, a pre-started runtime's)
 kills it; the agent makes a new one when it next waits for a job, unless the last run
-had no use for one.
+had no use for one (or, for a run the spare does not fit, the zygote clones one at
+once: not the agent's fork, whose memory holds what earlier runs were sent).
 
 A spare also does ahead what its run is likely to ask for (a *hint*: the last run's
 environment, directory and rlimits, or for a sandbox's first run the language's

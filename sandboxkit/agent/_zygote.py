@@ -1,6 +1,6 @@
-"""The zygote: a copy of the agent forked at its start that forks each run's spare
-(``_spare``) in the agent's stead, made with ``clone(CLONE_PARENT)`` so that the spare
-is still the agent's own child: waited for, measured, killed and reaped as one it forked.
+"""The zygote: a copy of the agent forked at its start that makes each run's spare
+(``_spare``) in the agent's stead, with ``clone(CLONE_PARENT)``, so that the spare is
+still the agent's own child: waited for, measured, killed and reaped as one it forked.
 
 Why. A fork write-protects every page the forking process has; while the child lives,
 each page its parent writes is copied first. A Python run's spare lives beside the run
