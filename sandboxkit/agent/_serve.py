@@ -177,6 +177,8 @@ class Agent:
         if prestart is not None:
             self.prestarted = prestart(self.workdir)
         self.make_spare()
+        # the cgroup counters every run reads, opened now: not on a fresh sandbox's one run
+        _procs.oom_kills(), _procs.pids_max_hits(), _procs.cgroup_cpu()
         send_json(READY, {"python": sys.version.split()[0], "toolchain": _toolchain()})
         while True:
             if not self.queue and not self.stdin_eof:

@@ -147,6 +147,9 @@ static int set_limit(int resource, long long value) {
 }
 
 static void child(int nfields, int fds[3], uid_t program) {
+    /* a new task may be placed before its parent on their CPU: let the launcher answer
+       the agent first, which waits for the pid (a C judge test's start: 0.26 -> 0.20 ms) */
+    syscall(SYS_sched_yield);
     int i = 0;
     const char *cwd = fields[i++];
     for (int t = 0; t < 3; t++) {
