@@ -211,8 +211,9 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "Cmd": ["python3", "-I", "/opt/sandboxkit/agent.pyc"],
         "User": "0:0",
         "WorkingDir": "/work",
-        # gVisor: the limit inside; the names a run's environment holds (the first spare's)
-        "Env": ["A=1", "B=2", "SANDBOXKIT_NPROC=32", "SANDBOXKIT_RUN_ENV=A,B"],
+        # gVisor: the limit inside; the names a run's environment holds (the first spare's),
+        # in its order (a program's os.environ lists them so)
+        "Env": ["A=1", "B=2", "SANDBOXKIT_NPROC=32", "SANDBOXKIT_RUN_ENV=B,A"],
         "Labels": {"a": "1"},
         "Hostname": "sandbox",
         "AttachStdin": True,

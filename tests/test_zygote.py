@@ -178,3 +178,17 @@ async def test_nothing_of_a_run_s_environment_reaches_the_next_run_s_memory(
             seen.append([r.stdout for r in after])
     # the secret is found as often as a value no run was ever given (the needle itself)
     assert all(a == b for a, b in seen), seen
+
+
+async def test_os_environ_lists_the_run_s_names_in_its_order() -> None:
+    """A spare (and the zygote) made ready for an environment with the same names in
+    another order is not ready for it: the program's os.environ is in its run's order,
+    as the real interpreter's (exact mode) is."""
+    listing = "import os\nprint(list(os.environ))"
+    async with sk.SandboxPool(size=1) as pool:
+        inline = [(await pool.run(listing)).stdout for _ in range(2)]
+        exact = (await pool.run(listing, exact=True)).stdout
+    assert inline == [exact, exact], (inline, exact)
+    async with sk.Sandbox() as sb:
+        first, *later = [(await sb.run(listing)).stdout for _ in range(3)]
+    assert later == [first, first], (first, later)  # the zygote took on the session's order

@@ -410,7 +410,8 @@ def container_env(spec: ContainerSpec) -> dict[str, str]:
     :data:`ENV_NPROC`); the agent takes both out before any program starts."""
     env = dict(spec.env)
     if spec.env:
-        env[ENV_RUN_NAMES] = ",".join(sorted(spec.env))
+        # in the environment's own order, a run's: its program lists os.environ so
+        env[ENV_RUN_NAMES] = ",".join(spec.env)
     if spec.runtime == "runsc":
         env[ENV_NPROC] = str(spec.pids)
     return env

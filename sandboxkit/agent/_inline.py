@@ -244,6 +244,12 @@ def _program_flags(env: dict[str, str]) -> _Flags:
 READY_ENV: dict[str, str] | None = None
 
 
+def is_ready_for(env: dict[str, str]) -> bool:
+    """Whether :func:`become_env` was done for ``env``, in its order too (``os.environ``
+    lists the names in the order the program's environment has them)."""
+    return READY_ENV is not None and list(READY_ENV.items()) == list(env.items())
+
+
 def become_env(env: dict[str, str]) -> None:
     """The half of :func:`become_script` that depends on the environment alone:
     ``os.environ``, flags, atexit, standard streams, a fresh ``__main__``. The zygote
@@ -272,7 +278,7 @@ def become_script(
     ``__main__``; the compiled program and its globals, to be run by :func:`run_code`.
     ``path0``: ``sys.path[0]`` instead of the script's directory (a session's source is
     kept apart from the workdir, yet imports the user's modules from it)."""
-    if env != READY_ENV:
+    if not is_ready_for(env):
         become_env(env)
     script = os.path.abspath(argv[1])
     sys.argv = argv[1:]

@@ -203,7 +203,7 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
     env = hint.get("env")
     if env is not None and hint.get("python_inline", True):  # (unknown before any run)
         env = {str(k): str(v) for k, v in env.items()}
-        if env != _inline.READY_ENV:  # (the zygote's own: the language's environment)
+        if not _inline.is_ready_for(env):  # (the zygote's own: see _zygote)
             _inline.become_env(env)
     return ahead
 

@@ -85,16 +85,17 @@ class Zygote(Helper):
         a secret, stays in the zygote's memory for a later run's spare to inherit."""
         return self.ask(marshal.dumps((self._settings(env), alone)), fds)
 
-    def _settings(self, env: dict[str, Any] | None) -> dict[str, str] | None:
-        """The interpreter settings ``env`` changes in the language's environment; None:
-        it changes anything else (or no environment is known)."""
+    def _settings(self, env: dict[str, Any] | None) -> list[tuple[str, str | None]] | None:
+        """``env`` as the language's environment with other interpreter settings: its
+        names in order, each with its value where it is a setting (else None: the
+        language's value). None: it has anything else (or no environment is known)."""
         base = self.run_env
-        if env is None or base is None:
+        if env is None or base is None or set(base) - set(env):
             return None
-        changed = {str(k): str(v) for k, v in env.items() if base.get(k) != v}
-        if set(base) - set(env) or not set(changed) <= SETTINGS:
+        named = [(str(k), str(v)) for k, v in env.items()]
+        if any(k not in SETTINGS and base.get(k) != v for k, v in named):
             return None
-        return changed
+        return [(k, v if k in SETTINGS else None) for k, v in named]
 
 
 def clone_parent() -> Callable[[], int] | None:
@@ -161,8 +162,8 @@ def _serve(sock: socket.socket, workdir: str, run_env: dict[str, str] | None) ->
                 break
             (settings, alone), fds = request
             if run_env is not None and settings is not None:
-                ready = {**run_env, **settings}
-                if ready != _inline.READY_ENV:
+                ready = {k: run_env[k] if v is None else v for k, v in settings}
+                if not _inline.is_ready_for(ready):
                     _inline.become_env(ready)
             if len(fds) != FDS:
                 pid = -1
