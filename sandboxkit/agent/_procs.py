@@ -49,7 +49,7 @@ FIXED: set[int] = set()
 def note_exit(pid: int, status: int) -> None:
     if pid in KEPT:
         EXITS[pid] = status
-    FIXED.discard(pid)  # the launcher died (its pid may be reused): never killed now
+    FIXED.discard(pid)  # a helper died (its pid may be reused): never killed now
 
 
 def session_of(pid: int) -> int | None:
@@ -136,7 +136,7 @@ def kill_and_reap(timeout: float = 2.0) -> None:
                 if pid:
                     note_exit(pid, status)
                 elif not others(everything=True):
-                    return  # only the launcher lives on
+                    return  # only the agent's own helpers live on
                 else:
                     time.sleep(0.0005)
         except ChildProcessError:

@@ -123,6 +123,14 @@ def _child(job: RunJob, fds: tuple[int, int, int], workdir: str) -> NoReturn:
     raise program
 
 
+def _drop(spare: Spare | None) -> None:
+    """A spare the run does not use: killed, and reaped before the run's own child
+    starts, so its program never sees it in /proc."""
+    if spare is not None:
+        spare.discard()
+        _procs.wait_gone(spare.pid)
+
+
 class Run:
     """One program run: place its files, start it, feed its stdin, forward its output,
     enforce the wall limit, the output cap and the host's kill, and end with exactly one
@@ -304,29 +312,28 @@ class Run:
         agent = self.agent
         agent.want_spare = self.kernel is None
         spare = agent.take_spare()
-        if spare is not None and self.kernel is None and self._hand(spare):
+        if self.kernel is not None:
+            _drop(spare)
+            return False
+        if self._hand(spare):
             return True
-        if spare is not None:
-            spare.discard()
-            # reaped before the run's own child starts: its program never sees it in /proc
-            _procs.wait_gone(spare.pid)
-        if self.kernel is not None or agent.zygote is None or not agent.zygote.usable():
+        if agent.zygote is None or not agent.zygote.usable():
             return False
         # not the agent's own fork: its memory holds what earlier runs were sent
         try:
             spare = Spare(agent.workdir, hint_of(self.job), alone=True, zygote=agent.zygote)
         except OSError:
             return False
-        if self._hand(spare):
-            return True
-        spare.discard()
-        _procs.wait_gone(spare.pid)
-        return False
+        return self._hand(spare)
 
-    def _hand(self, spare: Spare) -> bool:
+    def _hand(self, spare: Spare | None) -> bool:
+        """Hand the run to ``spare``; False: none, or it could not take it (then gone)."""
+        if spare is None:
+            return False
         self._clock_start()
         self.stamp("fork")
         if not spare.hand(self.job):
+            _drop(spare)
             return False
         self.pid, self.stdin_fd = spare.pid, spare.stdin
         self.shared = spare.shared

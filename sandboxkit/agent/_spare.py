@@ -90,8 +90,8 @@ class Spare:
             in_r, in_w, out_r, out_w, err_r, err_w, ctl_r, ctl_w = mine
             theirs = (in_r, out_w, err_w, ctl_r)
             pid = None
-            ahead = marshal.dumps(hint)
-            if zygote is not None and zygote.usable() and len(ahead) <= MAX_AHEAD:
+            ahead = marshal.dumps(hint) if zygote is not None and zygote.usable() else None
+            if ahead is not None and zygote is not None and len(ahead) <= MAX_AHEAD:
                 # the page is shared with a process the agent does not fork: by a memfd
                 page = os.memfd_create("sandboxkit-page", os.MFD_CLOEXEC)
                 os.ftruncate(page, _inline.PAGE_SIZE)
@@ -210,17 +210,19 @@ def _get_ready(hint: dict[str, Any] | None, workdir: str, alone: bool) -> _procs
 
 def _read_hint(control: int) -> dict[str, Any] | None:
     """A cloned spare's hint: its length (4 bytes), then itself, on the control pipe."""
+    size = int.from_bytes(_read_exactly(control, 4), "little")
+    hint: dict[str, Any] | None = marshal.loads(_read_exactly(control, size))  # noqa: S302 - the agent's own pipe
+    return hint
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
     data = b""
-    size = 4
     while len(data) < size:
-        chunk = os.read(control, size - len(data))
+        chunk = os.read(fd, size - len(data))
         if not chunk:
             os._exit(0)  # the agent went away
         data += chunk
-        if size == 4 and len(data) == 4:
-            size += int.from_bytes(data, "little")
-    hint: dict[str, Any] | None = marshal.loads(data[4:])  # noqa: S302 - the agent's own pipe
-    return hint
+    return data
 
 
 def _wait_for_orders(

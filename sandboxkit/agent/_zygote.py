@@ -68,11 +68,11 @@ class Zygote(Helper):
         if pid == 0:
             _serve(theirs, workdir, run_env)
         theirs.close()
-        zygote = cls(pid, mine)
-        zygote.run_env = run_env
-        return zygote
+        return cls(pid, mine, run_env)
 
-    run_env: dict[str, str] | None = None
+    def __init__(self, pid: int, sock: socket.socket, run_env: dict[str, str] | None) -> None:
+        super().__init__(pid, sock)
+        self.run_env = run_env  # the language's environment, the zygote's own (see spawn)
 
     def spawn(self, fds: tuple[int, ...], env: dict[str, Any] | None, alone: bool) -> int | None:
         """A spare with ``fds`` (:data:`FDS` of them), whose run likely has the environment
