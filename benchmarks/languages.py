@@ -1,12 +1,17 @@
 """Per language: sandboxkit's warm hello-world p50 beside the toolchain's own time.
 
 The toolchain's own time is the same source compiled (where the language compiles) and
-run with the same commands and flags, timed by a loop *inside* a plain container of the
-same image (``docker run --network none``), so it counts the compiler and the program and
-nothing of sandboxkit's or the engine's; the plain container gets the sandbox's default
-limits (1 CPU, 256 MB, 64 pids), so both compile and run under the same quota. Samples
-of both paths alternate in rounds, in the same run, so machine load hits both alike; the
-ratio is what matters.
+run with the same commands and flags, timed *inside* a plain container of the same image
+(``docker run --network none``), so it counts the compiler and the program and nothing
+of sandboxkit's or the engine's; the plain container gets the sandbox's default limits
+(1 CPU, 256 MB, 64 pids), so both compile and run under the same quota.
+
+The two paths alternate sample by sample, each paced alike: before every sample of either
+side the pool settles (its refill and removal done) and both wait the same gap. A
+toolchain timed in a tight loop runs with the CPU's caches and frequency hot from the
+iteration before, ~1.5 ms (5 %) faster for gcc's hello world on this machine than the
+same compile after a gap, and the machine's speed drifts by 10-20 % over seconds: rounds
+of several samples a side measured the drift as much as the machinery.
 
 Each toolchain iteration is a *first* compile, as in a sandbox: a fresh work directory
 and an empty ``/tmp`` (where Go keeps its build cache), so a compiler cannot skip its work
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shlex
@@ -31,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import sandboxkit as sk
 from sandboxkit._container import SANDBOX_UID
@@ -42,10 +49,11 @@ sys.path[0:0] = [HERE, os.path.join(HERE, "..", "tests")]
 BITS = "#include <bits/stdc++.h>\nusing namespace std;\nint main(){vector<int> v{3,1,2};"
 BITS += 'sort(v.begin(),v.end());cout<<"Hello, world!"<<v[0]<<endl;}'
 
-# the toolchain's own loop, run by the image's python3 inside a plain container
+# the toolchain's side, run by the image's python3 inside a plain container: one timed
+# compile and run per line on stdin, its time in seconds on stdout
 INNER = r"""
 import json, os, shutil, subprocess, sys, time
-src, name, compile_cmd, run_cmd, n, reuse, no_pch = json.loads(sys.stdin.read())
+src, name, compile_cmd, run_cmd, reuse, no_pch = json.loads(sys.stdin.readline())
 if no_pch:
     # a copy of the header with no precompiled one beside it, found first (-I)
     probe = subprocess.run(["g++", "-x", "c++", "-E", "-H", "-o", "/dev/null", "-"],
@@ -54,8 +62,8 @@ if no_pch:
     os.makedirs("/work/nopch/bits")
     shutil.copy(header, "/work/nopch/bits/stdc++.h")
     compile_cmd = [compile_cmd[0], "-I/work/nopch", *compile_cmd[1:]]
-out = []
-for i in range(n):
+print("ready", flush=True)
+for i, _ in enumerate(sys.stdin):
     work = "/work" if reuse else f"/work/{i}"
     os.makedirs(work, exist_ok=True)
     os.chdir(work)
@@ -68,63 +76,103 @@ for i in range(n):
     if compile_cmd:
         subprocess.run(compile_cmd, check=True, stdout=subprocess.DEVNULL)
     subprocess.run(run_cmd, check=True, stdout=subprocess.DEVNULL)
-    out.append(time.perf_counter() - t)
-print(json.dumps(out))
+    print(time.perf_counter() - t, flush=True)
 """
+GAP = 0.05  # seconds of quiet before every sample of either side
 
 
-def toolchain_times(
-    image: str, language: str, source: str, n: int, *, reuse: bool = False, no_pch: bool = False
-) -> list[float]:
-    spec = get_language(language)
-    env = [f"--env={k}={v}" for k, v in sorted(language_env(spec).items())]
-    cmd = [
-        "docker", "run", "--rm", "-i", "--network", "none", "--init",
-        "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
-        # the sandbox's own shape (default Limits): the comparison is of machinery alone
-        "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
-        "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
-        "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
-    ]  # fmt: skip
-    payload = json.dumps([source, spec.source_file, spec.compile, spec.run, n, reuse, no_pch])
-    done = subprocess.run(cmd, input=payload, capture_output=True, text=True, check=True)
-    return [float(x) for x in json.loads(done.stdout)]
+class Toolchain:
+    """A plain container of the image that compiles and runs the source once per ask."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(
+        cls, image: str, language: str, source: str, *, reuse: bool = False, no_pch: bool = False
+    ) -> Toolchain:
+        spec = get_language(language)
+        env = [f"--env={k}={v}" for k, v in sorted(language_env(spec).items())]
+        cmd = [
+            "docker", "run", "--rm", "-i", "--network", "none", "--init",
+            "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
+            # the sandbox's own shape (default Limits): the comparison is of machinery alone
+            "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
+            "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+            "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
+        ]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        toolchain = cls(process)
+        settings = [source, spec.source_file, spec.compile, spec.run, reuse, no_pch]
+        await toolchain._say(json.dumps(settings))
+        if await toolchain._answer() != "ready":
+            raise RuntimeError(f"the toolchain's container for {language} did not start")
+        return toolchain
+
+    async def once(self) -> float:
+        """One compile and run, timed inside the container, in seconds."""
+        await self._say("go")
+        return float(await self._answer())
+
+    async def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        await self.process.wait()
+
+    async def _say(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def _answer(self) -> str:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            code = await self.process.wait()
+            raise RuntimeError(f"the toolchain's container failed (exit {code})")
+        return line.decode().strip()
 
 
 async def measure(
-    language: str, source: str, rounds: int, per_round: int, *, reuse: bool, no_pch: bool
+    language: str, source: str, samples: int, *, reuse: bool, no_pch: bool
 ) -> tuple[float, float, float | None]:
-    """Medians: sandboxkit, the toolchain in the image, the toolchain without PCH."""
+    """Medians: sandboxkit, the toolchain in the image, the toolchain without PCH; the
+    sides alternate sample by sample, each after the same settle and gap."""
     from run_all import settle
 
-    async with sk.SandboxPool(languages=[language], size=2) as pool:
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        sk.SandboxPool(languages=[language], size=2) as pool,
+    ):
         image = await pool.image_for(get_language(language))
-        for _ in range(2):  # warm: image, pool, page cache
+        sides = [await Toolchain.start(image, language, source, reuse=reuse)]
+        if no_pch:
+            sides.append(await Toolchain.start(image, language, source, reuse=reuse, no_pch=True))
+        for side in sides:
+            stack.push_async_callback(side.close)
+
+        async def ours() -> float:
+            t = time.perf_counter()
             r = await pool.run(source, language=language)
+            took = time.perf_counter() - t
             assert r.status == "ok", (language, r.status, r.stderr)
-        ours: list[float] = []
-        theirs: list[float] = []
-        bare: list[float] = []
-        for _ in range(rounds):
-            for _ in range(per_round):
+            return took
+
+        for _ in range(2):  # warm: image, pool, page cache
+            await ours()
+            for side in sides:
+                await side.once()
+        takers = [ours, *(side.once for side in sides)]
+        found: dict[Any, list[float]] = {take: [] for take in takers}
+        for i in range(samples):
+            for take in reversed(takers) if i % 2 else takers:  # neither side always first
                 await settle(pool)  # the refill and removal are done
-                await asyncio.sleep(0.05)
-                t = time.perf_counter()
-                r = await pool.run(source, language=language)
-                ours.append(time.perf_counter() - t)
-                assert r.status == "ok", (language, r.status, r.stderr)
-            theirs += await asyncio.to_thread(
-                toolchain_times, image, language, source, per_round, reuse=reuse
-            )
-            if no_pch:
-                bare += await asyncio.to_thread(
-                    toolchain_times, image, language, source, per_round, reuse=reuse, no_pch=True
-                )
-    return (
-        statistics.median(ours),
-        statistics.median(theirs),
-        statistics.median(bare) if bare else None,
-    )
+                await asyncio.sleep(GAP)
+                found[take].append(await take())
+        medians = [statistics.median(found[take]) for take in takers]
+    return medians[0], medians[1], medians[2] if no_pch else None
 
 
 async def main() -> None:
@@ -138,14 +186,12 @@ async def main() -> None:
     cases = [(lang, lang, HELLO[lang]) for lang in (args.languages or list(HELLO))]
     if not args.languages or "cpp" in args.languages:
         cases.append(("cpp bits/stdc++.h", "cpp", BITS))
-    rounds = 3
-    per_round = max(1, args.samples // rounds)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'language':<20} {'sandboxkit p50':>15} {'toolchain p50':>15} {'ratio':>7}")
     for label, language, source in cases:
         bits = source == BITS
         ours, theirs, bare = await measure(
-            language, source, rounds, per_round, reuse=args.reuse, no_pch=bits
+            language, source, args.samples, reuse=args.reuse, no_pch=bits
         )
         print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}x")
         if bare is not None:

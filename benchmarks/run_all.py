@@ -231,7 +231,7 @@ async def languages_section(
     report.section(f"Hello world beside the toolchain in the same image, {3 * per_round} each")
     for language in languages:
         ours, theirs, _ = await measure(
-            language, HELLO[language], 3, per_round, reuse=False, no_pch=False
+            language, HELLO[language], 3 * per_round, reuse=False, no_pch=False
         )
         found[language] = (ours, theirs)
         report.row(

@@ -222,6 +222,7 @@ class ChannelStream:
     ) -> None:
         self._sock = sock
         self._raw: socket.socket = sock.extra(anyio.abc.SocketAttribute.raw_socket)  # noqa: S610 - anyio's, not Django's
+        self._fd = self._raw.fileno()
         self._attached = attached
         self._early = early
         self._ended = False
@@ -236,14 +237,16 @@ class ChannelStream:
             return  # the next call on the socket says so
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
-        (loop.add_writer if write else loop.add_reader)(self._raw, _resolve, ready)
+        # by its number: asyncio looks a socket object up with a KeyError whose message
+        # formats the socket's repr, on every wait (~20 us a read)
+        (loop.add_writer if write else loop.add_reader)(self._fd, _resolve, ready)
         self._waits[write] = ready
         try:
             await ready
         finally:
             del self._waits[write]
             if not self._closed:  # close() took the registration off already
-                (loop.remove_writer if write else loop.remove_reader)(self._raw)
+                (loop.remove_writer if write else loop.remove_reader)(self._fd)
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` whole (an OSError once the agent or this end is gone)."""
@@ -285,7 +288,7 @@ class ChannelStream:
             self._closed = True
             loop = asyncio.get_running_loop()
             for write, ready in self._waits.items():  # before the socket is gone
-                (loop.remove_writer if write else loop.remove_reader)(self._raw)
+                (loop.remove_writer if write else loop.remove_reader)(self._fd)
                 _resolve(ready)
         try:
             with contextlib.suppress(Exception):
