@@ -105,10 +105,14 @@ class Toolchain:
             *cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         toolchain = cls(process)
-        settings = [source, spec.source_file, spec.compile, spec.run, reuse, no_pch]
-        await toolchain._say(json.dumps(settings))
-        if await toolchain._answer() != "ready":
-            raise RuntimeError(f"the toolchain's container for {language} did not start")
+        try:
+            settings = [source, spec.source_file, spec.compile, spec.run, reuse, no_pch]
+            await toolchain._say(json.dumps(settings))
+            if await toolchain._answer() != "ready":
+                raise RuntimeError(f"the toolchain's container for {language} did not start")
+        except BaseException:
+            await toolchain.close()
+            raise
         return toolchain
 
     async def once(self) -> float:
@@ -117,6 +121,7 @@ class Toolchain:
         return float(await self._answer())
 
     async def close(self) -> None:
+        """Its stdin closed: the loop ends and the container with it (``--rm``)."""
         assert self.process.stdin is not None
         self.process.stdin.close()
         await self.process.wait()
@@ -147,11 +152,10 @@ async def measure(
         sk.SandboxPool(languages=[language], size=2) as pool,
     ):
         image = await pool.image_for(get_language(language))
-        sides = [await Toolchain.start(image, language, source, reuse=reuse)]
-        if no_pch:
-            sides.append(await Toolchain.start(image, language, source, reuse=reuse, no_pch=True))
-        for side in sides:
-            stack.push_async_callback(side.close)
+        sides: list[Toolchain] = []
+        for bare in (False, True) if no_pch else (False,):
+            sides.append(await Toolchain.start(image, language, source, reuse=reuse, no_pch=bare))
+            stack.push_async_callback(sides[-1].close)
 
         async def ours() -> float:
             t = time.perf_counter()
