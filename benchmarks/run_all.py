@@ -133,23 +133,26 @@ async def throughput_section(
     # is paid back inside the round and each side does ``per`` whole runs.
     rounds = 4
     per = max(8, n // rounds)
-    sides: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-        ("default", lambda: checked_run(pool)),
-        ("reuse", lambda: checked_run(reused)),
-        ("churn", raw.churn_one),
+    # each side: what one call does, and the pool it must leave settled (None: raw churn)
+    sides: list[tuple[Callable[[], Awaitable[object]], sk.SandboxPool | None]] = [
+        (lambda: checked_run(pool), pool),
+        (lambda: checked_run(reused), reused),
+        (raw.churn_one, None),
     ]
-    took = dict.fromkeys((key for key, _ in sides), 0.0)
+    took = [0.0] * len(sides)
     for i in range(rounds):
-        for key, one in sides[i % 3 :] + sides[: i % 3]:
+        for j in range(len(sides)):  # the order rotating each round
+            k = (i + j) % len(sides)
+            one, owner = sides[k]
             for p in (pool, reused):
                 await settle(p)
             t0 = time.perf_counter()
             await base.concurrent_rate(per, 8, one)
-            if key != "churn":
-                await settle(pool if key == "default" else reused)
-            took[key] += time.perf_counter() - t0
+            if owner is not None:
+                await settle(owner)
+            took[k] += time.perf_counter() - t0
     n = per * rounds
-    ours, ours_reused, churn = (n / took[key] for key, _ in sides)
+    ours, ours_reused, churn = (n / t for t in took)
     report.section(f"One-shot throughput at concurrency 8, {n} runs each")
     report.row(
         f"sandboxkit pool.run (fresh container each)     {ours:7.1f} runs/s"
