@@ -34,6 +34,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # what dpkg just wrote is still being flushed: containerd's first write of its database
+    # would wait behind it (see the start below)
+    sync
 fi
 
 # Register gVisor (scripts/runsc-runtime.py says which runsc and why: Debian's cannot give a
@@ -76,19 +79,49 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
         systemctl start docker || true
     fi
 fi
-if ! pgrep -x dockerd >/dev/null 2>&1; then
-    log "starting dockerd in the background (log: /var/log/sandboxkit-dockerd.log)"
-    pgrep -x containerd >/dev/null 2>&1 || true
-    nohup setsid dockerd >/var/log/sandboxkit-dockerd.log 2>&1 </dev/null &
-fi
 
-for _ in $(seq 1 120); do
-    if docker info >/dev/null 2>&1; then
-        log "engine up: $(docker version --format '{{.Server.Version}}')"
-        exit 0
+# a dockerd just killed stays a zombie until reaped: pgrep would still count it
+dockerd_runs() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }
+answers() { docker info >/dev/null 2>&1; }
+
+# dockerd gives the containerd it starts 15 s to answer and exits when it does not. Once, on a
+# fresh CI machine, it did not (its log held only dockerd's retries); a containerd waits that
+# long when its database is locked (an orphan containerd) or its first write is stuck behind
+# a busy disk. So a start that fails is logged, what it left behind is cleared, and it is
+# tried again, up to three times.
+stop_ours() {  # a dockerd and its containerd that never answered, and their stale files
+    pkill -x dockerd 2>/dev/null || true
+    pkill -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
+    for _ in $(seq 1 20); do
+        dockerd_runs || break
+        sleep 0.5
+    done
+    pkill -9 -x dockerd 2>/dev/null || true
+    pkill -9 -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+}
+
+dockerd_log=/var/log/sandboxkit-dockerd.log
+# a containerd whose dockerd is gone holds the lock on its database: the next one would wait
+dockerd_runs || stop_ours
+for attempt in 1 2 3; do
+    if ! dockerd_runs; then
+        log "starting dockerd in the background (log: $dockerd_log, attempt $attempt)"
+        printf '\n--- engine-up: attempt %s at %s\n' "$attempt" "$(date -u +%FT%TZ)" >>"$dockerd_log"
+        nohup setsid dockerd >>"$dockerd_log" 2>&1 </dev/null &
     fi
-    sleep 0.5
+    for _ in $(seq 1 240); do  # up to 120 s while dockerd lives
+        if answers; then
+            log "engine up: $(docker version --format '{{.Server.Version}}')"
+            exit 0
+        fi
+        dockerd_runs || break
+        sleep 0.5
+    done
+    answers && exit 0
+    log "dockerd did not answer (attempt $attempt); its log ends with (gRPC retries left out):"
+    grep -v 'module=grpc' "$dockerd_log" | tail -n 25 >&2 || true
+    stop_ours
 done
-log "dockerd did not answer within 60s; its log ends with:"
-tail -n 30 /var/log/sandboxkit-dockerd.log >&2 || true
+log "dockerd did not start in three attempts; its whole log: $dockerd_log"
 exit 1
