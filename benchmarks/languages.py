@@ -4,7 +4,8 @@ The toolchain's own time is the same source compiled (where the language compile
 run with the same commands and flags, timed *inside* a plain container of the same image
 (``docker run --network none``), so it counts the compiler and the program and nothing
 of sandboxkit's or the engine's; the plain container gets the sandbox's default limits
-(1 CPU, 256 MB, 64 pids), so both compile and run under the same quota.
+(1 CPU over the same accounting period, 256 MB, 64 pids), so both compile and run under
+the same quota.
 
 The two paths alternate sample by sample, each paced alike: before every sample of either
 side the pool settles (its refill and removal done) and both wait the same gap. A
@@ -40,6 +41,7 @@ import time
 from typing import Any
 
 import sandboxkit as sk
+from sandboxkit._backends.docker import cpu_quota
 from sandboxkit._container import SANDBOX_UID
 from sandboxkit._languages import get_language, language_env
 
@@ -78,6 +80,8 @@ for i, _ in enumerate(sys.stdin):
     subprocess.run(run_cmd, check=True, stdout=subprocess.DEVNULL)
     print(time.perf_counter() - t, flush=True)
 """
+# 1 CPU as the sandbox gets it: the same quota over the same period (CPU_PERIOD_US)
+CPU_SHAPE = [f"--cpu-{key[3:].lower()}={value}" for key, value in cpu_quota(1.0).items()]
 GAP = 0.05  # seconds of quiet before every sample of either side
 
 
@@ -97,7 +101,7 @@ class Toolchain:
             "docker", "run", "--rm", "-i", "--network", "none", "--init",
             "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
             # the sandbox's own shape (default Limits): the comparison is of machinery alone
-            "--cpus", "1", "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
+            *CPU_SHAPE, "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
             "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
             "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
         ]  # fmt: skip

@@ -241,7 +241,8 @@ def test_the_docker_create_body_keeps_every_isolation_default() -> None:
         "Memory": 134217728,
         "MemorySwap": 134217728,
         "PidsLimit": 128 + 16 * 32,  # gVisor: the sandbox kernel's threads, see engine_pids
-        "NanoCpus": 500000000,
+        "CpuPeriod": 250_000,  # a quarter second: a burst's build is not throttled midway
+        "CpuQuota": 125_000,  # half a core of it
         "Ulimits": [
             {"Name": "nofile", "Soft": 1024, "Hard": 1024},
             {"Name": "core", "Soft": 0, "Hard": 0},
@@ -275,8 +276,11 @@ def test_an_update_body_carries_only_what_changes() -> None:
     assert dk.update_body(memory_mb=1, cpus=2.0) == {
         "Memory": 1048576,
         "MemorySwap": 1048576,
-        "NanoCpus": 2000000000,
+        "CpuPeriod": 250_000,
+        "CpuQuota": 500_000,
     }
+    # the kernel's floor: a quota under 1 ms is refused, so a tiny share gets the floor
+    assert dk.update_body(cpus=0.001) == {"CpuPeriod": 250_000, "CpuQuota": 1_000}
 
 
 def test_network_is_a_policy_the_engine_enforces_or_refuses() -> None:
