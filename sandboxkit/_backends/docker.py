@@ -72,7 +72,7 @@ FIXED_LIMIT_RUNTIMES = frozenset({"runsc"})
 SENTRY_PIDS_BASE = 128
 SENTRY_PIDS_PER_TASK = 16
 ENV_NPROC = "SANDBOXKIT_NPROC"
-# The CPU quota's accounting period: a sandbox gets ``cpus`` × this of CPU time in every
+# The CPU quota's accounting period: a sandbox gets ``cpus`` times this of CPU time in every
 # such period. The kernel's default, 100 ms, throttled a build that used both cores for a
 # moment (go's hello world: 8-13 ms of its ~160 in the throttle, more than a plain
 # container of the same quota, as the agent's own work shares it) and capped a quick loop
