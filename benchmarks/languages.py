@@ -24,6 +24,7 @@ precompiled header sandboxkit builds into the image) and without it (the header 
 from a copy with no ``.gch`` beside it, the way a stock g++ compiles it).
 
     .venv/bin/python benchmarks/languages.py [LANG ...] [--samples N] [--reuse]
+        [--toolchain-cpu sandbox|docker|none]
 """
 
 from __future__ import annotations
@@ -80,8 +81,14 @@ for i, _ in enumerate(sys.stdin):
     subprocess.run(run_cmd, check=True, stdout=subprocess.DEVNULL)
     print(time.perf_counter() - t, flush=True)
 """
-# 1 CPU as the sandbox gets it: the same quota over the same period (CPU_PERIOD_US)
-CPU_SHAPE = [f"--cpu-{key[3:].lower()}={value}" for key, value in cpu_quota(1.0).items()]
+# the toolchain's CPU (--toolchain-cpu): by default 1 CPU as the sandbox gets it, the same
+# quota over the same period (CPU_PERIOD_US); or Docker's `--cpus 1` (the kernel's 100 ms
+# period); or no quota at all
+CPU_SHAPES = {
+    "sandbox": [f"--cpu-{key[3:].lower()}={value}" for key, value in cpu_quota(1.0).items()],
+    "docker": ["--cpus", "1"],
+    "none": [],
+}
 GAP = 0.05  # seconds of quiet before every sample of either side
 
 
@@ -93,7 +100,14 @@ class Toolchain:
 
     @classmethod
     async def start(
-        cls, image: str, language: str, source: str, *, reuse: bool = False, no_pch: bool = False
+        cls,
+        image: str,
+        language: str,
+        source: str,
+        *,
+        reuse: bool = False,
+        no_pch: bool = False,
+        cpu: str = "sandbox",
     ) -> Toolchain:
         spec = get_language(language)
         env = [f"--env={k}={v}" for k, v in sorted(language_env(spec).items())]
@@ -101,7 +115,7 @@ class Toolchain:
             "docker", "run", "--rm", "-i", "--network", "none", "--init",
             "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
             # the sandbox's own shape (default Limits): the comparison is of machinery alone
-            *CPU_SHAPE, "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
+            *CPU_SHAPES[cpu], "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
             "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
             "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
         ]  # fmt: skip
@@ -145,7 +159,7 @@ class Toolchain:
 
 
 async def measure(
-    language: str, source: str, samples: int, *, reuse: bool, no_pch: bool
+    language: str, source: str, samples: int, *, reuse: bool, no_pch: bool, cpu: str = "sandbox"
 ) -> tuple[float, float, float | None]:
     """Medians: sandboxkit, the toolchain in the image, the toolchain without PCH; the
     sides alternate sample by sample, each after the same settle and gap."""
@@ -158,7 +172,8 @@ async def measure(
         image = await pool.image_for(get_language(language))
         sides: list[Toolchain] = []
         for bare in (False, True) if no_pch else (False,):
-            sides.append(await Toolchain.start(image, language, source, reuse=reuse, no_pch=bare))
+            toolchain = Toolchain.start(image, language, source, reuse=reuse, no_pch=bare, cpu=cpu)
+            sides.append(await toolchain)
             stack.push_async_callback(sides[-1].close)
 
         async def ours() -> float:
@@ -190,6 +205,10 @@ async def main() -> None:
     parser.add_argument("languages", nargs="*")
     parser.add_argument("--samples", type=int, default=15)
     parser.add_argument("--reuse", action="store_true", help="one work dir and /tmp for all")
+    parser.add_argument(
+        "--toolchain-cpu", choices=sorted(CPU_SHAPES), default="sandbox",
+        help="the toolchain's CPU quota: the sandbox's (default), docker's --cpus 1, none",
+    )  # fmt: skip
     args = parser.parse_args()
     cases = [(lang, lang, HELLO[lang]) for lang in (args.languages or list(HELLO))]
     if not args.languages or "cpp" in args.languages:
@@ -199,7 +218,7 @@ async def main() -> None:
     for label, language, source in cases:
         bits = source == BITS
         ours, theirs, bare = await measure(
-            language, source, args.samples, reuse=args.reuse, no_pch=bits
+            language, source, args.samples, reuse=args.reuse, no_pch=bits, cpu=args.toolchain_cpu
         )
         print(f"{label:<20} {ours * 1e3:>12.1f} ms {theirs * 1e3:>12.1f} ms {ours / theirs:>6.2f}x")
         if bare is not None:
