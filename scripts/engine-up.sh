@@ -74,15 +74,19 @@ with open(path, "w") as f:
 PY
 fi
 
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# this machine's own dockerd: not a zombie (one just killed stays one until reaped), not a
+# fleet host's (scripts/fleet.sh starts those with --pidfile)
+main_dockerds() {
+    ps -C dockerd -o pid=,stat=,args= 2>/dev/null | awk '$2 !~ /^Z/ && !/--pidfile/ {print $1}'
+}
+dockerd_runs() { [ -n "$(main_dockerds)" ]; }
+answers() { docker info >/dev/null 2>&1; }
+
+if ! dockerd_runs; then
     if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
         systemctl start docker || true
     fi
 fi
-
-# a dockerd just killed stays a zombie until reaped: pgrep would still count it
-dockerd_runs() { ps -C dockerd -o stat= 2>/dev/null | grep -qv '^Z'; }
-answers() { docker info >/dev/null 2>&1; }
 
 # dockerd gives the containerd it starts 15 s to answer and exits when it does not. Once, on a
 # fresh CI machine, it did not (its log held only dockerd's retries); a containerd waits that
@@ -90,13 +94,15 @@ answers() { docker info >/dev/null 2>&1; }
 # a busy disk. So a start that fails is logged, what it left behind is cleared, and it is
 # tried again, up to three times.
 stop_ours() {  # a dockerd and its containerd that never answered, and their stale files
-    pkill -x dockerd 2>/dev/null || true
+    # shellcheck disable=SC2046 # one argument per pid
+    kill $(main_dockerds) 2>/dev/null || true
     pkill -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
     for _ in $(seq 1 20); do
         dockerd_runs || break
         sleep 0.5
     done
-    pkill -9 -x dockerd 2>/dev/null || true
+    # shellcheck disable=SC2046
+    kill -9 $(main_dockerds) 2>/dev/null || true
     pkill -9 -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
     rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 }
@@ -110,12 +116,15 @@ for attempt in 1 2 3; do
         printf '\n--- engine-up: attempt %s at %s\n' "$attempt" "$(date -u +%FT%TZ)" >>"$dockerd_log"
         nohup setsid dockerd >>"$dockerd_log" 2>&1 </dev/null &
     fi
-    for _ in $(seq 1 240); do  # up to 120 s while dockerd lives
+    for tick in $(seq 1 240); do  # up to 120 s while dockerd lives
         if answers; then
             log "engine up: $(docker version --format '{{.Server.Version}}')"
             exit 0
         fi
-        dockerd_runs || break
+        # (nohup and setsid take a moment to become dockerd: 2 s before it counts as gone)
+        if [ "$tick" -gt 4 ] && ! dockerd_runs; then
+            break
+        fi
         sleep 0.5
     done
     answers && exit 0
