@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import sandboxkit as sk
@@ -91,6 +93,25 @@ async def test_cpu_limit_is_the_sum_of_the_processes() -> None:
     )
     r = await sk.Sandbox.run(code, limits=sk.Limits(time=10, cpu_time=1.2, cpus=2))
     assert r.status == "timeout" and r.ended_by == "cpu_time", (r.status, r.stdout)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to exceed one")
+async def test_the_cpu_quota_holds_several_busy_processes_to_it() -> None:
+    # two children busy for 1.5 s of wall time: on two CPUs, unlimited, ~3 s of CPU; with
+    # Limits.cpus=1 (counted over each quarter second) at most ~1.5 s, a period's burst more
+    code = (
+        "import os, time\n"
+        "end = time.monotonic() + 1.5\n"
+        "for _ in range(2):\n"
+        "    if os.fork() == 0:\n"
+        "        while time.monotonic() < end: pass\n"
+        "        os._exit(0)\n"
+        "os.wait(); os.wait()\n"
+        "t = os.times(); print(t.children_user + t.children_system)"
+    )
+    r = await sk.Sandbox.run(code, limits=sk.Limits(time=10, cpus=1))
+    assert r.ok, (r.status, r.stderr)
+    assert float(r.stdout) < 2.1, r.stdout
 
 
 async def test_cpu_time() -> None:
