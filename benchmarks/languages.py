@@ -84,8 +84,9 @@ for i, _ in enumerate(sys.stdin):
 # the toolchain's CPU (--toolchain-cpu): by default 1 CPU as the sandbox gets it, the same
 # quota over the same period (CPU_PERIOD_US); or Docker's `--cpus 1` (the kernel's 100 ms
 # period); or no quota at all
+_ONE_CPU = cpu_quota(1.0)
 CPU_SHAPES = {
-    "sandbox": [f"--cpu-{key[3:].lower()}={value}" for key, value in cpu_quota(1.0).items()],
+    "sandbox": [f"--cpu-period={_ONE_CPU['CpuPeriod']}", f"--cpu-quota={_ONE_CPU['CpuQuota']}"],
     "docker": ["--cpus", "1"],
     "none": [],
 }
@@ -114,7 +115,8 @@ class Toolchain:
         cmd = [
             "docker", "run", "--rm", "-i", "--network", "none", "--init",
             "--user", f"{SANDBOX_UID}:{SANDBOX_UID}", "--read-only", "--workdir", "/work",
-            # the sandbox's own shape (default Limits): the comparison is of machinery alone
+            # the sandbox's own shape (default Limits; the CPU as ``cpu`` says): the
+            # comparison is of machinery alone
             *CPU_SHAPES[cpu], "--memory", "256m", "--memory-swap", "256m", "--pids-limit", "64",
             "--tmpfs", f"/work:rw,exec,uid={SANDBOX_UID},gid={SANDBOX_UID}",
             "--tmpfs", "/tmp:rw,exec,mode=1777", *env, image, "python3", "-c", INNER,
@@ -172,8 +174,9 @@ async def measure(
         image = await pool.image_for(get_language(language))
         sides: list[Toolchain] = []
         for bare in (False, True) if no_pch else (False,):
-            toolchain = Toolchain.start(image, language, source, reuse=reuse, no_pch=bare, cpu=cpu)
-            sides.append(await toolchain)
+            sides.append(
+                await Toolchain.start(image, language, source, reuse=reuse, no_pch=bare, cpu=cpu)
+            )
             stack.push_async_callback(sides[-1].close)
 
         async def ours() -> float:
