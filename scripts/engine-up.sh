@@ -5,8 +5,9 @@
 set -euo pipefail
 
 log() { printf '[engine-up] %s\n' "$*" >&2; }
+answers() { docker info >/dev/null 2>&1; }
 
-if docker info >/dev/null 2>&1; then
+if answers; then
     log "engine answers: $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
     if [ "$(docker version --format '{{.Server.Experimental}}' 2>/dev/null)" != true ]; then
         log "its experimental API is off: paused gVisor sessions keep files, not memory" \
@@ -80,7 +81,6 @@ main_dockerds() {
     ps -C dockerd -o pid=,stat=,args= 2>/dev/null | awk '$2 !~ /^Z/ && !/--pidfile/ {print $1}'
 }
 dockerd_runs() { [ -n "$(main_dockerds)" ]; }
-answers() { docker info >/dev/null 2>&1; }
 
 if ! dockerd_runs; then
     if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
@@ -93,17 +93,18 @@ fi
 # long when its database is locked (an orphan containerd) or its first write is stuck behind
 # a busy disk. So a start that fails is logged, what it left behind is cleared, and it is
 # tried again, up to three times.
+our_containerd='containerd --config /var/run/docker/containerd/containerd.toml'  # dockerd's own
 stop_ours() {  # a dockerd and its containerd that never answered, and their stale files
     # shellcheck disable=SC2046 # one argument per pid
     kill $(main_dockerds) 2>/dev/null || true
-    pkill -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
+    pkill -f "$our_containerd" 2>/dev/null || true
     for _ in $(seq 1 20); do
         dockerd_runs || break
         sleep 0.5
     done
     # shellcheck disable=SC2046
     kill -9 $(main_dockerds) 2>/dev/null || true
-    pkill -9 -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
+    pkill -9 -f "$our_containerd" 2>/dev/null || true
     rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 }
 
