@@ -7,6 +7,7 @@ that throw-away stage alone and never in a layer of the image users run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shlex
@@ -42,6 +43,9 @@ PRESTART_RB = f"{AGENT_LIB}/sandboxkit/agent/prestart.rb"
 PRESTART_RB_DIR = f"{AGENT_DIR}/ruby"
 LAUNCHER_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/launch.c"
 LAUNCHER_PATH = f"{AGENT_DIR}/launch"  # the agent's _boot.LAUNCHER_FILE
+LOOKUPS_TOOL = f"{AGENT_LIB}/sandboxkit/agent/_lookups.py"
+LOOKUPS_PATH = f"{AGENT_DIR}/lookups"  # the agent's _lookups.LIST_FILE
+SAMPLE_DIR = "/tmp/sandboxkit-sample"
 JAVAC_SOURCE = f"{AGENT_LIB}/sandboxkit/agent/SandboxkitJavac.java"
 JAVAC_CLASSES = f"{AGENT_DIR}/java"  # SandboxkitJavac.class, compiled at build
 CA_FILE = "sandboxkit-build-ca.pem"
@@ -188,6 +192,8 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
             "RUN if command -v cc >/dev/null 2>&1; "
             f"then cc -O2 -o {LAUNCHER_PATH} {LAUNCHER_SOURCE}; fi"
         )
+    if spec.sample is not None and spec.compile is not None:
+        lines.append(_lookups_step(spec, spec.sample, spec.compile))
     if spec.prestart == "javac":
         lines.append(f"RUN javac -d {JAVAC_CLASSES} {JAVAC_SOURCE}")
     if spec.prestart == "ruby":
@@ -200,6 +206,22 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
         f'LABEL org.sandboxkit.language="{spec.name}" org.sandboxkit.format="{FORMAT_VERSION}"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def _lookups_step(spec: LanguageSpec, sample: str, compile_argv: tuple[str, ...]) -> str:
+    """The build step that compiles ``sample`` as a run would (the language's
+    environment, its compile command) and records the files it looked up, for every new
+    sandbox to look up ahead (agent/_lookups.py). What the compile left in /tmp goes."""
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(language_env(spec).items()))
+    argv = " ".join(shlex.quote(a) for a in compile_argv)
+    return (
+        f"RUN mkdir -p {SAMPLE_DIR} && cd {SAMPLE_DIR} \\\n"
+        # base64: a Dockerfile instruction ends at the first newline
+        f" && echo {base64.b64encode(sample.encode()).decode()} | base64 -d"
+        f" > {shlex.quote(spec.source_file)} \\\n"
+        f" && env -i {env} python3 -I {LOOKUPS_TOOL} record {LOOKUPS_PATH} -- {argv} \\\n"
+        " && cd / && rm -rf /tmp/* /tmp/.[!.]*"
+    )
 
 
 def build_context(

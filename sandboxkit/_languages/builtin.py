@@ -100,6 +100,8 @@ C = LanguageSpec(
     compile=("gcc", "-O2", "-pipe", "-o", "main", "main.c", "-lm"),
     run=("./main",),
     version_command=("gcc", "--version"),
+    sample="#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n"
+    'int main(void) { puts("Hello, world!"); return 0; }\n',
 )
 
 
@@ -131,6 +133,8 @@ CPP = LanguageSpec(
     compile=("g++", *_CPP_FLAGS, "-o", "main", "main.cpp", "-lm"),
     run=("./main",),
     version_command=("g++", "--version"),
+    sample="#include <iostream>\n#include <vector>\n#include <string>\n#include <algorithm>\n"
+    'int main() { std::cout << "Hello, world!" << std::endl; }\n',
 )
 
 # A small container: the serial collector (no GC threads), no perf-data file in /tmp,
@@ -166,6 +170,7 @@ GO = LanguageSpec(
     },
     version_command=("go", "version"),
     compile_pids=256,
+    sample='package main\nimport "fmt"\nfunc main() { fmt.Println("Hello, world!") }\n',
 )
 
 RUST = LanguageSpec(
@@ -177,6 +182,7 @@ RUST = LanguageSpec(
     run=("./main",),
     version_command=("rustc", "--version"),
     compile_pids=128,
+    sample='fn main() { println!("Hello, world!"); }\n',
 )
 
 RUBY = LanguageSpec(

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .._protocol import FAULT, JOB, READY, FrameReader
-from . import _bg, _files, _host, _procs, _scrub, _snapshot, _watch
+from . import _bg, _files, _host, _lookups, _procs, _scrub, _snapshot, _watch
 from ._boot import WORKDIR
 from ._host import CHUNK, reply, send_json, send_raw
 from ._kernel import Kernel
@@ -85,6 +85,8 @@ class Agent:
         self.sel.register(self.wake_r, selectors.EVENT_READ, self.drain_wake)
         self.bg = _bg.Background(self.sel, self.internal_pids)
         self.watches = _watch.Watches(self.sel, workdir)  # Sandbox.watch's inotify
+        # the image's recorded toolchain lookups, made while no job waits (_lookups)
+        self.warmer = _lookups.Warmer()
 
     def internal_pids(self) -> list[int]:
         """The agent's own helpers: not the user's processes to list or signal."""
@@ -184,8 +186,11 @@ class Agent:
             if not self.queue and not self.stdin_eof:
                 self.make_spare()  # once per wait: a spare killed meanwhile is not redone
             while not self.queue and not self.stdin_eof:
-                for key, _events in self.sel.select(None):
+                ready = self.sel.select(0 if self.warmer.pending() else None)
+                for key, _events in ready:
                     key.data()
+                if not ready:
+                    self.warmer.step()  # nothing came meanwhile
                 ended = reap()
                 if self.dying in ended:
                     self.dying = 0
@@ -199,6 +204,7 @@ class Agent:
                 kill_and_reap()
                 return
             job, inbox = self.queue.pop(0)
+            self.warmer.stop()
             if self.carried and job.get("op") != "run":
                 self.send_carried()
             try:
