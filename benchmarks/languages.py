@@ -68,6 +68,8 @@ if no_pch:
 print("ready", flush=True)
 for i, _ in enumerate(sys.stdin):
     work = "/work" if reuse else f"/work/{i}"
+    if not reuse and i:  # the last one's binary goes: the tmpfs counts against memory
+        shutil.rmtree(f"/work/{i - 1}")
     os.makedirs(work, exist_ok=True)
     os.chdir(work)
     if not reuse:
