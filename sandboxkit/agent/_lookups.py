@@ -129,12 +129,15 @@ def record(argv: list[str]) -> set[str]:
     pid = os.fork()
     if pid == 0:
         try:
-            ptrace(traceme, 0, None, None)
+            if ptrace(traceme, 0, None, None) != 0:
+                os._exit(126)  # refused: a stop now would be one no tracer ever sees
             os.kill(os.getpid(), signal.SIGSTOP)
             os.execvp(argv[0], argv)
         finally:
             os._exit(127)
-    os.waitpid(pid, wall)
+    _, status = os.waitpid(pid, wall)
+    if not os.WIFSTOPPED(status):
+        raise OSError(f"ptrace refused (the child ended with status {status})")
     if ptrace(setoptions, pid, None, options) != 0:
         raise OSError(ctypes.get_errno(), "ptrace(PTRACE_SETOPTIONS) failed")
     ptrace(syscall, pid, None, None)
