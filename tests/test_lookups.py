@@ -3,6 +3,7 @@ this host, the agent's warmer, and an image built with them (real Docker)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sandboxkit._backends import connect
 from sandboxkit._images.dockerfile import LOOKUPS_PATH, render
 from sandboxkit._images.ensure import ensure_image
 from sandboxkit._languages import BUILTIN, get_language
+from sandboxkit._languages.judge0 import EXTRA
 from sandboxkit.agent import _lookups
 
 
@@ -32,7 +34,8 @@ def test_the_recording_follows_children_and_passes_signals_on(tmp_path: Path) ->
         f" cat /tmp/sandboxkit-skipped 2>/dev/null;"
         f" trap 'touch {trap}' USR1; kill -USR1 $$; exit 0"
     )
-    found = _lookups.record(["sh", "-c", script])
+    found, status = _lookups.record(["sh", "-c", script])
+    assert os.waitstatus_to_exitcode(status) == 0
     assert "/etc/hostname" in found  # opened by a child (cat)
     assert "/no/such/sandboxkit-lookup" in found  # a lookup that found nothing counts too
     assert not any(p.startswith("/tmp/") and "sandboxkit-skipped" in p for p in found)
@@ -64,7 +67,12 @@ def test_the_warmer_looks_up_a_few_at_a_time_until_a_job_comes(tmp_path: Path) -
     assert not _lookups.Warmer(str(tmp_path / "absent")).pending()
 
 
-def test_compiled_builtins_record_their_sample_compile() -> None:
+def test_compiled_languages_record_their_sample_compile() -> None:
+    for spec in EXTRA:
+        if spec.sample is not None:
+            assert spec.compile is not None, spec.name
+            assert f"record {LOOKUPS_PATH} -- " in render(spec), spec.name
+    assert sum(spec.sample is not None for spec in EXTRA) >= 10
     for spec in BUILTIN:
         text = render(spec)
         if spec.name in ("c", "cpp", "go", "rust"):

@@ -93,6 +93,16 @@ TYPESCRIPT = LanguageSpec(
     prestart="tsc",
 )
 
+# what the C and C++ images compile when built, their lookups recorded (LanguageSpec.sample)
+C_SAMPLE = (
+    "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n"
+    'int main(void) { puts("Hello, world!"); return 0; }\n'
+)
+CPP_SAMPLE = (
+    "#include <iostream>\n#include <vector>\n#include <string>\n#include <algorithm>\n"
+    'int main() { std::cout << "Hello, world!" << std::endl; }\n'
+)
+
 C = LanguageSpec(
     name="c",
     packages=("gcc", "libc6-dev"),

@@ -14,7 +14,7 @@ build cache stores it once.
 
 from __future__ import annotations
 
-from .builtin import JVM_FLAGS
+from .builtin import C_SAMPLE, CPP_SAMPLE, JVM_FLAGS
 from .spec import LanguageSpec
 
 _JDK = ("default-jdk-headless",)  # the java image's package: its layer is reused
@@ -59,6 +59,7 @@ CLANG_C = LanguageSpec(
     base_packages=("clang", "libc6-dev", "libstdc++-12-dev"),
     source_file="main.c",
     compile=("clang", "-O2", "-o", "a.out", "main.c", "-lm"),
+    sample=C_SAMPLE,
     run=("./a.out",),
     version_command=("clang", "--version"),
 )
@@ -69,6 +70,7 @@ CLANG_CPP = CLANG_C.model_copy(
         "aliases": ("clang++",),
         "source_file": "main.cpp",
         "compile": ("clang++", "-O2", "-std=c++17", "-o", "a.out", "main.cpp", "-lm"),
+        "sample": CPP_SAMPLE,
         "version_command": ("clang++", "--version"),
     }
 )
@@ -79,6 +81,7 @@ CSHARP = LanguageSpec(
     packages=("mono-mcs",),
     source_file="Main.cs",
     compile=("mcs", "-out:Main.exe", "Main.cs"),
+    sample='class Hello { static void Main() { System.Console.WriteLine("Hello, world!"); } }\n',
     run=("mono", "Main.exe"),
     env={"MONO_GC_PARAMS": "nursery-size=8m"},
     version_command=("mcs", "--version"),
@@ -101,6 +104,7 @@ D = LanguageSpec(
     packages=("gdc",),
     source_file="main.d",
     compile=("gdc", "-O2", "-o", "main", "main.d"),
+    sample='import std.stdio;\nvoid main() { writeln("Hello, world!"); }\n',
     run=("./main",),
     version_command=("gdc", "--version"),
 )
@@ -140,6 +144,7 @@ FORTRAN = LanguageSpec(
     packages=("gfortran",),
     source_file="main.f90",
     compile=("gfortran", "-O2", "-o", "a.out", "main.f90"),
+    sample='program hello\n  print *, "Hello, world!"\nend program hello\n',
     run=("./a.out",),
     version_command=("gfortran", "--version"),
 )
@@ -150,6 +155,7 @@ HASKELL = LanguageSpec(
     packages=("ghc",),
     source_file="main.hs",
     compile=("ghc", "-O2", "-o", "main", "main.hs"),
+    sample='main = putStrLn "Hello, world!"\n',
     run=("./main",),
     version_command=("ghc", "--version"),
     compile_time=60.0,
@@ -172,6 +178,7 @@ OCAML = LanguageSpec(
     packages=("ocaml-nox",),
     source_file="main.ml",
     compile=("ocamlc", "-o", "a.out", "main.ml"),
+    sample='print_endline "Hello, world!"\n',
     run=("./a.out",),
     version_command=("ocamlc", "-version"),
 )
@@ -192,6 +199,7 @@ PASCAL = LanguageSpec(
     packages=("fp-compiler", "fp-units-rtl"),
     source_file="main.pas",
     compile=("fpc", "-O2", "-omain", "main.pas"),
+    sample="program Hello;\nbegin\n  writeln('Hello, world!');\nend.\n",
     run=("./main",),
     version_command=("fpc", "-iV"),
 )
@@ -211,6 +219,7 @@ PROLOG = LanguageSpec(
     packages=("gprolog",),
     source_file="main.pro",
     compile=("gplc", "--no-top-level", "-o", "main", "main.pro"),
+    sample=":- initialization(main).\nmain :- write('Hello, world!'), nl.\n",
     run=("./main",),
     version_command=("gprolog", "--version"),
 )
@@ -222,6 +231,8 @@ COBOL = LanguageSpec(
     packages=("gnucobol3",),
     source_file="main.cob",
     compile=("cobc", "-free", "-x", "-o", "main", "main.cob"),
+    sample="IDENTIFICATION DIVISION.\nPROGRAM-ID. HELLO.\nPROCEDURE DIVISION.\n"
+    '    DISPLAY "Hello, world!".\n    STOP RUN.\n',
     run=("./main",),
     version_command=("cobc", "--version"),
 )
@@ -356,6 +367,7 @@ SWIFT = LanguageSpec(
     packages=("swiftlang", "libc6-dev"),  # its linker needs crt1.o and libc.so
     source_file="main.swift",
     compile=("swiftc", "-swift-version", "5", "-o", "main", "main.swift"),
+    sample='print("Hello, world!")\n',
     run=("./main",),
     # the module cache is written next to the compiler by default: the root is read-only
     env={"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache"},

@@ -97,8 +97,9 @@ def keep(path: str) -> bool:
     return not any(path == top or path.startswith(top + "/") for top in SKIP)
 
 
-def record(argv: list[str]) -> set[str]:
-    """Run ``argv`` under ptrace to its end; the absolute paths it looked up."""
+def record(argv: list[str]) -> tuple[set[str], int]:
+    """Run ``argv`` under ptrace to its end: the absolute paths it looked up, and its
+    wait status."""
     import ctypes
     import platform
     import signal
@@ -144,6 +145,7 @@ def record(argv: list[str]) -> set[str]:
     found: set[str] = set()
     info = Info()
     live = {pid}
+    ended = -1
     while live:
         try:
             who, status = os.waitpid(-1, wall)
@@ -151,6 +153,8 @@ def record(argv: list[str]) -> set[str]:
             break
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             live.discard(who)
+            if who == pid:
+                ended = status
             continue
         live.add(who)
         if not os.WIFSTOPPED(status):
@@ -166,7 +170,7 @@ def record(argv: list[str]) -> set[str]:
         # the program's signals are (Go preempts its threads with SIGURG)
         ours = status >> 16 or sig in (signal.SIGTRAP | 0x80, signal.SIGTRAP, signal.SIGSTOP)
         ptrace(syscall, who, None, ctypes.c_void_p(0 if ours else sig))
-    return found
+    return found, ended
 
 
 def _string(pid: int, address: int) -> str | None:
@@ -200,13 +204,15 @@ def main(args: list[str]) -> int:
         print("usage: _lookups.py record LIST -- ARGV...", file=sys.stderr)
         return 2
     try:
-        paths = sorted(record(args[3:]))
+        found, status = record(args[3:])
     except OSError as exc:  # ptrace refused (a builder's seccomp): no list, no harm
         print(f"sandboxkit: no lookups recorded: {exc}", file=sys.stderr)
-        paths = []
+        found, status = set(), -1
     with open(args[1], "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write("".join(p + "\n" for p in paths))
-    print(f"sandboxkit: {len(paths)} lookups recorded", file=sys.stderr)
+        f.write("".join(p + "\n" for p in sorted(found)))
+    # a sample that did not compile still leaves what it looked up: said, not fatal
+    code = os.waitstatus_to_exitcode(status) if status >= 0 else "unknown"
+    print(f"sandboxkit: {len(found)} lookups recorded (exit status {code})", file=sys.stderr)
     return 0
 
 
