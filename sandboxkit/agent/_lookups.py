@@ -70,7 +70,7 @@ class Warmer:
                 self.paths = [line for line in f.read().split("\n") if line]
         except OSError:
             self.paths = []  # an image without a recording: nothing to warm
-        self.paths.reverse()  # taken from the end: in the order recorded
+        self.paths.reverse()  # taken from the end: in the list's order
 
     def pending(self) -> bool:
         return bool(self.paths)
