@@ -110,8 +110,7 @@ C = LanguageSpec(
     compile=("gcc", "-O2", "-pipe", "-o", "main", "main.c", "-lm"),
     run=("./main",),
     version_command=("gcc", "--version"),
-    sample="#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\n"
-    'int main(void) { puts("Hello, world!"); return 0; }\n',
+    sample=C_SAMPLE,
 )
 
 
@@ -143,8 +142,7 @@ CPP = LanguageSpec(
     compile=("g++", *_CPP_FLAGS, "-o", "main", "main.cpp", "-lm"),
     run=("./main",),
     version_command=("g++", "--version"),
-    sample="#include <iostream>\n#include <vector>\n#include <string>\n#include <algorithm>\n"
-    'int main() { std::cout << "Hello, world!" << std::endl; }\n',
+    sample=CPP_SAMPLE,
 )
 
 # A small container: the serial collector (no GC threads), no perf-data file in /tmp,
