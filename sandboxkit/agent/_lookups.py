@@ -144,19 +144,16 @@ def record(argv: list[str]) -> tuple[set[str], int]:
     ptrace(syscall, pid, None, None)
     found: set[str] = set()
     info = Info()
-    live = {pid}
     ended = -1
-    while live:
+    while True:  # until no process of it is left, children and threads followed
         try:
             who, status = os.waitpid(-1, wall)
         except ChildProcessError:
             break
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            live.discard(who)
             if who == pid:
                 ended = status
             continue
-        live.add(who)
         if not os.WIFSTOPPED(status):
             continue
         sig = os.WSTOPSIG(status)
