@@ -550,6 +550,31 @@ async def test_a_start_cancelled_before_it_ran_is_counted_out(
     check([wp], engines)
 
 
+async def test_a_start_cancelled_from_outside_is_counted_out_and_not_replaced(
+    engines: list[FakeEngine],
+) -> None:
+    """``asyncio.run`` cancels every task before the loop's default pool closes: a start
+    cancelled so must not start another, still querying the engine at shutdown."""
+    for e in engines:
+        e.mode = "hang"
+    wp = warm_pool(engines, size=3, max_size=3)
+    try:
+        wp._refill()
+        await settle()
+        starts = [t for ts in wp._starts.values() for t in ts]
+        assert len(starts) == 3
+        for task in starts:
+            task.cancel()  # as asyncio.run's shutdown does
+        await settle()
+        check([wp], engines)
+        assert wp.state.starting == 0
+        assert not any(wp._starts.values())  # nothing new started
+        assert sum(e.cancelled for e in engines) == 3
+    finally:
+        await wp.aclose()
+    check([wp], engines)
+
+
 async def test_a_start_ending_on_an_engine_no_longer_usable_is_dropped_and_replaced(
     engines: list[FakeEngine],
 ) -> None:

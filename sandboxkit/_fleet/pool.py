@@ -213,6 +213,7 @@ class WarmPool:
         # starts and the janitor, and waits for all of them (removals run to their end)
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: dict[str, set[asyncio.Task[None]]] = {url: set() for url in self.members}
+        self._replace_cancelled: set[asyncio.Task[None]] = set()  # see _start_cancelled
         self._janitor: asyncio.Task[None] | None = None
         self._closed = False
         self._on_dead_idle = on_dead_idle
@@ -274,10 +275,20 @@ class WarmPool:
         self._spawn(self._notify(), "sandboxkit-notify")
 
     def _start_cancelled(self, url: str, task: asyncio.Task[None]) -> None:
-        """A start was cancelled (its engine went down, the pool closed), perhaps before
-        it ran a line of its own: Box.start removed what it made; count it out here."""
-        if task.cancelled():
+        """A start was cancelled, perhaps before it ran a line of its own: Box.start
+        removed what it made; count it out here. Replaced only when its engine went down
+        (``engine_down`` cancelled it): a start cancelled from outside, as ``asyncio.run``
+        cancels every task before the loop's default pool closes, must not start another
+        that would still be querying the engine while the loop shuts down."""
+        replace = task in self._replace_cancelled
+        self._replace_cancelled.discard(task)
+        if not task.cancelled():
+            return
+        if replace:
             self._start_failed(url)
+        else:
+            self.placement.end_start(url, ok=False, now=time.monotonic())
+            self._spawn(self._notify(), "sandboxkit-notify")
 
     def _start_failed(self, url: str) -> None:
         self.placement.end_start(url, ok=False, now=time.monotonic())
@@ -425,6 +436,7 @@ class WarmPool:
             if where == url:
                 self._spawn(box.abandon(), "sandboxkit-abandon")
         for task in list(self._starts[url]):
+            self._replace_cancelled.add(task)
             task.cancel()
         self.placement.host_changed()
         if self._serving:
