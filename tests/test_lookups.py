@@ -4,6 +4,7 @@ this host, the agent's warmer, and an image built with them (real Docker)."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -67,26 +68,36 @@ def test_the_warmer_looks_up_a_few_at_a_time_until_a_job_comes(tmp_path: Path) -
     assert not _lookups.Warmer(str(tmp_path / "absent")).pending()
 
 
-def test_compiled_languages_record_their_sample_compile() -> None:
-    for spec in EXTRA:
-        if spec.sample is not None:
-            assert spec.compile is not None, spec.name
-            assert f"record {LOOKUPS_PATH} -- " in render(spec), spec.name
-    assert sum(spec.sample is not None for spec in EXTRA) >= 10
-    for spec in BUILTIN:
+def test_sampled_languages_record_their_sample_compiled_and_run() -> None:
+    for spec in (*BUILTIN, *EXTRA):
         text = render(spec)
-        if spec.name in ("c", "cpp", "go", "rust"):
-            assert spec.sample is not None and spec.compile is not None
-            assert f"record {LOOKUPS_PATH} -- {' '.join(spec.compile)}" in text
-        else:
+        if spec.sample is None:
             assert "record" not in text, spec.name
+            continue
+        step = text[text.index(f"record {LOOKUPS_PATH} -- ") :].split("\n")[1]
+        script = shlex.split(step.removesuffix("\\"))[2]  # sh -c SCRIPT < /dev/null
+        commands = [spec.run] if spec.compile is None else [spec.compile, spec.run]
+        assert script == " && ".join(shlex.join(c) for c in commands), spec.name
+    assert {s.name for s in BUILTIN if s.sample} == {"c", "cpp", "go", "rust"}
+    assert sum(spec.sample is not None for spec in EXTRA if spec.compile) >= 10
+    # interpreters whose start looks up hundreds of names record a run
+    assert {"php", "python2", "elixir", "octave"} <= {s.name for s in EXTRA if s.sample}
+
+
+# what each image's list must hold: the compiler and its headers (c), and for an
+# interpreter, what its start reads (php: its ini file and the time zone database)
+EXPECTED = {
+    "c": ("/usr/bin/gcc", "/stdio.h", "/cc1"),
+    "php": ("/usr/bin/php", "/php.ini", "/usr/share/zoneinfo/UTC"),
+}
 
 
 @pytest.mark.docker
-async def test_an_image_carries_its_toolchains_lookups() -> None:
+@pytest.mark.parametrize("language", sorted(EXPECTED))
+async def test_an_image_carries_its_toolchains_lookups(language: str) -> None:
     engine = connect()
     try:
-        tag = await ensure_image(engine, get_language("c"))
+        tag = await ensure_image(engine, get_language(language))
     finally:
         await engine.close()
     listed = subprocess.run(
@@ -95,8 +106,7 @@ async def test_an_image_carries_its_toolchains_lookups() -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     paths = set(listed.split())
-    assert "/usr/bin/gcc" in paths
-    assert any(p.endswith("/stdio.h") for p in paths)
-    assert any(p.endswith("/cc1") for p in paths)
+    for wanted in EXPECTED[language]:
+        assert any(p == wanted or p.endswith(wanted) for p in paths), wanted
     assert not any(p.startswith(("/tmp/", "/work/")) for p in paths)
-    assert listed.rstrip().endswith("tmp:"), "the sample's compile left files in /tmp"
+    assert listed.rstrip().endswith("tmp:"), "the sample's compile or run left files in /tmp"

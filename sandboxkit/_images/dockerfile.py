@@ -192,8 +192,8 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
             "RUN if command -v cc >/dev/null 2>&1; "
             f"then cc -O2 -o {LAUNCHER_PATH} {LAUNCHER_SOURCE}; fi"
         )
-    if spec.sample is not None and spec.compile is not None:
-        lines.append(_lookups_step(spec, spec.sample, spec.compile))
+    if spec.sample is not None:
+        lines.append(_lookups_step(spec, spec.sample))
     if spec.prestart == "javac":
         lines.append(f"RUN javac -d {JAVAC_CLASSES} {JAVAC_SOURCE}")
     if spec.prestart == "ruby":
@@ -208,18 +208,22 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
     return "\n".join(lines) + "\n"
 
 
-def _lookups_step(spec: LanguageSpec, sample: str, compile_argv: tuple[str, ...]) -> str:
-    """The build step that compiles ``sample`` as a run would (the language's
-    environment, its compile command) and records the files it looked up, for every new
-    sandbox to look up ahead (agent/_lookups.py). What the compile left in /tmp goes."""
+def _lookups_step(spec: LanguageSpec, sample: str) -> str:
+    """The build step that compiles ``sample`` (where the language compiles) and runs it
+    as a run would (the language's environment, its commands) and records the files they
+    looked up, for every new sandbox to look up ahead (agent/_lookups.py). What they left
+    in /tmp goes."""
     env = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(language_env(spec).items()))
-    argv = " ".join(shlex.quote(a) for a in compile_argv)
+    steps = [spec.run] if spec.compile is None else [spec.compile, spec.run]
+    # one recording of both: the shell finds each command on PATH as the agent does
+    script = " && ".join(" ".join(shlex.quote(a) for a in argv) for argv in steps)
     return (
         f"RUN mkdir -p {SAMPLE_DIR} && cd {SAMPLE_DIR} \\\n"
         # base64: a Dockerfile instruction ends at the first newline
         f" && echo {base64.b64encode(sample.encode()).decode()} | base64 -d"
         f" > {shlex.quote(spec.source_file)} \\\n"
-        f" && env -i {env} python3 -I {LOOKUPS_TOOL} record {LOOKUPS_PATH} -- {argv} \\\n"
+        f" && env -i {env} python3 -I {LOOKUPS_TOOL} record {LOOKUPS_PATH} -- \\\n"
+        f"    sh -c {shlex.quote(script)} < /dev/null \\\n"
         " && cd / && rm -rf /tmp/* /tmp/.[!.]*"
     )
 

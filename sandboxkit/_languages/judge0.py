@@ -115,6 +115,7 @@ ELIXIR = LanguageSpec(
     packages=("elixir",),
     source_file="script.exs",
     run=("elixir", "script.exs"),
+    sample='IO.puts "Hello, world!"\n',
     env={"ERL_AFLAGS": "+S 1:1 +A 1"},
     min_file_size_mb=_BEAM_FSIZE,
     version_command=("elixir", "--version"),
@@ -189,6 +190,7 @@ OCTAVE = LanguageSpec(
     packages=("octave",),
     source_file="script.m",
     run=("octave-cli", "-q", "--no-gui", "--no-history", "--no-window-system", "script.m"),
+    sample="disp('Hello, world!')\n",
     env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
     version_command=("octave-cli", "--version"),
 )
@@ -209,6 +211,8 @@ PHP = LanguageSpec(
     packages=("php-cli",),
     source_file="script.php",
     run=("php", "script.php"),
+    # its start looks up ~700 names (the time zone database, its ini files, extensions)
+    sample='<?php\necho "Hello, world!\\n";\n',
     version_command=("php", "--version"),
 )
 
@@ -354,6 +358,7 @@ PYTHON2 = LanguageSpec(
     packages=("python2.7",),
     source_file="script.py",
     run=("python2.7", "script.py"),
+    sample='print "Hello, world!"\n',
     env={"PYTHONDONTWRITEBYTECODE": "1"},
     live_env={"PYTHONUNBUFFERED": "1"},
     version_command=("python2.7", "--version"),

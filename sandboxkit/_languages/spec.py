@@ -75,9 +75,10 @@ class LanguageSpec(BaseModel):
     )
     sample: str | None = Field(
         None,
-        description="a small program, compiled once when the image is built with the "
-        "files its compile looks up recorded; every new sandbox looks them up again while "
-        "it waits in the pool, so its first compile finds them cached (agent/_lookups.py)",
+        description="a small program, compiled (where the language compiles) and run once "
+        "when the image is built, with the files they look up recorded; every new sandbox "
+        "looks them up again while it waits in the pool, so its first compile and run find "
+        "them cached (agent/_lookups.py)",
     )
     compile_memory_mb: int = Field(1024, ge=64, le=65536)
     compile_time: float = Field(30.0, gt=0, le=3600)

@@ -17,7 +17,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo I2luY2x1ZGUgPGlvc3RyZWFtPgojaW5jbHVkZSA8dmVjdG9yPgojaW5jbHVkZSA8c3RyaW5nPgojaW5jbHVkZSA8YWxnb3JpdGhtPgppbnQgbWFpbigpIHsgc3RkOjpjb3V0IDw8ICJIZWxsbywgd29ybGQhIiA8PCBzdGQ6OmVuZGw7IH0K | base64 -d > main.cpp \
- && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- g++ -O2 -pipe -std=c++17 -o main main.cpp -lm \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'g++ -O2 -pipe -std=c++17 -o main main.cpp -lm && ./main' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="cpp" org.sandboxkit.format="2"

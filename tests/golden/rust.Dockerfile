@@ -14,7 +14,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo Zm4gbWFpbigpIHsgcHJpbnRsbiEoIkhlbGxvLCB3b3JsZCEiKTsgfQo= | base64 -d > main.rs \
- && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- rustc --edition 2021 -O -o main main.rs \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'rustc --edition 2021 -O -o main main.rs && ./main' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="rust" org.sandboxkit.format="2"

@@ -14,7 +14,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo Y2xhc3MgSGVsbG8geyBzdGF0aWMgdm9pZCBNYWluKCkgeyBTeXN0ZW0uQ29uc29sZS5Xcml0ZUxpbmUoIkhlbGxvLCB3b3JsZCEiKTsgfSB9Cg== | base64 -d > Main.cs \
- && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 MONO_GC_PARAMS=nursery-size=8m PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- mcs -out:Main.exe Main.cs \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 MONO_GC_PARAMS=nursery-size=8m PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'mcs -out:Main.exe Main.cs && mono Main.exe' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="csharp" org.sandboxkit.format="2"

@@ -17,7 +17,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo cHJvZ3JhbSBoZWxsbwogIHByaW50ICosICJIZWxsbywgd29ybGQhIgplbmQgcHJvZ3JhbSBoZWxsbwo= | base64 -d > main.f90 \
- && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- gfortran -O2 -o a.out main.f90 \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'gfortran -O2 -o a.out main.f90 && ./a.out' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="fortran" org.sandboxkit.format="2"

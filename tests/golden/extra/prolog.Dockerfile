@@ -17,7 +17,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo Oi0gaW5pdGlhbGl6YXRpb24obWFpbikuCm1haW4gOi0gd3JpdGUoJ0hlbGxvLCB3b3JsZCEnKSwgbmwuCg== | base64 -d > main.pro \
- && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- gplc --no-top-level -o main main.pro \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'gplc --no-top-level -o main main.pro && ./main' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="prolog" org.sandboxkit.format="2"

@@ -12,5 +12,10 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && mkdir -p /work && chmod 1777 /work \
  && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
+RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
+ && echo cHJpbnQgIkhlbGxvLCB3b3JsZCEiCg== | base64 -d > script.py \
+ && env -i HOME=/home/sandbox LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1 TMPDIR=/tmp python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'python2.7 script.py' < /dev/null \
+ && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="python2" org.sandboxkit.format="2"

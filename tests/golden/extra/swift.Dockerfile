@@ -14,7 +14,8 @@ RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
  && echo cHJpbnQoIkhlbGxvLCB3b3JsZCEiKQo= | base64 -d > main.swift \
- && env -i HOME=/tmp LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp XDG_CACHE_HOME=/tmp/.cache python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- swiftc -swift-version 5 -o main main.swift \
+ && env -i HOME=/tmp LANG=C.UTF-8 LC_ALL=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin TMPDIR=/tmp XDG_CACHE_HOME=/tmp/.cache python3 -I /opt/sandboxkit/lib/sandboxkit/agent/_lookups.py record /opt/sandboxkit/lookups -- \
+    sh -c 'swiftc -swift-version 5 -o main main.swift && ./main' < /dev/null \
  && cd / && rm -rf /tmp/* /tmp/.[!.]*
 WORKDIR /work
 LABEL org.sandboxkit.language="swift" org.sandboxkit.format="2"
