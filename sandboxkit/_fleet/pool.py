@@ -282,17 +282,13 @@ class WarmPool:
         that would still be querying the engine while the loop shuts down."""
         replace = task in self._replace_cancelled
         self._replace_cancelled.discard(task)
-        if not task.cancelled():
-            return
-        if replace:
-            self._start_failed(url)
-        else:
-            self.placement.end_start(url, ok=False, now=time.monotonic())
-            self._spawn(self._notify(), "sandboxkit-notify")
+        if task.cancelled():
+            self._start_failed(url, replace=replace)
 
-    def _start_failed(self, url: str) -> None:
+    def _start_failed(self, url: str, *, replace: bool = True) -> None:
         self.placement.end_start(url, ok=False, now=time.monotonic())
-        self._refill()  # a replacement, where placement sees fit (none once closed)
+        if replace:
+            self._refill()  # a replacement, where placement sees fit (none once closed)
         self._spawn(self._notify(), "sandboxkit-notify")
 
     def _settle(self, url: str, box: Box) -> None:

@@ -216,7 +216,7 @@ def _lookups_step(spec: LanguageSpec, sample: str) -> str:
     env = " ".join(shlex.quote(f"{k}={v}") for k, v in sorted(language_env(spec).items()))
     steps = [spec.run] if spec.compile is None else [spec.compile, spec.run]
     # one recording of both: the shell finds each command on PATH as the agent does
-    script = " && ".join(" ".join(shlex.quote(a) for a in argv) for argv in steps)
+    script = " && ".join(shlex.join(argv) for argv in steps)
     return (
         f"RUN mkdir -p {SAMPLE_DIR} && cd {SAMPLE_DIR} \\\n"
         # base64: a Dockerfile instruction ends at the first newline
