@@ -44,6 +44,7 @@ import _memory
 from _stats import Latency, Report, Scoreboard, ms, ratio, time_calls
 
 import sandboxkit as sk
+from sandboxkit._backends.cgroups import MANY_DYING, dying_memory_cgroups
 from sandboxkit._languages import get_language
 
 CODE = "print(1)"
@@ -337,6 +338,8 @@ async def main(quick: bool, sections: tuple[str, ...] = SECTIONS) -> None:
     n, n_slow, n_tp, n_sess, n_runsc = (15, 4, 24, 30, 8) if quick else (40, 10, 48, 100, 20)
     report = Report()
     started = time.perf_counter()
+    # a host that keeps many removed cgroups starts every container slower: say so first
+    dying_at_start = dying_memory_cgroups()
     warm = host = epic = None
     ours_tp = reused_tp = churn = sess = host_rate = None
     async with (
@@ -377,7 +380,9 @@ async def main(quick: bool, sections: tuple[str, ...] = SECTIONS) -> None:
     board.print()
     took = time.perf_counter() - started
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n(benchmark took {took:.0f}s; host python {sys.version.split()[0]}; load {load})")
+    print(f"\n(benchmark took {took:.0f}s; host python {sys.version.split()[0]}; load {load};")
+    dying = f"{dying_at_start} -> {dying_memory_cgroups()}" if dying_at_start is not None else "?"
+    print(f" dying memory cgroups {dying}, doctor warns at {MANY_DYING})")
 
 
 def _score(

@@ -41,6 +41,7 @@ from ._fleet.labels import (
 )
 from ._fleet.reaper import remove
 from ._images.dockerfile import AGENT_PYC
+from ._layout import DEFAULT_HOME, OWN_DIR, WORKDIR, home_of
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -49,11 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sandboxkit")
 
 SANDBOX_UID = 65534
-WORKDIR = "/work"
-DEFAULT_HOME = "/home/sandbox"  # ContainerSpec.home's, BASE_ENV's $HOME
-# a session run's own files (its source, what its compiler makes), apart from the user's
-# files in WORKDIR: a user's main.py is the user's (see _run.jobs.make_job's ``own``)
-OWN_DIR = "/run/sandboxkit"
 READY_TIMEOUT = 60.0
 CLEANUP_TIMEOUT = 15.0
 EXIT_GRACE = 3.0
@@ -117,17 +113,6 @@ def container_spec(
         home=home_of(env),
         writable_root=shape.writable_root,
     )
-
-
-def home_of(env: Mapping[str, str]) -> str:
-    """The sandbox user's home: the language's $HOME when it names a directory under
-    /home (an image shaped for another product's user, such as E2B's /home/user), else
-    sandboxkit's own; either way a tmpfs of the box's own (see ContainerSpec.home)."""
-    home = env.get("HOME", "")
-    parts = home.split("/")
-    if len(parts) == 3 and parts[:2] == ["", "home"] and parts[2] not in ("", ".", ".."):
-        return home
-    return DEFAULT_HOME
 
 
 class Box:

@@ -25,11 +25,12 @@ from typing_extensions import Never, ParamSpec
 from ._backends import ContainerStats
 from ._background import BackgroundProcess, Terminal
 from ._background import refused as _refused_reply
-from ._container import WORKDIR, Box
+from ._container import Box
 from ._default import default_pool
 from ._egress.policy import Egress, check_egress
 from ._errors import InvalidInput, SandboxError, SandboxFileError, SandboxkitError, UsageError
 from ._languages import get_language, language_env
+from ._layout import WORKDIR
 from ._models import Event, FileEntry, Limits, ProcessInfo, RunResult, SandboxMetrics
 from ._process import Process, launch
 from ._run.jobs import rlimits

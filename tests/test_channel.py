@@ -20,7 +20,7 @@ from sandboxkit import _protocol as wire
 pytestmark = pytest.mark.docker
 
 PROBE = f"""
-import os, socket, sys
+import os, socket, stat, sys
 data = sys.stdin.buffer.read()
 sys.stdout.buffer.write(data[::-1])
 s = socket.socket(socket.AF_UNIX)
@@ -29,7 +29,8 @@ try:
     print("connected", file=sys.stderr)
 except OSError as exc:
     print(type(exc).__name__, exc.errno, file=sys.stderr)
-print("mounted", os.path.exists({wire.CHANNEL_PATH!r}), file=sys.stderr)
+# without a channel the path is the image's empty mount point, a file (_layout.py)
+print("socket", stat.S_ISSOCK(os.stat({wire.CHANNEL_PATH!r}).st_mode), file=sys.stderr)
 """
 
 STDIN = bytes(range(256)) * 4096  # 1 MiB, every byte value, in and out
@@ -69,7 +70,7 @@ async def test_a_local_sandbox_uses_the_channel_and_nothing_inside_can_connect(
 ) -> None:
     for _ in range(2):  # and not after a first run either
         lines = await probe(session)
-        assert lines[0] == "ConnectionRefusedError 111" and lines[1] == "mounted True"
+        assert lines[0] == "ConnectionRefusedError 111" and lines[1] == "socket True"
     leftovers = [p for p in os.listdir(_channel._channel_dir()) if p.endswith(".sock")]
     box = session._box  # type: ignore[attr-defined]
     assert isinstance(box._stream, _channel.ChannelStream)
@@ -82,7 +83,9 @@ async def test_turned_off_the_sandbox_has_no_socket_at_all(
     monkeypatch.setenv("SANDBOXKIT_CHANNEL", "attach")
     async with fresh_session() as sb:
         lines = await probe(sb)
-    assert lines[0] == "FileNotFoundError 2" and lines[1] == "mounted False"
+        # the empty mount point is no socket: the agent does not try it, nor say so
+        assert b"no direct channel" not in sb._box.agent_stderr  # type: ignore[attr-defined]
+    assert lines[0] == "PermissionError 13" and lines[1] == "socket False"  # root's file
 
 
 async def test_an_engine_that_cannot_mount_it_makes_the_sandbox_without(
@@ -98,7 +101,7 @@ async def test_an_engine_that_cannot_mount_it_makes_the_sandbox_without(
     monkeypatch.setattr(_channel.Listener, "open", staticmethod(vanishing))
     async with fresh_session() as sb:
         lines = await probe(sb)
-    assert lines[0] == "FileNotFoundError 2" and lines[1] == "mounted False"
+    assert lines[0] == "PermissionError 13" and lines[1] == "socket False"  # root's file
     assert _channel._refused  # and the engine is not offered one again
 
 
@@ -118,7 +121,7 @@ async def test_an_agent_that_cannot_connect_speaks_over_the_attach_stream(
         box = sb._box  # type: ignore[attr-defined]
         assert not isinstance(box._stream, _channel.ChannelStream)
         assert b"no direct channel" in box.agent_stderr
-    assert lines[1] == "mounted True" and "Refused" in lines[0]
+    assert lines[1] == "socket True" and "Refused" in lines[0]
     assert _channel._refused
 
 

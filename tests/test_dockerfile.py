@@ -19,9 +19,12 @@ from conftest import images_of, scratch_language
 
 from sandboxkit import ImageError
 from sandboxkit._backends import Backend, connect
+from sandboxkit._backends.docker import create_body
+from sandboxkit._container import Resources, Shape, container_spec
 from sandboxkit._images.dockerfile import CA_FILE, build_context, render
 from sandboxkit._images.ensure import build_ca_bundle, context_for, ensure_image
-from sandboxkit._languages import BASH, BUILTIN, PYTHON, LanguageSpec
+from sandboxkit._languages import BASH, BUILTIN, PYTHON, LanguageSpec, get_language, language_env
+from sandboxkit._layout import mount_points
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SANDBOXKIT_UPDATE_GOLDEN", "") not in ("", "0")
@@ -45,6 +48,28 @@ def test_golden_files_match_builtins() -> None:
     names = {p.name.removesuffix(".Dockerfile") for p in GOLDEN.glob("*.Dockerfile")}
     assert names == {s.name for s in BUILTIN}
     assert len(BUILTIN) == 10
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [PYTHON, get_language("c"), PYTHON.extend("homed", env={"HOME": "/home/user"})],
+    ids=["python", "c", "a home of its own"],
+)
+def test_the_image_holds_every_place_the_engine_mounts_on(spec: LanguageSpec) -> None:
+    """A mount point missing from the read-only image is made in the container's own
+    layer as it starts, and the blocks that touches pin its memory cgroup after it is
+    gone (sandboxkit/_layout.py): the image has made every one."""
+    shape = Shape(image="i")
+    body = create_body(
+        container_spec(shape, Resources(), {}, language_env(spec), "n", "/tmp/d/x.sock")
+    )
+    host = body["HostConfig"]
+    dirs, files = mount_points(language_env(spec))
+    assert set(host["Tmpfs"]) == set(dirs)
+    assert {m["Target"] for m in host["Mounts"]} == set(files)
+    made = render(spec)
+    for place in (*dirs, *files):
+        assert f" {place} " in made.replace("\\\n", " ")
 
 
 def test_render_is_deterministic_and_tag_is_content_hash() -> None:

@@ -16,6 +16,7 @@ from importlib import resources
 
 from .._backends.seccomp import PROFILE_DIGEST
 from .._languages import LanguageSpec, language_env
+from .._layout import mount_points
 
 BASE_SUITE = "bookworm"  # the Debian release nearly every language image stands on
 
@@ -170,6 +171,7 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
             f"RUN mkdir -p {VERSION_PATH.rpartition('/')[0]} \\\n"
             f" && {cmd} > {VERSION_PATH} 2>&1 || {{ cat {VERSION_PATH}; exit 1; }}"
         )
+    dirs, files = mount_points(language_env(spec))
     prestart = prestart_config(spec)
     if prestart is not None:
         lines.append(
@@ -180,7 +182,8 @@ def render(spec: LanguageSpec, base: str | None = None, *, with_ca: bool = False
         f"RUN python3 -I -m compileall -q {AGENT_LIB} \\\n"
         f' && python3 -I -c "import py_compile; '
         f"py_compile.compile('{AGENT_PATH}', cfile='{AGENT_PYC}', doraise=True)\" \\\n"
-        " && mkdir -p /work && chmod 1777 /work \\\n"
+        # every mount point (_layout.mount_points): none is made as a sandbox starts
+        f" && mkdir -p {' '.join(dirs)} && chmod 1777 /work && touch {' '.join(files)} \\\n"
         # a sandbox without network gets an empty /etc/hosts from the engine: resolve
         # localhost (and the container's own name) without it, as every Judge0 box does
         " && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf",

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._container import OWN_DIR, WORKDIR, Resources, encode_files
+from .._container import Resources, encode_files
 from .._languages import LanguageSpec, language_env
+from .._layout import OWN_DIR, WORKDIR
 from .._models import Limits
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import anyio
 
 from .. import _protocol as wire
-from .._container import WORKDIR, Box
+from .._container import Box
 from .._errors import SandboxError, SnapshotError
 from .._languages.spec import BASE_ENV
+from .._layout import WORKDIR
 from .store import MB, Record, Writer, read_pieces
 
 # Every place a sandbox may write that a snapshot keeps, in one list: the workdir, /tmp
@@ -24,7 +25,7 @@ SNAPSHOT_PLACES: tuple[str, ...] = (WORKDIR, "/tmp", BASE_ENV["HOME"])
 
 
 def places_of(box: Box) -> list[str]:
-    """``box``'s places: its home is its language's (see ``_container.home_of``)."""
+    """``box``'s places: its home is its language's (see ``_layout.home_of``)."""
     return [p if p != BASE_ENV["HOME"] else box.home for p in SNAPSHOT_PLACES]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import stat  # os's own import: free
 
 from .._protocol import CHANNEL_PATH, REPLY, pack
 
@@ -22,9 +23,13 @@ IN, OUT = 0, 1
 
 
 def open_channel(path: str = CHANNEL_PATH) -> bool:
-    """Connect to the host's socket when one is mounted; False: stay on stdin/stdout."""
+    """Connect to the host's socket when one is mounted; False: stay on stdin/stdout.
+    Without one, the path is the image's empty mount point (``_layout.mount_points``)."""
     global IN, OUT
-    if not os.path.exists(path):
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+    except OSError:
         return False
     import _socket  # the C module: `socket` would import enum, selectors' friends...
 

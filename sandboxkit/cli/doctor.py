@@ -1,20 +1,24 @@
 """``sandboxkit doctor``: is everything a run needs here, and what to do if not.
 
 With several engines (``--engine``, ``--fleet``, ``SANDBOXKIT_FLEET``) every engine is
-checked: reachable (and its TLS accepted), API version, runtimes, cgroups, the base and
-language images."""
+checked: reachable (and its TLS accepted), API version, runtimes, cgroups (on this host's
+engine: the memory cgroups its kernel keeps after their removal), the base and language
+images."""
 
 from __future__ import annotations
 
 import shutil
 from typing import Any
 
+import anyio
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from .._backends import Backend, EngineConfig
 from .._backends.advice import PERMISSION, how_to_get_gvisor, how_to_reach, how_to_start
+from .._backends.cgroups import HOW_TO_RELEASE, MANY_DYING, dying_memory_cgroups
+from .._backends.config import scheme_of
 from .._errors import EngineUnavailable, InvalidInput, SandboxkitError
 from .._images.dockerfile import BASE_IMAGE, build_context
 from .._images.ensure import debian_mirror
@@ -72,6 +76,8 @@ async def _check_engine(
             "" if where else "Sandbox(root=True) needs gVisor (runsc) or userns-remap",
         )
     )
+    if scheme_of(config.url) == "unix":  # the engine's host is this one: its kernel tells
+        rows.append(await _dying_cgroups())
     base = await engine.image_exists(BASE_IMAGE)
     fix_base = (
         "a pool copies it from an engine that has it"
@@ -91,6 +97,20 @@ async def _check_engine(
         )
         rows.append((f"image {name}", tag if present else "not there yet", "" if present else fix))
     return base or many, rows
+
+
+async def _dying_cgroups() -> Row:
+    """The memory cgroups this host's kernel keeps after their containers are gone."""
+    dying = await anyio.to_thread.run_sync(dying_memory_cgroups)
+    if dying is None:
+        return ("dying cgroups", "not told by this host", "")
+    if dying < MANY_DYING:
+        return ("dying cgroups", str(dying), "")
+    return (
+        "dying cgroups",
+        f"[yellow]{dying}[/yellow] memory cgroups kept after removal",
+        f"each slows every new container: {HOW_TO_RELEASE}",
+    )
 
 
 def doctor(

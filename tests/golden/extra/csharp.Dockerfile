@@ -9,7 +9,7 @@ RUN mkdir -p /opt/sandboxkit \
 COPY agent/ /opt/sandboxkit/
 RUN python3 -I -m compileall -q /opt/sandboxkit/lib \
  && python3 -I -c "import py_compile; py_compile.compile('/opt/sandboxkit/agent.py', cfile='/opt/sandboxkit/agent.pyc', doraise=True)" \
- && mkdir -p /work && chmod 1777 /work \
+ && mkdir -p /work /run/sandboxkit /tmp /home/sandbox && chmod 1777 /work && touch /run/sandboxkit.sock \
  && sed -i 's/^hosts:.*/hosts:          files myhostname dns/' /etc/nsswitch.conf
 RUN if command -v cc >/dev/null 2>&1; then cc -O2 -o /opt/sandboxkit/launch /opt/sandboxkit/lib/sandboxkit/agent/launch.c; fi
 RUN mkdir -p /tmp/sandboxkit-sample && cd /tmp/sandboxkit-sample \
