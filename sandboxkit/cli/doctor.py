@@ -109,7 +109,7 @@ async def _dying_cgroups() -> Row:
     return (
         "dying cgroups",
         f"[yellow]{dying}[/yellow] memory cgroups kept after removal",
-        f"each slows every new container: {HOW_TO_RELEASE}",
+        f"thousands slow every new container: {HOW_TO_RELEASE}",
     )
 
 
