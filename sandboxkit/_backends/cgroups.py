@@ -4,9 +4,11 @@ their removal ("dying" ones).
 A removed cgroup stays in the kernel while a page of the page cache is still charged to
 it. Thousands of them slow what every new container does (cgroup v1 and Docker 20.10
 here measured half the speed after two test runs had left ~1,750); dropping the clean
-caches lets them go. sandboxkit's images leave none (``_layout.mount_points``); other
-containers and builds on the same host can. ``sandboxkit doctor`` shows the count where
-the engine is local, and the benchmarks print it beside their figures.
+caches lets them go. sandboxkit's sandboxes leave about none (``_layout.mount_points``);
+other containers and builds on the same host can. Under cgroup v2 the kernel counts every
+dying cgroup of the hierarchy (they are the same cgroups for every controller).
+``sandboxkit doctor`` shows the count where the engine is local, and the benchmarks
+print it beside their figures.
 """
 
 from __future__ import annotations
