@@ -32,12 +32,12 @@ from deepagents.backends.protocol import (
 from deepagents.backends.sandbox import BaseSandbox
 
 from .._errors import InvalidInput, SandboxFileError
+from .._layout import WORKDIR
 from .._models import Limits, RunResult
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
 from ._loop import LoopThread
 
-WORKDIR = "/work"
 # glob_paths="relative": Python's own glob in the box, relative to the root given first
 _CLASSIC_GLOB = (
     "import glob, json, os, sys\n"

@@ -31,11 +31,11 @@ from agents.sandbox.snapshot import SnapshotBase, SnapshotSpec, resolve_snapshot
 from agents.sandbox.types import ExecResult, User
 
 from .._errors import InvalidInput, SandboxFileError
+from .._layout import WORKDIR
 from .._models import Limits
 from .._sandbox import Sandbox
 from .._sandbox_pool import SandboxPool
 
-WORKDIR = "/work"
 _SDK_DEFAULT_ROOT = "/workspace"
 
 
